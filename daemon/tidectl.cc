@@ -1,0 +1,283 @@
+// tidectl: the operator's command line for tide.
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "pg/pg_database.h"
+#include "plan/plan_parser.h"
+#include "runtime/files.h"
+#include "runtime/spool.h"
+#include "tide/json.h"
+#include "tide/version.h"
+#include "util/json_parse.h"
+
+namespace {
+
+const char* kUsage =
+    "usage: tidectl COMMAND [options]\n"
+    "\n"
+    "  validate PLAN.yaml [--config FILE]     check a plan offline (with --config, also that its\n"
+    "                                         database is configured); exit 1 when invalid\n"
+    "  submit [--spool DIR | --config FILE] PLAN.yaml\n"
+    "                                         validate, then drop the plan into the spool\n"
+    "  status --config FILE [--json]          every plan: state, phase, rows done, times\n"
+    "  audit (--config FILE | --file PATH) [--plan P] [--json]\n"
+    "                                         the audit trail as a timeline\n"
+    "  version\n";
+
+struct Args {
+  std::string command;
+  std::vector<std::string> positional;
+  std::map<std::string, std::string> options;  // --name value
+  std::set<std::string> flags;                 // --name
+};
+
+bool ParseArgs(int argc, char** argv, Args* a, std::string* error) {
+  static const std::set<std::string> with_value = {"--config", "--spool", "--file", "--plan"};
+  static const std::set<std::string> flags = {"--json"};
+  if (argc < 2) return *error = "no command given", false;
+  a->command = argv[1];
+  for (int i = 2; i < argc; ++i) {
+    std::string s = argv[i];
+    if (with_value.count(s)) {
+      if (i + 1 >= argc) return *error = s + " needs a value", false;
+      a->options[s] = argv[++i];
+    } else if (flags.count(s)) {
+      a->flags.insert(s);
+    } else if (s.rfind("--", 0) == 0) {
+      return *error = "unknown option " + s, false;
+    } else {
+      a->positional.push_back(s);
+    }
+  }
+  return true;
+}
+
+// Parses and checks a plan file; prints every problem. Returns the plan's name or "".
+bool CheckPlanFile(const std::string& path, const std::string& config_path, std::string* text) {
+  auto content = tide::ReadFile(path, tide::kMaxPlanBytes + 1);
+  if (!content.ok()) {
+    std::cerr << "tidectl: " << content.status().message() << "\n";
+    return false;
+  }
+  *text = *content;
+  auto parsed = tide::ParsePlan(*text, path);
+  if (parsed.ok() && !config_path.empty()) {
+    auto config = tide::LoadConfigFile(config_path);
+    if (!config.ok()) {
+      std::cerr << "tidectl: invalid config:\n" << config.status().message();
+      return false;
+    }
+    std::set<std::string> names;
+    for (const auto& kv : config->databases) names.insert(kv.first);
+    parsed.errors = tide::CheckPlanAgainstDatabases(parsed.plan, path, names);
+  }
+  if (!parsed.ok()) {
+    std::cerr << tide::FormatDiagnostics(parsed.errors);
+    std::cerr << path << ": " << parsed.errors.size() << " problem"
+              << (parsed.errors.size() == 1 ? "" : "s") << "; the plan was not accepted\n";
+    return false;
+  }
+  const auto& p = parsed.plan;
+  std::cout << path << ": plan `" << p.name << "` on database `" << p.database << "` is valid: "
+            << p.expand.size() << " expand step(s), " << p.backfill.size()
+            << " backfill task(s), " << p.gates.size() << " gate(s), " << p.contract.size()
+            << " contract step(s)\n";
+  return true;
+}
+
+int Validate(const Args& a) {
+  if (a.positional.size() != 1) return std::cerr << "tidectl validate: give one plan file\n", 2;
+  std::string text;
+  auto it = a.options.find("--config");
+  return CheckPlanFile(a.positional[0], it == a.options.end() ? "" : it->second, &text) ? 0 : 1;
+}
+
+int Submit(const Args& a) {
+  if (a.positional.size() != 1) return std::cerr << "tidectl submit: give one plan file\n", 2;
+  std::string spool_dir, config_path;
+  if (a.options.count("--spool")) spool_dir = a.options.at("--spool");
+  if (a.options.count("--config")) {
+    config_path = a.options.at("--config");
+    auto config = tide::LoadConfigFile(config_path);
+    if (!config.ok()) return std::cerr << "tidectl: invalid config:\n" << config.status().message(), 1;
+    if (spool_dir.empty()) spool_dir = config->spool_dir;
+  }
+  if (spool_dir.empty()) return std::cerr << "tidectl submit: give --spool DIR or --config FILE\n", 2;
+  std::string text;
+  if (!CheckPlanFile(a.positional[0], config_path, &text)) return 1;
+
+  std::string base = a.positional[0];
+  base = base.substr(base.find_last_of('/') + 1);
+  if (!tide::IsPlanFileName(base)) base += ".yaml";
+  const std::string incoming = spool_dir + "/incoming";
+  const std::string tmp = incoming + "/." + base + ".tmp";
+  const std::string dest = incoming + "/" + base;
+  struct stat st;
+  if (::stat(dest.c_str(), &st) == 0) {
+    std::cerr << "tidectl submit: " << dest << " already exists and is waiting to be picked up\n";
+    return 1;
+  }
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    std::cerr << "tidectl submit: cannot write " << tmp << ": " << std::strerror(errno)
+              << "; is the spool's incoming/ folder there and writable?\n";
+    return 1;
+  }
+  bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
+  ok = ::fsync(fd) == 0 && ok;
+  ::close(fd);
+  if (!ok || ::rename(tmp.c_str(), dest.c_str()) != 0) {
+    ::unlink(tmp.c_str());
+    std::cerr << "tidectl submit: cannot place " << dest << ": " << std::strerror(errno) << "\n";
+    return 1;
+  }
+  std::cout << "submitted " << dest << "\n";
+  return 0;
+}
+
+std::string Percent(int64_t done, int64_t total) {
+  if (total <= 0) return "";
+  char buf[16];
+  std::snprintf(buf, sizeof buf, " (%.0f%%)", 100.0 * std::min(done, total) / total);
+  return buf;
+}
+
+int Status(const Args& a) {
+  if (!a.options.count("--config")) return std::cerr << "tidectl status: --config FILE is required\n", 2;
+  auto config = tide::LoadConfigFile(a.options.at("--config"));
+  if (!config.ok()) return std::cerr << "tidectl: invalid config:\n" << config.status().message(), 1;
+  const bool json = a.flags.count("--json") > 0;
+  tide::PgConnector connector(config->databases, config->defaults);
+  int rc = 0;
+  std::string json_out;
+  for (const auto& [name, db_config] : config->databases) {
+    auto db = connector.ConnectPg(name);
+    if (!db.ok()) {
+      std::cerr << "database " << name << ": " << db.status().ToString() << "\n";
+      rc = 1;
+      continue;
+    }
+    auto plans = (*db)->ListPlans();
+    auto tasks = (*db)->ListTaskProgress();
+    if (!plans.ok() || !tasks.ok()) {
+      // No tide schema yet: nothing was ever submitted to this database.
+      if (!json) std::cout << "database " << name << ": no plans\n";
+      continue;
+    }
+    for (const auto& p : *plans) {
+      tide::JsonObject o;
+      o.Str("database", name).Str("plan", p.name).Str("state", ToString(p.cursor.state))
+          .Str("phase", tide::PhaseOf(p.cursor.state)).Int("step", p.cursor.step)
+          .Str("submitted_by", p.submitted_by).Str("submitted_at", p.submitted_at)
+          .Str("started_at", p.started_at).Str("finished_at", p.finished_at)
+          .Str("error", p.last_error);
+      int64_t done = 0, est = 0;
+      for (const auto& t : *tasks) {
+        if (t.plan == p.name) done += t.rows_updated, est += t.rows_estimated;
+      }
+      o.Int("rows_done", done).Int("rows_estimated", est);
+      if (json) {
+        json_out += (json_out.empty() ? "" : ",\n ") + o.ToString();
+        continue;
+      }
+      std::cout << name << "/" << p.name << "  " << ToString(p.cursor.state);
+      if (p.cursor.state == tide::PlanState::kFailed) std::cout << " (in " << ToString(p.failed_in) << ")";
+      std::cout << "\n  submitted " << p.submitted_at << " by " << p.submitted_by;
+      if (!p.started_at.empty()) std::cout << ", started " << p.started_at;
+      if (!p.finished_at.empty()) std::cout << ", finished " << p.finished_at;
+      std::cout << "\n";
+      for (const auto& t : *tasks) {
+        if (t.plan != p.name) continue;
+        std::cout << "  backfill " << t.table << ": " << t.rows_updated << " rows updated, "
+                  << t.rows_scanned << " scanned of ~" << t.rows_estimated
+                  << Percent(t.rows_scanned, t.rows_estimated) << ", " << t.batches
+                  << " batches" << (t.pass > 1 ? ", catch-up pass" : "")
+                  << (t.done ? ", done" : "") << "\n";
+      }
+      if (!p.last_error.empty()) std::cout << "  error: " << p.last_error << "\n";
+    }
+  }
+  if (json) std::cout << "[" << json_out << "]\n";
+  return rc;
+}
+
+std::string Describe(const tide::FlatJson& e) {
+  auto get = [&](const std::string& k) {
+    auto it = e.find(k);
+    return it == e.end() ? std::string() : it->second;
+  };
+  std::string out;
+  static const std::set<std::string> skip = {"seq", "ts", "event", "plan", "phase", "actor"};
+  for (const auto& [k, v] : e) {
+    if (skip.count(k)) continue;
+    std::string value = v;
+    if (value.size() > 160) value = value.substr(0, 157) + "...";
+    for (char& c : value) if (c == '\n') c = ' ';
+    out += " " + k + "=" + value;
+  }
+  std::string head = get("ts") + "  " + get("event");
+  if (!get("plan").empty()) head += "  " + get("plan");
+  if (!get("phase").empty()) head += " [" + get("phase") + "]";
+  if (!get("actor").empty()) head += " by " + get("actor");
+  return head + " " + out;
+}
+
+int Audit(const Args& a) {
+  std::string path;
+  if (a.options.count("--file")) {
+    path = a.options.at("--file");
+  } else if (a.options.count("--config")) {
+    auto config = tide::LoadConfigFile(a.options.at("--config"));
+    if (!config.ok()) return std::cerr << "tidectl: invalid config:\n" << config.status().message(), 1;
+    path = config->audit_log;
+  } else {
+    return std::cerr << "tidectl audit: give --config FILE or --file PATH\n", 2;
+  }
+  std::ifstream in(path);
+  if (!in) return std::cerr << "tidectl audit: cannot read " << path << "\n", 1;
+  const std::string plan = a.options.count("--plan") ? a.options.at("--plan") : "";
+  std::string line;
+  int lineno = 0;
+  while (std::getline(in, line)) {
+    ++lineno;
+    auto e = tide::ParseFlatJson(line);
+    if (!e) {
+      std::cerr << path << ":" << lineno << ": not an audit event\n";
+      continue;
+    }
+    if (!plan.empty() && (*e)["plan"] != plan) continue;
+    std::cout << (a.flags.count("--json") ? line : Describe(*e)) << "\n";
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Args args;
+  std::string error;
+  if (!ParseArgs(argc, argv, &args, &error)) return std::cerr << "tidectl: " << error << "\n" << kUsage, 2;
+  try {
+    if (args.command == "validate") return Validate(args);
+    if (args.command == "submit") return Submit(args);
+    if (args.command == "status") return Status(args);
+    if (args.command == "audit") return Audit(args);
+    if (args.command == "version") return std::cout << "tidectl " << tide::kTideVersion << "\n", 0;
+    if (args.command == "help" || args.command == "--help") return std::cout << kUsage, 0;
+  } catch (const std::exception& e) {
+    std::cerr << "tidectl: " << e.what() << "\n";
+    return 1;
+  }
+  std::cerr << "tidectl: unknown command `" << args.command << "`\n" << kUsage;
+  return 2;
+}

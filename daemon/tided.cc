@@ -1,0 +1,129 @@
+// tided: the tide daemon. Wires the spool, the orchestrator, the databases, the audit log and
+// the metrics together, and runs them on one io_context until SIGTERM or SIGINT.
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <csignal>
+#include <cstring>
+#include <iostream>
+#include <memory>
+#include <prometheus/exposer.h>
+#include <prometheus/registry.h>
+
+#include "obs/audit_log.h"
+#include "obs/prometheus_metrics.h"
+#include "pg/pg_database.h"
+#include "runtime/files.h"
+#include "runtime/orchestrator.h"
+#include "runtime/spool_watcher.h"
+#include "tide/version.h"
+
+namespace {
+
+const char* kUsage =
+    "usage: tided --config FILE [--foreground]\n"
+    "  Runs tide's daemon: picks up plans from the spool directory and applies them.\n"
+    "  Logs go to stderr. SIGTERM or SIGINT: finish the statements in flight, record state, exit.\n";
+
+int Run(const std::string& config_path) {
+  auto config = tide::LoadConfigFile(config_path);
+  if (!config.ok()) {
+    std::cerr << "tided: invalid config:\n" << config.status().message();
+    return 2;
+  }
+  spdlog::set_level(spdlog::level::from_str(config->log_level));
+
+  tide::Spool spool(config->spool_dir);
+  if (auto s = spool.Prepare(); !s.ok()) {
+    spdlog::critical("{}", s.ToString());
+    return 1;
+  }
+  tide::AuditLog audit(config->audit_log);
+  if (auto s = audit.Open(); !s.ok()) {
+    spdlog::critical("{}", s.ToString());
+    return 1;
+  }
+  tide::PrometheusMetrics metrics;
+  std::unique_ptr<prometheus::Exposer> exposer;
+  try {
+    exposer = std::make_unique<prometheus::Exposer>(config->metrics_listen);
+    std::weak_ptr<prometheus::Collectable> collectable = metrics.registry();
+    exposer->RegisterCollectable(collectable);
+  } catch (const std::exception& e) {
+    spdlog::critical("cannot listen for metrics on {}: {}; set `metrics_listen` to a free "
+                     "host:port", config->metrics_listen, e.what());
+    return 1;
+  }
+
+  boost::asio::io_context io;
+  boost::asio::thread_pool pool(4);
+  tide::PgConnector connector(config->databases, config->defaults);
+  tide::Orchestrator orchestrator(io, pool, *config, &connector, &spool, &audit, &metrics);
+  tide::SpoolWatcher watcher(io, &spool, [&](tide::SpoolFile f) { orchestrator.Submit(std::move(f)); });
+
+  audit.Write({"daemon_started", "", "", "",
+               tide::JsonObject()
+                   .Str("version", tide::kTideVersion)
+                   .Int("pid", ::getpid())
+                   .Str("config", config_path)
+                   .Str("spool", config->spool_dir)});
+  spdlog::info("tided {} started (pid {}); spool {}, metrics on {}", tide::kTideVersion,
+               ::getpid(), config->spool_dir, config->metrics_listen);
+
+  orchestrator.ResumeAll();
+  if (auto s = watcher.Start(); !s.ok()) {
+    spdlog::critical("{}", s.ToString());
+    return 1;
+  }
+
+  boost::asio::signal_set signals(io, SIGTERM, SIGINT);
+  int stop_signals = 0;
+  std::function<void(const boost::system::error_code&, int)> on_signal =
+      [&](const boost::system::error_code& ec, int sig) {
+        if (ec) return;
+        if (++stop_signals > 1) {
+          spdlog::warn("second {}: exiting now; statements in flight are rolled back",
+                       strsignal(sig));
+          audit.Write({"daemon_stopped", "", "", "", tide::JsonObject().Str("how", "forced")});
+          std::_Exit(1);
+        }
+        spdlog::info("{}: finishing the statements in flight, then stopping", strsignal(sig));
+        watcher.Stop();
+        orchestrator.Shutdown([&] { io.stop(); });
+        signals.async_wait(on_signal);
+      };
+  signals.async_wait(on_signal);
+
+  io.run();
+  pool.join();
+  audit.Write({"daemon_stopped", "", "", "", tide::JsonObject().Str("how", "graceful")});
+  spdlog::info("tided stopped");
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  spdlog::set_default_logger(spdlog::stderr_color_mt("tided"));
+  std::string config_path;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--config" && i + 1 < argc) config_path = argv[++i];
+    else if (a.rfind("--config=", 0) == 0) config_path = a.substr(9);
+    else if (a == "--foreground") continue;
+    else if (a == "--version") return std::cout << "tided " << tide::kTideVersion << "\n", 0;
+    else if (a == "--help" || a == "-h") return std::cout << kUsage, 0;
+    else return std::cerr << "tided: unknown argument `" << a << "`\n" << kUsage, 2;
+  }
+  if (config_path.empty()) return std::cerr << "tided: --config is required\n" << kUsage, 2;
+  try {
+    return Run(config_path);
+  } catch (const std::exception& e) {
+    spdlog::critical("unexpected error: {}", e.what());
+    return 1;
+  }
+}

@@ -1,0 +1,142 @@
+// The ports through which the orchestrator reaches the outside world: the target database, the
+// audit log and the metrics. Abstract so that the orchestrator can be tested with fakes; the real
+// implementations live in src/pg and src/obs.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "engine/phase.h"
+#include "engine/sql_text.h"
+#include "tide/json.h"
+#include "tide/plan.h"
+#include "tide/status.h"
+
+namespace tide {
+
+// One plan's row in tide.plans.
+struct PlanRecord {
+  std::string name;
+  std::string checksum;   // SHA-256 of the plan file, hex
+  std::string file_name;  // as it was dropped in the spool
+  std::string source;     // the plan file's text, so a restart needs no file
+  std::string submitted_by;
+  PlanCursor cursor;
+  PlanState failed_in = PlanState::kAccepted;  // the state a failed plan was in when it failed
+  std::string last_error;
+  std::string submitted_at, started_at, finished_at, updated_at;  // ISO 8601 or empty
+};
+
+// The durable progress of one backfill task (tide.backfill), committed with every batch.
+struct TaskCheckpoint {
+  int pass = 1;                       // 2 for the catch-up pass after a failed gate
+  std::vector<std::string> last_key;  // empty: nothing done in this pass yet
+  bool done = false;
+  int64_t rows_updated = 0;
+  int64_t rows_scanned = 0;
+  int64_t batches = 0;
+  int64_t rows_estimated = 0;
+};
+
+struct BatchResult {
+  int64_t updated = 0;
+  int64_t scanned = 0;
+  std::vector<std::string> last_key;  // empty when no row was left
+};
+
+struct TableInfo {
+  bool exists = false;
+  bool has_primary_key = false;
+  std::vector<KeyColumn> key;  // resolved: the plan's `key`, else the primary key
+  int64_t estimated_rows = 0;  // pg_class.reltuples, 0 when never analyzed
+};
+
+struct StatementLimits {
+  Millis lock_timeout;
+  Millis statement_timeout;
+};
+
+// One session to one target database. Not thread-safe: each plan runner owns one. Every
+// statement runs with a lock_timeout and a statement_timeout. Errors come back as Status values
+// classified by ClassifySqlstate (retryable, in doubt, fatal).
+class PlanDatabase {
+ public:
+  virtual ~PlanDatabase() = default;
+
+  // Creates or upgrades the tide schema. Safe to call from several daemons at once.
+  virtual Status EnsureSchema() = 0;
+  virtual Result<std::optional<PlanRecord>> FindPlan(const std::string& name) = 0;
+  virtual Result<std::vector<PlanRecord>> ListPlans() = 0;
+  virtual Status InsertPlan(const PlanRecord& record) = 0;
+  // Stores the cursor (and the error, for failed). Sets started_at/finished_at as they apply.
+  virtual Status SaveCursor(const std::string& plan, const PlanCursor& cursor,
+                            const std::string& error) = 0;
+
+  // Runs one step's SQL and stores `after` as the plan's cursor, in one transaction when the
+  // statement allows it (else the statement first, then the cursor).
+  virtual Status RunStep(const std::string& plan, const std::string& sql,
+                         const StatementLimits& limits, const PlanCursor& after) = 0;
+
+  virtual Result<TableInfo> DescribeTable(const QualifiedName& table,
+                                          const std::vector<std::string>& key) = 0;
+  // The task's checkpoint for `pass`; creates it (or restarts it at the new pass) when needed.
+  virtual Result<TaskCheckpoint> LoadCheckpoint(const std::string& plan, int task,
+                                                const std::string& table_name, int pass,
+                                                int64_t rows_estimated) = 0;
+  // Runs one batch after `from.last_key` and advances the checkpoint in the same transaction.
+  virtual Result<BatchResult> RunBatch(const std::string& plan, int task,
+                                       const BatchStatement& statement,
+                                       const TaskCheckpoint& from, int64_t batch_size,
+                                       const StatementLimits& limits) = 0;
+  // Runs a query that returns one number (a gate).
+  virtual Result<int64_t> QueryNumber(const std::string& sql, const StatementLimits& limits) = 0;
+};
+
+class DatabaseConnector {
+ public:
+  virtual ~DatabaseConnector() = default;
+  // A new session to the database the config names `database`.
+  virtual Result<std::unique_ptr<PlanDatabase>> Connect(const std::string& database) = 0;
+};
+
+// One line of the audit log. Thread-safe implementations only.
+struct AuditEvent {
+  std::string event;  // "plan_accepted", "step_finished", ...
+  std::string plan;
+  std::string phase;
+  std::string actor;
+  JsonObject details;
+};
+
+class AuditSink {
+ public:
+  virtual ~AuditSink() = default;
+  // Appends the event durably. A failure is returned, never thrown.
+  virtual Status Write(const AuditEvent& event) = 0;
+};
+
+// Thread-safe implementations only.
+class Metrics {
+ public:
+  virtual ~Metrics() = default;
+  virtual void SetPlanState(const std::string& plan, const std::string& database,
+                            PlanState state) = 0;
+  virtual void SetBackfillEstimate(const std::string& plan, const std::string& table,
+                                   int64_t rows) = 0;
+  virtual void RecordBatch(const std::string& plan, const std::string& table, int64_t rows,
+                           double seconds) = 0;
+  virtual void PlanFinished(const std::string& database, const std::string& outcome) = 0;
+};
+
+class NullMetrics : public Metrics {
+ public:
+  void SetPlanState(const std::string&, const std::string&, PlanState) override {}
+  void SetBackfillEstimate(const std::string&, const std::string&, int64_t) override {}
+  void RecordBatch(const std::string&, const std::string&, int64_t, double) override {}
+  void PlanFinished(const std::string&, const std::string&) override {}
+};
+
+}  // namespace tide

@@ -1,0 +1,38 @@
+#include "engine/backfill.h"
+
+namespace tide {
+
+StatementLimits LimitsFor(const Plan& plan, const Defaults& defaults) {
+  return StatementLimits{plan.settings.lock_timeout.value_or(defaults.lock_timeout),
+                         plan.settings.statement_timeout.value_or(defaults.statement_timeout)};
+}
+
+int64_t BatchSizeFor(const Plan& plan, const BackfillTask& task, const Defaults& defaults) {
+  if (task.batch_size) return *task.batch_size;
+  if (plan.batch_size) return *plan.batch_size;
+  return defaults.batch_size;
+}
+
+BatchStatement MakeBatchStatement(const BackfillTask& task, const std::vector<KeyColumn>& key) {
+  return BatchStatement{task.table, key, task.set, task.where};
+}
+
+TaskCheckpoint AdvanceCheckpoint(const TaskCheckpoint& before, const BatchResult& batch,
+                                 int64_t batch_size) {
+  TaskCheckpoint after = before;
+  after.rows_updated += batch.updated;
+  after.rows_scanned += batch.scanned;
+  after.batches += 1;
+  if (!batch.last_key.empty()) after.last_key = batch.last_key;
+  after.done = batch.scanned < batch_size;
+  return after;
+}
+
+bool ShouldReportProgress(int64_t rows_before, int64_t rows_after, int64_t estimated,
+                          int64_t ms_since_last_report) {
+  if (ms_since_last_report >= 30000) return true;
+  if (estimated <= 0) return false;
+  return rows_before * 10 / estimated != rows_after * 10 / estimated;
+}
+
+}  // namespace tide

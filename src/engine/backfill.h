@@ -1,0 +1,32 @@
+// Backfill decisions: the batch statement of a task, how a checkpoint advances, the batch size
+// and the statement limits. Pure.
+#pragma once
+
+#include <cstdint>
+
+#include "engine/sql_text.h"
+#include "tide/config.h"
+#include "tide/plan.h"
+#include "tide/ports.h"
+
+namespace tide {
+
+// The limits every statement of `plan` runs with: the plan's settings over the daemon defaults.
+StatementLimits LimitsFor(const Plan& plan, const Defaults& defaults);
+
+// The task's batch size: the task's, else the plan's, else the daemon default.
+int64_t BatchSizeFor(const Plan& plan, const BackfillTask& task, const Defaults& defaults);
+
+BatchStatement MakeBatchStatement(const BackfillTask& task, const std::vector<KeyColumn>& key);
+
+// The checkpoint after `batch` committed. A batch that found fewer rows than it asked for ends
+// the pass: the keyset is exhausted (rows added later are the catch-up pass's and the gates' job).
+TaskCheckpoint AdvanceCheckpoint(const TaskCheckpoint& before, const BatchResult& batch,
+                                 int64_t batch_size);
+
+// A backfill progress line goes to the audit log at most this often: every 10% of the estimate
+// or every 30 s, whichever comes first.
+bool ShouldReportProgress(int64_t rows_before, int64_t rows_after, int64_t estimated,
+                          int64_t ms_since_last_report);
+
+}  // namespace tide

@@ -1,0 +1,66 @@
+// The plan's state machine: which state follows which, and what to do next. Pure.
+//
+//   accepted -> expanding -> backfilling -> gating -> contracting -> done
+//                   \____________\______________\__________\_______-> failed
+//
+// A plan's position is a PlanCursor (state, step within the phase, whether the catch-up backfill
+// already ran). It is stored in the tide schema after every step, in the same transaction as the
+// step when the step is transactional, so a finished step is never run again.
+#pragma once
+
+#include <optional>
+#include <string>
+
+#include "tide/plan.h"
+
+namespace tide {
+
+enum class PlanState { kAccepted, kExpanding, kBackfilling, kGating, kContracting, kDone, kFailed };
+
+const char* ToString(PlanState s);
+std::optional<PlanState> PlanStateFromString(const std::string& s);
+bool IsFinal(PlanState s);
+// Every state, in order, for metrics that export one series per state.
+const std::vector<PlanState>& AllPlanStates();
+
+struct PlanCursor {
+  PlanState state = PlanState::kAccepted;
+  int step = 0;           // expanding/contracting: steps done; backfilling: tasks done
+  bool catch_up = false;  // the extra backfill pass after a failed gate has started
+  bool operator==(const PlanCursor& o) const {
+    return state == o.state && step == o.step && catch_up == o.catch_up;
+  }
+};
+
+struct Action {
+  enum class Kind {
+    kRunExpandStep,    // index: the step in plan.expand
+    kRunBackfillTask,  // index: the task in plan.backfill
+    kCheckGates,
+    kRunContractStep,  // index: the step in plan.contract
+    kFinish,           // mark done
+    kNothing,          // done or failed: nothing left to do
+  };
+  Kind kind = Kind::kNothing;
+  size_t index = 0;
+};
+
+// Moves the cursor past phases with nothing left to do (accepted -> expanding, a finished or
+// empty phase to the next one). Returns the same cursor when it already points at work.
+PlanCursor Normalize(const Plan& plan, PlanCursor c);
+
+// What to do at a normalized cursor.
+Action NextAction(const Plan& plan, const PlanCursor& c);
+
+// The cursor after `action` succeeded.
+PlanCursor AfterSuccess(const Plan& plan, const PlanCursor& c);
+
+// What to do when a gate check fails: the first time, backfill again over the rows that still
+// match (the returned cursor is in backfilling with catch_up set); after that, stay in gating
+// and check again later (the returned cursor equals the input).
+PlanCursor AfterGateFailure(const PlanCursor& c);
+
+// The phase a state belongs to, for the audit log: "expand", "backfill", "gate", "contract", "".
+const char* PhaseOf(PlanState s);
+
+}  // namespace tide

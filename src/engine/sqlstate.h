@@ -1,0 +1,19 @@
+// What a PostgreSQL error means for the next move. Pure; the one place SQLSTATEs are classified.
+#pragma once
+
+#include <string>
+
+#include "tide/status.h"
+
+namespace tide {
+
+// 40001 serialization failure, 40P01 deadlock, 55P03 lock not available (lock_timeout),
+// 57014 query canceled (statement_timeout), 08xxx connection exceptions, 57P01..57P03 server
+// shutting down or not yet up: kRetryable. 40003 statement completion unknown: kInDoubt.
+// Everything else: kFatal.
+Status::Code ClassifySqlstate(const std::string& sqlstate);
+
+// A Status of the right class for a server error.
+Status StatusFromSqlstate(const std::string& sqlstate, const std::string& message);
+
+}  // namespace tide

@@ -1,0 +1,86 @@
+#include "obs/audit_log.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <ctime>
+
+namespace tide {
+
+std::string NowRfc3339() {
+  using namespace std::chrono;
+  const auto now = system_clock::now();
+  const std::time_t secs = system_clock::to_time_t(now);
+  const auto ms = duration_cast<milliseconds>(now.time_since_epoch()).count() % 1000;
+  std::tm tm;
+  gmtime_r(&secs, &tm);
+  char buf[40];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
+  char out[48];
+  std::snprintf(out, sizeof out, "%s.%03dZ", buf, static_cast<int>(ms));
+  return out;
+}
+
+std::string FormatAuditLine(int64_t seq, const std::string& ts, const AuditEvent& e) {
+  JsonObject o;
+  o.Int("seq", seq).Str("ts", ts).Str("event", e.event).Str("plan", e.plan).Str("phase", e.phase);
+  if (!e.actor.empty()) o.Str("actor", e.actor);
+  for (const auto& [k, v] : e.details.fields()) o.Raw(k, v);
+  return o.ToString();
+}
+
+namespace {
+
+// The seq of the last line of an existing log, 0 for a new one.
+int64_t LastSeq(int fd) {
+  struct stat st;
+  if (::fstat(fd, &st) != 0 || st.st_size == 0) return 0;
+  const off_t len = std::min<off_t>(st.st_size, 65536);
+  std::string tail(static_cast<size_t>(len), '\0');
+  if (::pread(fd, &tail[0], tail.size(), st.st_size - len) != len) return 0;
+  while (!tail.empty() && tail.back() == '\n') tail.pop_back();
+  const size_t start = tail.rfind('\n');
+  const std::string line = tail.substr(start == std::string::npos ? 0 : start + 1);
+  const size_t at = line.find("\"seq\":");
+  if (at == std::string::npos) return 0;
+  return std::strtoll(line.c_str() + at + 6, nullptr, 10);
+}
+
+}  // namespace
+
+AuditLog::~AuditLog() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+Status AuditLog::Open() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (fd_ >= 0) ::close(fd_);
+  fd_ = ::open(path_.c_str(), O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+  if (fd_ < 0) {
+    return Status::Io("cannot open audit log " + path_ + ": " + std::strerror(errno) +
+                      "; check that its folder exists and is writable by tided");
+  }
+  seq_ = LastSeq(fd_);
+  return Status::Ok();
+}
+
+Status AuditLog::Write(const AuditEvent& event) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (fd_ < 0) return Status::Io("audit log " + path_ + " is not open");
+  const std::string line = FormatAuditLine(seq_ + 1, NowRfc3339(), event) + "\n";
+  const ssize_t n = ::write(fd_, line.data(), line.size());
+  if (n != static_cast<ssize_t>(line.size())) {
+    return Status::Io("cannot append to audit log " + path_ + ": " + std::strerror(errno));
+  }
+  if (::fdatasync(fd_) != 0) {
+    return Status::Io("cannot sync audit log " + path_ + ": " + std::strerror(errno));
+  }
+  ++seq_;
+  return Status::Ok();
+}
+
+}  // namespace tide

@@ -1,0 +1,37 @@
+// Metrics on prometheus-cpp. The registry is exposed by tided's single Exposer. Thread-safe.
+#pragma once
+
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "tide/ports.h"
+
+namespace prometheus {
+class Registry;
+}
+
+namespace tide {
+
+class PrometheusMetrics : public Metrics {
+ public:
+  PrometheusMetrics();
+  ~PrometheusMetrics() override;
+
+  std::shared_ptr<prometheus::Registry> registry() const { return registry_; }
+
+  void SetPlanState(const std::string& plan, const std::string& database,
+                    PlanState state) override;
+  void SetBackfillEstimate(const std::string& plan, const std::string& table,
+                           int64_t rows) override;
+  void RecordBatch(const std::string& plan, const std::string& table, int64_t rows,
+                   double seconds) override;
+  void PlanFinished(const std::string& database, const std::string& outcome) override;
+
+ private:
+  struct Families;
+  std::shared_ptr<prometheus::Registry> registry_;
+  std::unique_ptr<Families> f_;
+};
+
+}  // namespace tide

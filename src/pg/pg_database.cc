@@ -1,0 +1,487 @@
+#include "pg/pg_database.h"
+
+#include <sys/stat.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <pqxx/pqxx>
+#include <sstream>
+
+#include "engine/sqlstate.h"
+#include "engine/backfill.h"
+
+namespace tide {
+namespace {
+
+constexpr int kSchemaVersion = 1;
+
+const char* kSchemaSql = R"SQL(
+CREATE SCHEMA IF NOT EXISTS tide;
+CREATE TABLE IF NOT EXISTS tide.schema_version (
+  version    int PRIMARY KEY,
+  applied_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS tide.plans (
+  name         text PRIMARY KEY,
+  checksum     text NOT NULL,
+  file_name    text NOT NULL,
+  source       text NOT NULL,
+  submitted_by text NOT NULL DEFAULT '',
+  state        text NOT NULL,
+  step         int NOT NULL DEFAULT 0,
+  catch_up     boolean NOT NULL DEFAULT false,
+  failed_in    text,
+  last_error   text,
+  submitted_at timestamptz NOT NULL DEFAULT now(),
+  started_at   timestamptz,
+  updated_at   timestamptz NOT NULL DEFAULT now(),
+  finished_at  timestamptz
+);
+CREATE TABLE IF NOT EXISTS tide.backfill (
+  plan           text NOT NULL REFERENCES tide.plans (name) ON DELETE CASCADE,
+  task           int NOT NULL,
+  table_name     text NOT NULL,
+  pass           int NOT NULL DEFAULT 1,
+  last_key       text[] NOT NULL DEFAULT '{}',
+  done           boolean NOT NULL DEFAULT false,
+  rows_updated   bigint NOT NULL DEFAULT 0,
+  rows_scanned   bigint NOT NULL DEFAULT 0,
+  rows_estimated bigint NOT NULL DEFAULT 0,
+  batches        bigint NOT NULL DEFAULT 0,
+  updated_at     timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (plan, task)
+);
+)SQL";
+
+// RFC 3339 in UTC, or '' for NULL.
+std::string Ts(const std::string& column) {
+  return "COALESCE(to_char(" + column +
+         " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), '')";
+}
+
+const std::string kPlanColumns =
+    "name, checksum, file_name, source, submitted_by, state, step, catch_up, "
+    "COALESCE(failed_in, 'accepted'), COALESCE(last_error, ''), " +
+    Ts("submitted_at") + ", " + Ts("started_at") + ", " + Ts("finished_at") + ", " +
+    Ts("updated_at");
+
+PlanRecord RecordFromRow(const pqxx::row& r) {
+  PlanRecord p;
+  p.name = r[0].c_str();
+  p.checksum = r[1].c_str();
+  p.file_name = r[2].c_str();
+  p.source = r[3].c_str();
+  p.submitted_by = r[4].c_str();
+  p.cursor.state = PlanStateFromString(r[5].c_str()).value_or(PlanState::kFailed);
+  p.cursor.step = r[6].as<int>();
+  p.cursor.catch_up = r[7].as<bool>();
+  p.failed_in = PlanStateFromString(r[8].c_str()).value_or(PlanState::kAccepted);
+  p.last_error = r[9].c_str();
+  p.submitted_at = r[10].c_str();
+  p.started_at = r[11].c_str();
+  p.finished_at = r[12].c_str();
+  p.updated_at = r[13].c_str();
+  return p;
+}
+
+std::string LimitsSql(const StatementLimits& l) {
+  return SetTimeoutSql("lock_timeout", l.lock_timeout, true) + "; " +
+         SetTimeoutSql("statement_timeout", l.statement_timeout, true);
+}
+
+// Stores the cursor inside `txn`.
+void WriteCursor(pqxx::transaction_base& txn, const std::string& plan, const PlanCursor& c,
+                 const std::string& error) {
+  txn.exec_params0(
+      "UPDATE tide.plans SET "
+      "failed_in = CASE WHEN $2 = 'failed' AND state <> 'failed' THEN state ELSE failed_in END, "
+      "state = $2, step = $3, catch_up = $4, "
+      "last_error = CASE WHEN $2 = 'failed' THEN $5 ELSE NULL END, "
+      "started_at = COALESCE(started_at, CASE WHEN $2 <> 'accepted' THEN now() END), "
+      "finished_at = CASE WHEN $2 IN ('done', 'failed') THEN now() END, "
+      "updated_at = now() WHERE name = $1",
+      plan, ToString(c.state), c.step, c.catch_up, error);
+}
+
+std::string Trim(std::string s) {
+  while (!s.empty() && (s.back() == '\n' || s.back() == ' ' || s.back() == '\r')) s.pop_back();
+  return s;
+}
+
+}  // namespace
+
+PgPlanDatabase::PgPlanDatabase(std::string dsn, Defaults defaults)
+    : dsn_(std::move(dsn)), defaults_(defaults) {}
+
+PgPlanDatabase::~PgPlanDatabase() = default;
+
+Status PgPlanDatabase::Open() { return Connected(); }
+
+Status PgPlanDatabase::Connected() {
+  if (conn_ && conn_->is_open()) return Status::Ok();
+  conn_.reset();
+  try {
+    auto c = std::make_unique<pqxx::connection>(dsn_);
+    pqxx::nontransaction n(*c);
+    n.exec0("SET application_name = 'tided'; SET standard_conforming_strings = on; " +
+            SetTimeoutSql("lock_timeout", defaults_.lock_timeout, false) + "; " +
+            SetTimeoutSql("statement_timeout", defaults_.statement_timeout, false));
+    conn_ = std::move(c);
+    return Status::Ok();
+  } catch (const pqxx::broken_connection& e) {
+    return Status::Retryable("cannot connect: " + Trim(e.what()), "08001");
+  } catch (...) {
+    return FromCurrentException();
+  }
+}
+
+Status PgPlanDatabase::FromCurrentException() {
+  try {
+    throw;
+  } catch (const pqxx::in_doubt_error& e) {
+    conn_.reset();
+    return Status::InDoubt(Trim(e.what()));
+  } catch (const pqxx::broken_connection& e) {
+    conn_.reset();
+    return Status::Retryable("connection lost: " + Trim(e.what()), "08006");
+  } catch (const pqxx::sql_error& e) {
+    return StatusFromSqlstate(e.sqlstate(), Trim(e.what()));
+  } catch (const std::exception& e) {
+    if (conn_ && !conn_->is_open()) conn_.reset();
+    return Status::Fatal(Trim(e.what()));
+  }
+}
+
+#define TIDE_CONNECTED()          \
+  do {                            \
+    Status s_ = Connected();      \
+    if (!s_.ok()) return s_;      \
+  } while (0)
+
+Status PgPlanDatabase::EnsureSchema() {
+  TIDE_CONNECTED();
+  try {
+    pqxx::work w(*conn_);
+    auto r = w.exec1("SELECT to_regclass('tide.schema_version') IS NOT NULL");
+    if (r[0].as<bool>()) {
+      auto v = w.exec1("SELECT COALESCE(max(version), 0) FROM tide.schema_version");
+      if (v[0].as<int>() >= kSchemaVersion) return Status::Ok();
+    }
+    // Two daemons starting at once: the second waits here, then finds the schema made.
+    w.exec("SELECT pg_advisory_xact_lock(hashtext('tide.schema'))");
+    w.exec0(kSchemaSql);
+    w.exec_params0("INSERT INTO tide.schema_version (version) VALUES ($1) ON CONFLICT DO NOTHING",
+                   kSchemaVersion);
+    w.commit();
+    return Status::Ok();
+  } catch (...) {
+    return FromCurrentException();
+  }
+}
+
+std::vector<PlanRecord> PgPlanDatabase::SelectPlans(const std::string& where,
+                                                    const std::string& name) {
+  pqxx::work w(*conn_);
+  pqxx::result r = name.empty()
+                       ? w.exec("SELECT " + kPlanColumns + " FROM tide.plans " + where)
+                       : w.exec_params("SELECT " + kPlanColumns + " FROM tide.plans " + where, name);
+  std::vector<PlanRecord> out;
+  for (const auto& row : r) out.push_back(RecordFromRow(row));
+  return out;
+}
+
+Result<std::optional<PlanRecord>> PgPlanDatabase::FindPlan(const std::string& name) {
+  TIDE_CONNECTED();
+  try {
+    auto rows = SelectPlans("WHERE name = $1", name);
+    if (rows.empty()) return std::optional<PlanRecord>();
+    return std::optional<PlanRecord>(rows.front());
+  } catch (...) {
+    return FromCurrentException();
+  }
+}
+
+Result<std::vector<PlanRecord>> PgPlanDatabase::ListPlans() {
+  TIDE_CONNECTED();
+  try {
+    return SelectPlans("ORDER BY submitted_at, name", "");
+  } catch (...) {
+    return FromCurrentException();
+  }
+}
+
+Status PgPlanDatabase::InsertPlan(const PlanRecord& p) {
+  TIDE_CONNECTED();
+  try {
+    pqxx::work w(*conn_);
+    w.exec_params0(
+        "INSERT INTO tide.plans (name, checksum, file_name, source, submitted_by, state) "
+        "VALUES ($1, $2, $3, $4, $5, $6)",
+        p.name, p.checksum, p.file_name, p.source, p.submitted_by, ToString(p.cursor.state));
+    w.commit();
+    return Status::Ok();
+  } catch (...) {
+    return FromCurrentException();
+  }
+}
+
+Status PgPlanDatabase::SaveCursor(const std::string& plan, const PlanCursor& cursor,
+                                  const std::string& error) {
+  TIDE_CONNECTED();
+  try {
+    pqxx::work w(*conn_);
+    WriteCursor(w, plan, cursor, error);
+    w.commit();
+    return Status::Ok();
+  } catch (...) {
+    return FromCurrentException();
+  }
+}
+
+Status PgPlanDatabase::RunStep(const std::string& plan, const std::string& sql,
+                               const StatementLimits& limits, const PlanCursor& after) {
+  TIDE_CONNECTED();
+  try {
+    if (RunsOutsideTransaction(sql)) {
+      const std::string restore =
+          SetTimeoutSql("lock_timeout", defaults_.lock_timeout, false) + "; " +
+          SetTimeoutSql("statement_timeout", defaults_.statement_timeout, false);
+      {
+        pqxx::nontransaction n(*conn_);
+        n.exec0(SetTimeoutSql("lock_timeout", limits.lock_timeout, false) + "; " +
+                SetTimeoutSql("statement_timeout", limits.statement_timeout, false));
+        try {
+          n.exec(sql);
+        } catch (const pqxx::broken_connection&) {
+          throw;
+        } catch (...) {
+          n.exec0(restore);
+          throw;
+        }
+        n.exec0(restore);
+      }
+      pqxx::work w(*conn_);
+      WriteCursor(w, plan, after, "");
+      w.commit();
+      return Status::Ok();
+    }
+    pqxx::work w(*conn_);
+    w.exec0(LimitsSql(limits));
+    w.exec(sql);
+    WriteCursor(w, plan, after, "");
+    w.commit();
+    return Status::Ok();
+  } catch (...) {
+    return FromCurrentException();
+  }
+}
+
+Result<TableInfo> PgPlanDatabase::DescribeTable(const QualifiedName& table,
+                                                const std::vector<std::string>& key) {
+  TIDE_CONNECTED();
+  try {
+    pqxx::work w(*conn_);
+    TableInfo info;
+    auto oid = w.exec_params1("SELECT to_regclass($1)::oid", QuoteName(table));
+    if (oid[0].is_null()) return info;
+    info.exists = true;
+    const auto relid = oid[0].as<int64_t>();
+    info.estimated_rows =
+        w.exec_params1("SELECT GREATEST(reltuples, 0)::bigint FROM pg_class WHERE oid = $1", relid)[0]
+            .as<int64_t>();
+    auto pk = w.exec_params(
+        "SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_index i "
+        "CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord) "
+        "JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum "
+        "WHERE i.indrelid = $1 AND i.indisprimary ORDER BY k.ord",
+        relid);
+    info.has_primary_key = !pk.empty();
+    if (key.empty()) {
+      for (const auto& row : pk) info.key.push_back({row[0].c_str(), row[1].c_str()});
+      return info;
+    }
+    for (const auto& column : key) {
+      auto t = w.exec_params(
+          "SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
+          "WHERE attrelid = $1 AND attname = $2 AND attnum > 0 AND NOT attisdropped",
+          relid, column);
+      if (t.empty()) {
+        return Status::Fatal("key column `" + column + "` does not exist in `" + table.Display() +
+                             "`");
+      }
+      info.key.push_back({column, t[0][0].c_str()});
+    }
+    return info;
+  } catch (...) {
+    return FromCurrentException();
+  }
+}
+
+Result<TaskCheckpoint> PgPlanDatabase::LoadCheckpoint(const std::string& plan, int task,
+                                                      const std::string& table_name, int pass,
+                                                      int64_t rows_estimated) {
+  TIDE_CONNECTED();
+  try {
+    pqxx::work w(*conn_);
+    w.exec_params0(
+        "INSERT INTO tide.backfill (plan, task, table_name, pass, rows_estimated) "
+        "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (plan, task) DO NOTHING",
+        plan, task, table_name, pass, rows_estimated);
+    // A new pass starts from the first key again; the row counters keep adding up.
+    w.exec_params0(
+        "UPDATE tide.backfill SET pass = $3, last_key = '{}', done = false, updated_at = now() "
+        "WHERE plan = $1 AND task = $2 AND pass < $3",
+        plan, task, pass);
+    auto r = w.exec_params1(
+        "SELECT pass, done, rows_updated, rows_scanned, batches, rows_estimated "
+        "FROM tide.backfill WHERE plan = $1 AND task = $2",
+        plan, task);
+    TaskCheckpoint cp;
+    cp.pass = r[0].as<int>();
+    cp.done = r[1].as<bool>();
+    cp.rows_updated = r[2].as<int64_t>();
+    cp.rows_scanned = r[3].as<int64_t>();
+    cp.batches = r[4].as<int64_t>();
+    cp.rows_estimated = r[5].as<int64_t>();
+    auto keys = w.exec_params(
+        "SELECT k FROM tide.backfill, unnest(last_key) WITH ORDINALITY AS t(k, n) "
+        "WHERE plan = $1 AND task = $2 ORDER BY n",
+        plan, task);
+    for (const auto& row : keys) cp.last_key.push_back(row[0].c_str());
+    w.commit();
+    return cp;
+  } catch (...) {
+    return FromCurrentException();
+  }
+}
+
+Result<BatchResult> PgPlanDatabase::RunBatch(const std::string& plan, int task,
+                                             const BatchStatement& statement,
+                                             const TaskCheckpoint& from, int64_t batch_size,
+                                             const StatementLimits& limits) {
+  TIDE_CONNECTED();
+  try {
+    pqxx::work w(*conn_);
+    w.exec0(LimitsSql(limits));
+    std::vector<std::string> params = from.last_key;
+    params.push_back(std::to_string(batch_size));
+    auto r = w.exec_params1(BatchSql(statement, !from.last_key.empty()),
+                            pqxx::prepare::make_dynamic_params(params));
+    BatchResult b;
+    b.updated = r[0].as<int64_t>();
+    b.scanned = r[1].as<int64_t>();
+    if (!r[2].is_null()) {
+      for (size_t i = 0; i < statement.key.size(); ++i) b.last_key.push_back(r[static_cast<pqxx::row::size_type>(2 + i)].c_str());
+    }
+    const TaskCheckpoint next = AdvanceCheckpoint(from, b, batch_size);
+    // Guarded by the batch count this batch started from: if anything else moved the
+    // checkpoint, this batch rolls back instead of doing the same rows twice.
+    auto moved = w.exec_params(
+        "UPDATE tide.backfill SET last_key = $3::text[], done = $4, rows_updated = $5, "
+        "rows_scanned = $6, batches = $7, updated_at = now() "
+        "WHERE plan = $1 AND task = $2 AND batches = $8 AND pass = $9",
+        plan, task, TextArrayLiteral(next.last_key), next.done, next.rows_updated,
+        next.rows_scanned, next.batches, from.batches, from.pass);
+    if (moved.affected_rows() != 1) {
+      return Status::Retryable("the checkpoint of task " + std::to_string(task) +
+                               " moved during the batch; re-reading it");
+    }
+    w.commit();
+    return b;
+  } catch (...) {
+    return FromCurrentException();
+  }
+}
+
+Result<int64_t> PgPlanDatabase::QueryNumber(const std::string& sql, const StatementLimits& limits) {
+  TIDE_CONNECTED();
+  try {
+    pqxx::work w(*conn_);
+    w.exec0("SET TRANSACTION READ ONLY");
+    w.exec0(LimitsSql(limits));
+    auto r = w.exec(sql);
+    if (r.size() != 1 || r.columns() != 1 || r[0][0].is_null()) {
+      return Status::Fatal("the query must return one number; it returned " +
+                           std::to_string(r.size()) + " rows of " + std::to_string(r.columns()) +
+                           " columns");
+    }
+    int64_t v = 0;
+    if (!r[0][0].to(v)) return Status::Fatal("the query's result is not a whole number");
+    return v;
+  } catch (...) {
+    return FromCurrentException();
+  }
+}
+
+Result<std::vector<TaskProgress>> PgPlanDatabase::ListTaskProgress() {
+  TIDE_CONNECTED();
+  try {
+    pqxx::work w(*conn_);
+    auto r = w.exec("SELECT plan, task, table_name, pass, done, rows_updated, rows_scanned, "
+                    "rows_estimated, batches, " + Ts("updated_at") +
+                    " FROM tide.backfill ORDER BY plan, task");
+    std::vector<TaskProgress> out;
+    for (const auto& row : r) {
+      TaskProgress t;
+      t.plan = row[0].c_str();
+      t.task = row[1].as<int>();
+      t.table = row[2].c_str();
+      t.pass = row[3].as<int>();
+      t.done = row[4].as<bool>();
+      t.rows_updated = row[5].as<int64_t>();
+      t.rows_scanned = row[6].as<int64_t>();
+      t.rows_estimated = row[7].as<int64_t>();
+      t.batches = row[8].as<int64_t>();
+      t.updated_at = row[9].c_str();
+      out.push_back(t);
+    }
+    return out;
+  } catch (...) {
+    return FromCurrentException();
+  }
+}
+
+Result<std::string> ResolveDsn(const std::string& name, const DatabaseConfig& c) {
+  if (!c.dsn.empty()) return c.dsn;
+  if (!c.dsn_env.empty()) {
+    const char* v = std::getenv(c.dsn_env.c_str());
+    if (!v || !*v) {
+      return Status::Invalid("database `" + name + "`: environment variable " + c.dsn_env +
+                             " is not set");
+    }
+    return std::string(v);
+  }
+  struct stat st;
+  if (::stat(c.dsn_file.c_str(), &st) != 0) {
+    return Status::Invalid("database `" + name + "`: cannot read dsn_file " + c.dsn_file);
+  }
+  if (st.st_mode & (S_IRWXG | S_IRWXO)) {
+    return Status::Invalid("database `" + name + "`: dsn_file " + c.dsn_file +
+                           " is readable by group or others; run `chmod 600 " + c.dsn_file + "`");
+  }
+  std::ifstream in(c.dsn_file);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  std::string dsn = Trim(ss.str());
+  if (dsn.empty()) return Status::Invalid("database `" + name + "`: dsn_file " + c.dsn_file + " is empty");
+  return dsn;
+}
+
+Result<std::unique_ptr<PgPlanDatabase>> PgConnector::ConnectPg(const std::string& database) {
+  auto it = databases_.find(database);
+  if (it == databases_.end()) return Status::Invalid("database `" + database + "` is not in the config");
+  auto dsn = ResolveDsn(database, it->second);
+  if (!dsn.ok()) return dsn.status();
+  auto db = std::make_unique<PgPlanDatabase>(*dsn, defaults_);
+  Status s = db->Open();
+  if (!s.ok()) return s;
+  return db;
+}
+
+Result<std::unique_ptr<PlanDatabase>> PgConnector::Connect(const std::string& database) {
+  auto db = ConnectPg(database);
+  if (!db.ok()) return db.status();
+  return std::unique_ptr<PlanDatabase>(std::move(db).value());
+}
+
+}  // namespace tide

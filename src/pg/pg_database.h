@@ -1,0 +1,91 @@
+// PlanDatabase on libpqxx: the tide schema, steps, batches and gates on a real PostgreSQL.
+//
+// Every session sets application_name = 'tided' and a session-wide lock_timeout and
+// statement_timeout (the daemon defaults), so no statement of tide's can wait on a lock without
+// a bound; steps, batches and gates override them with SET LOCAL. libpqxx exceptions never leave
+// this file: they become Status values (see ClassifySqlstate). A lost connection is re-opened on
+// the next call. Not thread-safe: one instance per plan runner.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "tide/config.h"
+#include "tide/ports.h"
+
+#include <pqxx/connection>
+
+namespace tide {
+
+// Per-task progress, for `tidectl status`.
+struct TaskProgress {
+  std::string plan;
+  int task = 0;
+  std::string table;
+  int pass = 1;
+  bool done = false;
+  int64_t rows_updated = 0;
+  int64_t rows_scanned = 0;
+  int64_t rows_estimated = 0;
+  int64_t batches = 0;
+  std::string updated_at;
+};
+
+class PgPlanDatabase : public PlanDatabase {
+ public:
+  PgPlanDatabase(std::string dsn, Defaults defaults);
+  ~PgPlanDatabase() override;
+
+  // Opens the session now (else the first call does). The error never contains the DSN.
+  Status Open();
+
+  Status EnsureSchema() override;
+  Result<std::optional<PlanRecord>> FindPlan(const std::string& name) override;
+  Result<std::vector<PlanRecord>> ListPlans() override;
+  Status InsertPlan(const PlanRecord& record) override;
+  Status SaveCursor(const std::string& plan, const PlanCursor& cursor,
+                    const std::string& error) override;
+  Status RunStep(const std::string& plan, const std::string& sql, const StatementLimits& limits,
+                 const PlanCursor& after) override;
+  Result<TableInfo> DescribeTable(const QualifiedName& table,
+                                  const std::vector<std::string>& key) override;
+  Result<TaskCheckpoint> LoadCheckpoint(const std::string& plan, int task,
+                                        const std::string& table_name, int pass,
+                                        int64_t rows_estimated) override;
+  Result<BatchResult> RunBatch(const std::string& plan, int task, const BatchStatement& statement,
+                               const TaskCheckpoint& from, int64_t batch_size,
+                               const StatementLimits& limits) override;
+  Result<int64_t> QueryNumber(const std::string& sql, const StatementLimits& limits) override;
+
+  Result<std::vector<TaskProgress>> ListTaskProgress();
+
+ private:
+  Status Connected();
+  Status FromCurrentException();
+  std::vector<PlanRecord> SelectPlans(const std::string& where, const std::string& name);
+
+  std::string dsn_;
+  Defaults defaults_;
+  std::unique_ptr<pqxx::connection> conn_;
+};
+
+class PgConnector : public DatabaseConnector {
+ public:
+  PgConnector(std::map<std::string, DatabaseConfig> databases, Defaults defaults)
+      : databases_(std::move(databases)), defaults_(defaults) {}
+  Result<std::unique_ptr<PlanDatabase>> Connect(const std::string& database) override;
+  Result<std::unique_ptr<PgPlanDatabase>> ConnectPg(const std::string& database);
+
+ private:
+  std::map<std::string, DatabaseConfig> databases_;
+  Defaults defaults_;
+};
+
+// The DSN a database config stands for: `dsn` itself, the contents of `dsn_file` (which must
+// not be readable by group or others), or the value of the environment variable `dsn_env`.
+// Errors name the source, never the DSN.
+Result<std::string> ResolveDsn(const std::string& name, const DatabaseConfig& config);
+
+}  // namespace tide

@@ -1,0 +1,79 @@
+#include "plan/config_parser.h"
+
+#include "plan/plan_parser.h"
+#include "plan/yaml_reader.h"
+
+namespace tide {
+namespace {
+
+const Millis kMaxTimeout = std::chrono::hours(24);
+
+void ParseDatabases(YamlReader& r, const YAML::Node& node, Config* config) {
+  if (!r.ExpectMap(node, "`databases`", {}) && !node.IsMap()) return;
+  for (const auto& kv : node) {
+    const std::string name = kv.first.Scalar();
+    const std::string what = "database `" + name + "`";
+    if (!r.ExpectMap(kv.second, what, {"dsn", "dsn_file", "dsn_env"}) && !kv.second.IsMap()) {
+      continue;
+    }
+    DatabaseConfig db;
+    db.dsn = r.String(kv.second, "dsn", what, false).value_or("");
+    db.dsn_file = r.String(kv.second, "dsn_file", what, false).value_or("");
+    db.dsn_env = r.String(kv.second, "dsn_env", what, false).value_or("");
+    const int set = !db.dsn.empty() + !db.dsn_file.empty() + !db.dsn_env.empty();
+    if (set != 1) {
+      r.Error(kv.second, what + " must have exactly one of `dsn`, `dsn_file` or `dsn_env`",
+              "e.g. `dsn_file: /etc/tide/app.dsn` keeps the password out of this file");
+    }
+    config->databases[name] = db;
+  }
+  if (config->databases.empty()) r.Error(node, "`databases` names no database");
+}
+
+void ParseDefaults(YamlReader& r, const YAML::Node& node, Defaults* d) {
+  const std::string what = "`defaults`";
+  if (!r.ExpectMap(node, what,
+                   {"lock_timeout", "statement_timeout", "batch_size", "gate_recheck_interval"}) &&
+      !node.IsMap()) {
+    return;
+  }
+  if (auto v = r.Duration(node, "lock_timeout", what, kMaxTimeout)) d->lock_timeout = *v;
+  if (auto v = r.Duration(node, "statement_timeout", what, kMaxTimeout)) d->statement_timeout = *v;
+  if (auto v = r.Int(node, "batch_size", what, 1, 1000000)) d->batch_size = *v;
+  if (auto v = r.Duration(node, "gate_recheck_interval", what, std::chrono::hours(1))) {
+    d->gate_recheck_interval = *v;
+  }
+}
+
+}  // namespace
+
+ConfigParseResult ParseConfig(const std::string& text, const std::string& file) {
+  ConfigParseResult result;
+  YamlReader r(file, &result.errors);
+  YAML::Node root;
+  if (!r.Load(text, &root, 1 << 20)) return result;
+  const std::vector<std::string> keys = {"spool_dir", "audit_log", "metrics_listen",
+                                         "log_level", "databases", "defaults"};
+  if (!r.ExpectMap(root, "the config", keys) && !root.IsMap()) return result;
+  Config& c = result.config;
+  c.spool_dir = r.String(root, "spool_dir", "the config", true).value_or("");
+  c.audit_log = r.String(root, "audit_log", "the config", true).value_or("");
+  c.metrics_listen = r.String(root, "metrics_listen", "the config", false).value_or(c.metrics_listen);
+  c.log_level = r.String(root, "log_level", "the config", false).value_or(c.log_level);
+  if (c.metrics_listen.rfind(':') == std::string::npos) {
+    r.Error(root["metrics_listen"], "`metrics_listen` must be host:port",
+            "e.g. 127.0.0.1:9717");
+  }
+  static const std::vector<std::string> levels = {"trace", "debug", "info", "warn", "error"};
+  if (std::find(levels.begin(), levels.end(), c.log_level) == levels.end()) {
+    r.Error(root["log_level"], "`log_level` is `" + c.log_level + "`",
+            "use one of trace, debug, info, warn, error");
+  }
+  if (root["databases"]) ParseDatabases(r, root["databases"], &c);
+  else r.Error(root, "the config is missing the required key `databases`",
+               "add `databases: {app: {dsn: \"host=... dbname=app user=tide\"}}`");
+  if (root["defaults"]) ParseDefaults(r, root["defaults"], &c.defaults);
+  return result;
+}
+
+}  // namespace tide

@@ -1,0 +1,39 @@
+#include "tide/duration.h"
+
+#include <cctype>
+#include <limits>
+
+namespace tide {
+
+std::optional<Millis> ParseDuration(const std::string& text, std::string* error) {
+  const std::string accepted = "write a whole number with a unit: 250ms, 2s, 5m or 1h";
+  size_t i = 0;
+  while (i < text.size() && std::isdigit(static_cast<unsigned char>(text[i]))) ++i;
+  if (i == 0 || i > 12) {
+    *error = "`" + text + "` is not a duration; " + accepted;
+    return std::nullopt;
+  }
+  const int64_t n = std::stoll(text.substr(0, i));
+  const std::string unit = text.substr(i);
+  int64_t scale = 0;
+  if (unit == "ms") scale = 1;
+  else if (unit == "s") scale = 1000;
+  else if (unit == "m") scale = 60 * 1000;
+  else if (unit == "h") scale = 3600 * 1000;
+  if (scale == 0) {
+    *error = unit.empty() ? "`" + text + "` has no unit; " + accepted
+                          : "`" + text + "` has an unknown unit `" + unit + "`; " + accepted;
+    return std::nullopt;
+  }
+  return Millis(n * scale);
+}
+
+std::string FormatDuration(Millis d) {
+  const int64_t ms = d.count();
+  if (ms != 0 && ms % 3600000 == 0) return std::to_string(ms / 3600000) + "h";
+  if (ms != 0 && ms % 60000 == 0) return std::to_string(ms / 60000) + "m";
+  if (ms != 0 && ms % 1000 == 0) return std::to_string(ms / 1000) + "s";
+  return std::to_string(ms) + "ms";
+}
+
+}  // namespace tide

@@ -1,0 +1,302 @@
+#include "plan/plan_parser.h"
+
+#include <map>
+
+#include "plan/yaml_reader.h"
+
+namespace tide {
+namespace {
+
+const Millis kMaxTimeout = std::chrono::hours(24);
+constexpr int64_t kMaxBatchSize = 1000000;
+
+class PlanParser {
+ public:
+  PlanParser(const std::string& file, std::vector<Diagnostic>* diags)
+      : file_(file), r_(file, diags) {}
+
+  void Parse(const std::string& text, Plan* plan) {
+    YAML::Node root;
+    if (!r_.Load(text, &root, kMaxPlanBytes)) return;
+    if (!r_.ExpectMap(root, "the plan",
+                      {"plan", "database", "description", "settings", "expand", "backfill",
+                       "gates", "contract"}) &&
+        !root.IsMap()) {
+      return;
+    }
+    ParseHeader(root, plan);
+    if (root["settings"]) ParseSettings(root["settings"], plan);
+    if (root["expand"]) ParseSteps(root["expand"], "expand", &plan->expand);
+    if (root["backfill"]) ParseBackfill(root["backfill"], plan);
+    if (root["gates"]) ParseGates(root["gates"], plan);
+    if (root["contract"]) ParseSteps(root["contract"], "contract", &plan->contract);
+    if (!r_.has_errors()) CheckPhases(root, *plan);
+  }
+
+ private:
+  void ParseHeader(const YAML::Node& root, Plan* plan) {
+    if (auto name = r_.String(root, "plan", "the plan", true)) {
+      plan->name = *name;
+      if (!IsValidPlanName(*name)) {
+        r_.Error(root["plan"], "plan name `" + *name + "` is not allowed",
+                 "use 1 to 63 lower-case letters, digits and underscores, e.g. add_clinic_id");
+      }
+    }
+    if (auto db = r_.String(root, "database", "the plan", true)) {
+      plan->database = *db;
+      plan->database_pos = r_.Pos(root["database"]);
+    }
+    if (auto d = r_.String(root, "description", "the plan", false)) plan->description = *d;
+  }
+
+  void ParseSettings(const YAML::Node& node, Plan* plan) {
+    if (!r_.ExpectMap(node, "`settings`", {"lock_timeout", "statement_timeout", "batch_size"})) {
+      if (!node.IsMap()) return;
+    }
+    plan->settings.lock_timeout = r_.Duration(node, "lock_timeout", "`settings`", kMaxTimeout);
+    plan->settings.statement_timeout =
+        r_.Duration(node, "statement_timeout", "`settings`", kMaxTimeout);
+    plan->batch_size = r_.Int(node, "batch_size", "`settings`", 1, kMaxBatchSize);
+  }
+
+  void ParseSteps(const YAML::Node& node, const std::string& phase, std::vector<SqlStep>* out) {
+    if (!r_.ExpectList(node, "`" + phase + "`")) return;
+    for (size_t i = 0; i < node.size(); ++i) {
+      const YAML::Node step = node[i];
+      const std::string what = phase + " step " + std::to_string(i + 1);
+      if (!r_.ExpectMap(step, what, {"sql"})) {
+        if (!step.IsMap()) continue;
+      }
+      auto sql = r_.String(step, "sql", what, true);
+      if (sql && Trim(*sql).empty()) r_.Error(step["sql"], what + " has an empty `sql`");
+      if (sql) out->push_back(SqlStep{*sql, r_.Pos(step)});
+    }
+  }
+
+  void ParseBackfill(const YAML::Node& node, Plan* plan) {
+    if (!r_.ExpectList(node, "`backfill`")) return;
+    for (size_t i = 0; i < node.size(); ++i) {
+      const YAML::Node t = node[i];
+      const std::string what = "backfill task " + std::to_string(i + 1);
+      if (!r_.ExpectMap(t, what, {"table", "key", "set", "where", "batch_size"})) {
+        if (!t.IsMap()) continue;
+      }
+      BackfillTask task;
+      task.pos = r_.Pos(t);
+      Table(t, "table", what, &task.table);
+      ParseKey(t, what, &task);
+      ParseSet(t, what, &task);
+      if (auto w = r_.String(t, "where", what, false)) task.where = *w;
+      task.batch_size = r_.Int(t, "batch_size", what, 1, kMaxBatchSize);
+      for (const auto& other : plan->backfill) {
+        if (other.table == task.table && !task.table.name.empty()) {
+          r_.Error(t, what + " backfills `" + task.table.Display() + "` again",
+                   "put every column of one table in a single task's `set`");
+        }
+      }
+      plan->backfill.push_back(std::move(task));
+    }
+  }
+
+  void ParseKey(const YAML::Node& t, const std::string& what, BackfillTask* task) {
+    const YAML::Node key = t["key"];
+    if (!key.IsDefined() || key.IsNull()) return;
+    std::vector<YAML::Node> parts;
+    if (key.IsSequence()) {
+      for (const auto& k : key) parts.push_back(k);
+      if (parts.empty()) r_.Error(key, "`key` in " + what + " is an empty list");
+    } else {
+      parts.push_back(key);
+    }
+    for (const auto& k : parts) {
+      if (!k.IsScalar()) {
+        r_.Error(k, "`key` in " + what + " must be a column name or a list of them");
+        continue;
+      }
+      Identifier(k, "`key` in " + what);
+      task->key.push_back(k.Scalar());
+    }
+  }
+
+  void ParseSet(const YAML::Node& t, const std::string& what, BackfillTask* task) {
+    const YAML::Node set = t["set"];
+    if (!set.IsDefined() || set.IsNull()) {
+      r_.Error(t, what + " is missing the required key `set`",
+               "add `set:` with `column: SQL expression` lines");
+      return;
+    }
+    if (!r_.ExpectMap(set, "`set` in " + what, {})) {
+      if (!set.IsMap()) return;
+    }
+    if (set.size() == 0) r_.Error(set, "`set` in " + what + " names no column");
+    for (const auto& kv : set) {
+      if (!kv.first.IsScalar()) continue;
+      Identifier(kv.first, "a column in `set` of " + what);
+      if (!kv.second.IsScalar() || Trim(kv.second.Scalar()).empty()) {
+        r_.Error(kv.second, "the value of `" + kv.first.Scalar() + "` in " + what +
+                                " must be an SQL expression",
+                 "quote it if it contains `: ` or starts with a special character");
+        continue;
+      }
+      task->set.emplace_back(kv.first.Scalar(), kv.second.Scalar());
+    }
+  }
+
+  void ParseGates(const YAML::Node& node, Plan* plan) {
+    if (!r_.ExpectList(node, "`gates`")) return;
+    for (size_t i = 0; i < node.size(); ++i) {
+      const YAML::Node g = node[i];
+      const std::string what = "gate " + std::to_string(i + 1);
+      if (!r_.ExpectMap(g, what, {"null_count", "sql", "expect"})) {
+        if (!g.IsMap()) continue;
+      }
+      Gate gate;
+      gate.pos = r_.Pos(g);
+      if (g["null_count"]) {
+        gate.kind = Gate::Kind::kNullCount;
+        const YAML::Node nc = g["null_count"];
+        if (g["sql"] || g["expect"]) {
+          r_.Error(g, what + " mixes `null_count` with `sql`/`expect`", "make them two gates");
+        }
+        if (!r_.ExpectMap(nc, "`null_count` in " + what, {"table", "column"})) {
+          if (!nc.IsMap()) continue;
+        }
+        Table(nc, "table", "`null_count` in " + what, &gate.table);
+        if (auto col = r_.String(nc, "column", "`null_count` in " + what, true)) {
+          Identifier(nc["column"], "`column` in " + what);
+          gate.column = *col;
+        }
+      } else if (g["sql"]) {
+        gate.kind = Gate::Kind::kSql;
+        if (auto sql = r_.String(g, "sql", what, true)) gate.sql = *sql;
+        auto expect = r_.Int(g, "expect", what, INT64_MIN, INT64_MAX);
+        if (!g["expect"]) {
+          r_.Error(g, what + " has `sql` but no `expect`",
+                   "add `expect: 0` (the number the query must return)");
+        }
+        gate.expect = expect.value_or(0);
+      } else {
+        r_.Error(g, what + " must have `null_count:` or `sql:` with `expect:`");
+        continue;
+      }
+      plan->gates.push_back(std::move(gate));
+    }
+  }
+
+  // Rules between phases.
+  void CheckPhases(const YAML::Node& root, const Plan& plan) {
+    if (!plan.contract.empty() && plan.gates.empty()) {
+      r_.Error(root["contract"], "the plan has a `contract` but no `gates`",
+               "add a gate that proves the data is ready, e.g. `- null_count: {table: t, "
+               "column: c}`");
+    }
+    bool has_null_gate = false;
+    for (const auto& g : plan.gates) has_null_gate |= g.kind == Gate::Kind::kNullCount;
+    if (!has_null_gate) return;
+    for (const auto& task : plan.backfill) {
+      for (const auto& [column, expr] : task.set) {
+        bool covered = false;
+        for (const auto& g : plan.gates) {
+          covered |= g.kind == Gate::Kind::kNullCount && g.table == task.table && g.column == column;
+        }
+        if (!covered) {
+          r_.Error(task.pos, "no `null_count` gate covers `" + task.table.Display() + "." +
+                                 column + "`, which the backfill sets",
+                   "add `- null_count: {table: " + task.table.Display() + ", column: " + column +
+                       "}` to `gates`");
+        }
+      }
+    }
+  }
+
+  void Table(const YAML::Node& map, const std::string& key, const std::string& what,
+             QualifiedName* out) {
+    auto text = r_.String(map, key, what, true);
+    if (!text) return;
+    std::string error;
+    if (!ParseQualifiedName(*text, out, &error)) r_.Error(map[key], "`" + key + "` in " + what + ": " + error);
+  }
+
+  void Identifier(const YAML::Node& node, const std::string& what) {
+    std::string error;
+    if (!CheckIdentifier(node.Scalar(), &error)) r_.Error(node, what + ": " + error);
+  }
+
+  static std::string Trim(const std::string& s) {
+    size_t b = s.find_first_not_of(" \t\r\n");
+    if (b == std::string::npos) return "";
+    return s.substr(b, s.find_last_not_of(" \t\r\n") - b + 1);
+  }
+
+  std::string file_;
+  YamlReader r_;
+};
+
+}  // namespace
+
+bool IsValidPlanName(const std::string& name) {
+  if (name.empty() || name.size() > 63) return false;
+  for (char c : name) {
+    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_')) return false;
+  }
+  return true;
+}
+
+bool CheckIdentifier(const std::string& text, std::string* error) {
+  if (text.empty()) {
+    *error = "the name is empty";
+    return false;
+  }
+  if (text.size() > 63) {
+    *error = "`" + text + "` is longer than PostgreSQL's 63-byte limit for names";
+    return false;
+  }
+  for (char c : text) {
+    if (c == '"' || c == ';' || static_cast<unsigned char>(c) < 0x20) {
+      *error = "`" + text + "` contains a quote, semicolon or control character; write the name "
+               "exactly as it is in the database, without quotes (tide quotes it)";
+      return false;
+    }
+  }
+  return true;
+}
+
+bool ParseQualifiedName(const std::string& text, QualifiedName* out, std::string* error) {
+  const size_t dot = text.find('.');
+  if (dot != std::string::npos && text.find('.', dot + 1) != std::string::npos) {
+    *error = "`" + text + "` has more than one dot; write `table` or `schema.table`";
+    return false;
+  }
+  QualifiedName q;
+  if (dot == std::string::npos) {
+    q.name = text;
+  } else {
+    q.schema = text.substr(0, dot);
+    q.name = text.substr(dot + 1);
+    if (!CheckIdentifier(q.schema, error)) return false;
+  }
+  if (!CheckIdentifier(q.name, error)) return false;
+  *out = q;
+  return true;
+}
+
+PlanParseResult ParsePlan(const std::string& text, const std::string& file) {
+  PlanParseResult result;
+  PlanParser(file, &result.errors).Parse(text, &result.plan);
+  return result;
+}
+
+std::vector<Diagnostic> CheckPlanAgainstDatabases(const Plan& plan, const std::string& file,
+                                                  const std::set<std::string>& databases) {
+  std::vector<Diagnostic> out;
+  if (databases.count(plan.database)) return out;
+  std::string known;
+  for (const auto& d : databases) known += (known.empty() ? "" : ", ") + d;
+  out.push_back(Diagnostic{file, plan.database_pos,
+                           "database `" + plan.database + "` is not in the daemon's config",
+                           known.empty() ? "add it under `databases:` in tided.yaml"
+                                         : "use one of: " + known});
+  return out;
+}
+
+}  // namespace tide

@@ -1,0 +1,674 @@
+#include "runtime/orchestrator.h"
+
+#include <spdlog/spdlog.h>
+
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <chrono>
+#include <random>
+
+#include "engine/backfill.h"
+#include "engine/phase.h"
+#include "plan/plan_parser.h"
+#include "util/sha256.h"
+
+namespace tide {
+
+namespace asio = boost::asio;
+using SteadyClock = std::chrono::steady_clock;
+
+namespace {
+
+int64_t MillisSince(SteadyClock::time_point t) {
+  return std::chrono::duration_cast<Millis>(SteadyClock::now() - t).count();
+}
+
+Millis Backoff(const OrchestratorOptions& o, int attempt) {
+  static thread_local std::mt19937 rng{std::random_device{}()};
+  int64_t base = o.retry_base.count() << std::min(attempt, 16);
+  base = std::min<int64_t>(base, o.retry_cap.count());
+  std::uniform_int_distribution<int64_t> jitter(base / 2, base);
+  return Millis(jitter(rng));
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// One plan on its way through the phases. Lives on the io thread; its database session is used
+// by at most one pool job at a time.
+class Orchestrator::Run : public std::enable_shared_from_this<Orchestrator::Run> {
+ public:
+  Run(Orchestrator& o, Plan plan, PlanRecord record, std::shared_ptr<PlanDatabase> db)
+      : o_(o),
+        plan_(std::move(plan)),
+        record_(std::move(record)),
+        db_(std::move(db)),
+        cursor_(record_.cursor),
+        limits_(LimitsFor(plan_, o.config_.defaults)),
+        timer_(o.io_) {}
+
+  std::string key() const { return plan_.database + "/" + plan_.name; }
+  void Start() { Next(); }
+  void Stop() { timer_.cancel(); }
+
+ private:
+  void Next() {
+    if (o_.stopping_) return;
+    cursor_ = Normalize(plan_, cursor_);
+    AnnouncePhase();
+    const Action a = NextAction(plan_, cursor_);
+    switch (a.kind) {
+      case Action::Kind::kRunExpandStep: return RunStep("expand", plan_.expand[a.index], a.index);
+      case Action::Kind::kRunContractStep:
+        return RunStep("contract", plan_.contract[a.index], a.index);
+      case Action::Kind::kRunBackfillTask:
+        if (stmt_ && task_ == a.index) return RunBatch();
+        return StartTask(a.index);
+      case Action::Kind::kCheckGates: return CheckGates();
+      case Action::Kind::kFinish: return Finish();
+      case Action::Kind::kNothing: return;
+    }
+  }
+
+  // Audit and metrics for entering a new phase.
+  void AnnouncePhase() {
+    if (announced_ && cursor_.state == announced_state_) return;
+    if (announced_ && *PhaseOf(announced_state_)) {
+      Audit("phase_finished", PhaseOf(announced_state_),
+            JsonObject().Int("duration_ms", MillisSince(phase_started_)));
+    }
+    announced_ = true;
+    announced_state_ = cursor_.state;
+    phase_started_ = SteadyClock::now();
+    o_.metrics_->SetPlanState(plan_.name, plan_.database, cursor_.state);
+    if (*PhaseOf(cursor_.state)) {
+      Audit("phase_started", PhaseOf(cursor_.state),
+            JsonObject().Str("state", ToString(cursor_.state)).Bool("catch_up", cursor_.catch_up));
+    }
+  }
+
+  void RunStep(const std::string& phase, const SqlStep& step, size_t index) {
+    const PlanCursor after = AfterSuccess(plan_, cursor_);
+    auto db = db_;
+    const auto start = SteadyClock::now();
+    const std::string name = plan_.name, sql = step.sql;
+    const StatementLimits limits = limits_;
+    doing_ = phase + " step " + std::to_string(index + 1);
+    Audit("step_started", phase, JsonObject().Int("step", index + 1).Str("sql", sql));
+    o_.Offload<Status>(
+        [db, name, sql, limits, after] { return db->RunStep(name, sql, limits, after); },
+        [self = shared_from_this(), phase, index, start, sql, after](Status s) {
+          if (!s.ok()) return self->OnError(s);
+          self->Audit("step_finished", phase,
+                      JsonObject().Int("step", index + 1).Str("sql", sql).Int(
+                          "duration_ms", MillisSince(start)));
+          self->attempts_ = 0;
+          self->cursor_ = after;
+          self->Next();
+        });
+  }
+
+  struct TaskSetup {
+    BatchStatement statement;
+    TaskCheckpoint checkpoint;
+  };
+
+  void StartTask(size_t index) {
+    const BackfillTask& task = plan_.backfill[index];
+    auto db = db_;
+    const std::string name = plan_.name;
+    const int pass = cursor_.catch_up ? 2 : 1;
+    doing_ = "backfill of " + task.table.Display();
+    o_.Offload<Result<TaskSetup>>(
+        [db, name, task, index, pass]() -> Result<TaskSetup> {
+          auto info = db->DescribeTable(task.table, task.key);
+          if (!info.ok()) return info.status();
+          if (!info->exists) {
+            return Status::Fatal("table `" + task.table.Display() + "` does not exist");
+          }
+          if (info->key.empty()) {
+            return Status::Fatal("table `" + task.table.Display() +
+                                 "` has no primary key; add `key: <column>` (a unique, not-null "
+                                 "column) to its backfill task");
+          }
+          auto cp = db->LoadCheckpoint(name, static_cast<int>(index), task.table.Display(), pass,
+                                       info->estimated_rows);
+          if (!cp.ok()) return cp.status();
+          return TaskSetup{MakeBatchStatement(task, info->key), *cp};
+        },
+        [self = shared_from_this(), index](Result<TaskSetup> r) {
+          if (!r.ok()) return self->OnError(r.status());
+          self->attempts_ = 0;
+          self->task_ = index;
+          self->stmt_ = r->statement;
+          self->cp_ = r->checkpoint;
+          self->batch_size_ = BatchSizeFor(self->plan_, self->plan_.backfill[index],
+                                           self->o_.config_.defaults);
+          self->task_started_ = SteadyClock::now();
+          self->last_report_ = SteadyClock::now();
+          const std::string table = self->plan_.backfill[index].table.Display();
+          self->o_.metrics_->SetBackfillEstimate(self->plan_.name, table, self->cp_.rows_estimated);
+          if (self->cp_.done) return self->TaskDone();
+          self->Audit("backfill_started", "backfill",
+                      JsonObject()
+                          .Str("table", table)
+                          .Int("pass", self->cp_.pass)
+                          .Int("batch_size", self->batch_size_)
+                          .Int("rows_estimated", self->cp_.rows_estimated)
+                          .Int("rows_done", self->cp_.rows_updated)
+                          .Bool("resumed", self->cp_.batches > 0));
+          self->RunBatch();
+        });
+  }
+
+  void RunBatch() {
+    auto db = db_;
+    const std::string name = plan_.name;
+    const int task = static_cast<int>(task_);
+    const BatchStatement stmt = *stmt_;
+    const TaskCheckpoint from = cp_;
+    const int64_t size = batch_size_;
+    const StatementLimits limits = limits_;
+    const auto start = SteadyClock::now();
+    o_.Offload<Result<BatchResult>>(
+        [db, name, task, stmt, from, size, limits] {
+          return db->RunBatch(name, task, stmt, from, size, limits);
+        },
+        [self = shared_from_this(), start, size](Result<BatchResult> r) {
+          if (!r.ok()) return self->OnError(r.status());
+          self->OnBatch(*r, size, MillisSince(start) / 1000.0);
+        });
+  }
+
+  void OnBatch(const BatchResult& batch, int64_t size, double seconds) {
+    attempts_ = 0;
+    const TaskCheckpoint before = cp_;
+    cp_ = AdvanceCheckpoint(cp_, batch, size);
+    const std::string table = stmt_->table.Display();
+    o_.metrics_->RecordBatch(plan_.name, table, batch.updated, seconds);
+    if (ShouldReportProgress(before.rows_scanned, cp_.rows_scanned, cp_.rows_estimated,
+                             MillisSince(last_report_))) {
+      last_report_ = SteadyClock::now();
+      Audit("backfill_progress", "backfill",
+            JsonObject()
+                .Str("table", table)
+                .Int("rows_updated", cp_.rows_updated)
+                .Int("rows_scanned", cp_.rows_scanned)
+                .Int("rows_estimated", cp_.rows_estimated)
+                .Int("batches", cp_.batches));
+    }
+    if (cp_.done) return TaskDone();
+    Next();
+  }
+
+  void TaskDone() {
+    Audit("backfill_finished", "backfill",
+          JsonObject()
+              .Str("table", stmt_->table.Display())
+              .Int("pass", cp_.pass)
+              .Int("rows_updated", cp_.rows_updated)
+              .Int("batches", cp_.batches)
+              .Int("duration_ms", MillisSince(task_started_)));
+    stmt_.reset();
+    Advance(AfterSuccess(plan_, cursor_));
+  }
+
+  struct GateValue {
+    std::string label;
+    int64_t value = 0;
+    int64_t expect = 0;
+  };
+
+  void CheckGates() {
+    auto db = db_;
+    const std::vector<Gate> gates = plan_.gates;
+    const StatementLimits limits = limits_;
+    doing_ = "gates";
+    o_.Offload<Result<std::vector<GateValue>>>(
+        [db, gates, limits]() -> Result<std::vector<GateValue>> {
+          std::vector<GateValue> values;
+          for (size_t i = 0; i < gates.size(); ++i) {
+            const Gate& g = gates[i];
+            const bool nulls = g.kind == Gate::Kind::kNullCount;
+            auto v = db->QueryNumber(nulls ? NullCountSql(g.table, g.column) : g.sql, limits);
+            if (!v.ok()) return v.status();
+            values.push_back({g.Label(i), *v, nulls ? 0 : g.expect});
+          }
+          return values;
+        },
+        [self = shared_from_this()](Result<std::vector<GateValue>> r) {
+          if (!r.ok()) return self->OnError(r.status());
+          self->OnGates(*r);
+        });
+  }
+
+  void OnGates(const std::vector<GateValue>& values) {
+    attempts_ = 0;
+    bool pass = true;
+    std::string failing;
+    for (const auto& v : values) {
+      const bool ok = v.value == v.expect;
+      pass &= ok;
+      if (!ok) failing += (failing.empty() ? "" : ", ") + v.label + " = " + std::to_string(v.value);
+      if (!ok || !waiting_on_gates_) {
+        Audit("gate_checked", "gate",
+              JsonObject().Str("gate", v.label).Int("value", v.value).Int("expect", v.expect).Bool(
+                  "passed", ok));
+      }
+    }
+    if (pass) {
+      waiting_on_gates_ = false;
+      return Advance(AfterSuccess(plan_, cursor_));
+    }
+    const PlanCursor next = AfterGateFailure(cursor_);
+    if (!(next == cursor_)) {
+      Audit("gate_failed", "gate",
+            JsonObject().Str("failing", failing).Str("action",
+                                                     "backfill again over the rows that still "
+                                                     "match, then check again"));
+      return Advance(next);
+    }
+    if (!waiting_on_gates_) {
+      waiting_on_gates_ = true;
+      Audit("gate_waiting", "gate",
+            JsonObject().Str("failing", failing).Int(
+                "recheck_ms", o_.config_.defaults.gate_recheck_interval.count()));
+      spdlog::warn("plan {}: gates fail ({}); contract waits, re-checking every {}", plan_.name,
+                   failing, FormatDuration(o_.config_.defaults.gate_recheck_interval));
+    }
+    After(o_.config_.defaults.gate_recheck_interval, [this] { CheckGates(); });
+  }
+
+  void Finish() {
+    auto db = db_;
+    const std::string name = plan_.name;
+    const PlanCursor done{PlanState::kDone, cursor_.step, cursor_.catch_up};
+    o_.Offload<Status>([db, name, done] { return db->SaveCursor(name, done, ""); },
+                       [self = shared_from_this(), done](Status s) {
+                         if (!s.ok()) return self->OnError(s);
+                         self->cursor_ = done;
+                         self->AnnouncePhase();
+                         self->Audit("plan_done", "", JsonObject().Str("file", self->record_.file_name));
+                         spdlog::info("plan {}: done", self->plan_.name);
+                         self->Report(self->o_.spool_->Finish(self->record_.file_name, true, ""));
+                         self->o_.metrics_->PlanFinished(self->plan_.database, "done");
+                         self->o_.OnRunFinished(self->key());
+                       });
+  }
+
+  // Stores `next` as the plan's cursor, then goes on.
+  void Advance(PlanCursor next) {
+    auto db = db_;
+    const std::string name = plan_.name;
+    o_.Offload<Status>([db, name, next] { return db->SaveCursor(name, next, ""); },
+                       [self = shared_from_this(), next](Status s) {
+                         if (!s.ok()) return self->OnError(s);
+                         self->cursor_ = next;
+                         self->Next();
+                       });
+  }
+
+  // Transient errors are retried after a backoff, from the state the database holds: every piece
+  // of progress is committed with the work it stands for, so re-reading it is always right.
+  void OnError(const Status& s) {
+    const bool transient =
+        s.code() == Status::Code::kRetryable || s.code() == Status::Code::kInDoubt;
+    if (!transient || attempts_ >= o_.options_.max_retries) return Fail(s);
+    ++attempts_;
+    const Millis wait = Backoff(o_.options_, attempts_ - 1);
+    Audit("retry", PhaseOf(cursor_.state),
+          JsonObject()
+              .Str("doing", doing_)
+              .Str("error", s.ToString())
+              .Int("attempt", attempts_)
+              .Int("of", o_.options_.max_retries)
+              .Int("wait_ms", wait.count()));
+    spdlog::warn("plan {}: {} failed ({}); retry {}/{} in {}", plan_.name, doing_, s.ToString(),
+                 attempts_, o_.options_.max_retries, FormatDuration(wait));
+    After(wait, [this] { Reload(); });
+  }
+
+  void Reload() {
+    auto db = db_;
+    const std::string name = plan_.name;
+    o_.Offload<Result<std::optional<PlanRecord>>>(
+        [db, name] { return db->FindPlan(name); },
+        [self = shared_from_this()](Result<std::optional<PlanRecord>> r) {
+          if (!r.ok()) return self->OnError(r.status());
+          if (!r.value()) return self->Fail(Status::Fatal("the plan's row in tide.plans is gone"));
+          self->cursor_ = r.value()->cursor;
+          self->stmt_.reset();  // re-read the checkpoint too
+          self->Next();
+        });
+  }
+
+  void Fail(const Status& s) {
+    const std::string error = "plan " + plan_.name + " failed in " + doing_ + ": " + s.ToString();
+    spdlog::error("{}", error);
+    auto db = db_;
+    const std::string name = plan_.name;
+    const PlanCursor failed{PlanState::kFailed, cursor_.step, cursor_.catch_up};
+    const std::string phase = PhaseOf(cursor_.state);
+    o_.Offload<Status>(
+        [db, name, failed, error] { return db->SaveCursor(name, failed, error); },
+        [self = shared_from_this(), error, phase, failed, s](Status saved) {
+          if (!saved.ok()) {
+            spdlog::error("plan {}: could not record the failure: {}", self->plan_.name,
+                          saved.ToString());
+          }
+          self->cursor_ = failed;
+          self->o_.metrics_->SetPlanState(self->plan_.name, self->plan_.database, failed.state);
+          self->Audit("plan_failed", phase,
+                      JsonObject().Str("error", error).Str("sqlstate", s.sqlstate()).Bool(
+                          "recorded", saved.ok()));
+          self->Report(self->o_.spool_->Finish(self->record_.file_name, false, error));
+          self->o_.metrics_->PlanFinished(self->plan_.database, "failed");
+          self->o_.OnRunFinished(self->key());
+        });
+  }
+
+  void After(Millis wait, std::function<void()> then) {
+    timer_.expires_after(wait);
+    timer_.async_wait([self = shared_from_this(), then](const boost::system::error_code& ec) {
+      if (ec == asio::error::operation_aborted || self->o_.stopping_) return;
+      then();
+    });
+  }
+
+  void Audit(const std::string& event, const std::string& phase, JsonObject details) {
+    o_.Audit(AuditEvent{event, plan_.name, phase, "", std::move(details)});
+  }
+
+  void Report(const Status& s) {
+    if (!s.ok()) spdlog::error("plan {}: spool: {}", plan_.name, s.ToString());
+  }
+
+  Orchestrator& o_;
+  const Plan plan_;
+  const PlanRecord record_;
+  std::shared_ptr<PlanDatabase> db_;
+  PlanCursor cursor_;
+  const StatementLimits limits_;
+  asio::steady_timer timer_;
+  int attempts_ = 0;
+  std::string doing_ = "start";
+
+  bool announced_ = false;
+  PlanState announced_state_ = PlanState::kAccepted;
+  SteadyClock::time_point phase_started_;
+  bool waiting_on_gates_ = false;
+
+  // The backfill task in progress.
+  std::optional<BatchStatement> stmt_;
+  size_t task_ = 0;
+  TaskCheckpoint cp_;
+  int64_t batch_size_ = 0;
+  SteadyClock::time_point task_started_, last_report_;
+};
+
+// ---------------------------------------------------------------------------------------------
+
+struct Orchestrator::Admission {
+  enum class Kind { kAccept, kReject, kLater } kind = Kind::kLater;
+  std::string error;
+  Plan plan;
+  PlanRecord record;
+  bool resumed = false;
+  std::unique_ptr<PlanDatabase> db;
+};
+
+Orchestrator::Orchestrator(asio::io_context& io, asio::thread_pool& pool, Config config,
+                           DatabaseConnector* connector, SpoolPort* spool, AuditSink* audit,
+                           Metrics* metrics, OrchestratorOptions options)
+    : io_(io),
+      pool_(pool),
+      config_(std::move(config)),
+      connector_(connector),
+      spool_(spool),
+      audit_(audit),
+      metrics_(metrics),
+      options_(options) {}
+
+Orchestrator::~Orchestrator() = default;
+
+template <typename T>
+void Orchestrator::Offload(std::function<T()> work, std::function<void(T)> done) {
+  ++offloaded_;
+  asio::post(pool_, [this, work = std::move(work), done = std::move(done)]() mutable {
+    auto result = std::make_shared<T>(work());
+    asio::post(io_, [this, result, done = std::move(done)]() mutable {
+      --offloaded_;
+      done(std::move(*result));
+      CheckIdle();
+    });
+  });
+}
+
+void Orchestrator::Audit(AuditEvent event) {
+  Status s = audit_->Write(event);
+  if (!s.ok()) spdlog::error("audit log: {}", s.ToString());
+}
+
+void Orchestrator::Submit(SpoolFile file) {
+  if (stopping_ || pending_files_.count(file.name)) return;
+  auto reject = [&](const std::string& plan, const std::string& error) {
+    spdlog::warn("rejected {}:\n{}", file.name, error);
+    Audit(AuditEvent{"plan_rejected", plan, "", file.owner,
+                     JsonObject().Str("file", file.name).Str("reason", error)});
+    Status s = spool_->Reject(file.name, error);
+    if (!s.ok()) spdlog::error("spool: {}", s.ToString());
+  };
+  PlanParseResult parsed = ParsePlan(file.text, file.name);
+  Audit(AuditEvent{"plan_submitted", parsed.plan.name, "", file.owner,
+                   JsonObject().Str("file", file.name).Int("bytes", file.text.size())});
+  if (parsed.ok()) {
+    std::set<std::string> names;
+    for (const auto& kv : config_.databases) names.insert(kv.first);
+    parsed.errors = CheckPlanAgainstDatabases(parsed.plan, file.name, names);
+  }
+  if (!parsed.ok()) return reject(parsed.plan.name, FormatDiagnostics(parsed.errors));
+
+  pending_files_.insert(file.name);
+  const std::string checksum = Sha256Hex(file.text);
+  Offload<std::shared_ptr<Admission>>(
+      [this, file, plan = parsed.plan, checksum] {
+        return std::make_shared<Admission>(Admit(file, plan, checksum));
+      },
+      [this, file, reject](std::shared_ptr<Admission> a) {
+        pending_files_.erase(file.name);
+        if (a->kind == Admission::Kind::kLater) {
+          spdlog::warn("{}: {}; will try again", file.name, a->error);
+          return;
+        }
+        const std::string key = a->plan.database + "/" + a->plan.name;
+        if (a->kind == Admission::Kind::kAccept && runs_.count(key)) {
+          a->kind = Admission::Kind::kReject;
+          a->error = "plan `" + a->plan.name + "` is already running; see `tidectl status`";
+        }
+        if (a->kind == Admission::Kind::kReject) return reject(a->plan.name, a->error);
+        OnAdmitted(file, std::move(*a));
+      });
+}
+
+// On the pool.
+Orchestrator::Admission Orchestrator::Admit(const SpoolFile& file, const Plan& plan,
+                                            const std::string& checksum) {
+  Admission a;
+  a.plan = plan;
+  auto db = connector_->Connect(plan.database);
+  if (!db.ok()) {
+    a.error = "cannot reach database `" + plan.database + "`: " + db.status().ToString();
+    return a;
+  }
+  Status s = (*db)->EnsureSchema();
+  if (!s.ok()) {
+    a.error = "cannot prepare the tide schema in `" + plan.database + "`: " + s.ToString();
+    return a;
+  }
+  auto existing = (*db)->FindPlan(plan.name);
+  if (!existing.ok()) {
+    a.error = existing.status().ToString();
+    return a;
+  }
+  a.kind = Admission::Kind::kReject;
+  if (const auto& r = existing.value()) {
+    if (r->checksum != checksum) {
+      a.error = "a different plan named `" + plan.name + "` is already known to database `" +
+                plan.database + "` (state " + ToString(r->cursor.state) + ", its checksum " +
+                r->checksum + ", this file's " + checksum + "); give the new plan a new name";
+      return a;
+    }
+    if (r->cursor.state == PlanState::kDone) {
+      a.error = "plan `" + plan.name + "` was already applied to `" + plan.database + "` at " +
+                r->finished_at + "; nothing to do";
+      return a;
+    }
+    a.record = *r;
+    a.resumed = true;
+  } else {
+    for (const auto& task : plan.backfill) {
+      auto info = (*db)->DescribeTable(task.table, task.key);
+      if (!info.ok()) {
+        a.kind = Admission::Kind::kLater;
+        a.error = info.status().ToString();
+        return a;
+      }
+      if (info->exists && info->key.empty()) {
+        a.error = file.name + ":" + std::to_string(task.pos.line) + ":" +
+                  std::to_string(task.pos.column) + ": table `" + task.table.Display() +
+                  "` has no primary key; add `key: <column>` (a unique, not-null column) to the "
+                  "backfill task";
+        return a;
+      }
+    }
+    a.record.name = plan.name;
+    a.record.checksum = checksum;
+    a.record.file_name = file.name;
+    a.record.source = file.text;
+    a.record.submitted_by = file.owner;
+    Status ins = (*db)->InsertPlan(a.record);
+    if (!ins.ok()) {
+      a.error = "cannot record plan `" + plan.name + "`: " + ins.ToString();
+      return a;
+    }
+  }
+  a.kind = Admission::Kind::kAccept;
+  a.db = std::move(db).value();
+  return a;
+}
+
+void Orchestrator::OnAdmitted(const SpoolFile& file, Admission a) {
+  Status s = spool_->Accept(file.name);
+  if (!s.ok()) spdlog::error("spool: {}", s.ToString());
+  PlanRecord record = std::move(a.record);
+  if (record.cursor.state == PlanState::kFailed) {
+    // Re-submitting a failed plan, unchanged, retries it from the step that failed.
+    record.cursor.state = record.failed_in;
+  }
+  Audit(AuditEvent{a.resumed ? "plan_resumed" : "plan_accepted", a.plan.name, "", file.owner,
+                   JsonObject()
+                       .Str("file", file.name)
+                       .Str("database", a.plan.database)
+                       .Str("checksum", record.checksum)
+                       .Str("state", ToString(record.cursor.state))});
+  spdlog::info("plan {}: {} on database {}", a.plan.name, a.resumed ? "resumed" : "accepted",
+               a.plan.database);
+  StartRun(std::move(a.plan), std::move(record), std::move(a.db));
+}
+
+void Orchestrator::StartRun(Plan plan, PlanRecord record, std::shared_ptr<PlanDatabase> db) {
+  auto run = std::make_shared<Run>(*this, std::move(plan), std::move(record), std::move(db));
+  runs_[run->key()] = run;
+  run->Start();
+}
+
+void Orchestrator::OnRunFinished(const std::string& key) {
+  // Keep the Run alive until the handler that called this returns.
+  auto it = runs_.find(key);
+  if (it == runs_.end()) return;
+  asio::post(io_, [run = it->second] {});
+  runs_.erase(it);
+}
+
+void Orchestrator::ResumeAll() {
+  for (const auto& kv : config_.databases) ResumeDatabase(kv.first);
+}
+
+namespace {
+struct ResumeItem {
+  Plan plan;
+  PlanRecord record;
+  std::shared_ptr<PlanDatabase> db;
+  std::string error;  // the stored source no longer parses
+};
+struct ResumeResult {
+  Status status;
+  std::vector<ResumeItem> items;
+};
+}  // namespace
+
+void Orchestrator::ResumeDatabase(const std::string& database) {
+  Offload<ResumeResult>(
+      [this, database] {
+        ResumeResult out;
+        auto db = connector_->Connect(database);
+        if (!db.ok()) return out.status = db.status(), out;
+        if (!(out.status = (*db)->EnsureSchema()).ok()) return out;
+        auto plans = (*db)->ListPlans();
+        if (!plans.ok()) return out.status = plans.status(), out;
+        for (const auto& r : *plans) {
+          if (IsFinal(r.cursor.state)) continue;
+          ResumeItem item;
+          auto parsed = ParsePlan(r.source, r.file_name);
+          if (!parsed.ok()) item.error = FormatDiagnostics(parsed.errors);
+          item.plan = parsed.plan;
+          item.record = r;
+          auto conn = connector_->Connect(database);
+          if (!conn.ok()) return out.status = conn.status(), out;
+          item.db = std::move(conn).value();
+          out.items.push_back(std::move(item));
+        }
+        return out;
+      },
+      [this, database](ResumeResult r) {
+        if (!r.status.ok()) {
+          spdlog::warn("database {}: {}; trying again in {}", database, r.status.ToString(),
+                       FormatDuration(options_.reconnect_interval));
+          auto timer = std::make_shared<asio::steady_timer>(io_, options_.reconnect_interval);
+          timer->async_wait([this, timer, database](const boost::system::error_code& ec) {
+            if (!ec && !stopping_) ResumeDatabase(database);
+          });
+          return;
+        }
+        for (auto& item : r.items) {
+          if (!item.error.empty()) {
+            spdlog::error("plan {}: stored plan no longer parses:\n{}", item.record.name, item.error);
+            continue;
+          }
+          const std::string key = database + "/" + item.plan.name;
+          if (runs_.count(key)) continue;
+          Audit(AuditEvent{"plan_resumed", item.plan.name, "", "",
+                           JsonObject().Str("database", database).Str(
+                               "state", ToString(item.record.cursor.state))});
+          spdlog::info("plan {}: resuming in state {}", item.plan.name,
+                       ToString(item.record.cursor.state));
+          StartRun(std::move(item.plan), std::move(item.record), std::move(item.db));
+        }
+      });
+}
+
+void Orchestrator::Shutdown(std::function<void()> on_idle) {
+  stopping_ = true;
+  on_idle_ = std::move(on_idle);
+  for (auto& kv : runs_) kv.second->Stop();
+  CheckIdle();
+}
+
+void Orchestrator::CheckIdle() {
+  if (!stopping_ || offloaded_ > 0 || !on_idle_) return;
+  auto done = std::move(on_idle_);
+  on_idle_ = nullptr;
+  done();
+}
+
+}  // namespace tide

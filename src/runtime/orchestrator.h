@@ -1,0 +1,81 @@
+// The orchestrator: admits plans from the spool and drives each one through its phases.
+//
+// Threading: every method and every completion handler runs on the io_context's thread (one
+// thread runs it). Blocking database work is posted to a separate thread pool and its result
+// posted back, so the orchestrator's own state needs no lock. A plan runs one action at a time;
+// plans run side by side. Every wait (retry backoff, gate re-check) is a steady_timer.
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <functional>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+
+#include "runtime/spool.h"
+#include "tide/config.h"
+#include "tide/ports.h"
+
+namespace tide {
+
+struct OrchestratorOptions {
+  int max_retries = 5;               // per action, for retryable errors
+  Millis retry_base{500};            // first backoff; doubles, with jitter
+  Millis retry_cap{30000};
+  Millis reconnect_interval{5000};   // while a database is unreachable at startup
+};
+
+class Orchestrator {
+ public:
+  // Pointers are not owned and must outlive the orchestrator.
+  Orchestrator(boost::asio::io_context& io, boost::asio::thread_pool& pool, Config config,
+               DatabaseConnector* connector, SpoolPort* spool, AuditSink* audit, Metrics* metrics,
+               OrchestratorOptions options = {});
+  ~Orchestrator();
+
+  // A plan file found in incoming/: parse, validate, admit or reject.
+  void Submit(SpoolFile file);
+  // Loads and continues every unfinished plan of every configured database.
+  void ResumeAll();
+  // Starts no new work; calls `on_idle` once no action is in flight.
+  void Shutdown(std::function<void()> on_idle);
+
+  size_t running_plans() const { return runs_.size(); }
+  bool is_pending(const std::string& file_name) const { return pending_files_.count(file_name) > 0; }
+
+ private:
+  class Run;
+  friend class Run;
+
+  struct Admission;
+  Admission Admit(const SpoolFile& file, const Plan& plan, const std::string& checksum);
+  void OnAdmitted(const SpoolFile& file, Admission admission);
+  void ResumeDatabase(const std::string& database);
+  void StartRun(Plan plan, PlanRecord record, std::shared_ptr<PlanDatabase> db);
+  void OnRunFinished(const std::string& key);
+  void CheckIdle();
+  void Audit(AuditEvent event);
+
+  // Runs `work` on the pool and `done(result)` on the io thread.
+  template <typename T>
+  void Offload(std::function<T()> work, std::function<void(T)> done);
+
+  boost::asio::io_context& io_;
+  boost::asio::thread_pool& pool_;
+  Config config_;
+  DatabaseConnector* connector_;
+  SpoolPort* spool_;
+  AuditSink* audit_;
+  Metrics* metrics_;
+  OrchestratorOptions options_;
+
+  std::map<std::string, std::shared_ptr<Run>> runs_;  // key: database + "/" + plan
+  std::set<std::string> pending_files_;               // being admitted
+  int offloaded_ = 0;                                 // pool jobs in flight
+  bool stopping_ = false;
+  std::function<void()> on_idle_;
+};
+
+}  // namespace tide
