@@ -138,7 +138,6 @@ class Orchestrator::Run : public std::enable_shared_from_this<Orchestrator::Run>
         },
         [self = shared_from_this(), index](Result<TaskSetup> r) {
           if (!r.ok()) return self->OnError(r.status());
-          self->attempts_ = 0;
           self->task_ = index;
           self->stmt_ = r->statement;
           self->cp_ = r->checkpoint;
@@ -451,13 +450,6 @@ void Orchestrator::Audit(AuditEvent event) {
 
 void Orchestrator::Submit(SpoolFile file) {
   if (stopping_ || pending_files_.count(file.name)) return;
-  auto reject = [&](const std::string& plan, const std::string& error) {
-    spdlog::warn("rejected {}:\n{}", file.name, error);
-    Audit(AuditEvent{"plan_rejected", plan, "", file.owner,
-                     JsonObject().Str("file", file.name).Str("reason", error)});
-    Status s = spool_->Reject(file.name, error);
-    if (!s.ok()) spdlog::error("spool: {}", s.ToString());
-  };
   PlanParseResult parsed = ParsePlan(file.text, file.name);
   Audit(AuditEvent{"plan_submitted", parsed.plan.name, "", file.owner,
                    JsonObject().Str("file", file.name).Int("bytes", file.text.size())});
@@ -466,7 +458,7 @@ void Orchestrator::Submit(SpoolFile file) {
     for (const auto& kv : config_.databases) names.insert(kv.first);
     parsed.errors = CheckPlanAgainstDatabases(parsed.plan, file.name, names);
   }
-  if (!parsed.ok()) return reject(parsed.plan.name, FormatDiagnostics(parsed.errors));
+  if (!parsed.ok()) return Reject(file, parsed.plan.name, FormatDiagnostics(parsed.errors));
 
   pending_files_.insert(file.name);
   const std::string checksum = Sha256Hex(file.text);
@@ -474,7 +466,7 @@ void Orchestrator::Submit(SpoolFile file) {
       [this, file, plan = parsed.plan, checksum] {
         return std::make_shared<Admission>(Admit(file, plan, checksum));
       },
-      [this, file, reject](std::shared_ptr<Admission> a) {
+      [this, file](std::shared_ptr<Admission> a) {
         pending_files_.erase(file.name);
         if (a->kind == Admission::Kind::kLater) {
           spdlog::warn("{}: {}; will try again", file.name, a->error);
@@ -485,9 +477,18 @@ void Orchestrator::Submit(SpoolFile file) {
           a->kind = Admission::Kind::kReject;
           a->error = "plan `" + a->plan.name + "` is already running; see `tidectl status`";
         }
-        if (a->kind == Admission::Kind::kReject) return reject(a->plan.name, a->error);
+        if (a->kind == Admission::Kind::kReject) return Reject(file, a->plan.name, a->error);
         OnAdmitted(file, std::move(*a));
       });
+}
+
+void Orchestrator::Reject(const SpoolFile& file, const std::string& plan,
+                          const std::string& error) {
+  spdlog::warn("rejected {}:\n{}", file.name, error);
+  Audit(AuditEvent{"plan_rejected", plan, "", file.owner,
+                   JsonObject().Str("file", file.name).Str("reason", error)});
+  Status s = spool_->Reject(file.name, error);
+  if (!s.ok()) spdlog::error("spool: {}", s.ToString());
 }
 
 // On the pool.

@@ -52,6 +52,7 @@ class Orchestrator {
   struct Admission;
   Admission Admit(const SpoolFile& file, const Plan& plan, const std::string& checksum);
   void OnAdmitted(const SpoolFile& file, Admission admission);
+  void Reject(const SpoolFile& file, const std::string& plan, const std::string& error);
   void ResumeDatabase(const std::string& database);
   void StartRun(Plan plan, PlanRecord record, std::shared_ptr<PlanDatabase> db);
   void OnRunFinished(const std::string& key);

@@ -1,1 +1,396 @@
+// The orchestrator against in-memory fakes of the database, spool and audit log: the order of
+// actions, resumption, retries, failures and gates. SQL itself is tested against PostgreSQL in
+// tests/integration.
+#include "runtime/orchestrator.h"
 
+#include <gtest/gtest.h>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <deque>
+#include <mutex>
+
+namespace tide {
+namespace {
+
+// A table of `rows` rows keyed 1..rows, and the tide schema, in memory. Thread-safe.
+class FakeDatabase : public PlanDatabase {
+ public:
+  explicit FakeDatabase(int rows) : filled_(rows + 1, 0) {}
+
+  Status EnsureSchema() override { return Status::Ok(); }
+  Result<std::optional<PlanRecord>> FindPlan(const std::string& name) override {
+    std::lock_guard<std::mutex> l(mu_);
+    if (!plans_.count(name)) return std::optional<PlanRecord>();
+    return std::optional<PlanRecord>(plans_[name]);
+  }
+  Result<std::vector<PlanRecord>> ListPlans() override {
+    std::lock_guard<std::mutex> l(mu_);
+    std::vector<PlanRecord> out;
+    for (auto& kv : plans_) out.push_back(kv.second);
+    return out;
+  }
+  Status InsertPlan(const PlanRecord& r) override {
+    std::lock_guard<std::mutex> l(mu_);
+    plans_[r.name] = r;
+    return Status::Ok();
+  }
+  Status SaveCursor(const std::string& plan, const PlanCursor& c, const std::string& e) override {
+    std::lock_guard<std::mutex> l(mu_);
+    plans_[plan].cursor = c;
+    plans_[plan].last_error = e;
+    return Status::Ok();
+  }
+  Status RunStep(const std::string& plan, const std::string& sql, const StatementLimits& limits,
+                 const PlanCursor& after) override {
+    std::lock_guard<std::mutex> l(mu_);
+    last_limits_ = limits;
+    if (!step_errors_.empty() && step_errors_.front().first == sql) {
+      Status s = step_errors_.front().second;
+      step_errors_.pop_front();
+      return s;
+    }
+    steps_.push_back(sql);
+    plans_[plan].cursor = after;
+    return Status::Ok();
+  }
+  Result<TableInfo> DescribeTable(const QualifiedName&, const std::vector<std::string>&) override {
+    TableInfo t;
+    t.exists = true;
+    t.has_primary_key = true;
+    t.key = {{"id", "bigint"}};
+    t.estimated_rows = static_cast<int64_t>(filled_.size() - 1);
+    return t;
+  }
+  Result<TaskCheckpoint> LoadCheckpoint(const std::string&, int task, const std::string&, int pass,
+                                        int64_t est) override {
+    std::lock_guard<std::mutex> l(mu_);
+    auto& cp = checkpoints_[task];
+    if (cp.batches == 0 && cp.pass == 1 && cp.last_key.empty()) cp.rows_estimated = est;
+    if (cp.pass < pass) cp.pass = pass, cp.last_key.clear(), cp.done = false;
+    return cp;
+  }
+  Result<BatchResult> RunBatch(const std::string&, int task, const BatchStatement&,
+                               const TaskCheckpoint& from, int64_t size,
+                               const StatementLimits&) override {
+    std::lock_guard<std::mutex> l(mu_);
+    if (batch_errors_ > 0) {
+      --batch_errors_;
+      return Status::Retryable("connection lost", "08006");
+    }
+    int64_t key = from.last_key.empty() ? 0 : std::stoll(from.last_key[0]);
+    BatchResult b;
+    for (int64_t k = key + 1; k < static_cast<int64_t>(filled_.size()) && b.scanned < size; ++k) {
+      ++b.scanned;
+      if (!filled_[k]) ++b.updated;
+      ++filled_[k];
+      b.last_key = {std::to_string(k)};
+    }
+    checkpoints_[task] = AdvanceCheckpointForTest(from, b, size);
+    ++batches_;
+    return b;
+  }
+  Result<int64_t> QueryNumber(const std::string&, const StatementLimits&) override {
+    std::lock_guard<std::mutex> l(mu_);
+    if (!gate_values_.empty()) {
+      int64_t v = gate_values_.front();
+      gate_values_.pop_front();
+      return v;
+    }
+    int64_t nulls = 0;
+    for (size_t k = 1; k < filled_.size(); ++k) nulls += filled_[k] == 0;
+    return nulls;
+  }
+
+  static TaskCheckpoint AdvanceCheckpointForTest(const TaskCheckpoint& from, const BatchResult& b,
+                                                 int64_t size) {
+    TaskCheckpoint next = from;
+    next.rows_updated += b.updated;
+    next.rows_scanned += b.scanned;
+    next.batches++;
+    if (!b.last_key.empty()) next.last_key = b.last_key;
+    next.done = b.scanned < size;
+    return next;
+  }
+
+  std::mutex mu_;
+  std::map<std::string, PlanRecord> plans_;
+  std::map<int, TaskCheckpoint> checkpoints_;
+  std::vector<int> filled_;  // times each key was updated
+  std::vector<std::string> steps_;
+  std::deque<std::pair<std::string, Status>> step_errors_;
+  std::deque<int64_t> gate_values_;
+  int batch_errors_ = 0;
+  int batches_ = 0;
+  StatementLimits last_limits_{};
+};
+
+// Hands out sessions that all share one FakeDatabase.
+class FakeConnector : public DatabaseConnector {
+ public:
+  explicit FakeConnector(FakeDatabase* db) : db_(db) {}
+  Result<std::unique_ptr<PlanDatabase>> Connect(const std::string&) override {
+    return std::unique_ptr<PlanDatabase>(new Session(db_));
+  }
+
+ private:
+  struct Session : PlanDatabase {
+    explicit Session(FakeDatabase* d) : d(d) {}
+    FakeDatabase* d;
+    Status EnsureSchema() override { return d->EnsureSchema(); }
+    Result<std::optional<PlanRecord>> FindPlan(const std::string& n) override { return d->FindPlan(n); }
+    Result<std::vector<PlanRecord>> ListPlans() override { return d->ListPlans(); }
+    Status InsertPlan(const PlanRecord& r) override { return d->InsertPlan(r); }
+    Status SaveCursor(const std::string& p, const PlanCursor& c, const std::string& e) override {
+      return d->SaveCursor(p, c, e);
+    }
+    Status RunStep(const std::string& p, const std::string& s, const StatementLimits& l,
+                   const PlanCursor& a) override {
+      return d->RunStep(p, s, l, a);
+    }
+    Result<TableInfo> DescribeTable(const QualifiedName& t, const std::vector<std::string>& k) override {
+      return d->DescribeTable(t, k);
+    }
+    Result<TaskCheckpoint> LoadCheckpoint(const std::string& p, int t, const std::string& n, int pass,
+                                          int64_t e) override {
+      return d->LoadCheckpoint(p, t, n, pass, e);
+    }
+    Result<BatchResult> RunBatch(const std::string& p, int t, const BatchStatement& s,
+                                 const TaskCheckpoint& f, int64_t n, const StatementLimits& l) override {
+      return d->RunBatch(p, t, s, f, n, l);
+    }
+    Result<int64_t> QueryNumber(const std::string& s, const StatementLimits& l) override {
+      return d->QueryNumber(s, l);
+    }
+  };
+  FakeDatabase* db_;
+};
+
+struct FakeSpool : SpoolPort {
+  std::vector<std::string> accepted, done, failed, rejected;
+  std::string last_error;
+  Status Accept(const std::string& n) override { return accepted.push_back(n), Status::Ok(); }
+  Status Finish(const std::string& n, bool ok, const std::string& e) override {
+    (ok ? done : failed).push_back(n);
+    last_error = e;
+    return Status::Ok();
+  }
+  Status Reject(const std::string& n, const std::string& e) override {
+    rejected.push_back(n);
+    last_error = e;
+    return Status::Ok();
+  }
+};
+
+struct RecordingAudit : AuditSink {
+  std::mutex mu;
+  std::vector<AuditEvent> events;
+  Status Write(const AuditEvent& e) override {
+    std::lock_guard<std::mutex> l(mu);
+    events.push_back(e);
+    return Status::Ok();
+  }
+  int Count(const std::string& name) {
+    std::lock_guard<std::mutex> l(mu);
+    int n = 0;
+    for (auto& e : events) n += e.event == name;
+    return n;
+  }
+};
+
+const char* kPlan = R"(plan: fill_c
+database: app
+settings: {lock_timeout: 750ms}
+expand:
+  - sql: ALTER TABLE t ADD COLUMN c int
+  - sql: CREATE INDEX CONCURRENTLY i ON t (c)
+backfill:
+  - table: t
+    set: {c: "1"}
+    batch_size: 10
+gates:
+  - null_count: {table: t, column: c}
+contract:
+  - sql: ALTER TABLE t ALTER COLUMN c SET NOT NULL
+)";
+
+class OrchestratorTest : public ::testing::Test {
+ protected:
+  OrchestratorTest() : db_(95), connector_(&db_) {
+    config_.databases["app"] = DatabaseConfig{"dsn", "", ""};
+    config_.defaults.gate_recheck_interval = Millis(20);
+    options_.retry_base = Millis(1);
+  }
+
+  std::unique_ptr<Orchestrator> Make() {
+    return std::make_unique<Orchestrator>(io_, pool_, config_, &connector_, &spool_, &audit_,
+                                          &metrics_, options_);
+  }
+
+  // Runs the io_context, one handler at a time, until `until` holds or five seconds pass.
+  void RunUntil(const std::function<bool()>& until) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    while (!until() && std::chrono::steady_clock::now() < deadline) {
+      io_.restart();
+      io_.run_one_for(std::chrono::milliseconds(10));
+    }
+  }
+
+  void Submit(Orchestrator& o, const std::string& text = kPlan) {
+    o.Submit(SpoolFile{"fill_c.yaml", text, "alice"});
+  }
+
+  boost::asio::io_context io_;
+  boost::asio::thread_pool pool_{2};
+  Config config_;
+  OrchestratorOptions options_;
+  FakeDatabase db_;
+  FakeConnector connector_;
+  FakeSpool spool_;
+  RecordingAudit audit_;
+  NullMetrics metrics_;
+};
+
+TEST_F(OrchestratorTest, RunsEveryPhaseInOrderAndFilesThePlanAsDone) {
+  auto o = Make();
+  Submit(*o);
+  RunUntil([&] { return !spool_.done.empty(); });
+  ASSERT_EQ(spool_.done, std::vector<std::string>{"fill_c.yaml"});
+  EXPECT_EQ(db_.steps_, (std::vector<std::string>{"ALTER TABLE t ADD COLUMN c int",
+                                                   "CREATE INDEX CONCURRENTLY i ON t (c)",
+                                                   "ALTER TABLE t ALTER COLUMN c SET NOT NULL"}));
+  EXPECT_EQ(db_.plans_["fill_c"].cursor.state, PlanState::kDone);
+  for (size_t k = 1; k < db_.filled_.size(); ++k) EXPECT_EQ(db_.filled_[k], 1) << "key " << k;
+  EXPECT_EQ(db_.batches_, 10);  // 95 rows in batches of 10: nine full, one short
+  EXPECT_EQ(db_.last_limits_.lock_timeout, Millis(750)) << "the plan's lock_timeout is used";
+  EXPECT_EQ(audit_.Count("plan_accepted"), 1);
+  EXPECT_EQ(audit_.Count("step_finished"), 3);
+  EXPECT_EQ(audit_.Count("plan_done"), 1);
+  EXPECT_EQ(audit_.events.front().actor, "alice");
+}
+
+TEST_F(OrchestratorTest, ResumesAfterARestartWithoutRedoingFinishedWork) {
+  // State as a crashed daemon left it: expand done, backfill half way.
+  PlanRecord r;
+  r.name = "fill_c";
+  r.source = kPlan;
+  r.file_name = "fill_c.yaml";
+  r.cursor = {PlanState::kBackfilling, 0, false};
+  db_.plans_["fill_c"] = r;
+  TaskCheckpoint cp;
+  cp.last_key = {"50"};
+  cp.batches = 5;
+  cp.rows_updated = cp.rows_scanned = 50;
+  db_.checkpoints_[0] = cp;
+  for (int k = 1; k <= 50; ++k) db_.filled_[k] = 1;
+
+  auto o = Make();
+  o->ResumeAll();
+  RunUntil([&] { return !spool_.done.empty(); });
+  ASSERT_EQ(db_.plans_["fill_c"].cursor.state, PlanState::kDone);
+  EXPECT_EQ(db_.steps_, std::vector<std::string>{"ALTER TABLE t ALTER COLUMN c SET NOT NULL"})
+      << "expand steps must not run again";
+  for (size_t k = 1; k < db_.filled_.size(); ++k) EXPECT_EQ(db_.filled_[k], 1) << "key " << k;
+}
+
+TEST_F(OrchestratorTest, RetriesTransientErrorsFromTheStoredCheckpoint) {
+  db_.batch_errors_ = 3;
+  auto o = Make();
+  Submit(*o);
+  RunUntil([&] { return !spool_.done.empty() || !spool_.failed.empty(); });
+  ASSERT_EQ(spool_.done.size(), 1u) << spool_.last_error;
+  EXPECT_EQ(audit_.Count("retry"), 3);
+  for (size_t k = 1; k < db_.filled_.size(); ++k) EXPECT_EQ(db_.filled_[k], 1) << "key " << k;
+}
+
+TEST_F(OrchestratorTest, GivesUpAfterTheRetryLimitAndRecordsTheError) {
+  db_.batch_errors_ = 100;
+  auto o = Make();
+  Submit(*o);
+  RunUntil([&] { return !spool_.failed.empty(); });
+  ASSERT_EQ(spool_.failed.size(), 1u);
+  EXPECT_EQ(audit_.Count("retry"), options_.max_retries);
+  EXPECT_EQ(db_.plans_["fill_c"].cursor.state, PlanState::kFailed);
+  EXPECT_NE(db_.plans_["fill_c"].last_error.find("SQLSTATE 08006"), std::string::npos);
+}
+
+TEST_F(OrchestratorTest, AFailingStepFailsThePlanWithTheServerError) {
+  db_.step_errors_.push_back({"CREATE INDEX CONCURRENTLY i ON t (c)",
+                              Status::Fatal("relation \"t\" does not exist", "42P01")});
+  auto o = Make();
+  Submit(*o);
+  RunUntil([&] { return !spool_.failed.empty(); });
+  ASSERT_EQ(spool_.failed.size(), 1u);
+  EXPECT_NE(spool_.last_error.find("expand step 2"), std::string::npos) << spool_.last_error;
+  EXPECT_NE(spool_.last_error.find("SQLSTATE 42P01"), std::string::npos) << spool_.last_error;
+  const PlanRecord& r = db_.plans_["fill_c"];
+  EXPECT_EQ(r.cursor.state, PlanState::kFailed);
+  EXPECT_EQ(r.cursor.step, 1) << "the failed step is kept for a retry";
+  EXPECT_EQ(db_.batches_, 0) << "nothing after the failed step ran";
+}
+
+TEST_F(OrchestratorTest, AFailingGateBackfillsAgainThenHoldsContract) {
+  db_.gate_values_ = {7, 7, 7, 7};  // rows that stay NULL for four checks
+  auto o = Make();
+  Submit(*o);
+  RunUntil([&] { return audit_.Count("gate_waiting") > 0; });
+  EXPECT_EQ(audit_.Count("gate_failed"), 1) << "one catch-up pass";
+  EXPECT_EQ(db_.checkpoints_[0].pass, 2);
+  EXPECT_EQ(db_.steps_.size(), 2u) << "contract must not start while a gate fails";
+  RunUntil([&] { return !spool_.done.empty(); });
+  EXPECT_EQ(spool_.done.size(), 1u) << "once the gate passes, contract runs";
+  EXPECT_EQ(db_.steps_.size(), 3u);
+}
+
+TEST_F(OrchestratorTest, RejectsAnInvalidPlanWithEveryError) {
+  auto o = Make();
+  o->Submit(SpoolFile{"bad.yaml", "plan: Bad\ndatabase: nope\n", "bob"});
+  ASSERT_EQ(spool_.rejected, std::vector<std::string>{"bad.yaml"});
+  EXPECT_NE(spool_.last_error.find("bad.yaml:1:7: plan name `Bad` is not allowed"),
+            std::string::npos)
+      << spool_.last_error;
+  EXPECT_EQ(audit_.Count("plan_rejected"), 1);
+}
+
+TEST_F(OrchestratorTest, RejectsADatabaseNotInTheConfig) {
+  auto o = Make();
+  o->Submit(SpoolFile{"x.yaml", "plan: x\ndatabase: billing\n", "bob"});
+  ASSERT_EQ(spool_.rejected.size(), 1u);
+  EXPECT_NE(spool_.last_error.find("database `billing` is not in the daemon's config"),
+            std::string::npos);
+}
+
+TEST_F(OrchestratorTest, RejectsAResubmittedDonePlanAndADifferentPlanWithTheSameName) {
+  auto o = Make();
+  Submit(*o);
+  RunUntil([&] { return !spool_.done.empty(); });
+  Submit(*o);
+  RunUntil([&] { return !spool_.rejected.empty(); });
+  ASSERT_EQ(spool_.rejected.size(), 1u);
+  EXPECT_NE(spool_.last_error.find("already applied"), std::string::npos) << spool_.last_error;
+
+  std::string changed = std::string(kPlan) + "description: changed\n";
+  Submit(*o, changed);
+  RunUntil([&] { return spool_.rejected.size() == 2; });
+  EXPECT_NE(spool_.last_error.find("a different plan named `fill_c`"), std::string::npos)
+      << spool_.last_error;
+}
+
+TEST_F(OrchestratorTest, ShutdownLetsTheBatchInFlightFinishThenGoesIdle) {
+  auto o = Make();
+  std::string one_row_batches = kPlan;
+  one_row_batches.replace(one_row_batches.find("batch_size: 10"), 14, "batch_size: 1");
+  Submit(*o, one_row_batches);
+  RunUntil([&] { return db_.batches_ >= 2; });
+  bool idle = false;
+  o->Shutdown([&] { idle = true; });
+  RunUntil([&] { return idle; });
+  ASSERT_TRUE(idle);
+  const int batches = db_.batches_;
+  RunUntil([&] { return db_.batches_ > batches; });
+  EXPECT_EQ(db_.batches_, batches) << "no batch starts after shutdown";
+  EXPECT_NE(db_.plans_["fill_c"].cursor.state, PlanState::kDone);
+}
+
+}  // namespace
+}  // namespace tide

@@ -1,1 +1,83 @@
+#include "engine/phase.h"
 
+#include <gtest/gtest.h>
+
+namespace tide {
+namespace {
+
+Plan FullPlan() {
+  Plan p;
+  p.expand = {{"e1", {}}, {"e2", {}}};
+  p.backfill.resize(1);
+  p.gates.resize(1);
+  p.contract = {{"c1", {}}};
+  return p;
+}
+
+TEST(Phase, AcceptedPlanStartsWithTheFirstExpandStep) {
+  const Plan p = FullPlan();
+  PlanCursor c = Normalize(p, {PlanState::kAccepted, 0, false});
+  EXPECT_EQ(c.state, PlanState::kExpanding);
+  Action a = NextAction(p, c);
+  EXPECT_EQ(a.kind, Action::Kind::kRunExpandStep);
+  EXPECT_EQ(a.index, 0u);
+}
+
+TEST(Phase, WalksThroughEveryPhaseInOrder) {
+  const Plan p = FullPlan();
+  PlanCursor c = Normalize(p, {});
+  std::vector<Action::Kind> seen;
+  for (int i = 0; i < 20 && !IsFinal(c.state); ++i) {
+    Action a = NextAction(p, c);
+    seen.push_back(a.kind);
+    c = AfterSuccess(p, c);
+  }
+  using K = Action::Kind;
+  EXPECT_EQ(seen, (std::vector<K>{K::kRunExpandStep, K::kRunExpandStep, K::kRunBackfillTask,
+                                  K::kCheckGates, K::kRunContractStep, K::kFinish}));
+  EXPECT_EQ(c.state, PlanState::kDone);
+}
+
+TEST(Phase, EmptyPhasesAreSkipped) {
+  Plan p;
+  p.contract = {{"c", {}}};
+  p.gates.resize(1);
+  PlanCursor c = Normalize(p, {});
+  EXPECT_EQ(c.state, PlanState::kGating);
+  Plan nothing;
+  EXPECT_EQ(NextAction(nothing, Normalize(nothing, {})).kind, Action::Kind::kFinish);
+}
+
+TEST(Phase, ResumesAtTheStoredStepNotFromTheStart) {
+  const Plan p = FullPlan();
+  PlanCursor c = Normalize(p, {PlanState::kExpanding, 1, false});
+  EXPECT_EQ(NextAction(p, c).index, 1u);
+}
+
+TEST(Phase, AFailedGateBackfillsOnceMoreThenWaits) {
+  const Plan p = FullPlan();
+  PlanCursor gating{PlanState::kGating, 0, false};
+  PlanCursor again = AfterGateFailure(gating);
+  EXPECT_EQ(again.state, PlanState::kBackfilling);
+  EXPECT_TRUE(again.catch_up);
+  // After the catch-up pass the gates are checked again...
+  PlanCursor after_backfill = AfterSuccess(p, again);
+  EXPECT_EQ(after_backfill.state, PlanState::kGating);
+  EXPECT_TRUE(after_backfill.catch_up);
+  // ...and a second failure stays in gating: contract never starts.
+  EXPECT_EQ(AfterGateFailure(after_backfill), after_backfill);
+}
+
+TEST(Phase, FinalStatesHaveNothingToDo) {
+  const Plan p = FullPlan();
+  EXPECT_EQ(NextAction(p, {PlanState::kDone, 0, false}).kind, Action::Kind::kNothing);
+  EXPECT_EQ(NextAction(p, {PlanState::kFailed, 1, false}).kind, Action::Kind::kNothing);
+}
+
+TEST(Phase, StateNamesRoundTrip) {
+  for (PlanState s : AllPlanStates()) EXPECT_EQ(PlanStateFromString(ToString(s)), s);
+  EXPECT_FALSE(PlanStateFromString("paused").has_value());
+}
+
+}  // namespace
+}  // namespace tide

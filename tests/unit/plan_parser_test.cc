@@ -1,1 +1,182 @@
+#include "plan/plan_parser.h"
 
+#include <dirent.h>
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <sstream>
+
+namespace tide {
+namespace {
+
+std::string Slurp(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+std::vector<std::string> FilesIn(const std::string& dir, const std::string& suffix) {
+  std::vector<std::string> out;
+  DIR* d = opendir(dir.c_str());
+  if (!d) return out;
+  while (dirent* e = readdir(d)) {
+    std::string n = e->d_name;
+    if (n.size() > suffix.size() && n.compare(n.size() - suffix.size(), suffix.size(), suffix) == 0) {
+      out.push_back(dir + "/" + n);
+    }
+  }
+  closedir(d);
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+const char* kClinicPlan = R"(plan: add_clinic_id_to_patient_offers
+database: app
+description: every patient offer belongs to a clinic
+settings:
+  lock_timeout: 2s
+  statement_timeout: 30s
+expand:
+  - sql: ALTER TABLE patient_offers ADD COLUMN "clinicId" text
+backfill:
+  - table: patient_offers
+    key: id
+    set:
+      clinicId: (SELECT o."clinicId" FROM offers o WHERE o.id = patient_offers."offerId")
+    where: '"clinicId" IS NULL'
+    batch_size: 1000
+gates:
+  - null_count: {table: patient_offers, column: clinicId}
+  - sql: SELECT count(*) FROM patient_offers po JOIN offers o ON o.id = po."offerId" WHERE po."clinicId" <> o."clinicId"
+    expect: 0
+contract:
+  - sql: ALTER TABLE patient_offers ALTER COLUMN "clinicId" SET NOT NULL
+)";
+
+TEST(PlanParser, ReadsEveryFieldOfTheIssueExample) {
+  auto r = ParsePlan(kClinicPlan, "p.yaml");
+  ASSERT_TRUE(r.ok()) << FormatDiagnostics(r.errors);
+  const Plan& p = r.plan;
+  EXPECT_EQ(p.name, "add_clinic_id_to_patient_offers");
+  EXPECT_EQ(p.database, "app");
+  EXPECT_EQ(p.settings.lock_timeout, Millis(2000));
+  EXPECT_EQ(p.settings.statement_timeout, Millis(30000));
+  ASSERT_EQ(p.expand.size(), 1u);
+  EXPECT_EQ(p.expand[0].pos.line, 8);
+  ASSERT_EQ(p.backfill.size(), 1u);
+  const BackfillTask& t = p.backfill[0];
+  EXPECT_EQ(t.table.name, "patient_offers");
+  EXPECT_EQ(t.table.schema, "");
+  EXPECT_EQ(t.key, std::vector<std::string>{"id"});
+  ASSERT_EQ(t.set.size(), 1u);
+  EXPECT_EQ(t.set[0].first, "clinicId");  // case kept exactly
+  EXPECT_EQ(t.where, "\"clinicId\" IS NULL");
+  EXPECT_EQ(t.batch_size, 1000);
+  ASSERT_EQ(p.gates.size(), 2u);
+  EXPECT_EQ(p.gates[0].kind, Gate::Kind::kNullCount);
+  EXPECT_EQ(p.gates[0].column, "clinicId");
+  EXPECT_EQ(p.gates[1].kind, Gate::Kind::kSql);
+  EXPECT_EQ(p.gates[1].expect, 0);
+  ASSERT_EQ(p.contract.size(), 1u);
+}
+
+TEST(PlanParser, SplitsSchemaQualifiedTablesOnTheDot) {
+  auto r = ParsePlan("plan: p\ndatabase: app\nbackfill:\n  - table: core.users\n    key: [tenant_id, id]\n"
+                     "    set: {display_name: name}\n",
+                     "p.yaml");
+  ASSERT_TRUE(r.ok()) << FormatDiagnostics(r.errors);
+  EXPECT_EQ(r.plan.backfill[0].table.schema, "core");
+  EXPECT_EQ(r.plan.backfill[0].table.name, "users");
+  EXPECT_EQ(r.plan.backfill[0].key, (std::vector<std::string>{"tenant_id", "id"}));
+}
+
+TEST(PlanParser, EveryPhaseIsOptional) {
+  auto r = ParsePlan("plan: only_expand\ndatabase: app\nexpand:\n  - sql: SELECT 1\n", "p.yaml");
+  EXPECT_TRUE(r.ok()) << FormatDiagnostics(r.errors);
+}
+
+TEST(PlanParser, ReportsEveryProblemInOnePass) {
+  auto r = ParsePlan("plan: Bad!\ndatabase: app\nsettings:\n  lock_timeout: 5\nbackfil: []\n", "p.yaml");
+  EXPECT_EQ(r.errors.size(), 3u) << FormatDiagnostics(r.errors);
+}
+
+TEST(PlanParser, RejectsPlansLargerThanOneMebibyte) {
+  std::string text = "plan: p\ndatabase: app\ndescription: \"" + std::string(kMaxPlanBytes, 'x') + "\"\n";
+  auto r = ParsePlan(text, "big.yaml");
+  ASSERT_EQ(r.errors.size(), 1u);
+  EXPECT_NE(r.errors[0].message.find("more than the 1048576 allowed"), std::string::npos);
+}
+
+TEST(PlanParser, DiagnosticsNameFileLineColumnAndFix) {
+  auto r = ParsePlan("plan: p\ndatabase: app\nbackfil: []\n", "plans/x.yaml");
+  ASSERT_EQ(r.errors.size(), 1u);
+  EXPECT_EQ(r.errors[0].ToString(),
+            "plans/x.yaml:3:1: unknown key `backfil` in the plan; did you mean `backfill`? Allowed "
+            "keys: plan, database, description, settings, expand, backfill, gates, contract");
+}
+
+TEST(PlanParser, DatabaseMustBeInTheConfig) {
+  auto r = ParsePlan("plan: p\ndatabase: billing\n", "p.yaml");
+  ASSERT_TRUE(r.ok());
+  auto errors = CheckPlanAgainstDatabases(r.plan, "p.yaml", {"app", "crm"});
+  ASSERT_EQ(errors.size(), 1u);
+  EXPECT_EQ(errors[0].ToString(),
+            "p.yaml:2:11: database `billing` is not in the daemon's config; use one of: app, crm");
+  EXPECT_TRUE(CheckPlanAgainstDatabases(r.plan, "p.yaml", {"billing"}).empty());
+}
+
+TEST(PlanParser, EveryExamplePlanIsValid) {
+  auto files = FilesIn(std::string(TIDE_SOURCE_DIR) + "/plans", ".yaml");
+  ASSERT_GE(files.size(), 3u);
+  for (const auto& f : files) {
+    auto r = ParsePlan(Slurp(f), f);
+    EXPECT_TRUE(r.ok()) << FormatDiagnostics(r.errors);
+    EXPECT_TRUE(CheckPlanAgainstDatabases(r.plan, f, {"app"}).empty()) << f;
+  }
+}
+
+// tests/data/bad_plans/NAME.yaml holds a bad plan; NAME.expect its first error:
+// "LINE:COLUMN text" (or "- text" when the error has no position).
+TEST(PlanParser, EveryBadPlanGivesItsExpectedError) {
+  auto files = FilesIn(std::string(TIDE_SOURCE_DIR) + "/tests/data/bad_plans", ".yaml");
+  ASSERT_GE(files.size(), 25u);
+  for (const auto& f : files) {
+    std::string expect = Slurp(f.substr(0, f.size() - 5) + ".expect");
+    while (!expect.empty() && expect.back() == '\n') expect.pop_back();
+    ASSERT_FALSE(expect.empty()) << "no .expect for " << f;
+    const std::string where = expect.substr(0, expect.find(' '));
+    const std::string text = expect.substr(expect.find(' ') + 1);
+    auto r = ParsePlan(Slurp(f), f);
+    ASSERT_FALSE(r.ok()) << f << " was accepted";
+    const Diagnostic& d = r.errors[0];
+    if (where != "-") {
+      EXPECT_EQ(std::to_string(d.pos.line) + ":" + std::to_string(d.pos.column), where)
+          << f << ": " << d.ToString();
+    }
+    EXPECT_NE(d.ToString().find(text), std::string::npos) << f << ": " << d.ToString();
+    EXPECT_EQ(d.ToString().rfind(f, 0), 0u) << "the message must start with the file name";
+  }
+}
+
+TEST(PlanParser, IdentifiersAreCheckedButKeptAsWritten) {
+  std::string error;
+  EXPECT_TRUE(CheckIdentifier("clinicId", &error));
+  EXPECT_TRUE(CheckIdentifier("Ünïcode name", &error));
+  EXPECT_FALSE(CheckIdentifier("", &error));
+  EXPECT_FALSE(CheckIdentifier(std::string(64, 'a'), &error));
+  EXPECT_FALSE(CheckIdentifier(std::string("a\0b", 3), &error));
+  EXPECT_FALSE(CheckIdentifier("a;b", &error));
+}
+
+TEST(PlanParser, PlanNamesAreLowerCaseDigitsAndUnderscores) {
+  EXPECT_TRUE(IsValidPlanName("add_clinic_id_2"));
+  EXPECT_FALSE(IsValidPlanName(""));
+  EXPECT_FALSE(IsValidPlanName("Add"));
+  EXPECT_FALSE(IsValidPlanName("a-b"));
+  EXPECT_FALSE(IsValidPlanName("../x"));
+  EXPECT_FALSE(IsValidPlanName(std::string(64, 'a')));
+}
+
+}  // namespace
+}  // namespace tide
