@@ -1,1 +1,322 @@
+// PgPlanDatabase against a real PostgreSQL 15: the tide schema, steps, batches, gates and how
+// server errors are classified.
+#include "pg/pg_database.h"
 
+#include <gtest/gtest.h>
+
+#include <sys/stat.h>
+
+#include <atomic>
+#include <chrono>
+#include <pqxx/pqxx>
+#include <thread>
+
+#include "engine/backfill.h"
+#include "support/pg_cluster.h"
+#include "support/process.h"
+
+namespace tide {
+namespace {
+
+using testing::PgCluster;
+
+class PgDatabaseTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    db_name_ = PgCluster::Shared().CreateDatabase("it");
+    db_ = Open();
+    ASSERT_TRUE(db_->EnsureSchema().ok());
+  }
+
+  std::unique_ptr<PgPlanDatabase> Open() {
+    auto db = std::make_unique<PgPlanDatabase>(PgCluster::Shared().Dsn(db_name_), Defaults{});
+    EXPECT_TRUE(db->Open().ok());
+    return db;
+  }
+
+  void Exec(const std::string& sql) { PgCluster::Shared().Exec(db_name_, sql); }
+  std::string Query(const std::string& sql) { return PgCluster::Shared().Query(db_name_, sql); }
+
+  PlanRecord Record(const std::string& name) {
+    PlanRecord r;
+    r.name = name;
+    r.checksum = "abc";
+    r.file_name = name + ".yaml";
+    r.source = "plan: " + name;
+    r.submitted_by = "alice";
+    return r;
+  }
+
+  // A table t(id, v, filled) with `rows` rows and a trigger that counts updates per row.
+  void MakeCountedTable(const std::string& table, const std::string& key_type,
+                        const std::string& key_expr, int rows) {
+    Exec("CREATE TABLE " + table + " (id " + key_type + " PRIMARY KEY, v int NOT NULL, "
+         "filled int, updates int NOT NULL DEFAULT 0)");
+    Exec("CREATE FUNCTION count_updates() RETURNS trigger LANGUAGE plpgsql AS "
+         "$$ BEGIN NEW.updates := OLD.updates + 1; RETURN NEW; END $$");
+    Exec("CREATE TRIGGER counted BEFORE UPDATE ON " + table +
+         " FOR EACH ROW EXECUTE FUNCTION count_updates()");
+    Exec("INSERT INTO " + table + " (id, v) SELECT " + key_expr + ", g FROM generate_series(1, " +
+         std::to_string(rows) + ") g");
+    Exec("ANALYZE " + table);
+  }
+
+  // Runs the task's batches to the end of the pass, like the orchestrator does.
+  TaskCheckpoint Backfill(const std::string& table, int64_t batch_size, int* batches = nullptr) {
+    BackfillTask task;
+    task.table = {"", table};
+    task.set = {{"filled", "v * 2"}};
+    auto info = db_->DescribeTable(task.table, {});
+    EXPECT_TRUE(info.ok()) << info.status().ToString();
+    auto cp = db_->LoadCheckpoint("p", 0, table, 1, info->estimated_rows);
+    EXPECT_TRUE(cp.ok()) << cp.status().ToString();
+    TaskCheckpoint at = *cp;
+    BatchStatement stmt = MakeBatchStatement(task, info->key);
+    int n = 0;
+    while (!at.done && n < 100000) {
+      auto b = db_->RunBatch("p", 0, stmt, at, batch_size, limits_);
+      EXPECT_TRUE(b.ok()) << b.status().ToString();
+      if (!b.ok()) break;
+      at = AdvanceCheckpoint(at, *b, batch_size);
+      ++n;
+    }
+    if (batches) *batches = n;
+    return at;
+  }
+
+  std::string db_name_;
+  std::unique_ptr<PgPlanDatabase> db_;
+  StatementLimits limits_{Millis(2000), Millis(30000)};
+};
+
+TEST_F(PgDatabaseTest, SchemaIsCreatedOnceAndSafeToEnsureConcurrently) {
+  EXPECT_EQ(Query("SELECT max(version) FROM tide.schema_version"), "1");
+  std::vector<std::thread> threads;
+  std::atomic<int> ok{0};
+  for (int i = 0; i < 4; ++i) {
+    threads.emplace_back([&] { ok += Open()->EnsureSchema().ok(); });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(ok, 4);
+}
+
+TEST_F(PgDatabaseTest, PlanRowsRoundTripAndAFailureKeepsWhereItStood) {
+  ASSERT_TRUE(db_->InsertPlan(Record("p1")).ok());
+  auto found = db_->FindPlan("p1");
+  ASSERT_TRUE(found.ok() && found.value());
+  EXPECT_EQ(found.value()->cursor.state, PlanState::kAccepted);
+  EXPECT_EQ(found.value()->submitted_by, "alice");
+  EXPECT_FALSE(found.value()->submitted_at.empty());
+
+  ASSERT_TRUE(db_->SaveCursor("p1", {PlanState::kContracting, 2, true}, "").ok());
+  ASSERT_TRUE(db_->SaveCursor("p1", {PlanState::kFailed, 2, true}, "boom").ok());
+  auto r = *db_->FindPlan("p1").value();
+  EXPECT_EQ(r.cursor.state, PlanState::kFailed);
+  EXPECT_EQ(r.failed_in, PlanState::kContracting);
+  EXPECT_EQ(r.cursor.step, 2);
+  EXPECT_TRUE(r.cursor.catch_up);
+  EXPECT_EQ(r.last_error, "boom");
+  EXPECT_FALSE(r.finished_at.empty());
+  EXPECT_FALSE(db_->FindPlan("nope").value().has_value());
+  EXPECT_FALSE(db_->InsertPlan(Record("p1")).ok()) << "a plan name is unique per database";
+}
+
+TEST_F(PgDatabaseTest, AStepAndItsCursorCommitTogether) {
+  ASSERT_TRUE(db_->InsertPlan(Record("p")).ok());
+  Exec("CREATE TABLE t (id int PRIMARY KEY)");
+  Status s = db_->RunStep("p", "ALTER TABLE t ADD COLUMN c text", limits_,
+                          {PlanState::kExpanding, 1, false});
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  EXPECT_EQ(Query("SELECT step FROM tide.plans WHERE name = 'p'"), "1");
+  EXPECT_EQ(Query("SELECT count(*) FROM pg_attribute WHERE attrelid = 't'::regclass AND attname = 'c'"), "1");
+
+  // A failing step changes neither the schema nor the cursor, and says why.
+  s = db_->RunStep("p", "ALTER TABLE missing ADD COLUMN c int", limits_,
+                   {PlanState::kExpanding, 2, false});
+  EXPECT_EQ(s.code(), Status::Code::kFatal);
+  EXPECT_EQ(s.sqlstate(), "42P01");
+  EXPECT_NE(s.ToString().find("relation \"missing\" does not exist"), std::string::npos);
+  EXPECT_EQ(Query("SELECT step FROM tide.plans WHERE name = 'p'"), "1");
+}
+
+TEST_F(PgDatabaseTest, ConcurrentIndexBuildsRunOutsideATransaction) {
+  ASSERT_TRUE(db_->InsertPlan(Record("p")).ok());
+  Exec("CREATE TABLE t (id int PRIMARY KEY, c int)");
+  Status s = db_->RunStep("p", "CREATE INDEX CONCURRENTLY IF NOT EXISTS t_c ON t (c)", limits_,
+                          {PlanState::kExpanding, 1, false});
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  EXPECT_EQ(Query("SELECT indisvalid FROM pg_index WHERE indexrelid = 't_c'::regclass"), "t");
+  EXPECT_EQ(Query("SELECT step FROM tide.plans WHERE name = 'p'"), "1");
+  // The session's own timeouts are back to the defaults afterwards.
+  auto v = db_->QueryNumber("SELECT setting::bigint FROM pg_settings WHERE name = 'lock_timeout'", limits_);
+  ASSERT_TRUE(v.ok());
+  EXPECT_EQ(*v, 2000);
+}
+
+TEST_F(PgDatabaseTest, AStepBlockedByALockGivesUpAfterLockTimeoutAsRetryable) {
+  ASSERT_TRUE(db_->InsertPlan(Record("p")).ok());
+  Exec("CREATE TABLE t (id int PRIMARY KEY)");
+  pqxx::connection blocker(PgCluster::Shared().Dsn(db_name_));
+  pqxx::work hold(blocker);
+  hold.exec0("LOCK TABLE t IN ACCESS SHARE MODE");
+  const auto start = std::chrono::steady_clock::now();
+  Status s = db_->RunStep("p", "ALTER TABLE t ADD COLUMN c int", {Millis(300), Millis(30000)},
+                          {PlanState::kExpanding, 1, false});
+  const auto waited = std::chrono::steady_clock::now() - start;
+  EXPECT_EQ(s.code(), Status::Code::kRetryable) << s.ToString();
+  EXPECT_EQ(s.sqlstate(), "55P03");
+  EXPECT_LT(waited, std::chrono::seconds(5)) << "bounded by lock_timeout, not by the blocker";
+  hold.abort();
+}
+
+TEST_F(PgDatabaseTest, DescribesKeysOfEveryShape) {
+  Exec("CREATE TABLE single (id bigint PRIMARY KEY, c int)");
+  Exec("CREATE SCHEMA core");
+  Exec("CREATE TABLE core.grades (survey_id int, \"studentId\" text, PRIMARY KEY (survey_id, \"studentId\"))");
+  Exec("CREATE TABLE nokey (a int, b int)");
+  auto single = db_->DescribeTable({"", "single"}, {});
+  ASSERT_TRUE(single.ok());
+  ASSERT_EQ(single->key.size(), 1u);
+  EXPECT_EQ(single->key[0].name, "id");
+  EXPECT_EQ(single->key[0].type, "bigint");
+  auto composite = db_->DescribeTable({"core", "grades"}, {});
+  ASSERT_EQ(composite->key.size(), 2u);
+  EXPECT_EQ(composite->key[1].name, "studentId");
+  EXPECT_EQ(composite->key[1].type, "text");
+  auto nokey = db_->DescribeTable({"", "nokey"}, {});
+  EXPECT_TRUE(nokey->exists);
+  EXPECT_FALSE(nokey->has_primary_key);
+  EXPECT_TRUE(nokey->key.empty());
+  auto chosen = db_->DescribeTable({"", "nokey"}, {"b"});
+  ASSERT_EQ(chosen->key.size(), 1u);
+  EXPECT_EQ(chosen->key[0].type, "integer");
+  EXPECT_FALSE(db_->DescribeTable({"", "nokey"}, {"zz"}).ok());
+  EXPECT_FALSE(db_->DescribeTable({"", "missing"}, {})->exists);
+}
+
+TEST_F(PgDatabaseTest, HostileNamesStayNamesAndNeverRunAsSql) {
+  Exec("CREATE TABLE users (id int PRIMARY KEY)");
+  auto info = db_->DescribeTable({"", "users; DROP TABLE users; --"}, {});
+  ASSERT_TRUE(info.ok()) << info.status().ToString();
+  EXPECT_FALSE(info->exists);
+  EXPECT_EQ(Query("SELECT to_regclass('users') IS NOT NULL"), "t");
+}
+
+TEST_F(PgDatabaseTest, BackfillUpdatesEveryRowExactlyOnceAndCheckpointsEachBatch) {
+  ASSERT_TRUE(db_->InsertPlan(Record("p")).ok());
+  MakeCountedTable("t", "bigint", "g", 10000);
+  int batches = 0;
+  TaskCheckpoint end = Backfill("t", 700, &batches);
+  EXPECT_TRUE(end.done);
+  EXPECT_EQ(end.rows_updated, 10000);
+  EXPECT_EQ(batches, 15);  // 14 full batches and one short
+  EXPECT_EQ(Query("SELECT count(*) FROM t WHERE filled = v * 2 AND updates = 1"), "10000");
+  // The stored checkpoint is the one in memory.
+  EXPECT_EQ(Query("SELECT rows_updated FROM tide.backfill WHERE plan = 'p'"), "10000");
+  EXPECT_EQ(Query("SELECT last_key[1] FROM tide.backfill WHERE plan = 'p'"), "10000");
+  EXPECT_EQ(Query("SELECT done FROM tide.backfill WHERE plan = 'p'"), "t");
+}
+
+TEST_F(PgDatabaseTest, ABatchRollsBackWhenItsCheckpointMovedUnderIt) {
+  ASSERT_TRUE(db_->InsertPlan(Record("p")).ok());
+  MakeCountedTable("t", "int", "g", 100);
+  BackfillTask task;
+  task.table = {"", "t"};
+  task.set = {{"filled", "v * 2"}};
+  auto info = db_->DescribeTable(task.table, {});
+  TaskCheckpoint stale = *db_->LoadCheckpoint("p", 0, "t", 1, 100);
+  BatchStatement stmt = MakeBatchStatement(task, info->key);
+  ASSERT_TRUE(db_->RunBatch("p", 0, stmt, stale, 10, limits_).ok());
+  // Running from the same (now stale) checkpoint again must not update rows twice.
+  auto again = db_->RunBatch("p", 0, stmt, stale, 10, limits_);
+  EXPECT_EQ(again.status().code(), Status::Code::kRetryable);
+  EXPECT_EQ(Query("SELECT max(updates) FROM t"), "1");
+  EXPECT_EQ(Query("SELECT count(*) FROM t WHERE filled IS NOT NULL"), "10");
+}
+
+TEST_F(PgDatabaseTest, TextSparseAndEmptyKeysAllFinish) {
+  ASSERT_TRUE(db_->InsertPlan(Record("p")).ok());
+  MakeCountedTable("sparse", "bigint", "g * 1000000", 500);
+  int batches = 0;
+  EXPECT_EQ(Backfill("sparse", 100, &batches).rows_updated, 500);
+  EXPECT_EQ(batches, 6) << "gaps in the key never produce empty batches: five full, one that finds the end";
+  Exec("DROP TABLE sparse; DROP FUNCTION count_updates CASCADE");
+
+  Exec("DELETE FROM tide.backfill");
+  MakeCountedTable("texty", "text", "md5(g::text)", 1000);
+  EXPECT_EQ(Backfill("texty", 64).rows_updated, 1000);
+  EXPECT_EQ(Query("SELECT count(*) FROM texty WHERE updates = 1"), "1000");
+  Exec("DROP TABLE texty; DROP FUNCTION count_updates CASCADE");
+
+  Exec("DELETE FROM tide.backfill");
+  MakeCountedTable("empty", "int", "g", 0);
+  EXPECT_EQ(Backfill("empty", 100, &batches).rows_updated, 0);
+  EXPECT_EQ(batches, 1) << "an empty table finishes with one statement";
+}
+
+TEST_F(PgDatabaseTest, ANewPassStartsFromTheFirstKeyAndOnlyTouchesRowsStillMatching) {
+  ASSERT_TRUE(db_->InsertPlan(Record("p")).ok());
+  MakeCountedTable("t", "int", "g", 300);
+  Backfill("t", 50);
+  Exec("UPDATE t SET filled = NULL, updates = 0 WHERE id % 100 = 0");  // the application wrote NULLs
+  TaskCheckpoint cp = *db_->LoadCheckpoint("p", 0, "t", 2, 300);
+  EXPECT_EQ(cp.pass, 2);
+  EXPECT_TRUE(cp.last_key.empty());
+  EXPECT_FALSE(cp.done);
+  BackfillTask task;
+  task.table = {"", "t"};
+  task.set = {{"filled", "v * 2"}};
+  auto info = db_->DescribeTable(task.table, {});
+  auto b = db_->RunBatch("p", 0, MakeBatchStatement(task, info->key), cp, 1000, limits_);
+  ASSERT_TRUE(b.ok());
+  EXPECT_EQ(b->updated, 3);
+  EXPECT_EQ(b->scanned, 300);
+  EXPECT_EQ(Query("SELECT count(*) FROM t WHERE filled = v * 2"), "300");
+}
+
+TEST_F(PgDatabaseTest, GatesReturnOneNumberWithinTheirTimeout) {
+  Exec("CREATE TABLE t (id int PRIMARY KEY, c int)");
+  Exec("INSERT INTO t SELECT g, CASE WHEN g % 10 = 0 THEN NULL ELSE g END FROM generate_series(1, 100) g");
+  auto nulls = db_->QueryNumber(NullCountSql({"", "t"}, "c"), limits_);
+  ASSERT_TRUE(nulls.ok());
+  EXPECT_EQ(*nulls, 10);
+  EXPECT_EQ(db_->QueryNumber("SELECT 1, 2", limits_).status().code(), Status::Code::kFatal);
+  EXPECT_EQ(db_->QueryNumber("SELECT 'x'", limits_).status().code(), Status::Code::kFatal);
+  auto slow = db_->QueryNumber("SELECT count(*) FROM pg_sleep(5)", {Millis(1000), Millis(200)});
+  EXPECT_EQ(slow.status().sqlstate(), "57014");
+  EXPECT_EQ(slow.status().code(), Status::Code::kRetryable);
+  // A gate cannot write.
+  auto write = db_->QueryNumber("WITH d AS (DELETE FROM t RETURNING 1) SELECT count(*) FROM d", limits_);
+  EXPECT_EQ(write.status().sqlstate(), "25006");
+  EXPECT_EQ(Query("SELECT count(*) FROM t"), "100");
+}
+
+TEST_F(PgDatabaseTest, ReconnectsAfterTheSessionIsKilled) {
+  const std::string pid = std::to_string(*db_->QueryNumber("SELECT pg_backend_pid()", limits_));
+  Exec("SELECT pg_terminate_backend(" + pid + ")");
+  auto lost = db_->QueryNumber("SELECT 1", limits_);
+  EXPECT_EQ(lost.status().code(), Status::Code::kRetryable) << lost.status().ToString();
+  auto back = db_->QueryNumber("SELECT 2", limits_);
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  EXPECT_EQ(*back, 2);
+}
+
+TEST(ResolveDsn, ReadsFileOrEnvironmentAndRefusesLooseFilePermissions) {
+  const std::string dir = testing::MakeTempDir("tide-dsn");
+  const std::string path = dir + "/app.dsn";
+  testing::WriteAll(path, "host=x password=s3cret\n");
+  ::chmod(path.c_str(), 0644);
+  auto loose = ResolveDsn("app", DatabaseConfig{"", path, ""});
+  ASSERT_FALSE(loose.ok());
+  EXPECT_NE(loose.status().message().find("chmod 600"), std::string::npos);
+  EXPECT_EQ(loose.status().message().find("s3cret"), std::string::npos);
+  ::chmod(path.c_str(), 0600);
+  EXPECT_EQ(*ResolveDsn("app", DatabaseConfig{"", path, ""}), "host=x password=s3cret");
+  ::setenv("TIDE_TEST_DSN", "host=y", 1);
+  EXPECT_EQ(*ResolveDsn("app", DatabaseConfig{"", "", "TIDE_TEST_DSN"}), "host=y");
+  EXPECT_FALSE(ResolveDsn("app", DatabaseConfig{"", "", "TIDE_TEST_UNSET"}).ok());
+  testing::Shell("rm -rf " + dir);
+}
+
+}  // namespace
+}  // namespace tide

@@ -1,0 +1,46 @@
+// A throwaway PostgreSQL 15 cluster for tests: initdb into a temp folder, started on a free port
+// on 127.0.0.1, stopped and deleted at exit. As root it runs as the `postgres` user (the server
+// refuses root). Never touches the machine's own cluster.
+#pragma once
+
+#include <string>
+
+namespace tide::testing {
+
+class PgCluster {
+ public:
+  // The cluster shared by every test of this binary, started on first use. Aborts the test run
+  // with the server's log when it cannot start: a missing PostgreSQL is a failure, not a skip.
+  static PgCluster& Shared();
+
+  int port() const { return port_; }
+  const std::string& dir() const { return dir_; }
+  std::string Dsn(const std::string& database) const;
+
+  // A new empty database with a unique name; returns the name.
+  std::string CreateDatabase(const std::string& prefix);
+  // Runs SQL through libpqxx as the superuser; throws on error.
+  void Exec(const std::string& database, const std::string& sql) const;
+  // The first column of the first row, as text ("" for NULL).
+  std::string Query(const std::string& database, const std::string& sql) const;
+
+  void Stop();
+  ~PgCluster();
+
+ private:
+  PgCluster() = default;
+  void Start();
+
+  std::string dir_;
+  int port_ = 0;
+  bool running_ = false;
+  int next_db_ = 0;
+};
+
+int FreePort();
+// Runs a shell command; returns its exit status.
+int Shell(const std::string& command);
+// A fresh temp folder that the `postgres` user can traverse.
+std::string MakeTempDir(const std::string& prefix);
+
+}  // namespace tide::testing
