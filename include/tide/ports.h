@@ -71,9 +71,11 @@ class PlanDatabase {
   virtual Result<std::optional<PlanRecord>> FindPlan(const std::string& name) = 0;
   virtual Result<std::vector<PlanRecord>> ListPlans() = 0;
   virtual Status InsertPlan(const PlanRecord& record) = 0;
-  // Stores the cursor (and the error, for failed). Sets started_at/finished_at as they apply.
-  virtual Status SaveCursor(const std::string& plan, const PlanCursor& cursor,
-                            const std::string& error) = 0;
+  // Stores the cursor. Sets started_at/finished_at as they apply.
+  virtual Status SaveCursor(const std::string& plan, const PlanCursor& cursor) = 0;
+  // Marks the plan failed at `at` (kept, so that a retry resumes there) with `error`.
+  virtual Status SaveFailure(const std::string& plan, const PlanCursor& at,
+                             const std::string& error) = 0;
 
   // Runs one step's SQL and stores `after` as the plan's cursor, in one transaction when the
   // statement allows it (else the statement first, then the cursor).

@@ -89,18 +89,18 @@ std::string LimitsSql(const StatementLimits& l) {
          SetTimeoutSql("statement_timeout", l.statement_timeout, true);
 }
 
-// Stores the cursor inside `txn`.
+// Stores the cursor inside `txn`. For a failure, `c` is where the plan stood when it failed.
 void WriteCursor(pqxx::transaction_base& txn, const std::string& plan, const PlanCursor& c,
-                 const std::string& error) {
+                 const std::string& error = "", bool failed = false) {
   txn.exec_params0(
       "UPDATE tide.plans SET "
-      "failed_in = CASE WHEN $2 = 'failed' AND state <> 'failed' THEN state ELSE failed_in END, "
-      "state = $2, step = $3, catch_up = $4, "
-      "last_error = CASE WHEN $2 = 'failed' THEN $5 ELSE NULL END, "
-      "started_at = COALESCE(started_at, CASE WHEN $2 <> 'accepted' THEN now() END), "
-      "finished_at = CASE WHEN $2 IN ('done', 'failed') THEN now() END, "
+      "state = CASE WHEN $6 THEN 'failed' ELSE $2 END, "
+      "failed_in = CASE WHEN $6 THEN $2 END, step = $3, catch_up = $4, "
+      "last_error = CASE WHEN $6 THEN $5 END, "
+      "started_at = COALESCE(started_at, now()), "
+      "finished_at = CASE WHEN $6 OR $2 = 'done' THEN now() END, "
       "updated_at = now() WHERE name = $1",
-      plan, ToString(c.state), c.step, c.catch_up, error);
+      plan, ToString(c.state), c.step, c.catch_up, error, failed);
 }
 
 std::string Trim(std::string s) {
@@ -225,12 +225,24 @@ Status PgPlanDatabase::InsertPlan(const PlanRecord& p) {
   }
 }
 
-Status PgPlanDatabase::SaveCursor(const std::string& plan, const PlanCursor& cursor,
-                                  const std::string& error) {
+Status PgPlanDatabase::SaveCursor(const std::string& plan, const PlanCursor& cursor) {
   TIDE_CONNECTED();
   try {
     pqxx::work w(*conn_);
-    WriteCursor(w, plan, cursor, error);
+    WriteCursor(w, plan, cursor);
+    w.commit();
+    return Status::Ok();
+  } catch (...) {
+    return FromCurrentException();
+  }
+}
+
+Status PgPlanDatabase::SaveFailure(const std::string& plan, const PlanCursor& at,
+                                   const std::string& error) {
+  TIDE_CONNECTED();
+  try {
+    pqxx::work w(*conn_);
+    WriteCursor(w, plan, at, error, true);
     w.commit();
     return Status::Ok();
   } catch (...) {
@@ -261,14 +273,14 @@ Status PgPlanDatabase::RunStep(const std::string& plan, const std::string& sql,
         n.exec0(restore);
       }
       pqxx::work w(*conn_);
-      WriteCursor(w, plan, after, "");
+      WriteCursor(w, plan, after);
       w.commit();
       return Status::Ok();
     }
     pqxx::work w(*conn_);
     w.exec0(LimitsSql(limits));
     w.exec(sql);
-    WriteCursor(w, plan, after, "");
+    WriteCursor(w, plan, after);
     w.commit();
     return Status::Ok();
   } catch (...) {

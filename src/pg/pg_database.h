@@ -45,8 +45,9 @@ class PgPlanDatabase : public PlanDatabase {
   Result<std::optional<PlanRecord>> FindPlan(const std::string& name) override;
   Result<std::vector<PlanRecord>> ListPlans() override;
   Status InsertPlan(const PlanRecord& record) override;
-  Status SaveCursor(const std::string& plan, const PlanCursor& cursor,
-                    const std::string& error) override;
+  Status SaveCursor(const std::string& plan, const PlanCursor& cursor) override;
+  Status SaveFailure(const std::string& plan, const PlanCursor& at,
+                     const std::string& error) override;
   Status RunStep(const std::string& plan, const std::string& sql, const StatementLimits& limits,
                  const PlanCursor& after) override;
   Result<TableInfo> DescribeTable(const QualifiedName& table,

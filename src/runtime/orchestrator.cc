@@ -282,7 +282,7 @@ class Orchestrator::Run : public std::enable_shared_from_this<Orchestrator::Run>
     auto db = db_;
     const std::string name = plan_.name;
     const PlanCursor done{PlanState::kDone, cursor_.step, cursor_.catch_up};
-    o_.Offload<Status>([db, name, done] { return db->SaveCursor(name, done, ""); },
+    o_.Offload<Status>([db, name, done] { return db->SaveCursor(name, done); },
                        [self = shared_from_this(), done](Status s) {
                          if (!s.ok()) return self->OnError(s);
                          self->cursor_ = done;
@@ -299,7 +299,7 @@ class Orchestrator::Run : public std::enable_shared_from_this<Orchestrator::Run>
   void Advance(PlanCursor next) {
     auto db = db_;
     const std::string name = plan_.name;
-    o_.Offload<Status>([db, name, next] { return db->SaveCursor(name, next, ""); },
+    o_.Offload<Status>([db, name, next] { return db->SaveCursor(name, next); },
                        [self = shared_from_this(), next](Status s) {
                          if (!s.ok()) return self->OnError(s);
                          self->cursor_ = next;
@@ -346,10 +346,11 @@ class Orchestrator::Run : public std::enable_shared_from_this<Orchestrator::Run>
     spdlog::error("{}", error);
     auto db = db_;
     const std::string name = plan_.name;
-    const PlanCursor failed{PlanState::kFailed, cursor_.step, cursor_.catch_up};
-    const std::string phase = PhaseOf(cursor_.state);
+    const PlanCursor at = Normalize(plan_, cursor_);
+    const PlanCursor failed{PlanState::kFailed, at.step, at.catch_up};
+    const std::string phase = PhaseOf(at.state);
     o_.Offload<Status>(
-        [db, name, failed, error] { return db->SaveCursor(name, failed, error); },
+        [db, name, at, error] { return db->SaveFailure(name, at, error); },
         [self = shared_from_this(), error, phase, failed, s](Status saved) {
           if (!saved.ok()) {
             spdlog::error("plan {}: could not record the failure: {}", self->plan_.name,

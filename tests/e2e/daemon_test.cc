@@ -1,1 +1,273 @@
+// tided and tidectl as processes, on a temp spool and a throwaway PostgreSQL.
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <thread>
+
+#include "support/pg_cluster.h"
+#include "support/process.h"
+
+namespace tide {
+namespace {
+
+using namespace std::chrono_literals;
+using testing::PgCluster;
+using testing::Process;
+using testing::ReadAll;
+using testing::RunCommand;
+using testing::WriteAll;
+
+class DaemonTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    db_ = PgCluster::Shared().CreateDatabase("e2e");
+    dir_ = testing::MakeTempDir("tide-e2e");
+    config_ = dir_ + "/tided.yaml";
+    metrics_port_ = testing::FreePort();
+    WriteAll(config_, "spool_dir: " + dir_ + "/spool\naudit_log: " + dir_ +
+                          "/audit.jsonl\nmetrics_listen: 127.0.0.1:" +
+                          std::to_string(metrics_port_) + "\ndatabases:\n  app:\n    dsn: \"" +
+                          PgCluster::Shared().Dsn(db_) +
+                          "\"\ndefaults: {gate_recheck_interval: 200ms}\n");
+  }
+
+  void TearDown() override {
+    daemon_.reset();
+    if (!HasFailure()) testing::Shell("rm -rf " + dir_);
+    else std::cerr << "kept " << dir_ << " for inspection\n";
+  }
+
+  void StartDaemon() {
+    daemon_ = std::make_unique<Process>(
+        std::vector<std::string>{TIDED_PATH, "--config", config_, "--foreground"},
+        dir_ + "/tided.log");
+    ASSERT_TRUE(WaitFor([&] { return access((dir_ + "/spool/incoming").c_str(), F_OK) == 0; }, 10s))
+        << ReadAll(dir_ + "/tided.log");
+  }
+
+  testing::CommandResult Ctl(std::vector<std::string> args) {
+    args.insert(args.begin(), TIDECTL_PATH);
+    return RunCommand(args);
+  }
+
+  bool WaitFor(const std::function<bool()>& cond, std::chrono::milliseconds timeout) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (std::chrono::steady_clock::now() < deadline) {
+      if (cond()) return true;
+      std::this_thread::sleep_for(20ms);
+    }
+    return cond();
+  }
+
+  std::string Query(const std::string& sql) { return PgCluster::Shared().Query(db_, sql); }
+  std::string PlanState(const std::string& plan) {
+    return Query("SELECT state FROM tide.plans WHERE name = '" + plan + "'");
+  }
+  bool Exists(const std::string& path) { return access(path.c_str(), F_OK) == 0; }
+
+  std::string WritePlan(const std::string& name, const std::string& text) {
+    const std::string path = dir_ + "/" + name;
+    WriteAll(path, text);
+    return path;
+  }
+
+  std::string db_, dir_, config_;
+  int metrics_port_ = 0;
+  std::unique_ptr<Process> daemon_;
+};
+
+const char* kOffersSchema = R"SQL(
+CREATE TABLE offers (id bigint PRIMARY KEY, "clinicId" text NOT NULL);
+CREATE TABLE patient_offers (id bigint PRIMARY KEY, "offerId" bigint NOT NULL REFERENCES offers (id),
+                             updates int NOT NULL DEFAULT 0);
+INSERT INTO offers SELECT g, 'clinic-' || (g % 50) FROM generate_series(1, 1000) g;
+INSERT INTO patient_offers (id, "offerId") SELECT g, 1 + g % 1000 FROM generate_series(1, 100000) g;
+CREATE FUNCTION count_updates() RETURNS trigger LANGUAGE plpgsql AS
+  $$ BEGIN NEW.updates := OLD.updates + 1; RETURN NEW; END $$;
+CREATE TRIGGER counted BEFORE UPDATE ON patient_offers FOR EACH ROW EXECUTE FUNCTION count_updates();
+ANALYZE;
+)SQL";
+
+const char* kClinicPlan = R"(plan: add_clinic_id
+database: app
+expand:
+  - sql: ALTER TABLE patient_offers ADD COLUMN IF NOT EXISTS "clinicId" text
+backfill:
+  - table: patient_offers
+    set:
+      clinicId: (SELECT o."clinicId" FROM offers o WHERE o.id = patient_offers."offerId")
+    batch_size: 200
+gates:
+  - null_count: {table: patient_offers, column: clinicId}
+contract:
+  - sql: ALTER TABLE patient_offers ADD CONSTRAINT po_clinic_nn CHECK ("clinicId" IS NOT NULL) NOT VALID
+  - sql: ALTER TABLE patient_offers VALIDATE CONSTRAINT po_clinic_nn
+  - sql: ALTER TABLE patient_offers ALTER COLUMN "clinicId" SET NOT NULL
+  - sql: ALTER TABLE patient_offers DROP CONSTRAINT po_clinic_nn
+)";
+
+TEST_F(DaemonTest, SurvivesSigkillDuringBackfillWithoutRedoingAnyBatch) {
+  PgCluster::Shared().Exec(db_, kOffersSchema);
+  StartDaemon();
+  auto submit = Ctl({"submit", "--config", config_, WritePlan("clinic.yaml", kClinicPlan)});
+  ASSERT_EQ(submit.status, 0) << submit.output;
+
+  // Kill the daemon twice, part way through the backfill.
+  for (int kill = 1; kill <= 2; ++kill) {
+    const int threshold = kill * 30000;
+    ASSERT_TRUE(WaitFor([&] {
+      std::string rows = Query("SELECT rows_scanned FROM tide.backfill WHERE plan = 'add_clinic_id'");
+      return !rows.empty() && std::stoll(rows) >= threshold;
+    }, 60s)) << ReadAll(dir_ + "/tided.log");
+    daemon_->Signal(SIGKILL);
+    ASSERT_EQ(daemon_->Wait(10s), 128 + SIGKILL);
+    EXPECT_EQ(PlanState("add_clinic_id"), "backfilling");
+    EXPECT_EQ(Query("SELECT count(*) < 100000 FROM patient_offers WHERE \"clinicId\" IS NOT NULL"), "t")
+        << "the kill came before the backfill finished";
+    StartDaemon();
+  }
+
+  ASSERT_TRUE(WaitFor([&] { return PlanState("add_clinic_id") == "done"; }, 120s))
+      << ReadAll(dir_ + "/tided.log");
+  EXPECT_EQ(Query("SELECT count(*) FROM patient_offers po JOIN offers o ON o.id = po.\"offerId\" "
+                  "WHERE po.\"clinicId\" = o.\"clinicId\" AND po.updates = 1"),
+            "100000")
+      << "every row has the right value and was updated exactly once";
+  EXPECT_EQ(Query("SELECT rows_updated FROM tide.backfill WHERE plan = 'add_clinic_id'"), "100000");
+  EXPECT_EQ(Query("SELECT attnotnull FROM pg_attribute WHERE attrelid = 'patient_offers'::regclass "
+                  "AND attname = 'clinicId'"),
+            "t");
+  EXPECT_EQ(Query("SELECT count(*) FROM pg_constraint WHERE conname = 'po_clinic_nn'"), "0");
+  EXPECT_TRUE(WaitFor([&] { return Exists(dir_ + "/spool/done/clinic.yaml"); }, 5s));
+  const std::string audit = ReadAll(dir_ + "/audit.jsonl");
+  EXPECT_NE(audit.find("\"event\":\"plan_done\""), std::string::npos);
+  EXPECT_NE(audit.find("\"event\":\"plan_resumed\""), std::string::npos);
+
+  auto status = Ctl({"status", "--config", config_});
+  EXPECT_EQ(status.status, 0);
+  EXPECT_NE(status.output.find("app/add_clinic_id  done"), std::string::npos) << status.output;
+  EXPECT_NE(status.output.find("100000 rows updated"), std::string::npos) << status.output;
+}
+
+TEST_F(DaemonTest, ABadPlanIsRejectedWithItsErrorAndTheDaemonGoesOn) {
+  StartDaemon();
+  WriteAll(dir_ + "/spool/incoming/.bad.tmp", "plan: p\ndatabase: app\nbackfil:\n  - table: t\n");
+  ASSERT_EQ(::rename((dir_ + "/spool/incoming/.bad.tmp").c_str(),
+                     (dir_ + "/spool/incoming/bad.yaml").c_str()), 0);
+  ASSERT_TRUE(WaitFor([&] { return Exists(dir_ + "/spool/rejected/bad.yaml.error"); }, 5s))
+      << "picked up within a second or so";
+  const std::string error = ReadAll(dir_ + "/spool/rejected/bad.yaml.error");
+  EXPECT_NE(error.find("bad.yaml:3:1: unknown key `backfil` in the plan; did you mean `backfill`?"),
+            std::string::npos)
+      << error;
+  EXPECT_TRUE(Exists(dir_ + "/spool/rejected/bad.yaml")) << "the file is kept, not lost";
+
+  // Files that are not plans are left alone.
+  WriteAll(dir_ + "/spool/incoming/notes.txt", "not a plan");
+  // The daemon is still there and runs the next plan.
+  PgCluster::Shared().Exec(db_, "CREATE TABLE t (id int PRIMARY KEY)");
+  auto ok = Ctl({"submit", "--spool", dir_ + "/spool",
+                 WritePlan("good.yaml", "plan: good\ndatabase: app\nexpand:\n  - sql: ALTER TABLE t ADD COLUMN c int\n")});
+  ASSERT_EQ(ok.status, 0) << ok.output;
+  ASSERT_TRUE(WaitFor([&] { return PlanState("good") == "done"; }, 10s)) << ReadAll(dir_ + "/tided.log");
+  EXPECT_TRUE(Exists(dir_ + "/spool/incoming/notes.txt"));
+  EXPECT_TRUE(daemon_->running());
+}
+
+TEST_F(DaemonTest, AFailingStepFailsOnlyItsPlanWithTheServerError) {
+  StartDaemon();
+  auto r = Ctl({"submit", "--config", config_,
+                WritePlan("broken.yaml", "plan: broken\ndatabase: app\nexpand:\n  - sql: ALTER TABLE missing ADD COLUMN c int\n")});
+  ASSERT_EQ(r.status, 0) << r.output;
+  ASSERT_TRUE(WaitFor([&] { return Exists(dir_ + "/spool/failed/broken.yaml.error"); }, 10s))
+      << ReadAll(dir_ + "/tided.log");
+  const std::string error = ReadAll(dir_ + "/spool/failed/broken.yaml.error");
+  EXPECT_NE(error.find("expand step 1"), std::string::npos) << error;
+  EXPECT_NE(error.find("SQLSTATE 42P01"), std::string::npos) << error;
+  EXPECT_EQ(PlanState("broken"), "failed");
+  EXPECT_NE(Query("SELECT last_error FROM tide.plans WHERE name = 'broken'").find("42P01"),
+            std::string::npos);
+  EXPECT_NE(ReadAll(dir_ + "/audit.jsonl").find("\"event\":\"plan_failed\""), std::string::npos);
+  auto status = Ctl({"status", "--config", config_});
+  EXPECT_NE(status.output.find("failed (in expanding)"), std::string::npos) << status.output;
+
+  // Fixed the cause: the same file, submitted again, resumes from the failed step.
+  PgCluster::Shared().Exec(db_, "CREATE TABLE missing (id int PRIMARY KEY)");
+  ::unlink((dir_ + "/spool/failed/broken.yaml").c_str());
+  r = Ctl({"submit", "--config", config_, dir_ + "/broken.yaml"});
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_TRUE(WaitFor([&] { return PlanState("broken") == "done"; }, 10s)) << ReadAll(dir_ + "/tided.log");
+}
+
+TEST_F(DaemonTest, AnAppliedPlanIsNotAppliedTwice) {
+  PgCluster::Shared().Exec(db_, "CREATE TABLE t (id int PRIMARY KEY)");
+  StartDaemon();
+  const std::string plan = WritePlan("once.yaml", "plan: once\ndatabase: app\nexpand:\n  - sql: ALTER TABLE t ADD COLUMN c int\n");
+  ASSERT_EQ(Ctl({"submit", "--config", config_, plan}).status, 0);
+  ASSERT_TRUE(WaitFor([&] { return PlanState("once") == "done"; }, 10s));
+  ASSERT_EQ(Ctl({"submit", "--config", config_, plan}).status, 0);
+  ASSERT_TRUE(WaitFor([&] { return Exists(dir_ + "/spool/rejected/once.yaml.error"); }, 10s));
+  EXPECT_NE(ReadAll(dir_ + "/spool/rejected/once.yaml.error").find("was already applied"),
+            std::string::npos);
+  // A different file under the same name names both checksums.
+  const std::string other = WritePlan("once.yaml", "plan: once\ndatabase: app\nexpand:\n  - sql: ALTER TABLE t ADD COLUMN d int\n");
+  ASSERT_EQ(Ctl({"submit", "--config", config_, other}).status, 0);
+  ASSERT_TRUE(WaitFor([&] {
+    return ReadAll(dir_ + "/spool/rejected/once.yaml.error").find("this file's") != std::string::npos ||
+           testing::Shell("grep -qs \"this file's\" " + dir_ + "/spool/rejected/*.error") == 0;
+  }, 10s));
+  EXPECT_EQ(Query("SELECT count(*) FROM pg_attribute WHERE attrelid = 't'::regclass AND attname = 'd'"), "0");
+}
+
+TEST_F(DaemonTest, SigtermStopsCleanlyAndMetricsAreServed) {
+  PgCluster::Shared().Exec(db_, kOffersSchema);
+  StartDaemon();
+  ASSERT_EQ(Ctl({"submit", "--config", config_, WritePlan("clinic.yaml", kClinicPlan)}).status, 0);
+  ASSERT_TRUE(WaitFor([&] { return PlanState("add_clinic_id") == "backfilling"; }, 30s));
+  auto metrics = RunCommand({"/usr/bin/curl", "-sf", "http://127.0.0.1:" + std::to_string(metrics_port_) + "/metrics"});
+  ASSERT_EQ(metrics.status, 0) << metrics.output;
+  EXPECT_NE(metrics.output.find("tide_plan_state{database=\"app\",plan=\"add_clinic_id\",state=\"backfilling\"} 1"),
+            std::string::npos) << metrics.output;
+  EXPECT_NE(metrics.output.find("tide_backfill_rows_total{plan=\"add_clinic_id\",table=\"patient_offers\"}"),
+            std::string::npos);
+  EXPECT_NE(metrics.output.find("tide_backfill_batch_duration_seconds_bucket"), std::string::npos);
+
+  daemon_->Signal(SIGTERM);
+  EXPECT_EQ(daemon_->Wait(15s), 0) << ReadAll(dir_ + "/tided.log");
+  const std::string audit = ReadAll(dir_ + "/audit.jsonl");
+  EXPECT_NE(audit.find("\"event\":\"daemon_stopped\""), std::string::npos);
+  EXPECT_EQ(PlanState("add_clinic_id"), "backfilling") << "stopped, not failed";
+  // The checkpoint matches the rows: nothing half-done was left behind.
+  EXPECT_EQ(Query("SELECT rows_updated FROM tide.backfill WHERE plan = 'add_clinic_id'"),
+            Query("SELECT count(*) FROM patient_offers WHERE \"clinicId\" IS NOT NULL"));
+}
+
+TEST_F(DaemonTest, TidectlValidateNamesEveryProblemAndItsPlace) {
+  auto good = Ctl({"validate", std::string(TIDE_SOURCE_DIR) + "/plans/add_clinic_id_to_patient_offers.yaml"});
+  EXPECT_EQ(good.status, 0) << good.output;
+  EXPECT_NE(good.output.find("is valid"), std::string::npos);
+  const std::string bad = WritePlan("bad.yaml", "plan: p\ndatabase: billing\nsettings:\n  lock_timeout: 2\n");
+  auto r = Ctl({"validate", bad});
+  EXPECT_EQ(r.status, 1);
+  EXPECT_NE(r.output.find(bad + ":4:17: `lock_timeout` in `settings`: `2` has no unit"), std::string::npos) << r.output;
+  auto with_config = Ctl({"validate", WritePlan("db.yaml", "plan: p\ndatabase: billing\n"), "--config", config_});
+  EXPECT_EQ(with_config.status, 1);
+  EXPECT_NE(with_config.output.find("database `billing` is not in the daemon's config; use one of: app"),
+            std::string::npos) << with_config.output;
+  EXPECT_EQ(Ctl({"validate", dir_ + "/nope.yaml"}).status, 1);
+  EXPECT_EQ(Ctl({"frobnicate"}).status, 2);
+}
+
+TEST_F(DaemonTest, AnInvalidConfigIsRefusedWithItsPlace) {
+  WriteAll(config_, "spool_dir: /x\naudit_log: /y\ndatabases: {app: {dsn: a}}\ndefaults: {batch_size: zero}\n");
+  auto r = RunCommand({TIDED_PATH, "--config", config_});
+  EXPECT_EQ(r.status, 2);
+  EXPECT_NE(r.output.find(config_ + ":4:24: `batch_size` in `defaults` is `zero`"), std::string::npos) << r.output;
+}
+
+}  // namespace
+}  // namespace tide

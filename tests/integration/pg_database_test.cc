@@ -108,8 +108,8 @@ TEST_F(PgDatabaseTest, PlanRowsRoundTripAndAFailureKeepsWhereItStood) {
   EXPECT_EQ(found.value()->submitted_by, "alice");
   EXPECT_FALSE(found.value()->submitted_at.empty());
 
-  ASSERT_TRUE(db_->SaveCursor("p1", {PlanState::kContracting, 2, true}, "").ok());
-  ASSERT_TRUE(db_->SaveCursor("p1", {PlanState::kFailed, 2, true}, "boom").ok());
+  ASSERT_TRUE(db_->SaveCursor("p1", {PlanState::kContracting, 1, true}).ok());
+  ASSERT_TRUE(db_->SaveFailure("p1", {PlanState::kContracting, 2, true}, "boom").ok());
   auto r = *db_->FindPlan("p1").value();
   EXPECT_EQ(r.cursor.state, PlanState::kFailed);
   EXPECT_EQ(r.failed_in, PlanState::kContracting);

@@ -35,9 +35,15 @@ class FakeDatabase : public PlanDatabase {
     plans_[r.name] = r;
     return Status::Ok();
   }
-  Status SaveCursor(const std::string& plan, const PlanCursor& c, const std::string& e) override {
+  Status SaveCursor(const std::string& plan, const PlanCursor& c) override {
     std::lock_guard<std::mutex> l(mu_);
     plans_[plan].cursor = c;
+    return Status::Ok();
+  }
+  Status SaveFailure(const std::string& plan, const PlanCursor& at, const std::string& e) override {
+    std::lock_guard<std::mutex> l(mu_);
+    plans_[plan].cursor = {PlanState::kFailed, at.step, at.catch_up};
+    plans_[plan].failed_in = at.state;
     plans_[plan].last_error = e;
     return Status::Ok();
   }
@@ -141,8 +147,11 @@ class FakeConnector : public DatabaseConnector {
     Result<std::optional<PlanRecord>> FindPlan(const std::string& n) override { return d->FindPlan(n); }
     Result<std::vector<PlanRecord>> ListPlans() override { return d->ListPlans(); }
     Status InsertPlan(const PlanRecord& r) override { return d->InsertPlan(r); }
-    Status SaveCursor(const std::string& p, const PlanCursor& c, const std::string& e) override {
-      return d->SaveCursor(p, c, e);
+    Status SaveCursor(const std::string& p, const PlanCursor& c) override {
+      return d->SaveCursor(p, c);
+    }
+    Status SaveFailure(const std::string& p, const PlanCursor& c, const std::string& e) override {
+      return d->SaveFailure(p, c, e);
     }
     Status RunStep(const std::string& p, const std::string& s, const StatementLimits& l,
                    const PlanCursor& a) override {
@@ -228,8 +237,9 @@ class OrchestratorTest : public ::testing::Test {
   }
 
   // Runs the io_context, one handler at a time, until `until` holds or five seconds pass.
-  void RunUntil(const std::function<bool()>& until) {
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  void RunUntil(const std::function<bool()>& until,
+                std::chrono::milliseconds timeout = std::chrono::seconds(5)) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
     while (!until() && std::chrono::steady_clock::now() < deadline) {
       io_.restart();
       io_.run_one_for(std::chrono::milliseconds(10));
@@ -326,6 +336,7 @@ TEST_F(OrchestratorTest, AFailingStepFailsThePlanWithTheServerError) {
   const PlanRecord& r = db_.plans_["fill_c"];
   EXPECT_EQ(r.cursor.state, PlanState::kFailed);
   EXPECT_EQ(r.cursor.step, 1) << "the failed step is kept for a retry";
+  EXPECT_EQ(r.failed_in, PlanState::kExpanding);
   EXPECT_EQ(db_.batches_, 0) << "nothing after the failed step ran";
 }
 
@@ -387,7 +398,7 @@ TEST_F(OrchestratorTest, ShutdownLetsTheBatchInFlightFinishThenGoesIdle) {
   RunUntil([&] { return idle; });
   ASSERT_TRUE(idle);
   const int batches = db_.batches_;
-  RunUntil([&] { return db_.batches_ > batches; });
+  RunUntil([&] { return db_.batches_ > batches; }, std::chrono::milliseconds(300));
   EXPECT_EQ(db_.batches_, batches) << "no batch starts after shutdown";
   EXPECT_NE(db_.plans_["fill_c"].cursor.state, PlanState::kDone);
 }
