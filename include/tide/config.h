@@ -21,8 +21,19 @@ struct DatabaseConfig {
 struct Defaults {
   Millis lock_timeout{2000};
   Millis statement_timeout{30000};
-  int64_t batch_size = 1000;
   Millis gate_recheck_interval{5000};
+  // Backfill tasks, unless the plan says otherwise.
+  int64_t batch_size = 1000;
+  int64_t workers = 1;
+  Millis target_batch_time{500};
+  int64_t min_batch_size = 100;
+  int64_t max_batch_size = 50000;
+  int64_t max_rows_per_second = 0;  // 0: no cap
+  Millis pause_between_batches{0};
+  // Health limits; 0 (or empty) is off.
+  Millis max_replication_lag{10000};
+  int64_t max_active_sessions = 50;
+  std::string throttle_query;
 };
 
 struct Config {
@@ -30,6 +41,7 @@ struct Config {
   std::string audit_log;
   std::string metrics_listen = "127.0.0.1:9717";
   std::string log_level = "info";
+  int64_t max_workers = 4;  // backfill workers across all plans
   std::map<std::string, DatabaseConfig> databases;
   Defaults defaults;
 };

@@ -33,6 +33,10 @@ struct QualifiedName {
 struct StatementSettings {
   std::optional<Millis> lock_timeout;
   std::optional<Millis> statement_timeout;
+  // Health limits for this plan's backfill, over the daemon's.
+  std::optional<Millis> max_replication_lag;
+  std::optional<int64_t> max_active_sessions;
+  std::optional<std::string> throttle_query;
 };
 
 struct SqlStep {
@@ -45,7 +49,14 @@ struct BackfillTask {
   std::vector<std::string> key;  // empty: the table's primary key, looked up at run time
   std::vector<std::pair<std::string, std::string>> set;  // column -> SQL expression, in order
   std::string where;  // empty: every set column IS NULL
-  std::optional<int64_t> batch_size;
+  std::optional<int64_t> batch_size;       // the starting size
+  std::optional<int64_t> workers;          // parallel workers on disjoint key ranges
+  std::optional<Millis> target_batch_time;  // the batch size adapts toward this
+  std::optional<int64_t> min_batch_size;
+  std::optional<int64_t> max_batch_size;
+  std::optional<int64_t> max_rows_per_second;  // shared by the task's workers
+  std::optional<Millis> pause_between_batches;
+  bool sync_trigger = false;  // fill the columns on INSERT/UPDATE too, while the plan runs
   SourcePos pos;
 };
 

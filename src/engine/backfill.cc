@@ -1,5 +1,7 @@
 #include "engine/backfill.h"
 
+#include <algorithm>
+
 namespace tide {
 
 StatementLimits LimitsFor(const Plan& plan, const Defaults& defaults) {
@@ -11,6 +13,21 @@ int64_t BatchSizeFor(const Plan& plan, const BackfillTask& task, const Defaults&
   if (task.batch_size) return *task.batch_size;
   if (plan.batch_size) return *plan.batch_size;
   return defaults.batch_size;
+}
+
+BackfillOptions OptionsFor(const Plan& plan, const BackfillTask& task, const Defaults& d) {
+  BackfillOptions o;
+  o.workers = static_cast<int>(task.workers.value_or(d.workers));
+  o.sizer.min = task.min_batch_size.value_or(d.min_batch_size);
+  o.sizer.max = std::max(o.sizer.min, task.max_batch_size.value_or(d.max_batch_size));
+  o.sizer.initial = BatchSizeFor(plan, task, d);
+  o.sizer.target = task.target_batch_time.value_or(d.target_batch_time);
+  o.max_rows_per_second = task.max_rows_per_second.value_or(d.max_rows_per_second);
+  o.pause_between_batches = task.pause_between_batches.value_or(d.pause_between_batches);
+  o.health.max_replication_lag = plan.settings.max_replication_lag.value_or(d.max_replication_lag);
+  o.health.max_active_sessions = plan.settings.max_active_sessions.value_or(d.max_active_sessions);
+  o.health.throttle_query = plan.settings.throttle_query.value_or(d.throttle_query);
+  return o;
 }
 
 BatchStatement MakeBatchStatement(const BackfillTask& task, const std::vector<KeyColumn>& key) {

@@ -4,7 +4,9 @@
 
 #include <cstdint>
 
+#include "engine/batch_sizer.h"
 #include "engine/sql_text.h"
+#include "engine/throttle.h"
 #include "tide/config.h"
 #include "tide/plan.h"
 #include "tide/ports.h"
@@ -16,6 +18,16 @@ StatementLimits LimitsFor(const Plan& plan, const Defaults& defaults);
 
 // The task's batch size: the task's, else the plan's, else the daemon default.
 int64_t BatchSizeFor(const Plan& plan, const BackfillTask& task, const Defaults& defaults);
+
+// Everything that steers one backfill task: the task's keys over the plan's over the defaults.
+struct BackfillOptions {
+  int workers = 1;
+  BatchSizerOptions sizer;
+  int64_t max_rows_per_second = 0;
+  Millis pause_between_batches{0};
+  HealthLimits health;
+};
+BackfillOptions OptionsFor(const Plan& plan, const BackfillTask& task, const Defaults& defaults);
 
 BatchStatement MakeBatchStatement(const BackfillTask& task, const std::vector<KeyColumn>& key);
 

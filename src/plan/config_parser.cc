@@ -1,5 +1,7 @@
 #include "plan/config_parser.h"
 
+#include <algorithm>
+
 #include "plan/plan_parser.h"
 #include "plan/yaml_reader.h"
 
@@ -33,9 +35,28 @@ void ParseDatabases(YamlReader& r, const YAML::Node& node, Config* config) {
 void ParseDefaults(YamlReader& r, const YAML::Node& node, Defaults* d) {
   const std::string what = "`defaults`";
   if (!r.ExpectMap(node, what,
-                   {"lock_timeout", "statement_timeout", "batch_size", "gate_recheck_interval"}) &&
+                   {"lock_timeout", "statement_timeout", "batch_size", "gate_recheck_interval",
+                    "workers", "target_batch_time", "min_batch_size", "max_batch_size",
+                    "max_rows_per_second", "pause_between_batches", "max_replication_lag",
+                    "max_active_sessions", "throttle_query"}) &&
       !node.IsMap()) {
     return;
+  }
+  if (auto v = r.Int(node, "workers", what, 1, 64)) d->workers = *v;
+  if (auto v = r.Duration(node, "target_batch_time", what, std::chrono::minutes(10))) {
+    d->target_batch_time = std::max(*v, Millis(1));
+  }
+  if (auto v = r.Int(node, "min_batch_size", what, 1, 1000000)) d->min_batch_size = *v;
+  if (auto v = r.Int(node, "max_batch_size", what, 1, 1000000)) d->max_batch_size = *v;
+  if (auto v = r.Int(node, "max_rows_per_second", what, 0, 100000000)) d->max_rows_per_second = *v;
+  if (auto v = r.Duration(node, "pause_between_batches", what, std::chrono::minutes(10))) {
+    d->pause_between_batches = *v;
+  }
+  if (auto v = r.Duration(node, "max_replication_lag", what, kMaxTimeout)) d->max_replication_lag = *v;
+  if (auto v = r.Int(node, "max_active_sessions", what, 0, 100000)) d->max_active_sessions = *v;
+  if (auto v = r.String(node, "throttle_query", what, false)) d->throttle_query = *v;
+  if (d->min_batch_size > d->max_batch_size) {
+    r.Error(node, "`min_batch_size` in `defaults` is above `max_batch_size`");
   }
   if (auto v = r.Duration(node, "lock_timeout", what, kMaxTimeout)) d->lock_timeout = *v;
   if (auto v = r.Duration(node, "statement_timeout", what, kMaxTimeout)) d->statement_timeout = *v;
@@ -52,8 +73,8 @@ ConfigParseResult ParseConfig(const std::string& text, const std::string& file) 
   YamlReader r(file, &result.errors);
   YAML::Node root;
   if (!r.Load(text, &root, 1 << 20)) return result;
-  const std::vector<std::string> keys = {"spool_dir", "audit_log", "metrics_listen",
-                                         "log_level", "databases", "defaults"};
+  const std::vector<std::string> keys = {"spool_dir", "audit_log", "metrics_listen", "log_level",
+                                         "max_workers", "databases", "defaults"};
   if (!r.ExpectMap(root, "the config", keys) && !root.IsMap()) return result;
   Config& c = result.config;
   c.spool_dir = r.String(root, "spool_dir", "the config", true).value_or("");
@@ -69,6 +90,7 @@ ConfigParseResult ParseConfig(const std::string& text, const std::string& file) 
     r.Error(root["log_level"], "`log_level` is `" + c.log_level + "`",
             "use one of trace, debug, info, warn, error");
   }
+  if (auto v = r.Int(root, "max_workers", "the config", 1, 256)) c.max_workers = *v;
   if (root["databases"]) ParseDatabases(r, root["databases"], &c);
   else r.Error(root, "the config is missing the required key `databases`",
                "add `databases: {app: {dsn: \"host=... dbname=app user=tide\"}}`");

@@ -50,13 +50,18 @@ class PlanParser {
   }
 
   void ParseSettings(const YAML::Node& node, Plan* plan) {
-    if (!r_.ExpectMap(node, "`settings`", {"lock_timeout", "statement_timeout", "batch_size"})) {
+    if (!r_.ExpectMap(node, "`settings`",
+                      {"lock_timeout", "statement_timeout", "batch_size", "max_replication_lag",
+                       "max_active_sessions", "throttle_query"})) {
       if (!node.IsMap()) return;
     }
-    plan->settings.lock_timeout = r_.Duration(node, "lock_timeout", "`settings`", kMaxTimeout);
-    plan->settings.statement_timeout =
-        r_.Duration(node, "statement_timeout", "`settings`", kMaxTimeout);
+    StatementSettings& st = plan->settings;
+    st.lock_timeout = r_.Duration(node, "lock_timeout", "`settings`", kMaxTimeout);
+    st.statement_timeout = r_.Duration(node, "statement_timeout", "`settings`", kMaxTimeout);
     plan->batch_size = r_.Int(node, "batch_size", "`settings`", 1, kMaxBatchSize);
+    st.max_replication_lag = r_.Duration(node, "max_replication_lag", "`settings`", kMaxTimeout);
+    st.max_active_sessions = r_.Int(node, "max_active_sessions", "`settings`", 0, 100000);
+    if (auto q = r_.String(node, "throttle_query", "`settings`", false)) st.throttle_query = *q;
   }
 
   void ParseSteps(const YAML::Node& node, const std::string& phase, std::vector<SqlStep>* out) {
@@ -78,7 +83,10 @@ class PlanParser {
     for (size_t i = 0; i < node.size(); ++i) {
       const YAML::Node t = node[i];
       const std::string what = "backfill task " + std::to_string(i + 1);
-      if (!r_.ExpectMap(t, what, {"table", "key", "set", "where", "batch_size"})) {
+      if (!r_.ExpectMap(t, what,
+                        {"table", "key", "set", "where", "batch_size", "workers",
+                         "target_batch_time", "min_batch_size", "max_batch_size",
+                         "max_rows_per_second", "pause_between_batches", "sync_trigger"})) {
         if (!t.IsMap()) continue;
       }
       BackfillTask task;
@@ -87,7 +95,7 @@ class PlanParser {
       ParseKey(t, what, &task);
       ParseSet(t, what, &task);
       if (auto w = r_.String(t, "where", what, false)) task.where = *w;
-      task.batch_size = r_.Int(t, "batch_size", what, 1, kMaxBatchSize);
+      ParseTuning(t, what, &task);
       for (const auto& other : plan->backfill) {
         if (other.table == task.table && !task.table.name.empty()) {
           r_.Error(t, what + " backfills `" + task.table.Display() + "` again",
@@ -95,6 +103,27 @@ class PlanParser {
         }
       }
       plan->backfill.push_back(std::move(task));
+    }
+  }
+
+  void ParseTuning(const YAML::Node& t, const std::string& what, BackfillTask* task) {
+    task->batch_size = r_.Int(t, "batch_size", what, 1, kMaxBatchSize);
+    task->workers = r_.Int(t, "workers", what, 1, 64);
+    task->target_batch_time = r_.Duration(t, "target_batch_time", what, std::chrono::minutes(10));
+    task->min_batch_size = r_.Int(t, "min_batch_size", what, 1, kMaxBatchSize);
+    task->max_batch_size = r_.Int(t, "max_batch_size", what, 1, kMaxBatchSize);
+    task->max_rows_per_second = r_.Int(t, "max_rows_per_second", what, 1, 100000000);
+    task->pause_between_batches =
+        r_.Duration(t, "pause_between_batches", what, std::chrono::minutes(10));
+    if (task->target_batch_time && task->target_batch_time->count() == 0) {
+      r_.Error(t["target_batch_time"], "`target_batch_time` in " + what + " must be above 0");
+    }
+    if (task->min_batch_size && task->max_batch_size && *task->min_batch_size > *task->max_batch_size) {
+      r_.Error(t["min_batch_size"], "`min_batch_size` in " + what + " is above `max_batch_size`");
+    }
+    if (auto sync = r_.String(t, "sync_trigger", what, false)) {
+      if (*sync == "true") task->sync_trigger = true;
+      else if (*sync != "false") r_.Error(t["sync_trigger"], "`sync_trigger` in " + what + " must be true or false");
     }
   }
 

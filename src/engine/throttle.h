@@ -1,0 +1,57 @@
+// Throttling on PostgreSQL's own health signals. Pure: samples in, decisions out.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <optional>
+#include <string>
+
+#include "tide/duration.h"
+
+namespace tide {
+
+// Limits; a zero limit is off.
+struct HealthLimits {
+  Millis max_replication_lag{0};
+  int64_t max_active_sessions = 0;
+  std::string throttle_query;  // returns true while tide should wait
+};
+
+// One reading of the database's health.
+struct HealthSample {
+  Millis replication_lag{0};       // from LagEstimator
+  int64_t active_sessions = 0;     // other sessions running a query
+  int64_t blocked_by_us = 0;       // sessions waiting on a lock a backfill worker holds
+  bool throttle_query_true = false;
+};
+
+struct ThrottleDecision {
+  enum class Kind { kRun, kSlow, kWait };
+  Kind kind = Kind::kRun;
+  std::string reason;        // "replication_lag", "active_sessions", "blocking", "throttle_query"
+  double size_factor = 1.0;  // multiply the batch size by this (kSlow)
+  Millis extra_pause{0};     // add this pause between batches (kSlow)
+};
+
+// Over a limit: wait (re-check every second). Within 20% below it: slow down in proportion, down
+// to a quarter of the batch size and up to a second's extra pause at the limit. Blocking another
+// session halves the batch at once.
+ThrottleDecision Decide(const HealthSample& s, const HealthLimits& l);
+
+// Replication lag as time, measured without writing anything: the primary's WAL position is
+// sampled every second; a standby's lag is how long ago the primary was at the position the
+// standby has replayed. With replay paused, the lag grows with the clock.
+class LagEstimator {
+ public:
+  using TimePoint = std::chrono::steady_clock::time_point;
+
+  // current_lsn: the primary's WAL position (bytes); replay_lsn: the slowest standby's replayed
+  // position, nullopt when there is no standby.
+  Millis Observe(TimePoint now, int64_t current_lsn, std::optional<int64_t> replay_lsn);
+
+ private:
+  std::deque<std::pair<TimePoint, int64_t>> history_;  // (time, WAL position), oldest first
+};
+
+}  // namespace tide

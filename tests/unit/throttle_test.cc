@@ -1,0 +1,69 @@
+#include "engine/throttle.h"
+
+#include <gtest/gtest.h>
+
+namespace tide {
+namespace {
+
+HealthLimits Limits() { return HealthLimits{Millis(10000), 50, ""}; }
+
+TEST(Throttle, HealthyMeansRunAtFullSpeed) {
+  auto d = Decide(HealthSample{Millis(1000), 10, 0, false}, Limits());
+  EXPECT_EQ(d.kind, ThrottleDecision::Kind::kRun);
+  EXPECT_EQ(d.size_factor, 1.0);
+}
+
+TEST(Throttle, NearALimitSlowsInProportion) {
+  auto d = Decide(HealthSample{Millis(9000), 0, 0, false}, Limits());
+  EXPECT_EQ(d.kind, ThrottleDecision::Kind::kSlow);
+  EXPECT_EQ(d.reason, "replication_lag");
+  EXPECT_NEAR(d.size_factor, 0.625, 1e-9);
+  EXPECT_EQ(d.extra_pause, Millis(500));
+  auto s = Decide(HealthSample{Millis(0), 48, 0, false}, Limits());
+  EXPECT_EQ(s.reason, "active_sessions");
+  EXPECT_LT(s.size_factor, 0.5);
+}
+
+TEST(Throttle, OverALimitWaits) {
+  EXPECT_EQ(Decide(HealthSample{Millis(10001), 0, 0, false}, Limits()).kind,
+            ThrottleDecision::Kind::kWait);
+  auto d = Decide(HealthSample{Millis(0), 51, 0, false}, Limits());
+  EXPECT_EQ(d.kind, ThrottleDecision::Kind::kWait);
+  EXPECT_EQ(d.reason, "active_sessions");
+  EXPECT_EQ(Decide(HealthSample{Millis(0), 0, 0, true}, Limits()).reason, "throttle_query");
+}
+
+TEST(Throttle, BlockingAnotherSessionHalvesTheBatch) {
+  auto d = Decide(HealthSample{Millis(0), 0, 2, false}, Limits());
+  EXPECT_EQ(d.kind, ThrottleDecision::Kind::kSlow);
+  EXPECT_EQ(d.reason, "blocking");
+  EXPECT_EQ(d.size_factor, 0.5);
+}
+
+TEST(Throttle, ZeroLimitsAreOff) {
+  EXPECT_EQ(Decide(HealthSample{Millis(999999), 9999, 0, false}, HealthLimits{}).kind,
+            ThrottleDecision::Kind::kRun);
+}
+
+TEST(LagEstimator, NoStandbyOrCaughtUpIsNoLag) {
+  LagEstimator e;
+  auto t = std::chrono::steady_clock::time_point{} + std::chrono::hours(1);
+  EXPECT_EQ(e.Observe(t, 100, std::nullopt), Millis(0));
+  EXPECT_EQ(e.Observe(t + Millis(1000), 200, 200), Millis(0));
+}
+
+TEST(LagEstimator, APausedStandbyFallsBehindWithTheClock) {
+  LagEstimator e;
+  auto t = std::chrono::steady_clock::time_point{} + std::chrono::hours(1);
+  EXPECT_EQ(e.Observe(t, 1000, 1000), Millis(0));
+  // Replay stops at 1000 while the primary writes on.
+  EXPECT_EQ(e.Observe(t + Millis(1000), 2000, 1000), Millis(0));
+  EXPECT_EQ(e.Observe(t + Millis(2000), 3000, 1000), Millis(1000));
+  EXPECT_EQ(e.Observe(t + Millis(5000), 6000, 1000), Millis(4000));
+  // Replay resumes and catches up to the position of t+4s.
+  EXPECT_EQ(e.Observe(t + Millis(6000), 7000, 6000), Millis(0));
+  EXPECT_EQ(e.Observe(t + Millis(7000), 8000, 7000), Millis(0));
+}
+
+}  // namespace
+}  // namespace tide
