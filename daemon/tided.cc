@@ -60,7 +60,9 @@ int Run(const std::string& config_path) {
   }
 
   boost::asio::io_context io;
-  boost::asio::thread_pool pool(4);
+  // Blocking database work: one thread per backfill worker, plus room for plans between
+  // batches, health monitors and admissions.
+  boost::asio::thread_pool pool(static_cast<size_t>(config->max_workers) + 4);
   tide::PgConnector connector(config->databases, config->defaults);
   tide::Orchestrator orchestrator(io, pool, *config, &connector, &spool, &audit, &metrics);
   tide::SpoolWatcher watcher(io, &spool, [&](tide::SpoolFile f) { orchestrator.Submit(std::move(f)); });

@@ -30,8 +30,12 @@ struct PlanRecord {
   std::string submitted_at, started_at, finished_at, updated_at;  // ISO 8601 or empty
 };
 
-// The durable progress of one backfill task (tide.backfill), committed with every batch.
+// The durable progress of one key range of a backfill task (a row of tide.backfill), committed
+// with every batch. A task has one range per worker; each is filled by one worker at a time.
 struct TaskCheckpoint {
+  int range = 0;
+  std::vector<std::string> lower;     // keys above this (empty: from the first key)
+  std::vector<std::string> upper;     // keys up to this (empty: to the last key)
   int pass = 1;                       // 2 for the catch-up pass after a failed gate
   std::vector<std::string> last_key;  // empty: nothing done in this pass yet
   bool done = false;
@@ -59,6 +63,15 @@ struct StatementLimits {
   Millis statement_timeout;
 };
 
+// The raw health readings of a database, for the throttle.
+struct HealthReading {
+  int64_t current_lsn = 0;             // the primary's WAL position, bytes
+  std::optional<int64_t> replay_lsn;   // the slowest standby's replayed position
+  int64_t active_sessions = 0;         // other client sessions running a query
+  int64_t blocked_by_us = 0;           // sessions waiting on locks held by `our_pids`
+  bool throttle_query_true = false;
+};
+
 // One session to one target database. Not thread-safe: each plan runner owns one. Every
 // statement runs with a lock_timeout and a statement_timeout. Errors come back as Status values
 // classified by ClassifySqlstate (retryable, in doubt, fatal).
@@ -84,17 +97,35 @@ class PlanDatabase {
 
   virtual Result<TableInfo> DescribeTable(const QualifiedName& table,
                                           const std::vector<std::string>& key) = 0;
-  // The task's checkpoint for `pass`; creates it (or restarts it at the new pass) when needed.
-  virtual Result<TaskCheckpoint> LoadCheckpoint(const std::string& plan, int task,
-                                                const std::string& table_name, int pass,
-                                                int64_t rows_estimated) = 0;
-  // Runs one batch after `from.last_key` and advances the checkpoint in the same transaction.
+  // The smallest and largest value of an integer key column (nullopt for an empty table).
+  virtual Result<std::pair<std::optional<int64_t>, std::optional<int64_t>>> IntegerKeyBounds(
+      const QualifiedName& table, const std::string& column) = 0;
+  // The task's ranges at `pass`, restarting them when the stored pass is older; empty when the
+  // task has none yet.
+  virtual Result<std::vector<TaskCheckpoint>> LoadRanges(const std::string& plan, int task,
+                                                         int pass) = 0;
+  // Stores the task's ranges unless another session already did; returns the stored ones.
+  virtual Result<std::vector<TaskCheckpoint>> CreateRanges(
+      const std::string& plan, int task, const std::string& table_name, int pass,
+      const std::vector<std::pair<std::vector<std::string>, std::vector<std::string>>>& bounds,
+      int64_t rows_estimated) = 0;
+  // Runs one batch of `from`'s range after `from.last_key` and advances the range's checkpoint
+  // in the same transaction.
   virtual Result<BatchResult> RunBatch(const std::string& plan, int task,
                                        const BatchStatement& statement,
                                        const TaskCheckpoint& from, int64_t batch_size,
                                        const StatementLimits& limits) = 0;
   // Runs a query that returns one number (a gate).
   virtual Result<int64_t> QueryNumber(const std::string& sql, const StatementLimits& limits) = 0;
+
+  // This session's server process id.
+  virtual Result<int64_t> BackendPid() = 0;
+  virtual Result<HealthReading> ReadHealth(const std::vector<int64_t>& our_pids,
+                                           const std::string& throttle_query,
+                                           const StatementLimits& limits) = 0;
+  // The task's live rate, ETA and throttle reason, for `tidectl status`.
+  virtual Status SaveTaskStatus(const std::string& plan, int task, double rows_per_second,
+                                int64_t eta_seconds, const std::string& throttle_reason) = 0;
 };
 
 class DatabaseConnector {
@@ -129,7 +160,14 @@ class Metrics {
   virtual void SetBackfillEstimate(const std::string& plan, const std::string& table,
                                    int64_t rows) = 0;
   virtual void RecordBatch(const std::string& plan, const std::string& table, int64_t rows,
-                           double seconds) = 0;
+                           double seconds, const std::string& outcome) = 0;
+  // The task's current batch size, workers and ETA (-1: unknown).
+  virtual void SetBackfillShape(const std::string& plan, const std::string& table,
+                                int64_t batch_size, int workers, int64_t eta_seconds) = 0;
+  // Whether the plan is held back for `reason`, and for how long it was since the last call.
+  virtual void SetThrottled(const std::string& plan, const std::string& reason, bool active,
+                            double seconds) = 0;
+  virtual void SetReplicationLag(const std::string& database, double seconds) = 0;
   virtual void PlanFinished(const std::string& database, const std::string& outcome) = 0;
 };
 
@@ -137,7 +175,11 @@ class NullMetrics : public Metrics {
  public:
   void SetPlanState(const std::string&, const std::string&, PlanState) override {}
   void SetBackfillEstimate(const std::string&, const std::string&, int64_t) override {}
-  void RecordBatch(const std::string&, const std::string&, int64_t, double) override {}
+  void RecordBatch(const std::string&, const std::string&, int64_t, double,
+                   const std::string&) override {}
+  void SetBackfillShape(const std::string&, const std::string&, int64_t, int, int64_t) override {}
+  void SetThrottled(const std::string&, const std::string&, bool, double) override {}
+  void SetReplicationLag(const std::string&, double) override {}
   void PlanFinished(const std::string&, const std::string&) override {}
 };
 

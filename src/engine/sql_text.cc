@@ -63,18 +63,26 @@ std::string PendingFilter(const BatchStatement& b) {
   return "(" + out + ")";
 }
 
-std::string BatchSql(const BatchStatement& b, bool after_key) {
+// "($first::type1, $first+1::type2, ...)" for the key's columns.
+std::string KeyParams(const std::vector<KeyColumn>& key, size_t first) {
+  std::string out;
+  for (size_t i = 0; i < key.size(); ++i) {
+    out += (i ? ", " : "") + std::string("$") + std::to_string(first + i) + "::" + key[i].type;
+  }
+  return "(" + out + ")";
+}
+
+std::string BatchSql(const BatchStatement& b, bool has_lower, bool has_upper) {
   const std::string table = QuoteName(b.table);
   const std::string self = QuoteIdent(b.table.name) + ".";
   const size_t k = b.key.size();
-  std::string batch_cols, join, order_desc, params;
+  std::string batch_cols, join, order_desc;
   for (size_t i = 0; i < k; ++i) {
     const std::string alias = "tide_k" + std::to_string(i + 1);
     batch_cols += (i ? ", " : "") + QuoteIdent(b.key[i].name) + " AS " + alias;
     join += std::string(i ? " AND " : "") + self + QuoteIdent(b.key[i].name) + " = tide_batch." + alias;
     // Qualified: an output column named like the alias would otherwise be the sort key.
     order_desc += (i ? ", " : "") + std::string("tide_batch.") + alias + " DESC";
-    params += (i ? ", " : "") + std::string("$") + std::to_string(i + 1) + "::" + b.key[i].type;
   }
   std::string sets;
   for (const auto& [column, expr] : b.set) {
@@ -85,9 +93,14 @@ std::string BatchSql(const BatchStatement& b, bool after_key) {
                                   : "(" + expr + ")";
     sets += (sets.empty() ? "" : ", ") + QuoteIdent(column) + " = " + value;
   }
+  const std::string keys = "(" + KeyList(b.key, "") + ")";
+  std::vector<std::string> bounds;
+  size_t next = 1;
+  if (has_lower) bounds.push_back(keys + " > " + KeyParams(b.key, next)), next += k;
+  if (has_upper) bounds.push_back(keys + " <= " + KeyParams(b.key, next)), next += k;
   std::string sql = "WITH tide_batch AS (SELECT " + batch_cols + " FROM " + table;
-  if (after_key) sql += " WHERE (" + KeyList(b.key, "") + ") > (" + params + ")";
-  sql += " ORDER BY " + KeyList(b.key, "") + " LIMIT $" + std::to_string(after_key ? k + 1 : 1) +
+  for (size_t i = 0; i < bounds.size(); ++i) sql += (i ? " AND " : " WHERE ") + bounds[i];
+  sql += " ORDER BY " + KeyList(b.key, "") + " LIMIT $" + std::to_string(next) +
          "::bigint), tide_updated AS (UPDATE " + table + " SET " + sets +
          " FROM tide_batch WHERE " + join + " AND " + PendingFilter(b) +
          " RETURNING 1) SELECT (SELECT count(*) FROM tide_updated), (SELECT count(*) FROM tide_batch)";

@@ -32,12 +32,13 @@ struct BatchStatement {
   std::string where;  // empty: every set column IS NULL
 };
 
-// The batch statement. Parameters, all text: $1..$k the last key done (only when
-// `after_key`), then the batch size. It returns one row:
+// The batch statement. Parameters, all text: the lower bound's k values (only when
+// `has_lower`: rows with keys above it), the upper bound's k values (only when `has_upper`: rows
+// with keys at or below it), then the batch size. It returns one row:
 // (updated bigint, scanned bigint, last_key_1 text, ..., last_key_k text); the last-key columns
 // are NULL when no row was left. Rows are taken in key order (keyset pagination), so sparse keys
 // never produce empty batches and an empty table takes one statement.
-std::string BatchSql(const BatchStatement& b, bool after_key);
+std::string BatchSql(const BatchStatement& b, bool has_lower, bool has_upper = false);
 
 // The filter that selects rows still to be filled.
 std::string PendingFilter(const BatchStatement& b);

@@ -17,6 +17,12 @@ struct PrometheusMetrics::Families {
   prometheus::Family<prometheus::Histogram>& batch_duration;
   prometheus::Family<prometheus::Counter>& plans;
   prometheus::Family<prometheus::Gauge>& build_info;
+  prometheus::Family<prometheus::Gauge>& batch_size;
+  prometheus::Family<prometheus::Gauge>& workers;
+  prometheus::Family<prometheus::Gauge>& eta;
+  prometheus::Family<prometheus::Gauge>& throttled;
+  prometheus::Family<prometheus::Counter>& throttle_seconds;
+  prometheus::Family<prometheus::Gauge>& replication_lag;
 };
 
 PrometheusMetrics::PrometheusMetrics() : registry_(std::make_shared<prometheus::Registry>()) {
@@ -47,6 +53,31 @@ PrometheusMetrics::PrometheusMetrics() : registry_(std::make_shared<prometheus::
           .Help("Plans finished, by outcome")
           .Register(r),
       prometheus::BuildGauge().Name("tide_build_info").Help("tide's version").Register(r),
+      prometheus::BuildGauge()
+          .Name("tide_backfill_batch_size")
+          .Help("Rows the next backfill batch will take")
+          .Register(r),
+      prometheus::BuildGauge()
+          .Name("tide_backfill_workers")
+          .Help("Workers filling the task now")
+          .Register(r),
+      prometheus::BuildGauge()
+          .Name("tide_backfill_eta_seconds")
+          .Help("Estimated seconds to the end of the task, at the rate of the last minute of "
+                "unthrottled work; -1 when unknown")
+          .Register(r),
+      prometheus::BuildGauge()
+          .Name("tide_throttled")
+          .Help("1 while the plan is slowed down or waiting, by reason")
+          .Register(r),
+      prometheus::BuildCounter()
+          .Name("tide_throttle_seconds_total")
+          .Help("Seconds the plan was throttled, by reason")
+          .Register(r),
+      prometheus::BuildGauge()
+          .Name("tide_replication_lag_seconds")
+          .Help("Replay lag of the slowest standby, as tide measures it")
+          .Register(r),
   });
   f_->build_info.Add({{"version", kTideVersion}}).Set(1);
 }
@@ -66,10 +97,28 @@ void PrometheusMetrics::SetBackfillEstimate(const std::string& plan, const std::
   f_->rows_estimated.Add({{"plan", plan}, {"table", table}}).Set(static_cast<double>(rows));
 }
 
+void PrometheusMetrics::SetBackfillShape(const std::string& plan, const std::string& table,
+                                         int64_t batch_size, int workers, int64_t eta_seconds) {
+  f_->batch_size.Add({{"plan", plan}, {"table", table}}).Set(static_cast<double>(batch_size));
+  f_->workers.Add({{"plan", plan}, {"table", table}}).Set(workers);
+  f_->eta.Add({{"plan", plan}, {"table", table}}).Set(static_cast<double>(eta_seconds));
+}
+
+void PrometheusMetrics::SetThrottled(const std::string& plan, const std::string& reason,
+                                     bool active, double seconds) {
+  f_->throttled.Add({{"plan", plan}, {"reason", reason}}).Set(active ? 1 : 0);
+  f_->throttle_seconds.Add({{"plan", plan}, {"reason", reason}}).Increment(seconds);
+}
+
+void PrometheusMetrics::SetReplicationLag(const std::string& database, double seconds) {
+  f_->replication_lag.Add({{"database", database}}).Set(seconds);
+}
+
 void PrometheusMetrics::RecordBatch(const std::string& plan, const std::string& table,
-                                    int64_t rows, double seconds) {
+                                    int64_t rows, double seconds, const std::string& outcome) {
+  f_->batches.Add({{"plan", plan}, {"table", table}, {"outcome", outcome}}).Increment();
+  if (outcome != "committed") return;
   f_->rows.Add({{"plan", plan}, {"table", table}}).Increment(static_cast<double>(rows));
-  f_->batches.Add({{"plan", plan}, {"table", table}, {"outcome", "committed"}}).Increment();
   static const prometheus::Histogram::BucketBoundaries buckets = {
       0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30};
   f_->batch_duration.Add({{"plan", plan}, {"table", table}}, buckets).Observe(seconds);

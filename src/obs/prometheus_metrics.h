@@ -25,7 +25,12 @@ class PrometheusMetrics : public Metrics {
   void SetBackfillEstimate(const std::string& plan, const std::string& table,
                            int64_t rows) override;
   void RecordBatch(const std::string& plan, const std::string& table, int64_t rows,
-                   double seconds) override;
+                   double seconds, const std::string& outcome) override;
+  void SetBackfillShape(const std::string& plan, const std::string& table, int64_t batch_size,
+                        int workers, int64_t eta_seconds) override;
+  void SetThrottled(const std::string& plan, const std::string& reason, bool active,
+                    double seconds) override;
+  void SetReplicationLag(const std::string& database, double seconds) override;
   void PlanFinished(const std::string& database, const std::string& outcome) override;
 
  private:

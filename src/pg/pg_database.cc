@@ -40,6 +40,9 @@ CREATE TABLE IF NOT EXISTS tide.plans (
 CREATE TABLE IF NOT EXISTS tide.backfill (
   plan           text NOT NULL REFERENCES tide.plans (name) ON DELETE CASCADE,
   task           int NOT NULL,
+  range          int NOT NULL DEFAULT 0,
+  range_lower    text[] NOT NULL DEFAULT '{}',
+  range_upper    text[] NOT NULL DEFAULT '{}',
   table_name     text NOT NULL,
   pass           int NOT NULL DEFAULT 1,
   last_key       text[] NOT NULL DEFAULT '{}',
@@ -48,8 +51,11 @@ CREATE TABLE IF NOT EXISTS tide.backfill (
   rows_scanned   bigint NOT NULL DEFAULT 0,
   rows_estimated bigint NOT NULL DEFAULT 0,
   batches        bigint NOT NULL DEFAULT 0,
+  rows_per_second double precision NOT NULL DEFAULT 0,
+  eta_seconds    bigint NOT NULL DEFAULT -1,
+  throttle_reason text NOT NULL DEFAULT '',
   updated_at     timestamptz NOT NULL DEFAULT now(),
-  PRIMARY KEY (plan, task)
+  PRIMARY KEY (plan, task, range)
 );
 )SQL";
 
@@ -329,39 +335,167 @@ Result<TableInfo> PgPlanDatabase::DescribeTable(const QualifiedName& table,
   }
 }
 
-Result<TaskCheckpoint> PgPlanDatabase::LoadCheckpoint(const std::string& plan, int task,
-                                                      const std::string& table_name, int pass,
-                                                      int64_t rows_estimated) {
+namespace {
+
+const char* kRangeColumns =
+    "range, range_lower, range_upper, pass, done, rows_updated, rows_scanned, batches, "
+    "rows_estimated, last_key";
+
+std::vector<std::string> TextArray(const pqxx::field& f) {
+  std::vector<std::string> out;
+  auto parser = f.as_array();
+  for (auto item = parser.get_next(); item.first != pqxx::array_parser::done;
+       item = parser.get_next()) {
+    if (item.first == pqxx::array_parser::string_value) out.push_back(item.second);
+  }
+  return out;
+}
+
+std::vector<TaskCheckpoint> RangesFromRows(const pqxx::result& r) {
+  std::vector<TaskCheckpoint> out;
+  for (const auto& row : r) {
+    TaskCheckpoint cp;
+    cp.range = row[0].as<int>();
+    cp.lower = TextArray(row[1]);
+    cp.upper = TextArray(row[2]);
+    cp.pass = row[3].as<int>();
+    cp.done = row[4].as<bool>();
+    cp.rows_updated = row[5].as<int64_t>();
+    cp.rows_scanned = row[6].as<int64_t>();
+    cp.batches = row[7].as<int64_t>();
+    cp.rows_estimated = row[8].as<int64_t>();
+    cp.last_key = TextArray(row[9]);
+    out.push_back(cp);
+  }
+  return out;
+}
+
+std::vector<TaskCheckpoint> SelectRanges(pqxx::transaction_base& w, const std::string& plan,
+                                         int task) {
+  return RangesFromRows(w.exec_params(std::string("SELECT ") + kRangeColumns +
+                                          " FROM tide.backfill WHERE plan = $1 AND task = $2 "
+                                          "ORDER BY range",
+                                      plan, task));
+}
+
+}  // namespace
+
+Result<std::pair<std::optional<int64_t>, std::optional<int64_t>>> PgPlanDatabase::IntegerKeyBounds(
+    const QualifiedName& table, const std::string& column) {
   TIDE_CONNECTED();
   try {
     pqxx::work w(*conn_);
-    w.exec_params0(
-        "INSERT INTO tide.backfill (plan, task, table_name, pass, rows_estimated) "
-        "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (plan, task) DO NOTHING",
-        plan, task, table_name, pass, rows_estimated);
-    // A new pass starts from the first key again; the row counters keep adding up.
+    const std::string c = QuoteIdent(column);
+    auto r = w.exec1("SELECT min(" + c + ")::bigint, max(" + c + ")::bigint FROM " + QuoteName(table));
+    std::pair<std::optional<int64_t>, std::optional<int64_t>> out;
+    if (!r[0].is_null()) out.first = r[0].as<int64_t>();
+    if (!r[1].is_null()) out.second = r[1].as<int64_t>();
+    return out;
+  } catch (...) {
+    return FromCurrentException();
+  }
+}
+
+Result<std::vector<TaskCheckpoint>> PgPlanDatabase::LoadRanges(const std::string& plan, int task,
+                                                               int pass) {
+  TIDE_CONNECTED();
+  try {
+    pqxx::work w(*conn_);
+    // A new pass starts every range from its first key again; the row counters keep adding up.
     w.exec_params0(
         "UPDATE tide.backfill SET pass = $3, last_key = '{}', done = false, updated_at = now() "
         "WHERE plan = $1 AND task = $2 AND pass < $3",
         plan, task, pass);
-    auto r = w.exec_params1(
-        "SELECT pass, done, rows_updated, rows_scanned, batches, rows_estimated "
-        "FROM tide.backfill WHERE plan = $1 AND task = $2",
-        plan, task);
-    TaskCheckpoint cp;
-    cp.pass = r[0].as<int>();
-    cp.done = r[1].as<bool>();
-    cp.rows_updated = r[2].as<int64_t>();
-    cp.rows_scanned = r[3].as<int64_t>();
-    cp.batches = r[4].as<int64_t>();
-    cp.rows_estimated = r[5].as<int64_t>();
-    auto keys = w.exec_params(
-        "SELECT k FROM tide.backfill, unnest(last_key) WITH ORDINALITY AS t(k, n) "
-        "WHERE plan = $1 AND task = $2 ORDER BY n",
-        plan, task);
-    for (const auto& row : keys) cp.last_key.push_back(row[0].c_str());
+    auto ranges = SelectRanges(w, plan, task);
     w.commit();
-    return cp;
+    return ranges;
+  } catch (...) {
+    return FromCurrentException();
+  }
+}
+
+Result<std::vector<TaskCheckpoint>> PgPlanDatabase::CreateRanges(
+    const std::string& plan, int task, const std::string& table_name, int pass,
+    const std::vector<std::pair<std::vector<std::string>, std::vector<std::string>>>& bounds,
+    int64_t rows_estimated) {
+  TIDE_CONNECTED();
+  try {
+    pqxx::work w(*conn_);
+    // One task's ranges are created together or not at all.
+    w.exec_params("SELECT pg_advisory_xact_lock(hashtext($1), $2)", plan, task);
+    if (SelectRanges(w, plan, task).empty()) {
+      const int64_t share = rows_estimated / static_cast<int64_t>(std::max<size_t>(1, bounds.size()));
+      for (size_t i = 0; i < bounds.size(); ++i) {
+        w.exec_params0(
+            "INSERT INTO tide.backfill (plan, task, range, range_lower, range_upper, table_name, "
+            "pass, rows_estimated) VALUES ($1, $2, $3, $4::text[], $5::text[], $6, $7, $8)",
+            plan, task, static_cast<int>(i), TextArrayLiteral(bounds[i].first),
+            TextArrayLiteral(bounds[i].second), table_name, pass, share);
+      }
+    }
+    auto ranges = SelectRanges(w, plan, task);
+    w.commit();
+    return ranges;
+  } catch (...) {
+    return FromCurrentException();
+  }
+}
+
+Result<int64_t> PgPlanDatabase::BackendPid() {
+  TIDE_CONNECTED();
+  try {
+    pqxx::nontransaction n(*conn_);
+    return n.exec1("SELECT pg_backend_pid()")[0].as<int64_t>();
+  } catch (...) {
+    return FromCurrentException();
+  }
+}
+
+Result<HealthReading> PgPlanDatabase::ReadHealth(const std::vector<int64_t>& our_pids,
+                                                 const std::string& throttle_query,
+                                                 const StatementLimits& limits) {
+  TIDE_CONNECTED();
+  try {
+    pqxx::work w(*conn_);
+    w.exec0("SET TRANSACTION READ ONLY");
+    w.exec0(LimitsSql(limits));
+    std::vector<std::string> pids;
+    for (int64_t p : our_pids) pids.push_back(std::to_string(p));
+    auto r = w.exec_params1(
+        "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint, "
+        "(SELECT min(pg_wal_lsn_diff(replay_lsn, '0/0'))::bigint FROM pg_stat_replication "
+        " WHERE replay_lsn IS NOT NULL), "
+        "(SELECT count(*) FROM pg_stat_activity WHERE state = 'active' "
+        " AND backend_type = 'client backend' AND pid <> pg_backend_pid() "
+        " AND pid <> ALL ($1::int[])), "
+        "(SELECT count(*) FROM pg_stat_activity WHERE pg_blocking_pids(pid) && $1::int[])",
+        TextArrayLiteral(pids));
+    HealthReading h;
+    h.current_lsn = r[0].as<int64_t>();
+    if (!r[1].is_null()) h.replay_lsn = r[1].as<int64_t>();
+    h.active_sessions = r[2].as<int64_t>();
+    h.blocked_by_us = r[3].as<int64_t>();
+    if (!throttle_query.empty()) {
+      auto t = w.exec(throttle_query);
+      h.throttle_query_true = !t.empty() && !t[0][0].is_null() && t[0][0].as<bool>();
+    }
+    return h;
+  } catch (...) {
+    return FromCurrentException();
+  }
+}
+
+Status PgPlanDatabase::SaveTaskStatus(const std::string& plan, int task, double rows_per_second,
+                                      int64_t eta_seconds, const std::string& throttle_reason) {
+  TIDE_CONNECTED();
+  try {
+    pqxx::work w(*conn_);
+    w.exec_params0(
+        "UPDATE tide.backfill SET rows_per_second = $3, eta_seconds = $4, throttle_reason = $5 "
+        "WHERE plan = $1 AND task = $2",
+        plan, task, rows_per_second, eta_seconds, throttle_reason);
+    w.commit();
+    return Status::Ok();
   } catch (...) {
     return FromCurrentException();
   }
@@ -375,9 +509,11 @@ Result<BatchResult> PgPlanDatabase::RunBatch(const std::string& plan, int task,
   try {
     pqxx::work w(*conn_);
     w.exec0(LimitsSql(limits));
-    std::vector<std::string> params = from.last_key;
+    const std::vector<std::string>& lower = from.last_key.empty() ? from.lower : from.last_key;
+    std::vector<std::string> params = lower;
+    params.insert(params.end(), from.upper.begin(), from.upper.end());
     params.push_back(std::to_string(batch_size));
-    auto r = w.exec_params1(BatchSql(statement, !from.last_key.empty()),
+    auto r = w.exec_params1(BatchSql(statement, !lower.empty(), !from.upper.empty()),
                             pqxx::prepare::make_dynamic_params(params));
     BatchResult b;
     b.updated = r[0].as<int64_t>();
@@ -391,12 +527,12 @@ Result<BatchResult> PgPlanDatabase::RunBatch(const std::string& plan, int task,
     auto moved = w.exec_params(
         "UPDATE tide.backfill SET last_key = $3::text[], done = $4, rows_updated = $5, "
         "rows_scanned = $6, batches = $7, updated_at = now() "
-        "WHERE plan = $1 AND task = $2 AND batches = $8 AND pass = $9",
+        "WHERE plan = $1 AND task = $2 AND range = $10 AND batches = $8 AND pass = $9",
         plan, task, TextArrayLiteral(next.last_key), next.done, next.rows_updated,
-        next.rows_scanned, next.batches, from.batches, from.pass);
+        next.rows_scanned, next.batches, from.batches, from.pass, from.range);
     if (moved.affected_rows() != 1) {
-      return Status::Retryable("the checkpoint of task " + std::to_string(task) +
-                               " moved during the batch; re-reading it");
+      return Status::Retryable("the checkpoint of task " + std::to_string(task) + " range " +
+                               std::to_string(from.range) + " moved during the batch; re-reading it");
     }
     w.commit();
     return b;
@@ -429,9 +565,13 @@ Result<std::vector<TaskProgress>> PgPlanDatabase::ListTaskProgress() {
   TIDE_CONNECTED();
   try {
     pqxx::work w(*conn_);
-    auto r = w.exec("SELECT plan, task, table_name, pass, done, rows_updated, rows_scanned, "
-                    "rows_estimated, batches, " + Ts("updated_at") +
-                    " FROM tide.backfill ORDER BY plan, task");
+    auto r = w.exec("SELECT plan, task, min(table_name), max(pass), bool_and(done), "
+                    "sum(rows_updated)::bigint, sum(rows_scanned)::bigint, "
+                    "sum(rows_estimated)::bigint, sum(batches)::bigint, " +
+                    Ts("max(updated_at)") +
+                    ", count(*)::int, max(rows_per_second), max(eta_seconds), "
+                    "max(throttle_reason) FROM tide.backfill GROUP BY plan, task "
+                    "ORDER BY plan, task");
     std::vector<TaskProgress> out;
     for (const auto& row : r) {
       TaskProgress t;
@@ -445,6 +585,10 @@ Result<std::vector<TaskProgress>> PgPlanDatabase::ListTaskProgress() {
       t.rows_estimated = row[7].as<int64_t>();
       t.batches = row[8].as<int64_t>();
       t.updated_at = row[9].c_str();
+      t.ranges = row[10].as<int>();
+      t.rows_per_second = row[11].as<double>();
+      t.eta_seconds = row[12].as<int64_t>();
+      t.throttle_reason = row[13].c_str();
       out.push_back(t);
     }
     return out;

@@ -31,6 +31,10 @@ struct TaskProgress {
   int64_t rows_estimated = 0;
   int64_t batches = 0;
   std::string updated_at;
+  int ranges = 1;
+  double rows_per_second = 0;
+  int64_t eta_seconds = -1;
+  std::string throttle_reason;
 };
 
 class PgPlanDatabase : public PlanDatabase {
@@ -52,13 +56,24 @@ class PgPlanDatabase : public PlanDatabase {
                  const PlanCursor& after) override;
   Result<TableInfo> DescribeTable(const QualifiedName& table,
                                   const std::vector<std::string>& key) override;
-  Result<TaskCheckpoint> LoadCheckpoint(const std::string& plan, int task,
-                                        const std::string& table_name, int pass,
-                                        int64_t rows_estimated) override;
+  Result<std::pair<std::optional<int64_t>, std::optional<int64_t>>> IntegerKeyBounds(
+      const QualifiedName& table, const std::string& column) override;
+  Result<std::vector<TaskCheckpoint>> LoadRanges(const std::string& plan, int task,
+                                                 int pass) override;
+  Result<std::vector<TaskCheckpoint>> CreateRanges(
+      const std::string& plan, int task, const std::string& table_name, int pass,
+      const std::vector<std::pair<std::vector<std::string>, std::vector<std::string>>>& bounds,
+      int64_t rows_estimated) override;
   Result<BatchResult> RunBatch(const std::string& plan, int task, const BatchStatement& statement,
                                const TaskCheckpoint& from, int64_t batch_size,
                                const StatementLimits& limits) override;
   Result<int64_t> QueryNumber(const std::string& sql, const StatementLimits& limits) override;
+  Result<int64_t> BackendPid() override;
+  Result<HealthReading> ReadHealth(const std::vector<int64_t>& our_pids,
+                                   const std::string& throttle_query,
+                                   const StatementLimits& limits) override;
+  Status SaveTaskStatus(const std::string& plan, int task, double rows_per_second,
+                        int64_t eta_seconds, const std::string& throttle_reason) override;
 
   Result<std::vector<TaskProgress>> ListTaskProgress();
 

@@ -8,6 +8,7 @@
 #include <random>
 
 #include "engine/backfill.h"
+#include "runtime/backfill_run.h"
 #include "engine/phase.h"
 #include "plan/plan_parser.h"
 #include "util/sha256.h"
@@ -49,7 +50,10 @@ class Orchestrator::Run : public std::enable_shared_from_this<Orchestrator::Run>
 
   std::string key() const { return plan_.database + "/" + plan_.name; }
   void Start() { Next(); }
-  void Stop() { timer_.cancel(); }
+  void Stop() {
+    timer_.cancel();
+    if (task_) task_->Stop();
+  }
 
  private:
   void Next() {
@@ -61,9 +65,7 @@ class Orchestrator::Run : public std::enable_shared_from_this<Orchestrator::Run>
       case Action::Kind::kRunExpandStep: return RunStep("expand", plan_.expand[a.index], a.index);
       case Action::Kind::kRunContractStep:
         return RunStep("contract", plan_.contract[a.index], a.index);
-      case Action::Kind::kRunBackfillTask:
-        if (stmt_ && task_ == a.index) return RunBatch();
-        return StartTask(a.index);
+      case Action::Kind::kRunBackfillTask: return StartTask(a.index);
       case Action::Kind::kCheckGates: return CheckGates();
       case Action::Kind::kFinish: return Finish();
       case Action::Kind::kNothing: return;
@@ -95,7 +97,7 @@ class Orchestrator::Run : public std::enable_shared_from_this<Orchestrator::Run>
     const StatementLimits limits = limits_;
     doing_ = phase + " step " + std::to_string(index + 1);
     Audit("step_started", phase, JsonObject().Int("step", index + 1).Str("sql", sql));
-    o_.Offload<Status>(
+    o_.offloader_.Run<Status>(
         [db, name, sql, limits, after] { return db->RunStep(name, sql, limits, after); },
         [self = shared_from_this(), phase, index, start, sql, after](Status s) {
           if (!s.ok()) return self->OnError(s);
@@ -108,108 +110,41 @@ class Orchestrator::Run : public std::enable_shared_from_this<Orchestrator::Run>
         });
   }
 
-  struct TaskSetup {
-    BatchStatement statement;
-    TaskCheckpoint checkpoint;
-  };
-
   void StartTask(size_t index) {
     const BackfillTask& task = plan_.backfill[index];
-    auto db = db_;
-    const std::string name = plan_.name;
-    const int pass = cursor_.catch_up ? 2 : 1;
     doing_ = "backfill of " + task.table.Display();
-    o_.Offload<Result<TaskSetup>>(
-        [db, name, task, index, pass]() -> Result<TaskSetup> {
-          auto info = db->DescribeTable(task.table, task.key);
-          if (!info.ok()) return info.status();
-          if (!info->exists) {
-            return Status::Fatal("table `" + task.table.Display() + "` does not exist");
-          }
-          if (info->key.empty()) {
-            return Status::Fatal("table `" + task.table.Display() +
-                                 "` has no primary key; add `key: <column>` (a unique, not-null "
-                                 "column) to its backfill task");
-          }
-          auto cp = db->LoadCheckpoint(name, static_cast<int>(index), task.table.Display(), pass,
-                                       info->estimated_rows);
-          if (!cp.ok()) return cp.status();
-          return TaskSetup{MakeBatchStatement(task, info->key), *cp};
-        },
-        [self = shared_from_this(), index](Result<TaskSetup> r) {
-          if (!r.ok()) return self->OnError(r.status());
-          self->task_ = index;
-          self->stmt_ = r->statement;
-          self->cp_ = r->checkpoint;
-          self->batch_size_ = BatchSizeFor(self->plan_, self->plan_.backfill[index],
-                                           self->o_.config_.defaults);
-          self->task_started_ = SteadyClock::now();
-          self->last_report_ = SteadyClock::now();
-          const std::string table = self->plan_.backfill[index].table.Display();
-          self->o_.metrics_->SetBackfillEstimate(self->plan_.name, table, self->cp_.rows_estimated);
-          if (self->cp_.done) return self->TaskDone();
-          self->Audit("backfill_started", "backfill",
-                      JsonObject()
-                          .Str("table", table)
-                          .Int("pass", self->cp_.pass)
-                          .Int("batch_size", self->batch_size_)
-                          .Int("rows_estimated", self->cp_.rows_estimated)
-                          .Int("rows_done", self->cp_.rows_updated)
-                          .Bool("resumed", self->cp_.batches > 0));
-          self->RunBatch();
-        });
-  }
-
-  void RunBatch() {
-    auto db = db_;
-    const std::string name = plan_.name;
-    const int task = static_cast<int>(task_);
-    const BatchStatement stmt = *stmt_;
-    const TaskCheckpoint from = cp_;
-    const int64_t size = batch_size_;
-    const StatementLimits limits = limits_;
-    const auto start = SteadyClock::now();
-    o_.Offload<Result<BatchResult>>(
-        [db, name, task, stmt, from, size, limits] {
-          return db->RunBatch(name, task, stmt, from, size, limits);
-        },
-        [self = shared_from_this(), start, size](Result<BatchResult> r) {
-          if (!r.ok()) return self->OnError(r.status());
-          self->OnBatch(*r, size, MillisSince(start) / 1000.0);
-        });
-  }
-
-  void OnBatch(const BatchResult& batch, int64_t size, double seconds) {
-    attempts_ = 0;
-    const TaskCheckpoint before = cp_;
-    cp_ = AdvanceCheckpoint(cp_, batch, size);
-    const std::string table = stmt_->table.Display();
-    o_.metrics_->RecordBatch(plan_.name, table, batch.updated, seconds);
-    if (ShouldReportProgress(before.rows_scanned, cp_.rows_scanned, cp_.rows_estimated,
-                             MillisSince(last_report_))) {
-      last_report_ = SteadyClock::now();
-      Audit("backfill_progress", "backfill",
-            JsonObject()
-                .Str("table", table)
-                .Int("rows_updated", cp_.rows_updated)
-                .Int("rows_scanned", cp_.rows_scanned)
-                .Int("rows_estimated", cp_.rows_estimated)
-                .Int("batches", cp_.batches));
-    }
-    if (cp_.done) return TaskDone();
-    Next();
-  }
-
-  void TaskDone() {
-    Audit("backfill_finished", "backfill",
-          JsonObject()
-              .Str("table", stmt_->table.Display())
-              .Int("pass", cp_.pass)
-              .Int("rows_updated", cp_.rows_updated)
-              .Int("batches", cp_.batches)
-              .Int("duration_ms", MillisSince(task_started_)));
-    stmt_.reset();
-    Advance(AfterSuccess(plan_, cursor_));
+    task_started_ = SteadyClock::now();
+    BackfillEnv env;
+    env.offload = &o_.offloader_;
+    env.connector = o_.connector_;
+    env.metrics = o_.metrics_;
+    env.slots = &o_.slots_;
+    env.max_retries = o_.options_.max_retries;
+    env.retry_base = o_.options_.retry_base;
+    env.retry_cap = o_.options_.retry_cap;
+    std::weak_ptr<Run> weak = shared_from_this();
+    env.audit = [weak](const std::string& event, JsonObject details) {
+      if (auto self = weak.lock()) self->Audit(event, "backfill", std::move(details));
+    };
+    Orchestrator* o = &o_;
+    env.stopping = [o] { return o->stopping_; };
+    task_ = std::make_shared<BackfillRun>(
+        env, plan_.database, plan_.name, static_cast<int>(index), task, cursor_.catch_up ? 2 : 1,
+        OptionsFor(plan_, task, o_.config_.defaults), limits_);
+    task_->Start([self = shared_from_this(), index](Status s, BackfillSummary summary) {
+      self->task_.reset();
+      if (!s.ok()) return self->Fail(s);
+      self->Audit("backfill_finished", "backfill",
+                  JsonObject()
+                      .Str("table", self->plan_.backfill[index].table.Display())
+                      .Int("pass", summary.pass)
+                      .Int("ranges", summary.ranges)
+                      .Int("rows_updated", summary.rows_updated)
+                      .Int("rows_scanned", summary.rows_scanned)
+                      .Int("batches", summary.batches)
+                      .Int("duration_ms", MillisSince(self->task_started_)));
+      self->Advance(AfterSuccess(self->plan_, self->cursor_));
+    });
   }
 
   struct GateValue {
@@ -223,7 +158,7 @@ class Orchestrator::Run : public std::enable_shared_from_this<Orchestrator::Run>
     const std::vector<Gate> gates = plan_.gates;
     const StatementLimits limits = limits_;
     doing_ = "gates";
-    o_.Offload<Result<std::vector<GateValue>>>(
+    o_.offloader_.Run<Result<std::vector<GateValue>>>(
         [db, gates, limits]() -> Result<std::vector<GateValue>> {
           std::vector<GateValue> values;
           for (size_t i = 0; i < gates.size(); ++i) {
@@ -282,7 +217,7 @@ class Orchestrator::Run : public std::enable_shared_from_this<Orchestrator::Run>
     auto db = db_;
     const std::string name = plan_.name;
     const PlanCursor done{PlanState::kDone, cursor_.step, cursor_.catch_up};
-    o_.Offload<Status>([db, name, done] { return db->SaveCursor(name, done); },
+    o_.offloader_.Run<Status>([db, name, done] { return db->SaveCursor(name, done); },
                        [self = shared_from_this(), done](Status s) {
                          if (!s.ok()) return self->OnError(s);
                          self->cursor_ = done;
@@ -299,7 +234,7 @@ class Orchestrator::Run : public std::enable_shared_from_this<Orchestrator::Run>
   void Advance(PlanCursor next) {
     auto db = db_;
     const std::string name = plan_.name;
-    o_.Offload<Status>([db, name, next] { return db->SaveCursor(name, next); },
+    o_.offloader_.Run<Status>([db, name, next] { return db->SaveCursor(name, next); },
                        [self = shared_from_this(), next](Status s) {
                          if (!s.ok()) return self->OnError(s);
                          self->cursor_ = next;
@@ -330,13 +265,12 @@ class Orchestrator::Run : public std::enable_shared_from_this<Orchestrator::Run>
   void Reload() {
     auto db = db_;
     const std::string name = plan_.name;
-    o_.Offload<Result<std::optional<PlanRecord>>>(
+    o_.offloader_.Run<Result<std::optional<PlanRecord>>>(
         [db, name] { return db->FindPlan(name); },
         [self = shared_from_this()](Result<std::optional<PlanRecord>> r) {
           if (!r.ok()) return self->OnError(r.status());
           if (!r.value()) return self->Fail(Status::Fatal("the plan's row in tide.plans is gone"));
           self->cursor_ = r.value()->cursor;
-          self->stmt_.reset();  // re-read the checkpoint too
           self->Next();
         });
   }
@@ -349,7 +283,7 @@ class Orchestrator::Run : public std::enable_shared_from_this<Orchestrator::Run>
     const PlanCursor at = Normalize(plan_, cursor_);
     const PlanCursor failed{PlanState::kFailed, at.step, at.catch_up};
     const std::string phase = PhaseOf(at.state);
-    o_.Offload<Status>(
+    o_.offloader_.Run<Status>(
         [db, name, at, error] { return db->SaveFailure(name, at, error); },
         [self = shared_from_this(), error, phase, failed, s](Status saved) {
           if (!saved.ok()) {
@@ -399,11 +333,8 @@ class Orchestrator::Run : public std::enable_shared_from_this<Orchestrator::Run>
   bool waiting_on_gates_ = false;
 
   // The backfill task in progress.
-  std::optional<BatchStatement> stmt_;
-  size_t task_ = 0;
-  TaskCheckpoint cp_;
-  int64_t batch_size_ = 0;
-  SteadyClock::time_point task_started_, last_report_;
+  std::shared_ptr<BackfillRun> task_;
+  SteadyClock::time_point task_started_;
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -427,22 +358,13 @@ Orchestrator::Orchestrator(asio::io_context& io, asio::thread_pool& pool, Config
       spool_(spool),
       audit_(audit),
       metrics_(metrics),
-      options_(options) {}
+      options_(options),
+      offloader_(io, pool),
+      slots_(static_cast<int>(config_.max_workers)) {
+  offloader_.set_on_complete([this] { CheckIdle(); });
+}
 
 Orchestrator::~Orchestrator() = default;
-
-template <typename T>
-void Orchestrator::Offload(std::function<T()> work, std::function<void(T)> done) {
-  ++offloaded_;
-  asio::post(pool_, [this, work = std::move(work), done = std::move(done)]() mutable {
-    auto result = std::make_shared<T>(work());
-    asio::post(io_, [this, result, done = std::move(done)]() mutable {
-      --offloaded_;
-      done(std::move(*result));
-      CheckIdle();
-    });
-  });
-}
 
 void Orchestrator::Audit(AuditEvent event) {
   Status s = audit_->Write(event);
@@ -463,7 +385,7 @@ void Orchestrator::Submit(SpoolFile file) {
 
   pending_files_.insert(file.name);
   const std::string checksum = Sha256Hex(file.text);
-  Offload<std::shared_ptr<Admission>>(
+  offloader_.Run<std::shared_ptr<Admission>>(
       [this, file, plan = parsed.plan, checksum] {
         return std::make_shared<Admission>(Admit(file, plan, checksum));
       },
@@ -610,7 +532,7 @@ struct ResumeResult {
 }  // namespace
 
 void Orchestrator::ResumeDatabase(const std::string& database) {
-  Offload<ResumeResult>(
+  offloader_.Run<ResumeResult>(
       [this, database] {
         ResumeResult out;
         auto db = connector_->Connect(database);
@@ -667,7 +589,7 @@ void Orchestrator::Shutdown(std::function<void()> on_idle) {
 }
 
 void Orchestrator::CheckIdle() {
-  if (!stopping_ || offloaded_ > 0 || !on_idle_) return;
+  if (!stopping_ || offloader_.in_flight() > 0 || !on_idle_) return;
   auto done = std::move(on_idle_);
   on_idle_ = nullptr;
   done();

@@ -14,6 +14,7 @@
 #include <set>
 #include <string>
 
+#include "runtime/offloader.h"
 #include "runtime/spool.h"
 #include "tide/config.h"
 #include "tide/ports.h"
@@ -59,10 +60,6 @@ class Orchestrator {
   void CheckIdle();
   void Audit(AuditEvent event);
 
-  // Runs `work` on the pool and `done(result)` on the io thread.
-  template <typename T>
-  void Offload(std::function<T()> work, std::function<void(T)> done);
-
   boost::asio::io_context& io_;
   boost::asio::thread_pool& pool_;
   Config config_;
@@ -74,7 +71,8 @@ class Orchestrator {
 
   std::map<std::string, std::shared_ptr<Run>> runs_;  // key: database + "/" + plan
   std::set<std::string> pending_files_;               // being admitted
-  int offloaded_ = 0;                                 // pool jobs in flight
+  Offloader offloader_;
+  WorkerSlots slots_;
   bool stopping_ = false;
   std::function<void()> on_idle_;
 };

@@ -68,9 +68,9 @@ class PgDatabaseTest : public ::testing::Test {
     task.set = {{"filled", "v * 2"}};
     auto info = db_->DescribeTable(task.table, {});
     EXPECT_TRUE(info.ok()) << info.status().ToString();
-    auto cp = db_->LoadCheckpoint("p", 0, table, 1, info->estimated_rows);
-    EXPECT_TRUE(cp.ok()) << cp.status().ToString();
-    TaskCheckpoint at = *cp;
+    auto ranges = db_->CreateRanges("p", 0, table, 1, {{{}, {}}}, info->estimated_rows);
+    EXPECT_TRUE(ranges.ok()) << ranges.status().ToString();
+    TaskCheckpoint at = ranges->at(0);
     BatchStatement stmt = MakeBatchStatement(task, info->key);
     int n = 0;
     while (!at.done && n < 100000) {
@@ -224,7 +224,7 @@ TEST_F(PgDatabaseTest, ABatchRollsBackWhenItsCheckpointMovedUnderIt) {
   task.table = {"", "t"};
   task.set = {{"filled", "v * 2"}};
   auto info = db_->DescribeTable(task.table, {});
-  TaskCheckpoint stale = *db_->LoadCheckpoint("p", 0, "t", 1, 100);
+  TaskCheckpoint stale = db_->CreateRanges("p", 0, "t", 1, {{{}, {}}}, 100)->at(0);
   BatchStatement stmt = MakeBatchStatement(task, info->key);
   ASSERT_TRUE(db_->RunBatch("p", 0, stmt, stale, 10, limits_).ok());
   // Running from the same (now stale) checkpoint again must not update rows twice.
@@ -259,7 +259,7 @@ TEST_F(PgDatabaseTest, ANewPassStartsFromTheFirstKeyAndOnlyTouchesRowsStillMatch
   MakeCountedTable("t", "int", "g", 300);
   Backfill("t", 50);
   Exec("UPDATE t SET filled = NULL, updates = 0 WHERE id % 100 = 0");  // the application wrote NULLs
-  TaskCheckpoint cp = *db_->LoadCheckpoint("p", 0, "t", 2, 300);
+  TaskCheckpoint cp = db_->LoadRanges("p", 0, 2)->at(0);
   EXPECT_EQ(cp.pass, 2);
   EXPECT_TRUE(cp.last_key.empty());
   EXPECT_FALSE(cp.done);
@@ -272,6 +272,71 @@ TEST_F(PgDatabaseTest, ANewPassStartsFromTheFirstKeyAndOnlyTouchesRowsStillMatch
   EXPECT_EQ(b->updated, 3);
   EXPECT_EQ(b->scanned, 300);
   EXPECT_EQ(Query("SELECT count(*) FROM t WHERE filled = v * 2"), "300");
+}
+
+TEST_F(PgDatabaseTest, RangesSplitTheKeysAndEachCheckpointsOnItsOwn) {
+  ASSERT_TRUE(db_->InsertPlan(Record("p")).ok());
+  MakeCountedTable("t", "bigint", "g", 1000);
+  auto bounds = db_->IntegerKeyBounds({"", "t"}, "id");
+  ASSERT_TRUE(bounds.ok());
+  EXPECT_EQ(bounds->first, 1);
+  EXPECT_EQ(bounds->second, 1000);
+  auto ranges = db_->CreateRanges("p", 0, "t", 1, {{{}, {"500"}}, {{"500"}, {}}}, 1000);
+  ASSERT_TRUE(ranges.ok());
+  ASSERT_EQ(ranges->size(), 2u);
+  // A second daemon asking to create ranges gets the stored ones.
+  auto again = db_->CreateRanges("p", 0, "t", 1, {{{}, {}}}, 1000);
+  ASSERT_EQ(again->size(), 2u);
+  EXPECT_EQ(again->at(1).lower, std::vector<std::string>{"500"});
+
+  BackfillTask task;
+  task.table = {"", "t"};
+  task.set = {{"filled", "v * 2"}};
+  BatchStatement stmt = MakeBatchStatement(task, db_->DescribeTable(task.table, {})->key);
+  auto second = db_->RunBatch("p", 0, stmt, ranges->at(1), 10000, limits_);
+  ASSERT_TRUE(second.ok()) << second.status().ToString();
+  EXPECT_EQ(second->scanned, 500);
+  EXPECT_EQ(Query("SELECT min(id) FROM t WHERE filled IS NOT NULL"), "501");
+  auto first = db_->RunBatch("p", 0, stmt, ranges->at(0), 10000, limits_);
+  EXPECT_EQ(first->scanned, 500);
+  EXPECT_EQ(Query("SELECT count(*) FROM t WHERE updates = 1"), "1000");
+  auto stored = db_->LoadRanges("p", 0, 1);
+  EXPECT_TRUE(stored->at(0).done);
+  EXPECT_TRUE(stored->at(1).done);
+  EXPECT_EQ(stored->at(0).last_key, std::vector<std::string>{"500"});
+}
+
+TEST_F(PgDatabaseTest, HealthReadingsComeFromTheServer) {
+  auto pid = db_->BackendPid();
+  ASSERT_TRUE(pid.ok());
+  auto h = db_->ReadHealth({*pid}, "SELECT true", limits_);
+  ASSERT_TRUE(h.ok()) << h.status().ToString();
+  EXPECT_GT(h->current_lsn, 0);
+  EXPECT_FALSE(h->replay_lsn.has_value()) << "no standby";
+  EXPECT_TRUE(h->throttle_query_true);
+  // A session waiting on a lock this session holds counts as blocked by us.
+  Exec("CREATE TABLE t (id int PRIMARY KEY)");
+  auto holder = Open();
+  const int64_t holder_pid = *holder->BackendPid();
+  pqxx::connection hc(PgCluster::Shared().Dsn(db_name_));
+  pqxx::work hold(hc);
+  hold.exec0("LOCK TABLE t IN ACCESS EXCLUSIVE MODE");
+  const int64_t lock_pid = hold.exec1("SELECT pg_backend_pid()")[0].as<int64_t>();
+  std::thread waiter([&] {
+    try {
+      PgCluster::Shared().Exec(db_name_, "SET lock_timeout = '3s'; SELECT count(*) FROM t");
+    } catch (const std::exception&) {
+    }
+  });
+  int64_t blocked = 0;
+  for (int i = 0; i < 100 && blocked == 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    blocked = db_->ReadHealth({lock_pid}, "", limits_)->blocked_by_us;
+  }
+  EXPECT_EQ(blocked, 1);
+  EXPECT_EQ(db_->ReadHealth({holder_pid}, "", limits_)->blocked_by_us, 0);
+  hold.abort();
+  waiter.join();
 }
 
 TEST_F(PgDatabaseTest, GatesReturnOneNumberWithinTheirTimeout) {

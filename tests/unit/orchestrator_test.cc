@@ -3,10 +3,13 @@
 // tests/integration.
 #include "runtime/orchestrator.h"
 
+#include "engine/backfill.h"
+
 #include <gtest/gtest.h>
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/thread_pool.hpp>
+#include <atomic>
 #include <deque>
 #include <mutex>
 
@@ -68,13 +71,41 @@ class FakeDatabase : public PlanDatabase {
     t.estimated_rows = static_cast<int64_t>(filled_.size() - 1);
     return t;
   }
-  Result<TaskCheckpoint> LoadCheckpoint(const std::string&, int task, const std::string&, int pass,
-                                        int64_t est) override {
+  Result<std::pair<std::optional<int64_t>, std::optional<int64_t>>> IntegerKeyBounds(
+      const QualifiedName&, const std::string&) override {
     std::lock_guard<std::mutex> l(mu_);
-    auto& cp = checkpoints_[task];
-    if (cp.batches == 0 && cp.pass == 1 && cp.last_key.empty()) cp.rows_estimated = est;
-    if (cp.pass < pass) cp.pass = pass, cp.last_key.clear(), cp.done = false;
-    return cp;
+    if (filled_.size() <= 1) return std::make_pair(std::optional<int64_t>(), std::optional<int64_t>());
+    return std::make_pair(std::optional<int64_t>(1),
+                          std::optional<int64_t>(static_cast<int64_t>(filled_.size() - 1)));
+  }
+  Result<std::vector<TaskCheckpoint>> LoadRanges(const std::string&, int task, int pass) override {
+    std::lock_guard<std::mutex> l(mu_);
+    std::vector<TaskCheckpoint> out;
+    for (auto& [key, cp] : checkpoints_) {
+      if (key.first != task) continue;
+      if (cp.pass < pass) cp.pass = pass, cp.last_key.clear(), cp.done = false;
+      out.push_back(cp);
+    }
+    return out;
+  }
+  Result<std::vector<TaskCheckpoint>> CreateRanges(
+      const std::string& plan, int task, const std::string&, int pass,
+      const std::vector<std::pair<std::vector<std::string>, std::vector<std::string>>>& bounds,
+      int64_t est) override {
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      for (size_t i = 0; i < bounds.size(); ++i) {
+        TaskCheckpoint cp;
+        cp.range = static_cast<int>(i);
+        cp.lower = bounds[i].first;
+        cp.upper = bounds[i].second;
+        cp.pass = pass;
+        cp.rows_estimated = est / static_cast<int64_t>(bounds.size());
+        checkpoints_.emplace(std::make_pair(task, cp.range), cp);
+      }
+      ranges_created_ = bounds.size();
+    }
+    return LoadRanges(plan, task, pass);
   }
   Result<BatchResult> RunBatch(const std::string&, int task, const BatchStatement&,
                                const TaskCheckpoint& from, int64_t size,
@@ -84,17 +115,33 @@ class FakeDatabase : public PlanDatabase {
       --batch_errors_;
       return Status::Retryable("connection lost", "08006");
     }
-    int64_t key = from.last_key.empty() ? 0 : std::stoll(from.last_key[0]);
+    auto& stored = checkpoints_[{task, from.range}];
+    if (stored.batches != from.batches) return Status::Retryable("checkpoint moved");
+    const auto& lower = from.last_key.empty() ? from.lower : from.last_key;
+    int64_t key = lower.empty() ? 0 : std::stoll(lower[0]);
+    const int64_t upper = from.upper.empty() ? INT64_MAX : std::stoll(from.upper[0]);
     BatchResult b;
-    for (int64_t k = key + 1; k < static_cast<int64_t>(filled_.size()) && b.scanned < size; ++k) {
+    for (int64_t k = key + 1; k < static_cast<int64_t>(filled_.size()) && k <= upper && b.scanned < size; ++k) {
       ++b.scanned;
       if (!filled_[k]) ++b.updated;
       ++filled_[k];
       b.last_key = {std::to_string(k)};
     }
-    checkpoints_[task] = AdvanceCheckpointForTest(from, b, size);
+    stored = AdvanceCheckpoint(from, b, size);
     ++batches_;
+    sizes_.push_back(size);
     return b;
+  }
+  Result<int64_t> BackendPid() override { return ++pids_; }
+  Result<HealthReading> ReadHealth(const std::vector<int64_t>&, const std::string&,
+                                   const StatementLimits&) override {
+    std::lock_guard<std::mutex> l(mu_);
+    HealthReading h;
+    h.throttle_query_true = throttle_;
+    return h;
+  }
+  Status SaveTaskStatus(const std::string&, int, double, int64_t, const std::string&) override {
+    return Status::Ok();
   }
   Result<int64_t> QueryNumber(const std::string&, const StatementLimits&) override {
     std::lock_guard<std::mutex> l(mu_);
@@ -108,20 +155,13 @@ class FakeDatabase : public PlanDatabase {
     return nulls;
   }
 
-  static TaskCheckpoint AdvanceCheckpointForTest(const TaskCheckpoint& from, const BatchResult& b,
-                                                 int64_t size) {
-    TaskCheckpoint next = from;
-    next.rows_updated += b.updated;
-    next.rows_scanned += b.scanned;
-    next.batches++;
-    if (!b.last_key.empty()) next.last_key = b.last_key;
-    next.done = b.scanned < size;
-    return next;
-  }
-
   std::mutex mu_;
   std::map<std::string, PlanRecord> plans_;
-  std::map<int, TaskCheckpoint> checkpoints_;
+  std::map<std::pair<int, int>, TaskCheckpoint> checkpoints_;  // (task, range)
+  size_t ranges_created_ = 0;
+  std::vector<int64_t> sizes_;
+  std::atomic<int64_t> pids_{0};
+  bool throttle_ = false;
   std::vector<int> filled_;  // times each key was updated
   std::vector<std::string> steps_;
   std::deque<std::pair<std::string, Status>> step_errors_;
@@ -160,13 +200,31 @@ class FakeConnector : public DatabaseConnector {
     Result<TableInfo> DescribeTable(const QualifiedName& t, const std::vector<std::string>& k) override {
       return d->DescribeTable(t, k);
     }
-    Result<TaskCheckpoint> LoadCheckpoint(const std::string& p, int t, const std::string& n, int pass,
-                                          int64_t e) override {
-      return d->LoadCheckpoint(p, t, n, pass, e);
+    Result<std::pair<std::optional<int64_t>, std::optional<int64_t>>> IntegerKeyBounds(
+        const QualifiedName& t, const std::string& c) override {
+      return d->IntegerKeyBounds(t, c);
+    }
+    Result<std::vector<TaskCheckpoint>> LoadRanges(const std::string& p, int t, int pass) override {
+      return d->LoadRanges(p, t, pass);
+    }
+    Result<std::vector<TaskCheckpoint>> CreateRanges(
+        const std::string& p, int t, const std::string& n, int pass,
+        const std::vector<std::pair<std::vector<std::string>, std::vector<std::string>>>& b,
+        int64_t e) override {
+      return d->CreateRanges(p, t, n, pass, b, e);
     }
     Result<BatchResult> RunBatch(const std::string& p, int t, const BatchStatement& s,
                                  const TaskCheckpoint& f, int64_t n, const StatementLimits& l) override {
       return d->RunBatch(p, t, s, f, n, l);
+    }
+    Result<int64_t> BackendPid() override { return d->BackendPid(); }
+    Result<HealthReading> ReadHealth(const std::vector<int64_t>& p, const std::string& q,
+                                     const StatementLimits& l) override {
+      return d->ReadHealth(p, q, l);
+    }
+    Status SaveTaskStatus(const std::string& p, int t, double r, int64_t e,
+                          const std::string& why) override {
+      return d->SaveTaskStatus(p, t, r, e, why);
     }
     Result<int64_t> QueryNumber(const std::string& s, const StatementLimits& l) override {
       return d->QueryNumber(s, l);
@@ -228,6 +286,7 @@ class OrchestratorTest : public ::testing::Test {
   OrchestratorTest() : db_(95), connector_(&db_) {
     config_.databases["app"] = DatabaseConfig{"dsn", "", ""};
     config_.defaults.gate_recheck_interval = Millis(20);
+    config_.defaults.min_batch_size = 1;
     options_.retry_base = Millis(1);
   }
 
@@ -271,7 +330,12 @@ TEST_F(OrchestratorTest, RunsEveryPhaseInOrderAndFilesThePlanAsDone) {
                                                    "ALTER TABLE t ALTER COLUMN c SET NOT NULL"}));
   EXPECT_EQ(db_.plans_["fill_c"].cursor.state, PlanState::kDone);
   for (size_t k = 1; k < db_.filled_.size(); ++k) EXPECT_EQ(db_.filled_[k], 1) << "key " << k;
-  EXPECT_EQ(db_.batches_, 10);  // 95 rows in batches of 10: nine full, one short
+  ASSERT_FALSE(db_.sizes_.empty());
+  EXPECT_EQ(db_.sizes_.front(), 10) << "the plan's batch_size is the starting size";
+  for (size_t i = 1; i < db_.sizes_.size(); ++i) {
+    EXPECT_LE(db_.sizes_[i], db_.sizes_[i - 1] * 12 / 10) << "fast batches grow gently";
+  }
+  EXPECT_GT(db_.sizes_.back(), 10);
   EXPECT_EQ(db_.last_limits_.lock_timeout, Millis(750)) << "the plan's lock_timeout is used";
   EXPECT_EQ(audit_.Count("plan_accepted"), 1);
   EXPECT_EQ(audit_.Count("step_finished"), 3);
@@ -291,7 +355,7 @@ TEST_F(OrchestratorTest, ResumesAfterARestartWithoutRedoingFinishedWork) {
   cp.last_key = {"50"};
   cp.batches = 5;
   cp.rows_updated = cp.rows_scanned = 50;
-  db_.checkpoints_[0] = cp;
+  db_.checkpoints_[{0, 0}] = cp;
   for (int k = 1; k <= 50; ++k) db_.filled_[k] = 1;
 
   auto o = Make();
@@ -346,7 +410,7 @@ TEST_F(OrchestratorTest, AFailingGateBackfillsAgainThenHoldsContract) {
   Submit(*o);
   RunUntil([&] { return audit_.Count("gate_waiting") > 0; });
   EXPECT_EQ(audit_.Count("gate_failed"), 1) << "one catch-up pass";
-  EXPECT_EQ(db_.checkpoints_[0].pass, 2);
+  EXPECT_EQ((db_.checkpoints_[{0, 0}].pass), 2);
   EXPECT_EQ(db_.steps_.size(), 2u) << "contract must not start while a gate fails";
   RunUntil([&] { return !spool_.done.empty(); });
   EXPECT_EQ(spool_.done.size(), 1u) << "once the gate passes, contract runs";
@@ -401,6 +465,48 @@ TEST_F(OrchestratorTest, ShutdownLetsTheBatchInFlightFinishThenGoesIdle) {
   RunUntil([&] { return db_.batches_ > batches; }, std::chrono::milliseconds(300));
   EXPECT_EQ(db_.batches_, batches) << "no batch starts after shutdown";
   EXPECT_NE(db_.plans_["fill_c"].cursor.state, PlanState::kDone);
+}
+
+TEST_F(OrchestratorTest, SeveralWorkersFillDisjointRangesExactlyOnce) {
+  std::string plan = kPlan;
+  plan.replace(plan.find("batch_size: 10"), 14, "batch_size: 7\n    workers: 3");
+  auto o = Make();
+  Submit(*o, plan);
+  RunUntil([&] { return !spool_.done.empty() || !spool_.failed.empty(); });
+  ASSERT_EQ(spool_.done.size(), 1u) << spool_.last_error;
+  EXPECT_EQ(db_.ranges_created_, 3u);
+  for (size_t k = 1; k < db_.filled_.size(); ++k) EXPECT_EQ(db_.filled_[k], 1) << "key " << k;
+}
+
+TEST_F(OrchestratorTest, WorkersAcrossPlansStayWithinMaxWorkers) {
+  config_.max_workers = 1;
+  std::string plan = kPlan;
+  plan.replace(plan.find("batch_size: 10"), 14, "batch_size: 7\n    workers: 3");
+  auto o = Make();
+  Submit(*o, plan);
+  RunUntil([&] { return !spool_.done.empty(); });
+  ASSERT_EQ(spool_.done.size(), 1u) << "one worker still finishes every range";
+  for (size_t k = 1; k < db_.filled_.size(); ++k) EXPECT_EQ(db_.filled_[k], 1) << "key " << k;
+}
+
+TEST_F(OrchestratorTest, AThrottleQueryHoldsTheBackfillUntilItTurnsFalse) {
+  db_.throttle_ = true;
+  std::string plan = kPlan;
+  plan.replace(plan.find("batch_size: 10"), 14, "batch_size: 1");
+  auto o = Make();
+  Submit(*o, plan);
+  RunUntil([&] { return audit_.Count("throttle_started") > 0; });
+  ASSERT_EQ(audit_.Count("throttle_started"), 1);
+  const int batches = db_.batches_;
+  RunUntil([] { return false; }, std::chrono::milliseconds(1500));
+  EXPECT_LE(db_.batches_, batches + 2) << "at most the batches already in flight";
+  {
+    std::lock_guard<std::mutex> l(db_.mu_);
+    db_.throttle_ = false;
+  }
+  RunUntil([&] { return !spool_.done.empty(); }, std::chrono::seconds(10));
+  EXPECT_EQ(spool_.done.size(), 1u);
+  EXPECT_EQ(audit_.Count("throttle_ended"), 1);
 }
 
 }  // namespace

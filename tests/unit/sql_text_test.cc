@@ -38,6 +38,18 @@ TEST(SqlText, LaterBatchesStartAfterTheLastKeyWithTypedParameters) {
       << sql;
 }
 
+TEST(SqlText, AWorkersRangeBoundsTheKeysfromBothSides) {
+  const std::string sql = BatchSql(ClinicBatch(), true, true);
+  EXPECT_NE(sql.find("WHERE (\"id\") > ($1::bigint) AND (\"id\") <= ($2::bigint) ORDER BY \"id\" "
+                     "LIMIT $3::bigint"),
+            std::string::npos)
+      << sql;
+  const std::string first = BatchSql(ClinicBatch(), false, true);
+  EXPECT_NE(first.find("WHERE (\"id\") <= ($1::bigint) ORDER BY \"id\" LIMIT $2::bigint"),
+            std::string::npos)
+      << first;
+}
+
 TEST(SqlText, CompositeKeysUseRowComparisonAndReturnEveryKeyColumn) {
   BatchStatement b{{"", "grades"},
                    {{"survey_id", "integer"}, {"student_id", "integer"}},

@@ -1,0 +1,502 @@
+#include "runtime/backfill_run.h"
+
+#include <spdlog/spdlog.h>
+
+#include <random>
+
+#include "engine/key_ranges.h"
+
+namespace tide {
+
+namespace asio = boost::asio;
+using SteadyClock = std::chrono::steady_clock;
+
+namespace {
+
+Millis Backoff(const BackfillEnv& env, int attempt) {
+  static thread_local std::mt19937 rng{std::random_device{}()};
+  int64_t base = env.retry_base.count() << std::min(attempt, 16);
+  base = std::min<int64_t>(base, env.retry_cap.count());
+  std::uniform_int_distribution<int64_t> jitter(base / 2, std::max<int64_t>(base, 1));
+  return Millis(jitter(rng));
+}
+
+bool Transient(const Status& s) {
+  return s.code() == Status::Code::kRetryable || s.code() == Status::Code::kInDoubt;
+}
+
+int64_t MsSince(SteadyClock::time_point t) {
+  return std::chrono::duration_cast<Millis>(SteadyClock::now() - t).count();
+}
+
+}  // namespace
+
+struct BackfillRun::Lane {
+  int id = 0;
+  std::shared_ptr<PlanDatabase> db;
+  int64_t pid = 0;
+  int range = -1;  // index into ranges_, -1: none
+  int attempts = 0;
+  bool closed = false;
+  bool busy = false;  // a pool job of this lane is in flight
+  bool ran_batch = false;
+  std::shared_ptr<asio::steady_timer> timer;
+};
+
+struct BackfillRun::Setup {
+  BatchStatement statement;
+  std::vector<TaskCheckpoint> ranges;
+  std::shared_ptr<PlanDatabase> monitor_db;
+  int64_t pid = 0;
+};
+
+BackfillRun::BackfillRun(BackfillEnv env, std::string database, std::string plan, int task_index,
+                         BackfillTask task, int pass, BackfillOptions options,
+                         StatementLimits limits)
+    : env_(std::move(env)),
+      database_(std::move(database)),
+      plan_(std::move(plan)),
+      index_(task_index),
+      task_(std::move(task)),
+      pass_(pass),
+      options_(std::move(options)),
+      limits_(limits),
+      timer_(std::make_shared<asio::steady_timer>(env_.offload->io())),
+      monitor_timer_(std::make_shared<asio::steady_timer>(env_.offload->io())),
+      sizer_(options_.sizer),
+      limiter_(options_.max_rows_per_second) {}
+
+BackfillRun::~BackfillRun() = default;
+
+void BackfillRun::Start(Done done) {
+  done_ = std::move(done);
+  started_ = SteadyClock::now();
+  RunSetup();
+}
+
+void BackfillRun::Stop() {
+  timer_->cancel();
+  monitor_timer_->cancel();
+  for (auto& lane : lanes_) lane->timer->cancel();
+}
+
+void BackfillRun::After(const std::shared_ptr<asio::steady_timer>& timer, Millis wait,
+                        std::function<void()> then) {
+  timer->expires_after(wait);
+  timer->async_wait([self = shared_from_this(), then](const boost::system::error_code& ec) {
+    if (ec == asio::error::operation_aborted || self->env_.stopping()) return;
+    then();
+  });
+}
+
+// Describes the table, plans the ranges (or reads them back) and opens the monitor's session.
+void BackfillRun::RunSetup() {
+  auto connector = env_.connector;
+  const std::string database = database_, plan = plan_;
+  const BackfillTask task = task_;
+  const int index = index_, pass = pass_, workers = options_.workers;
+  env_.offload->Run<Result<Setup>>(
+      [connector, database, plan, task, index, pass, workers]() -> Result<Setup> {
+        auto conn = connector->Connect(database);
+        if (!conn.ok()) return conn.status();
+        std::shared_ptr<PlanDatabase> db = std::move(conn).value();
+        auto info = db->DescribeTable(task.table, task.key);
+        if (!info.ok()) return info.status();
+        if (!info->exists) {
+          return Status::Fatal("table `" + task.table.Display() + "` does not exist");
+        }
+        if (info->key.empty()) {
+          return Status::Fatal("table `" + task.table.Display() +
+                               "` has no primary key; add `key: <column>` (a unique, not-null "
+                               "column) to its backfill task");
+        }
+        Setup setup;
+        setup.statement = MakeBatchStatement(task, info->key);
+        auto ranges = db->LoadRanges(plan, index, pass);
+        if (!ranges.ok()) return ranges.status();
+        if (ranges->empty()) {
+          std::vector<KeyRange> split{KeyRange{}};
+          if (workers > 1 && SplitsByValue(info->key)) {
+            auto bounds = db->IntegerKeyBounds(task.table, info->key[0].name);
+            if (!bounds.ok()) return bounds.status();
+            split = SplitIntegerRange(bounds->first, bounds->second, workers);
+          }
+          std::vector<std::pair<std::vector<std::string>, std::vector<std::string>>> b;
+          for (const auto& r : split) b.emplace_back(r.lower, r.upper);
+          ranges = db->CreateRanges(plan, index, task.table.Display(), pass, b,
+                                    info->estimated_rows);
+          if (!ranges.ok()) return ranges.status();
+        }
+        setup.ranges = std::move(ranges).value();
+        auto pid = db->BackendPid();
+        if (!pid.ok()) return pid.status();
+        setup.pid = *pid;
+        setup.monitor_db = db;
+        return setup;
+      },
+      [self = shared_from_this()](Result<Setup> r) { self->OnSetup(std::move(r)); });
+}
+
+void BackfillRun::OnSetup(Result<Setup> r) {
+  if (finished_ || env_.stopping()) return;
+  if (!r.ok()) {
+    if (!Transient(r.status()) || setup_attempts_ >= env_.max_retries) return Finish(r.status());
+    const Millis wait = Backoff(env_, setup_attempts_++);
+    env_.audit("retry", JsonObject()
+                            .Str("doing", "backfill setup of " + task_.table.Display())
+                            .Str("error", r.status().ToString())
+                            .Int("attempt", setup_attempts_)
+                            .Int("wait_ms", wait.count()));
+    return After(timer_, wait, [this] { RunSetup(); });
+  }
+  statement_ = r->statement;
+  ranges_ = r->ranges;
+  taken_.assign(ranges_.size(), false);
+  monitor_db_ = r->monitor_db;
+  const BackfillSummary s = Summary();
+  int64_t estimated = 0;
+  for (const auto& cp : ranges_) estimated += cp.rows_estimated;
+  env_.metrics->SetBackfillEstimate(plan_, task_.table.Display(), estimated);
+  bool all_done = true;
+  for (const auto& cp : ranges_) all_done &= cp.done;
+  if (all_done) return Finish(Status::Ok());
+  env_.audit("backfill_started", JsonObject()
+                                     .Str("table", task_.table.Display())
+                                     .Int("pass", pass_)
+                                     .Int("ranges", static_cast<int64_t>(ranges_.size()))
+                                     .Int("workers", options_.workers)
+                                     .Int("batch_size", sizer_.size())
+                                     .Int("rows_estimated", estimated)
+                                     .Int("rows_done", s.rows_updated)
+                                     .Bool("resumed", s.batches > 0));
+  last_report_ = last_throttle_tick_ = SteadyClock::now();
+  Monitor();
+  AddLanes();
+}
+
+void BackfillRun::AddLanes() {
+  if (finished_ || env_.stopping()) return;
+  int pending = 0;
+  for (size_t i = 0; i < ranges_.size(); ++i) pending += !ranges_[i].done && !taken_[i];
+  const int want = std::min(options_.workers - open_lanes_, pending);
+  if (want <= 0) return;
+  const int granted = env_.slots->Acquire(want);
+  for (int i = 0; i < granted; ++i) OpenLane(static_cast<int>(lanes_.size()));
+  if (granted < want) {
+    // Other plans hold the daemon's workers; look again in a second.
+    After(timer_, Millis(1000), [this] { AddLanes(); });
+  }
+}
+
+void BackfillRun::OpenLane(int id) {
+  auto lane = std::make_shared<Lane>();
+  lane->id = id;
+  lane->timer = std::make_shared<asio::steady_timer>(env_.offload->io());
+  lanes_.push_back(lane);
+  ++open_lanes_;
+  ConnectLane(lane);
+}
+
+void BackfillRun::ConnectLane(const std::shared_ptr<Lane>& lane) {
+  auto connector = env_.connector;
+  const std::string database = database_;
+  struct Opened {
+    std::shared_ptr<PlanDatabase> db;
+    int64_t pid = 0;
+  };
+  lane->busy = true;
+  env_.offload->Run<Result<Opened>>(
+      [connector, database]() -> Result<Opened> {
+        auto conn = connector->Connect(database);
+        if (!conn.ok()) return conn.status();
+        Opened o;
+        o.db = std::move(conn).value();
+        auto pid = o.db->BackendPid();
+        if (!pid.ok()) return pid.status();
+        o.pid = *pid;
+        return o;
+      },
+      [self = shared_from_this(), lane](Result<Opened> r) {
+        lane->busy = false;
+        if (!r.ok()) return self->OnLaneError(lane, r.status());
+        lane->db = r->db;
+        lane->pid = r->pid;
+        if (self->finished_ || self->env_.stopping()) return self->CloseLane(lane);
+        self->TakeRange(lane);
+      });
+}
+
+void BackfillRun::TakeRange(const std::shared_ptr<Lane>& lane) {
+  lane->range = -1;
+  for (size_t i = 0; i < ranges_.size(); ++i) {
+    if (!ranges_[i].done && !taken_[i]) {
+      taken_[i] = true;
+      lane->range = static_cast<int>(i);
+      break;
+    }
+  }
+  if (lane->range < 0) return CloseLane(lane);
+  LaneNext(lane);
+}
+
+void BackfillRun::CloseLane(const std::shared_ptr<Lane>& lane) {
+  if (lane->closed) return;
+  lane->closed = true;
+  if (lane->range >= 0) taken_[lane->range] = false;
+  lane->range = -1;
+  --open_lanes_;
+  env_.slots->Release(1);
+  if (finished_) return;
+  bool all_done = true;
+  for (const auto& cp : ranges_) all_done &= cp.done;
+  if (all_done && open_lanes_ == 0) Finish(Status::Ok());
+}
+
+void BackfillRun::LaneNext(const std::shared_ptr<Lane>& lane) {
+  if (finished_ || env_.stopping()) return CloseLane(lane);
+  if (decision_.kind == ThrottleDecision::Kind::kWait) {
+    return After(lane->timer, Millis(1000), [this, lane] { LaneNext(lane); });
+  }
+  const double factor = decision_.kind == ThrottleDecision::Kind::kSlow ? decision_.size_factor : 1;
+  const int64_t size = std::max(options_.sizer.min, static_cast<int64_t>(sizer_.size() * factor));
+  Millis wait = limiter_.Reserve(size, SteadyClock::now());
+  if (lane->ran_batch) wait += options_.pause_between_batches + decision_.extra_pause;
+  if (wait.count() > 0) {
+    return After(lane->timer, wait, [this, lane, size] { LaneBatch(lane, size); });
+  }
+  LaneBatch(lane, size);
+}
+
+void BackfillRun::LaneBatch(const std::shared_ptr<Lane>& lane, int64_t size) {
+  if (finished_ || env_.stopping()) return CloseLane(lane);
+  auto db = lane->db;
+  const std::string plan = plan_;
+  const int index = index_;
+  const BatchStatement stmt = statement_;
+  const TaskCheckpoint from = ranges_[lane->range];
+  const StatementLimits limits = limits_;
+  const auto start = SteadyClock::now();
+  lane->busy = true;
+  env_.offload->Run<Result<BatchResult>>(
+      [db, plan, index, stmt, from, size, limits] {
+        return db->RunBatch(plan, index, stmt, from, size, limits);
+      },
+      [self = shared_from_this(), lane, size, start](Result<BatchResult> r) {
+        lane->busy = false;
+        self->OnBatch(lane, size, Millis(MsSince(start)), std::move(r));
+      });
+}
+
+void BackfillRun::OnBatch(const std::shared_ptr<Lane>& lane, int64_t size, Millis elapsed,
+                          Result<BatchResult> r) {
+  const std::string table = task_.table.Display();
+  if (!r.ok()) {
+    env_.metrics->RecordBatch(plan_, table, 0, elapsed.count() / 1000.0,
+                              r.status().sqlstate() == "57014" ? "timeout" : "error");
+    return OnLaneError(lane, r.status());
+  }
+  lane->attempts = 0;
+  lane->ran_batch = true;
+  TaskCheckpoint& cp = ranges_[lane->range];
+  const int64_t before = Summary().rows_scanned;
+  cp = AdvanceCheckpoint(cp, *r, size);
+  sizer_.OnBatch(r->scanned, elapsed);
+  scanned_this_run_ += r->scanned;
+  env_.metrics->RecordBatch(plan_, table, r->updated, elapsed.count() / 1000.0, "committed");
+  ReportProgress(before);
+  if (finished_) return CloseLane(lane);
+  if (cp.done) {
+    taken_[lane->range] = false;
+    return TakeRange(lane);
+  }
+  LaneNext(lane);
+}
+
+void BackfillRun::OnLaneError(const std::shared_ptr<Lane>& lane, const Status& s) {
+  if (finished_ || env_.stopping()) return CloseLane(lane);
+  if (s.sqlstate() == "57014") sizer_.Shrink();  // statement_timeout: retry at half the size
+  if (!Transient(s) || lane->attempts >= env_.max_retries) return Finish(s);
+  const Millis wait = Backoff(env_, lane->attempts++);
+  env_.audit("retry", JsonObject()
+                          .Str("doing", "backfill of " + task_.table.Display())
+                          .Int("worker", lane->id)
+                          .Str("error", s.ToString())
+                          .Int("attempt", lane->attempts)
+                          .Int("of", env_.max_retries)
+                          .Int("wait_ms", wait.count())
+                          .Int("next_batch_size", sizer_.size()));
+  spdlog::warn("plan {}: backfill of {} worker {}: {}; retry {}/{} in {}", plan_,
+               task_.table.Display(), lane->id, s.ToString(), lane->attempts, env_.max_retries,
+               FormatDuration(wait));
+  After(lane->timer, wait, [this, lane] { ReloadRange(lane); });
+}
+
+// After an error the stored checkpoint is the truth (a COMMIT may have gone through or not).
+void BackfillRun::ReloadRange(const std::shared_ptr<Lane>& lane) {
+  if (finished_ || env_.stopping()) return CloseLane(lane);
+  if (!lane->db) return ConnectLane(lane);
+  if (lane->range < 0) return TakeRange(lane);
+  auto db = lane->db;
+  const std::string plan = plan_;
+  const int index = index_, pass = pass_;
+  lane->busy = true;
+  env_.offload->Run<Result<std::vector<TaskCheckpoint>>>(
+      [db, plan, index, pass] { return db->LoadRanges(plan, index, pass); },
+      [self = shared_from_this(), lane](Result<std::vector<TaskCheckpoint>> r) {
+        lane->busy = false;
+        if (!r.ok()) return self->OnLaneError(lane, r.status());
+        if (self->finished_ || self->env_.stopping()) return self->CloseLane(lane);
+        TaskCheckpoint& mine = self->ranges_[lane->range];
+        for (const auto& cp : *r) {
+          if (cp.range == mine.range) mine = cp;
+        }
+        if (mine.done) {
+          self->taken_[lane->range] = false;
+          return self->TakeRange(lane);
+        }
+        self->LaneNext(lane);
+      });
+}
+
+void BackfillRun::Monitor() {
+  if (finished_ || env_.stopping()) return;
+  std::vector<int64_t> pids;
+  for (const auto& lane : lanes_) {
+    if (!lane->closed && lane->pid) pids.push_back(lane->pid);
+  }
+  auto db = monitor_db_;
+  const std::string query = options_.health.throttle_query;
+  const StatementLimits limits{Millis(1000), Millis(5000)};
+  const std::string plan = plan_;
+  const int index = index_;
+  const double rate = RecentRate();
+  const int64_t eta = EtaSeconds();
+  const std::string reason =
+      decision_.kind == ThrottleDecision::Kind::kRun ? "" : decision_.reason;
+  env_.offload->Run<Result<HealthReading>>(
+      [db, pids, query, limits, plan, index, rate, eta, reason] {
+        db->SaveTaskStatus(plan, index, rate, eta, reason);
+        return db->ReadHealth(pids, query, limits);
+      },
+      [self = shared_from_this()](Result<HealthReading> r) { self->OnHealth(std::move(r)); });
+}
+
+void BackfillRun::OnHealth(Result<HealthReading> r) {
+  if (finished_ || env_.stopping()) return;
+  const auto now = SteadyClock::now();
+  const int64_t tick = std::chrono::duration_cast<Millis>(now - last_throttle_tick_).count();
+  last_throttle_tick_ = now;
+  const bool was_waiting = decision_.kind == ThrottleDecision::Kind::kWait;
+  if (!was_waiting) active_ms_ += tick;
+  if (r.ok()) {
+    HealthSample sample;
+    sample.replication_lag = lag_.Observe(now, r->current_lsn, r->replay_lsn);
+    sample.active_sessions = r->active_sessions;
+    sample.blocked_by_us = r->blocked_by_us;
+    sample.throttle_query_true = r->throttle_query_true;
+    env_.metrics->SetReplicationLag(database_, sample.replication_lag.count() / 1000.0);
+    const ThrottleDecision next = Decide(sample, options_.health);
+    if (next.reason == "blocking") sizer_.Shrink();
+    const std::string old_reason = decision_.kind == ThrottleDecision::Kind::kRun ? "" : decision_.reason;
+    const std::string new_reason = next.kind == ThrottleDecision::Kind::kRun ? "" : next.reason;
+    if (!old_reason.empty()) env_.metrics->SetThrottled(plan_, old_reason, new_reason == old_reason, tick / 1000.0);
+    if (new_reason != old_reason) {
+      if (!old_reason.empty()) {
+        env_.audit("throttle_ended", JsonObject().Str("reason", old_reason).Int(
+                                         "duration_ms", MsSince(throttle_since_)));
+      }
+      if (!new_reason.empty()) {
+        throttle_since_ = now;
+        env_.metrics->SetThrottled(plan_, new_reason, true, 0);
+        env_.audit("throttle_started",
+                   JsonObject()
+                       .Str("reason", new_reason)
+                       .Str("action", next.kind == ThrottleDecision::Kind::kWait ? "wait" : "slow")
+                       .Int("replication_lag_ms", sample.replication_lag.count())
+                       .Int("active_sessions", sample.active_sessions)
+                       .Int("blocked_sessions", sample.blocked_by_us));
+        spdlog::info("plan {}: backfill of {} throttled: {}", plan_, task_.table.Display(),
+                     new_reason);
+      }
+    }
+    decision_ = next;
+  } else {
+    spdlog::debug("plan {}: health reading failed: {}", plan_, r.status().ToString());
+  }
+  env_.metrics->SetBackfillShape(plan_, task_.table.Display(), sizer_.size(), open_lanes_,
+                                 EtaSeconds());
+  After(monitor_timer_, Millis(1000), [this] { Monitor(); });
+}
+
+double BackfillRun::RecentRate() const {
+  if (window_.size() < 2) return 0;
+  const auto& [t0, rows0, active0] = window_.front();
+  const auto& [t1, rows1, active1] = window_.back();
+  const int64_t active = active1 - active0;
+  if (active <= 0) return 0;
+  return (rows1 - rows0) * 1000.0 / static_cast<double>(active);
+}
+
+int64_t BackfillRun::EtaSeconds() const {
+  const double rate = RecentRate();
+  if (rate <= 0) return -1;
+  int64_t estimated = 0, scanned = 0;
+  for (const auto& cp : ranges_) estimated += cp.rows_estimated, scanned += cp.rows_scanned;
+  return std::max<int64_t>(0, static_cast<int64_t>((estimated - scanned) / rate));
+}
+
+void BackfillRun::ReportProgress(int64_t before) {
+  const auto now = SteadyClock::now();
+  const int64_t active = active_ms_ + (decision_.kind == ThrottleDecision::Kind::kWait
+                                           ? 0
+                                           : std::chrono::duration_cast<Millis>(now - last_throttle_tick_).count());
+  window_.emplace_back(now, scanned_this_run_, active);
+  while (window_.size() > 2 && std::get<0>(window_[1]) < now - std::chrono::seconds(60)) {
+    window_.pop_front();
+  }
+  const BackfillSummary s = Summary();
+  int64_t estimated = 0;
+  for (const auto& cp : ranges_) estimated += cp.rows_estimated;
+  if (!ShouldReportProgress(before, s.rows_scanned, estimated, MsSince(last_report_))) return;
+  last_report_ = now;
+  env_.audit("backfill_progress", JsonObject()
+                                      .Str("table", task_.table.Display())
+                                      .Int("rows_updated", s.rows_updated)
+                                      .Int("rows_scanned", s.rows_scanned)
+                                      .Int("rows_estimated", estimated)
+                                      .Int("batches", s.batches)
+                                      .Int("batch_size", sizer_.size())
+                                      .Num("rows_per_second", RecentRate())
+                                      .Int("eta_seconds", EtaSeconds()));
+}
+
+BackfillSummary BackfillRun::Summary() const {
+  BackfillSummary s;
+  s.ranges = static_cast<int>(ranges_.size());
+  s.pass = pass_;
+  for (const auto& cp : ranges_) {
+    s.rows_updated += cp.rows_updated;
+    s.rows_scanned += cp.rows_scanned;
+    s.batches += cp.batches;
+  }
+  return s;
+}
+
+void BackfillRun::Finish(const Status& s) {
+  if (finished_) return;
+  finished_ = true;
+  Stop();
+  if (decision_.kind != ThrottleDecision::Kind::kRun) {
+    env_.metrics->SetThrottled(plan_, decision_.reason, false, 0);
+  }
+  env_.metrics->SetBackfillShape(plan_, task_.table.Display(), sizer_.size(), 0, s.ok() ? 0 : -1);
+  // Lanes waiting on a timer close now; a lane with a job in flight closes when it returns.
+  for (auto& lane : lanes_) {
+    if (!lane->closed && !lane->busy) CloseLane(lane);
+  }
+  auto done = std::move(done_);
+  done_ = nullptr;
+  if (done) done(s, Summary());
+}
+
+}  // namespace tide

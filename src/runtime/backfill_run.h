@@ -1,0 +1,125 @@
+// One backfill task of a plan, on several workers.
+//
+// The task's key range is split into disjoint ranges (by value for integer keys, else one range);
+// each range has its own checkpoint row, advanced in the transaction of every batch. Workers
+// ("lanes", each with its own database session) take ranges until none is left. Every batch's
+// size comes from the adaptive BatchSizer, scaled by the throttle; a shared RateLimiter holds
+// the task to max_rows_per_second; a monitor reads the database's health every second and
+// decides whether to run, slow down or wait. Transient errors are retried per lane, from the
+// stored checkpoint, with exponential backoff; a statement timeout halves the batch first.
+//
+// Threading: io thread only; blocking work goes through the Offloader.
+#pragma once
+
+#include <boost/asio/steady_timer.hpp>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "engine/backfill.h"
+#include "engine/batch_sizer.h"
+#include "engine/rate_limiter.h"
+#include "engine/throttle.h"
+#include "runtime/offloader.h"
+#include "tide/ports.h"
+
+namespace tide {
+
+struct BackfillEnv {
+  Offloader* offload;
+  DatabaseConnector* connector;
+  Metrics* metrics;
+  WorkerSlots* slots;
+  std::function<void(const std::string& event, JsonObject details)> audit;
+  std::function<bool()> stopping;
+  int max_retries = 5;
+  Millis retry_base{500};
+  Millis retry_cap{30000};
+};
+
+// What a finished task did, for the audit log.
+struct BackfillSummary {
+  int64_t rows_updated = 0;
+  int64_t rows_scanned = 0;
+  int64_t batches = 0;
+  int ranges = 0;
+  int pass = 1;
+};
+
+class BackfillRun : public std::enable_shared_from_this<BackfillRun> {
+ public:
+  using Done = std::function<void(Status, BackfillSummary)>;
+
+  BackfillRun(BackfillEnv env, std::string database, std::string plan, int task_index,
+              BackfillTask task, int pass, BackfillOptions options, StatementLimits limits);
+  ~BackfillRun();
+
+  // Calls `done` once: Ok when every range is done, else the error that ended the task.
+  // Stops quietly (without calling `done`) when the daemon is stopping.
+  void Start(Done done);
+  // Cancels every timer; used at shutdown.
+  void Stop();
+
+ private:
+  struct Lane;
+  struct Setup;
+
+  void RunSetup();
+  void OnSetup(Result<Setup> r);
+  void AddLanes();
+  void OpenLane(int id);
+  void ConnectLane(const std::shared_ptr<Lane>& lane);
+  void TakeRange(const std::shared_ptr<Lane>& lane);
+  void LaneNext(const std::shared_ptr<Lane>& lane);
+  void LaneBatch(const std::shared_ptr<Lane>& lane, int64_t size);
+  void OnBatch(const std::shared_ptr<Lane>& lane, int64_t size, Millis elapsed,
+               Result<BatchResult> r);
+  void OnLaneError(const std::shared_ptr<Lane>& lane, const Status& s);
+  void ReloadRange(const std::shared_ptr<Lane>& lane);
+  void CloseLane(const std::shared_ptr<Lane>& lane);
+  void Monitor();
+  void OnHealth(Result<HealthReading> r);
+  void Finish(const Status& s);
+  void ReportProgress(int64_t before);
+  void After(const std::shared_ptr<boost::asio::steady_timer>& timer, Millis wait,
+             std::function<void()> then);
+  BackfillSummary Summary() const;
+  int64_t EtaSeconds() const;
+  double RecentRate() const;
+
+  BackfillEnv env_;
+  const std::string database_, plan_;
+  const int index_;
+  const BackfillTask task_;
+  const int pass_;
+  const BackfillOptions options_;
+  const StatementLimits limits_;
+
+  Done done_;
+  bool finished_ = false;
+  int setup_attempts_ = 0;
+  std::shared_ptr<boost::asio::steady_timer> timer_;  // setup retries, lane top-ups, monitor
+  std::shared_ptr<boost::asio::steady_timer> monitor_timer_;
+  std::shared_ptr<PlanDatabase> monitor_db_;
+
+  BatchStatement statement_;
+  std::vector<TaskCheckpoint> ranges_;
+  std::vector<bool> taken_;
+  std::vector<std::shared_ptr<Lane>> lanes_;
+  int open_lanes_ = 0;
+
+  BatchSizer sizer_;
+  RateLimiter limiter_;
+  LagEstimator lag_;
+  ThrottleDecision decision_;
+  std::chrono::steady_clock::time_point throttle_since_, last_throttle_tick_, last_report_,
+      started_;
+  // (time, rows scanned in this run, ms not throttled) for the rate over the last minute.
+  std::deque<std::tuple<std::chrono::steady_clock::time_point, int64_t, int64_t>> window_;
+  int64_t scanned_this_run_ = 0;
+  int64_t active_ms_ = 0;
+};
+
+}  // namespace tide
