@@ -145,6 +145,14 @@ int Submit(const Args& a) {
   return 0;
 }
 
+std::string FormatEta(int64_t seconds) {
+  char buf[32];
+  if (seconds >= 3600) std::snprintf(buf, sizeof buf, "%ldh%02ldm", static_cast<long>(seconds / 3600), static_cast<long>(seconds % 3600 / 60));
+  else if (seconds >= 60) std::snprintf(buf, sizeof buf, "%ldm%02lds", static_cast<long>(seconds / 60), static_cast<long>(seconds % 60));
+  else std::snprintf(buf, sizeof buf, "%lds", static_cast<long>(seconds));
+  return buf;
+}
+
 std::string Percent(int64_t done, int64_t total) {
   if (total <= 0) return "";
   char buf[16];
@@ -181,11 +189,16 @@ int Status(const Args& a) {
           .Str("submitted_by", p.submitted_by).Str("submitted_at", p.submitted_at)
           .Str("started_at", p.started_at).Str("finished_at", p.finished_at)
           .Str("error", p.last_error);
-      int64_t done = 0, est = 0;
+      int64_t done = 0, est = 0, eta = -1;
+      double rate = 0;
+      std::string throttle;
       for (const auto& t : *tasks) {
-        if (t.plan == p.name) done += t.rows_updated, est += t.rows_estimated;
+        if (t.plan != p.name) continue;
+        done += t.rows_updated, est += t.rows_estimated;
+        if (!t.done) rate = t.rows_per_second, eta = t.eta_seconds, throttle = t.throttle_reason;
       }
-      o.Int("rows_done", done).Int("rows_estimated", est);
+      o.Int("rows_done", done).Int("rows_estimated", est).Num("rows_per_second", rate)
+          .Int("eta_seconds", eta).Str("throttled", throttle);
       if (json) {
         json_out += (json_out.empty() ? "" : ",\n ") + o.ToString();
         continue;
@@ -201,8 +214,16 @@ int Status(const Args& a) {
         std::cout << "  backfill " << t.table << ": " << t.rows_updated << " rows updated, "
                   << t.rows_scanned << " scanned of ~" << t.rows_estimated
                   << Percent(t.rows_scanned, t.rows_estimated) << ", " << t.batches
-                  << " batches" << (t.pass > 1 ? ", catch-up pass" : "")
-                  << (t.done ? ", done" : "") << "\n";
+                  << " batches, " << t.ranges << " range" << (t.ranges == 1 ? "" : "s")
+                  << (t.pass > 1 ? ", catch-up pass" : "");
+        if (t.done) {
+          std::cout << ", done\n";
+          continue;
+        }
+        std::cout << ", " << static_cast<int64_t>(t.rows_per_second) << " rows/s, ETA "
+                  << (t.eta_seconds < 0 ? std::string("unknown") : FormatEta(t.eta_seconds));
+        if (!t.throttle_reason.empty()) std::cout << ", throttled: " << t.throttle_reason;
+        std::cout << "\n";
       }
       if (!p.last_error.empty()) std::cout << "  error: " << p.last_error << "\n";
     }

@@ -100,7 +100,9 @@ backfill:
   - table: patient_offers
     set:
       clinicId: (SELECT o."clinicId" FROM offers o WHERE o.id = patient_offers."offerId")
+    workers: 3
     batch_size: 200
+    max_batch_size: 1000
 gates:
   - null_count: {table: patient_offers, column: clinicId}
 contract:
@@ -116,11 +118,11 @@ TEST_F(DaemonTest, SurvivesSigkillDuringBackfillWithoutRedoingAnyBatch) {
   auto submit = Ctl({"submit", "--config", config_, WritePlan("clinic.yaml", kClinicPlan)});
   ASSERT_EQ(submit.status, 0) << submit.output;
 
-  // Kill the daemon twice, part way through the backfill.
-  for (int kill = 1; kill <= 2; ++kill) {
-    const int threshold = kill * 30000;
+  // Kill the daemon three times, part way through a backfill on three workers.
+  for (int kill = 1; kill <= 3; ++kill) {
+    const int threshold = kill * 20000;
     ASSERT_TRUE(WaitFor([&] {
-      std::string rows = Query("SELECT rows_scanned FROM tide.backfill WHERE plan = 'add_clinic_id'");
+      std::string rows = Query("SELECT sum(rows_scanned) FROM tide.backfill WHERE plan = 'add_clinic_id'");
       return !rows.empty() && std::stoll(rows) >= threshold;
     }, 60s)) << ReadAll(dir_ + "/tided.log");
     daemon_->Signal(SIGKILL);
@@ -137,7 +139,9 @@ TEST_F(DaemonTest, SurvivesSigkillDuringBackfillWithoutRedoingAnyBatch) {
                   "WHERE po.\"clinicId\" = o.\"clinicId\" AND po.updates = 1"),
             "100000")
       << "every row has the right value and was updated exactly once";
-  EXPECT_EQ(Query("SELECT rows_updated FROM tide.backfill WHERE plan = 'add_clinic_id'"), "100000");
+  EXPECT_EQ(Query("SELECT sum(rows_updated) FROM tide.backfill WHERE plan = 'add_clinic_id'"), "100000");
+  EXPECT_EQ(Query("SELECT count(*) FROM tide.backfill WHERE plan = 'add_clinic_id'"), "3")
+      << "three disjoint ranges";
   EXPECT_EQ(Query("SELECT attnotnull FROM pg_attribute WHERE attrelid = 'patient_offers'::regclass "
                   "AND attname = 'clinicId'"),
             "t");
@@ -242,7 +246,7 @@ TEST_F(DaemonTest, SigtermStopsCleanlyAndMetricsAreServed) {
   EXPECT_NE(audit.find("\"event\":\"daemon_stopped\""), std::string::npos);
   EXPECT_EQ(PlanState("add_clinic_id"), "backfilling") << "stopped, not failed";
   // The checkpoint matches the rows: nothing half-done was left behind.
-  EXPECT_EQ(Query("SELECT rows_updated FROM tide.backfill WHERE plan = 'add_clinic_id'"),
+  EXPECT_EQ(Query("SELECT sum(rows_updated) FROM tide.backfill WHERE plan = 'add_clinic_id'"),
             Query("SELECT count(*) FROM patient_offers WHERE \"clinicId\" IS NOT NULL"));
 }
 
