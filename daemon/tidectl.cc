@@ -30,6 +30,7 @@ const char* kUsage =
     "  submit [--spool DIR | --config FILE] PLAN.yaml\n"
     "                                         validate, then drop the plan into the spool\n"
     "  status --config FILE [--json]          every plan: state, phase, rows done, times\n"
+    "  retry PLAN --config FILE                resume a failed plan from the step that failed\n"
     "  audit (--config FILE | --file PATH) [--plan P] [--json]\n"
     "                                         the audit trail as a timeline\n"
     "  version\n";
@@ -102,6 +103,68 @@ int Validate(const Args& a) {
   return CheckPlanFile(a.positional[0], it == a.options.end() ? "" : it->second, &text) ? 0 : 1;
 }
 
+
+// Writes `text` into the spool's incoming/ as `name`, atomically (a dotfile, then rename).
+int DropIntoSpool(const std::string& spool_dir, std::string name, const std::string& text) {
+  if (!tide::IsPlanFileName(name)) name += ".yaml";
+  const std::string incoming = spool_dir + "/incoming";
+  const std::string tmp = incoming + "/." + name + ".tmp";
+  const std::string dest = incoming + "/" + name;
+  struct stat st;
+  if (::stat(dest.c_str(), &st) == 0) {
+    std::cerr << "tidectl: " << dest << " already exists and is waiting to be picked up\n";
+    return 1;
+  }
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    std::cerr << "tidectl: cannot write " << tmp << ": " << std::strerror(errno)
+              << "; is the spool's incoming/ folder there and writable?\n";
+    return 1;
+  }
+  bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
+  ok = ::fsync(fd) == 0 && ok;
+  ::close(fd);
+  if (!ok || ::rename(tmp.c_str(), dest.c_str()) != 0) {
+    ::unlink(tmp.c_str());
+    std::cerr << "tidectl: cannot place " << dest << ": " << std::strerror(errno) << "\n";
+    return 1;
+  }
+  std::cout << "submitted " << dest << "\n";
+  return 0;
+}
+
+// Resubmits a failed plan's stored text: the daemon resumes it from the step that failed.
+int Retry(const Args& a) {
+  if (a.positional.size() != 1 || !a.options.count("--config")) {
+    return std::cerr << "tidectl retry: usage: tidectl retry PLAN --config FILE\n", 2;
+  }
+  auto config = tide::LoadConfigFile(a.options.at("--config"));
+  if (!config.ok()) return std::cerr << "tidectl: invalid config:\n" << config.status().message(), 1;
+  tide::PgConnector connector(config->databases, config->defaults);
+  const std::string& name = a.positional[0];
+  for (const auto& [db_name, db_config] : config->databases) {
+    auto db = connector.ConnectPg(db_name);
+    if (!db.ok()) {
+      std::cerr << "database " << db_name << ": " << db.status().ToString() << "\n";
+      continue;
+    }
+    auto found = (*db)->FindPlan(name);
+    if (!found.ok() || !found.value()) continue;
+    const tide::PlanRecord& p = *found.value();
+    if (p.cursor.state != tide::PlanState::kFailed) {
+      std::cerr << "tidectl retry: plan `" << name << "` on `" << db_name << "` is "
+                << ToString(p.cursor.state) << ", not failed; nothing to retry\n";
+      return 1;
+    }
+    std::cout << "retrying `" << name << "` on `" << db_name << "` from "
+              << ToString(p.failed_in) << " step " << p.cursor.step + 1 << " (failed: "
+              << p.last_error << ")\n";
+    return DropIntoSpool(config->spool_dir, p.file_name, p.source);
+  }
+  std::cerr << "tidectl retry: no plan `" << name << "` in any configured database\n";
+  return 1;
+}
+
 int Submit(const Args& a) {
   if (a.positional.size() != 1) return std::cerr << "tidectl submit: give one plan file\n", 2;
   std::string spool_dir, config_path;
@@ -117,32 +180,7 @@ int Submit(const Args& a) {
   if (!CheckPlanFile(a.positional[0], config_path, &text)) return 1;
 
   std::string base = a.positional[0];
-  base = base.substr(base.find_last_of('/') + 1);
-  if (!tide::IsPlanFileName(base)) base += ".yaml";
-  const std::string incoming = spool_dir + "/incoming";
-  const std::string tmp = incoming + "/." + base + ".tmp";
-  const std::string dest = incoming + "/" + base;
-  struct stat st;
-  if (::stat(dest.c_str(), &st) == 0) {
-    std::cerr << "tidectl submit: " << dest << " already exists and is waiting to be picked up\n";
-    return 1;
-  }
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-  if (fd < 0) {
-    std::cerr << "tidectl submit: cannot write " << tmp << ": " << std::strerror(errno)
-              << "; is the spool's incoming/ folder there and writable?\n";
-    return 1;
-  }
-  bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
-  ok = ::fsync(fd) == 0 && ok;
-  ::close(fd);
-  if (!ok || ::rename(tmp.c_str(), dest.c_str()) != 0) {
-    ::unlink(tmp.c_str());
-    std::cerr << "tidectl submit: cannot place " << dest << ": " << std::strerror(errno) << "\n";
-    return 1;
-  }
-  std::cout << "submitted " << dest << "\n";
-  return 0;
+  return DropIntoSpool(spool_dir, base.substr(base.find_last_of('/') + 1), text);
 }
 
 std::string FormatEta(int64_t seconds) {
@@ -293,6 +331,7 @@ int main(int argc, char** argv) {
     if (args.command == "submit") return Submit(args);
     if (args.command == "status") return Status(args);
     if (args.command == "audit") return Audit(args);
+    if (args.command == "retry") return Retry(args);
     if (args.command == "version") return std::cout << "tidectl " << tide::kTideVersion << "\n", 0;
     if (args.command == "help" || args.command == "--help") return std::cout << kUsage, 0;
   } catch (const std::exception& e) {

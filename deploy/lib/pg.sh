@@ -13,6 +13,8 @@ as_pg() {
 }
 
 # pg_start DIR PORT: initdb DIR (if new) and start the server on 127.0.0.1:PORT.
+# PG_OPTS: extra server options; by default fsync is off (throwaway data). Set PG_OPTS="" for
+# durable commits, as in production.
 pg_start() {
   local dir port=$2
   dir=$(realpath -m "$1")
@@ -24,7 +26,7 @@ pg_start() {
       || { cat "$dir/initdb.log" >&2; return 1; }
   fi
   as_pg "$PG_BIN/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 start \
-    -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c fsync=off -c full_page_writes=off" >/dev/null \
+    -o "-c listen_addresses=127.0.0.1 -p $port -k $dir ${PG_OPTS--c fsync=off -c full_page_writes=off}" >/dev/null \
     || { cat "$dir/server.log" >&2; return 1; }
 }
 

@@ -37,6 +37,7 @@ struct StatementSettings {
   std::optional<Millis> max_replication_lag;
   std::optional<int64_t> max_active_sessions;
   std::optional<std::string> throttle_query;
+  std::optional<double> yield_ratio;
 };
 
 struct SqlStep {

@@ -104,6 +104,9 @@ class PlanDatabase {
   // task has none yet.
   virtual Result<std::vector<TaskCheckpoint>> LoadRanges(const std::string& plan, int task,
                                                          int pass) = 0;
+  // Opens the task's last range again (the one open above), so that a new pass over it fills
+  // rows inserted after it finished, from its last key on.
+  virtual Status ReopenTail(const std::string& plan, int task) = 0;
   // Stores the task's ranges unless another session already did; returns the stored ones.
   virtual Result<std::vector<TaskCheckpoint>> CreateRanges(
       const std::string& plan, int task, const std::string& table_name, int pass,

@@ -27,6 +27,7 @@ BackfillOptions OptionsFor(const Plan& plan, const BackfillTask& task, const Def
   o.health.max_replication_lag = plan.settings.max_replication_lag.value_or(d.max_replication_lag);
   o.health.max_active_sessions = plan.settings.max_active_sessions.value_or(d.max_active_sessions);
   o.health.throttle_query = plan.settings.throttle_query.value_or(d.throttle_query);
+  o.health.yield_ratio = plan.settings.yield_ratio.value_or(d.yield_ratio);
   return o;
 }
 

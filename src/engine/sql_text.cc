@@ -29,6 +29,15 @@ std::string KeyList(const std::vector<KeyColumn>& key, const std::string& prefix
   return out;
 }
 
+// "($first::type1, $first+1::type2, ...)" for the key's columns.
+std::string KeyParams(const std::vector<KeyColumn>& key, size_t first) {
+  std::string out;
+  for (size_t i = 0; i < key.size(); ++i) {
+    out += (i ? ", " : "") + std::string("$") + std::to_string(first + i) + "::" + key[i].type;
+  }
+  return "(" + out + ")";
+}
+
 }  // namespace
 
 std::string QuoteIdent(const std::string& ident) {
@@ -63,27 +72,52 @@ std::string PendingFilter(const BatchStatement& b) {
   return "(" + out + ")";
 }
 
-// "($first::type1, $first+1::type2, ...)" for the key's columns.
-std::string KeyParams(const std::vector<KeyColumn>& key, size_t first) {
+namespace {
+
+// "(k1, k2) > ($1::t1, $2::t2) AND (k1, k2) <= ($3::t1, $4::t2)"; *next is the next free
+// parameter number.
+std::string KeyBounds(const std::vector<KeyColumn>& key, bool has_lower, bool has_upper,
+                      size_t* next) {
+  const std::string keys = "(" + KeyList(key, "") + ")";
   std::string out;
-  for (size_t i = 0; i < key.size(); ++i) {
-    out += (i ? ", " : "") + std::string("$") + std::to_string(first + i) + "::" + key[i].type;
+  if (has_lower) out += keys + " > " + KeyParams(key, *next), *next += key.size();
+  if (has_upper) {
+    out += std::string(out.empty() ? "" : " AND ") + keys + " <= " + KeyParams(key, *next);
+    *next += key.size();
   }
-  return "(" + out + ")";
+  return out;
 }
 
-std::string BatchSql(const BatchStatement& b, bool has_lower, bool has_upper) {
-  const std::string table = QuoteName(b.table);
-  const std::string self = QuoteIdent(b.table.name) + ".";
-  const size_t k = b.key.size();
-  std::string batch_cols, join, order_desc;
-  for (size_t i = 0; i < k; ++i) {
-    const std::string alias = "tide_k" + std::to_string(i + 1);
-    batch_cols += (i ? ", " : "") + QuoteIdent(b.key[i].name) + " AS " + alias;
-    join += std::string(i ? " AND " : "") + self + QuoteIdent(b.key[i].name) + " = tide_batch." + alias;
-    // Qualified: an output column named like the alias would otherwise be the sort key.
-    order_desc += (i ? ", " : "") + std::string("tide_batch.") + alias + " DESC";
+std::string KeyOrder(const std::vector<KeyColumn>& key, bool descending) {
+  std::string out;
+  for (const auto& k : key) {
+    out += (out.empty() ? "" : ", ") + QuoteIdent(k.name) + (descending ? " DESC" : "");
   }
+  return out;
+}
+
+// Aliased: an output column named like a key column would be what ORDER BY sorts on, as text.
+std::string KeyAsText(const std::vector<KeyColumn>& key) {
+  std::string out;
+  for (size_t i = 0; i < key.size(); ++i) {
+    out += (i ? ", " : "") + QuoteIdent(key[i].name) + "::text AS tide_k" + std::to_string(i + 1);
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string BatchBoundSql(const BatchStatement& b, bool has_lower, bool has_upper, bool last) {
+  size_t next = 1;
+  const std::string bounds = KeyBounds(b.key, has_lower, has_upper, &next);
+  std::string sql = "SELECT " + KeyAsText(b.key) + " FROM " + QuoteName(b.table);
+  if (!bounds.empty()) sql += " WHERE " + bounds;
+  sql += " ORDER BY " + KeyOrder(b.key, last) + " LIMIT 1";
+  if (!last) sql += " OFFSET $" + std::to_string(next) + "::bigint";
+  return sql;
+}
+
+std::string BatchUpdateSql(const BatchStatement& b, bool has_lower) {
   std::string sets;
   for (const auto& [column, expr] : b.set) {
     // With the default filter a row is taken when any set column is NULL; COALESCE keeps the
@@ -93,22 +127,15 @@ std::string BatchSql(const BatchStatement& b, bool has_lower, bool has_upper) {
                                   : "(" + expr + ")";
     sets += (sets.empty() ? "" : ", ") + QuoteIdent(column) + " = " + value;
   }
-  const std::string keys = "(" + KeyList(b.key, "") + ")";
-  std::vector<std::string> bounds;
   size_t next = 1;
-  if (has_lower) bounds.push_back(keys + " > " + KeyParams(b.key, next)), next += k;
-  if (has_upper) bounds.push_back(keys + " <= " + KeyParams(b.key, next)), next += k;
-  std::string sql = "WITH tide_batch AS (SELECT " + batch_cols + " FROM " + table;
-  for (size_t i = 0; i < bounds.size(); ++i) sql += (i ? " AND " : " WHERE ") + bounds[i];
-  sql += " ORDER BY " + KeyList(b.key, "") + " LIMIT $" + std::to_string(next) +
-         "::bigint), tide_updated AS (UPDATE " + table + " SET " + sets +
-         " FROM tide_batch WHERE " + join + " AND " + PendingFilter(b) +
-         " RETURNING 1) SELECT (SELECT count(*) FROM tide_updated), (SELECT count(*) FROM tide_batch)";
-  for (size_t i = 0; i < k; ++i) {
-    sql += ", (SELECT tide_k" + std::to_string(i + 1) + "::text FROM tide_batch ORDER BY " +
-           order_desc + " LIMIT 1)";
-  }
-  return sql;
+  return "UPDATE " + QuoteName(b.table) + " SET " + sets + " WHERE " +
+         KeyBounds(b.key, has_lower, true, &next) + " AND " + PendingFilter(b);
+}
+
+std::string BatchCountSql(const BatchStatement& b, bool has_lower) {
+  size_t next = 1;
+  return "SELECT count(*) FROM " + QuoteName(b.table) + " WHERE " +
+         KeyBounds(b.key, has_lower, true, &next);
 }
 
 std::string NullCountSql(const QualifiedName& table, const std::string& column) {

@@ -32,13 +32,24 @@ struct BatchStatement {
   std::string where;  // empty: every set column IS NULL
 };
 
-// The batch statement. Parameters, all text: the lower bound's k values (only when
-// `has_lower`: rows with keys above it), the upper bound's k values (only when `has_upper`: rows
-// with keys at or below it), then the batch size. It returns one row:
-// (updated bigint, scanned bigint, last_key_1 text, ..., last_key_k text); the last-key columns
-// are NULL when no row was left. Rows are taken in key order (keyset pagination), so sparse keys
-// never produce empty batches and an empty table takes one statement.
-std::string BatchSql(const BatchStatement& b, bool has_lower, bool has_upper = false);
+// A batch is three short statements, all on the key's index, with the key values as typed
+// parameters so that each is planned with real values:
+//
+// 1. BatchBoundSql: the key of the batch's last row. Parameters: the lower bound's k values (when
+//    `has_lower`: keys above it), the upper bound's (when `has_upper`: keys up to it), then, for
+//    the full-batch form, the batch size minus one (the OFFSET). With `last`, the largest key
+//    left instead, for the final, short batch. Returns k text columns, or no row.
+// 2. BatchUpdateSql: the UPDATE of every row with a key above the lower bound and up to the
+//    batch's last key that still matches the filter. Parameters: lower (when `has_lower`), then
+//    the last key.
+// 3. BatchCountSql: the rows in that same span (only for the short batch; a full batch has
+//    exactly the batch size).
+// A key range, not a join, bounds the UPDATE: PostgreSQL plans it as an index range scan at any
+// batch size. Rows are taken in key order, so sparse keys never give empty batches and an empty
+// table takes one statement.
+std::string BatchBoundSql(const BatchStatement& b, bool has_lower, bool has_upper, bool last);
+std::string BatchUpdateSql(const BatchStatement& b, bool has_lower);
+std::string BatchCountSql(const BatchStatement& b, bool has_lower);
 
 // The filter that selects rows still to be filled.
 std::string PendingFilter(const BatchStatement& b);

@@ -16,6 +16,10 @@ struct HealthLimits {
   Millis max_replication_lag{0};
   int64_t max_active_sessions = 0;
   std::string throttle_query;  // returns true while tide should wait
+  // Yielding to production: with N other sessions running a query, a batch is cut to
+  // 1 / (1 + yield_ratio * N) of its size and followed by a pause of yield_ratio * N times its
+  // duration (N * yield_ratio capped at 10). 0 turns it off: full speed whatever the load.
+  double yield_ratio = 1.0;
 };
 
 // One reading of the database's health.
@@ -32,11 +36,13 @@ struct ThrottleDecision {
   std::string reason;        // "replication_lag", "active_sessions", "blocking", "throttle_query"
   double size_factor = 1.0;  // multiply the batch size by this (kSlow)
   Millis extra_pause{0};     // add this pause between batches (kSlow)
+  double pause_ratio = 0;    // and pause this many times the last batch's duration
 };
 
 // Over a limit: wait (re-check every second). Within 20% below it: slow down in proportion, down
 // to a quarter of the batch size and up to a second's extra pause at the limit. Blocking another
-// session halves the batch at once.
+// session halves the batch at once. Other active sessions below the limits: yield to them (see
+// HealthLimits::yield_ratio); the reason is then "yield", which is not counted as throttled.
 ThrottleDecision Decide(const HealthSample& s, const HealthLimits& l);
 
 // Replication lag as time, measured without writing anything: the primary's WAL position is

@@ -414,6 +414,21 @@ Result<std::vector<TaskCheckpoint>> PgPlanDatabase::LoadRanges(const std::string
   }
 }
 
+Status PgPlanDatabase::ReopenTail(const std::string& plan, int task) {
+  TIDE_CONNECTED();
+  try {
+    pqxx::work w(*conn_);
+    w.exec_params0(
+        "UPDATE tide.backfill SET done = false, updated_at = now() WHERE plan = $1 AND task = $2 "
+        "AND range = (SELECT max(range) FROM tide.backfill WHERE plan = $1 AND task = $2)",
+        plan, task);
+    w.commit();
+    return Status::Ok();
+  } catch (...) {
+    return FromCurrentException();
+  }
+}
+
 Result<std::vector<TaskCheckpoint>> PgPlanDatabase::CreateRanges(
     const std::string& plan, int task, const std::string& table_name, int pass,
     const std::vector<std::pair<std::vector<std::string>, std::vector<std::string>>>& bounds,
@@ -510,16 +525,38 @@ Result<BatchResult> PgPlanDatabase::RunBatch(const std::string& plan, int task,
     pqxx::work w(*conn_);
     w.exec0(LimitsSql(limits));
     const std::vector<std::string>& lower = from.last_key.empty() ? from.lower : from.last_key;
+    const bool has_lower = !lower.empty(), has_upper = !from.upper.empty();
     std::vector<std::string> params = lower;
     params.insert(params.end(), from.upper.begin(), from.upper.end());
-    params.push_back(std::to_string(batch_size));
-    auto r = w.exec_params1(BatchSql(statement, !lower.empty(), !from.upper.empty()),
-                            pqxx::prepare::make_dynamic_params(params));
+    auto Keys = [&](const pqxx::row& row) {
+      std::vector<std::string> k;
+      for (const auto& f : row) k.push_back(f.c_str());
+      return k;
+    };
     BatchResult b;
-    b.updated = r[0].as<int64_t>();
-    b.scanned = r[1].as<int64_t>();
-    if (!r[2].is_null()) {
-      for (size_t i = 0; i < statement.key.size(); ++i) b.last_key.push_back(r[static_cast<pqxx::row::size_type>(2 + i)].c_str());
+    std::vector<std::string> bound_params = params;
+    bound_params.push_back(std::to_string(batch_size - 1));
+    auto full = w.exec_params(BatchBoundSql(statement, has_lower, has_upper, false),
+                              pqxx::prepare::make_dynamic_params(bound_params));
+    if (!full.empty()) {
+      b.last_key = Keys(full[0]);
+      b.scanned = batch_size;
+    } else {
+      auto last = w.exec_params(BatchBoundSql(statement, has_lower, has_upper, true),
+                                pqxx::prepare::make_dynamic_params(params));
+      if (!last.empty()) b.last_key = Keys(last[0]);
+    }
+    if (!b.last_key.empty()) {
+      std::vector<std::string> span = lower;
+      span.insert(span.end(), b.last_key.begin(), b.last_key.end());
+      auto updated = w.exec_params(BatchUpdateSql(statement, has_lower),
+                                   pqxx::prepare::make_dynamic_params(span));
+      b.updated = updated.affected_rows();
+      if (full.empty()) {
+        b.scanned = w.exec_params1(BatchCountSql(statement, has_lower),
+                                   pqxx::prepare::make_dynamic_params(span))[0]
+                        .as<int64_t>();
+      }
     }
     const TaskCheckpoint next = AdvanceCheckpoint(from, b, batch_size);
     // Guarded by the batch count this batch started from: if anything else moved the

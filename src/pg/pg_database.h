@@ -60,6 +60,7 @@ class PgPlanDatabase : public PlanDatabase {
       const QualifiedName& table, const std::string& column) override;
   Result<std::vector<TaskCheckpoint>> LoadRanges(const std::string& plan, int task,
                                                  int pass) override;
+  Status ReopenTail(const std::string& plan, int task) override;
   Result<std::vector<TaskCheckpoint>> CreateRanges(
       const std::string& plan, int task, const std::string& table_name, int pass,
       const std::vector<std::pair<std::vector<std::string>, std::vector<std::string>>>& bounds,

@@ -178,6 +178,22 @@ std::optional<int64_t> YamlReader::Int(const YAML::Node& map, const std::string&
   return std::nullopt;
 }
 
+std::optional<double> YamlReader::Ratio(const YAML::Node& map, const std::string& key,
+                                        const std::string& what, double max) {
+  auto text = String(map, key, what, false);
+  if (!text) return std::nullopt;
+  try {
+    size_t used = 0;
+    double v = std::stod(*text, &used);
+    if (used == text->size() && v >= 0 && v <= max) return v;
+  } catch (const std::exception&) {
+  }
+  Error(map[key], "`" + key + "` in " + what + " is `" + *text + "`, not a number from 0 to " +
+                      std::to_string(static_cast<int>(max)),
+        "e.g. 1 (0 turns it off)");
+  return std::nullopt;
+}
+
 std::optional<Millis> YamlReader::Duration(const YAML::Node& map, const std::string& key,
                                            const std::string& what, Millis max) {
   auto text = String(map, key, what, false);

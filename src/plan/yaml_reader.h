@@ -41,6 +41,8 @@ class YamlReader {
                                     const std::string& what, bool required);
   std::optional<int64_t> Int(const YAML::Node& map, const std::string& key,
                              const std::string& what, int64_t min, int64_t max);
+  std::optional<double> Ratio(const YAML::Node& map, const std::string& key,
+                              const std::string& what, double max);
   std::optional<Millis> Duration(const YAML::Node& map, const std::string& key,
                                  const std::string& what, Millis max);
 

@@ -40,6 +40,7 @@ struct BackfillRun::Lane {
   bool closed = false;
   bool busy = false;  // a pool job of this lane is in flight
   bool ran_batch = false;
+  Millis last_batch{0};  // how long the lane's last batch took
   std::shared_ptr<asio::steady_timer> timer;
 };
 
@@ -52,7 +53,7 @@ struct BackfillRun::Setup {
 
 BackfillRun::BackfillRun(BackfillEnv env, std::string database, std::string plan, int task_index,
                          BackfillTask task, int pass, BackfillOptions options,
-                         StatementLimits limits)
+                         StatementLimits limits, bool tail_only)
     : env_(std::move(env)),
       database_(std::move(database)),
       plan_(std::move(plan)),
@@ -61,6 +62,7 @@ BackfillRun::BackfillRun(BackfillEnv env, std::string database, std::string plan
       pass_(pass),
       options_(std::move(options)),
       limits_(limits),
+      tail_only_(tail_only),
       timer_(std::make_shared<asio::steady_timer>(env_.offload->io())),
       monitor_timer_(std::make_shared<asio::steady_timer>(env_.offload->io())),
       sizer_(options_.sizer),
@@ -95,8 +97,9 @@ void BackfillRun::RunSetup() {
   const std::string database = database_, plan = plan_;
   const BackfillTask task = task_;
   const int index = index_, pass = pass_, workers = options_.workers;
+  const bool tail_only = tail_only_;
   env_.offload->Run<Result<Setup>>(
-      [connector, database, plan, task, index, pass, workers]() -> Result<Setup> {
+      [connector, database, plan, task, index, pass, workers, tail_only]() -> Result<Setup> {
         auto conn = connector->Connect(database);
         if (!conn.ok()) return conn.status();
         std::shared_ptr<PlanDatabase> db = std::move(conn).value();
@@ -112,6 +115,10 @@ void BackfillRun::RunSetup() {
         }
         Setup setup;
         setup.statement = MakeBatchStatement(task, info->key);
+        if (tail_only) {
+          Status s = db->ReopenTail(plan, index);
+          if (!s.ok()) return s;
+        }
         auto ranges = db->LoadRanges(plan, index, pass);
         if (!ranges.ok()) return ranges.status();
         if (ranges->empty()) {
@@ -160,7 +167,7 @@ void BackfillRun::OnSetup(Result<Setup> r) {
   bool all_done = true;
   for (const auto& cp : ranges_) all_done &= cp.done;
   if (all_done) return Finish(Status::Ok());
-  env_.audit("backfill_started", JsonObject()
+  if (!tail_only_) env_.audit("backfill_started", JsonObject()
                                      .Str("table", task_.table.Display())
                                      .Int("pass", pass_)
                                      .Int("ranges", static_cast<int64_t>(ranges_.size()))
@@ -260,7 +267,10 @@ void BackfillRun::LaneNext(const std::shared_ptr<Lane>& lane) {
   const double factor = decision_.kind == ThrottleDecision::Kind::kSlow ? decision_.size_factor : 1;
   const int64_t size = std::max(options_.sizer.min, static_cast<int64_t>(sizer_.size() * factor));
   Millis wait = limiter_.Reserve(size, SteadyClock::now());
-  if (lane->ran_batch) wait += options_.pause_between_batches + decision_.extra_pause;
+  if (lane->ran_batch) {
+    wait += options_.pause_between_batches + decision_.extra_pause +
+            Millis(static_cast<int64_t>(lane->last_batch.count() * decision_.pause_ratio));
+  }
   if (wait.count() > 0) {
     return After(lane->timer, wait, [this, lane, size] { LaneBatch(lane, size); });
   }
@@ -297,6 +307,7 @@ void BackfillRun::OnBatch(const std::shared_ptr<Lane>& lane, int64_t size, Milli
   }
   lane->attempts = 0;
   lane->ran_batch = true;
+  lane->last_batch = elapsed;
   TaskCheckpoint& cp = ranges_[lane->range];
   const int64_t before = Summary().rows_scanned;
   cp = AdvanceCheckpoint(cp, *r, size);
@@ -372,7 +383,8 @@ void BackfillRun::Monitor() {
   const double rate = RecentRate();
   const int64_t eta = EtaSeconds();
   const std::string reason =
-      decision_.kind == ThrottleDecision::Kind::kRun ? "" : decision_.reason;
+      decision_.kind == ThrottleDecision::Kind::kRun || decision_.reason == "yield" ? ""
+                                                                                 : decision_.reason;
   env_.offload->Run<Result<HealthReading>>(
       [db, pids, query, limits, plan, index, rate, eta, reason] {
         db->SaveTaskStatus(plan, index, rate, eta, reason);
@@ -397,8 +409,12 @@ void BackfillRun::OnHealth(Result<HealthReading> r) {
     env_.metrics->SetReplicationLag(database_, sample.replication_lag.count() / 1000.0);
     const ThrottleDecision next = Decide(sample, options_.health);
     if (next.reason == "blocking") sizer_.Shrink();
-    const std::string old_reason = decision_.kind == ThrottleDecision::Kind::kRun ? "" : decision_.reason;
-    const std::string new_reason = next.kind == ThrottleDecision::Kind::kRun ? "" : next.reason;
+    // Yielding to other sessions is normal operation, not throttling.
+    auto Reason = [](const ThrottleDecision& d) {
+      return d.kind == ThrottleDecision::Kind::kRun || d.reason == "yield" ? std::string() : d.reason;
+    };
+    const std::string old_reason = Reason(decision_);
+    const std::string new_reason = Reason(next);
     if (!old_reason.empty()) env_.metrics->SetThrottled(plan_, old_reason, new_reason == old_reason, tick / 1000.0);
     if (new_reason != old_reason) {
       if (!old_reason.empty()) {
@@ -486,7 +502,7 @@ void BackfillRun::Finish(const Status& s) {
   if (finished_) return;
   finished_ = true;
   Stop();
-  if (decision_.kind != ThrottleDecision::Kind::kRun) {
+  if (decision_.kind != ThrottleDecision::Kind::kRun && decision_.reason != "yield") {
     env_.metrics->SetThrottled(plan_, decision_.reason, false, 0);
   }
   env_.metrics->SetBackfillShape(plan_, task_.table.Display(), sizer_.size(), 0, s.ok() ? 0 : -1);

@@ -52,8 +52,11 @@ class BackfillRun : public std::enable_shared_from_this<BackfillRun> {
  public:
   using Done = std::function<void(Status, BackfillSummary)>;
 
+  // With `tail_only`, only rows added above the last range's last key are filled (the catch-up
+  // while gates wait for rows the application keeps inserting).
   BackfillRun(BackfillEnv env, std::string database, std::string plan, int task_index,
-              BackfillTask task, int pass, BackfillOptions options, StatementLimits limits);
+              BackfillTask task, int pass, BackfillOptions options, StatementLimits limits,
+              bool tail_only = false);
   ~BackfillRun();
 
   // Calls `done` once: Ok when every range is done, else the error that ended the task.
@@ -96,6 +99,7 @@ class BackfillRun : public std::enable_shared_from_this<BackfillRun> {
   const int pass_;
   const BackfillOptions options_;
   const StatementLimits limits_;
+  const bool tail_only_;
 
   Done done_;
   bool finished_ = false;

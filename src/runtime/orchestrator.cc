@@ -110,10 +110,7 @@ class Orchestrator::Run : public std::enable_shared_from_this<Orchestrator::Run>
         });
   }
 
-  void StartTask(size_t index) {
-    const BackfillTask& task = plan_.backfill[index];
-    doing_ = "backfill of " + task.table.Display();
-    task_started_ = SteadyClock::now();
+  BackfillEnv MakeEnv() {
     BackfillEnv env;
     env.offload = &o_.offloader_;
     env.connector = o_.connector_;
@@ -128,9 +125,16 @@ class Orchestrator::Run : public std::enable_shared_from_this<Orchestrator::Run>
     };
     Orchestrator* o = &o_;
     env.stopping = [o] { return o->stopping_; };
+    return env;
+  }
+
+  void StartTask(size_t index) {
+    const BackfillTask& task = plan_.backfill[index];
+    doing_ = "backfill of " + task.table.Display();
+    task_started_ = SteadyClock::now();
     task_ = std::make_shared<BackfillRun>(
-        env, plan_.database, plan_.name, static_cast<int>(index), task, cursor_.catch_up ? 2 : 1,
-        OptionsFor(plan_, task, o_.config_.defaults), limits_);
+        MakeEnv(), plan_.database, plan_.name, static_cast<int>(index), task,
+        cursor_.catch_up ? 2 : 1, OptionsFor(plan_, task, o_.config_.defaults), limits_);
     task_->Start([self = shared_from_this(), index](Status s, BackfillSummary summary) {
       self->task_.reset();
       if (!s.ok()) return self->Fail(s);
@@ -210,7 +214,23 @@ class Orchestrator::Run : public std::enable_shared_from_this<Orchestrator::Run>
       spdlog::warn("plan {}: gates fail ({}); contract waits, re-checking every {}", plan_.name,
                    failing, FormatDuration(o_.config_.defaults.gate_recheck_interval));
     }
-    After(o_.config_.defaults.gate_recheck_interval, [this] { CheckGates(); });
+    After(o_.config_.defaults.gate_recheck_interval, [this] { CatchUpTails(0); });
+  }
+
+  // While gates wait, rows the application inserts above the backfilled keys are filled before
+  // each re-check, one task after another, so that inserts alone never keep a plan from ending.
+  void CatchUpTails(size_t index) {
+    if (index >= plan_.backfill.size()) return CheckGates();
+    const BackfillTask& task = plan_.backfill[index];
+    task_ = std::make_shared<BackfillRun>(MakeEnv(), plan_.database, plan_.name,
+                                          static_cast<int>(index), task, cursor_.catch_up ? 2 : 1,
+                                          OptionsFor(plan_, task, o_.config_.defaults), limits_,
+                                          /*tail_only=*/true);
+    task_->Start([self = shared_from_this(), index](Status s, BackfillSummary) {
+      self->task_.reset();
+      if (!s.ok()) return self->Fail(s);
+      self->CatchUpTails(index + 1);
+    });
   }
 
   void Finish() {

@@ -5,7 +5,9 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <chrono>
+#include <pqxx/pqxx>
 #include <thread>
 
 #include "support/pg_cluster.h"
@@ -199,12 +201,13 @@ TEST_F(DaemonTest, AFailingStepFailsOnlyItsPlanWithTheServerError) {
   auto status = Ctl({"status", "--config", config_});
   EXPECT_NE(status.output.find("failed (in expanding)"), std::string::npos) << status.output;
 
-  // Fixed the cause: the same file, submitted again, resumes from the failed step.
+  // Fixed the cause: `tidectl retry` resumes the plan from the failed step.
   PgCluster::Shared().Exec(db_, "CREATE TABLE missing (id int PRIMARY KEY)");
-  ::unlink((dir_ + "/spool/failed/broken.yaml").c_str());
-  r = Ctl({"submit", "--config", config_, dir_ + "/broken.yaml"});
+  r = Ctl({"retry", "broken", "--config", config_});
   ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_NE(r.output.find("from expanding step 1"), std::string::npos) << r.output;
   EXPECT_TRUE(WaitFor([&] { return PlanState("broken") == "done"; }, 10s)) << ReadAll(dir_ + "/tided.log");
+  EXPECT_EQ(Ctl({"retry", "broken", "--config", config_}).status, 1) << "only a failed plan is retried";
 }
 
 TEST_F(DaemonTest, AnAppliedPlanIsNotAppliedTwice) {
@@ -248,6 +251,66 @@ TEST_F(DaemonTest, SigtermStopsCleanlyAndMetricsAreServed) {
   // The checkpoint matches the rows: nothing half-done was left behind.
   EXPECT_EQ(Query("SELECT sum(rows_updated) FROM tide.backfill WHERE plan = 'add_clinic_id'"),
             Query("SELECT count(*) FROM patient_offers WHERE \"clinicId\" IS NOT NULL"));
+}
+
+TEST_F(DaemonTest, FinishesWhileTheApplicationKeepsInsertingAndUpdating) {
+  PgCluster::Shared().Exec(db_, kOffersSchema);
+  PgCluster::Shared().Exec(db_, "ALTER TABLE patient_offers ADD COLUMN note text");
+  StartDaemon();
+  std::atomic<bool> stop{false};
+  std::atomic<int> inserted{0};
+  std::thread app([&] {
+    pqxx::connection c(PgCluster::Shared().Dsn(db_));
+    int64_t next = 1000001;
+    while (!stop) {
+      pqxx::work w(c);
+      // The old application version knows nothing of "clinicId" and leaves it NULL.
+      w.exec("INSERT INTO patient_offers (id, \"offerId\") SELECT g, 1 + g % 1000 FROM "
+             "generate_series(" + std::to_string(next) + ", " + std::to_string(next + 49) + ") g");
+      w.exec("UPDATE patient_offers SET note = 'seen' WHERE id IN (SELECT 1 + (random() * 99999)::int "
+             "FROM generate_series(1, 20))");
+      w.commit();
+      next += 50;
+      inserted += 50;
+      std::this_thread::sleep_for(20ms);
+    }
+  });
+  ASSERT_EQ(Ctl({"submit", "--config", config_, WritePlan("clinic.yaml", kClinicPlan)}).status, 0);
+  // Keep writing through the first pass of the backfill and a bit beyond.
+  WaitFor([&] { return PlanState("add_clinic_id") == "gating"; }, 60s);
+  std::this_thread::sleep_for(1s);
+  stop = true;
+  app.join();
+  ASSERT_GT(inserted, 0);
+  ASSERT_TRUE(WaitFor([&] { return PlanState("add_clinic_id") == "done"; }, 60s))
+      << ReadAll(dir_ + "/tided.log");
+  EXPECT_EQ(Query("SELECT count(*) FROM patient_offers WHERE \"clinicId\" IS NULL"), "0");
+  EXPECT_EQ(Query("SELECT count(*) FROM patient_offers"), std::to_string(100000 + inserted));
+  EXPECT_EQ(Query("SELECT count(*) FROM patient_offers po JOIN offers o ON o.id = po.\"offerId\" "
+                  "WHERE po.\"clinicId\" <> o.\"clinicId\""), "0");
+}
+
+TEST_F(DaemonTest, BatchesThatHitStatementTimeoutAreRetriedSmaller) {
+  PgCluster::Shared().Exec(db_, "CREATE TABLE slow (id int PRIMARY KEY, v int NOT NULL, w int)");
+  PgCluster::Shared().Exec(db_, "INSERT INTO slow SELECT g, g FROM generate_series(1, 3000) g");
+  PgCluster::Shared().Exec(db_, "ANALYZE slow");
+  StartDaemon();
+  // About 1 ms a row: a 1000-row batch takes a second, over the 400 ms statement_timeout.
+  ASSERT_EQ(Ctl({"submit", "--config", config_, WritePlan("slow.yaml", R"yaml(plan: slow
+database: app
+settings: {statement_timeout: 400ms}
+backfill:
+  - table: slow
+    set: {w: "(SELECT v FROM pg_sleep(0.001))"}
+    batch_size: 1000
+    min_batch_size: 10
+    target_batch_time: 100ms
+)yaml")}).status, 0);
+  ASSERT_TRUE(WaitFor([&] { return PlanState("slow") == "done"; }, 90s)) << ReadAll(dir_ + "/tided.log");
+  const std::string audit = ReadAll(dir_ + "/audit.jsonl");
+  EXPECT_NE(audit.find("SQLSTATE 57014"), std::string::npos) << "a batch timed out";
+  EXPECT_NE(audit.find("\"next_batch_size\":500"), std::string::npos) << "and was retried at half the size";
+  EXPECT_EQ(Query("SELECT count(*) FROM slow WHERE w = v"), "3000");
 }
 
 TEST_F(DaemonTest, TidectlValidateNamesEveryProblemAndItsPlace) {

@@ -90,9 +90,40 @@ void PgCluster::Start() {
   running_ = true;
 }
 
+int PgCluster::StartStandby() {
+  standby_dir_ = dir_ + "/standby";
+  standby_port_ = FreePort();
+  const std::string base = AsPostgres(std::string(kPgBin) + "/pg_basebackup -h 127.0.0.1 -p " +
+                                      std::to_string(port_) + " -U postgres -D " + standby_dir_ +
+                                      " -R -X stream -c fast > " + dir_ + "/basebackup.log 2>&1");
+  if (Shell(base) != 0) {
+    Shell("cat " + dir_ + "/basebackup.log >&2");
+    throw std::runtime_error("pg_basebackup failed");
+  }
+  const std::string start =
+      AsPostgres(std::string(kPgBin) + "/pg_ctl -D " + standby_dir_ + " -l " + dir_ +
+                 "/standby.log -w -t 60 start -o \"-c listen_addresses=127.0.0.1 -p " +
+                 std::to_string(standby_port_) + " -k " + dir_ +
+                 " -c hot_standby=on -c wal_receiver_status_interval=1s\" > /dev/null");
+  if (Shell(start) != 0) {
+    Shell("cat " + dir_ + "/standby.log >&2");
+    throw std::runtime_error("the standby did not start");
+  }
+  return standby_port_;
+}
+
+std::string PgCluster::StandbyDsn(const std::string& database) const {
+  return "host=127.0.0.1 port=" + std::to_string(standby_port_) + " dbname=" + database +
+         " user=postgres";
+}
+
 void PgCluster::Stop() {
   if (!running_) return;
   running_ = false;
+  if (standby_port_) {
+    Shell(AsPostgres(std::string(kPgBin) + "/pg_ctl -D " + standby_dir_ + " -m immediate -w stop") +
+          " > /dev/null 2>&1");
+  }
   Shell(AsPostgres(std::string(kPgBin) + "/pg_ctl -D " + dir_ + "/data -m immediate -w stop") +
         " > /dev/null 2>&1");
   Shell("rm -rf " + dir_);

@@ -24,6 +24,11 @@ class PgCluster {
   // The first column of the first row, as text ("" for NULL).
   std::string Query(const std::string& database, const std::string& sql) const;
 
+  // Starts a streaming standby of this cluster (pg_basebackup over loopback) and returns its
+  // port. It reports its replay position every second.
+  int StartStandby();
+  std::string StandbyDsn(const std::string& database) const;
+
   void Stop();
   ~PgCluster();
 
@@ -35,6 +40,8 @@ class PgCluster {
   int port_ = 0;
   bool running_ = false;
   int next_db_ = 0;
+  std::string standby_dir_;
+  int standby_port_ = 0;
 };
 
 int FreePort();

@@ -88,6 +88,16 @@ class FakeDatabase : public PlanDatabase {
     }
     return out;
   }
+  Status ReopenTail(const std::string&, int task) override {
+    std::lock_guard<std::mutex> l(mu_);
+    int last = -1;
+    for (auto& [key, cp] : checkpoints_) {
+      if (key.first == task) last = std::max(last, key.second);
+    }
+    if (last >= 0) checkpoints_[{task, last}].done = false;
+    ++tails_reopened_;
+    return Status::Ok();
+  }
   Result<std::vector<TaskCheckpoint>> CreateRanges(
       const std::string& plan, int task, const std::string&, int pass,
       const std::vector<std::pair<std::vector<std::string>, std::vector<std::string>>>& bounds,
@@ -159,6 +169,7 @@ class FakeDatabase : public PlanDatabase {
   std::map<std::string, PlanRecord> plans_;
   std::map<std::pair<int, int>, TaskCheckpoint> checkpoints_;  // (task, range)
   size_t ranges_created_ = 0;
+  int tails_reopened_ = 0;
   std::vector<int64_t> sizes_;
   std::atomic<int64_t> pids_{0};
   bool throttle_ = false;
@@ -207,6 +218,7 @@ class FakeConnector : public DatabaseConnector {
     Result<std::vector<TaskCheckpoint>> LoadRanges(const std::string& p, int t, int pass) override {
       return d->LoadRanges(p, t, pass);
     }
+    Status ReopenTail(const std::string& p, int t) override { return d->ReopenTail(p, t); }
     Result<std::vector<TaskCheckpoint>> CreateRanges(
         const std::string& p, int t, const std::string& n, int pass,
         const std::vector<std::pair<std::vector<std::string>, std::vector<std::string>>>& b,
@@ -414,6 +426,7 @@ TEST_F(OrchestratorTest, AFailingGateBackfillsAgainThenHoldsContract) {
   EXPECT_EQ(db_.steps_.size(), 2u) << "contract must not start while a gate fails";
   RunUntil([&] { return !spool_.done.empty(); });
   EXPECT_EQ(spool_.done.size(), 1u) << "once the gate passes, contract runs";
+  EXPECT_GE(db_.tails_reopened_, 1) << "rows inserted meanwhile are filled before each re-check";
   EXPECT_EQ(db_.steps_.size(), 3u);
 }
 

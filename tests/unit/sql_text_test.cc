@@ -20,66 +20,63 @@ BatchStatement ClinicBatch() {
                         ""};
 }
 
-TEST(SqlText, FirstBatchHasNoLowerBound) {
-  const std::string sql = BatchSql(ClinicBatch(), false);
-  EXPECT_EQ(sql,
-            "WITH tide_batch AS (SELECT \"id\" AS tide_k1 FROM \"patient_offers\" ORDER BY \"id\" "
-            "LIMIT $1::bigint), tide_updated AS (UPDATE \"patient_offers\" SET \"clinicId\" = "
-            "COALESCE(\"clinicId\", ((SELECT 1))) FROM tide_batch WHERE \"patient_offers\".\"id\" = "
-            "tide_batch.tide_k1 AND (\"clinicId\" IS NULL) RETURNING 1) SELECT (SELECT count(*) "
-            "FROM tide_updated), (SELECT count(*) FROM tide_batch), (SELECT tide_k1::text FROM "
-            "tide_batch ORDER BY tide_batch.tide_k1 DESC LIMIT 1)");
+TEST(SqlText, TheFirstBatchFindsItsLastKeyByOffset) {
+  EXPECT_EQ(BatchBoundSql(ClinicBatch(), false, false, false),
+            "SELECT \"id\"::text AS tide_k1 FROM \"patient_offers\" ORDER BY \"id\" LIMIT 1 OFFSET $1::bigint");
 }
 
 TEST(SqlText, LaterBatchesStartAfterTheLastKeyWithTypedParameters) {
-  const std::string sql = BatchSql(ClinicBatch(), true);
-  EXPECT_NE(sql.find("WHERE (\"id\") > ($1::bigint) ORDER BY \"id\" LIMIT $2::bigint"),
-            std::string::npos)
-      << sql;
+  EXPECT_EQ(BatchBoundSql(ClinicBatch(), true, false, false),
+            "SELECT \"id\"::text AS tide_k1 FROM \"patient_offers\" WHERE (\"id\") > ($1::bigint) ORDER BY "
+            "\"id\" LIMIT 1 OFFSET $2::bigint");
+  EXPECT_EQ(BatchBoundSql(ClinicBatch(), true, false, true),
+            "SELECT \"id\"::text AS tide_k1 FROM \"patient_offers\" WHERE (\"id\") > ($1::bigint) ORDER BY "
+            "\"id\" DESC LIMIT 1");
 }
 
-TEST(SqlText, AWorkersRangeBoundsTheKeysfromBothSides) {
-  const std::string sql = BatchSql(ClinicBatch(), true, true);
-  EXPECT_NE(sql.find("WHERE (\"id\") > ($1::bigint) AND (\"id\") <= ($2::bigint) ORDER BY \"id\" "
-                     "LIMIT $3::bigint"),
-            std::string::npos)
-      << sql;
-  const std::string first = BatchSql(ClinicBatch(), false, true);
-  EXPECT_NE(first.find("WHERE (\"id\") <= ($1::bigint) ORDER BY \"id\" LIMIT $2::bigint"),
-            std::string::npos)
-      << first;
+TEST(SqlText, AWorkersRangeBoundsTheKeysFromBothSides) {
+  EXPECT_EQ(BatchBoundSql(ClinicBatch(), true, true, false),
+            "SELECT \"id\"::text AS tide_k1 FROM \"patient_offers\" WHERE (\"id\") > ($1::bigint) AND "
+            "(\"id\") <= ($2::bigint) ORDER BY \"id\" LIMIT 1 OFFSET $3::bigint");
+  EXPECT_EQ(BatchBoundSql(ClinicBatch(), false, true, true),
+            "SELECT \"id\"::text AS tide_k1 FROM \"patient_offers\" WHERE (\"id\") <= ($1::bigint) ORDER BY "
+            "\"id\" DESC LIMIT 1");
 }
 
-TEST(SqlText, CompositeKeysUseRowComparisonAndReturnEveryKeyColumn) {
+TEST(SqlText, TheUpdateIsBoundedByAKeyRangeAndKeepsValuesAlreadyThere) {
+  EXPECT_EQ(BatchUpdateSql(ClinicBatch(), true),
+            "UPDATE \"patient_offers\" SET \"clinicId\" = COALESCE(\"clinicId\", ((SELECT 1))) "
+            "WHERE (\"id\") > ($1::bigint) AND (\"id\") <= ($2::bigint) AND (\"clinicId\" IS NULL)");
+  EXPECT_EQ(BatchUpdateSql(ClinicBatch(), false),
+            "UPDATE \"patient_offers\" SET \"clinicId\" = COALESCE(\"clinicId\", ((SELECT 1))) "
+            "WHERE (\"id\") <= ($1::bigint) AND (\"clinicId\" IS NULL)");
+  EXPECT_EQ(BatchCountSql(ClinicBatch(), true),
+            "SELECT count(*) FROM \"patient_offers\" WHERE (\"id\") > ($1::bigint) AND (\"id\") <= "
+            "($2::bigint)");
+}
+
+TEST(SqlText, CompositeKeysUseRowComparison) {
   BatchStatement b{{"", "grades"},
                    {{"survey_id", "integer"}, {"student_id", "integer"}},
                    {{"score_percent", "score / max_score"}},
                    "score_percent IS NULL"};
-  const std::string sql = BatchSql(b, true);
-  EXPECT_NE(sql.find("(\"survey_id\", \"student_id\") > ($1::integer, $2::integer)"),
-            std::string::npos)
-      << sql;
-  EXPECT_NE(sql.find("LIMIT $3::bigint"), std::string::npos);
-  EXPECT_NE(sql.find("\"grades\".\"survey_id\" = tide_batch.tide_k1 AND \"grades\".\"student_id\" "
-                     "= tide_batch.tide_k2"),
-            std::string::npos);
+  EXPECT_EQ(BatchBoundSql(b, true, false, true),
+            "SELECT \"survey_id\"::text AS tide_k1, \"student_id\"::text AS tide_k2 FROM \"grades\" WHERE "
+            "(\"survey_id\", \"student_id\") > ($1::integer, $2::integer) ORDER BY \"survey_id\" "
+            "DESC, \"student_id\" DESC LIMIT 1");
   // An explicit `where` is used as written and the value is not wrapped in COALESCE.
-  EXPECT_NE(sql.find("AND (score_percent IS NULL)"), std::string::npos);
-  EXPECT_NE(sql.find("SET \"score_percent\" = (score / max_score)"), std::string::npos);
-  EXPECT_NE(sql.find("SELECT tide_k2::text FROM tide_batch ORDER BY tide_batch.tide_k1 DESC, "
-                     "tide_batch.tide_k2 DESC LIMIT 1"),
-            std::string::npos);
+  EXPECT_EQ(BatchUpdateSql(b, true),
+            "UPDATE \"grades\" SET \"score_percent\" = (score / max_score) WHERE (\"survey_id\", "
+            "\"student_id\") > ($1::integer, $2::integer) AND (\"survey_id\", \"student_id\") <= "
+            "($3::integer, $4::integer) AND (score_percent IS NULL)");
 }
 
 TEST(SqlText, DefaultFilterTakesRowsWithAnySetColumnNull) {
   BatchStatement b{{"core", "users"}, {{"id", "integer"}}, {{"a", "1"}, {"b", "2"}}, ""};
   EXPECT_EQ(PendingFilter(b), "(\"a\" IS NULL OR \"b\" IS NULL)");
-  const std::string sql = BatchSql(b, false);
-  EXPECT_NE(sql.find("UPDATE \"core\".\"users\" SET \"a\" = COALESCE(\"a\", (1)), \"b\" = "
-                     "COALESCE(\"b\", (2))"),
-            std::string::npos)
-      << sql;
-  EXPECT_NE(sql.find("\"users\".\"id\" = tide_batch.tide_k1"), std::string::npos);
+  EXPECT_NE(BatchUpdateSql(b, false).find("UPDATE \"core\".\"users\" SET \"a\" = COALESCE(\"a\", (1)), "
+                                         "\"b\" = COALESCE(\"b\", (2))"),
+            std::string::npos);
 }
 
 TEST(SqlText, NullCountGate) {

@@ -5,7 +5,7 @@
 namespace tide {
 namespace {
 
-HealthLimits Limits() { return HealthLimits{Millis(10000), 50, ""}; }
+HealthLimits Limits() { return HealthLimits{Millis(10000), 50, "", 0}; }
 
 TEST(Throttle, HealthyMeansRunAtFullSpeed) {
   auto d = Decide(HealthSample{Millis(1000), 10, 0, false}, Limits());
@@ -41,8 +41,25 @@ TEST(Throttle, BlockingAnotherSessionHalvesTheBatch) {
 }
 
 TEST(Throttle, ZeroLimitsAreOff) {
-  EXPECT_EQ(Decide(HealthSample{Millis(999999), 9999, 0, false}, HealthLimits{}).kind,
+  HealthLimits off;
+  off.yield_ratio = 0;
+  EXPECT_EQ(Decide(HealthSample{Millis(999999), 9999, 0, false}, off).kind,
             ThrottleDecision::Kind::kRun);
+}
+
+TEST(Throttle, YieldsToOtherActiveSessionsInProportion) {
+  HealthLimits l = Limits();
+  l.yield_ratio = 1;
+  auto idle = Decide(HealthSample{Millis(0), 0, 0, false}, l);
+  EXPECT_EQ(idle.kind, ThrottleDecision::Kind::kRun) << "an idle database gets full speed";
+  auto busy = Decide(HealthSample{Millis(0), 4, 0, false}, l);
+  EXPECT_EQ(busy.kind, ThrottleDecision::Kind::kSlow);
+  EXPECT_EQ(busy.reason, "yield");
+  EXPECT_NEAR(busy.size_factor, 0.2, 1e-9);
+  EXPECT_EQ(busy.pause_ratio, 4);
+  auto crowded = Decide(HealthSample{Millis(0), 45, 0, false}, l);
+  EXPECT_EQ(crowded.pause_ratio, 10) << "capped";
+  EXPECT_EQ(crowded.reason, "active_sessions") << "near the limit the limit's reason wins";
 }
 
 TEST(LagEstimator, NoStandbyOrCaughtUpIsNoLag) {

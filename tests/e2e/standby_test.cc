@@ -1,0 +1,85 @@
+// tided throttles on the replay lag of a real streaming standby, and goes on when it catches up.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <pqxx/pqxx>
+#include <thread>
+
+#include "support/pg_cluster.h"
+#include "support/process.h"
+
+namespace tide {
+namespace {
+
+using namespace std::chrono_literals;
+using testing::PgCluster;
+
+bool WaitFor(const std::function<bool()>& cond, std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (cond()) return true;
+    std::this_thread::sleep_for(50ms);
+  }
+  return cond();
+}
+
+TEST(Standby, BackfillWaitsWhileReplayIsPausedAndFinishesAfterItResumes) {
+  PgCluster& pg = PgCluster::Shared();
+  const std::string db = pg.CreateDatabase("standby");
+  pg.Exec(db, "CREATE TABLE t (id bigint PRIMARY KEY, v int NOT NULL, filled int)");
+  pg.Exec(db, "INSERT INTO t (id, v) SELECT g, g FROM generate_series(1, 200000) g");
+  pg.Exec(db, "ANALYZE t");
+  pg.StartStandby();
+  ASSERT_TRUE(WaitFor([&] { return pg.Query(db, "SELECT count(*) FROM pg_stat_replication") == "1"; }, 30s));
+  pqxx::connection standby(pg.StandbyDsn(db));
+  pqxx::nontransaction sn(standby);
+  ASSERT_TRUE(WaitFor([&] { return sn.exec1("SELECT count(*) FROM t")[0].as<int64_t>() == 200000; }, 30s));
+  sn.exec("SELECT pg_wal_replay_pause()");
+
+  const std::string dir = testing::MakeTempDir("tide-standby");
+  const std::string config = dir + "/tided.yaml";
+  testing::WriteAll(config, "spool_dir: " + dir + "/spool\naudit_log: " + dir +
+                                "/audit.jsonl\nmetrics_listen: 127.0.0.1:" +
+                                std::to_string(testing::FreePort()) + "\ndatabases:\n  app:\n    dsn: \"" +
+                                pg.Dsn(db) + "\"\ndefaults: {max_replication_lag: 2s}\n");
+  testing::Process tided({TIDED_PATH, "--config", config}, dir + "/tided.log");
+  ASSERT_TRUE(WaitFor([&] { return access((dir + "/spool/incoming").c_str(), F_OK) == 0; }, 10s));
+  testing::WriteAll(dir + "/plan.yaml", R"(plan: fill
+database: app
+backfill:
+  - table: t
+    set: {filled: v * 2}
+    batch_size: 2000
+    max_batch_size: 2000
+    pause_between_batches: 50ms
+)");
+  auto submit = testing::RunCommand({TIDECTL_PATH, "submit", "--config", config, dir + "/plan.yaml"});
+  ASSERT_EQ(submit.status, 0) << submit.output;
+
+  auto audit = [&] { return testing::ReadAll(dir + "/audit.jsonl"); };
+  ASSERT_TRUE(WaitFor([&] { return audit().find("\"reason\":\"replication_lag\"") != std::string::npos; }, 60s))
+      << testing::ReadAll(dir + "/tided.log");
+  auto done_rows = [&] {
+    return std::stoll("0" + pg.Query(db, "SELECT sum(rows_scanned) FROM tide.backfill"));
+  };
+  std::this_thread::sleep_for(1500ms);  // batches in flight finish
+  const int64_t held = done_rows();
+  std::this_thread::sleep_for(3s);
+  EXPECT_LE(done_rows(), held + 2000) << "no new batches while the standby is behind";
+  EXPECT_LT(held, 200000) << "throttled before the end";
+  auto status = testing::RunCommand({TIDECTL_PATH, "status", "--config", config});
+  EXPECT_NE(status.output.find("throttled: replication_lag"), std::string::npos) << status.output;
+
+  sn.exec("SELECT pg_wal_replay_resume()");
+  ASSERT_TRUE(WaitFor([&] { return pg.Query(db, "SELECT state FROM tide.plans WHERE name = 'fill'") == "done"; }, 120s))
+      << testing::ReadAll(dir + "/tided.log");
+  EXPECT_NE(audit().find("\"event\":\"throttle_ended\""), std::string::npos);
+  EXPECT_EQ(pg.Query(db, "SELECT count(*) FROM t WHERE filled = v * 2"), "200000");
+  tided.Signal(SIGTERM);
+  EXPECT_EQ(tided.Wait(15s), 0);
+  testing::Shell("rm -rf " + dir);
+}
+
+}  // namespace
+}  // namespace tide
