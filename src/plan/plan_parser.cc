@@ -123,8 +123,13 @@ class PlanParser {
       r_.Error(t["min_batch_size"], "`min_batch_size` in " + what + " is above `max_batch_size`");
     }
     if (auto sync = r_.String(t, "sync_trigger", what, false)) {
-      if (*sync == "true") task->sync_trigger = true;
-      else if (*sync != "false") r_.Error(t["sync_trigger"], "`sync_trigger` in " + what + " must be true or false");
+      if (*sync == "true") {
+        r_.Error(t["sync_trigger"], "`sync_trigger: true` in " + what + " is not available in this version",
+                 "leave it out: rows the application writes during the backfill are caught up "
+                 "before the gates pass");
+      } else if (*sync != "false") {
+        r_.Error(t["sync_trigger"], "`sync_trigger` in " + what + " must be true or false");
+      }
     }
   }
 

@@ -234,7 +234,9 @@ TEST_F(DaemonTest, SigtermStopsCleanlyAndMetricsAreServed) {
   PgCluster::Shared().Exec(db_, kOffersSchema);
   StartDaemon();
   ASSERT_EQ(Ctl({"submit", "--config", config_, WritePlan("clinic.yaml", kClinicPlan)}).status, 0);
-  ASSERT_TRUE(WaitFor([&] { return PlanState("add_clinic_id") == "backfilling"; }, 30s));
+  ASSERT_TRUE(WaitFor([&] {
+    return std::stoll("0" + Query("SELECT sum(rows_scanned) FROM tide.backfill")) > 0;
+  }, 30s));
   auto metrics = RunCommand({"/usr/bin/curl", "-sf", "http://127.0.0.1:" + std::to_string(metrics_port_) + "/metrics"});
   ASSERT_EQ(metrics.status, 0) << metrics.output;
   EXPECT_NE(metrics.output.find("tide_plan_state{database=\"app\",plan=\"add_clinic_id\",state=\"backfilling\"} 1"),
@@ -257,31 +259,49 @@ TEST_F(DaemonTest, FinishesWhileTheApplicationKeepsInsertingAndUpdating) {
   PgCluster::Shared().Exec(db_, kOffersSchema);
   PgCluster::Shared().Exec(db_, "ALTER TABLE patient_offers ADD COLUMN note text");
   StartDaemon();
-  std::atomic<bool> stop{false};
-  std::atomic<int> inserted{0};
+  std::atomic<bool> stop{false}, new_version{false};
+  std::atomic<int> inserted{0}, app_errors{0};
   std::thread app([&] {
     pqxx::connection c(PgCluster::Shared().Dsn(db_));
     int64_t next = 1000001;
     while (!stop) {
-      pqxx::work w(c);
-      // The old application version knows nothing of "clinicId" and leaves it NULL.
-      w.exec("INSERT INTO patient_offers (id, \"offerId\") SELECT g, 1 + g % 1000 FROM "
-             "generate_series(" + std::to_string(next) + ", " + std::to_string(next + 49) + ") g");
-      w.exec("UPDATE patient_offers SET note = 'seen' WHERE id IN (SELECT 1 + (random() * 99999)::int "
-             "FROM generate_series(1, 20))");
-      w.commit();
-      next += 50;
-      inserted += 50;
+      try {
+        pqxx::work w(c);
+        // The old application version knows nothing of "clinicId" and leaves it NULL; the new
+        // one, deployed once the backfill has run, fills it.
+        const std::string clinic = new_version
+            ? "(SELECT o.\"clinicId\" FROM offers o WHERE o.id = 1 + g % 1000)" : "NULL";
+        w.exec("INSERT INTO patient_offers (id, \"offerId\", \"clinicId\") SELECT g, 1 + g % 1000, " +
+               clinic + " FROM generate_series(" + std::to_string(next) + ", " +
+               std::to_string(next + 49) + ") g");
+        w.exec("UPDATE patient_offers SET note = 'seen' WHERE id IN (SELECT 1 + (random() * 99999)::int "
+               "FROM generate_series(1, 20))");
+        w.commit();
+        next += 50;
+        inserted += 50;
+      } catch (const pqxx::sql_error&) {
+        ++app_errors;  // a deadlock with a batch: the application retries, as it would
+      }
       std::this_thread::sleep_for(20ms);
     }
   });
-  ASSERT_EQ(Ctl({"submit", "--config", config_, WritePlan("clinic.yaml", kClinicPlan)}).status, 0);
-  // Keep writing through the first pass of the backfill and a bit beyond.
-  WaitFor([&] { return PlanState("add_clinic_id") == "gating"; }, 60s);
+  // The contract waits for the new version: a gate that fails while NULLs still arrive.
+  std::string plan = kClinicPlan;
+  plan.replace(plan.find("gates:\n"), 7,
+               "gates:\n  - sql: SELECT count(*) FROM app_version WHERE version < 2\n    expect: 0\n");
+  PgCluster::Shared().Exec(db_, "CREATE TABLE app_version (version int); INSERT INTO app_version VALUES (1)");
+  ASSERT_EQ(Ctl({"submit", "--config", config_, WritePlan("clinic.yaml", plan)}).status, 0);
+  // The old version writes through the first pass of the backfill and a bit beyond.
+  ASSERT_TRUE(WaitFor([&] { return PlanState("add_clinic_id") == "gating"; }, 60s));
   std::this_thread::sleep_for(1s);
+  new_version = true;
+  std::this_thread::sleep_for(200ms);  // the last old-version transaction has committed
+  PgCluster::Shared().Exec(db_, "UPDATE app_version SET version = 2");
+  ASSERT_TRUE(WaitFor([&] { return PlanState("add_clinic_id") != "gating"; }, 60s));
   stop = true;
   app.join();
   ASSERT_GT(inserted, 0);
+  EXPECT_LT(app_errors, inserted / 50) << "most application transactions went through";
   ASSERT_TRUE(WaitFor([&] { return PlanState("add_clinic_id") == "done"; }, 60s))
       << ReadAll(dir_ + "/tided.log");
   EXPECT_EQ(Query("SELECT count(*) FROM patient_offers WHERE \"clinicId\" IS NULL"), "0");
@@ -292,6 +312,8 @@ TEST_F(DaemonTest, FinishesWhileTheApplicationKeepsInsertingAndUpdating) {
 
 TEST_F(DaemonTest, BatchesThatHitStatementTimeoutAreRetriedSmaller) {
   PgCluster::Shared().Exec(db_, "CREATE TABLE slow (id int PRIMARY KEY, v int NOT NULL, w int)");
+  PgCluster::Shared().Exec(db_, "CREATE FUNCTION slow_copy(int) RETURNS int LANGUAGE plpgsql AS "
+                                "$$ BEGIN PERFORM pg_sleep(0.001); RETURN $1; END $$");
   PgCluster::Shared().Exec(db_, "INSERT INTO slow SELECT g, g FROM generate_series(1, 3000) g");
   PgCluster::Shared().Exec(db_, "ANALYZE slow");
   StartDaemon();
@@ -301,7 +323,7 @@ database: app
 settings: {statement_timeout: 400ms}
 backfill:
   - table: slow
-    set: {w: "(SELECT v FROM pg_sleep(0.001))"}
+    set: {w: "slow_copy(v)"}
     batch_size: 1000
     min_batch_size: 10
     target_batch_time: 100ms

@@ -104,7 +104,7 @@ int PgCluster::StartStandby() {
       AsPostgres(std::string(kPgBin) + "/pg_ctl -D " + standby_dir_ + " -l " + dir_ +
                  "/standby.log -w -t 60 start -o \"-c listen_addresses=127.0.0.1 -p " +
                  std::to_string(standby_port_) + " -k " + dir_ +
-                 " -c hot_standby=on -c wal_receiver_status_interval=1s\" > /dev/null");
+                 " -c hot_standby=on -c wal_receiver_status_interval=1s -c max_connections=200\" > /dev/null");
   if (Shell(start) != 0) {
     Shell("cat " + dir_ + "/standby.log >&2");
     throw std::runtime_error("the standby did not start");
