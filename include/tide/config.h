@@ -34,7 +34,7 @@ struct Defaults {
   Millis max_replication_lag{10000};
   int64_t max_active_sessions = 50;
   std::string throttle_query;
-  double yield_ratio = 1.0;  // see HealthLimits::yield_ratio
+  double yield_ratio = 2.0;  // see HealthLimits::yield_ratio
 };
 
 struct Config {

@@ -118,6 +118,8 @@ class PlanDatabase {
                                        const BatchStatement& statement,
                                        const TaskCheckpoint& from, int64_t batch_size,
                                        const StatementLimits& limits) = 0;
+  // Runs statements that are not a plan step (tide's own triggers), in one transaction.
+  virtual Status Execute(const std::string& sql, const StatementLimits& limits) = 0;
   // Runs a query that returns one number (a gate).
   virtual Result<int64_t> QueryNumber(const std::string& sql, const StatementLimits& limits) = 0;
 

@@ -138,6 +138,35 @@ std::string BatchCountSql(const BatchStatement& b, bool has_lower) {
          KeyBounds(b.key, has_lower, true, &next);
 }
 
+SyncTriggerSql MakeSyncTrigger(const std::string& plan, int task_index,
+                               const BackfillTask& task) {
+  // Names stay within 63 bytes: plan names are at most 63, so cut and add the task number.
+  const std::string name = "tide_sync_" + plan.substr(0, 40) + "_" + std::to_string(task_index);
+  const std::string fn = "tide." + QuoteIdent(name);
+  const std::string row = "FROM (SELECT (NEW).*) AS " + QuoteIdent(task.table.name);
+  std::string body = "#variable_conflict use_column\nBEGIN\n";
+  if (!task.where.empty()) body += "  IF (SELECT (" + task.where + ") " + row + ") THEN\n";
+  for (const auto& [column, expr] : task.set) {
+    const std::string target = "NEW." + QuoteIdent(column);
+    if (task.where.empty()) {
+      body += "  IF " + target + " IS NULL THEN " + target + " := (SELECT (" + expr + ") " + row +
+              "); END IF;\n";
+    } else {
+      body += "    " + target + " := (SELECT (" + expr + ") " + row + ");\n";
+    }
+  }
+  if (!task.where.empty()) body += "  END IF;\n";
+  body += "  RETURN NEW;\nEND";
+  SyncTriggerSql out;
+  out.create = "CREATE OR REPLACE FUNCTION " + fn + "() RETURNS trigger LANGUAGE plpgsql AS " +
+               "$tide_sync$\n" + body + "\n$tide_sync$; CREATE OR REPLACE TRIGGER " +
+               QuoteIdent(name) + " BEFORE INSERT OR UPDATE ON " + QuoteName(task.table) +
+               " FOR EACH ROW EXECUTE FUNCTION " + fn + "()";
+  out.drop = "DROP TRIGGER IF EXISTS " + QuoteIdent(name) + " ON " + QuoteName(task.table) +
+             "; DROP FUNCTION IF EXISTS " + fn + "()";
+  return out;
+}
+
 std::string NullCountSql(const QualifiedName& table, const std::string& column) {
   return "SELECT count(*) FROM " + QuoteName(table) + " WHERE " + QuoteIdent(column) + " IS NULL";
 }

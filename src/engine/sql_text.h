@@ -54,6 +54,17 @@ std::string BatchCountSql(const BatchStatement& b, bool has_lower);
 // The filter that selects rows still to be filled.
 std::string PendingFilter(const BatchStatement& b);
 
+// The trigger that fills a task's columns on INSERT and UPDATE while the plan runs
+// (`sync_trigger: true`), so that new writes stop adding work. Each expression is evaluated over
+// the new row, which is visible under the table's own name (so `patient_offers."offerId"` and
+// `"offerId"` both work) and may use subqueries on other tables. With the default filter a
+// column is filled only when it is NULL; with `where`, when the new row matches it.
+struct SyncTriggerSql {
+  std::string create;  // CREATE OR REPLACE FUNCTION ...; CREATE OR REPLACE TRIGGER ...
+  std::string drop;    // DROP TRIGGER IF EXISTS ...; DROP FUNCTION IF EXISTS ...
+};
+SyncTriggerSql MakeSyncTrigger(const std::string& plan, int task_index, const BackfillTask& task);
+
 // SELECT count(*) of rows that fail a null_count gate.
 std::string NullCountSql(const QualifiedName& table, const std::string& column);
 

@@ -51,11 +51,19 @@ CREATE TABLE IF NOT EXISTS tide.backfill (
   rows_scanned   bigint NOT NULL DEFAULT 0,
   rows_estimated bigint NOT NULL DEFAULT 0,
   batches        bigint NOT NULL DEFAULT 0,
-  rows_per_second double precision NOT NULL DEFAULT 0,
-  eta_seconds    bigint NOT NULL DEFAULT -1,
-  throttle_reason text NOT NULL DEFAULT '',
   updated_at     timestamptz NOT NULL DEFAULT now(),
   PRIMARY KEY (plan, task, range)
+);
+-- Live figures of a running task, written by its monitor once a second. Apart from
+-- tide.backfill so that the monitor never waits on a row a batch has locked.
+CREATE TABLE IF NOT EXISTS tide.task_status (
+  plan            text NOT NULL REFERENCES tide.plans (name) ON DELETE CASCADE,
+  task            int NOT NULL,
+  rows_per_second double precision NOT NULL DEFAULT 0,
+  eta_seconds     bigint NOT NULL DEFAULT -1,
+  throttle_reason text NOT NULL DEFAULT '',
+  updated_at      timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (plan, task)
 );
 )SQL";
 
@@ -506,8 +514,10 @@ Status PgPlanDatabase::SaveTaskStatus(const std::string& plan, int task, double 
   try {
     pqxx::work w(*conn_);
     w.exec_params0(
-        "UPDATE tide.backfill SET rows_per_second = $3, eta_seconds = $4, throttle_reason = $5 "
-        "WHERE plan = $1 AND task = $2",
+        "INSERT INTO tide.task_status (plan, task, rows_per_second, eta_seconds, throttle_reason) "
+        "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (plan, task) DO UPDATE SET "
+        "rows_per_second = excluded.rows_per_second, eta_seconds = excluded.eta_seconds, "
+        "throttle_reason = excluded.throttle_reason, updated_at = now()",
         plan, task, rows_per_second, eta_seconds, throttle_reason);
     w.commit();
     return Status::Ok();
@@ -578,6 +588,19 @@ Result<BatchResult> PgPlanDatabase::RunBatch(const std::string& plan, int task,
   }
 }
 
+Status PgPlanDatabase::Execute(const std::string& sql, const StatementLimits& limits) {
+  TIDE_CONNECTED();
+  try {
+    pqxx::work w(*conn_);
+    w.exec0(LimitsSql(limits));
+    w.exec(sql);
+    w.commit();
+    return Status::Ok();
+  } catch (...) {
+    return FromCurrentException();
+  }
+}
+
 Result<int64_t> PgPlanDatabase::QueryNumber(const std::string& sql, const StatementLimits& limits) {
   TIDE_CONNECTED();
   try {
@@ -602,13 +625,15 @@ Result<std::vector<TaskProgress>> PgPlanDatabase::ListTaskProgress() {
   TIDE_CONNECTED();
   try {
     pqxx::work w(*conn_);
-    auto r = w.exec("SELECT plan, task, min(table_name), max(pass), bool_and(done), "
+    auto r = w.exec("SELECT b.plan, b.task, min(table_name), max(pass), bool_and(done), "
                     "sum(rows_updated)::bigint, sum(rows_scanned)::bigint, "
                     "sum(rows_estimated)::bigint, sum(batches)::bigint, " +
-                    Ts("max(updated_at)") +
-                    ", count(*)::int, max(rows_per_second), max(eta_seconds), "
-                    "max(throttle_reason) FROM tide.backfill GROUP BY plan, task "
-                    "ORDER BY plan, task");
+                    Ts("max(b.updated_at)") +
+                    ", count(*)::int, COALESCE(max(s.rows_per_second), 0), "
+                    "COALESCE(max(s.eta_seconds), -1), COALESCE(max(s.throttle_reason), '') "
+                    "FROM tide.backfill b LEFT JOIN tide.task_status s "
+                    "ON s.plan = b.plan AND s.task = b.task GROUP BY b.plan, b.task "
+                    "ORDER BY b.plan, b.task");
     std::vector<TaskProgress> out;
     for (const auto& row : r) {
       TaskProgress t;

@@ -68,6 +68,7 @@ class PgPlanDatabase : public PlanDatabase {
   Result<BatchResult> RunBatch(const std::string& plan, int task, const BatchStatement& statement,
                                const TaskCheckpoint& from, int64_t batch_size,
                                const StatementLimits& limits) override;
+  Status Execute(const std::string& sql, const StatementLimits& limits) override;
   Result<int64_t> QueryNumber(const std::string& sql, const StatementLimits& limits) override;
   Result<int64_t> BackendPid() override;
   Result<HealthReading> ReadHealth(const std::vector<int64_t>& our_pids,

@@ -97,6 +97,7 @@ class PlanParser {
       ParseSet(t, what, &task);
       if (auto w = r_.String(t, "where", what, false)) task.where = *w;
       ParseTuning(t, what, &task);
+      CheckSyncTrigger(t, what, task);
       for (const auto& other : plan->backfill) {
         if (other.table == task.table && !task.table.name.empty()) {
           r_.Error(t, what + " backfills `" + task.table.Display() + "` again",
@@ -124,12 +125,23 @@ class PlanParser {
     }
     if (auto sync = r_.String(t, "sync_trigger", what, false)) {
       if (*sync == "true") {
-        r_.Error(t["sync_trigger"], "`sync_trigger: true` in " + what + " is not available in this version",
-                 "leave it out: rows the application writes during the backfill are caught up "
-                 "before the gates pass");
+        task->sync_trigger = true;
       } else if (*sync != "false") {
         r_.Error(t["sync_trigger"], "`sync_trigger` in " + what + " must be true or false");
       }
+    }
+  }
+
+  // The trigger evaluates each expression over the new row under the table's bare name; a
+  // schema-qualified reference to the table itself cannot resolve there.
+  void CheckSyncTrigger(const YAML::Node& t, const std::string& what, const BackfillTask& task) {
+    if (!task.sync_trigger || task.table.schema.empty()) return;
+    const std::string qualified = task.table.schema + "." + task.table.name + ".";
+    for (const auto& [column, expr] : task.set) {
+      if (expr.find(qualified) == std::string::npos) continue;
+      r_.Error(t["set"], "the expression for `" + column + "` in " + what + " names `" +
+                             qualified + "...`, which `sync_trigger` cannot evaluate",
+               "write `" + task.table.name + ".<column>` or the bare column name");
     }
   }
 

@@ -98,8 +98,10 @@ void BackfillRun::RunSetup() {
   const BackfillTask task = task_;
   const int index = index_, pass = pass_, workers = options_.workers;
   const bool tail_only = tail_only_;
+  const StatementLimits limits = limits_;
   env_.offload->Run<Result<Setup>>(
-      [connector, database, plan, task, index, pass, workers, tail_only]() -> Result<Setup> {
+      [connector, database, plan, task, index, pass, workers, tail_only,
+       limits]() -> Result<Setup> {
         auto conn = connector->Connect(database);
         if (!conn.ok()) return conn.status();
         std::shared_ptr<PlanDatabase> db = std::move(conn).value();
@@ -117,6 +119,10 @@ void BackfillRun::RunSetup() {
         setup.statement = MakeBatchStatement(task, info->key);
         if (tail_only) {
           Status s = db->ReopenTail(plan, index);
+          if (!s.ok()) return s;
+        } else if (task.sync_trigger) {
+          // Before the first batch, so that no row written from now on is missed.
+          Status s = db->Execute(MakeSyncTrigger(plan, index, task).create, limits);
           if (!s.ok()) return s;
         }
         auto ranges = db->LoadRanges(plan, index, pass);

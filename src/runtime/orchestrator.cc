@@ -61,6 +61,10 @@ class Orchestrator::Run : public std::enable_shared_from_this<Orchestrator::Run>
     cursor_ = Normalize(plan_, cursor_);
     AnnouncePhase();
     const Action a = NextAction(plan_, cursor_);
+    if ((a.kind == Action::Kind::kRunContractStep || a.kind == Action::Kind::kFinish) &&
+        !sync_triggers_dropped_) {
+      return DropSyncTriggers();
+    }
     switch (a.kind) {
       case Action::Kind::kRunExpandStep: return RunStep("expand", plan_.expand[a.index], a.index);
       case Action::Kind::kRunContractStep:
@@ -87,6 +91,30 @@ class Orchestrator::Run : public std::enable_shared_from_this<Orchestrator::Run>
       Audit("phase_started", PhaseOf(cursor_.state),
             JsonObject().Str("state", ToString(cursor_.state)).Bool("catch_up", cursor_.catch_up));
     }
+  }
+
+  // The sync triggers of `sync_trigger` tasks live from the backfill to the contract.
+  void DropSyncTriggers() {
+    std::string sql;
+    for (size_t i = 0; i < plan_.backfill.size(); ++i) {
+      if (plan_.backfill[i].sync_trigger) {
+        sql += MakeSyncTrigger(plan_.name, static_cast<int>(i), plan_.backfill[i]).drop + "; ";
+      }
+    }
+    if (sql.empty()) {
+      sync_triggers_dropped_ = true;
+      return Next();
+    }
+    auto db = db_;
+    const StatementLimits limits = limits_;
+    doing_ = "dropping the sync triggers";
+    o_.offloader_.Run<Status>([db, sql, limits] { return db->Execute(sql, limits); },
+                              [self = shared_from_this()](Status s) {
+                                if (!s.ok()) return self->OnError(s);
+                                self->Audit("sync_triggers_dropped", "contract", JsonObject());
+                                self->sync_triggers_dropped_ = true;
+                                self->Next();
+                              });
   }
 
   void RunStep(const std::string& phase, const SqlStep& step, size_t index) {
@@ -351,6 +379,7 @@ class Orchestrator::Run : public std::enable_shared_from_this<Orchestrator::Run>
   PlanState announced_state_ = PlanState::kAccepted;
   SteadyClock::time_point phase_started_;
   bool waiting_on_gates_ = false;
+  bool sync_triggers_dropped_ = false;
 
   // The backfill task in progress.
   std::shared_ptr<BackfillRun> task_;

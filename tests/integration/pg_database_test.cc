@@ -339,6 +339,42 @@ TEST_F(PgDatabaseTest, HealthReadingsComeFromTheServer) {
   waiter.join();
 }
 
+TEST_F(PgDatabaseTest, TheSyncTriggerFillsNewAndUpdatedRowsWithTheSameExpressions) {
+  Exec("CREATE TABLE offers (id int PRIMARY KEY, \"clinicId\" text)");
+  Exec("INSERT INTO offers VALUES (1, 'c1'), (2, 'c2')");
+  Exec("CREATE TABLE patient_offers (id int PRIMARY KEY, \"offerId\" int, \"clinicId\" text, note text)");
+  Exec("INSERT INTO patient_offers VALUES (1, 1, NULL, NULL)");
+  BackfillTask task;
+  task.table = {"", "patient_offers"};
+  task.set = {{"clinicId", "(SELECT o.\"clinicId\" FROM offers o WHERE o.id = patient_offers.\"offerId\")"}};
+  const SyncTriggerSql sql = MakeSyncTrigger("p", 0, task);
+  Status s = db_->Execute(sql.create, limits_);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  ASSERT_TRUE(db_->Execute(sql.create, limits_).ok()) << "installing it again is harmless";
+  Exec("INSERT INTO patient_offers VALUES (2, 2, NULL, NULL), (3, 1, 'kept', NULL)");
+  EXPECT_EQ(Query("SELECT \"clinicId\" FROM patient_offers WHERE id = 2"), "c2");
+  EXPECT_EQ(Query("SELECT \"clinicId\" FROM patient_offers WHERE id = 3"), "kept");
+  Exec("UPDATE patient_offers SET note = 'x' WHERE id = 1");
+  EXPECT_EQ(Query("SELECT \"clinicId\" FROM patient_offers WHERE id = 1"), "c1");
+
+  // With an explicit `where`, the row is filled when it matches, and bare column names work.
+  Exec("CREATE TABLE grades (id int PRIMARY KEY, score numeric, max_score numeric, pct numeric)");
+  BackfillTask g;
+  g.table = {"", "grades"};
+  g.set = {{"pct", "round(100 * score / max_score, 2)"}};
+  g.where = "max_score > 0";
+  ASSERT_TRUE(db_->Execute(MakeSyncTrigger("p", 1, g).create, limits_).ok());
+  Exec("INSERT INTO grades VALUES (1, 5, 10, NULL), (2, 5, 0, NULL)");
+  EXPECT_EQ(Query("SELECT pct FROM grades WHERE id = 1"), "50.00");
+  EXPECT_EQ(Query("SELECT pct IS NULL FROM grades WHERE id = 2"), "t");
+
+  ASSERT_TRUE(db_->Execute(sql.drop, limits_).ok());
+  ASSERT_TRUE(db_->Execute(sql.drop, limits_).ok()) << "dropping it again is harmless";
+  Exec("INSERT INTO patient_offers VALUES (4, 2, NULL, NULL)");
+  EXPECT_EQ(Query("SELECT \"clinicId\" IS NULL FROM patient_offers WHERE id = 4"), "t");
+  EXPECT_EQ(Query("SELECT count(*) FROM pg_proc WHERE proname = 'tide_sync_p_0'"), "0");
+}
+
 TEST_F(PgDatabaseTest, GatesReturnOneNumberWithinTheirTimeout) {
   Exec("CREATE TABLE t (id int PRIMARY KEY, c int)");
   Exec("INSERT INTO t SELECT g, CASE WHEN g % 10 = 0 THEN NULL ELSE g END FROM generate_series(1, 100) g");

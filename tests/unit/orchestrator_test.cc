@@ -153,6 +153,11 @@ class FakeDatabase : public PlanDatabase {
   Status SaveTaskStatus(const std::string&, int, double, int64_t, const std::string&) override {
     return Status::Ok();
   }
+  Status Execute(const std::string& sql, const StatementLimits&) override {
+    std::lock_guard<std::mutex> l(mu_);
+    executed_.push_back(sql);
+    return Status::Ok();
+  }
   Result<int64_t> QueryNumber(const std::string&, const StatementLimits&) override {
     std::lock_guard<std::mutex> l(mu_);
     if (!gate_values_.empty()) {
@@ -170,6 +175,7 @@ class FakeDatabase : public PlanDatabase {
   std::map<std::pair<int, int>, TaskCheckpoint> checkpoints_;  // (task, range)
   size_t ranges_created_ = 0;
   int tails_reopened_ = 0;
+  std::vector<std::string> executed_;
   std::vector<int64_t> sizes_;
   std::atomic<int64_t> pids_{0};
   bool throttle_ = false;
@@ -241,6 +247,7 @@ class FakeConnector : public DatabaseConnector {
     Result<int64_t> QueryNumber(const std::string& s, const StatementLimits& l) override {
       return d->QueryNumber(s, l);
     }
+    Status Execute(const std::string& s, const StatementLimits& l) override { return d->Execute(s, l); }
   };
   FakeDatabase* db_;
 };
@@ -489,6 +496,19 @@ TEST_F(OrchestratorTest, SeveralWorkersFillDisjointRangesExactlyOnce) {
   ASSERT_EQ(spool_.done.size(), 1u) << spool_.last_error;
   EXPECT_EQ(db_.ranges_created_, 3u);
   for (size_t k = 1; k < db_.filled_.size(); ++k) EXPECT_EQ(db_.filled_[k], 1) << "key " << k;
+}
+
+TEST_F(OrchestratorTest, ASyncTriggerLivesFromTheBackfillToTheContract) {
+  std::string plan = kPlan;
+  plan.replace(plan.find("batch_size: 10"), 14, "batch_size: 10\n    sync_trigger: true");
+  auto o = Make();
+  Submit(*o, plan);
+  RunUntil([&] { return !spool_.done.empty() || !spool_.failed.empty(); });
+  ASSERT_EQ(spool_.done.size(), 1u) << spool_.last_error;
+  ASSERT_EQ(db_.executed_.size(), 2u);
+  EXPECT_EQ(db_.executed_[0].rfind("CREATE OR REPLACE FUNCTION tide.\"tide_sync_fill_c_0\"", 0), 0u);
+  EXPECT_EQ(db_.executed_[1].rfind("DROP TRIGGER IF EXISTS \"tide_sync_fill_c_0\"", 0), 0u);
+  EXPECT_EQ(audit_.Count("sync_triggers_dropped"), 1);
 }
 
 TEST_F(OrchestratorTest, WorkersAcrossPlansStayWithinMaxWorkers) {
