@@ -6,6 +6,7 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/thread_pool.hpp>
 #include <csignal>
 #include <cstring>
@@ -16,6 +17,7 @@
 
 #include "obs/audit_log.h"
 #include "obs/prometheus_metrics.h"
+#include "obs/systemd_notify.h"
 #include "pg/pg_database.h"
 #include "runtime/files.h"
 #include "runtime/orchestrator.h"
@@ -81,6 +83,44 @@ int Run(const std::string& config_path) {
     spdlog::critical("{}", s.ToString());
     return 1;
   }
+  // Ready once the spool is watched and each database has answered (or said why not).
+  tide::SystemdNotifier notifier;
+  std::string unreachable;
+  for (const auto& kv : config->databases) {
+    auto db = connector.Connect(kv.first);
+    if (!db.ok()) {
+      unreachable += (unreachable.empty() ? "" : ", ") + kv.first;
+      spdlog::warn("database {}: {}; plans for it wait until it answers", kv.first,
+                   db.status().ToString());
+    }
+  }
+  auto summary = [&] {
+    std::string s = std::to_string(orchestrator.running_plans()) + " plan(s) running";
+    if (!unreachable.empty()) s += "; unreachable at start: " + unreachable;
+    return s;
+  };
+  notifier.Ready(summary());
+  boost::asio::steady_timer status_timer(io);
+  std::function<void(const boost::system::error_code&)> on_status_tick =
+      [&](const boost::system::error_code& ec) {
+        if (ec) return;
+        notifier.Status(summary());
+        status_timer.expires_after(std::chrono::seconds(5));
+        status_timer.async_wait(on_status_tick);
+      };
+  status_timer.expires_after(std::chrono::seconds(5));
+  status_timer.async_wait(on_status_tick);
+  // The watchdog is fed from the event loop, so a stuck loop is what it catches.
+  boost::asio::steady_timer watchdog_timer(io);
+  const auto watchdog_every = notifier.WatchdogInterval();
+  std::function<void(const boost::system::error_code&)> on_watchdog =
+      [&](const boost::system::error_code& ec) {
+        if (ec) return;
+        notifier.Watchdog();
+        watchdog_timer.expires_after(watchdog_every);
+        watchdog_timer.async_wait(on_watchdog);
+      };
+  if (watchdog_every.count() > 0) on_watchdog({});
 
   boost::asio::signal_set signals(io, SIGTERM, SIGINT);
   int stop_signals = 0;
@@ -94,6 +134,9 @@ int Run(const std::string& config_path) {
           std::_Exit(1);
         }
         spdlog::info("{}: finishing the statements in flight, then stopping", strsignal(sig));
+        notifier.Stopping();
+        status_timer.cancel();
+        watchdog_timer.cancel();
         watcher.Stop();
         orchestrator.Shutdown([&] { io.stop(); });
         signals.async_wait(on_signal);

@@ -67,7 +67,7 @@ struct StatementLimits {
 struct HealthReading {
   int64_t current_lsn = 0;             // the primary's WAL position, bytes
   std::optional<int64_t> replay_lsn;   // the slowest standby's replayed position
-  int64_t active_sessions = 0;         // other client sessions running a query
+  int64_t active_sessions = 0;         // other client sessions running a query or in a transaction
   int64_t blocked_by_us = 0;           // sessions waiting on locks held by `our_pids`
   bool throttle_query_true = false;
 };
@@ -174,6 +174,16 @@ class Metrics {
                             double seconds) = 0;
   virtual void SetReplicationLag(const std::string& database, double seconds) = 0;
   virtual void PlanFinished(const std::string& database, const std::string& outcome) = 0;
+  // The last value of a gate's query (for null_count: the rows still NULL).
+  virtual void SetGateRemaining(const std::string& plan, const std::string& gate, int64_t value) = 0;
+  // A DDL step that finished, and one that timed out waiting for a lock.
+  virtual void RecordDdl(const std::string& plan, const std::string& phase, double seconds) = 0;
+  virtual void CountLockTimeout(const std::string& plan) = 0;
+  // A retried error, by kind (see RetryKind).
+  virtual void CountRetry(const std::string& plan, const std::string& kind) = 0;
+  // A batch committed now.
+  virtual void MarkProgress(const std::string& plan) = 0;
+  virtual void SetPaused(const std::string& plan, bool paused) = 0;
 };
 
 class NullMetrics : public Metrics {
@@ -185,6 +195,12 @@ class NullMetrics : public Metrics {
   void SetBackfillShape(const std::string&, const std::string&, int64_t, int, int64_t) override {}
   void SetThrottled(const std::string&, const std::string&, bool, double) override {}
   void SetReplicationLag(const std::string&, double) override {}
+  void SetGateRemaining(const std::string&, const std::string&, int64_t) override {}
+  void RecordDdl(const std::string&, const std::string&, double) override {}
+  void CountLockTimeout(const std::string&) override {}
+  void CountRetry(const std::string&, const std::string&) override {}
+  void MarkProgress(const std::string&) override {}
+  void SetPaused(const std::string&, bool) override {}
   void PlanFinished(const std::string&, const std::string&) override {}
 };
 

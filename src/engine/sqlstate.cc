@@ -10,6 +10,17 @@ Status::Code ClassifySqlstate(const std::string& s) {
   return Status::Code::kFatal;
 }
 
+std::string RetryKind(const Status& s) {
+  const std::string& c = s.sqlstate();
+  if (c == "55P03") return "lock_timeout";
+  if (c == "57014") return "statement_timeout";
+  if (c == "40001") return "serialization";
+  if (c == "40P01") return "deadlock";
+  if (c.rfind("08", 0) == 0 || c.rfind("57P0", 0) == 0) return "connection";
+  if (s.code() == Status::Code::kInDoubt) return "in_doubt";
+  return "other";
+}
+
 Status StatusFromSqlstate(const std::string& sqlstate, const std::string& message) {
   switch (ClassifySqlstate(sqlstate)) {
     case Status::Code::kRetryable: return Status::Retryable(message, sqlstate);

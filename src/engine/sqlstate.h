@@ -13,6 +13,10 @@ namespace tide {
 // Everything else: kFatal.
 Status::Code ClassifySqlstate(const std::string& sqlstate);
 
+// A short, bounded label for a retried error, for metrics: lock_timeout, statement_timeout,
+// serialization, deadlock, connection, in_doubt, other.
+std::string RetryKind(const Status& s);
+
 // A Status of the right class for a server error.
 Status StatusFromSqlstate(const std::string& sqlstate, const std::string& message);
 

@@ -7,6 +7,8 @@
 
 #include "tide/version.h"
 
+#include <chrono>
+
 namespace tide {
 
 struct PrometheusMetrics::Families {
@@ -23,6 +25,12 @@ struct PrometheusMetrics::Families {
   prometheus::Family<prometheus::Gauge>& throttled;
   prometheus::Family<prometheus::Counter>& throttle_seconds;
   prometheus::Family<prometheus::Gauge>& replication_lag;
+  prometheus::Family<prometheus::Gauge>& gate_remaining;
+  prometheus::Family<prometheus::Histogram>& ddl_duration;
+  prometheus::Family<prometheus::Counter>& lock_timeouts;
+  prometheus::Family<prometheus::Counter>& retries;
+  prometheus::Family<prometheus::Gauge>& last_progress;
+  prometheus::Family<prometheus::Gauge>& paused;
 };
 
 PrometheusMetrics::PrometheusMetrics() : registry_(std::make_shared<prometheus::Registry>()) {
@@ -78,6 +86,30 @@ PrometheusMetrics::PrometheusMetrics() : registry_(std::make_shared<prometheus::
           .Name("tide_replication_lag_seconds")
           .Help("Replay lag of the slowest standby, as tide measures it")
           .Register(r),
+      prometheus::BuildGauge()
+          .Name("tide_gate_remaining")
+          .Help("The last value of the gate's query (null_count: rows still NULL)")
+          .Register(r),
+      prometheus::BuildHistogram()
+          .Name("tide_ddl_statement_duration_seconds")
+          .Help("Duration of each expand and contract step")
+          .Register(r),
+      prometheus::BuildCounter()
+          .Name("tide_ddl_lock_timeouts_total")
+          .Help("Steps that gave up waiting for a lock (lock_timeout)")
+          .Register(r),
+      prometheus::BuildCounter()
+          .Name("tide_retries_total")
+          .Help("Retried errors by kind")
+          .Register(r),
+      prometheus::BuildGauge()
+          .Name("tide_last_progress_timestamp_seconds")
+          .Help("Unix time of the plan's last committed batch")
+          .Register(r),
+      prometheus::BuildGauge()
+          .Name("tide_plan_paused")
+          .Help("1 while the plan is paused by an operator")
+          .Register(r),
   });
   f_->build_info.Add({{"version", kTideVersion}}).Set(1);
 }
@@ -122,6 +154,36 @@ void PrometheusMetrics::RecordBatch(const std::string& plan, const std::string& 
   static const prometheus::Histogram::BucketBoundaries buckets = {
       0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30};
   f_->batch_duration.Add({{"plan", plan}, {"table", table}}, buckets).Observe(seconds);
+}
+
+void PrometheusMetrics::SetGateRemaining(const std::string& plan, const std::string& gate,
+                                         int64_t value) {
+  f_->gate_remaining.Add({{"plan", plan}, {"gate", gate}}).Set(static_cast<double>(value));
+}
+
+void PrometheusMetrics::RecordDdl(const std::string& plan, const std::string& phase,
+                                  double seconds) {
+  static const prometheus::Histogram::BucketBoundaries buckets = {
+      0.01, 0.05, 0.1, 0.5, 1, 2, 5, 10, 30, 60, 300, 1800};
+  f_->ddl_duration.Add({{"plan", plan}, {"phase", phase}}, buckets).Observe(seconds);
+}
+
+void PrometheusMetrics::CountLockTimeout(const std::string& plan) {
+  f_->lock_timeouts.Add({{"plan", plan}}).Increment();
+}
+
+void PrometheusMetrics::CountRetry(const std::string& plan, const std::string& kind) {
+  f_->retries.Add({{"plan", plan}, {"kind", kind}}).Increment();
+}
+
+void PrometheusMetrics::MarkProgress(const std::string& plan) {
+  const double now = std::chrono::duration<double>(
+                         std::chrono::system_clock::now().time_since_epoch()).count();
+  f_->last_progress.Add({{"plan", plan}}).Set(now);
+}
+
+void PrometheusMetrics::SetPaused(const std::string& plan, bool paused) {
+  f_->paused.Add({{"plan", plan}}).Set(paused ? 1 : 0);
 }
 
 void PrometheusMetrics::PlanFinished(const std::string& database, const std::string& outcome) {

@@ -31,6 +31,12 @@ class PrometheusMetrics : public Metrics {
   void SetThrottled(const std::string& plan, const std::string& reason, bool active,
                     double seconds) override;
   void SetReplicationLag(const std::string& database, double seconds) override;
+  void SetGateRemaining(const std::string& plan, const std::string& gate, int64_t value) override;
+  void RecordDdl(const std::string& plan, const std::string& phase, double seconds) override;
+  void CountLockTimeout(const std::string& plan) override;
+  void CountRetry(const std::string& plan, const std::string& kind) override;
+  void MarkProgress(const std::string& plan) override;
+  void SetPaused(const std::string& plan, bool paused) override;
   void PlanFinished(const std::string& database, const std::string& outcome) override;
 
  private:

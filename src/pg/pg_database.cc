@@ -488,7 +488,7 @@ Result<HealthReading> PgPlanDatabase::ReadHealth(const std::vector<int64_t>& our
         "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint, "
         "(SELECT min(pg_wal_lsn_diff(replay_lsn, '0/0'))::bigint FROM pg_stat_replication "
         " WHERE replay_lsn IS NOT NULL), "
-        "(SELECT count(*) FROM pg_stat_activity WHERE state = 'active' "
+        "(SELECT count(*) FROM pg_stat_activity WHERE state IN ('active', 'idle in transaction') "
         " AND backend_type = 'client backend' AND pid <> pg_backend_pid() "
         " AND pid <> ALL ($1::int[])), "
         "(SELECT count(*) FROM pg_stat_activity WHERE pg_blocking_pids(pid) && $1::int[])",

@@ -5,6 +5,7 @@
 #include <random>
 
 #include "engine/key_ranges.h"
+#include "engine/sqlstate.h"
 
 namespace tide {
 
@@ -320,6 +321,7 @@ void BackfillRun::OnBatch(const std::shared_ptr<Lane>& lane, int64_t size, Milli
   sizer_.OnBatch(r->scanned, elapsed);
   scanned_this_run_ += r->scanned;
   env_.metrics->RecordBatch(plan_, table, r->updated, elapsed.count() / 1000.0, "committed");
+  env_.metrics->MarkProgress(plan_);
   ReportProgress(before);
   if (finished_) return CloseLane(lane);
   if (cp.done) {
@@ -333,6 +335,7 @@ void BackfillRun::OnLaneError(const std::shared_ptr<Lane>& lane, const Status& s
   if (finished_ || env_.stopping()) return CloseLane(lane);
   if (s.sqlstate() == "57014") sizer_.Shrink();  // statement_timeout: retry at half the size
   if (!Transient(s) || lane->attempts >= env_.max_retries) return Finish(s);
+  env_.metrics->CountRetry(plan_, RetryKind(s));
   const Millis wait = Backoff(env_, lane->attempts++);
   env_.audit("retry", JsonObject()
                           .Str("doing", "backfill of " + task_.table.Display())

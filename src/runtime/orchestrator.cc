@@ -10,6 +10,7 @@
 #include "engine/backfill.h"
 #include "runtime/backfill_run.h"
 #include "engine/phase.h"
+#include "engine/sqlstate.h"
 #include "plan/plan_parser.h"
 #include "util/sha256.h"
 
@@ -49,7 +50,10 @@ class Orchestrator::Run : public std::enable_shared_from_this<Orchestrator::Run>
         timer_(o.io_) {}
 
   std::string key() const { return plan_.database + "/" + plan_.name; }
-  void Start() { Next(); }
+  void Start() {
+    o_.metrics_->SetPaused(plan_.name, false);
+    Next();
+  }
   void Stop() {
     timer_.cancel();
     if (task_) task_->Stop();
@@ -128,7 +132,9 @@ class Orchestrator::Run : public std::enable_shared_from_this<Orchestrator::Run>
     o_.offloader_.Run<Status>(
         [db, name, sql, limits, after] { return db->RunStep(name, sql, limits, after); },
         [self = shared_from_this(), phase, index, start, sql, after](Status s) {
+          if (s.sqlstate() == "55P03") self->o_.metrics_->CountLockTimeout(self->plan_.name);
           if (!s.ok()) return self->OnError(s);
+          self->o_.metrics_->RecordDdl(self->plan_.name, phase, MillisSince(start) / 1000.0);
           self->Audit("step_finished", phase,
                       JsonObject().Int("step", index + 1).Str("sql", sql).Int(
                           "duration_ms", MillisSince(start)));
@@ -214,6 +220,7 @@ class Orchestrator::Run : public std::enable_shared_from_this<Orchestrator::Run>
     std::string failing;
     for (const auto& v : values) {
       const bool ok = v.value == v.expect;
+      o_.metrics_->SetGateRemaining(plan_.name, v.label, v.value);
       pass &= ok;
       if (!ok) failing += (failing.empty() ? "" : ", ") + v.label + " = " + std::to_string(v.value);
       if (!ok || !waiting_on_gates_) {
@@ -297,6 +304,7 @@ class Orchestrator::Run : public std::enable_shared_from_this<Orchestrator::Run>
         s.code() == Status::Code::kRetryable || s.code() == Status::Code::kInDoubt;
     if (!transient || attempts_ >= o_.options_.max_retries) return Fail(s);
     ++attempts_;
+    o_.metrics_->CountRetry(plan_.name, RetryKind(s));
     const Millis wait = Backoff(o_.options_, attempts_ - 1);
     Audit("retry", PhaseOf(cursor_.state),
           JsonObject()

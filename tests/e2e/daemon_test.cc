@@ -1,6 +1,8 @@
 // tided and tidectl as processes, on a temp spool and a throwaway PostgreSQL.
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
@@ -65,7 +67,14 @@ class DaemonTest : public ::testing::Test {
     return cond();
   }
 
-  std::string Query(const std::string& sql) { return PgCluster::Shared().Query(db_, sql); }
+  // The first value of `sql`; "" also before the daemon has created the tide schema.
+  std::string Query(const std::string& sql) {
+    try {
+      return PgCluster::Shared().Query(db_, sql);
+    } catch (const pqxx::undefined_table&) {
+      return "";
+    }
+  }
   std::string PlanState(const std::string& plan) {
     return Query("SELECT state FROM tide.plans WHERE name = '" + plan + "'");
   }
@@ -333,6 +342,39 @@ backfill:
   EXPECT_NE(audit.find("SQLSTATE 57014"), std::string::npos) << "a batch timed out";
   EXPECT_NE(audit.find("\"next_batch_size\":500"), std::string::npos) << "and was retried at half the size";
   EXPECT_EQ(Query("SELECT count(*) FROM slow WHERE w = v"), "3000");
+}
+
+TEST_F(DaemonTest, TellsSystemdWhenReadyAliveAndStopping) {
+  const std::string sock_path = dir_ + "/notify.sock";
+  int sock = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", sock_path.c_str());
+  ASSERT_EQ(::bind(sock, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  timeval tv{0, 200000};
+  ::setsockopt(sock, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  std::string messages;
+  auto receive_until = [&](const std::string& what, std::chrono::milliseconds timeout) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (messages.find(what) == std::string::npos && std::chrono::steady_clock::now() < deadline) {
+      char buf[4096];
+      ssize_t n = ::recv(sock, buf, sizeof buf, 0);
+      if (n > 0) messages += std::string(buf, n) + "\n";
+    }
+    return messages.find(what) != std::string::npos;
+  };
+  daemon_ = std::make_unique<Process>(
+      std::vector<std::string>{TIDED_PATH, "--config", config_},
+      dir_ + "/tided.log",
+      std::vector<std::string>{"NOTIFY_SOCKET=" + sock_path, "WATCHDOG_USEC=1000000"});
+  EXPECT_TRUE(receive_until("READY=1", 10s)) << messages << ReadAll(dir_ + "/tided.log");
+  EXPECT_NE(messages.find("STATUS=0 plan(s) running"), std::string::npos) << messages;
+  messages.clear();
+  EXPECT_TRUE(receive_until("WATCHDOG=1", 3s)) << "fed every half WatchdogSec";
+  daemon_->Signal(SIGTERM);
+  EXPECT_TRUE(receive_until("STOPPING=1", 10s)) << messages;
+  EXPECT_EQ(daemon_->Wait(10s), 0);
+  ::close(sock);
 }
 
 TEST_F(DaemonTest, TidectlValidateNamesEveryProblemAndItsPlace) {

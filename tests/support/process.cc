@@ -12,9 +12,11 @@
 namespace tide::testing {
 
 namespace {
-pid_t Spawn(const std::vector<std::string>& argv, int out_fd) {
+pid_t Spawn(const std::vector<std::string>& argv, int out_fd,
+            const std::vector<std::string>& env = {}) {
   pid_t pid = ::fork();
   if (pid == 0) {
+    for (const auto& e : env) ::putenv(const_cast<char*>(e.c_str()));
     ::dup2(out_fd, 1);
     ::dup2(out_fd, 2);
     std::vector<char*> args;
@@ -27,9 +29,10 @@ pid_t Spawn(const std::vector<std::string>& argv, int out_fd) {
 }
 }  // namespace
 
-Process::Process(const std::vector<std::string>& argv, const std::string& log_path) {
+Process::Process(const std::vector<std::string>& argv, const std::string& log_path,
+                 const std::vector<std::string>& env) {
   int fd = ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-  pid_ = Spawn(argv, fd);
+  pid_ = Spawn(argv, fd, env);
   ::close(fd);
 }
 

@@ -11,8 +11,10 @@ namespace tide::testing {
 
 class Process {
  public:
-  // Starts argv[0] with the arguments; stdout and stderr are appended to `log_path`.
-  Process(const std::vector<std::string>& argv, const std::string& log_path);
+  // Starts argv[0] with the arguments; stdout and stderr are appended to `log_path`. `env` holds
+  // extra NAME=value settings for the child.
+  Process(const std::vector<std::string>& argv, const std::string& log_path,
+          const std::vector<std::string>& env = {});
   ~Process();
 
   pid_t pid() const { return pid_; }
