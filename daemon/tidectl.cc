@@ -3,7 +3,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdio>
+#include <ctime>
+#include <thread>
 #include <cstring>
 #include <fstream>
 #include <iostream>
@@ -19,6 +22,7 @@
 #include "tide/json.h"
 #include "tide/version.h"
 #include "util/json_parse.h"
+#include "obs/audit_log.h"
 
 namespace {
 
@@ -31,8 +35,10 @@ const char* kUsage =
     "                                         validate, then drop the plan into the spool\n"
     "  status --config FILE [--json]          every plan: state, phase, rows done, times\n"
     "  retry PLAN --config FILE                resume a failed plan from the step that failed\n"
-    "  audit (--config FILE | --file PATH) [--plan P] [--json]\n"
+    "  audit (--config FILE | --file PATH) [--plan P] [--event E] [--since 2h] [--follow] [--json]\n"
     "                                         the audit trail as a timeline\n"
+    "  audit (--config FILE | --file PATH) --verify\n"
+    "                                         check the hash chain; exit 1 naming the first broken line\n"
     "  version\n";
 
 struct Args {
@@ -43,8 +49,9 @@ struct Args {
 };
 
 bool ParseArgs(int argc, char** argv, Args* a, std::string* error) {
-  static const std::set<std::string> with_value = {"--config", "--spool", "--file", "--plan"};
-  static const std::set<std::string> flags = {"--json"};
+  static const std::set<std::string> with_value = {"--config", "--spool", "--file", "--plan",
+                                                   "--event", "--since", "--phase"};
+  static const std::set<std::string> flags = {"--json", "--verify", "--follow", "--watch"};
   if (argc < 2) return *error = "no command given", false;
   a->command = argv[1];
   for (int i = 2; i < argc; ++i) {
@@ -276,7 +283,8 @@ std::string Describe(const tide::FlatJson& e) {
     return it == e.end() ? std::string() : it->second;
   };
   std::string out;
-  static const std::set<std::string> skip = {"seq", "ts", "event", "plan", "phase", "actor"};
+  static const std::set<std::string> skip = {"seq", "ts", "event", "plan", "phase", "actor",
+                                             "prev", "hash"};
   for (const auto& [k, v] : e) {
     if (skip.count(k)) continue;
     std::string value = v;
@@ -291,6 +299,31 @@ std::string Describe(const tide::FlatJson& e) {
   return head + " " + out;
 }
 
+// RFC 3339 UTC (as the audit log writes it) of now minus `ago`.
+std::string TimeAgo(tide::Millis ago) {
+  const auto t = std::chrono::system_clock::now() - ago;
+  const std::time_t secs = std::chrono::system_clock::to_time_t(t);
+  std::tm tm;
+  gmtime_r(&secs, &tm);
+  char buf[40];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
+  return std::string(buf) + ".000Z";
+}
+
+int VerifyAudit(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return std::cerr << "tidectl audit: cannot read " << path << "\n", 1;
+  std::vector<std::string> lines;
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  const tide::ChainCheck c = tide::VerifyAuditChain(lines, "");
+  if (c.broken_line) {
+    std::cout << path << ":" << c.broken_line << ": the audit chain is broken: " << c.reason << "\n";
+    return 1;
+  }
+  std::cout << path << ": " << lines.size() << " lines, the chain holds\n";
+  return 0;
+}
+
 int Audit(const Args& a) {
   std::string path;
   if (a.options.count("--file")) {
@@ -302,12 +335,27 @@ int Audit(const Args& a) {
   } else {
     return std::cerr << "tidectl audit: give --config FILE or --file PATH\n", 2;
   }
+  if (a.flags.count("--verify")) return VerifyAudit(path);
+  auto opt = [&](const std::string& k) { return a.options.count(k) ? a.options.at(k) : ""; };
+  const std::string plan = opt("--plan"), event = opt("--event");
+  std::string since;
+  if (!opt("--since").empty()) {
+    std::string error;
+    auto d = tide::ParseDuration(opt("--since"), &error);
+    if (!d) return std::cerr << "tidectl audit: --since: " << error << "\n", 2;
+    since = TimeAgo(*d);
+  }
   std::ifstream in(path);
   if (!in) return std::cerr << "tidectl audit: cannot read " << path << "\n", 1;
-  const std::string plan = a.options.count("--plan") ? a.options.at("--plan") : "";
   std::string line;
   int lineno = 0;
-  while (std::getline(in, line)) {
+  for (;;) {
+    if (!std::getline(in, line)) {
+      if (!a.flags.count("--follow")) break;
+      in.clear();
+      std::this_thread::sleep_for(std::chrono::milliseconds(300));
+      continue;
+    }
     ++lineno;
     auto e = tide::ParseFlatJson(line);
     if (!e) {
@@ -315,7 +363,9 @@ int Audit(const Args& a) {
       continue;
     }
     if (!plan.empty() && (*e)["plan"] != plan) continue;
-    std::cout << (a.flags.count("--json") ? line : Describe(*e)) << "\n";
+    if (!event.empty() && (*e)["event"] != event) continue;
+    if (!since.empty() && (*e)["ts"] < since) continue;
+    std::cout << (a.flags.count("--json") ? line : Describe(*e)) << std::endl;
   }
   return 0;
 }

@@ -63,6 +63,16 @@ struct StatementLimits {
   Millis statement_timeout;
 };
 
+// An operator's pause: of one plan or of all ("*"), of one phase or of all (""). A pause of a
+// phase the plan has not reached yet is a hold: the plan stops when it gets there.
+struct Pause {
+  std::string plan;   // "*": every plan
+  std::string phase;  // "expand", "backfill", "gate", "contract"; "": every phase
+  std::string actor;  // who asked: "alice (uid 1000) pid 4242: kill -USR1 17"
+  std::string via;    // "kill", "tidectl"
+  std::string at;     // RFC 3339
+};
+
 // The raw health readings of a database, for the throttle.
 struct HealthReading {
   int64_t current_lsn = 0;             // the primary's WAL position, bytes
@@ -118,6 +128,12 @@ class PlanDatabase {
                                        const BatchStatement& statement,
                                        const TaskCheckpoint& from, int64_t batch_size,
                                        const StatementLimits& limits) = 0;
+  // Operators' pauses, stored so that they outlive a restart.
+  virtual Status SavePause(const Pause& pause) = 0;
+  // Removes the pauses of `plan` ("*": the global ones) for `phase` ("": every phase).
+  virtual Status DeletePauses(const std::string& plan, const std::string& phase) = 0;
+  virtual Result<std::vector<Pause>> ListPauses() = 0;
+
   // Runs statements that are not a plan step (tide's own triggers), in one transaction.
   virtual Status Execute(const std::string& sql, const StatementLimits& limits) = 0;
   // Runs a query that returns one number (a gate).

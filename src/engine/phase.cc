@@ -1,5 +1,6 @@
 #include "engine/phase.h"
 
+#include <string>
 #include <vector>
 
 namespace tide {
@@ -41,6 +42,11 @@ const char* PhaseOf(PlanState s) {
     case PlanState::kContracting: return "contract";
     default: return "";
   }
+}
+
+bool PauseCovers(const std::string& pause_plan, const std::string& pause_phase,
+                 const std::string& plan, const std::string& phase) {
+  return (pause_plan == "*" || pause_plan == plan) && (pause_phase.empty() || pause_phase == phase);
 }
 
 PlanCursor Normalize(const Plan& plan, PlanCursor c) {

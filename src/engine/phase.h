@@ -63,4 +63,9 @@ PlanCursor AfterGateFailure(const PlanCursor& c);
 // The phase a state belongs to, for the audit log: "expand", "backfill", "gate", "contract", "".
 const char* PhaseOf(PlanState s);
 
+// Whether `phase` of `plan` is held by a pause of (pause_plan, pause_phase): "*" matches every
+// plan, "" every phase.
+bool PauseCovers(const std::string& pause_plan, const std::string& pause_phase,
+                 const std::string& plan, const std::string& phase);
+
 }  // namespace tide

@@ -9,6 +9,8 @@
 #include <cstring>
 #include <ctime>
 
+#include "util/sha256.h"
+
 namespace tide {
 
 std::string NowRfc3339() {
@@ -25,29 +27,23 @@ std::string NowRfc3339() {
   return out;
 }
 
-std::string FormatAuditLine(int64_t seq, const std::string& ts, const AuditEvent& e) {
-  JsonObject o;
-  o.Int("seq", seq).Str("ts", ts).Str("event", e.event).Str("plan", e.plan).Str("phase", e.phase);
-  if (!e.actor.empty()) o.Str("actor", e.actor);
-  for (const auto& [k, v] : e.details.fields()) o.Raw(k, v);
-  return o.ToString();
-}
-
 namespace {
 
-// The seq of the last line of an existing log, 0 for a new one.
-int64_t LastSeq(int fd) {
+// The seq and hash of the last line of an existing log; false for a new or empty one.
+bool LastLine(int fd, int64_t* seq, std::string* hash) {
   struct stat st;
-  if (::fstat(fd, &st) != 0 || st.st_size == 0) return 0;
+  if (::fstat(fd, &st) != 0 || st.st_size == 0) return false;
   const off_t len = std::min<off_t>(st.st_size, 65536);
   std::string tail(static_cast<size_t>(len), '\0');
-  if (::pread(fd, &tail[0], tail.size(), st.st_size - len) != len) return 0;
+  if (::pread(fd, &tail[0], tail.size(), st.st_size - len) != len) return false;
   while (!tail.empty() && tail.back() == '\n') tail.pop_back();
   const size_t start = tail.rfind('\n');
   const std::string line = tail.substr(start == std::string::npos ? 0 : start + 1);
   const size_t at = line.find("\"seq\":");
-  if (at == std::string::npos) return 0;
-  return std::strtoll(line.c_str() + at + 6, nullptr, 10);
+  if (at == std::string::npos) return false;
+  *seq = std::strtoll(line.c_str() + at + 6, nullptr, 10);
+  *hash = AuditLineHash(line);
+  return true;
 }
 
 }  // namespace
@@ -64,14 +60,22 @@ Status AuditLog::Open() {
     return Status::Io("cannot open audit log " + path_ + ": " + std::strerror(errno) +
                       "; check that its folder exists and is writable by tided");
   }
-  seq_ = LastSeq(fd_);
+  // A reopened file that logrotate emptied keeps the chain and seq of the one before.
+  int64_t seq = 0;
+  std::string hash;
+  if (LastLine(fd_, &seq, &hash)) {
+    seq_ = seq;
+    last_hash_ = hash;
+  }
   return Status::Ok();
 }
 
 Status AuditLog::Write(const AuditEvent& event) {
   std::lock_guard<std::mutex> lock(mu_);
   if (fd_ < 0) return Status::Io("audit log " + path_ + " is not open");
-  const std::string line = FormatAuditLine(seq_ + 1, NowRfc3339(), event) + "\n";
+  std::string line = FormatAuditLine(seq_ + 1, NowRfc3339(), event, last_hash_);
+  const std::string hash = line.substr(line.size() - 66, 64);
+  line += "\n";
   const ssize_t n = ::write(fd_, line.data(), line.size());
   if (n != static_cast<ssize_t>(line.size())) {
     return Status::Io("cannot append to audit log " + path_ + ": " + std::strerror(errno));
@@ -80,6 +84,7 @@ Status AuditLog::Write(const AuditEvent& event) {
     return Status::Io("cannot sync audit log " + path_ + ": " + std::strerror(errno));
   }
   ++seq_;
+  last_hash_ = hash;
   return Status::Ok();
 }
 

@@ -54,6 +54,15 @@ CREATE TABLE IF NOT EXISTS tide.backfill (
   updated_at     timestamptz NOT NULL DEFAULT now(),
   PRIMARY KEY (plan, task, range)
 );
+-- Operators' pauses; plan '*' pauses every plan, phase '' every phase.
+CREATE TABLE IF NOT EXISTS tide.pauses (
+  plan      text NOT NULL,
+  phase     text NOT NULL DEFAULT '',
+  actor     text NOT NULL,
+  via       text NOT NULL,
+  paused_at timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (plan, phase)
+);
 -- Live figures of a running task, written by its monitor once a second. Apart from
 -- tide.backfill so that the monitor never waits on a row a batch has locked.
 CREATE TABLE IF NOT EXISTS tide.task_status (
@@ -596,6 +605,52 @@ Status PgPlanDatabase::Execute(const std::string& sql, const StatementLimits& li
     w.exec(sql);
     w.commit();
     return Status::Ok();
+  } catch (...) {
+    return FromCurrentException();
+  }
+}
+
+Status PgPlanDatabase::SavePause(const Pause& p) {
+  TIDE_CONNECTED();
+  try {
+    pqxx::work w(*conn_);
+    w.exec_params0(
+        "INSERT INTO tide.pauses (plan, phase, actor, via) VALUES ($1, $2, $3, $4) "
+        "ON CONFLICT (plan, phase) DO UPDATE SET actor = excluded.actor, via = excluded.via, "
+        "paused_at = now()",
+        p.plan, p.phase, p.actor, p.via);
+    w.commit();
+    return Status::Ok();
+  } catch (...) {
+    return FromCurrentException();
+  }
+}
+
+Status PgPlanDatabase::DeletePauses(const std::string& plan, const std::string& phase) {
+  TIDE_CONNECTED();
+  try {
+    pqxx::work w(*conn_);
+    w.exec_params0("DELETE FROM tide.pauses WHERE plan = $1 AND ($2 = '' OR phase = $2)", plan,
+                   phase);
+    w.commit();
+    return Status::Ok();
+  } catch (...) {
+    return FromCurrentException();
+  }
+}
+
+Result<std::vector<Pause>> PgPlanDatabase::ListPauses() {
+  TIDE_CONNECTED();
+  try {
+    pqxx::work w(*conn_);
+    auto r = w.exec("SELECT plan, phase, actor, via, " + Ts("paused_at") +
+                    " FROM tide.pauses ORDER BY paused_at");
+    std::vector<Pause> out;
+    for (const auto& row : r) {
+      out.push_back(Pause{row[0].c_str(), row[1].c_str(), row[2].c_str(), row[3].c_str(),
+                          row[4].c_str()});
+    }
+    return out;
   } catch (...) {
     return FromCurrentException();
   }

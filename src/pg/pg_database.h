@@ -69,6 +69,9 @@ class PgPlanDatabase : public PlanDatabase {
                                const TaskCheckpoint& from, int64_t batch_size,
                                const StatementLimits& limits) override;
   Status Execute(const std::string& sql, const StatementLimits& limits) override;
+  Status SavePause(const Pause& pause) override;
+  Status DeletePauses(const std::string& plan, const std::string& phase) override;
+  Result<std::vector<Pause>> ListPauses() override;
   Result<int64_t> QueryNumber(const std::string& sql, const StatementLimits& limits) override;
   Result<int64_t> BackendPid() override;
   Result<HealthReading> ReadHealth(const std::vector<int64_t>& our_pids,

@@ -268,6 +268,9 @@ void BackfillRun::CloseLane(const std::shared_ptr<Lane>& lane) {
 
 void BackfillRun::LaneNext(const std::shared_ptr<Lane>& lane) {
   if (finished_ || env_.stopping()) return CloseLane(lane);
+  if (env_.paused && env_.paused()) {
+    return After(lane->timer, Millis(250), [this, lane] { LaneNext(lane); });
+  }
   if (decision_.kind == ThrottleDecision::Kind::kWait) {
     return After(lane->timer, Millis(1000), [this, lane] { LaneNext(lane); });
   }

@@ -34,6 +34,7 @@ struct BackfillEnv {
   WorkerSlots* slots;
   std::function<void(const std::string& event, JsonObject details)> audit;
   std::function<bool()> stopping;
+  std::function<bool()> paused;  // an operator paused the backfill: start no new batch
   int max_retries = 5;
   Millis retry_base{500};
   Millis retry_cap{30000};

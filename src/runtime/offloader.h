@@ -54,6 +54,7 @@ class WorkerSlots {
     return n;
   }
   void Release(int n) { used_ -= n; }
+  void set_capacity(int capacity) { capacity_ = capacity; }
   int used() const { return used_; }
 
  private:

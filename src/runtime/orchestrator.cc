@@ -5,6 +5,7 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <chrono>
+#include <algorithm>
 #include <random>
 
 #include "engine/backfill.h"
@@ -64,6 +65,7 @@ class Orchestrator::Run : public std::enable_shared_from_this<Orchestrator::Run>
     if (o_.stopping_) return;
     cursor_ = Normalize(plan_, cursor_);
     AnnouncePhase();
+    if (HeldByPause()) return After(Millis(500), [this] { Next(); });
     const Action a = NextAction(plan_, cursor_);
     if ((a.kind == Action::Kind::kRunContractStep || a.kind == Action::Kind::kFinish) &&
         !sync_triggers_dropped_) {
@@ -78,6 +80,23 @@ class Orchestrator::Run : public std::enable_shared_from_this<Orchestrator::Run>
       case Action::Kind::kFinish: return Finish();
       case Action::Kind::kNothing: return;
     }
+  }
+
+  // True while an operator's pause holds the plan's current phase; notes the start and the end.
+  bool HeldByPause() {
+    const char* phase = PhaseOf(cursor_.state);
+    const tide::Pause* by = o_.PausedBy(plan_.name, phase);
+    if (by && !held_) {
+      held_ = true;
+      o_.metrics_->SetPaused(plan_.name, true);
+      Audit("plan_held", phase, JsonObject().Str("paused_by", by->actor).Str("via", by->via));
+      spdlog::info("plan {}: paused before {} (by {})", plan_.name, phase, by->actor);
+    } else if (!by && held_) {
+      held_ = false;
+      o_.metrics_->SetPaused(plan_.name, false);
+      Audit("plan_released", phase, JsonObject());
+    }
+    return held_;
   }
 
   // Audit and metrics for entering a new phase.
@@ -159,6 +178,8 @@ class Orchestrator::Run : public std::enable_shared_from_this<Orchestrator::Run>
     };
     Orchestrator* o = &o_;
     env.stopping = [o] { return o->stopping_; };
+    const std::string plan = plan_.name;
+    env.paused = [o, plan] { return o->PausedBy(plan, "backfill") != nullptr; };
     return env;
   }
 
@@ -388,6 +409,7 @@ class Orchestrator::Run : public std::enable_shared_from_this<Orchestrator::Run>
   SteadyClock::time_point phase_started_;
   bool waiting_on_gates_ = false;
   bool sync_triggers_dropped_ = false;
+  bool held_ = false;
 
   // The backfill task in progress.
   std::shared_ptr<BackfillRun> task_;
@@ -585,6 +607,7 @@ struct ResumeItem {
 struct ResumeResult {
   Status status;
   std::vector<ResumeItem> items;
+  std::vector<Pause> pauses;
 };
 }  // namespace
 
@@ -595,6 +618,9 @@ void Orchestrator::ResumeDatabase(const std::string& database) {
         auto db = connector_->Connect(database);
         if (!db.ok()) return out.status = db.status(), out;
         if (!(out.status = (*db)->EnsureSchema()).ok()) return out;
+        auto pauses = (*db)->ListPauses();
+        if (!pauses.ok()) return out.status = pauses.status(), out;
+        out.pauses = std::move(pauses).value();
         auto plans = (*db)->ListPlans();
         if (!plans.ok()) return out.status = plans.status(), out;
         for (const auto& r : *plans) {
@@ -621,6 +647,14 @@ void Orchestrator::ResumeDatabase(const std::string& database) {
           });
           return;
         }
+        for (const auto& p : r.pauses) {
+          if (!PausedBy(p.plan, p.phase) ||
+              std::none_of(pauses_.begin(), pauses_.end(), [&](const tide::Pause& q) {
+                return q.plan == p.plan && q.phase == p.phase;
+              })) {
+            pauses_.push_back(p);
+          }
+        }
         for (auto& item : r.items) {
           if (!item.error.empty()) {
             spdlog::error("plan {}: stored plan no longer parses:\n{}", item.record.name, item.error);
@@ -636,6 +670,72 @@ void Orchestrator::ResumeDatabase(const std::string& database) {
           StartRun(std::move(item.plan), std::move(item.record), std::move(item.db));
         }
       });
+}
+
+const tide::Pause* Orchestrator::PausedBy(const std::string& plan, const std::string& phase) const {
+  for (const auto& p : pauses_) {
+    if (PauseCovers(p.plan, p.phase, plan, phase)) return &p;
+  }
+  return nullptr;
+}
+
+void Orchestrator::Pause(const tide::Pause& pause) {
+  pauses_.erase(std::remove_if(pauses_.begin(), pauses_.end(),
+                               [&](const tide::Pause& p) {
+                                 return p.plan == pause.plan && p.phase == pause.phase;
+                               }),
+                pauses_.end());
+  pauses_.push_back(pause);
+  Audit(AuditEvent{"paused", pause.plan, pause.phase, pause.actor,
+                   JsonObject().Str("via", pause.via).Str(
+                       "scope", pause.phase.empty() ? "every phase" : pause.phase)});
+  spdlog::info("pause of {} ({}) by {}", pause.plan == "*" ? "every plan" : pause.plan,
+               pause.phase.empty() ? "every phase" : pause.phase, pause.actor);
+  for (const auto& kv : config_.databases) {
+    const std::string database = kv.first;
+    offloader_.Run<Status>(
+        [this, database, pause] {
+          auto db = connector_->Connect(database);
+          if (!db.ok()) return db.status();
+          Status s = (*db)->EnsureSchema();
+          return s.ok() ? (*db)->SavePause(pause) : s;
+        },
+        [database](Status s) {
+          if (!s.ok()) spdlog::error("database {}: cannot store the pause: {}", database, s.ToString());
+        });
+  }
+}
+
+void Orchestrator::Resume(const std::string& plan, const std::string& phase,
+                          const std::string& actor, const std::string& via) {
+  pauses_.erase(std::remove_if(pauses_.begin(), pauses_.end(),
+                               [&](const tide::Pause& p) {
+                                 return p.plan == plan && (phase.empty() || p.phase == phase);
+                               }),
+                pauses_.end());
+  Audit(AuditEvent{"resumed", plan, phase, actor, JsonObject().Str("via", via)});
+  spdlog::info("resume of {} ({}) by {}", plan == "*" ? "every plan" : plan,
+               phase.empty() ? "every phase" : phase, actor);
+  for (const auto& kv : config_.databases) {
+    const std::string database = kv.first;
+    offloader_.Run<Status>(
+        [this, database, plan, phase] {
+          auto db = connector_->Connect(database);
+          if (!db.ok()) return db.status();
+          Status s = (*db)->EnsureSchema();
+          return s.ok() ? (*db)->DeletePauses(plan, phase) : s;
+        },
+        [database](Status s) {
+          if (!s.ok()) spdlog::error("database {}: cannot store the resume: {}", database, s.ToString());
+        });
+  }
+}
+
+void Orchestrator::UpdateConfig(const Config& config) {
+  config_.defaults = config.defaults;
+  config_.max_workers = config.max_workers;
+  config_.log_level = config.log_level;
+  slots_.set_capacity(static_cast<int>(config.max_workers));
 }
 
 void Orchestrator::Shutdown(std::function<void()> on_idle) {

@@ -43,6 +43,18 @@ class Orchestrator {
   // Starts no new work; calls `on_idle` once no action is in flight.
   void Shutdown(std::function<void()> on_idle);
 
+  // Operators' pauses. Stored in every configured database (so they outlive a restart and hold
+  // plans not submitted yet), audited with who asked, and applied within one batch.
+  void Pause(const tide::Pause& pause);
+  // Lifts the pauses of `plan` ("*": the global ones) for `phase` ("": all of them).
+  void Resume(const std::string& plan, const std::string& phase, const std::string& actor,
+              const std::string& via);
+  // The pause holding `phase` of `plan`, or nullptr.
+  const tide::Pause* PausedBy(const std::string& plan, const std::string& phase) const;
+  // Applies a reloaded config: defaults and health limits for tasks that start from now on,
+  // and max_workers.
+  void UpdateConfig(const Config& config);
+
   size_t running_plans() const { return runs_.size(); }
   bool is_pending(const std::string& file_name) const { return pending_files_.count(file_name) > 0; }
 
@@ -70,6 +82,7 @@ class Orchestrator {
   OrchestratorOptions options_;
 
   std::map<std::string, std::shared_ptr<Run>> runs_;  // key: database + "/" + plan
+  std::vector<tide::Pause> pauses_;
   std::set<std::string> pending_files_;               // being admitted
   Offloader offloader_;
   WorkerSlots slots_;

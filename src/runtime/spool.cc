@@ -62,7 +62,7 @@ Status Spool::Prepare() {
   if (::mkdir(dir_.c_str(), 0755) != 0 && errno != EEXIST) {
     return Status::Io(Errno("cannot create spool directory " + dir_));
   }
-  for (const char* sub : {"incoming", "active", "done", "failed", "rejected"}) {
+  for (const char* sub : {"incoming", "active", "done", "failed", "rejected", "control"}) {
     const std::string path = dir_ + "/" + sub;
     if (::mkdir(path.c_str(), 0755) != 0 && errno != EEXIST) {
       return Status::Io(Errno("cannot create " + path));

@@ -153,6 +153,22 @@ class FakeDatabase : public PlanDatabase {
   Status SaveTaskStatus(const std::string&, int, double, int64_t, const std::string&) override {
     return Status::Ok();
   }
+  Status SavePause(const Pause& p) override {
+    std::lock_guard<std::mutex> l(mu_);
+    pauses_.push_back(p);
+    return Status::Ok();
+  }
+  Status DeletePauses(const std::string& plan, const std::string& phase) override {
+    std::lock_guard<std::mutex> l(mu_);
+    pauses_.erase(std::remove_if(pauses_.begin(), pauses_.end(), [&](const Pause& p) {
+      return p.plan == plan && (phase.empty() || p.phase == phase);
+    }), pauses_.end());
+    return Status::Ok();
+  }
+  Result<std::vector<Pause>> ListPauses() override {
+    std::lock_guard<std::mutex> l(mu_);
+    return pauses_;
+  }
   Status Execute(const std::string& sql, const StatementLimits&) override {
     std::lock_guard<std::mutex> l(mu_);
     executed_.push_back(sql);
@@ -176,6 +192,7 @@ class FakeDatabase : public PlanDatabase {
   size_t ranges_created_ = 0;
   int tails_reopened_ = 0;
   std::vector<std::string> executed_;
+  std::vector<Pause> pauses_;
   std::vector<int64_t> sizes_;
   std::atomic<int64_t> pids_{0};
   bool throttle_ = false;
@@ -248,6 +265,11 @@ class FakeConnector : public DatabaseConnector {
       return d->QueryNumber(s, l);
     }
     Status Execute(const std::string& s, const StatementLimits& l) override { return d->Execute(s, l); }
+    Status SavePause(const Pause& p) override { return d->SavePause(p); }
+    Status DeletePauses(const std::string& p, const std::string& ph) override {
+      return d->DeletePauses(p, ph);
+    }
+    Result<std::vector<Pause>> ListPauses() override { return d->ListPauses(); }
   };
   FakeDatabase* db_;
 };
@@ -509,6 +531,55 @@ TEST_F(OrchestratorTest, ASyncTriggerLivesFromTheBackfillToTheContract) {
   EXPECT_EQ(db_.executed_[0].rfind("CREATE OR REPLACE FUNCTION tide.\"tide_sync_fill_c_0\"", 0), 0u);
   EXPECT_EQ(db_.executed_[1].rfind("DROP TRIGGER IF EXISTS \"tide_sync_fill_c_0\"", 0), 0u);
   EXPECT_EQ(audit_.Count("sync_triggers_dropped"), 1);
+}
+
+TEST_F(OrchestratorTest, APauseStopsNewBatchesAndAResumeContinues) {
+  std::string plan = kPlan;
+  plan.replace(plan.find("batch_size: 10"), 14, "batch_size: 1");
+  auto o = Make();
+  Submit(*o, plan);
+  RunUntil([&] { return db_.batches_ >= 3; });
+  o->Pause(Pause{"*", "", "alice (uid 1000)", "kill", ""});
+  RunUntil([] { return false; }, std::chrono::milliseconds(300));
+  const int held = db_.batches_;
+  RunUntil([] { return false; }, std::chrono::milliseconds(700));
+  EXPECT_LE(db_.batches_, held + 1) << "no new batch while paused";
+  EXPECT_EQ(db_.ListPauses()->size(), 1u) << "stored, to outlive a restart";
+  o->Resume("*", "", "alice (uid 1000)", "kill");
+  RunUntil([&] { return !spool_.done.empty(); });
+  EXPECT_EQ(spool_.done.size(), 1u);
+  EXPECT_TRUE(db_.ListPauses()->empty());
+  EXPECT_EQ(audit_.Count("paused"), 1);
+  EXPECT_EQ(audit_.Count("resumed"), 1);
+}
+
+TEST_F(OrchestratorTest, AContractHoldLetsTheBackfillRunAndStopsBeforeTheFirstConstraint) {
+  auto o = Make();
+  o->Pause(Pause{"fill_c", "contract", "bob", "tidectl", ""});
+  Submit(*o);
+  RunUntil([&] { return audit_.Count("plan_held") > 0; });
+  EXPECT_EQ(db_.plans_["fill_c"].cursor.state, PlanState::kContracting);
+  EXPECT_EQ(db_.steps_.size(), 2u) << "expand ran, contract did not";
+  for (size_t k = 1; k < db_.filled_.size(); ++k) ASSERT_EQ(db_.filled_[k], 1);
+  o->Resume("fill_c", "contract", "bob", "tidectl");
+  RunUntil([&] { return !spool_.done.empty(); });
+  EXPECT_EQ(db_.steps_.size(), 3u);
+}
+
+TEST_F(OrchestratorTest, PausesStoredInTheDatabaseHoldAfterARestart) {
+  db_.pauses_.push_back(Pause{"fill_c", "", "alice", "tidectl", "t"});
+  PlanRecord r;
+  r.name = "fill_c";
+  r.source = kPlan;
+  r.file_name = "fill_c.yaml";
+  r.cursor = {PlanState::kExpanding, 0, false};
+  db_.plans_["fill_c"] = r;
+  auto o = Make();
+  o->ResumeAll();
+  RunUntil([&] { return audit_.Count("plan_held") > 0; });
+  EXPECT_TRUE(db_.steps_.empty());
+  ASSERT_NE(o->PausedBy("fill_c", "expand"), nullptr);
+  EXPECT_EQ(o->PausedBy("fill_c", "expand")->actor, "alice");
 }
 
 TEST_F(OrchestratorTest, WorkersAcrossPlansStayWithinMaxWorkers) {

@@ -1,0 +1,82 @@
+#include "runtime/control.h"
+
+#include <dirent.h>
+#include <pwd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+
+#include "runtime/files.h"
+#include "tide/json.h"
+#include "util/json_parse.h"
+
+namespace tide {
+
+Result<ControlRequest> ParseControlRequest(const std::string& text) {
+  std::string line = text;
+  while (!line.empty() && (line.back() == '\n' || line.back() == ' ')) line.pop_back();
+  auto j = ParseFlatJson(line);
+  if (!j) return Status::Invalid("not a JSON object");
+  ControlRequest r;
+  r.action = (*j)["action"];
+  r.plan = (*j)["plan"];
+  r.phase = (*j)["phase"];
+  if (r.action != "pause" && r.action != "resume") {
+    return Status::Invalid("action `" + r.action + "` is neither pause nor resume");
+  }
+  if (r.plan.empty()) return Status::Invalid("no plan named (\"*\" for every plan)");
+  static const std::vector<std::string> phases = {"", "expand", "backfill", "gate", "contract"};
+  if (std::find(phases.begin(), phases.end(), r.phase) == phases.end()) {
+    return Status::Invalid("phase `" + r.phase + "` is not one of expand, backfill, gate, contract");
+  }
+  return r;
+}
+
+std::string FormatControlRequest(const ControlRequest& r) {
+  return JsonObject().Str("action", r.action).Str("plan", r.plan).Str("phase", r.phase).ToString() +
+         "\n";
+}
+
+std::vector<ControlRequest> TakeControlRequests(const std::string& dir,
+                                                std::vector<std::string>* errors) {
+  std::vector<std::string> names;
+  if (DIR* d = ::opendir(dir.c_str())) {
+    while (dirent* e = ::readdir(d)) {
+      std::string n = e->d_name;
+      if (!n.empty() && n[0] != '.' && n.size() > 5 && n.substr(n.size() - 5) == ".json") {
+        names.push_back(n);
+      }
+    }
+    ::closedir(d);
+  }
+  std::sort(names.begin(), names.end());
+  std::vector<ControlRequest> out;
+  for (const auto& n : names) {
+    const std::string path = dir + "/" + n;
+    struct stat st;
+    if (::lstat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) {
+      ::unlink(path.c_str());
+      continue;
+    }
+    auto text = ReadFile(path, 4096);
+    ::unlink(path.c_str());
+    if (!text.ok()) {
+      errors->push_back(path + ": " + text.status().message());
+      continue;
+    }
+    auto r = ParseControlRequest(*text);
+    if (!r.ok()) {
+      errors->push_back(path + ": " + r.status().message());
+      continue;
+    }
+    ControlRequest req = std::move(r).value();
+    req.file = n;
+    struct passwd* pw = ::getpwuid(st.st_uid);
+    req.owner = (pw ? std::string(pw->pw_name) : "unknown") + " (uid " + std::to_string(st.st_uid) + ")";
+    out.push_back(req);
+  }
+  return out;
+}
+
+}  // namespace tide
