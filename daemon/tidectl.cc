@@ -1,5 +1,6 @@
 // tidectl: the operator's command line for tide.
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -17,6 +18,7 @@
 
 #include "pg/pg_database.h"
 #include "plan/plan_parser.h"
+#include "runtime/control.h"
 #include "runtime/files.h"
 #include "runtime/spool.h"
 #include "tide/json.h"
@@ -35,6 +37,9 @@ const char* kUsage =
     "                                         validate, then drop the plan into the spool\n"
     "  status --config FILE [--json]          every plan: state, phase, rows done, times\n"
     "  retry PLAN --config FILE                resume a failed plan from the step that failed\n"
+    "  pause (PLAN | --all) [--phase P] --config FILE\n"
+    "                                         pause a plan (or hold it before phase P); every plan\n"
+    "  resume (PLAN | --all) [--phase P] --config FILE\n"
     "  audit (--config FILE | --file PATH) [--plan P] [--event E] [--since 2h] [--follow] [--json]\n"
     "                                         the audit trail as a timeline\n"
     "  audit (--config FILE | --file PATH) --verify\n"
@@ -51,7 +56,7 @@ struct Args {
 bool ParseArgs(int argc, char** argv, Args* a, std::string* error) {
   static const std::set<std::string> with_value = {"--config", "--spool", "--file", "--plan",
                                                    "--event", "--since", "--phase"};
-  static const std::set<std::string> flags = {"--json", "--verify", "--follow", "--watch"};
+  static const std::set<std::string> flags = {"--json", "--verify", "--follow", "--watch", "--all"};
   if (argc < 2) return *error = "no command given", false;
   a->command = argv[1];
   for (int i = 2; i < argc; ++i) {
@@ -190,6 +195,49 @@ int Submit(const Args& a) {
   return DropIntoSpool(spool_dir, base.substr(base.find_last_of('/') + 1), text);
 }
 
+// tidectl pause|resume (PLAN | --all) [--phase P] (--config FILE | --spool DIR): the request goes
+// into <spool>/control/, then a SIGUSR1 queued with kControlSignalValue tells tided to read it.
+int PauseOrResume(const Args& a, const std::string& action) {
+  std::string spool_dir = a.options.count("--spool") ? a.options.at("--spool") : "";
+  if (a.options.count("--config")) {
+    auto config = tide::LoadConfigFile(a.options.at("--config"));
+    if (!config.ok()) return std::cerr << "tidectl: invalid config:\n" << config.status().message(), 1;
+    spool_dir = config->spool_dir;
+  }
+  const bool all = a.flags.count("--all") > 0;
+  if (spool_dir.empty() || (a.positional.size() != 1) == !all) {
+    std::cerr << "tidectl " << action << ": usage: tidectl " << action
+              << " (PLAN | --all) [--phase expand|backfill|gate|contract] (--config FILE | --spool DIR)\n";
+    return 2;
+  }
+  tide::ControlRequest r;
+  r.action = action;
+  r.plan = all ? "*" : a.positional[0];
+  r.phase = a.options.count("--phase") ? a.options.at("--phase") : "";
+  auto check = tide::ParseControlRequest(tide::FormatControlRequest(r));
+  if (!check.ok()) return std::cerr << "tidectl " << action << ": " << check.status().message() << "\n", 2;
+  const std::string name = std::to_string(std::chrono::duration_cast<std::chrono::microseconds>(
+                               std::chrono::system_clock::now().time_since_epoch()).count()) +
+                           "-" + std::to_string(::getpid()) + ".json";
+  if (auto s = tide::WriteFileAtomically(spool_dir + "/control/" + name, tide::FormatControlRequest(r));
+      !s.ok()) {
+    std::cerr << "tidectl " << action << ": " << s.message() << "\n";
+    return 1;
+  }
+  auto pid_text = tide::ReadFile(spool_dir + "/tided.pid", 64);
+  const pid_t pid = pid_text.ok() ? static_cast<pid_t>(std::atol(pid_text->c_str())) : 0;
+  union sigval value;
+  value.sival_int = tide::kControlSignalValue;
+  if (pid <= 0 || ::sigqueue(pid, SIGUSR1, value) != 0) {
+    std::cout << "tided is not running (or not this spool's); the request waits in "
+              << spool_dir << "/control/ and applies when it starts\n";
+    return 0;
+  }
+  std::cout << action << " of " << (all ? "every plan" : "`" + r.plan + "`")
+            << (r.phase.empty() ? "" : " (" + r.phase + ")") << " sent to tided (pid " << pid << ")\n";
+  return 0;
+}
+
 std::string FormatEta(int64_t seconds) {
   char buf[32];
   if (seconds >= 3600) std::snprintf(buf, sizeof buf, "%ldh%02ldm", static_cast<long>(seconds / 3600), static_cast<long>(seconds % 3600 / 60));
@@ -222,6 +270,17 @@ int Status(const Args& a) {
     }
     auto plans = (*db)->ListPlans();
     auto tasks = (*db)->ListTaskProgress();
+    auto pauses = (*db)->ListPauses();
+    auto paused_by = [&](const std::string& plan) {
+      std::string out;
+      if (!pauses.ok()) return out;
+      for (const auto& p : *pauses) {
+        if (p.plan != "*" && p.plan != plan) continue;
+        out += (out.empty() ? "" : "; ") + std::string(p.phase.empty() ? "paused" : "held before " + p.phase) +
+               " by " + p.actor + " at " + p.at;
+      }
+      return out;
+    };
     if (!plans.ok() || !tasks.ok()) {
       // No tide schema yet: nothing was ever submitted to this database.
       if (!json) std::cout << "database " << name << ": no plans\n";
@@ -243,7 +302,7 @@ int Status(const Args& a) {
         if (!t.done) rate = t.rows_per_second, eta = t.eta_seconds, throttle = t.throttle_reason;
       }
       o.Int("rows_done", done).Int("rows_estimated", est).Num("rows_per_second", rate)
-          .Int("eta_seconds", eta).Str("throttled", throttle);
+          .Int("eta_seconds", eta).Str("throttled", throttle).Str("paused", paused_by(p.name));
       if (json) {
         json_out += (json_out.empty() ? "" : ",\n ") + o.ToString();
         continue;
@@ -271,6 +330,9 @@ int Status(const Args& a) {
         std::cout << "\n";
       }
       if (!p.last_error.empty()) std::cout << "  error: " << p.last_error << "\n";
+      if (!tide::IsFinal(p.cursor.state) && !paused_by(p.name).empty()) {
+        std::cout << "  " << paused_by(p.name) << "\n";
+      }
     }
   }
   if (json) std::cout << "[" << json_out << "]\n";
@@ -382,6 +444,8 @@ int main(int argc, char** argv) {
     if (args.command == "status") return Status(args);
     if (args.command == "audit") return Audit(args);
     if (args.command == "retry") return Retry(args);
+    if (args.command == "pause") return PauseOrResume(args, "pause");
+    if (args.command == "resume") return PauseOrResume(args, "resume");
     if (args.command == "version") return std::cout << "tidectl " << tide::kTideVersion << "\n", 0;
     if (args.command == "help" || args.command == "--help") return std::cout << kUsage, 0;
   } catch (const std::exception& e) {

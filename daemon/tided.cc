@@ -5,7 +5,6 @@
 #include <unistd.h>
 
 #include <boost/asio/io_context.hpp>
-#include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/thread_pool.hpp>
 #include <csignal>
@@ -20,7 +19,9 @@
 #include "obs/systemd_notify.h"
 #include "pg/pg_database.h"
 #include "runtime/files.h"
+#include "runtime/control.h"
 #include "runtime/orchestrator.h"
+#include "runtime/signal_watcher.h"
 #include "runtime/spool_watcher.h"
 #include "tide/version.h"
 
@@ -29,7 +30,8 @@ namespace {
 const char* kUsage =
     "usage: tided --config FILE [--foreground]\n"
     "  Runs tide's daemon: picks up plans from the spool directory and applies them.\n"
-    "  Logs go to stderr. SIGTERM or SIGINT: finish the statements in flight, record state, exit.\n";
+    "  Logs go to stderr. SIGTERM or SIGINT: finish the statements in flight, record state, exit.\n"
+    "  SIGUSR1: pause every plan; SIGUSR2: resume; SIGHUP: reload the config, reopen the audit log.\n";
 
 int Run(const std::string& config_path) {
   auto config = tide::LoadConfigFile(config_path);
@@ -122,29 +124,74 @@ int Run(const std::string& config_path) {
       };
   if (watchdog_every.count() > 0) on_watchdog({});
 
-  boost::asio::signal_set signals(io, SIGTERM, SIGINT);
+  const std::string control_dir = config->spool_dir + "/control";
+  auto apply_control = [&](const std::string& sender) {
+    std::vector<std::string> errors;
+    for (const auto& r : tide::TakeControlRequests(control_dir, &errors)) {
+      const std::string actor = r.owner + " via tidectl" + (sender.empty() ? "" : "; signal from " + sender);
+      if (r.action == "pause") {
+        orchestrator.Pause(tide::Pause{r.plan, r.phase, actor, "tidectl", tide::NowRfc3339()});
+      } else {
+        orchestrator.Resume(r.plan, r.phase, actor, "tidectl");
+      }
+    }
+    for (const auto& e : errors) spdlog::warn("control request refused: {}", e);
+  };
+  apply_control("");  // requests left while tided was not running
+
   int stop_signals = 0;
-  std::function<void(const boost::system::error_code&, int)> on_signal =
-      [&](const boost::system::error_code& ec, int sig) {
-        if (ec) return;
-        if (++stop_signals > 1) {
-          spdlog::warn("second {}: exiting now; statements in flight are rolled back",
-                       strsignal(sig));
-          audit.Write({"daemon_stopped", "", "", "", tide::JsonObject().Str("how", "forced")});
-          std::_Exit(1);
-        }
-        spdlog::info("{}: finishing the statements in flight, then stopping", strsignal(sig));
-        notifier.Stopping();
-        status_timer.cancel();
-        watchdog_timer.cancel();
-        watcher.Stop();
-        orchestrator.Shutdown([&] { io.stop(); });
-        signals.async_wait(on_signal);
-      };
-  signals.async_wait(on_signal);
+  tide::SignalWatcher signals(io, {SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGUSR2},
+                              [&](const tide::SignalEvent& e) {
+    const std::string sender = tide::DescribeSender(e.pid, e.uid);
+    if (e.signo == SIGUSR1 && e.queued && e.value == tide::kControlSignalValue) {
+      return apply_control(sender);
+    }
+    if (e.signo == SIGUSR1) {
+      return orchestrator.Pause(tide::Pause{"*", "", sender, "kill", tide::NowRfc3339()});
+    }
+    if (e.signo == SIGUSR2) return orchestrator.Resume("*", "", sender, "kill");
+    if (e.signo == SIGHUP) {
+      auto fresh = tide::LoadConfigFile(config_path);
+      if (!fresh.ok()) {
+        spdlog::error("SIGHUP from {}: the new config is refused, the old one stays:\n{}", sender,
+                      fresh.status().message());
+        audit.Write({"config_refused", "", "", sender,
+                     tide::JsonObject().Str("reason", fresh.status().message())});
+        return;
+      }
+      spdlog::set_level(spdlog::level::from_str(fresh->log_level));
+      orchestrator.UpdateConfig(*fresh);
+      if (auto s = audit.Open(); !s.ok()) spdlog::error("{}", s.ToString());
+      audit.Write({"config_reloaded", "", "", sender,
+                   tide::JsonObject().Str("config", config_path).Int("max_workers", fresh->max_workers)});
+      spdlog::info("SIGHUP from {}: config reloaded, audit log reopened", sender);
+      return;
+    }
+    if (++stop_signals > 1) {
+      spdlog::warn("second {}: exiting now; statements in flight are rolled back",
+                   strsignal(e.signo));
+      audit.Write({"daemon_stopped", "", "", sender, tide::JsonObject().Str("how", "forced")});
+      std::_Exit(1);
+    }
+    spdlog::info("{} from {}: finishing the statements in flight, then stopping",
+                 strsignal(e.signo), sender);
+    audit.Write({"daemon_stopping", "", "", sender, tide::JsonObject()});
+    notifier.Stopping();
+    status_timer.cancel();
+    watchdog_timer.cancel();
+    watcher.Stop();
+    orchestrator.Shutdown([&] { io.stop(); });
+  });
+  if (auto s = signals.Start(); !s.ok()) {
+    spdlog::critical("{}", s.ToString());
+    return 1;
+  }
+  const std::string pid_file = config->spool_dir + "/tided.pid";
+  tide::WriteFileAtomically(pid_file, std::to_string(::getpid()) + "\n");
 
   io.run();
   pool.join();
+  ::unlink(pid_file.c_str());
   audit.Write({"daemon_stopped", "", "", "", tide::JsonObject().Str("how", "graceful")});
   spdlog::info("tided stopped");
   return 0;
@@ -153,6 +200,13 @@ int Run(const std::string& config_path) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Before any thread exists, so that every thread inherits the mask and these signals are only
+  // ever read from the signalfd, with their sender.
+  if (auto s = tide::SignalWatcher::BlockSignals({SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGUSR2});
+      !s.ok()) {
+    std::cerr << "tided: " << s.ToString() << "\n";
+    return 1;
+  }
   spdlog::set_default_logger(spdlog::stderr_color_mt("tided"));
   std::string config_path;
   for (int i = 1; i < argc; ++i) {

@@ -1,6 +1,7 @@
 #include "runtime/files.h"
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 
@@ -15,6 +16,19 @@ Result<std::string> ReadFile(const std::string& path, size_t max_bytes) {
   in.read(&text[0], static_cast<std::streamsize>(text.size()));
   text.resize(static_cast<size_t>(in.gcount()));
   return text;
+}
+
+Status WriteFileAtomically(const std::string& path, const std::string& text) {
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    out << text;
+    if (!out) return Status::Io("cannot write " + tmp);
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    return Status::Io("cannot rename " + tmp + ": " + std::strerror(errno));
+  }
+  return Status::Ok();
 }
 
 Result<Config> LoadConfigFile(const std::string& path) {

@@ -377,6 +377,101 @@ TEST_F(DaemonTest, TellsSystemdWhenReadyAliveAndStopping) {
   ::close(sock);
 }
 
+const char* kSlowClinicPlan = R"(plan: add_clinic_id
+database: app
+backfill:
+  - table: patient_offers
+    set:
+      clinicId: (SELECT o."clinicId" FROM offers o WHERE o.id = patient_offers."offerId")
+    batch_size: 500
+    max_batch_size: 500
+    pause_between_batches: 20ms
+gates:
+  - null_count: {table: patient_offers, column: clinicId}
+contract:
+  - sql: ALTER TABLE patient_offers ADD CONSTRAINT po_clinic_nn CHECK ("clinicId" IS NOT NULL) NOT VALID
+)";
+
+TEST_F(DaemonTest, Usr1PausesEverythingUsr2ResumesAndTheAuditNamesTheSender) {
+  PgCluster::Shared().Exec(db_, kOffersSchema);
+  PgCluster::Shared().Exec(db_, "ALTER TABLE patient_offers ADD COLUMN \"clinicId\" text");
+  StartDaemon();
+  ASSERT_EQ(Ctl({"submit", "--config", config_, WritePlan("clinic.yaml", kSlowClinicPlan)}).status, 0);
+  auto scanned = [&] { return std::stoll("0" + Query("SELECT sum(rows_scanned) FROM tide.backfill")); };
+  ASSERT_TRUE(WaitFor([&] { return scanned() >= 5000; }, 30s)) << ReadAll(dir_ + "/tided.log");
+  daemon_->Signal(SIGUSR1);
+  std::this_thread::sleep_for(1500ms);  // the batch in flight commits (target_batch_time + 1 s)
+  const int64_t held = scanned();
+  std::this_thread::sleep_for(2s);
+  EXPECT_EQ(scanned(), held) << "no batch while paused";
+  EXPECT_LT(held, 100000);
+  const std::string audit = ReadAll(dir_ + "/audit.jsonl");
+  EXPECT_NE(audit.find("\"event\":\"paused\",\"plan\":\"*\""), std::string::npos) << audit;
+  EXPECT_NE(audit.find("pid " + std::to_string(::getpid())), std::string::npos)
+      << "the sender is this test process";
+  auto status = Ctl({"status", "--config", config_});
+  EXPECT_NE(status.output.find("paused by "), std::string::npos) << status.output;
+  EXPECT_NE(status.output.find("uid " + std::to_string(::getuid())), std::string::npos) << status.output;
+
+  daemon_->Signal(SIGUSR2);
+  ASSERT_TRUE(WaitFor([&] { return PlanState("add_clinic_id") == "done"; }, 60s)) << ReadAll(dir_ + "/tided.log");
+  EXPECT_NE(ReadAll(dir_ + "/audit.jsonl").find("\"event\":\"resumed\""), std::string::npos);
+}
+
+TEST_F(DaemonTest, AContractHoldOutlivesARestartAndTidectlResumeReleasesIt) {
+  PgCluster::Shared().Exec(db_, kOffersSchema);
+  PgCluster::Shared().Exec(db_, "ALTER TABLE patient_offers ADD COLUMN \"clinicId\" text");
+  StartDaemon();
+  auto hold = Ctl({"pause", "add_clinic_id", "--phase", "contract", "--config", config_});
+  ASSERT_EQ(hold.status, 0) << hold.output;
+  EXPECT_NE(hold.output.find("sent to tided"), std::string::npos) << hold.output;
+  ASSERT_EQ(Ctl({"submit", "--config", config_, WritePlan("clinic.yaml", kSlowClinicPlan)}).status, 0);
+  ASSERT_TRUE(WaitFor([&] { return PlanState("add_clinic_id") == "contracting"; }, 90s))
+      << ReadAll(dir_ + "/tided.log");
+  std::this_thread::sleep_for(1s);
+  EXPECT_EQ(Query("SELECT count(*) FROM pg_constraint WHERE conname = 'po_clinic_nn'"), "0")
+      << "held before any constraint goes on";
+  auto status = Ctl({"status", "--config", config_});
+  EXPECT_NE(status.output.find("held before contract by"), std::string::npos) << status.output;
+
+  daemon_->Signal(SIGKILL);
+  daemon_->Wait(10s);
+  StartDaemon();
+  std::this_thread::sleep_for(2s);
+  EXPECT_EQ(PlanState("add_clinic_id"), "contracting") << "still held after a restart";
+  auto resume = Ctl({"resume", "add_clinic_id", "--config", config_});
+  ASSERT_EQ(resume.status, 0) << resume.output;
+  ASSERT_TRUE(WaitFor([&] { return PlanState("add_clinic_id") == "done"; }, 30s)) << ReadAll(dir_ + "/tided.log");
+  EXPECT_EQ(Query("SELECT count(*) FROM pg_constraint WHERE conname = 'po_clinic_nn'"), "1");
+}
+
+TEST_F(DaemonTest, SighupReloadsAGoodConfigRefusesABadOneAndTheAuditChainHolds) {
+  StartDaemon();
+  const std::string good = ReadAll(config_);
+  WriteAll(config_, good + "log_level: debug\nmax_workers: 2\n");
+  daemon_->Signal(SIGHUP);
+  ASSERT_TRUE(WaitFor([&] { return ReadAll(dir_ + "/audit.jsonl").find("config_reloaded") != std::string::npos; }, 10s));
+  WriteAll(config_, "spool_dir: [\n");
+  daemon_->Signal(SIGHUP);
+  ASSERT_TRUE(WaitFor([&] { return ReadAll(dir_ + "/audit.jsonl").find("config_refused") != std::string::npos; }, 10s));
+  EXPECT_TRUE(daemon_->running()) << "a bad config never stops the daemon";
+  EXPECT_NE(ReadAll(dir_ + "/tided.log").find("the old one stays"), std::string::npos);
+  WriteAll(config_, good);
+  daemon_->Signal(SIGTERM);
+  ASSERT_EQ(daemon_->Wait(15s), 0);
+
+  auto verify = Ctl({"audit", "--file", dir_ + "/audit.jsonl", "--verify"});
+  EXPECT_EQ(verify.status, 0) << verify.output;
+  std::string log = ReadAll(dir_ + "/audit.jsonl");
+  const size_t at = log.find("config_refused");
+  ASSERT_NE(at, std::string::npos);
+  log.replace(at, 14, "config_removed");
+  WriteAll(dir_ + "/audit.jsonl", log);
+  auto broken = Ctl({"audit", "--file", dir_ + "/audit.jsonl", "--verify"});
+  EXPECT_EQ(broken.status, 1);
+  EXPECT_NE(broken.output.find("the audit chain is broken"), std::string::npos) << broken.output;
+}
+
 TEST_F(DaemonTest, TidectlValidateNamesEveryProblemAndItsPlace) {
   auto good = Ctl({"validate", std::string(TIDE_SOURCE_DIR) + "/plans/add_clinic_id_to_patient_offers.yaml"});
   EXPECT_EQ(good.status, 0) << good.output;
