@@ -200,6 +200,8 @@ class Metrics {
   // A batch committed now.
   virtual void MarkProgress(const std::string& plan) = 0;
   virtual void SetPaused(const std::string& plan, bool paused) = 0;
+  // Creates the plan's series at zero, so that dashboards and alerts see 0 rather than nothing.
+  virtual void PlanStarted(const std::string& plan) = 0;
 };
 
 class NullMetrics : public Metrics {
@@ -217,6 +219,7 @@ class NullMetrics : public Metrics {
   void CountRetry(const std::string&, const std::string&) override {}
   void MarkProgress(const std::string&) override {}
   void SetPaused(const std::string&, bool) override {}
+  void PlanStarted(const std::string&) override {}
   void PlanFinished(const std::string&, const std::string&) override {}
 };
 

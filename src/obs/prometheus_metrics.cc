@@ -186,6 +186,19 @@ void PrometheusMetrics::SetPaused(const std::string& plan, bool paused) {
   f_->paused.Add({{"plan", plan}}).Set(paused ? 1 : 0);
 }
 
+void PrometheusMetrics::PlanStarted(const std::string& plan) {
+  f_->paused.Add({{"plan", plan}});
+  f_->lock_timeouts.Add({{"plan", plan}});
+  for (const char* kind : {"lock_timeout", "statement_timeout", "serialization", "deadlock",
+                           "connection", "in_doubt", "other"}) {
+    f_->retries.Add({{"plan", plan}, {"kind", kind}});
+  }
+  for (const char* reason : {"replication_lag", "active_sessions", "blocking", "throttle_query"}) {
+    f_->throttled.Add({{"plan", plan}, {"reason", reason}});
+    f_->throttle_seconds.Add({{"plan", plan}, {"reason", reason}});
+  }
+}
+
 void PrometheusMetrics::PlanFinished(const std::string& database, const std::string& outcome) {
   f_->plans.Add({{"database", database}, {"outcome", outcome}}).Increment();
 }

@@ -37,6 +37,7 @@ class PrometheusMetrics : public Metrics {
   void CountRetry(const std::string& plan, const std::string& kind) override;
   void MarkProgress(const std::string& plan) override;
   void SetPaused(const std::string& plan, bool paused) override;
+  void PlanStarted(const std::string& plan) override;
   void PlanFinished(const std::string& database, const std::string& outcome) override;
 
  private:

@@ -52,6 +52,7 @@ class Orchestrator::Run : public std::enable_shared_from_this<Orchestrator::Run>
 
   std::string key() const { return plan_.database + "/" + plan_.name; }
   void Start() {
+    o_.metrics_->PlanStarted(plan_.name);
     o_.metrics_->SetPaused(plan_.name, false);
     Next();
   }
