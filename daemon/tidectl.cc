@@ -35,7 +35,9 @@ const char* kUsage =
     "                                         database is configured); exit 1 when invalid\n"
     "  submit [--spool DIR | --config FILE] PLAN.yaml\n"
     "                                         validate, then drop the plan into the spool\n"
-    "  status --config FILE [--json]          every plan: state, phase, rows done, times\n"
+    "  status --config FILE [--json] [--watch]\n"
+    "                                         every plan: state, progress, rows/s, ETA, throttling,\n"
+    "                                         who paused it; --watch repeats every 2 s\n"
     "  retry PLAN --config FILE                resume a failed plan from the step that failed\n"
     "  pause (PLAN | --all) [--phase P] --config FILE\n"
     "                                         pause a plan (or hold it before phase P); every plan\n"
@@ -253,7 +255,30 @@ std::string Percent(int64_t done, int64_t total) {
   return buf;
 }
 
+// [#####.....] for a fraction.
+std::string Bar(int64_t done, int64_t total) {
+  if (total <= 0) return "";
+  const int width = 20;
+  const int filled = static_cast<int>(width * std::min<int64_t>(done, total) / total);
+  return "[" + std::string(filled, '#') + std::string(width - filled, '.') + "] ";
+}
+
+int Status(const Args& a);
+
+// `tidectl status --watch`: the status again every two seconds, until interrupted.
+int WatchStatus(const Args& a) {
+  Args once = a;
+  once.flags.erase("--watch");
+  for (;;) {
+    std::cout << "\033[H\033[2J" << std::flush;  // clear the terminal
+    const int rc = Status(once);
+    if (rc == 2) return rc;
+    std::this_thread::sleep_for(std::chrono::seconds(2));
+  }
+}
+
 int Status(const Args& a) {
+  if (a.flags.count("--watch")) return WatchStatus(a);
   if (!a.options.count("--config")) return std::cerr << "tidectl status: --config FILE is required\n", 2;
   auto config = tide::LoadConfigFile(a.options.at("--config"));
   if (!config.ok()) return std::cerr << "tidectl: invalid config:\n" << config.status().message(), 1;
@@ -315,7 +340,8 @@ int Status(const Args& a) {
       std::cout << "\n";
       for (const auto& t : *tasks) {
         if (t.plan != p.name) continue;
-        std::cout << "  backfill " << t.table << ": " << t.rows_updated << " rows updated, "
+        std::cout << "  backfill " << t.table << ": " << Bar(t.rows_scanned, t.rows_estimated)
+                  << t.rows_updated << " rows updated, "
                   << t.rows_scanned << " scanned of ~" << t.rows_estimated
                   << Percent(t.rows_scanned, t.rows_estimated) << ", " << t.batches
                   << " batches, " << t.ranges << " range" << (t.ranges == 1 ? "" : "s")

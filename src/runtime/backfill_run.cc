@@ -388,7 +388,7 @@ void BackfillRun::Monitor() {
     if (!lane->closed && lane->pid) pids.push_back(lane->pid);
   }
   auto db = monitor_db_;
-  const std::string query = options_.health.throttle_query;
+  const std::string query = (env_.health ? env_.health() : options_.health).throttle_query;
   const StatementLimits limits{Millis(1000), Millis(5000)};
   const std::string plan = plan_;
   const int index = index_;
@@ -419,7 +419,7 @@ void BackfillRun::OnHealth(Result<HealthReading> r) {
     sample.blocked_by_us = r->blocked_by_us;
     sample.throttle_query_true = r->throttle_query_true;
     env_.metrics->SetReplicationLag(database_, sample.replication_lag.count() / 1000.0);
-    const ThrottleDecision next = Decide(sample, options_.health);
+    const ThrottleDecision next = Decide(sample, env_.health ? env_.health() : options_.health);
     if (next.reason == "blocking") sizer_.Shrink();
     // Yielding to other sessions is normal operation, not throttling.
     auto Reason = [](const ThrottleDecision& d) {

@@ -35,6 +35,7 @@ struct BackfillEnv {
   std::function<void(const std::string& event, JsonObject details)> audit;
   std::function<bool()> stopping;
   std::function<bool()> paused;  // an operator paused the backfill: start no new batch
+  std::function<HealthLimits()> health;  // the limits in force now (a SIGHUP may change them)
   int max_retries = 5;
   Millis retry_base{500};
   Millis retry_cap{30000};

@@ -181,6 +181,13 @@ class Orchestrator::Run : public std::enable_shared_from_this<Orchestrator::Run>
     env.stopping = [o] { return o->stopping_; };
     const std::string plan = plan_.name;
     env.paused = [o, plan] { return o->PausedBy(plan, "backfill") != nullptr; };
+    // Health limits are read at every check, so that a reloaded config applies at once.
+    std::weak_ptr<Run> weak_run = shared_from_this();
+    env.health = [o, weak_run] {
+      auto self = weak_run.lock();
+      if (!self || self->plan_.backfill.empty()) return HealthLimits{};
+      return OptionsFor(self->plan_, self->plan_.backfill.front(), o->config_.defaults).health;
+    };
     return env;
   }
 
