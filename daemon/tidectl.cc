@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "pg/pg_database.h"
+#include "plan/lint.h"
 #include "plan/plan_parser.h"
 #include "runtime/control.h"
 #include "runtime/files.h"
@@ -96,8 +97,13 @@ bool CheckPlanFile(const std::string& path, const std::string& config_path, std:
     for (const auto& kv : config->databases) names.insert(kv.first);
     parsed.errors = tide::CheckPlanAgainstDatabases(parsed.plan, path, names);
   }
+  if (parsed.ok()) {
+    for (const auto& f : tide::LintPlan(parsed.plan)) {
+      parsed.errors.push_back(tide::Diagnostic{"", {}, f.ToString(path), ""});
+    }
+  }
   if (!parsed.ok()) {
-    std::cerr << tide::FormatDiagnostics(parsed.errors);
+    for (const auto& d : parsed.errors) std::cerr << (d.file.empty() ? d.message : d.ToString()) << "\n";
     std::cerr << path << ": " << parsed.errors.size() << " problem"
               << (parsed.errors.size() == 1 ? "" : "s") << "; the plan was not accepted\n";
     return false;

@@ -43,6 +43,7 @@ struct StatementSettings {
 struct SqlStep {
   std::string sql;
   SourcePos pos;
+  std::string unsafe;  // why the operator runs it despite the lint; empty: lint applies
 };
 
 struct BackfillTask {

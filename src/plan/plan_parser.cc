@@ -70,12 +70,16 @@ class PlanParser {
     for (size_t i = 0; i < node.size(); ++i) {
       const YAML::Node step = node[i];
       const std::string what = phase + " step " + std::to_string(i + 1);
-      if (!r_.ExpectMap(step, what, {"sql"})) {
+      if (!r_.ExpectMap(step, what, {"sql", "unsafe"})) {
         if (!step.IsMap()) continue;
       }
       auto sql = r_.String(step, "sql", what, true);
       if (sql && Trim(*sql).empty()) r_.Error(step["sql"], what + " has an empty `sql`");
-      if (sql) out->push_back(SqlStep{*sql, r_.Pos(step)});
+      auto unsafe = r_.String(step, "unsafe", what, false);
+      if (unsafe && Trim(*unsafe).empty()) {
+        r_.Error(step["unsafe"], "`unsafe` in " + what + " is empty", "say why the step is safe here");
+      }
+      if (sql) out->push_back(SqlStep{*sql, r_.Pos(step), unsafe.value_or("")});
     }
   }
 

@@ -12,6 +12,7 @@
 #include "runtime/backfill_run.h"
 #include "engine/phase.h"
 #include "engine/sqlstate.h"
+#include "plan/lint.h"
 #include "plan/plan_parser.h"
 #include "util/sha256.h"
 
@@ -469,6 +470,12 @@ void Orchestrator::Submit(SpoolFile file) {
     parsed.errors = CheckPlanAgainstDatabases(parsed.plan, file.name, names);
   }
   if (!parsed.ok()) return Reject(file, parsed.plan.name, FormatDiagnostics(parsed.errors));
+  const auto findings = LintPlan(parsed.plan);
+  if (!findings.empty()) {
+    std::string text;
+    for (const auto& f : findings) text += f.ToString(file.name) + "\n";
+    return Reject(file, parsed.plan.name, text);
+  }
 
   pending_files_.insert(file.name);
   const std::string checksum = Sha256Hex(file.text);
@@ -576,12 +583,21 @@ void Orchestrator::OnAdmitted(const SpoolFile& file, Admission a) {
     // Re-submitting a failed plan, unchanged, retries it from the step that failed.
     record.cursor.state = record.failed_in;
   }
+  JsonObject accepted;
+  accepted.Str("file", file.name)
+      .Str("database", a.plan.database)
+      .Str("checksum", record.checksum)
+      .Str("state", ToString(record.cursor.state));
+  // Steps run despite the lint, and why: on-call reads this first after an incident.
+  std::string unsafe;
+  for (const auto* steps : {&a.plan.expand, &a.plan.contract}) {
+    for (const auto& st : *steps) {
+      if (!st.unsafe.empty()) unsafe += (unsafe.empty() ? "" : "; ") + st.sql + " -- " + st.unsafe;
+    }
+  }
+  if (!unsafe.empty()) accepted.Str("unsafe_steps", unsafe);
   Audit(AuditEvent{a.resumed ? "plan_resumed" : "plan_accepted", a.plan.name, "", file.owner,
-                   JsonObject()
-                       .Str("file", file.name)
-                       .Str("database", a.plan.database)
-                       .Str("checksum", record.checksum)
-                       .Str("state", ToString(record.cursor.state))});
+                   std::move(accepted)});
   spdlog::info("plan {}: {} on database {}", a.plan.name, a.resumed ? "resumed" : "accepted",
                a.plan.database);
   StartRun(std::move(a.plan), std::move(record), std::move(a.db));

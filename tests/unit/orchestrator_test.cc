@@ -319,7 +319,7 @@ backfill:
 gates:
   - null_count: {table: t, column: c}
 contract:
-  - sql: ALTER TABLE t ALTER COLUMN c SET NOT NULL
+  - sql: ALTER TABLE t ADD CONSTRAINT c_nn CHECK (c IS NOT NULL) NOT VALID
 )";
 
 class OrchestratorTest : public ::testing::Test {
@@ -368,7 +368,7 @@ TEST_F(OrchestratorTest, RunsEveryPhaseInOrderAndFilesThePlanAsDone) {
   ASSERT_EQ(spool_.done, std::vector<std::string>{"fill_c.yaml"});
   EXPECT_EQ(db_.steps_, (std::vector<std::string>{"ALTER TABLE t ADD COLUMN c int",
                                                    "CREATE INDEX CONCURRENTLY i ON t (c)",
-                                                   "ALTER TABLE t ALTER COLUMN c SET NOT NULL"}));
+                                                   "ALTER TABLE t ADD CONSTRAINT c_nn CHECK (c IS NOT NULL) NOT VALID"}));
   EXPECT_EQ(db_.plans_["fill_c"].cursor.state, PlanState::kDone);
   for (size_t k = 1; k < db_.filled_.size(); ++k) EXPECT_EQ(db_.filled_[k], 1) << "key " << k;
   ASSERT_FALSE(db_.sizes_.empty());
@@ -403,7 +403,7 @@ TEST_F(OrchestratorTest, ResumesAfterARestartWithoutRedoingFinishedWork) {
   o->ResumeAll();
   RunUntil([&] { return !spool_.done.empty(); });
   ASSERT_EQ(db_.plans_["fill_c"].cursor.state, PlanState::kDone);
-  EXPECT_EQ(db_.steps_, std::vector<std::string>{"ALTER TABLE t ALTER COLUMN c SET NOT NULL"})
+  EXPECT_EQ(db_.steps_, std::vector<std::string>{"ALTER TABLE t ADD CONSTRAINT c_nn CHECK (c IS NOT NULL) NOT VALID"})
       << "expand steps must not run again";
   for (size_t k = 1; k < db_.filled_.size(); ++k) EXPECT_EQ(db_.filled_[k], 1) << "key " << k;
 }
@@ -467,6 +467,27 @@ TEST_F(OrchestratorTest, RejectsAnInvalidPlanWithEveryError) {
             std::string::npos)
       << spool_.last_error;
   EXPECT_EQ(audit_.Count("plan_rejected"), 1);
+}
+
+TEST_F(OrchestratorTest, RejectsAPlanWhoseStepsWouldLockUpProduction) {
+  auto o = Make();
+  o->Submit(SpoolFile{"x.yaml", "plan: x\ndatabase: app\nexpand:\n  - sql: CREATE INDEX i ON t (c)\n", "bob"});
+  ASSERT_EQ(spool_.rejected.size(), 1u);
+  EXPECT_NE(spool_.last_error.find("x.yaml:4:5: expand step 1: require-concurrent-index-creation"),
+            std::string::npos) << spool_.last_error;
+}
+
+TEST_F(OrchestratorTest, RecordsTheReasonOfAStepMarkedUnsafe) {
+  auto o = Make();
+  o->Submit(SpoolFile{"x.yaml", "plan: x\ndatabase: app\nexpand:\n  - sql: CREATE INDEX i ON t (c)\n"
+                                "    unsafe: forty rows\n", "bob"});
+  RunUntil([&] { return !spool_.done.empty(); });
+  ASSERT_EQ(spool_.done.size(), 1u) << spool_.last_error;
+  bool recorded = false;
+  for (const auto& e : audit_.events) {
+    if (e.event == "plan_accepted") recorded = e.details.ToString().find("forty rows") != std::string::npos;
+  }
+  EXPECT_TRUE(recorded);
 }
 
 TEST_F(OrchestratorTest, RejectsADatabaseNotInTheConfig) {

@@ -1,4 +1,5 @@
 #include "plan/plan_parser.h"
+#include "plan/lint.h"
 
 #include <dirent.h>
 #include <gtest/gtest.h>
@@ -133,6 +134,7 @@ TEST(PlanParser, EveryExamplePlanIsValid) {
     auto r = ParsePlan(Slurp(f), f);
     EXPECT_TRUE(r.ok()) << FormatDiagnostics(r.errors);
     EXPECT_TRUE(CheckPlanAgainstDatabases(r.plan, f, {"app"}).empty()) << f;
+    for (const auto& finding : LintPlan(r.plan)) ADD_FAILURE() << finding.ToString(f);
   }
 }
 
