@@ -22,6 +22,7 @@ struct Defaults {
   Millis lock_timeout{2000};
   Millis statement_timeout{30000};
   Millis gate_recheck_interval{5000};
+  int64_t ddl_retries = 20;  // lock timeouts of one step, retried with backoff, before failing
   // Backfill tasks, unless the plan says otherwise.
   int64_t batch_size = 1000;
   int64_t workers = 1;

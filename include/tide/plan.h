@@ -38,6 +38,7 @@ struct StatementSettings {
   std::optional<int64_t> max_active_sessions;
   std::optional<std::string> throttle_query;
   std::optional<double> yield_ratio;
+  std::optional<int64_t> ddl_retries;
 };
 
 struct SqlStep {

@@ -41,6 +41,14 @@ class Status {
   const std::string& message() const { return message_; }
   // The PostgreSQL SQLSTATE when the error came from the server, else empty.
   const std::string& sqlstate() const { return sqlstate_; }
+  // Structured facts about the error, as a JSON value (for example the sessions that held a
+  // lock tide waited for); empty when there are none.
+  const std::string& detail() const { return detail_; }
+  Status WithDetail(std::string json) const {
+    Status s = *this;
+    s.detail_ = std::move(json);
+    return s;
+  }
   // "message" or "SQLSTATE 42P01: message".
   std::string ToString() const {
     if (ok()) return "ok";
@@ -55,6 +63,7 @@ class Status {
   Code code_ = Code::kOk;
   std::string message_;
   std::string sqlstate_;
+  std::string detail_;
 };
 
 // A value or the Status that explains why there is none.

@@ -2,7 +2,10 @@
 
 #include <sys/stat.h>
 
+#include <atomic>
 #include <cstdlib>
+#include <mutex>
+#include <thread>
 #include <fstream>
 #include <pqxx/pqxx>
 #include <sstream>
@@ -149,6 +152,7 @@ Status PgPlanDatabase::Connected() {
     n.exec0("SET application_name = 'tided'; SET standard_conforming_strings = on; " +
             SetTimeoutSql("lock_timeout", defaults_.lock_timeout, false) + "; " +
             SetTimeoutSql("statement_timeout", defaults_.statement_timeout, false));
+    backend_pid_ = n.exec1("SELECT pg_backend_pid()")[0].as<int64_t>();
     conn_ = std::move(c);
     return Status::Ok();
   } catch (const pqxx::broken_connection& e) {
@@ -273,11 +277,78 @@ Status PgPlanDatabase::SaveFailure(const std::string& plan, const PlanCursor& at
   }
 }
 
+void PgPlanDatabase::WatchBlockers(const std::function<void()>& work, std::string* out) {
+  std::atomic<bool> done{false};
+  std::mutex mu;
+  std::string seen = "[]";
+  const int64_t pid = backend_pid_;
+  std::thread watcher([&] {
+    try {
+      pqxx::connection c(dsn_);
+      pqxx::nontransaction n(c);
+      n.exec0("SET application_name = 'tided watcher'; SET statement_timeout = '1s'");
+      while (!done) {
+        auto r = n.exec_params(
+            "SELECT a.pid, COALESCE(a.usename, ''), COALESCE(a.application_name, ''), "
+            "COALESCE(a.state, ''), COALESCE(EXTRACT(epoch FROM now() - a.xact_start), 0)::bigint, "
+            "left(COALESCE(a.query, ''), 200) FROM pg_stat_activity a "
+            "WHERE a.pid = ANY (pg_blocking_pids($1))",
+            pid);
+        if (!r.empty()) {
+          std::string json = "[";
+          for (const auto& row : r) {
+            json += (json.size() > 1 ? "," : "") +
+                    JsonObject()
+                        .Int("pid", row[0].as<int64_t>())
+                        .Str("user", row[1].c_str())
+                        .Str("application_name", row[2].c_str())
+                        .Str("state", row[3].c_str())
+                        .Int("transaction_age_s", row[4].as<int64_t>())
+                        .Str("query", row[5].c_str())
+                        .ToString();
+          }
+          std::lock_guard<std::mutex> l(mu);
+          seen = json + "]";
+        }
+        for (int i = 0; i < 10 && !done; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      }
+    } catch (const std::exception&) {
+      // Naming the blocker is best effort; the step's own error is what counts.
+    }
+  });
+  auto finish = [&] {
+    done = true;
+    watcher.join();
+    std::lock_guard<std::mutex> l(mu);
+    *out = seen;
+  };
+  try {
+    work();
+  } catch (...) {
+    finish();
+    throw;
+  }
+  finish();
+}
+
 Status PgPlanDatabase::RunStep(const std::string& plan, const std::string& sql,
                                const StatementLimits& limits, const PlanCursor& after) {
   TIDE_CONNECTED();
+  std::string blockers;
   try {
-    if (RunsOutsideTransaction(sql)) {
+    Status s = RunStepWatched(plan, sql, limits, after, &blockers);
+    return s;
+  } catch (...) {
+    Status s = FromCurrentException();
+    if (s.sqlstate() == "55P03") return s.WithDetail(blockers);
+    return s;
+  }
+}
+
+Status PgPlanDatabase::RunStepWatched(const std::string& plan, const std::string& sql,
+                                      const StatementLimits& limits, const PlanCursor& after,
+                                      std::string* blockers) {
+  if (RunsOutsideTransaction(sql)) {
       const std::string restore =
           SetTimeoutSql("lock_timeout", defaults_.lock_timeout, false) + "; " +
           SetTimeoutSql("statement_timeout", defaults_.statement_timeout, false);
@@ -286,7 +357,7 @@ Status PgPlanDatabase::RunStep(const std::string& plan, const std::string& sql,
         n.exec0(SetTimeoutSql("lock_timeout", limits.lock_timeout, false) + "; " +
                 SetTimeoutSql("statement_timeout", limits.statement_timeout, false));
         try {
-          n.exec(sql);
+          WatchBlockers([&] { n.exec(sql); }, blockers);
         } catch (const pqxx::broken_connection&) {
           throw;
         } catch (...) {
@@ -300,15 +371,12 @@ Status PgPlanDatabase::RunStep(const std::string& plan, const std::string& sql,
       w.commit();
       return Status::Ok();
     }
-    pqxx::work w(*conn_);
-    w.exec0(LimitsSql(limits));
-    w.exec(sql);
-    WriteCursor(w, plan, after);
-    w.commit();
-    return Status::Ok();
-  } catch (...) {
-    return FromCurrentException();
-  }
+  pqxx::work w(*conn_);
+  w.exec0(LimitsSql(limits));
+  WatchBlockers([&] { w.exec(sql); }, blockers);
+  WriteCursor(w, plan, after);
+  w.commit();
+  return Status::Ok();
 }
 
 Result<TableInfo> PgPlanDatabase::DescribeTable(const QualifiedName& table,

@@ -7,6 +7,7 @@
 // the next call. Not thread-safe: one instance per plan runner.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -87,9 +88,18 @@ class PgPlanDatabase : public PlanDatabase {
   Status FromCurrentException();
   std::vector<PlanRecord> SelectPlans(const std::string& where, const std::string& name);
 
+  // Runs `work` while a second session records who blocks this one (pg_blocking_pids), every
+  // 100 ms; *out gets the last sessions seen, as a JSON array, also when `work` throws.
+  void WatchBlockers(const std::function<void()>& work, std::string* out);
+  // RunStep's body; throws libpqxx's exceptions, with the blockers seen in *blockers.
+  Status RunStepWatched(const std::string& plan, const std::string& sql,
+                        const StatementLimits& limits, const PlanCursor& after,
+                        std::string* blockers);
+
   std::string dsn_;
   Defaults defaults_;
   std::unique_ptr<pqxx::connection> conn_;
+  int64_t backend_pid_ = 0;
 };
 
 class PgConnector : public DatabaseConnector {

@@ -38,11 +38,12 @@ void ParseDefaults(YamlReader& r, const YAML::Node& node, Defaults* d) {
                    {"lock_timeout", "statement_timeout", "batch_size", "gate_recheck_interval",
                     "workers", "target_batch_time", "min_batch_size", "max_batch_size",
                     "max_rows_per_second", "pause_between_batches", "max_replication_lag",
-                    "max_active_sessions", "throttle_query", "yield_ratio"}) &&
+                    "max_active_sessions", "throttle_query", "yield_ratio", "ddl_retries"}) &&
       !node.IsMap()) {
     return;
   }
   if (auto v = r.Int(node, "workers", what, 1, 64)) d->workers = *v;
+  if (auto v = r.Int(node, "ddl_retries", what, 0, 1000)) d->ddl_retries = *v;
   if (auto v = r.Duration(node, "target_batch_time", what, std::chrono::minutes(10))) {
     d->target_batch_time = std::max(*v, Millis(1));
   }

@@ -52,7 +52,7 @@ class PlanParser {
   void ParseSettings(const YAML::Node& node, Plan* plan) {
     if (!r_.ExpectMap(node, "`settings`",
                       {"lock_timeout", "statement_timeout", "batch_size", "max_replication_lag",
-                       "max_active_sessions", "throttle_query", "yield_ratio"})) {
+                       "max_active_sessions", "throttle_query", "yield_ratio", "ddl_retries"})) {
       if (!node.IsMap()) return;
     }
     StatementSettings& st = plan->settings;
@@ -63,6 +63,7 @@ class PlanParser {
     st.max_active_sessions = r_.Int(node, "max_active_sessions", "`settings`", 0, 100000);
     if (auto q = r_.String(node, "throttle_query", "`settings`", false)) st.throttle_query = *q;
     st.yield_ratio = r_.Ratio(node, "yield_ratio", "`settings`", 10);
+    st.ddl_retries = r_.Int(node, "ddl_retries", "`settings`", 0, 1000);
   }
 
   void ParseSteps(const YAML::Node& node, const std::string& phase, std::vector<SqlStep>* out) {

@@ -332,7 +332,22 @@ class Orchestrator::Run : public std::enable_shared_from_this<Orchestrator::Run>
   void OnError(const Status& s) {
     const bool transient =
         s.code() == Status::Code::kRetryable || s.code() == Status::Code::kInDoubt;
-    if (!transient || attempts_ >= o_.options_.max_retries) return Fail(s);
+    // A step that timed out on a lock is retried longer (ddl_retries): production went on
+    // meanwhile, since nothing queued behind tide for more than lock_timeout.
+    const bool lock_timeout = s.sqlstate() == "55P03";
+    const int limit = lock_timeout ? static_cast<int>(plan_.settings.ddl_retries.value_or(
+                                         o_.config_.defaults.ddl_retries))
+                                   : o_.options_.max_retries;
+    if (lock_timeout) {
+      Audit("lock_timeout", PhaseOf(cursor_.state),
+            JsonObject()
+                .Str("doing", doing_)
+                .Int("lock_timeout_ms", limits_.lock_timeout.count())
+                .Int("attempt", attempts_ + 1)
+                .Int("of", limit)
+                .Raw("blockers", s.detail().empty() ? "[]" : s.detail()));
+    }
+    if (!transient || attempts_ >= limit) return Fail(s);
     ++attempts_;
     o_.metrics_->CountRetry(plan_.name, RetryKind(s));
     const Millis wait = Backoff(o_.options_, attempts_ - 1);
@@ -362,7 +377,8 @@ class Orchestrator::Run : public std::enable_shared_from_this<Orchestrator::Run>
   }
 
   void Fail(const Status& s) {
-    const std::string error = "plan " + plan_.name + " failed in " + doing_ + ": " + s.ToString();
+    std::string error = "plan " + plan_.name + " failed in " + doing_ + ": " + s.ToString();
+    if (!s.detail().empty() && s.detail() != "[]") error += "; held up by " + s.detail();
     spdlog::error("{}", error);
     auto db = db_;
     const std::string name = plan_.name;

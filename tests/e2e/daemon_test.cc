@@ -472,6 +472,48 @@ TEST_F(DaemonTest, SighupReloadsAGoodConfigRefusesABadOneAndTheAuditChainHolds) 
   EXPECT_NE(broken.output.find("the audit chain is broken"), std::string::npos) << broken.output;
 }
 
+TEST_F(DaemonTest, ALongTransactionInTheWayIsNamedAndTheApplicationNeverWaitsLong) {
+  PgCluster::Shared().Exec(db_, "CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t SELECT generate_series(1, 1000)");
+  StartDaemon();
+  // A forgotten transaction holds a lock that ALTER TABLE must wait for.
+  pqxx::connection blocker(PgCluster::Shared().Dsn(db_));
+  pqxx::work hold(blocker);
+  hold.exec("SET application_name = 'report-job'");
+  hold.exec("SELECT count(*) FROM t");
+  const int64_t blocker_pid = hold.exec1("SELECT pg_backend_pid()")[0].as<int64_t>();
+  ASSERT_EQ(Ctl({"submit", "--config", config_, WritePlan("alter.yaml",
+      "plan: alter\ndatabase: app\nsettings: {lock_timeout: 300ms}\nexpand:\n"
+      "  - sql: ALTER TABLE t ADD COLUMN c int\n")}).status, 0);
+  // The application keeps reading; each read may queue behind tide's ALTER for at most about
+  // lock_timeout, never for the blocker's lifetime.
+  std::atomic<bool> stop{false};
+  std::atomic<int64_t> worst_ms{0};
+  std::thread app([&] {
+    pqxx::connection c(PgCluster::Shared().Dsn(db_));
+    while (!stop) {
+      const auto start = std::chrono::steady_clock::now();
+      pqxx::nontransaction n(c);
+      n.exec("SELECT count(*) FROM t");
+      const int64_t ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+          std::chrono::steady_clock::now() - start).count();
+      worst_ms = std::max<int64_t>(worst_ms, ms);
+      std::this_thread::sleep_for(20ms);
+    }
+  });
+  ASSERT_TRUE(WaitFor([&] {
+    return ReadAll(dir_ + "/audit.jsonl").find("\"event\":\"lock_timeout\"") != std::string::npos;
+  }, 20s)) << ReadAll(dir_ + "/tided.log");
+  std::this_thread::sleep_for(3s);
+  hold.commit();  // the report job finally ends
+  ASSERT_TRUE(WaitFor([&] { return PlanState("alter") == "done"; }, 60s)) << ReadAll(dir_ + "/tided.log");
+  stop = true;
+  app.join();
+  const std::string audit = ReadAll(dir_ + "/audit.jsonl");
+  EXPECT_NE(audit.find("\"pid\":" + std::to_string(blocker_pid)), std::string::npos) << audit;
+  EXPECT_NE(audit.find("\"application_name\":\"report-job\""), std::string::npos);
+  EXPECT_LT(worst_ms, 2000) << "an application query waited " << worst_ms << " ms behind tide";
+}
+
 TEST_F(DaemonTest, TidectlValidateNamesEveryProblemAndItsPlace) {
   auto good = Ctl({"validate", std::string(TIDE_SOURCE_DIR) + "/plans/add_clinic_id_to_patient_offers.yaml"});
   EXPECT_EQ(good.status, 0) << good.output;

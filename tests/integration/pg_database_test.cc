@@ -166,6 +166,9 @@ TEST_F(PgDatabaseTest, AStepBlockedByALockGivesUpAfterLockTimeoutAsRetryable) {
   EXPECT_EQ(s.code(), Status::Code::kRetryable) << s.ToString();
   EXPECT_EQ(s.sqlstate(), "55P03");
   EXPECT_LT(waited, std::chrono::seconds(5)) << "bounded by lock_timeout, not by the blocker";
+  const int64_t blocker_pid = hold.exec1("SELECT pg_backend_pid()")[0].as<int64_t>();
+  EXPECT_NE(s.detail().find("\"pid\":" + std::to_string(blocker_pid)), std::string::npos) << s.detail();
+  EXPECT_NE(s.detail().find("\"state\":\"idle in transaction\""), std::string::npos) << s.detail();
   hold.abort();
 }
 
