@@ -19,6 +19,7 @@
 #include "obs/systemd_notify.h"
 #include "pg/pg_database.h"
 #include "runtime/files.h"
+#include "runtime/command_runner.h"
 #include "runtime/control.h"
 #include "runtime/orchestrator.h"
 #include "runtime/signal_watcher.h"
@@ -68,7 +69,10 @@ int Run(const std::string& config_path) {
   // batches, health monitors and admissions.
   boost::asio::thread_pool pool(static_cast<size_t>(config->max_workers) + 4);
   tide::PgConnector connector(config->databases, config->defaults);
-  tide::Orchestrator orchestrator(io, pool, *config, &connector, &spool, &audit, &metrics);
+  tide::ShellCommandRunner commands;
+  tide::OrchestratorOptions options;
+  options.commands = &commands;
+  tide::Orchestrator orchestrator(io, pool, *config, &connector, &spool, &audit, &metrics, options);
   tide::SpoolWatcher watcher(io, &spool, [&](tide::SpoolFile f) { orchestrator.Submit(std::move(f)); });
 
   audit.Write({"daemon_started", "", "", "",
@@ -129,7 +133,9 @@ int Run(const std::string& config_path) {
     std::vector<std::string> errors;
     for (const auto& r : tide::TakeControlRequests(control_dir, &errors)) {
       const std::string actor = r.owner + " via tidectl" + (sender.empty() ? "" : "; signal from " + sender);
-      if (r.action == "pause") {
+      if (r.action == "abort") {
+        orchestrator.Abort(r.plan, actor, "tidectl");
+      } else if (r.action == "pause") {
         orchestrator.Pause(tide::Pause{r.plan, r.phase, actor, "tidectl", tide::NowRfc3339()});
       } else {
         orchestrator.Resume(r.plan, r.phase, actor, "tidectl");

@@ -41,10 +41,48 @@ struct StatementSettings {
   std::optional<int64_t> ddl_retries;
 };
 
-struct SqlStep {
-  std::string sql;
+// What one step of expand, contract or rollback does: raw SQL, or a typed operation that tide
+// compiles to the safe sequence of statements (src/engine/operations.h).
+enum class OpKind {
+  kSql,
+  kAddColumn,      // {table, column, type, default?, not_null?}
+  kCreateIndex,    // {table, name, columns | expression, unique?, where?, method?}
+  kSetNotNull,     // {table, column}
+  kAddForeignKey,  // {table, columns, references: {table, columns}, name?, on_delete?}
+  kAddCheck,       // {table, name, expression}
+  kAddUnique,      // {table, name, columns}
+  kDropColumn,     // {table, column}: contract and rollback only
+  kDropIndex,      // {name}: contract and rollback only
+};
+
+// "sql", "add_column", ...: the key that introduces the step in a plan file.
+const char* OpName(OpKind kind);
+
+struct Step {
+  OpKind kind = OpKind::kSql;
+  std::string sql;     // kSql: passed through unchanged
   SourcePos pos;
   std::string unsafe;  // why the operator runs it despite the lint; empty: lint applies
+  std::optional<Millis> statement_timeout;  // this step's own, over the plan's (index builds)
+
+  // Typed operations; which fields apply depends on `kind` (see OpKind).
+  QualifiedName table;
+  std::string column;
+  std::string type;                  // add_column: the column's SQL type
+  std::optional<std::string> default_sql;  // add_column: a SQL expression
+  bool not_null = false;             // add_column
+  QualifiedName name;                // index or constraint; only drop_index may name a schema
+  std::vector<std::string> columns;  // create_index, add_foreign_key, add_unique
+  std::string expression;            // create_index (instead of columns), add_check: SQL
+  bool unique = false;               // create_index
+  std::string where;                 // create_index: a partial index's predicate, SQL
+  std::string method;                // create_index: btree, hash, gist, gin, brin, spgist
+  QualifiedName ref_table;           // add_foreign_key
+  std::vector<std::string> ref_columns;
+  std::string on_delete;             // add_foreign_key: "", cascade, restrict, set null, ...
+
+  // One line for logs and the audit log: the SQL, or "set_not_null core.users.display_name".
+  std::string Describe() const;
 };
 
 struct BackfillTask {
@@ -84,10 +122,11 @@ struct Plan {
   std::string description;
   StatementSettings settings;
   std::optional<int64_t> batch_size;
-  std::vector<SqlStep> expand;
+  std::vector<Step> expand;
   std::vector<BackfillTask> backfill;
   std::vector<Gate> gates;
-  std::vector<SqlStep> contract;
+  std::vector<Step> contract;
+  std::vector<Step> rollback;  // undoes expand; run by `tidectl abort` before contract starts
 };
 
 // One problem found in a plan or config file, with where it is and how to fix it.

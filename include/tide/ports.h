@@ -9,7 +9,9 @@
 #include <string>
 #include <vector>
 
+#include "engine/operations.h"
 #include "engine/phase.h"
+#include "engine/preflight.h"
 #include "engine/sql_text.h"
 #include "tide/json.h"
 #include "tide/plan.h"
@@ -82,6 +84,14 @@ struct HealthReading {
   bool throttle_query_true = false;
 };
 
+// What one statement of a step did, for the audit log.
+struct StatementOutcome {
+  std::string sql;
+  bool skipped = false;                // its skip_if said the effect was already in place
+  bool dropped_invalid_index = false;  // a failed build's leftover was dropped first
+  int64_t duration_ms = 0;
+};
+
 // One session to one target database. Not thread-safe: each plan runner owns one. Every
 // statement runs with a lock_timeout and a statement_timeout. Errors come back as Status values
 // classified by ClassifySqlstate (retryable, in doubt, fatal).
@@ -100,10 +110,22 @@ class PlanDatabase {
   virtual Status SaveFailure(const std::string& plan, const PlanCursor& at,
                              const std::string& error) = 0;
 
-  // Runs one step's SQL and stores `after` as the plan's cursor, in one transaction when the
-  // statement allows it (else the statement first, then the cursor).
-  virtual Status RunStep(const std::string& plan, const std::string& sql,
-                         const StatementLimits& limits, const PlanCursor& after) = 0;
+  // Runs a step's statements in order, each in its own transaction when it allows one (else on
+  // the session, with the timeouts set on it), skipping each whose skip_if is true. An index
+  // build first drops the invalid leftover of an earlier failed build, and drops its own when it
+  // fails. When `after` is set it is stored as the plan's cursor in the last statement's
+  // transaction (or right after it). A lock timeout's Status carries the blocking sessions as
+  // its detail (a JSON array).
+  virtual Result<std::vector<StatementOutcome>> RunStatements(
+      const std::string& plan, const std::vector<DdlStatement>& statements,
+      const StatementLimits& limits, const std::optional<PlanCursor>& after) = 0;
+  // Starts an aborted plan again from the beginning: state accepted, its checkpoints cleared.
+  virtual Status RestartPlan(const std::string& plan) = 0;
+  // The preflight of a plan against this database (see engine/preflight.h). With `dry_run`,
+  // the transactional expand statements run in a transaction that is rolled back, and the first
+  // batch of each backfill and each gate query are EXPLAINed there.
+  virtual Result<PreflightReport> Preflight(const Plan& plan, bool dry_run,
+                                            const StatementLimits& limits) = 0;
 
   virtual Result<TableInfo> DescribeTable(const QualifiedName& table,
                                           const std::vector<std::string>& key) = 0;
@@ -147,6 +169,19 @@ class PlanDatabase {
   // The task's live rate, ETA and throttle reason, for `tidectl status`.
   virtual Status SaveTaskStatus(const std::string& plan, int task, double rows_per_second,
                                 int64_t eta_seconds, const std::string& throttle_reason) = 0;
+};
+
+// Runs an operator's command (backup_command) and waits for it. Thread-safe implementations only.
+struct CommandResult {
+  int exit_code = 0;   // 128 + the signal when it was killed
+  std::string output;  // stdout and stderr, the last 4 KiB
+};
+class CommandRunner {
+ public:
+  virtual ~CommandRunner() = default;
+  // Runs `command` with /bin/sh -c, with `env` added to the daemon's environment.
+  virtual Result<CommandResult> Run(const std::string& command,
+                                    const std::vector<std::pair<std::string, std::string>>& env) = 0;
 };
 
 class DatabaseConnector {

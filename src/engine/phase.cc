@@ -14,6 +14,8 @@ const char* ToString(PlanState s) {
     case PlanState::kContracting: return "contracting";
     case PlanState::kDone: return "done";
     case PlanState::kFailed: return "failed";
+    case PlanState::kAborting: return "aborting";
+    case PlanState::kAborted: return "aborted";
   }
   return "unknown";
 }
@@ -21,7 +23,8 @@ const char* ToString(PlanState s) {
 const std::vector<PlanState>& AllPlanStates() {
   static const std::vector<PlanState> all = {
       PlanState::kAccepted, PlanState::kExpanding,   PlanState::kBackfilling, PlanState::kGating,
-      PlanState::kContracting, PlanState::kDone, PlanState::kFailed};
+      PlanState::kContracting, PlanState::kDone, PlanState::kFailed, PlanState::kAborting,
+      PlanState::kAborted};
   return all;
 }
 
@@ -32,7 +35,30 @@ std::optional<PlanState> PlanStateFromString(const std::string& s) {
   return std::nullopt;
 }
 
-bool IsFinal(PlanState s) { return s == PlanState::kDone || s == PlanState::kFailed; }
+bool IsFinal(PlanState s) {
+  return s == PlanState::kDone || s == PlanState::kFailed || s == PlanState::kAborted;
+}
+
+std::string AbortRefusal(PlanState state, PlanState failed_in) {
+  const PlanState at = state == PlanState::kFailed ? failed_in : state;
+  switch (at) {
+    case PlanState::kAccepted:
+    case PlanState::kExpanding:
+    case PlanState::kBackfilling:
+    case PlanState::kGating:
+      return "";
+    case PlanState::kContracting:
+      return std::string("contract has started") +
+             (state == PlanState::kFailed ? " (the plan failed in it)" : "") +
+             ": its constraints and drops are not undone by rollback; finish the plan (fix the "
+             "cause and `tidectl retry`), or write a new plan that reverses it";
+    case PlanState::kDone: return "the plan is done; write a new plan that reverses it";
+    case PlanState::kAborting: return "the plan is already aborting";
+    case PlanState::kAborted: return "the plan was already aborted";
+    case PlanState::kFailed: break;
+  }
+  return "the plan's state is unknown";
+}
 
 const char* PhaseOf(PlanState s) {
   switch (s) {
@@ -40,6 +66,7 @@ const char* PhaseOf(PlanState s) {
     case PlanState::kBackfilling: return "backfill";
     case PlanState::kGating: return "gate";
     case PlanState::kContracting: return "contract";
+    case PlanState::kAborting: return "rollback";
     default: return "";
   }
 }
@@ -69,8 +96,10 @@ PlanCursor Normalize(const Plan& plan, PlanCursor c) {
         continue;
       case PlanState::kContracting:
         return c;  // kFinish when every step is done
+      case PlanState::kAborting:  // kFinishAborted when every rollback step is done
       case PlanState::kDone:
       case PlanState::kFailed:
+      case PlanState::kAborted:
         return c;
     }
   }
@@ -85,6 +114,9 @@ Action NextAction(const Plan& plan, const PlanCursor& c) {
     case PlanState::kContracting:
       if (i < plan.contract.size()) return {Action::Kind::kRunContractStep, i};
       return {Action::Kind::kFinish, 0};
+    case PlanState::kAborting:
+      if (i < plan.rollback.size()) return {Action::Kind::kRunRollbackStep, i};
+      return {Action::Kind::kFinishAborted, 0};
     default: return {Action::Kind::kNothing, 0};
   }
 }
@@ -102,6 +134,10 @@ PlanCursor AfterSuccess(const Plan& plan, const PlanCursor& c) {
     case PlanState::kContracting:
       if (c.step < static_cast<int>(plan.contract.size())) next.step++;
       else next = {PlanState::kDone, 0, c.catch_up};
+      break;
+    case PlanState::kAborting:
+      if (c.step < static_cast<int>(plan.rollback.size())) next.step++;
+      else next = {PlanState::kAborted, c.step, c.catch_up};
       break;
     default:
       break;

@@ -2,7 +2,10 @@
 //
 //   accepted -> expanding -> backfilling -> gating -> contracting -> done
 //                   \____________\______________\__________\_______-> failed
+//        \____________\______________\___________\-> aborting -> aborted
 //
+// `tidectl abort` moves a plan that has not reached contract (or failed before it) to aborting,
+// which runs the plan's rollback steps; once contract has started, abort is refused.
 // A plan's position is a PlanCursor (state, step within the phase, whether the catch-up backfill
 // already ran). It is stored in the tide schema after every step, in the same transaction as the
 // step when the step is transactional, so a finished step is never run again.
@@ -15,7 +18,17 @@
 
 namespace tide {
 
-enum class PlanState { kAccepted, kExpanding, kBackfilling, kGating, kContracting, kDone, kFailed };
+enum class PlanState {
+  kAccepted,
+  kExpanding,
+  kBackfilling,
+  kGating,
+  kContracting,
+  kDone,
+  kFailed,
+  kAborting,
+  kAborted,
+};
 
 const char* ToString(PlanState s);
 std::optional<PlanState> PlanStateFromString(const std::string& s);
@@ -25,7 +38,7 @@ const std::vector<PlanState>& AllPlanStates();
 
 struct PlanCursor {
   PlanState state = PlanState::kAccepted;
-  int step = 0;           // expanding/contracting: steps done; backfilling: tasks done
+  int step = 0;           // expanding/contracting/aborting: steps done; backfilling: tasks done
   bool catch_up = false;  // the extra backfill pass after a failed gate has started
   bool operator==(const PlanCursor& o) const {
     return state == o.state && step == o.step && catch_up == o.catch_up;
@@ -39,6 +52,8 @@ struct Action {
     kCheckGates,
     kRunContractStep,  // index: the step in plan.contract
     kFinish,           // mark done
+    kRunRollbackStep,  // index: the step in plan.rollback
+    kFinishAborted,    // mark aborted
     kNothing,          // done or failed: nothing left to do
   };
   Kind kind = Kind::kNothing;
@@ -60,7 +75,12 @@ PlanCursor AfterSuccess(const Plan& plan, const PlanCursor& c);
 // and check again later (the returned cursor equals the input).
 PlanCursor AfterGateFailure(const PlanCursor& c);
 
-// The phase a state belongs to, for the audit log: "expand", "backfill", "gate", "contract", "".
+// Why a plan in `state` (which failed in `failed_in`, when failed) cannot be aborted; empty when
+// it can: abort is allowed until contract starts.
+std::string AbortRefusal(PlanState state, PlanState failed_in);
+
+// The phase a state belongs to, for the audit log: "expand", "backfill", "gate", "contract",
+// "rollback", "".
 const char* PhaseOf(PlanState s);
 
 // Whether `phase` of `plan` is held by a pause of (pause_plan, pause_phase): "*" matches every

@@ -3,6 +3,8 @@
 #include <sys/stat.h>
 
 #include <atomic>
+#include <chrono>
+#include <set>
 #include <cstdlib>
 #include <mutex>
 #include <thread>
@@ -12,6 +14,7 @@
 
 #include "engine/sqlstate.h"
 #include "engine/backfill.h"
+#include "engine/operations.h"
 
 namespace tide {
 namespace {
@@ -124,7 +127,7 @@ void WriteCursor(pqxx::transaction_base& txn, const std::string& plan, const Pla
       "failed_in = CASE WHEN $6 THEN $2 END, step = $3, catch_up = $4, "
       "last_error = CASE WHEN $6 THEN $5 END, "
       "started_at = COALESCE(started_at, now()), "
-      "finished_at = CASE WHEN $6 OR $2 = 'done' THEN now() END, "
+      "finished_at = CASE WHEN $6 OR $2 IN ('done', 'aborted') THEN now() END, "
       "updated_at = now() WHERE name = $1",
       plan, ToString(c.state), c.step, c.catch_up, error, failed);
 }
@@ -331,13 +334,24 @@ void PgPlanDatabase::WatchBlockers(const std::function<void()>& work, std::strin
   finish();
 }
 
-Status PgPlanDatabase::RunStep(const std::string& plan, const std::string& sql,
-                               const StatementLimits& limits, const PlanCursor& after) {
+Result<std::vector<StatementOutcome>> PgPlanDatabase::RunStatements(
+    const std::string& plan, const std::vector<DdlStatement>& statements,
+    const StatementLimits& limits, const std::optional<PlanCursor>& after) {
   TIDE_CONNECTED();
   std::string blockers;
   try {
-    Status s = RunStepWatched(plan, sql, limits, after, &blockers);
-    return s;
+    std::vector<StatementOutcome> out;
+    for (size_t i = 0; i < statements.size(); ++i) {
+      const bool last = i + 1 == statements.size();
+      out.push_back(RunStatement(plan, statements[i], limits, last ? after : std::nullopt,
+                                 &blockers));
+    }
+    if (statements.empty() && after) {
+      pqxx::work w(*conn_);
+      WriteCursor(w, plan, *after);
+      w.commit();
+    }
+    return out;
   } catch (...) {
     Status s = FromCurrentException();
     if (s.sqlstate() == "55P03") return s.WithDetail(blockers);
@@ -345,78 +359,346 @@ Status PgPlanDatabase::RunStep(const std::string& plan, const std::string& sql,
   }
 }
 
-Status PgPlanDatabase::RunStepWatched(const std::string& plan, const std::string& sql,
-                                      const StatementLimits& limits, const PlanCursor& after,
-                                      std::string* blockers) {
-  if (RunsOutsideTransaction(sql)) {
-      const std::string restore =
-          SetTimeoutSql("lock_timeout", defaults_.lock_timeout, false) + "; " +
-          SetTimeoutSql("statement_timeout", defaults_.statement_timeout, false);
-      {
-        pqxx::nontransaction n(*conn_);
-        n.exec0(SetTimeoutSql("lock_timeout", limits.lock_timeout, false) + "; " +
-                SetTimeoutSql("statement_timeout", limits.statement_timeout, false));
+StatementOutcome PgPlanDatabase::RunStatement(const std::string& plan, const DdlStatement& st,
+                                              const StatementLimits& limits,
+                                              const std::optional<PlanCursor>& after,
+                                              std::string* blockers) {
+  StatementOutcome out;
+  out.sql = st.sql;
+  const auto start = std::chrono::steady_clock::now();
+  auto finish = [&] {
+    out.duration_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                          std::chrono::steady_clock::now() - start).count();
+  };
+  if (st.transactional) {
+    pqxx::work w(*conn_);
+    w.exec0(LimitsSql(limits));
+    out.skipped = !st.skip_if.empty() && w.exec1(st.skip_if)[0].as<bool>();
+    if (!out.skipped) WatchBlockers([&] { w.exec(st.sql); }, blockers);
+    if (after) WriteCursor(w, plan, *after);
+    w.commit();
+    return finish(), out;
+  }
+  {
+    pqxx::nontransaction n(*conn_);
+    out.skipped = !st.skip_if.empty() && n.exec1(st.skip_if)[0].as<bool>();
+  }
+  if (!out.skipped) {
+    if (!st.invalid_index.empty()) out.dropped_invalid_index = DropInvalidIndex(st.invalid_index, limits);
+    try {
+      ExecOnSession(st.sql, limits, blockers);
+    } catch (const pqxx::broken_connection&) {
+      throw;
+    } catch (...) {
+      // A failed CONCURRENTLY build leaves an INVALID index that would make the next
+      // `IF NOT EXISTS` skip the build; drop it now (and again before the retry, if this fails).
+      if (!st.invalid_index.empty()) {
         try {
-          WatchBlockers([&] { n.exec(sql); }, blockers);
-        } catch (const pqxx::broken_connection&) {
-          throw;
-        } catch (...) {
-          n.exec0(restore);
-          throw;
+          DropInvalidIndex(st.invalid_index, limits);
+        } catch (const std::exception&) {
         }
-        n.exec0(restore);
       }
-      pqxx::work w(*conn_);
-      WriteCursor(w, plan, after);
-      w.commit();
-      return Status::Ok();
+      throw;
     }
-  pqxx::work w(*conn_);
-  w.exec0(LimitsSql(limits));
-  WatchBlockers([&] { w.exec(sql); }, blockers);
-  WriteCursor(w, plan, after);
-  w.commit();
-  return Status::Ok();
+  }
+  if (after) {
+    pqxx::work w(*conn_);
+    WriteCursor(w, plan, *after);
+    w.commit();
+  }
+  return finish(), out;
 }
+
+bool PgPlanDatabase::DropInvalidIndex(const std::string& index, const StatementLimits& limits) {
+  {
+    pqxx::nontransaction n(*conn_);
+    if (!n.exec1(IndexIsInvalidSql(index))[0].as<bool>()) return false;
+  }
+  std::string ignored;
+  ExecOnSession("DROP INDEX CONCURRENTLY IF EXISTS " + index, limits, &ignored);
+  return true;
+}
+
+void PgPlanDatabase::ExecOnSession(const std::string& sql, const StatementLimits& limits,
+                                   std::string* blockers) {
+  const std::string restore =
+      SetTimeoutSql("lock_timeout", defaults_.lock_timeout, false) + "; " +
+      SetTimeoutSql("statement_timeout", defaults_.statement_timeout, false);
+  pqxx::nontransaction n(*conn_);
+  n.exec0(SetTimeoutSql("lock_timeout", limits.lock_timeout, false) + "; " +
+          SetTimeoutSql("statement_timeout", limits.statement_timeout, false));
+  try {
+    WatchBlockers([&] { n.exec(sql); }, blockers);
+  } catch (const pqxx::broken_connection&) {
+    throw;
+  } catch (...) {
+    n.exec0(restore);
+    throw;
+  }
+  n.exec0(restore);
+}
+
+Status PgPlanDatabase::RestartPlan(const std::string& plan) {
+  TIDE_CONNECTED();
+  try {
+    pqxx::work w(*conn_);
+    w.exec_params0("DELETE FROM tide.backfill WHERE plan = $1", plan);
+    w.exec_params0("DELETE FROM tide.task_status WHERE plan = $1", plan);
+    w.exec_params0(
+        "UPDATE tide.plans SET state = 'accepted', step = 0, catch_up = false, failed_in = NULL, "
+        "last_error = NULL, started_at = NULL, finished_at = NULL, submitted_at = now(), "
+        "updated_at = now() WHERE name = $1",
+        plan);
+    w.commit();
+    return Status::Ok();
+  } catch (...) {
+    return FromCurrentException();
+  }
+}
+
+namespace {
+
+// The table, its key (the plan's `key`, else the primary key) and its size estimate, read in
+// `w`. *error names a key column that does not exist.
+TableInfo DescribeTableIn(pqxx::dbtransaction& w, const QualifiedName& table,
+                          const std::vector<std::string>& key, std::string* error) {
+  TableInfo info;
+  auto oid = w.exec_params1("SELECT to_regclass($1)::oid", QuoteName(table));
+  if (oid[0].is_null()) return info;
+  info.exists = true;
+  const auto relid = oid[0].as<int64_t>();
+  info.estimated_rows =
+      w.exec_params1("SELECT GREATEST(reltuples, 0)::bigint FROM pg_class WHERE oid = $1", relid)[0]
+          .as<int64_t>();
+  auto pk = w.exec_params(
+      "SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_index i "
+      "CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord) "
+      "JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum "
+      "WHERE i.indrelid = $1 AND i.indisprimary ORDER BY k.ord",
+      relid);
+  info.has_primary_key = !pk.empty();
+  if (key.empty()) {
+    for (const auto& row : pk) info.key.push_back({row[0].c_str(), row[1].c_str()});
+    return info;
+  }
+  for (const auto& column : key) {
+    auto t = w.exec_params(
+        "SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
+        "WHERE attrelid = $1 AND attname = $2 AND attnum > 0 AND NOT attisdropped",
+        relid, column);
+    if (t.empty()) {
+      *error = "key column `" + column + "` does not exist in `" + table.Display() + "`";
+      return info;
+    }
+    info.key.push_back({column, t[0][0].c_str()});
+  }
+  return info;
+}
+
+std::set<std::string> ColumnsOf(pqxx::dbtransaction& w, const QualifiedName& table) {
+  std::set<std::string> out;
+  auto r = w.exec_params(
+      "SELECT attname FROM pg_attribute WHERE attrelid = to_regclass($1) AND attnum > 0 "
+      "AND NOT attisdropped",
+      QuoteName(table));
+  for (const auto& row : r) out.insert(row[0].c_str());
+  return out;
+}
+
+bool TableExists(pqxx::dbtransaction& w, const QualifiedName& table) {
+  return !w.exec_params1("SELECT to_regclass($1)", QuoteName(table))[0].is_null();
+}
+
+// EXPLAIN ANALYZE of the task's first batch, inside a subtransaction that is rolled back: the
+// plan PostgreSQL picks and the rows per second it reached.
+void ExplainFirstBatch(pqxx::dbtransaction& w, const Plan& plan, const BackfillTask& task,
+                       int64_t batch_size, PreflightTask* t, std::vector<std::string>* problems) {
+  std::string error;
+  const TableInfo info = DescribeTableIn(w, task.table, task.key, &error);
+  if (info.key.empty()) return;
+  const BatchStatement b = MakeBatchStatement(task, info.key);
+  try {
+    pqxx::subtransaction sub(w);
+    auto bound = sub.exec_params(BatchBoundSql(b, false, false, false),
+                                 pqxx::prepare::make_dynamic_params(
+                                     std::vector<std::string>{std::to_string(batch_size - 1)}));
+    if (bound.empty()) bound = sub.exec(BatchBoundSql(b, false, false, true));
+    if (bound.empty()) {
+      t->explain = "(the table is empty)";
+      return;
+    }
+    std::vector<std::string> last;
+    for (const auto& f : bound[0]) last.push_back(f.c_str());
+    const auto start = std::chrono::steady_clock::now();
+    auto rows = sub.exec_params("EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY ON) " +
+                                    BatchUpdateSql(b, false),
+                                pqxx::prepare::make_dynamic_params(last));
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    for (const auto& row : rows) t->explain += std::string(row[0].c_str()) + "\n";
+    t->explain = Trim(t->explain);
+    if (seconds > 0) t->measured_rows_per_second = batch_size / seconds;
+    sub.abort();
+  } catch (const pqxx::sql_error& e) {
+    problems->push_back("backfill " + task.table.Display() + ": the first batch fails: SQLSTATE " +
+                        e.sqlstate() + ": " + Trim(e.what()));
+  }
+  (void)plan;
+}
+
+}  // namespace
 
 Result<TableInfo> PgPlanDatabase::DescribeTable(const QualifiedName& table,
                                                 const std::vector<std::string>& key) {
   TIDE_CONNECTED();
   try {
     pqxx::work w(*conn_);
-    TableInfo info;
-    auto oid = w.exec_params1("SELECT to_regclass($1)::oid", QuoteName(table));
-    if (oid[0].is_null()) return info;
-    info.exists = true;
-    const auto relid = oid[0].as<int64_t>();
-    info.estimated_rows =
-        w.exec_params1("SELECT GREATEST(reltuples, 0)::bigint FROM pg_class WHERE oid = $1", relid)[0]
-            .as<int64_t>();
-    auto pk = w.exec_params(
-        "SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_index i "
-        "CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord) "
-        "JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum "
-        "WHERE i.indrelid = $1 AND i.indisprimary ORDER BY k.ord",
-        relid);
-    info.has_primary_key = !pk.empty();
-    if (key.empty()) {
-      for (const auto& row : pk) info.key.push_back({row[0].c_str(), row[1].c_str()});
-      return info;
-    }
-    for (const auto& column : key) {
-      auto t = w.exec_params(
-          "SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
-          "WHERE attrelid = $1 AND attname = $2 AND attnum > 0 AND NOT attisdropped",
-          relid, column);
-      if (t.empty()) {
-        return Status::Fatal("key column `" + column + "` does not exist in `" + table.Display() +
-                             "`");
-      }
-      info.key.push_back({column, t[0][0].c_str()});
-    }
+    std::string error;
+    TableInfo info = DescribeTableIn(w, table, key, &error);
+    if (!error.empty()) return Status::Fatal(error);
     return info;
   } catch (...) {
     return FromCurrentException();
+  }
+}
+
+Result<PreflightReport> PgPlanDatabase::Preflight(const Plan& plan, bool dry_run,
+                                                  const StatementLimits& limits) {
+  TIDE_CONNECTED();
+  try {
+    PreflightReport r;
+    r.database = plan.database;
+    r.dry_run = dry_run;
+    r.statements = PlannedStatements(plan);
+    pqxx::work w(*conn_);
+    w.exec0(LimitsSql(limits));
+    for (const auto& task : plan.backfill) r.tasks.push_back(DescribeTask(w, plan, task, &r.problems));
+    CheckOperations(w, plan, &r.problems);
+    if (dry_run) DryRun(w, plan, &r);
+    for (size_t i = 0; i < r.tasks.size(); ++i) {
+      const BackfillTask& task = plan.backfill[i];
+      const int64_t cap = task.max_rows_per_second.value_or(defaults_.max_rows_per_second);
+      r.tasks[i].time = EstimateTime(r.tasks[i].estimated_rows, cap, r.tasks[i].measured_rows_per_second);
+    }
+    w.abort();  // a preflight never changes anything
+    return r;
+  } catch (...) {
+    return FromCurrentException();
+  }
+}
+
+PreflightTask PgPlanDatabase::DescribeTask(pqxx::dbtransaction& w, const Plan& plan,
+                                           const BackfillTask& task,
+                                           std::vector<std::string>* problems) {
+  PreflightTask t;
+  t.table = task.table.Display();
+  std::string error;
+  const TableInfo info = DescribeTableIn(w, task.table, task.key, &error);
+  if (!error.empty()) problems->push_back("backfill " + t.table + ": " + error);
+  t.exists = info.exists;
+  if (!info.exists) {
+    if (!TableCreatedByExpand(plan, task.table)) {
+      problems->push_back("backfill " + t.table + ": the table does not exist and no expand step "
+                          "creates it");
+    }
+    return t;
+  }
+  if (info.key.empty() && error.empty()) {
+    problems->push_back("backfill " + t.table + ": the table has no primary key; add `key: <a "
+                        "unique, not-null column>` to the task");
+  }
+  for (const auto& k : info.key) t.key += (t.key.empty() ? "" : ", ") + k.name + " " + k.type;
+  t.estimated_rows = info.estimated_rows;
+  t.total_bytes = w.exec_params1("SELECT pg_total_relation_size(to_regclass($1))",
+                                 QuoteName(task.table))[0].as<int64_t>();
+  const auto columns = ColumnsOf(w, task.table);
+  const auto added = ColumnsAddedByExpand(plan, task.table);
+  for (const auto& [column, expr] : task.set) {
+    if (!columns.count(column) && !added.count(column)) {
+      problems->push_back("backfill " + t.table + ": column `" + column + "` does not exist and "
+                          "no expand step adds it");
+    }
+  }
+  return t;
+}
+
+// The tables and columns that typed operations name must be there (or be added by expand), and
+// add_column must not add a NOT NULL column without a default to a table with rows.
+void PgPlanDatabase::CheckOperations(pqxx::dbtransaction& w, const Plan& plan,
+                                     std::vector<std::string>* problems) {
+  auto check = [&](const std::vector<Step>& steps, const std::string& phase) {
+    for (size_t i = 0; i < steps.size(); ++i) {
+      const Step& s = steps[i];
+      const std::string where = phase + " step " + std::to_string(i + 1) + " (" + OpName(s.kind) + ")";
+      if (s.kind == OpKind::kSql || s.kind == OpKind::kDropIndex) continue;
+      if (!TableExists(w, s.table)) {
+        if (!TableCreatedByExpand(plan, s.table)) {
+          problems->push_back(where + ": table `" + s.table.Display() + "` does not exist");
+        }
+        continue;
+      }
+      const auto columns = ColumnsOf(w, s.table);
+      const auto added = ColumnsAddedByExpand(plan, s.table);
+      if ((s.kind == OpKind::kSetNotNull) && !columns.count(s.column) && !added.count(s.column)) {
+        problems->push_back(where + ": column `" + s.column + "` does not exist in `" +
+                            s.table.Display() + "` and no expand step adds it");
+      }
+      for (const auto& c : s.columns) {
+        if (!columns.count(c) && !added.count(c)) {
+          problems->push_back(where + ": column `" + c + "` does not exist in `" +
+                              s.table.Display() + "` and no expand step adds it");
+        }
+      }
+      if (s.kind == OpKind::kAddColumn && s.not_null && !s.default_sql &&
+          !w.exec("SELECT 1 FROM " + QuoteName(s.table) + " LIMIT 1").empty()) {
+        problems->push_back(where + ": `" + s.table.Display() + "` has rows, so a NOT NULL column "
+                            "without a default cannot be added; add it nullable, backfill it, "
+                            "then `set_not_null` in contract");
+      }
+    }
+  };
+  check(plan.expand, "expand");
+  check(plan.contract, "contract");
+}
+
+// Runs the transactional expand statements inside `w` (rolled back by the caller), then
+// EXPLAINs the first batch of each task (ANALYZE: it runs, and is rolled back too, which gives
+// the rate) and each gate.
+void PgPlanDatabase::DryRun(pqxx::dbtransaction& w, const Plan& plan, PreflightReport* r) {
+  for (size_t i = 0; i < plan.expand.size(); ++i) {
+    for (const auto& st : CompileStep(plan.expand[i])) {
+      const std::string what = "expand step " + std::to_string(i + 1);
+      if (!st.transactional) {
+        r->notes.push_back(what + ": not tried (runs outside a transaction): " + st.sql);
+        continue;
+      }
+      try {
+        pqxx::subtransaction sub(w);
+        sub.exec(st.sql);
+        sub.commit();
+        r->notes.push_back(what + ": ran, then rolled back: " + st.sql);
+      } catch (const pqxx::sql_error& e) {
+        r->problems.push_back(what + " fails: SQLSTATE " + e.sqlstate() + ": " + Trim(e.what()));
+      }
+    }
+  }
+  for (size_t i = 0; i < plan.backfill.size() && i < r->tasks.size(); ++i) {
+    if (!r->tasks[i].exists && !TableExists(w, plan.backfill[i].table)) continue;
+    ExplainFirstBatch(w, plan, plan.backfill[i], BatchSizeFor(plan, plan.backfill[i], defaults_),
+                      &r->tasks[i], &r->problems);
+  }
+  for (size_t i = 0; i < plan.gates.size(); ++i) {
+    const Gate& g = plan.gates[i];
+    const std::string sql = g.kind == Gate::Kind::kNullCount ? NullCountSql(g.table, g.column) : g.sql;
+    try {
+      pqxx::subtransaction sub(w);
+      std::string text;
+      for (const auto& row : sub.exec("EXPLAIN " + sql)) text += std::string(row[0].c_str()) + "\n";
+      r->gate_explains.push_back(Trim(text));
+      sub.commit();
+    } catch (const pqxx::sql_error& e) {
+      r->problems.push_back("gate " + std::to_string(i + 1) + " fails: SQLSTATE " + e.sqlstate() +
+                            ": " + Trim(e.what()));
+    }
   }
 }
 
@@ -455,7 +737,7 @@ std::vector<TaskCheckpoint> RangesFromRows(const pqxx::result& r) {
   return out;
 }
 
-std::vector<TaskCheckpoint> SelectRanges(pqxx::transaction_base& w, const std::string& plan,
+std::vector<TaskCheckpoint> SelectRanges(pqxx::dbtransaction& w, const std::string& plan,
                                          int task) {
   return RangesFromRows(w.exec_params(std::string("SELECT ") + kRangeColumns +
                                           " FROM tide.backfill WHERE plan = $1 AND task = $2 "

@@ -17,6 +17,7 @@
 #include "tide/ports.h"
 
 #include <pqxx/connection>
+#include <pqxx/dbtransaction>
 
 namespace tide {
 
@@ -53,8 +54,12 @@ class PgPlanDatabase : public PlanDatabase {
   Status SaveCursor(const std::string& plan, const PlanCursor& cursor) override;
   Status SaveFailure(const std::string& plan, const PlanCursor& at,
                      const std::string& error) override;
-  Status RunStep(const std::string& plan, const std::string& sql, const StatementLimits& limits,
-                 const PlanCursor& after) override;
+  Result<std::vector<StatementOutcome>> RunStatements(
+      const std::string& plan, const std::vector<DdlStatement>& statements,
+      const StatementLimits& limits, const std::optional<PlanCursor>& after) override;
+  Status RestartPlan(const std::string& plan) override;
+  Result<PreflightReport> Preflight(const Plan& plan, bool dry_run,
+                                    const StatementLimits& limits) override;
   Result<TableInfo> DescribeTable(const QualifiedName& table,
                                   const std::vector<std::string>& key) override;
   Result<std::pair<std::optional<int64_t>, std::optional<int64_t>>> IntegerKeyBounds(
@@ -91,10 +96,21 @@ class PgPlanDatabase : public PlanDatabase {
   // Runs `work` while a second session records who blocks this one (pg_blocking_pids), every
   // 100 ms; *out gets the last sessions seen, as a JSON array, also when `work` throws.
   void WatchBlockers(const std::function<void()>& work, std::string* out);
-  // RunStep's body; throws libpqxx's exceptions, with the blockers seen in *blockers.
-  Status RunStepWatched(const std::string& plan, const std::string& sql,
-                        const StatementLimits& limits, const PlanCursor& after,
-                        std::string* blockers);
+  // One statement of RunStatements; throws libpqxx's exceptions, with the blockers seen in
+  // *blockers.
+  StatementOutcome RunStatement(const std::string& plan, const DdlStatement& st,
+                                const StatementLimits& limits,
+                                const std::optional<PlanCursor>& after, std::string* blockers);
+  // Runs `sql` outside a transaction with `limits` set on the session, then the defaults again.
+  void ExecOnSession(const std::string& sql, const StatementLimits& limits, std::string* blockers);
+  // Drops `index` (quoted) when it is an INVALID leftover of a failed build; true when it did.
+  bool DropInvalidIndex(const std::string& index, const StatementLimits& limits);
+  // Preflight's parts; throw libpqxx's exceptions.
+  PreflightTask DescribeTask(pqxx::dbtransaction& w, const Plan& plan, const BackfillTask& task,
+                             std::vector<std::string>* problems);
+  void CheckOperations(pqxx::dbtransaction& w, const Plan& plan,
+                       std::vector<std::string>* problems);
+  void DryRun(pqxx::dbtransaction& w, const Plan& plan, PreflightReport* report);
 
   std::string dsn_;
   Defaults defaults_;

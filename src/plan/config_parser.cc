@@ -76,7 +76,7 @@ ConfigParseResult ParseConfig(const std::string& text, const std::string& file) 
   YAML::Node root;
   if (!r.Load(text, &root, 1 << 20)) return result;
   const std::vector<std::string> keys = {"spool_dir", "audit_log", "metrics_listen", "log_level",
-                                         "max_workers", "databases", "defaults"};
+                                         "max_workers", "databases", "defaults", "backup_command"};
   if (!r.ExpectMap(root, "the config", keys) && !root.IsMap()) return result;
   Config& c = result.config;
   c.spool_dir = r.String(root, "spool_dir", "the config", true).value_or("");
@@ -93,6 +93,7 @@ ConfigParseResult ParseConfig(const std::string& text, const std::string& file) 
             "use one of trace, debug, info, warn, error");
   }
   if (auto v = r.Int(root, "max_workers", "the config", 1, 256)) c.max_workers = *v;
+  c.backup_command = r.String(root, "backup_command", "the config", false).value_or("");
   if (root["databases"]) ParseDatabases(r, root["databases"], &c);
   else r.Error(root, "the config is missing the required key `databases`",
                "add `databases: {app: {dsn: \"host=... dbname=app user=tide\"}}`");

@@ -28,12 +28,15 @@ std::string Normalize(const std::string& sql) {
       out += ' ';
       continue;
     }
-    out += static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    // Line breaks become spaces so that a rule's `.` spans a statement written on many lines.
+    out += (c == '\n' || c == '\r' || c == '\t')
+               ? ' '
+               : static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
   }
   return out;
 }
 
-bool Has(const std::string& upper, const char* pattern) {
+bool Has(const std::string& upper, const std::string& pattern) {
   return std::regex_search(upper, std::regex(pattern));
 }
 
@@ -44,7 +47,12 @@ bool SeveralStatements(const std::string& upper) {
   return upper.find_first_not_of(" \t\r\n;", semi) != std::string::npos;
 }
 
+const char* kVolatileCall =
+    R"(\b(RANDOM|CLOCK_TIMESTAMP|TIMEOFDAY|GEN_RANDOM_UUID|UUID_GENERATE_V[14]|NEXTVAL|TXID_CURRENT)\s*\()";
+
 }  // namespace
+
+bool IsVolatileExpression(const std::string& sql) { return Has(Normalize(sql), kVolatileCall); }
 
 std::string LintFinding::ToString(const std::string& file) const {
   std::string out = file;
@@ -67,7 +75,8 @@ std::vector<LintFinding> LintStep(const std::string& sql, const std::string& pha
   if (Has(s, R"(\bCREATE\s+(UNIQUE\s+)?INDEX\b)") && !Has(s, R"(\bCONCURRENTLY\b)")) {
     add("require-concurrent-index-creation",
         "CREATE INDEX without CONCURRENTLY blocks every write to the table while it builds",
-        "write CREATE INDEX CONCURRENTLY IF NOT EXISTS");
+        "use `create_index: {table, name, columns}` (CREATE INDEX CONCURRENTLY, cleaned up and "
+        "retried if the build fails), or write CREATE INDEX CONCURRENTLY IF NOT EXISTS");
   }
   if (Has(s, R"(\bCONCURRENTLY\b)") && Has(s, R"(\b(BEGIN|START\s+TRANSACTION)\b)")) {
     add("ban-concurrent-index-creation-in-transaction",
@@ -78,17 +87,19 @@ std::vector<LintFinding> LintStep(const std::string& sql, const std::string& pha
       Has(s, R"(\bALTER\s+TABLE\b)") && !Has(s, R"(\bADD\s+CONSTRAINT\b)")) {
     add("adding-not-nullable-field",
         "ADD COLUMN ... NOT NULL without a default fails on a table with rows",
-        "add the column nullable, backfill it, then SET NOT NULL after a validated CHECK");
+        "use `add_column` without not_null, a backfill task, then `set_not_null: {table, column}` "
+        "in contract");
   }
-  if (Has(s, R"(\bADD\s+(COLUMN\s+)?.*\bDEFAULT\s+[^,]*\b(RANDOM|CLOCK_TIMESTAMP|TIMEOFDAY|GEN_RANDOM_UUID|UUID_GENERATE_V[14]|NEXTVAL)\s*\()")) {
+  if (Has(s, R"(\bADD\s+(COLUMN\s+)?.*\bDEFAULT\s+[^,]*)" + std::string(kVolatileCall))) {
     add("adding-field-with-volatile-default",
         "a volatile DEFAULT rewrites the whole table under an ACCESS EXCLUSIVE lock",
-        "add the column without a default (or with a constant one) and fill it with a backfill task");
+        "use `add_column` without a default (or with a constant one) and fill it with a backfill task");
   }
   if (Has(s, R"(\bALTER\s+(COLUMN\s+)?[^,]*\b(SET\s+DATA\s+)?TYPE\b)") && Has(s, R"(\bALTER\s+TABLE\b)")) {
     add("changing-column-type",
         "ALTER COLUMN ... TYPE rewrites the table (and its indexes) under an ACCESS EXCLUSIVE lock",
-        "add a new column of the new type, backfill it, and switch the application over");
+        "`add_column` of the new type, a backfill task, switch the application over, then "
+        "`drop_column` the old one in contract");
   }
   if (Has(s, R"(\bSET\s+NOT\s+NULL\b)")) {
     bool validated = false;
@@ -96,22 +107,25 @@ std::vector<LintFinding> LintStep(const std::string& sql, const std::string& pha
     if (!validated) {
       add("set-not-null-without-validated-check",
           "SET NOT NULL scans the whole table under an ACCESS EXCLUSIVE lock",
-          "first ADD CONSTRAINT ... CHECK (col IS NOT NULL) NOT VALID and VALIDATE CONSTRAINT in "
-          "earlier steps; PostgreSQL then skips the scan");
+          "use `set_not_null: {table, column}` (a NOT VALID check, VALIDATE, SET NOT NULL without "
+          "a scan), or write ADD CONSTRAINT ... CHECK (col IS NOT NULL) NOT VALID and VALIDATE "
+          "CONSTRAINT in earlier steps");
     }
   }
   if (Has(s, R"(\bADD\s+CONSTRAINT\b[^;]*\b(FOREIGN\s+KEY|CHECK)\b)") && !Has(s, R"(\bNOT\s+VALID\b)")) {
     add("constraint-missing-not-valid",
         "adding a FOREIGN KEY or CHECK validates every row while holding a lock that blocks writes",
-        "add it NOT VALID, then VALIDATE CONSTRAINT in a later step (no write-blocking lock)");
+        "use `add_foreign_key` or `add_check` (NOT VALID, then VALIDATE CONSTRAINT, which blocks "
+        "no writes), or write those two steps yourself");
   }
   if (Has(s, R"(\bRENAME\b)")) {
     add("renaming-column-or-table", "a rename breaks the application code that uses the old name",
-        "add the new column or a view, move the application over, then drop the old one in contract");
+        "add the new column (add_column) or a view, move the application over, then drop_column "
+        "the old one in contract");
   }
   if (phase == "expand" && Has(s, R"(^\s*(ALTER\s+TABLE\b.*\bDROP\b|DROP\b))")) {
     add("ban-drop-in-expand", "expand must stay backward compatible; a DROP is not",
-        "move the DROP to contract");
+        "move it to contract (`drop_column`, `drop_index`)");
   }
   if (Has(s, R"(^\s*TRUNCATE\b)")) {
     add("ban-truncate", "TRUNCATE takes an ACCESS EXCLUSIVE lock and removes every row",
@@ -132,11 +146,49 @@ std::vector<LintFinding> LintStep(const std::string& sql, const std::string& pha
   return out;
 }
 
+std::string LockTakenBy(const std::string& sql) {
+  const std::string s = Normalize(sql);
+  struct Rule {
+    const char* pattern;
+    const char* lock;
+  };
+  // First match wins: the specific forms before the general ones.
+  static const Rule rules[] = {
+      {R"(\b(CREATE|DROP|REINDEX)\b.*\bCONCURRENTLY\b)",
+       "SHARE UPDATE EXCLUSIVE: reads and writes go on; waits for older transactions"},
+      {R"(^\s*CREATE\s+(UNIQUE\s+)?INDEX\b)", "SHARE: blocks every write for the whole build"},
+      {R"(\bVALIDATE\s+CONSTRAINT\b)", "SHARE UPDATE EXCLUSIVE while it scans: reads and writes go on"},
+      {R"(\bADD\s+CONSTRAINT\b.*\bFOREIGN\s+KEY\b.*\bNOT\s+VALID\b)",
+       "SHARE ROW EXCLUSIVE on both tables, brief: no scan"},
+      {R"(\bADD\s+CONSTRAINT\b.*\bFOREIGN\s+KEY\b)",
+       "SHARE ROW EXCLUSIVE on both tables while every row is checked: blocks writes"},
+      {R"(\bADD\s+CONSTRAINT\b.*\bNOT\s+VALID\b)", "ACCESS EXCLUSIVE, brief: no scan"},
+      {R"(\bSET\s+NOT\s+NULL\b)",
+       "ACCESS EXCLUSIVE: brief after a validated CHECK (c IS NOT NULL), else for a full scan"},
+      {R"(\bALTER\s+TABLE\b.*\b(SET\s+DATA\s+)?TYPE\b)", "ACCESS EXCLUSIVE for a table rewrite"},
+      {R"(\bALTER\s+TABLE\b.*\bADD\s+CONSTRAINT\b)",
+       "ACCESS EXCLUSIVE while every row is checked: blocks reads and writes"},
+      {R"(\bALTER\s+TABLE\b.*\b(ADD|DROP)\b)", "ACCESS EXCLUSIVE, brief: a catalog change"},
+      {R"(^\s*ALTER\s+TABLE\b)", "ACCESS EXCLUSIVE (most ALTER TABLE forms)"},
+      {R"(^\s*CREATE\s+(OR\s+REPLACE\s+)?TRIGGER\b)", "SHARE ROW EXCLUSIVE, brief: blocks writes"},
+      {R"(^\s*CREATE\b)", "none on existing tables"},
+      {R"(^\s*(UPDATE|INSERT|DELETE)\b)", "ROW EXCLUSIVE, and row locks on the rows it writes"},
+      {R"(^\s*VACUUM\b)", "SHARE UPDATE EXCLUSIVE: reads and writes go on"},
+      {R"(^\s*(DROP\s+TABLE|TRUNCATE)\b)", "ACCESS EXCLUSIVE"},
+      {R"(^\s*(SELECT|WITH)\b)", "ACCESS SHARE"},
+  };
+  for (const auto& r : rules) {
+    if (Has(s, r.pattern)) return r.lock;
+  }
+  return "unknown: assume ACCESS EXCLUSIVE";
+}
+
 std::vector<LintFinding> LintPlan(const Plan& plan) {
   std::vector<LintFinding> out;
   std::vector<std::string> earlier;
-  auto lint = [&](const std::vector<SqlStep>& steps, const char* phase) {
+  auto lint = [&](const std::vector<Step>& steps, const char* phase) {
     for (size_t i = 0; i < steps.size(); ++i) {
+      if (steps[i].kind != OpKind::kSql) continue;
       if (!steps[i].unsafe.empty()) {
         earlier.push_back(steps[i].sql);
         continue;
@@ -151,6 +203,7 @@ std::vector<LintFinding> LintPlan(const Plan& plan) {
   };
   lint(plan.expand, "expand");
   lint(plan.contract, "contract");
+  lint(plan.rollback, "rollback");
   return out;
 }
 

@@ -21,7 +21,16 @@ struct LintFinding {
   std::string ToString(const std::string& file) const;
 };
 
-// Every finding of every raw step not marked `unsafe:`.
+// True when `sql` calls a function that returns a new value on every call (random(),
+// clock_timestamp(), gen_random_uuid(), nextval(), ...): as a column default it rewrites the table.
+bool IsVolatileExpression(const std::string& sql);
+
+// The lock a raw statement takes, and what it holds up, for the preflight report. A statement
+// it does not recognize is reported as taking ACCESS EXCLUSIVE, the worst case.
+std::string LockTakenBy(const std::string& sql);
+
+// Every finding of every raw step not marked `unsafe:`. Typed operations compile to their safe
+// form and are not linted.
 std::vector<LintFinding> LintPlan(const Plan& plan);
 
 // The findings for one statement; `earlier` holds the plan's steps before it (for rules that

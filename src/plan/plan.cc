@@ -2,6 +2,50 @@
 
 namespace tide {
 
+const char* OpName(OpKind kind) {
+  switch (kind) {
+    case OpKind::kSql: return "sql";
+    case OpKind::kAddColumn: return "add_column";
+    case OpKind::kCreateIndex: return "create_index";
+    case OpKind::kSetNotNull: return "set_not_null";
+    case OpKind::kAddForeignKey: return "add_foreign_key";
+    case OpKind::kAddCheck: return "add_check";
+    case OpKind::kAddUnique: return "add_unique";
+    case OpKind::kDropColumn: return "drop_column";
+    case OpKind::kDropIndex: return "drop_index";
+  }
+  return "unknown";
+}
+
+namespace {
+std::string Join(const std::vector<std::string>& v) {
+  std::string out;
+  for (const auto& s : v) out += (out.empty() ? "" : ", ") + s;
+  return out;
+}
+}  // namespace
+
+std::string Step::Describe() const {
+  const std::string op = OpName(kind);
+  switch (kind) {
+    case OpKind::kSql: return sql;
+    case OpKind::kAddColumn: return op + " " + table.Display() + "." + column + " " + type;
+    case OpKind::kSetNotNull:
+    case OpKind::kDropColumn: return op + " " + table.Display() + "." + column;
+    case OpKind::kCreateIndex:
+      return op + " " + name.name + " on " + table.Display() + " (" +
+             (columns.empty() ? expression : Join(columns)) + ")";
+    case OpKind::kAddForeignKey:
+      return op + " " + table.Display() + " (" + Join(columns) + ") -> " + ref_table.Display() +
+             " (" + Join(ref_columns) + ")";
+    case OpKind::kAddCheck: return op + " " + name.name + " on " + table.Display();
+    case OpKind::kAddUnique:
+      return op + " " + name.name + " on " + table.Display() + " (" + Join(columns) + ")";
+    case OpKind::kDropIndex: return op + " " + name.Display();
+  }
+  return op;
+}
+
 std::string Gate::Label(size_t index) const {
   if (kind == Kind::kNullCount) return "null_count:" + table.Display() + "." + column;
   return "sql#" + std::to_string(index + 1);

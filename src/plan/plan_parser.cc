@@ -1,7 +1,10 @@
 #include "plan/plan_parser.h"
 
+#include <cctype>
 #include <map>
+#include <set>
 
+#include "plan/lint.h"
 #include "plan/yaml_reader.h"
 
 namespace tide {
@@ -20,7 +23,7 @@ class PlanParser {
     if (!r_.Load(text, &root, kMaxPlanBytes)) return;
     if (!r_.ExpectMap(root, "the plan",
                       {"plan", "database", "description", "settings", "expand", "backfill",
-                       "gates", "contract"}) &&
+                       "gates", "contract", "rollback"}) &&
         !root.IsMap()) {
       return;
     }
@@ -30,6 +33,7 @@ class PlanParser {
     if (root["backfill"]) ParseBackfill(root["backfill"], plan);
     if (root["gates"]) ParseGates(root["gates"], plan);
     if (root["contract"]) ParseSteps(root["contract"], "contract", &plan->contract);
+    if (root["rollback"]) ParseSteps(root["rollback"], "rollback", &plan->rollback);
     if (!r_.has_errors()) CheckPhases(root, *plan);
   }
 
@@ -66,22 +70,236 @@ class PlanParser {
     st.ddl_retries = r_.Int(node, "ddl_retries", "`settings`", 0, 1000);
   }
 
-  void ParseSteps(const YAML::Node& node, const std::string& phase, std::vector<SqlStep>* out) {
+  void ParseSteps(const YAML::Node& node, const std::string& phase, std::vector<Step>* out) {
     if (!r_.ExpectList(node, "`" + phase + "`")) return;
+    static const std::vector<std::string> ops = {
+        "sql",       "add_column", "create_index", "set_not_null", "add_foreign_key",
+        "add_check", "add_unique", "drop_column",  "drop_index"};
+    std::vector<std::string> allowed = ops;
+    allowed.push_back("unsafe");
+    allowed.push_back("statement_timeout");
     for (size_t i = 0; i < node.size(); ++i) {
-      const YAML::Node step = node[i];
+      const YAML::Node n = node[i];
       const std::string what = phase + " step " + std::to_string(i + 1);
-      if (!r_.ExpectMap(step, what, {"sql", "unsafe"})) {
-        if (!step.IsMap()) continue;
+      if (!r_.ExpectMap(n, what, allowed)) {
+        if (!n.IsMap()) continue;
       }
-      auto sql = r_.String(step, "sql", what, true);
-      if (sql && Trim(*sql).empty()) r_.Error(step["sql"], what + " has an empty `sql`");
-      auto unsafe = r_.String(step, "unsafe", what, false);
-      if (unsafe && Trim(*unsafe).empty()) {
-        r_.Error(step["unsafe"], "`unsafe` in " + what + " is empty", "say why the step is safe here");
+      std::vector<std::string> found;
+      for (const auto& op : ops) {
+        if (n[op]) found.push_back(op);
       }
-      if (sql) out->push_back(SqlStep{*sql, r_.Pos(step), unsafe.value_or("")});
+      if (found.size() != 1) {
+        r_.Error(n, found.empty() ? what + " has no operation" : what + " has more than one operation (`" + found[0] + "` and `" + found[1] + "`)",
+                 "give each step exactly one of: sql, add_column, create_index, set_not_null, "
+                 "add_foreign_key, add_check, add_unique, drop_column, drop_index");
+        continue;
+      }
+      Step step;
+      step.pos = r_.Pos(n);
+      step.statement_timeout = r_.Duration(n, "statement_timeout", what, kMaxTimeout);
+      if (found[0] == "sql") {
+        ParseSqlStep(n, what, &step);
+      } else {
+        const std::string w = "`" + found[0] + "` in " + what;
+        ParseOperation(found[0], n[found[0]], w, &step);
+        if (n["unsafe"]) {
+          r_.Error(n["unsafe"], "`unsafe` in " + what + " applies to `sql` steps only",
+                   "typed operations are always compiled to their safe form; remove `unsafe`");
+        }
+        if ((step.kind == OpKind::kDropColumn || step.kind == OpKind::kDropIndex) &&
+            phase == "expand") {
+          r_.Error(n, "`" + found[0] + "` in " + what + " is not backward compatible",
+                   "move it to `contract` (or to `rollback`)");
+        }
+      }
+      out->push_back(std::move(step));
     }
+  }
+
+  void ParseSqlStep(const YAML::Node& n, const std::string& what, Step* step) {
+    auto sql = r_.String(n, "sql", what, true);
+    if (sql && Trim(*sql).empty()) r_.Error(n["sql"], what + " has an empty `sql`");
+    auto unsafe = r_.String(n, "unsafe", what, false);
+    if (unsafe && Trim(*unsafe).empty()) {
+      r_.Error(n["unsafe"], "`unsafe` in " + what + " is empty", "say why the step is safe here");
+    }
+    step->sql = sql.value_or("");
+    step->unsafe = unsafe.value_or("");
+  }
+
+  // One typed operation's map. Field rules per kind are in include/tide/plan.h (OpKind).
+  void ParseOperation(const std::string& op, const YAML::Node& m, const std::string& what,
+                      Step* step) {
+    struct Shape {
+      OpKind kind;
+      std::vector<std::string> keys;
+    };
+    static const std::map<std::string, Shape> shapes = {
+        {"add_column", {OpKind::kAddColumn, {"table", "column", "type", "default", "not_null"}}},
+        {"create_index",
+         {OpKind::kCreateIndex,
+          {"table", "name", "columns", "expression", "unique", "where", "method"}}},
+        {"set_not_null", {OpKind::kSetNotNull, {"table", "column"}}},
+        {"add_foreign_key",
+         {OpKind::kAddForeignKey, {"table", "columns", "references", "name", "on_delete"}}},
+        {"add_check", {OpKind::kAddCheck, {"table", "name", "expression"}}},
+        {"add_unique", {OpKind::kAddUnique, {"table", "name", "columns"}}},
+        {"drop_column", {OpKind::kDropColumn, {"table", "column"}}},
+        {"drop_index", {OpKind::kDropIndex, {"name"}}},
+    };
+    const Shape& shape = shapes.at(op);
+    step->kind = shape.kind;
+    if (!r_.ExpectMap(m, what, shape.keys)) {
+      if (!m.IsMap()) return;
+    }
+    if (step->kind == OpKind::kDropIndex) {
+      Table(m, "name", what, &step->name);
+      return;
+    }
+    Table(m, "table", what, &step->table);
+    switch (step->kind) {
+      case OpKind::kAddColumn: return ParseAddColumn(m, what, step);
+      case OpKind::kSetNotNull:
+      case OpKind::kDropColumn:
+        step->column = Name(m, "column", what, true);
+        return;
+      case OpKind::kCreateIndex: return ParseCreateIndex(m, what, step);
+      case OpKind::kAddForeignKey: return ParseForeignKey(m, what, step);
+      case OpKind::kAddCheck:
+        step->name.name = Name(m, "name", what, true);
+        step->expression = Sql(m, "expression", what, true);
+        return;
+      case OpKind::kAddUnique:
+        step->name.name = Name(m, "name", what, true);
+        step->columns = Names(m, "columns", what, true);
+        return;
+      default: return;
+    }
+  }
+
+  void ParseAddColumn(const YAML::Node& m, const std::string& what, Step* step) {
+    step->column = Name(m, "column", what, true);
+    step->type = Sql(m, "type", what, true);
+    if (m["default"]) step->default_sql = Sql(m, "default", what, true);
+    step->not_null = Bool(m, "not_null", what);
+    for (const char* word : {"NOT NULL", "DEFAULT", "PRIMARY KEY", "REFERENCES", "UNIQUE", "CHECK"}) {
+      if (Upper(step->type).find(word) != std::string::npos) {
+        r_.Error(m["type"], "`type` in " + what + " holds `" + word + "`",
+                 "give only the type (e.g. `text`, `numeric(10,2)`); use `default:`, "
+                 "`not_null:` or a later typed operation for the rest");
+      }
+    }
+    if (step->default_sql && IsVolatileExpression(*step->default_sql)) {
+      r_.Error(m["default"], "the default of " + what + " is volatile, which rewrites the whole "
+                             "table under an ACCESS EXCLUSIVE lock",
+               "add the column without a default (or with a constant one) and fill it with a "
+               "backfill task");
+    }
+  }
+
+  void ParseCreateIndex(const YAML::Node& m, const std::string& what, Step* step) {
+    step->name.name = Name(m, "name", what, true);
+    step->columns = Names(m, "columns", what, false);
+    step->expression = Sql(m, "expression", what, false);
+    if (step->columns.empty() == step->expression.empty()) {
+      r_.Error(m, what + " needs exactly one of `columns` and `expression`",
+               "e.g. `columns: [clinicId]` or `expression: lower(email)`");
+    }
+    step->unique = Bool(m, "unique", what);
+    step->where = Sql(m, "where", what, false);
+    step->method = Sql(m, "method", what, false);
+    static const std::set<std::string> methods = {"",    "btree", "hash",  "gist",
+                                                  "gin", "brin",  "spgist"};
+    if (!methods.count(step->method)) {
+      r_.Error(m["method"], "`method` in " + what + " is `" + step->method + "`",
+               "use one of btree, hash, gist, gin, brin, spgist");
+    }
+  }
+
+  void ParseForeignKey(const YAML::Node& m, const std::string& what, Step* step) {
+    step->columns = Names(m, "columns", what, true);
+    if (m["name"]) step->name.name = Name(m, "name", what, true);
+    const YAML::Node ref = m["references"];
+    const std::string rw = "`references` in " + what;
+    if (!ref) {
+      r_.Error(m, what + " is missing the required key `references`",
+               "add `references: {table: other, columns: [id]}`");
+    } else if (r_.ExpectMap(ref, rw, {"table", "columns"}) || ref.IsMap()) {
+      Table(ref, "table", rw, &step->ref_table);
+      step->ref_columns = Names(ref, "columns", rw, true);
+      if (!step->columns.empty() && step->ref_columns.size() != step->columns.size()) {
+        r_.Error(ref["columns"], rw + " names " + std::to_string(step->ref_columns.size()) +
+                                     " column(s) for " + std::to_string(step->columns.size()),
+                 "give one referenced column for each column");
+      }
+    }
+    step->on_delete = Sql(m, "on_delete", what, false);
+    static const std::set<std::string> actions = {"",         "no action", "restrict",
+                                                  "cascade",  "set null",  "set default"};
+    if (!actions.count(step->on_delete)) {
+      r_.Error(m["on_delete"], "`on_delete` in " + what + " is `" + step->on_delete + "`",
+               "use one of: no action, restrict, cascade, set null, set default");
+    }
+  }
+
+  // A required or optional identifier.
+  std::string Name(const YAML::Node& m, const std::string& key, const std::string& what,
+                   bool required) {
+    auto v = r_.String(m, key, what, required);
+    if (!v) return "";
+    Identifier(m[key], "`" + key + "` in " + what);
+    return *v;
+  }
+
+  // A column name or a list of them.
+  std::vector<std::string> Names(const YAML::Node& m, const std::string& key,
+                                 const std::string& what, bool required) {
+    std::vector<std::string> out;
+    const YAML::Node n = m[key];
+    if (!n || n.IsNull()) {
+      if (required) {
+        r_.Error(m, what + " is missing the required key `" + key + "`",
+                 "add `" + key + ": [column, ...]`");
+      }
+      return out;
+    }
+    std::vector<YAML::Node> parts;
+    if (n.IsSequence()) {
+      for (const auto& k : n) parts.push_back(k);
+    } else {
+      parts.push_back(n);
+    }
+    if (parts.empty()) r_.Error(n, "`" + key + "` in " + what + " is an empty list");
+    for (const auto& k : parts) {
+      if (!k.IsScalar()) {
+        r_.Error(k, "`" + key + "` in " + what + " must be a column name or a list of them");
+        continue;
+      }
+      Identifier(k, "`" + key + "` in " + what);
+      out.push_back(k.Scalar());
+    }
+    return out;
+  }
+
+  // A SQL fragment (passed through unchanged).
+  std::string Sql(const YAML::Node& m, const std::string& key, const std::string& what,
+                  bool required) {
+    auto v = r_.String(m, key, what, required);
+    if (v && Trim(*v).empty()) r_.Error(m[key], "`" + key + "` in " + what + " is empty");
+    return v.value_or("");
+  }
+
+  bool Bool(const YAML::Node& m, const std::string& key, const std::string& what) {
+    auto v = r_.String(m, key, what, false);
+    if (!v || *v == "false") return false;
+    if (*v == "true") return true;
+    r_.Error(m[key], "`" + key + "` in " + what + " must be true or false");
+    return false;
+  }
+
+  static std::string Upper(std::string s) {
+    for (char& c : s) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    return s;
   }
 
   void ParseBackfill(const YAML::Node& node, Plan* plan) {

@@ -66,6 +66,9 @@ class BackfillRun : public std::enable_shared_from_this<BackfillRun> {
   void Start(Done done);
   // Cancels every timer; used at shutdown.
   void Stop();
+  // Ends the task now with `why` (an operator's abort): no new batch starts; batches in flight
+  // commit. Calls `done` with `why`.
+  void Cancel(const Status& why) { Finish(why); }
 
  private:
   struct Lane;

@@ -22,8 +22,11 @@ Result<ControlRequest> ParseControlRequest(const std::string& text) {
   r.action = (*j)["action"];
   r.plan = (*j)["plan"];
   r.phase = (*j)["phase"];
-  if (r.action != "pause" && r.action != "resume") {
-    return Status::Invalid("action `" + r.action + "` is neither pause nor resume");
+  if (r.action != "pause" && r.action != "resume" && r.action != "abort") {
+    return Status::Invalid("action `" + r.action + "` is not pause, resume or abort");
+  }
+  if (r.action == "abort" && (r.plan == "*" || !r.phase.empty())) {
+    return Status::Invalid("abort names one plan and no phase");
   }
   if (r.plan.empty()) return Status::Invalid("no plan named (\"*\" for every plan)");
   static const std::vector<std::string> phases = {"", "expand", "backfill", "gate", "contract"};

@@ -13,7 +13,7 @@ namespace tide {
 constexpr int kControlSignalValue = 1;
 
 struct ControlRequest {
-  std::string action;  // "pause" or "resume"
+  std::string action;  // "pause", "resume" or "abort"
   std::string plan;    // "*": every plan
   std::string phase;   // "" or expand, backfill, gate, contract
   std::string file;    // where it came from

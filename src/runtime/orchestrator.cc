@@ -52,36 +52,140 @@ class Orchestrator::Run : public std::enable_shared_from_this<Orchestrator::Run>
         timer_(o.io_) {}
 
   std::string key() const { return plan_.database + "/" + plan_.name; }
+  const std::string& name() const { return plan_.name; }
+  // For a plan that was not running (failed, say) and starts again to abort: who asked, and
+  // whether its file is still in active/ (a failed plan's is in failed/ already).
+  void AbortStopped(const std::string& actor, bool file_in_spool) {
+    abort_by_ = actor;
+    file_in_spool_ = file_in_spool;
+  }
   void Start() {
     o_.metrics_->PlanStarted(plan_.name);
     o_.metrics_->SetPaused(plan_.name, false);
     Next();
   }
   void Stop() {
+    ++generation_;
     timer_.cancel();
     if (task_) task_->Stop();
+  }
+
+  // An operator's abort: the plan stops where it stands (a batch in flight commits) and runs its
+  // rollback steps. Refused, with the reason in the audit log, once contract has started.
+  void Abort(const std::string& actor, const std::string& via) {
+    const std::string refusal = AbortRefusal(cursor_.state, PlanState::kAccepted);
+    if (!refusal.empty() || !abort_by_.empty()) {
+      const std::string why = refusal.empty() ? "the plan is already aborting" : refusal;
+      Audit("abort_refused", PhaseOf(cursor_.state), JsonObject().Str("via", via).Str("reason", why), actor);
+      spdlog::warn("plan {}: abort by {} refused: {}", plan_.name, actor, why);
+      return;
+    }
+    abort_by_ = actor;
+    Audit("abort_requested", PhaseOf(cursor_.state),
+          JsonObject().Str("via", via).Str("state", ToString(cursor_.state)), actor);
+    spdlog::info("plan {}: abort requested by {}", plan_.name, actor);
+    if (task_) return task_->Cancel(Status::Invalid("the plan is being aborted"));
+    if (waiting_) {
+      waiting_ = false;
+      ++generation_;
+      timer_.cancel();
+      Next();
+    }
+    // Otherwise an action is in flight, and Next() follows it.
   }
 
  private:
   void Next() {
     if (o_.stopping_) return;
+    if (!abort_by_.empty() && cursor_.state != PlanState::kAborting) return BeginAbort();
     cursor_ = Normalize(plan_, cursor_);
     AnnouncePhase();
-    if (HeldByPause()) return After(Millis(500), [this] { Next(); });
-    const Action a = NextAction(plan_, cursor_);
-    if ((a.kind == Action::Kind::kRunContractStep || a.kind == Action::Kind::kFinish) &&
-        !sync_triggers_dropped_) {
-      return DropSyncTriggers();
+    const bool aborting = cursor_.state == PlanState::kAborting;
+    if (!aborting && HeldByPause()) return After(Millis(500), [this] { Next(); });
+    if (!backup_checked_) {
+      backup_checked_ = true;
+      const bool fresh = cursor_ == Normalize(plan_, PlanCursor{});
+      if (fresh && !aborting && !o_.config_.backup_command.empty()) return RunBackup();
     }
+    const Action a = NextAction(plan_, cursor_);
+    const bool ends_triggers = a.kind == Action::Kind::kRunContractStep ||
+                               a.kind == Action::Kind::kFinish ||
+                               a.kind == Action::Kind::kRunRollbackStep ||
+                               a.kind == Action::Kind::kFinishAborted;
+    if (ends_triggers && !sync_triggers_dropped_) return DropSyncTriggers();
     switch (a.kind) {
       case Action::Kind::kRunExpandStep: return RunStep("expand", plan_.expand[a.index], a.index);
       case Action::Kind::kRunContractStep:
         return RunStep("contract", plan_.contract[a.index], a.index);
+      case Action::Kind::kRunRollbackStep:
+        return RunStep("rollback", plan_.rollback[a.index], a.index);
       case Action::Kind::kRunBackfillTask: return StartTask(a.index);
       case Action::Kind::kCheckGates: return CheckGates();
       case Action::Kind::kFinish: return Finish();
+      case Action::Kind::kFinishAborted: return FinishAborted();
       case Action::Kind::kNothing: return;
     }
+  }
+
+  void BeginAbort() {
+    Audit("abort_started", "rollback",
+          JsonObject()
+              .Str("from", ToString(cursor_.state))
+              .Int("rollback_steps", static_cast<int64_t>(plan_.rollback.size())),
+          abort_by_);
+    Advance(PlanCursor{PlanState::kAborting, 0, cursor_.catch_up});
+  }
+
+  void FinishAborted() {
+    auto db = db_;
+    const std::string name = plan_.name;
+    const PlanCursor aborted = AfterSuccess(plan_, cursor_);
+    o_.offloader_.Run<Status>([db, name, aborted] { return db->SaveCursor(name, aborted); },
+                              [self = shared_from_this(), aborted](Status s) {
+                                if (!s.ok()) return self->OnError(s);
+                                self->cursor_ = aborted;
+                                self->AnnouncePhase();
+                                self->Audit("plan_aborted", "",
+                                            JsonObject().Str("file", self->record_.file_name),
+                                            self->abort_by_);
+                                spdlog::info("plan {}: aborted; rollback done", self->plan_.name);
+                                if (self->file_in_spool_) {
+                                  self->Report(self->o_.spool_->Finish(
+                                      self->record_.file_name, false,
+                                      "aborted by " + self->abort_by_ + "; the rollback steps ran"));
+                                }
+                                self->o_.metrics_->PlanFinished(self->plan_.database, "aborted");
+                                self->o_.OnRunFinished(self->key());
+                              });
+  }
+
+  // backup_command, before the plan's first step.
+  void RunBackup() {
+    CommandRunner* runner = o_.options_.commands;
+    if (!runner) return Fail(Status::Fatal("backup_command is set but this tided cannot run commands"));
+    const std::string command = o_.config_.backup_command;
+    const std::vector<std::pair<std::string, std::string>> env = {
+        {"TIDE_PLAN", plan_.name}, {"TIDE_DATABASE", plan_.database}};
+    const auto start = SteadyClock::now();
+    doing_ = "backup_command";
+    Audit("backup_started", "", JsonObject().Str("command", command));
+    o_.offloader_.Run<Result<CommandResult>>(
+        [runner, command, env] { return runner->Run(command, env); },
+        [self = shared_from_this(), start](Result<CommandResult> r) {
+          if (!r.ok()) return self->Fail(r.status());
+          JsonObject details;
+          details.Int("exit_code", r->exit_code).Str("output", r->output).Int(
+              "duration_ms", MillisSince(start));
+          if (r->exit_code != 0) {
+            self->Audit("backup_failed", "", std::move(details));
+            return self->Fail(Status::Fatal("backup_command exited with " +
+                                            std::to_string(r->exit_code) +
+                                            " before anything changed; its output is in the "
+                                            "audit log (event backup_failed)"));
+          }
+          self->Audit("backup_finished", "", std::move(details));
+          self->Next();
+        });
   }
 
   // True while an operator's pause holds the plan's current phase; notes the start and the end.
@@ -142,23 +246,34 @@ class Orchestrator::Run : public std::enable_shared_from_this<Orchestrator::Run>
                               });
   }
 
-  void RunStep(const std::string& phase, const SqlStep& step, size_t index) {
+  // Runs a step's statements (a typed operation's whole safe sequence, or one raw statement),
+  // skipping those already in effect, and stores the cursor past it.
+  void RunStep(const std::string& phase, const Step& step, size_t index) {
     const PlanCursor after = AfterSuccess(plan_, cursor_);
     auto db = db_;
     const auto start = SteadyClock::now();
-    const std::string name = plan_.name, sql = step.sql;
-    const StatementLimits limits = limits_;
+    const std::string name = plan_.name, what = step.Describe(), op = OpName(step.kind);
+    const std::vector<DdlStatement> statements = CompileStep(step);
+    StatementLimits limits = limits_;
+    if (step.statement_timeout) limits.statement_timeout = *step.statement_timeout;
     doing_ = phase + " step " + std::to_string(index + 1);
-    Audit("step_started", phase, JsonObject().Int("step", index + 1).Str("sql", sql));
-    o_.offloader_.Run<Status>(
-        [db, name, sql, limits, after] { return db->RunStep(name, sql, limits, after); },
-        [self = shared_from_this(), phase, index, start, sql, after](Status s) {
-          if (s.sqlstate() == "55P03") self->o_.metrics_->CountLockTimeout(self->plan_.name);
-          if (!s.ok()) return self->OnError(s);
+    Audit("step_started", phase, JsonObject().Int("step", index + 1).Str("op", op).Str("sql", what));
+    o_.offloader_.Run<Result<std::vector<StatementOutcome>>>(
+        [db, name, statements, limits, after] {
+          return db->RunStatements(name, statements, limits, after);
+        },
+        [self = shared_from_this(), phase, index, start, what, op, after](
+            Result<std::vector<StatementOutcome>> r) {
+          if (r.status().sqlstate() == "55P03") self->o_.metrics_->CountLockTimeout(self->plan_.name);
+          if (!r.ok()) return self->OnError(r.status());
           self->o_.metrics_->RecordDdl(self->plan_.name, phase, MillisSince(start) / 1000.0);
           self->Audit("step_finished", phase,
-                      JsonObject().Int("step", index + 1).Str("sql", sql).Int(
-                          "duration_ms", MillisSince(start)));
+                      JsonObject()
+                          .Int("step", index + 1)
+                          .Str("op", op)
+                          .Str("sql", what)
+                          .Raw("statements", OutcomesJson(*r))
+                          .Int("duration_ms", MillisSince(start)));
           self->attempts_ = 0;
           self->cursor_ = after;
           self->Next();
@@ -201,6 +316,7 @@ class Orchestrator::Run : public std::enable_shared_from_this<Orchestrator::Run>
         cursor_.catch_up ? 2 : 1, OptionsFor(plan_, task, o_.config_.defaults), limits_);
     task_->Start([self = shared_from_this(), index](Status s, BackfillSummary summary) {
       self->task_.reset();
+      if (!self->abort_by_.empty()) return self->Next();
       if (!s.ok()) return self->Fail(s);
       self->Audit("backfill_finished", "backfill",
                   JsonObject()
@@ -222,6 +338,7 @@ class Orchestrator::Run : public std::enable_shared_from_this<Orchestrator::Run>
   };
 
   void CheckGates() {
+    if (!pre_gate_done_ && !PreGateStatements(plan_).empty()) return AddPreGateChecks();
     auto db = db_;
     const std::vector<Gate> gates = plan_.gates;
     const StatementLimits limits = limits_;
@@ -241,6 +358,27 @@ class Orchestrator::Run : public std::enable_shared_from_this<Orchestrator::Run>
         [self = shared_from_this()](Result<std::vector<GateValue>> r) {
           if (!r.ok()) return self->OnError(r.status());
           self->OnGates(*r);
+        });
+  }
+
+  // The NOT VALID checks of contract's set_not_null steps go in before the gates are checked,
+  // so the application cannot add NULLs between the gate and the constraint.
+  void AddPreGateChecks() {
+    auto db = db_;
+    const std::string name = plan_.name;
+    const std::vector<DdlStatement> statements = PreGateStatements(plan_);
+    const StatementLimits limits = limits_;
+    doing_ = "the NOT VALID checks before the gates";
+    o_.offloader_.Run<Result<std::vector<StatementOutcome>>>(
+        [db, name, statements, limits] {
+          return db->RunStatements(name, statements, limits, std::nullopt);
+        },
+        [self = shared_from_this()](Result<std::vector<StatementOutcome>> r) {
+          if (r.status().sqlstate() == "55P03") self->o_.metrics_->CountLockTimeout(self->plan_.name);
+          if (!r.ok()) return self->OnError(r.status());
+          self->pre_gate_done_ = true;
+          self->Audit("gate_checks_added", "gate", JsonObject().Raw("statements", OutcomesJson(*r)));
+          self->CheckGates();
         });
   }
 
@@ -293,6 +431,7 @@ class Orchestrator::Run : public std::enable_shared_from_this<Orchestrator::Run>
                                           /*tail_only=*/true);
     task_->Start([self = shared_from_this(), index](Status s, BackfillSummary) {
       self->task_.reset();
+      if (!self->abort_by_.empty()) return self->Next();
       if (!s.ok()) return self->Fail(s);
       self->CatchUpTails(index + 1);
     });
@@ -403,16 +542,36 @@ class Orchestrator::Run : public std::enable_shared_from_this<Orchestrator::Run>
         });
   }
 
+  // Waits, then goes on with `then`, unless the wait was cancelled (Stop, Abort) meanwhile.
   void After(Millis wait, std::function<void()> then) {
+    waiting_ = true;
+    const uint64_t generation = generation_;
     timer_.expires_after(wait);
-    timer_.async_wait([self = shared_from_this(), then](const boost::system::error_code& ec) {
-      if (ec == asio::error::operation_aborted || self->o_.stopping_) return;
+    timer_.async_wait([self = shared_from_this(), then, generation](const boost::system::error_code& ec) {
+      if (ec == asio::error::operation_aborted || self->o_.stopping_ ||
+          generation != self->generation_) {
+        return;
+      }
+      self->waiting_ = false;
       then();
     });
   }
 
-  void Audit(const std::string& event, const std::string& phase, JsonObject details) {
-    o_.Audit(AuditEvent{event, plan_.name, phase, "", std::move(details)});
+  void Audit(const std::string& event, const std::string& phase, JsonObject details,
+             const std::string& actor = "") {
+    o_.Audit(AuditEvent{event, plan_.name, phase, actor, std::move(details)});
+  }
+
+  static std::string OutcomesJson(const std::vector<StatementOutcome>& outcomes) {
+    std::string out = "[";
+    for (const auto& o : outcomes) {
+      JsonObject j;
+      j.Str("sql", o.sql).Int("duration_ms", o.duration_ms);
+      if (o.skipped) j.Bool("skipped", true);
+      if (o.dropped_invalid_index) j.Bool("dropped_invalid_index", true);
+      out += (out.size() > 1 ? "," : "") + j.ToString();
+    }
+    return out + "]";
   }
 
   void Report(const Status& s) {
@@ -435,6 +594,12 @@ class Orchestrator::Run : public std::enable_shared_from_this<Orchestrator::Run>
   bool waiting_on_gates_ = false;
   bool sync_triggers_dropped_ = false;
   bool held_ = false;
+  bool pre_gate_done_ = false;
+  bool backup_checked_ = false;
+  std::string abort_by_;  // who asked for the abort; empty: no abort
+  bool file_in_spool_ = true;  // the plan's file is in active/
+  bool waiting_ = false;  // on timer_, with no action in flight
+  uint64_t generation_ = 0;  // bumped to orphan a wait that was cancelled
 
   // The backfill task in progress.
   std::shared_ptr<BackfillRun> task_;
@@ -449,6 +614,7 @@ struct Orchestrator::Admission {
   Plan plan;
   PlanRecord record;
   bool resumed = false;
+  std::string preflight;  // the report, as JSON, for a new plan
   std::unique_ptr<PlanDatabase> db;
 };
 
@@ -559,6 +725,18 @@ Orchestrator::Admission Orchestrator::Admit(const SpoolFile& file, const Plan& p
     }
     a.record = *r;
     a.resumed = true;
+    if (r->cursor.state == PlanState::kAborted) {
+      // The same file again after an abort: it starts over.
+      Status s = (*db)->RestartPlan(plan.name);
+      if (!s.ok()) {
+        a.kind = Admission::Kind::kLater;
+        a.error = "cannot restart aborted plan `" + plan.name + "`: " + s.ToString();
+        return a;
+      }
+      a.record.cursor = PlanCursor{};
+      a.record.submitted_by = file.owner;
+      a.resumed = false;
+    }
   } else {
     for (const auto& task : plan.backfill) {
       auto info = (*db)->DescribeTable(task.table, task.key);
@@ -575,6 +753,19 @@ Orchestrator::Admission Orchestrator::Admit(const SpoolFile& file, const Plan& p
         return a;
       }
     }
+    auto report = (*db)->Preflight(plan, false, LimitsFor(plan, config_.defaults));
+    if (!report.ok()) {
+      a.kind = Admission::Kind::kLater;
+      a.error = "preflight: " + report.status().ToString();
+      return a;
+    }
+    if (!report->ok()) {
+      std::string problems;
+      for (const auto& p : report->problems) problems += file.name + ": " + p + "\n";
+      a.error = problems;
+      return a;
+    }
+    a.preflight = PreflightJson(*report);
     a.record.name = plan.name;
     a.record.checksum = checksum;
     a.record.file_name = file.name;
@@ -614,6 +805,9 @@ void Orchestrator::OnAdmitted(const SpoolFile& file, Admission a) {
   if (!unsafe.empty()) accepted.Str("unsafe_steps", unsafe);
   Audit(AuditEvent{a.resumed ? "plan_resumed" : "plan_accepted", a.plan.name, "", file.owner,
                    std::move(accepted)});
+  if (!a.preflight.empty()) {
+    Audit(AuditEvent{"preflight", a.plan.name, "", file.owner, JsonObject().Raw("report", a.preflight)});
+  }
   spdlog::info("plan {}: {} on database {}", a.plan.name, a.resumed ? "resumed" : "accepted",
                a.plan.database);
   StartRun(std::move(a.plan), std::move(record), std::move(a.db));
@@ -710,6 +904,74 @@ void Orchestrator::ResumeDatabase(const std::string& database) {
           StartRun(std::move(item.plan), std::move(item.record), std::move(item.db));
         }
       });
+}
+
+namespace {
+struct AbortLookup {
+  Status status;
+  bool found = false;
+  bool was_failed = false;  // else it was not running yet (a request left while tided was down)
+  std::string refusal;
+  Plan plan;
+  PlanRecord record;
+  std::shared_ptr<PlanDatabase> db;
+};
+}  // namespace
+
+void Orchestrator::Abort(const std::string& plan, const std::string& actor, const std::string& via) {
+  for (auto& kv : runs_) {
+    if (kv.second->name() == plan) return kv.second->Abort(actor, via);
+  }
+  // Not running: a failed plan (or none), in whichever database knows it.
+  for (const auto& kv : config_.databases) {
+    const std::string database = kv.first;
+    offloader_.Run<AbortLookup>(
+        [this, database, plan] {
+          AbortLookup out;
+          auto db = connector_->Connect(database);
+          if (!db.ok()) return out.status = db.status(), out;
+          if (!(out.status = (*db)->EnsureSchema()).ok()) return out;
+          auto found = (*db)->FindPlan(plan);
+          if (!found.ok()) return out.status = found.status(), out;
+          if (!found.value()) return out;
+          out.found = true;
+          out.record = *found.value();
+          out.refusal = AbortRefusal(out.record.cursor.state, out.record.failed_in);
+          out.was_failed = out.record.cursor.state == PlanState::kFailed;
+          if (!out.was_failed) out.record.failed_in = out.record.cursor.state;
+          if (!out.refusal.empty()) return out;
+          auto parsed = ParsePlan(out.record.source, out.record.file_name);
+          if (!parsed.ok()) return out.refusal = "its stored text no longer parses", out;
+          out.plan = parsed.plan;
+          out.record.cursor = PlanCursor{PlanState::kAborting, 0, out.record.cursor.catch_up};
+          if (!(out.status = (*db)->SaveCursor(plan, out.record.cursor)).ok()) return out;
+          out.db = std::move(db).value();
+          return out;
+        },
+        [this, database, plan, actor, via](AbortLookup r) {
+          if (!r.status.ok()) {
+            spdlog::error("abort of {} on {}: {}", plan, database, r.status.ToString());
+            return;
+          }
+          if (!r.found) return;
+          const std::string phase = PhaseOf(r.record.failed_in);
+          if (!r.refusal.empty()) {
+            Audit(AuditEvent{"abort_refused", plan, phase, actor,
+                             JsonObject().Str("via", via).Str("reason", r.refusal)});
+            spdlog::warn("plan {}: abort by {} refused: {}", plan, actor, r.refusal);
+            return;
+          }
+          // A resumed run may have started meanwhile: it takes the request itself.
+          const std::string key = database + "/" + plan;
+          if (runs_.count(key)) return runs_[key]->Abort(actor, via);
+          Audit(AuditEvent{"abort_requested", plan, phase, actor,
+                           JsonObject().Str("via", via).Str("state", ToString(r.record.failed_in))});
+          auto run = std::make_shared<Run>(*this, std::move(r.plan), r.record, std::move(r.db));
+          run->AbortStopped(actor, !r.was_failed);
+          runs_[run->key()] = run;
+          run->Start();
+        });
+  }
 }
 
 const tide::Pause* Orchestrator::PausedBy(const std::string& plan, const std::string& phase) const {

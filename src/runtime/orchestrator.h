@@ -26,6 +26,7 @@ struct OrchestratorOptions {
   Millis retry_base{500};            // first backoff; doubles, with jitter
   Millis retry_cap{30000};
   Millis reconnect_interval{5000};   // while a database is unreachable at startup
+  CommandRunner* commands = nullptr;  // runs backup_command; not owned
 };
 
 class Orchestrator {
@@ -49,6 +50,10 @@ class Orchestrator {
   // Lifts the pauses of `plan` ("*": the global ones) for `phase` ("": all of them).
   void Resume(const std::string& plan, const std::string& phase, const std::string& actor,
               const std::string& via);
+  // An operator's abort of `plan`: a running plan stops and runs its rollback steps; a failed
+  // one is loaded and does the same. Refused (and audited with the reason) once contract has
+  // started.
+  void Abort(const std::string& plan, const std::string& actor, const std::string& via);
   // The pause holding `phase` of `plan`, or nullptr.
   const tide::Pause* PausedBy(const std::string& plan, const std::string& phase) const;
   // Applies a reloaded config: defaults and health limits for tasks that start from now on,

@@ -84,6 +84,14 @@ class PgDatabaseTest : public ::testing::Test {
     return at;
   }
 
+  // A raw `sql:` step, run as the orchestrator runs it.
+  Status RunSql(const std::string& plan, const std::string& sql, const StatementLimits& limits,
+                const PlanCursor& after) {
+    Step step;
+    step.sql = sql;
+    return db_->RunStatements(plan, CompileStep(step), limits, after).status();
+  }
+
   std::string db_name_;
   std::unique_ptr<PgPlanDatabase> db_;
   StatementLimits limits_{Millis(2000), Millis(30000)};
@@ -124,14 +132,14 @@ TEST_F(PgDatabaseTest, PlanRowsRoundTripAndAFailureKeepsWhereItStood) {
 TEST_F(PgDatabaseTest, AStepAndItsCursorCommitTogether) {
   ASSERT_TRUE(db_->InsertPlan(Record("p")).ok());
   Exec("CREATE TABLE t (id int PRIMARY KEY)");
-  Status s = db_->RunStep("p", "ALTER TABLE t ADD COLUMN c text", limits_,
+  Status s = RunSql("p", "ALTER TABLE t ADD COLUMN c text", limits_,
                           {PlanState::kExpanding, 1, false});
   ASSERT_TRUE(s.ok()) << s.ToString();
   EXPECT_EQ(Query("SELECT step FROM tide.plans WHERE name = 'p'"), "1");
   EXPECT_EQ(Query("SELECT count(*) FROM pg_attribute WHERE attrelid = 't'::regclass AND attname = 'c'"), "1");
 
   // A failing step changes neither the schema nor the cursor, and says why.
-  s = db_->RunStep("p", "ALTER TABLE missing ADD COLUMN c int", limits_,
+  s = RunSql("p", "ALTER TABLE missing ADD COLUMN c int", limits_,
                    {PlanState::kExpanding, 2, false});
   EXPECT_EQ(s.code(), Status::Code::kFatal);
   EXPECT_EQ(s.sqlstate(), "42P01");
@@ -142,7 +150,7 @@ TEST_F(PgDatabaseTest, AStepAndItsCursorCommitTogether) {
 TEST_F(PgDatabaseTest, ConcurrentIndexBuildsRunOutsideATransaction) {
   ASSERT_TRUE(db_->InsertPlan(Record("p")).ok());
   Exec("CREATE TABLE t (id int PRIMARY KEY, c int)");
-  Status s = db_->RunStep("p", "CREATE INDEX CONCURRENTLY IF NOT EXISTS t_c ON t (c)", limits_,
+  Status s = RunSql("p", "CREATE INDEX CONCURRENTLY IF NOT EXISTS t_c ON t (c)", limits_,
                           {PlanState::kExpanding, 1, false});
   ASSERT_TRUE(s.ok()) << s.ToString();
   EXPECT_EQ(Query("SELECT indisvalid FROM pg_index WHERE indexrelid = 't_c'::regclass"), "t");
@@ -160,7 +168,7 @@ TEST_F(PgDatabaseTest, AStepBlockedByALockGivesUpAfterLockTimeoutAsRetryable) {
   pqxx::work hold(blocker);
   hold.exec0("LOCK TABLE t IN ACCESS SHARE MODE");
   const auto start = std::chrono::steady_clock::now();
-  Status s = db_->RunStep("p", "ALTER TABLE t ADD COLUMN c int", {Millis(300), Millis(30000)},
+  Status s = RunSql("p", "ALTER TABLE t ADD COLUMN c int", {Millis(300), Millis(30000)},
                           {PlanState::kExpanding, 1, false});
   const auto waited = std::chrono::steady_clock::now() - start;
   EXPECT_EQ(s.code(), Status::Code::kRetryable) << s.ToString();

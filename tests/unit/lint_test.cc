@@ -102,8 +102,10 @@ expand:
   ASSERT_EQ(findings.size(), 1u);
   EXPECT_EQ(findings[0].ToString("p.yaml"),
             "p.yaml:4:5: expand step 1: require-concurrent-index-creation: CREATE INDEX without "
-            "CONCURRENTLY blocks every write to the table while it builds; write CREATE INDEX "
-            "CONCURRENTLY IF NOT EXISTS (or mark the step `unsafe: \"why\"` to run it as written)");
+            "CONCURRENTLY blocks every write to the table while it builds; use `create_index: "
+            "{table, name, columns}` (CREATE INDEX CONCURRENTLY, cleaned up and retried if the "
+            "build fails), or write CREATE INDEX CONCURRENTLY IF NOT EXISTS (or mark the step "
+            "`unsafe: \"why\"` to run it as written)");
 }
 
 }  // namespace

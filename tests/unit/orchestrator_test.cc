@@ -50,18 +50,38 @@ class FakeDatabase : public PlanDatabase {
     plans_[plan].last_error = e;
     return Status::Ok();
   }
-  Status RunStep(const std::string& plan, const std::string& sql, const StatementLimits& limits,
-                 const PlanCursor& after) override {
+  Result<std::vector<StatementOutcome>> RunStatements(const std::string& plan,
+                                                      const std::vector<DdlStatement>& statements,
+                                                      const StatementLimits& limits,
+                                                      const std::optional<PlanCursor>& after) override {
     std::lock_guard<std::mutex> l(mu_);
     last_limits_ = limits;
-    if (!step_errors_.empty() && step_errors_.front().first == sql) {
-      Status s = step_errors_.front().second;
-      step_errors_.pop_front();
-      return s;
+    std::vector<StatementOutcome> out;
+    for (const auto& st : statements) {
+      if (!step_errors_.empty() && step_errors_.front().first == st.sql) {
+        Status s = step_errors_.front().second;
+        step_errors_.pop_front();
+        return s;
+      }
+      steps_.push_back(st.sql);
+      out.push_back(StatementOutcome{st.sql, false, false, 0});
     }
-    steps_.push_back(sql);
-    plans_[plan].cursor = after;
+    if (after) plans_[plan].cursor = *after;
+    return out;
+  }
+  Status RestartPlan(const std::string& plan) override {
+    std::lock_guard<std::mutex> l(mu_);
+    plans_[plan].cursor = PlanCursor{};
+    restarted_++;
     return Status::Ok();
+  }
+  Result<PreflightReport> Preflight(const Plan& plan, bool dry_run, const StatementLimits&) override {
+    PreflightReport r;
+    r.database = plan.database;
+    r.dry_run = dry_run;
+    r.statements = PlannedStatements(plan);
+    r.problems = preflight_problems_;
+    return r;
   }
   Result<TableInfo> DescribeTable(const QualifiedName&, const std::vector<std::string>&) override {
     TableInfo t;
@@ -200,6 +220,8 @@ class FakeDatabase : public PlanDatabase {
   std::vector<std::string> steps_;
   std::deque<std::pair<std::string, Status>> step_errors_;
   std::deque<int64_t> gate_values_;
+  std::vector<std::string> preflight_problems_;
+  int restarted_ = 0;
   int batch_errors_ = 0;
   int batches_ = 0;
   StatementLimits last_limits_{};
@@ -227,9 +249,14 @@ class FakeConnector : public DatabaseConnector {
     Status SaveFailure(const std::string& p, const PlanCursor& c, const std::string& e) override {
       return d->SaveFailure(p, c, e);
     }
-    Status RunStep(const std::string& p, const std::string& s, const StatementLimits& l,
-                   const PlanCursor& a) override {
-      return d->RunStep(p, s, l, a);
+    Result<std::vector<StatementOutcome>> RunStatements(
+        const std::string& p, const std::vector<DdlStatement>& s, const StatementLimits& l,
+        const std::optional<PlanCursor>& a) override {
+      return d->RunStatements(p, s, l, a);
+    }
+    Status RestartPlan(const std::string& p) override { return d->RestartPlan(p); }
+    Result<PreflightReport> Preflight(const Plan& p, bool dry, const StatementLimits& l) override {
+      return d->Preflight(p, dry, l);
     }
     Result<TableInfo> DescribeTable(const QualifiedName& t, const std::vector<std::string>& k) override {
       return d->DescribeTable(t, k);

@@ -5,12 +5,18 @@
 namespace tide {
 namespace {
 
+Step Raw(const std::string& sql) {
+  Step s;
+  s.sql = sql;
+  return s;
+}
+
 Plan FullPlan() {
   Plan p;
-  p.expand = {{"e1", {}}, {"e2", {}}};
+  p.expand = {Raw("e1"), Raw("e2")};
   p.backfill.resize(1);
   p.gates.resize(1);
-  p.contract = {{"c1", {}}};
+  p.contract = {Raw("c1")};
   return p;
 }
 
@@ -40,7 +46,7 @@ TEST(Phase, WalksThroughEveryPhaseInOrder) {
 
 TEST(Phase, EmptyPhasesAreSkipped) {
   Plan p;
-  p.contract = {{"c", {}}};
+  p.contract = {Raw("c")};
   p.gates.resize(1);
   PlanCursor c = Normalize(p, {});
   EXPECT_EQ(c.state, PlanState::kGating);

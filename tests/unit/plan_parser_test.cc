@@ -114,7 +114,7 @@ TEST(PlanParser, DiagnosticsNameFileLineColumnAndFix) {
   ASSERT_EQ(r.errors.size(), 1u);
   EXPECT_EQ(r.errors[0].ToString(),
             "plans/x.yaml:3:1: unknown key `backfil` in the plan; did you mean `backfill`? Allowed "
-            "keys: plan, database, description, settings, expand, backfill, gates, contract");
+            "keys: plan, database, description, settings, expand, backfill, gates, contract, rollback");
 }
 
 TEST(PlanParser, DatabaseMustBeInTheConfig) {

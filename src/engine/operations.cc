@@ -1,0 +1,198 @@
+#include "engine/operations.h"
+
+#include <cstdint>
+#include <cstdio>
+
+#include "engine/sql_text.h"
+#include "plan/lint.h"
+
+namespace tide {
+namespace {
+
+constexpr size_t kMaxName = 63;
+
+const char* kBriefExclusive =
+    "ACCESS EXCLUSIVE on {t}, brief: a catalog change without a scan or rewrite; queries on "
+    "{t} queue behind it for at most lock_timeout";
+const char* kValidate =
+    "SHARE UPDATE EXCLUSIVE on {t} while it scans: reads and writes go on";
+const char* kConcurrentIndex =
+    "SHARE UPDATE EXCLUSIVE on {t}: reads and writes go on; waits for transactions older than "
+    "the build";
+
+std::string Fill(const char* text, const QualifiedName& table) {
+  std::string out = text;
+  const std::string t = table.Display();
+  for (size_t at; (at = out.find("{t}")) != std::string::npos;) out.replace(at, 3, t);
+  return out;
+}
+
+std::string Columns(const std::vector<std::string>& columns) {
+  std::string out;
+  for (const auto& c : columns) out += (out.empty() ? "" : ", ") + QuoteIdent(c);
+  return out;
+}
+
+std::string RegClass(const QualifiedName& name) { return "to_regclass(" + QuoteLiteral(QuoteName(name)) + ")"; }
+
+std::string ConstraintExists(const QualifiedName& table, const std::string& name, bool validated) {
+  return "EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = " + RegClass(table) +
+         " AND conname = " + QuoteLiteral(name) + (validated ? " AND convalidated" : "") + ")";
+}
+
+std::string ColumnIsNotNull(const QualifiedName& table, const std::string& column) {
+  return "COALESCE((SELECT attnotnull FROM pg_attribute WHERE attrelid = " + RegClass(table) +
+         " AND attname = " + QuoteLiteral(column) + " AND NOT attisdropped), false)";
+}
+
+std::string Select(const std::string& condition) { return "SELECT " + condition; }
+
+// The index a create_index or add_unique builds: in the table's schema.
+QualifiedName IndexOf(const Step& s) { return QualifiedName{s.table.schema, s.name.name}; }
+
+DdlStatement BuildIndex(const Step& s, bool unique, const std::vector<std::string>& columns,
+                        const std::string& expression, const std::string& skip_if) {
+  const QualifiedName index = IndexOf(s);
+  std::string sql = std::string("CREATE ") + (unique ? "UNIQUE " : "") +
+                    "INDEX CONCURRENTLY IF NOT EXISTS " + QuoteIdent(index.name) + " ON " +
+                    QuoteName(s.table);
+  if (!s.method.empty()) sql += " USING " + s.method;
+  sql += columns.empty() ? " ((" + expression + "))" : " (" + Columns(columns) + ")";
+  if (!s.where.empty()) sql += " WHERE (" + s.where + ")";
+  return {sql, false, skip_if, Fill(kConcurrentIndex, s.table), QuoteName(index)};
+}
+
+std::vector<DdlStatement> SetNotNull(const Step& s) {
+  const std::string check = ObjectName({s.table.name, s.column}, "_not_null");
+  const std::string t = QuoteName(s.table), c = QuoteIdent(s.column), q = QuoteIdent(check);
+  const std::string not_null = ColumnIsNotNull(s.table, s.column);
+  return {
+      {"ALTER TABLE " + t + " ADD CONSTRAINT " + q + " CHECK (" + c + " IS NOT NULL) NOT VALID",
+       true, Select(not_null + " OR " + ConstraintExists(s.table, check, false)),
+       Fill(kBriefExclusive, s.table), ""},
+      {"ALTER TABLE " + t + " VALIDATE CONSTRAINT " + q, true,
+       Select(not_null + " OR " + ConstraintExists(s.table, check, true)), Fill(kValidate, s.table),
+       ""},
+      {"ALTER TABLE " + t + " ALTER COLUMN " + c + " SET NOT NULL", true, Select(not_null),
+       Fill(kBriefExclusive, s.table) + " (the valid check spares the scan)", ""},
+      {"ALTER TABLE " + t + " DROP CONSTRAINT IF EXISTS " + q, true,
+       Select("NOT " + ConstraintExists(s.table, check, false)), Fill(kBriefExclusive, s.table),
+       ""},
+  };
+}
+
+// ADD CONSTRAINT ... NOT VALID, then VALIDATE CONSTRAINT.
+std::vector<DdlStatement> AddValidated(const Step& s, const std::string& name,
+                                       const std::string& definition, const std::string& add_lock,
+                                       const std::string& validate_lock) {
+  const std::string t = QuoteName(s.table), q = QuoteIdent(name);
+  return {
+      {"ALTER TABLE " + t + " ADD CONSTRAINT " + q + " " + definition + " NOT VALID", true,
+       Select(ConstraintExists(s.table, name, false)), add_lock, ""},
+      {"ALTER TABLE " + t + " VALIDATE CONSTRAINT " + q, true,
+       Select(ConstraintExists(s.table, name, true)), validate_lock, ""},
+  };
+}
+
+std::vector<DdlStatement> AddForeignKey(const Step& s) {
+  std::vector<std::string> parts = {s.table.name};
+  parts.insert(parts.end(), s.columns.begin(), s.columns.end());
+  const std::string name = s.name.name.empty() ? ObjectName(parts, "_fkey") : s.name.name;
+  std::string def = "FOREIGN KEY (" + Columns(s.columns) + ") REFERENCES " +
+                    QuoteName(s.ref_table) + " (" + Columns(s.ref_columns) + ")";
+  if (!s.on_delete.empty()) def += " ON DELETE " + s.on_delete;
+  const std::string both = s.table.Display() + " and " + s.ref_table.Display();
+  return AddValidated(
+      s, name, def,
+      "SHARE ROW EXCLUSIVE on " + both + ", brief: no scan; writes queue behind it for at most "
+      "lock_timeout",
+      "SHARE UPDATE EXCLUSIVE on " + s.table.Display() + " and ROW SHARE on " +
+          s.ref_table.Display() + " while it scans: reads and writes go on");
+}
+
+std::vector<DdlStatement> AddUnique(const Step& s) {
+  const std::string exists = ConstraintExists(s.table, s.name.name, false);
+  const QualifiedName index = IndexOf(s);
+  return {
+      BuildIndex(s, true, s.columns, "",
+                 Select(exists + " OR " + "COALESCE((SELECT indisvalid FROM pg_index WHERE "
+                                          "indexrelid = " + RegClass(index) + "), false)")),
+      {"ALTER TABLE " + QuoteName(s.table) + " ADD CONSTRAINT " + QuoteIdent(s.name.name) +
+           " UNIQUE USING INDEX " + QuoteIdent(s.name.name),
+       true, Select(exists), Fill(kBriefExclusive, s.table) + " (the index is already built)",
+       ""},
+  };
+}
+
+std::vector<DdlStatement> AddColumn(const Step& s) {
+  std::string sql = "ALTER TABLE " + QuoteName(s.table) + " ADD COLUMN IF NOT EXISTS " +
+                    QuoteIdent(s.column) + " " + s.type;
+  if (s.default_sql) sql += " DEFAULT (" + *s.default_sql + ")";
+  if (s.not_null) sql += " NOT NULL";
+  return {{sql, true, "", Fill(kBriefExclusive, s.table), ""}};
+}
+
+uint32_t Fnv1a(const std::string& text) {
+  uint32_t h = 2166136261u;
+  for (unsigned char c : text) h = (h ^ c) * 16777619u;
+  return h;
+}
+
+}  // namespace
+
+std::string IndexIsValidSql(const std::string& index) {
+  return "SELECT COALESCE((SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass(" +
+         QuoteLiteral(index) + ")), false)";
+}
+
+std::string IndexIsInvalidSql(const std::string& index) {
+  return "SELECT EXISTS (SELECT 1 FROM pg_index WHERE indexrelid = to_regclass(" +
+         QuoteLiteral(index) + ") AND NOT indisvalid)";
+}
+
+std::string ObjectName(const std::vector<std::string>& parts, const std::string& suffix) {
+  std::string name;
+  for (const auto& p : parts) name += (name.empty() ? "" : "_") + p;
+  if (name.size() + suffix.size() <= kMaxName) return name + suffix;
+  char hash[10];
+  std::snprintf(hash, sizeof hash, "_%08x", Fnv1a(name));
+  std::string head = name.substr(0, kMaxName - suffix.size() - 9);
+  // Never cut a multi-byte UTF-8 character in two.
+  while (!head.empty() && (static_cast<unsigned char>(head.back()) & 0xC0) == 0x80) head.pop_back();
+  if (!head.empty() && static_cast<unsigned char>(head.back()) >= 0xC0) head.pop_back();
+  return head + hash + suffix;
+}
+
+std::vector<DdlStatement> CompileStep(const Step& s) {
+  switch (s.kind) {
+    case OpKind::kSql:
+      return {{s.sql, !RunsOutsideTransaction(s.sql), "", LockTakenBy(s.sql), ""}};
+    case OpKind::kAddColumn: return AddColumn(s);
+    case OpKind::kCreateIndex:
+      return {BuildIndex(s, s.unique, s.columns, s.expression, IndexIsValidSql(QuoteName(IndexOf(s))))};
+    case OpKind::kSetNotNull: return SetNotNull(s);
+    case OpKind::kAddForeignKey: return AddForeignKey(s);
+    case OpKind::kAddCheck:
+      return AddValidated(s, s.name.name, "CHECK (" + s.expression + ")",
+                          Fill(kBriefExclusive, s.table), Fill(kValidate, s.table));
+    case OpKind::kAddUnique: return AddUnique(s);
+    case OpKind::kDropColumn:
+      return {{"ALTER TABLE " + QuoteName(s.table) + " DROP COLUMN IF EXISTS " + QuoteIdent(s.column),
+               true, "", Fill(kBriefExclusive, s.table) + " (the space is reclaimed by later writes)",
+               ""}};
+    case OpKind::kDropIndex:
+      return {{"DROP INDEX CONCURRENTLY IF EXISTS " + QuoteName(s.name), false, "",
+               "SHARE UPDATE EXCLUSIVE on the index's table: reads and writes go on", ""}};
+  }
+  return {};
+}
+
+std::vector<DdlStatement> PreGateStatements(const Plan& plan) {
+  std::vector<DdlStatement> out;
+  for (const auto& step : plan.contract) {
+    if (step.kind == OpKind::kSetNotNull) out.push_back(CompileStep(step).front());
+  }
+  return out;
+}
+
+}  // namespace tide

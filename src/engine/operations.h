@@ -1,0 +1,51 @@
+// The SQL of a plan's steps: each typed operation compiled to its safe sequence of statements.
+// Pure.
+//
+// Every statement of a typed operation can be run again after a crash at any point: each carries
+// a catalog query (`skip_if`) that is true once its effect is in place, and index builds name the
+// index whose invalid leftover must be dropped before the build is tried again. So a step is
+// resumed part-way by running its statements from the first, skipping those already done.
+//
+// Why this order for set_not_null: ADD CONSTRAINT ... CHECK (c IS NOT NULL) NOT VALID takes a
+// brief ACCESS EXCLUSIVE lock without a scan and stops new NULLs at once; VALIDATE CONSTRAINT
+// scans under SHARE UPDATE EXCLUSIVE, which blocks neither reads nor writes; SET NOT NULL then
+// finds the valid check and skips its own scan (PostgreSQL 12+), so its ACCESS EXCLUSIVE lock is
+// brief too; the check is dropped last, since NOT NULL now says the same.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "tide/plan.h"
+
+namespace tide {
+
+struct DdlStatement {
+  std::string sql;
+  bool transactional = true;  // false: PostgreSQL refuses it in a transaction (CONCURRENTLY)
+  std::string skip_if;        // a query returning one boolean, true when the effect is in place
+  std::string lock;           // the lock it takes and what that holds up, for the preflight
+  // Index builds: the index (quoted) whose INVALID leftover of a failed build is dropped before
+  // the build runs and after it fails.
+  std::string invalid_index;
+};
+
+// The statements of one step, in order. A raw `sql` step is one statement without `skip_if`.
+std::vector<DdlStatement> CompileStep(const Step& step);
+
+// The statements that run before the gates are checked: the NOT VALID check of every
+// set_not_null in contract, so that the application cannot add NULLs between the gate and the
+// constraint.
+std::vector<DdlStatement> PreGateStatements(const Plan& plan);
+
+// The name tide gives a constraint it creates: the parts joined by `_`, then the suffix, within
+// PostgreSQL's 63 bytes (a long name is cut and ends in a hash of the whole, so it stays unique
+// and stable; PostgreSQL would cut it silently and the catalog checks would miss it).
+std::string ObjectName(const std::vector<std::string>& parts, const std::string& suffix);
+
+// A query that is true when `index` (quoted) exists and is valid.
+std::string IndexIsValidSql(const std::string& index);
+// A query that is true when `index` (quoted) exists and is not valid (a failed build's leftover).
+std::string IndexIsInvalidSql(const std::string& index);
+
+}  // namespace tide

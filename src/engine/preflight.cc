@@ -1,0 +1,174 @@
+#include "engine/preflight.h"
+
+#include <cctype>
+#include <cstdio>
+#include <regex>
+
+#include "engine/operations.h"
+#include "tide/json.h"
+
+namespace tide {
+namespace {
+
+std::string JsonArray(const std::vector<std::string>& items) {
+  std::string out = "[";
+  for (const auto& i : items) out += (out.size() > 1 ? "," : "") + i;
+  return out + "]";
+}
+
+std::string Strings(const std::vector<std::string>& items) {
+  std::vector<std::string> quoted;
+  for (const auto& i : items) quoted.push_back(JsonEscape(i));
+  return JsonArray(quoted);
+}
+
+// True when `sql` names `name` as written or double-quoted, as a whole word.
+bool Mentions(const std::string& sql, const std::string& name) {
+  for (size_t at = sql.find(name); at != std::string::npos; at = sql.find(name, at + 1)) {
+    const auto word = [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_'; };
+    const bool before = at == 0 || !word(sql[at - 1]);
+    const bool after = at + name.size() >= sql.size() || !word(sql[at + name.size()]);
+    if (before && after) return true;
+  }
+  return false;
+}
+
+bool SaysAddColumn(const std::string& sql) {
+  static const std::regex add(R"(\bADD\s+(COLUMN\s+)?)", std::regex::icase);
+  return std::regex_search(sql, add);
+}
+
+}  // namespace
+
+std::vector<PlannedStatement> PlannedStatements(const Plan& plan) {
+  std::vector<PlannedStatement> out;
+  auto list = [&](const std::vector<Step>& steps, const char* phase) {
+    for (size_t i = 0; i < steps.size(); ++i) {
+      for (const auto& st : CompileStep(steps[i])) out.push_back({phase, i + 1, st.sql, st.lock});
+    }
+  };
+  list(plan.expand, "expand");
+  size_t n = 0;
+  for (const auto& st : PreGateStatements(plan)) out.push_back({"gate", ++n, st.sql, st.lock});
+  list(plan.contract, "contract");
+  list(plan.rollback, "rollback");
+  return out;
+}
+
+std::set<std::string> ColumnsAddedByExpand(const Plan& plan, const QualifiedName& table) {
+  std::set<std::string> out;
+  for (const auto& step : plan.expand) {
+    if (step.kind == OpKind::kAddColumn && step.table == table) out.insert(step.column);
+  }
+  for (const auto& task : plan.backfill) {
+    if (!(task.table == table)) continue;
+    for (const auto& [column, expr] : task.set) {
+      for (const auto& step : plan.expand) {
+        if (step.kind == OpKind::kSql && SaysAddColumn(step.sql) && Mentions(step.sql, table.name) &&
+            Mentions(step.sql, column)) {
+          out.insert(column);
+        }
+      }
+    }
+  }
+  return out;
+}
+
+bool TableCreatedByExpand(const Plan& plan, const QualifiedName& table) {
+  static const std::regex create(R"(\bCREATE\s+TABLE\b)", std::regex::icase);
+  for (const auto& step : plan.expand) {
+    if (step.kind == OpKind::kSql && std::regex_search(step.sql, create) &&
+        Mentions(step.sql, table.name)) {
+      return true;
+    }
+  }
+  return false;
+}
+
+std::string EstimateTime(int64_t rows, int64_t rate_cap, double measured) {
+  auto words = [](double seconds) {
+    char buf[32];
+    if (seconds >= 3600) std::snprintf(buf, sizeof buf, "%.1fh", seconds / 3600);
+    else if (seconds >= 60) std::snprintf(buf, sizeof buf, "%.0fm", seconds / 60);
+    else std::snprintf(buf, sizeof buf, "%.0fs", seconds < 1 ? 1.0 : seconds);
+    return std::string(buf);
+  };
+  if (rows <= 0) return "no rows to fill (or the table was never analyzed)";
+  if (rate_cap > 0 && (measured <= 0 || measured > rate_cap)) {
+    return "about " + words(static_cast<double>(rows) / rate_cap) + " at " +
+           std::to_string(rate_cap) + " rows/s (max_rows_per_second)";
+  }
+  if (measured > 0) {
+    return "about " + words(rows / measured) + " at " + std::to_string(static_cast<int64_t>(measured)) +
+           " rows/s (the first batch's speed, one worker, before throttling)";
+  }
+  return "no rate cap: as fast as the database allows; --dry-run measures the first batch";
+}
+
+std::string FormatBytes(int64_t bytes) {
+  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  double v = static_cast<double>(bytes);
+  int u = 0;
+  while (v >= 1024 && u < 4) v /= 1024, ++u;
+  char buf[32];
+  std::snprintf(buf, sizeof buf, u == 0 ? "%.0f %s" : "%.1f %s", v, units[u]);
+  return buf;
+}
+
+std::string FormatPreflight(const PreflightReport& r) {
+  std::string out = "preflight on database `" + r.database + "`" +
+                    (r.dry_run ? " (dry run: everything rolled back)" : "") + "\n";
+  for (const auto& t : r.tasks) {
+    out += "  backfill " + t.table + ": ";
+    if (!t.exists) {
+      out += "the table does not exist yet\n";
+      continue;
+    }
+    out += "~" + std::to_string(t.estimated_rows) + " rows, " + FormatBytes(t.total_bytes) +
+           ", key " + (t.key.empty() ? "none" : t.key) + "; " + t.time + "\n";
+    if (!t.explain.empty()) out += "    first batch:\n      " + std::regex_replace(t.explain, std::regex("\n"), "\n      ") + "\n";
+  }
+  if (!r.statements.empty()) out += "  statements and the locks they take:\n";
+  for (const auto& s : r.statements) {
+    out += "    " + s.phase + " " + std::to_string(s.step) + ": " + s.sql + "\n      lock: " + s.lock + "\n";
+  }
+  for (size_t i = 0; i < r.gate_explains.size(); ++i) {
+    out += "  gate " + std::to_string(i + 1) + ":\n      " +
+           std::regex_replace(r.gate_explains[i], std::regex("\n"), "\n      ") + "\n";
+  }
+  for (const auto& n : r.notes) out += "  " + n + "\n";
+  for (const auto& p : r.problems) out += "  problem: " + p + "\n";
+  out += r.ok() ? "  no problems found\n" : "  " + std::to_string(r.problems.size()) + " problem(s)\n";
+  return out;
+}
+
+std::string PreflightJson(const PreflightReport& r) {
+  std::vector<std::string> tasks, statements;
+  for (const auto& t : r.tasks) {
+    tasks.push_back(JsonObject()
+                        .Str("table", t.table)
+                        .Bool("exists", t.exists)
+                        .Str("key", t.key)
+                        .Int("estimated_rows", t.estimated_rows)
+                        .Int("total_bytes", t.total_bytes)
+                        .Str("time", t.time)
+                        .ToString());
+  }
+  for (const auto& s : r.statements) {
+    statements.push_back(JsonObject()
+                             .Str("phase", s.phase)
+                             .Int("step", static_cast<int64_t>(s.step))
+                             .Str("sql", s.sql)
+                             .Str("lock", s.lock)
+                             .ToString());
+  }
+  return JsonObject()
+      .Str("database", r.database)
+      .Bool("dry_run", r.dry_run)
+      .Raw("tasks", JsonArray(tasks))
+      .Raw("statements", JsonArray(statements))
+      .Raw("problems", Strings(r.problems))
+      .ToString();
+}
+
+}  // namespace tide
