@@ -16,6 +16,8 @@
 #include <string>
 #include <vector>
 
+#include "engine/backfill.h"
+#include "engine/preflight.h"
 #include "pg/pg_database.h"
 #include "plan/lint.h"
 #include "plan/plan_parser.h"
@@ -34,12 +36,21 @@ const char* kUsage =
     "\n"
     "  validate PLAN.yaml [--config FILE]     check a plan offline (with --config, also that its\n"
     "                                         database is configured); exit 1 when invalid\n"
+    "  validate PLAN.yaml --db NAME --config FILE [--dry-run]\n"
+    "                                         online preflight: tables, columns and keys exist; rows,\n"
+    "                                         size and time of each backfill; the lock of every\n"
+    "                                         statement; --dry-run runs expand in a transaction that\n"
+    "                                         is rolled back and EXPLAINs the first batch and the gates\n"
     "  submit [--spool DIR | --config FILE] PLAN.yaml\n"
     "                                         validate, then drop the plan into the spool\n"
     "  status --config FILE [--json] [--watch]\n"
     "                                         every plan: state, progress, rows/s, ETA, throttling,\n"
     "                                         who paused it; --watch repeats every 2 s\n"
     "  retry PLAN --config FILE                resume a failed plan from the step that failed\n"
+    "  abort PLAN --config FILE                stop a plan and run its rollback steps (refused once\n"
+    "                                         contract has started)\n"
+    "  history --config FILE [--json]          every plan applied to each database: checksum, who\n"
+    "                                         submitted it, start and end, outcome\n"
     "  pause (PLAN | --all) [--phase P] --config FILE\n"
     "                                         pause a plan (or hold it before phase P); every plan\n"
     "  resume (PLAN | --all) [--phase P] --config FILE\n"
@@ -58,8 +69,9 @@ struct Args {
 
 bool ParseArgs(int argc, char** argv, Args* a, std::string* error) {
   static const std::set<std::string> with_value = {"--config", "--spool", "--file", "--plan",
-                                                   "--event", "--since", "--phase"};
-  static const std::set<std::string> flags = {"--json", "--verify", "--follow", "--watch", "--all"};
+                                                   "--event", "--since", "--phase", "--db"};
+  static const std::set<std::string> flags = {"--json",  "--verify", "--follow",
+                                              "--watch", "--all",    "--dry-run"};
   if (argc < 2) return *error = "no command given", false;
   a->command = argv[1];
   for (int i = 2; i < argc; ++i) {
@@ -116,11 +128,39 @@ bool CheckPlanFile(const std::string& path, const std::string& config_path, std:
   return true;
 }
 
+// The online part of `validate`: the preflight report of the plan on database `db`.
+int Preflight(const std::string& path, const std::string& text, const std::string& config_path,
+              std::string db, bool dry_run) {
+  auto config = tide::LoadConfigFile(config_path);
+  if (!config.ok()) return std::cerr << "tidectl: invalid config:\n" << config.status().message(), 1;
+  const tide::Plan plan = tide::ParsePlan(text, path).plan;
+  if (db.empty()) db = plan.database;
+  if (!config->databases.count(db)) {
+    return std::cerr << "tidectl validate: database `" << db << "` is not in " << config_path << "\n", 2;
+  }
+  tide::PgConnector connector(config->databases, config->defaults);
+  auto conn = connector.ConnectPg(db);
+  if (!conn.ok()) return std::cerr << "database " << db << ": " << conn.status().ToString() << "\n", 1;
+  auto report = (*conn)->Preflight(plan, dry_run, tide::LimitsFor(plan, config->defaults));
+  if (!report.ok()) return std::cerr << "tidectl validate: " << report.status().ToString() << "\n", 1;
+  report.value().database = db;
+  std::cout << tide::FormatPreflight(*report);
+  return report->ok() ? 0 : 1;
+}
+
 int Validate(const Args& a) {
   if (a.positional.size() != 1) return std::cerr << "tidectl validate: give one plan file\n", 2;
   std::string text;
   auto it = a.options.find("--config");
-  return CheckPlanFile(a.positional[0], it == a.options.end() ? "" : it->second, &text) ? 0 : 1;
+  const std::string config_path = it == a.options.end() ? "" : it->second;
+  const bool online = a.options.count("--db") || a.flags.count("--dry-run");
+  if (online && config_path.empty()) {
+    return std::cerr << "tidectl validate: --db and --dry-run need --config FILE\n", 2;
+  }
+  if (!CheckPlanFile(a.positional[0], config_path, &text)) return 1;
+  if (!online) return 0;
+  return Preflight(a.positional[0], text, config_path,
+                   a.options.count("--db") ? a.options.at("--db") : "", a.flags.count("--dry-run") > 0);
 }
 
 
@@ -203,6 +243,8 @@ int Submit(const Args& a) {
   return DropIntoSpool(spool_dir, base.substr(base.find_last_of('/') + 1), text);
 }
 
+int SendControlRequest(const std::string& spool_dir, const tide::ControlRequest& r);
+
 // tidectl pause|resume (PLAN | --all) [--phase P] (--config FILE | --spool DIR): the request goes
 // into <spool>/control/, then a SIGUSR1 queued with kControlSignalValue tells tided to read it.
 int PauseOrResume(const Args& a, const std::string& action) {
@@ -222,6 +264,14 @@ int PauseOrResume(const Args& a, const std::string& action) {
   r.action = action;
   r.plan = all ? "*" : a.positional[0];
   r.phase = a.options.count("--phase") ? a.options.at("--phase") : "";
+  return SendControlRequest(spool_dir, r);
+}
+
+// Writes the request into <spool>/control/ and tells tided with a SIGUSR1 queued with
+// kControlSignalValue.
+int SendControlRequest(const std::string& spool_dir, const tide::ControlRequest& r) {
+  const std::string& action = r.action;
+  const bool all = r.plan == "*";
   auto check = tide::ParseControlRequest(tide::FormatControlRequest(r));
   if (!check.ok()) return std::cerr << "tidectl " << action << ": " << check.status().message() << "\n", 2;
   const std::string name = std::to_string(std::chrono::duration_cast<std::chrono::microseconds>(
@@ -244,6 +294,90 @@ int PauseOrResume(const Args& a, const std::string& action) {
   std::cout << action << " of " << (all ? "every plan" : "`" + r.plan + "`")
             << (r.phase.empty() ? "" : " (" + r.phase + ")") << " sent to tided (pid " << pid << ")\n";
   return 0;
+}
+
+// Every configured database's plans, or the error of each database that did not answer.
+template <typename Fn>
+int ForEachDatabase(const tide::Config& config, Fn fn) {
+  tide::PgConnector connector(config.databases, config.defaults);
+  int rc = 0;
+  for (const auto& [name, db_config] : config.databases) {
+    auto db = connector.ConnectPg(name);
+    if (!db.ok()) {
+      std::cerr << "database " << name << ": " << db.status().ToString() << "\n";
+      rc = 1;
+      continue;
+    }
+    fn(name, **db);
+  }
+  return rc;
+}
+
+// tidectl abort PLAN: refused here already when the plan is past the point of no return, so
+// that the operator learns it at once; tided checks again when it takes the request.
+int Abort(const Args& a) {
+  if (a.positional.size() != 1 || !a.options.count("--config")) {
+    return std::cerr << "tidectl abort: usage: tidectl abort PLAN --config FILE\n", 2;
+  }
+  auto config = tide::LoadConfigFile(a.options.at("--config"));
+  if (!config.ok()) return std::cerr << "tidectl: invalid config:\n" << config.status().message(), 1;
+  const std::string& plan = a.positional[0];
+  bool found = false;
+  std::string refusal;
+  ForEachDatabase(*config, [&](const std::string& db, tide::PgPlanDatabase& conn) {
+    auto p = conn.FindPlan(plan);
+    if (!p.ok() || !p.value()) return;
+    found = true;
+    const std::string why = tide::AbortRefusal(p.value()->cursor.state, p.value()->failed_in);
+    if (!why.empty()) refusal += "plan `" + plan + "` on `" + db + "`: " + why + "\n";
+  });
+  if (!found) return std::cerr << "tidectl abort: no plan `" << plan << "` in any configured database\n", 1;
+  if (!refusal.empty()) return std::cerr << "tidectl abort: refused: " << refusal, 1;
+  tide::ControlRequest r;
+  r.action = "abort";
+  r.plan = plan;
+  return SendControlRequest(config->spool_dir, r);
+}
+
+// tidectl history: every plan each database has seen, oldest first.
+int History(const Args& a) {
+  if (!a.options.count("--config")) return std::cerr << "tidectl history: --config FILE is required\n", 2;
+  auto config = tide::LoadConfigFile(a.options.at("--config"));
+  if (!config.ok()) return std::cerr << "tidectl: invalid config:\n" << config.status().message(), 1;
+  const bool json = a.flags.count("--json") > 0;
+  std::string json_out;
+  const int rc = ForEachDatabase(*config, [&](const std::string& db, tide::PgPlanDatabase& conn) {
+    auto plans = conn.ListPlans();
+    if (!plans.ok()) {
+      if (!json) std::cout << "database " << db << ": no plans\n";
+      return;
+    }
+    if (!json) {
+      std::printf("%-10s %-40s %-12s %-12s %-16s %-20s %-20s\n", "DATABASE", "PLAN", "OUTCOME",
+                  "CHECKSUM", "SUBMITTED BY", "STARTED", "FINISHED");
+    }
+    for (const auto& p : *plans) {
+      std::string outcome = ToString(p.cursor.state);
+      if (p.cursor.state == tide::PlanState::kFailed) outcome += " in " + std::string(ToString(p.failed_in));
+      if (json) {
+        json_out += (json_out.empty() ? "" : ",\n ") +
+                    tide::JsonObject()
+                        .Str("database", db).Str("plan", p.name).Str("outcome", outcome)
+                        .Str("checksum", p.checksum).Str("file", p.file_name)
+                        .Str("submitted_by", p.submitted_by).Str("submitted_at", p.submitted_at)
+                        .Str("started_at", p.started_at).Str("finished_at", p.finished_at)
+                        .Str("error", p.last_error)
+                        .ToString();
+        continue;
+      }
+      std::printf("%-10s %-40s %-12s %-12s %-16s %-20s %-20s\n", db.c_str(), p.name.c_str(),
+                  outcome.c_str(), p.checksum.substr(0, 12).c_str(), p.submitted_by.c_str(),
+                  p.started_at.empty() ? "-" : p.started_at.c_str(),
+                  p.finished_at.empty() ? "-" : p.finished_at.c_str());
+    }
+  });
+  if (json) std::cout << "[" << json_out << "]\n";
+  return rc;
 }
 
 std::string FormatEta(int64_t seconds) {
@@ -476,6 +610,8 @@ int main(int argc, char** argv) {
     if (args.command == "status") return Status(args);
     if (args.command == "audit") return Audit(args);
     if (args.command == "retry") return Retry(args);
+    if (args.command == "abort") return Abort(args);
+    if (args.command == "history") return History(args);
     if (args.command == "pause") return PauseOrResume(args, "pause");
     if (args.command == "resume") return PauseOrResume(args, "resume");
     if (args.command == "version") return std::cout << "tidectl " << tide::kTideVersion << "\n", 0;

@@ -1037,6 +1037,7 @@ void Orchestrator::UpdateConfig(const Config& config) {
   config_.defaults = config.defaults;
   config_.max_workers = config.max_workers;
   config_.log_level = config.log_level;
+  config_.backup_command = config.backup_command;
   slots_.set_capacity(static_cast<int>(config.max_workers));
 }
 

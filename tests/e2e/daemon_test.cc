@@ -12,96 +12,10 @@
 #include <pqxx/pqxx>
 #include <thread>
 
-#include "support/pg_cluster.h"
-#include "support/process.h"
+#include "e2e/daemon_fixture.h"
 
 namespace tide {
 namespace {
-
-using namespace std::chrono_literals;
-using testing::PgCluster;
-using testing::Process;
-using testing::ReadAll;
-using testing::RunCommand;
-using testing::WriteAll;
-
-class DaemonTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    db_ = PgCluster::Shared().CreateDatabase("e2e");
-    dir_ = testing::MakeTempDir("tide-e2e");
-    config_ = dir_ + "/tided.yaml";
-    metrics_port_ = testing::FreePort();
-    WriteAll(config_, "spool_dir: " + dir_ + "/spool\naudit_log: " + dir_ +
-                          "/audit.jsonl\nmetrics_listen: 127.0.0.1:" +
-                          std::to_string(metrics_port_) + "\ndatabases:\n  app:\n    dsn: \"" +
-                          PgCluster::Shared().Dsn(db_) +
-                          "\"\ndefaults: {gate_recheck_interval: 200ms}\n");
-  }
-
-  void TearDown() override {
-    daemon_.reset();
-    if (!HasFailure()) testing::Shell("rm -rf " + dir_);
-    else std::cerr << "kept " << dir_ << " for inspection\n";
-  }
-
-  void StartDaemon() {
-    daemon_ = std::make_unique<Process>(
-        std::vector<std::string>{TIDED_PATH, "--config", config_, "--foreground"},
-        dir_ + "/tided.log");
-    ASSERT_TRUE(WaitFor([&] { return access((dir_ + "/spool/incoming").c_str(), F_OK) == 0; }, 10s))
-        << ReadAll(dir_ + "/tided.log");
-  }
-
-  testing::CommandResult Ctl(std::vector<std::string> args) {
-    args.insert(args.begin(), TIDECTL_PATH);
-    return RunCommand(args);
-  }
-
-  bool WaitFor(const std::function<bool()>& cond, std::chrono::milliseconds timeout) {
-    const auto deadline = std::chrono::steady_clock::now() + timeout;
-    while (std::chrono::steady_clock::now() < deadline) {
-      if (cond()) return true;
-      std::this_thread::sleep_for(20ms);
-    }
-    return cond();
-  }
-
-  // The first value of `sql`; "" also before the daemon has created the tide schema.
-  std::string Query(const std::string& sql) {
-    try {
-      return PgCluster::Shared().Query(db_, sql);
-    } catch (const pqxx::undefined_table&) {
-      return "";
-    }
-  }
-  std::string PlanState(const std::string& plan) {
-    return Query("SELECT state FROM tide.plans WHERE name = '" + plan + "'");
-  }
-  bool Exists(const std::string& path) { return access(path.c_str(), F_OK) == 0; }
-
-  std::string WritePlan(const std::string& name, const std::string& text) {
-    const std::string path = dir_ + "/" + name;
-    WriteAll(path, text);
-    return path;
-  }
-
-  std::string db_, dir_, config_;
-  int metrics_port_ = 0;
-  std::unique_ptr<Process> daemon_;
-};
-
-const char* kOffersSchema = R"SQL(
-CREATE TABLE offers (id bigint PRIMARY KEY, "clinicId" text NOT NULL);
-CREATE TABLE patient_offers (id bigint PRIMARY KEY, "offerId" bigint NOT NULL REFERENCES offers (id),
-                             updates int NOT NULL DEFAULT 0);
-INSERT INTO offers SELECT g, 'clinic-' || (g % 50) FROM generate_series(1, 1000) g;
-INSERT INTO patient_offers (id, "offerId") SELECT g, 1 + g % 1000 FROM generate_series(1, 100000) g;
-CREATE FUNCTION count_updates() RETURNS trigger LANGUAGE plpgsql AS
-  $$ BEGIN NEW.updates := OLD.updates + 1; RETURN NEW; END $$;
-CREATE TRIGGER counted BEFORE UPDATE ON patient_offers FOR EACH ROW EXECUTE FUNCTION count_updates();
-ANALYZE;
-)SQL";
 
 const char* kClinicPlan = R"(plan: add_clinic_id
 database: app
