@@ -176,6 +176,14 @@ Status PgPlanDatabase::FromCurrentException() {
     return Status::Retryable("connection lost: " + Trim(e.what()), "08006");
   } catch (const pqxx::sql_error& e) {
     return StatusFromSqlstate(e.sqlstate(), Trim(e.what()));
+  } catch (const pqxx::deadlock_detected& e) {
+    // libpqxx 6 throws these outside sql_error and without their SQLSTATE.
+    return StatusFromSqlstate("40P01", Trim(e.what()));
+  } catch (const pqxx::serialization_failure& e) {
+    return StatusFromSqlstate("40001", Trim(e.what()));
+  } catch (const pqxx::statement_completion_unknown& e) {
+    conn_.reset();
+    return Status::InDoubt(Trim(e.what()));
   } catch (const std::exception& e) {
     if (conn_ && !conn_->is_open()) conn_.reset();
     return Status::Fatal(Trim(e.what()));

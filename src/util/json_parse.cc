@@ -38,6 +38,7 @@ class Reader {
   std::optional<std::string> Value() {
     Skip();
     if (i_ < s_.size() && s_[i_] == '"') return String();
+    if (i_ < s_.size() && (s_[i_] == '[' || s_[i_] == '{')) return Nested();
     size_t start = i_;
     while (i_ < s_.size() && (std::isalnum(static_cast<unsigned char>(s_[i_])) || s_[i_] == '-' ||
                               s_[i_] == '+' || s_[i_] == '.')) {
@@ -45,6 +46,27 @@ class Reader {
     }
     if (start == i_) return std::nullopt;
     return s_.substr(start, i_ - start);
+  }
+  // An array or object, kept as its JSON text.
+  std::optional<std::string> Nested() {
+    const size_t start = i_;
+    int depth = 0;
+    bool in_string = false;
+    for (; i_ < s_.size(); ++i_) {
+      const char c = s_[i_];
+      if (in_string) {
+        if (c == '\\') ++i_;
+        else if (c == '"') in_string = false;
+      } else if (c == '"') {
+        in_string = true;
+      } else if (c == '[' || c == '{') {
+        ++depth;
+      } else if ((c == ']' || c == '}') && --depth == 0) {
+        ++i_;
+        return s_.substr(start, i_ - start);
+      }
+    }
+    return std::nullopt;
   }
   std::optional<std::string> String() {
     if (!Eat('"')) return std::nullopt;

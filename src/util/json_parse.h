@@ -8,7 +8,8 @@
 
 namespace tide {
 
-// Values keep their JSON text for numbers, booleans and null, and are unescaped for strings.
+// Values keep their JSON text for numbers, booleans, null, arrays and objects, and are unescaped
+// for strings.
 using FlatJson = std::map<std::string, std::string>;
 
 std::optional<FlatJson> ParseFlatJson(const std::string& line);

@@ -403,6 +403,26 @@ TEST_F(PgDatabaseTest, GatesReturnOneNumberWithinTheirTimeout) {
   EXPECT_EQ(Query("SELECT count(*) FROM t"), "100");
 }
 
+TEST_F(PgDatabaseTest, ADeadlockIsRetryableWithItsSqlstate) {
+  ASSERT_TRUE(db_->InsertPlan(Record("p")).ok());
+  pqxx::connection other(PgCluster::Shared().Dsn(db_name_));
+  pqxx::work x(other);
+  x.exec("SELECT pg_advisory_xact_lock(2)");
+  // tide takes lock 1 and waits for 2; then the other session asks for 1: a deadlock, which
+  // PostgreSQL breaks by cancelling tide's statement (it waited first).
+  std::thread closer([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    x.exec("SELECT pg_advisory_xact_lock(1)");
+  });
+  Status s = RunSql("p", "SELECT pg_advisory_xact_lock(1), pg_advisory_xact_lock(2)",
+                    {Millis(5000), Millis(30000)}, {PlanState::kExpanding, 1, false});
+  closer.join();
+  x.abort();
+  EXPECT_EQ(s.code(), Status::Code::kRetryable) << s.ToString();
+  EXPECT_EQ(s.sqlstate(), "40P01") << s.ToString();
+  EXPECT_EQ(Query("SELECT step FROM tide.plans WHERE name = 'p'"), "0");
+}
+
 TEST_F(PgDatabaseTest, ReconnectsAfterTheSessionIsKilled) {
   const std::string pid = std::to_string(*db_->QueryNumber("SELECT pg_backend_pid()", limits_));
   Exec("SELECT pg_terminate_backend(" + pid + ")");

@@ -26,6 +26,16 @@ TEST(Json, FlatObjectsRoundTrip) {
   EXPECT_EQ((*back)["u"], "é");
 }
 
+TEST(Json, NestedValuesAreKeptAsTheirJsonText) {
+  JsonObject o;
+  o.Str("event", "step_finished").Raw("statements", "[{\"sql\":\"SELECT ']'\",\"n\":1},{}]").Int("step", 2);
+  auto back = ParseFlatJson(o.ToString());
+  ASSERT_TRUE(back.has_value());
+  EXPECT_EQ((*back)["statements"], "[{\"sql\":\"SELECT ']'\",\"n\":1},{}]");
+  EXPECT_EQ((*back)["step"], "2");
+  EXPECT_FALSE(ParseFlatJson("{\"a\":[1,2}").has_value());
+}
+
 TEST(Json, RejectsBrokenLines) {
   EXPECT_FALSE(ParseFlatJson("{\"a\":").has_value());
   EXPECT_FALSE(ParseFlatJson("not json").has_value());
