@@ -1,6 +1,7 @@
 #include "plan/plan_parser.h"
 
 #include <cctype>
+#include <cstdio>
 #include <map>
 #include <set>
 
@@ -512,6 +513,23 @@ bool IsValidPlanName(const std::string& name) {
   return true;
 }
 
+namespace {
+// `text` with control characters written as \xNN, for messages.
+std::string Printable(const std::string& text) {
+  std::string out;
+  for (unsigned char c : text) {
+    if (c >= 0x20) {
+      out += static_cast<char>(c);
+      continue;
+    }
+    char buf[8];
+    std::snprintf(buf, sizeof buf, "\\x%02x", c);
+    out += buf;
+  }
+  return out;
+}
+}  // namespace
+
 bool CheckIdentifier(const std::string& text, std::string* error) {
   if (text.empty()) {
     *error = "the name is empty";
@@ -523,8 +541,8 @@ bool CheckIdentifier(const std::string& text, std::string* error) {
   }
   for (char c : text) {
     if (c == '"' || c == ';' || static_cast<unsigned char>(c) < 0x20) {
-      *error = "`" + text + "` contains a quote, semicolon or control character; write the name "
-               "exactly as it is in the database, without quotes (tide quotes it)";
+      *error = "`" + Printable(text) + "` contains a quote, semicolon or control character; write "
+               "the name exactly as it is in the database, without quotes (tide quotes it)";
       return false;
     }
   }

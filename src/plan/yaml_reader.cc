@@ -64,6 +64,36 @@ bool IsValidUtf8(const std::string& text) {
   return true;
 }
 
+namespace {
+
+constexpr int kMaxFlowDepth = 64;
+
+// The deepest nesting of `[` and `{` outside quotes and comments: a cheap guard, before the
+// recursive YAML parser sees the text, against a document built to exhaust its stack.
+int FlowDepth(const std::string& text) {
+  int depth = 0, deepest = 0;
+  char quote = 0;
+  bool comment = false;
+  for (char c : text) {
+    if (comment) {
+      comment = c != '\n';
+    } else if (quote) {
+      if (c == quote) quote = 0;
+    } else if (c == '\'' || c == '"') {
+      quote = c;
+    } else if (c == '#') {
+      comment = true;
+    } else if (c == '[' || c == '{') {
+      deepest = std::max(deepest, ++depth);
+    } else if ((c == ']' || c == '}') && depth > 0) {
+      --depth;
+    }
+  }
+  return deepest;
+}
+
+}  // namespace
+
 bool YamlReader::Load(const std::string& text, YAML::Node* root, size_t max_bytes) {
   if (text.size() > max_bytes) {
     Error(SourcePos{}, "the file is " + std::to_string(text.size()) + " bytes, more than the " +
@@ -79,6 +109,12 @@ bool YamlReader::Load(const std::string& text, YAML::Node* root, size_t max_byte
     Error(SourcePos{}, "the file contains a NUL byte", "save it as plain UTF-8 text");
     return false;
   }
+  if (const int depth = FlowDepth(text); depth > kMaxFlowDepth) {
+    Error(SourcePos{}, "the file nests brackets " + std::to_string(depth) + " levels deep, more "
+                       "than the " + std::to_string(kMaxFlowDepth) + " allowed",
+          "a plan needs a few levels; check for a runaway `[` or `{`");
+    return false;
+  }
   try {
     *root = YAML::Load(text);
   } catch (const YAML::Exception& e) {
@@ -87,7 +123,8 @@ bool YamlReader::Load(const std::string& text, YAML::Node* root, size_t max_byte
     return false;
   }
   if (!root->IsDefined() || root->IsNull()) {
-    Error(SourcePos{}, "the file is empty", "write the plan as a YAML map; see plans/ for examples");
+    Error(SourcePos{}, "the file is empty",
+          "write a YAML map of `key: value` lines; plans/ and deploy/config/ have examples");
     return false;
   }
   return true;
@@ -111,7 +148,8 @@ bool YamlReader::ExpectMap(const YAML::Node& node, const std::string& what,
                            const std::vector<std::string>& allowed) {
   if (!node.IsMap()) {
     Error(node, what + " must be a map of `key: value` lines, found " + KindName(node),
-          "allowed keys: " + AllowedList(allowed));
+          allowed.empty() ? "write `name: value` lines, one per entry"
+                          : "allowed keys: " + AllowedList(allowed));
     return false;
   }
   std::set<std::string> seen;
