@@ -2,7 +2,10 @@
 // the metrics together, and runs them on one io_context until SIGTERM or SIGINT.
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
+#include <pwd.h>
 #include <unistd.h>
+
+#include <set>
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -29,10 +32,33 @@
 namespace {
 
 const char* kUsage =
-    "usage: tided --config FILE [--foreground]\n"
+    "usage: tided --config FILE [--foreground] [--allow-root]\n"
     "  Runs tide's daemon: picks up plans from the spool directory and applies them.\n"
     "  Logs go to stderr. SIGTERM or SIGINT: finish the statements in flight, record state, exit.\n"
     "  SIGUSR1: pause every plan; SIGUSR2: resume; SIGHUP: reload the config, reopen the audit log.\n";
+
+// The uids whose files in incoming/ are taken: allowed_submitters, else tided's own and root's.
+tide::Result<std::set<uid_t>> SubmitterUids(const tide::Config& config) {
+  std::set<uid_t> out;
+  if (config.allowed_submitters.empty()) return std::set<uid_t>{::geteuid(), 0};
+  for (const auto& name : config.allowed_submitters) {
+    struct passwd* pw = ::getpwnam(name.c_str());
+    if (!pw) {
+      return tide::Status::Invalid("allowed_submitters names `" + name + "`, which is not a user "
+                                   "on this machine; fix the name or remove it");
+    }
+    out.insert(pw->pw_uid);
+  }
+  return out;
+}
+
+void WarnIfMetricsArePublic(const std::string& listen) {
+  const std::string host = listen.substr(0, listen.rfind(':'));
+  if (host.rfind("127.", 0) == 0 || host == "localhost" || host == "[::1]" || host == "::1") return;
+  spdlog::warn("metrics listen on {}, reachable from other hosts: plan names and table names "
+               "are visible there; bind 127.0.0.1 and scrape through a proxy if that is not meant",
+               listen);
+}
 
 int Run(const std::string& config_path) {
   auto config = tide::LoadConfigFile(config_path);
@@ -42,7 +68,13 @@ int Run(const std::string& config_path) {
   }
   spdlog::set_level(spdlog::level::from_str(config->log_level));
 
-  tide::Spool spool(config->spool_dir);
+  auto submitters = SubmitterUids(*config);
+  if (!submitters.ok()) {
+    spdlog::critical("{}", submitters.status().message());
+    return 1;
+  }
+  WarnIfMetricsArePublic(config->metrics_listen);
+  tide::Spool spool(config->spool_dir, *submitters);
   if (auto s = spool.Prepare(); !s.ok()) {
     spdlog::critical("{}", s.ToString());
     return 1;
@@ -215,9 +247,11 @@ int main(int argc, char** argv) {
   }
   spdlog::set_default_logger(spdlog::stderr_color_mt("tided"));
   std::string config_path;
+  bool allow_root = false;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "--config" && i + 1 < argc) config_path = argv[++i];
+    else if (a == "--allow-root") allow_root = true;
     else if (a.rfind("--config=", 0) == 0) config_path = a.substr(9);
     else if (a == "--foreground") continue;
     else if (a == "--version") return std::cout << "tided " << tide::kTideVersion << "\n", 0;
@@ -225,6 +259,11 @@ int main(int argc, char** argv) {
     else return std::cerr << "tided: unknown argument `" << a << "`\n" << kUsage, 2;
   }
   if (config_path.empty()) return std::cerr << "tided: --config is required\n" << kUsage, 2;
+  if (::geteuid() == 0 && !allow_root) {
+    std::cerr << "tided: refusing to run as root: run it as its own user (systemd/tided.service "
+                 "runs it as `tide`), or pass --allow-root if you really mean it\n";
+    return 2;
+  }
   try {
     return Run(config_path);
   } catch (const std::exception& e) {

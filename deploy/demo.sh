@@ -51,7 +51,7 @@ defaults: {lock_timeout: 2s, statement_timeout: 30s, batch_size: 1000, gate_rech
 YAML
 
 echo "== starting tided (log in .demo/tided.log, metrics on http://127.0.0.1:$METRICS_PORT/metrics)"
-build/tided --config "$DEMO/tided.yaml" --foreground 2>"$DEMO/tided.log" &
+build/tided --allow-root --config "$DEMO/tided.yaml" --foreground 2>"$DEMO/tided.log" &
 TIDED_PID=$!
 for _ in $(seq 50); do [[ -d "$DEMO/spool/incoming" ]] && break; sleep 0.1; done
 

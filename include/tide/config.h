@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <vector>
 
 #include "tide/duration.h"
 
@@ -47,6 +48,8 @@ struct Config {
   // Run with /bin/sh -c before a plan's first step (a pg_dump wrapper, say), with TIDE_PLAN and
   // TIDE_DATABASE set; a non-zero exit fails the plan before anything changed. Empty: none.
   std::string backup_command;
+  // The users whose files in incoming/ are taken; empty: the daemon's own user and root.
+  std::vector<std::string> allowed_submitters;
   std::map<std::string, DatabaseConfig> databases;
   Defaults defaults;
 };

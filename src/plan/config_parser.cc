@@ -76,7 +76,8 @@ ConfigParseResult ParseConfig(const std::string& text, const std::string& file) 
   YAML::Node root;
   if (!r.Load(text, &root, 1 << 20)) return result;
   const std::vector<std::string> keys = {"spool_dir", "audit_log", "metrics_listen", "log_level",
-                                         "max_workers", "databases", "defaults", "backup_command"};
+                                         "max_workers", "databases", "defaults", "backup_command",
+                                         "allowed_submitters"};
   if (!r.ExpectMap(root, "the config", keys) && !root.IsMap()) return result;
   Config& c = result.config;
   c.spool_dir = r.String(root, "spool_dir", "the config", true).value_or("");
@@ -94,6 +95,17 @@ ConfigParseResult ParseConfig(const std::string& text, const std::string& file) 
   }
   if (auto v = r.Int(root, "max_workers", "the config", 1, 256)) c.max_workers = *v;
   c.backup_command = r.String(root, "backup_command", "the config", false).value_or("");
+  if (const YAML::Node subs = root["allowed_submitters"]) {
+    if (r.ExpectList(subs, "`allowed_submitters`")) {
+      for (const auto& u : subs) {
+        if (!u.IsScalar() || u.Scalar().empty()) {
+          r.Error(u, "each of `allowed_submitters` must be a user name");
+          continue;
+        }
+        c.allowed_submitters.push_back(u.Scalar());
+      }
+    }
+  }
   if (root["databases"]) ParseDatabases(r, root["databases"], &c);
   else r.Error(root, "the config is missing the required key `databases`",
                "add `databases: {app: {dsn: \"host=... dbname=app user=tide\"}}`");

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <ctime>
 
@@ -58,6 +59,48 @@ bool IsPlanFileName(const std::string& name) {
   return ends(".yaml") || ends(".yml");
 }
 
+Status Spool::CheckSubmission(const std::string& path, const struct stat& st) const {
+  if (S_ISLNK(st.st_mode)) {
+    return Status::Invalid(path + " is a symbolic link, which tide never follows; copy the plan "
+                                  "file itself into incoming/ (tidectl submit does)");
+  }
+  if (!S_ISREG(st.st_mode)) {
+    const char* kind = S_ISFIFO(st.st_mode) ? "a fifo" : S_ISDIR(st.st_mode) ? "a directory"
+                       : S_ISSOCK(st.st_mode) ? "a socket" : "a device";
+    return Status::Invalid(path + " is " + kind + ", not a regular file; submit a plan file");
+  }
+  if (st.st_nlink != 1) {
+    return Status::Invalid(path + " has " + std::to_string(st.st_nlink) + " hard links; a plan "
+                                  "must have one, so that nobody changes it from elsewhere; copy it");
+  }
+  if (!allowed_uids_.empty() && !allowed_uids_.count(st.st_uid)) {
+    struct passwd* pw = ::getpwuid(st.st_uid);
+    return Status::Invalid(path + " is owned by " + (pw ? std::string(pw->pw_name) : "uid") +
+                           " (uid " + std::to_string(st.st_uid) + "), who is not in the "
+                           "config's allowed_submitters; add them there, or submit as one who is");
+  }
+  return Status::Ok();
+}
+
+Status Spool::CheckPermissions() const {
+  for (const std::string sub : {"", "/incoming", "/active", "/done", "/failed", "/rejected", "/control"}) {
+    const std::string path = dir_ + sub;
+    struct stat st;
+    if (::lstat(path.c_str(), &st) != 0) return Status::Io(Errno("cannot stat " + path));
+    if (S_ISLNK(st.st_mode)) {
+      return Status::Invalid(path + " is a symbolic link; make the spool's folders real folders");
+    }
+    if (st.st_mode & S_IWOTH) {
+      char mode[8];
+      std::snprintf(mode, sizeof mode, "%04o", st.st_mode & 07777);
+      return Status::Invalid(path + " is writable by every user (mode " + mode + "), so anyone "
+                             "could submit a plan; run `chmod o-w " + path + "` (and give "
+                             "submitters a group instead)");
+    }
+  }
+  return Status::Ok();
+}
+
 Status Spool::Prepare() {
   if (::mkdir(dir_.c_str(), 0755) != 0 && errno != EEXIST) {
     return Status::Io(Errno("cannot create spool directory " + dir_));
@@ -68,7 +111,7 @@ Status Spool::Prepare() {
       return Status::Io(Errno("cannot create " + path));
     }
   }
-  return Status::Ok();
+  return CheckPermissions();
 }
 
 std::vector<std::string> Spool::ListIncoming() const {
@@ -85,12 +128,18 @@ std::vector<std::string> Spool::ListIncoming() const {
 
 Result<SpoolFile> Spool::Read(const std::string& name) const {
   const std::string path = incoming_dir() + "/" + name;
+  struct stat link;
+  if (::lstat(path.c_str(), &link) != 0) return Status::Io(Errno("cannot stat " + path));
+  if (Status s = CheckSubmission(path, link); !s.ok()) return s;
+  // O_NOFOLLOW and O_NONBLOCK: a link or fifo swapped in after the lstat neither is followed
+  // nor blocks; the inode must be the one checked.
   int fd = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-  if (fd < 0) return Status::Io(Errno("cannot open " + path));
+  if (fd < 0) return Status::Invalid(Errno("cannot open " + path + " without following links"));
   struct stat st;
-  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_ino != link.st_ino ||
+      st.st_dev != link.st_dev) {
     ::close(fd);
-    return Status::Invalid(path + " is not a regular file");
+    return Status::Invalid(path + " changed while it was read; submit it again");
   }
   SpoolFile file;
   file.name = name;

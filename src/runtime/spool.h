@@ -9,6 +9,10 @@
 // filesystem.
 #pragma once
 
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include <set>
 #include <string>
 #include <vector>
 
@@ -35,12 +39,17 @@ class SpoolPort {
 
 class Spool : public SpoolPort {
  public:
-  explicit Spool(std::string dir) : dir_(std::move(dir)) {}
+  // `allowed_uids`: the owners whose files are taken; empty takes any owner.
+  explicit Spool(std::string dir, std::set<uid_t> allowed_uids = {})
+      : dir_(std::move(dir)), allowed_uids_(std::move(allowed_uids)) {}
 
-  // Creates the folders that are missing.
+  // Creates the folders that are missing, then refuses a spool that every user can write to
+  // or whose folders are links.
   Status Prepare();
   // Plan files waiting in incoming/, sorted by name.
   std::vector<std::string> ListIncoming() const;
+  // The file's text and owner. Invalid (and so rejected, never followed or read) for a link, a
+  // fifo or other non-regular file, a file with several hard links, or an owner not allowed.
   Result<SpoolFile> Read(const std::string& name) const;
   std::string incoming_dir() const { return dir_ + "/incoming"; }
 
@@ -52,7 +61,13 @@ class Spool : public SpoolPort {
   Status Move(const std::string& from_dir, const std::string& name, const std::string& to_dir,
               const std::string& error);
 
+  // Why the file at `path` (lstat'ed into `st`) is refused: a link, not a regular file, more
+  // than one hard link, or an owner not allowed to submit. Ok when none of these.
+  Status CheckSubmission(const std::string& path, const struct stat& st) const;
+  Status CheckPermissions() const;
+
   std::string dir_;
+  std::set<uid_t> allowed_uids_;
 };
 
 // True for names tide picks up: not a dotfile, ending in .yaml or .yml.

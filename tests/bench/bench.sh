@@ -75,7 +75,7 @@ metrics_listen: 127.0.0.1:$(free_port)
 databases:
   app: {dsn: "host=127.0.0.1 port=$PORT dbname=bench user=postgres"}
 YAML
-build/tided --config "$WORK/tided.yaml" 2>"$WORK/tided.log" &
+build/tided --allow-root --config "$WORK/tided.yaml" 2>"$WORK/tided.log" &
 TIDED_PID=$!
 for _ in $(seq 100); do [[ -d "$WORK/spool/incoming" ]] && break; sleep 0.1; done
 

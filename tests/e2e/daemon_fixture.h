@@ -48,7 +48,7 @@ class DaemonTest : public ::testing::Test {
 
   void StartDaemon() {
     daemon_ = std::make_unique<Process>(
-        std::vector<std::string>{TIDED_PATH, "--config", config_, "--foreground"},
+        std::vector<std::string>{TIDED_PATH, "--allow-root", "--config", config_, "--foreground"},
         dir_ + "/tided.log");
     ASSERT_TRUE(WaitFor([&] { return access((dir_ + "/spool/incoming").c_str(), F_OK) == 0; }, 10s))
         << ReadAll(dir_ + "/tided.log");

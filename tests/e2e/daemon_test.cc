@@ -278,7 +278,7 @@ TEST_F(DaemonTest, TellsSystemdWhenReadyAliveAndStopping) {
     return messages.find(what) != std::string::npos;
   };
   daemon_ = std::make_unique<Process>(
-      std::vector<std::string>{TIDED_PATH, "--config", config_},
+      std::vector<std::string>{TIDED_PATH, "--allow-root", "--config", config_},
       dir_ + "/tided.log",
       std::vector<std::string>{"NOTIFY_SOCKET=" + sock_path, "WATCHDOG_USEC=1000000"});
   EXPECT_TRUE(receive_until("READY=1", 10s)) << messages << ReadAll(dir_ + "/tided.log");
@@ -446,7 +446,7 @@ TEST_F(DaemonTest, TidectlValidateNamesEveryProblemAndItsPlace) {
 
 TEST_F(DaemonTest, AnInvalidConfigIsRefusedWithItsPlace) {
   WriteAll(config_, "spool_dir: /x\naudit_log: /y\ndatabases: {app: {dsn: a}}\ndefaults: {batch_size: zero}\n");
-  auto r = RunCommand({TIDED_PATH, "--config", config_});
+  auto r = RunCommand({TIDED_PATH, "--allow-root", "--config", config_});
   EXPECT_EQ(r.status, 2);
   EXPECT_NE(r.output.find(config_ + ":4:24: `batch_size` in `defaults` is `zero`"), std::string::npos) << r.output;
 }

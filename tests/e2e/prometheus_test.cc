@@ -64,7 +64,7 @@ TEST(Prometheus, EveryDashboardQueryReturnsDataFromARealScrape) {
                                "--storage.tsdb.path=" + dir + "/tsdb",
                                "--web.listen-address=127.0.0.1:" + std::to_string(prom_port)},
                               dir + "/prometheus.log");
-  testing::Process tided({TIDED_PATH, "--config", dir + "/tided.yaml"}, dir + "/tided.log");
+  testing::Process tided({TIDED_PATH, "--allow-root", "--config", dir + "/tided.yaml"}, dir + "/tided.log");
   ASSERT_TRUE(WaitFor([&] { return access((dir + "/spool/incoming").c_str(), F_OK) == 0; }, 10s));
   testing::WriteAll(dir + "/plan.yaml", R"(plan: prom
 database: app

@@ -43,7 +43,7 @@ TEST(Standby, BackfillWaitsWhileReplayIsPausedAndFinishesAfterItResumes) {
                                 "/audit.jsonl\nmetrics_listen: 127.0.0.1:" +
                                 std::to_string(testing::FreePort()) + "\ndatabases:\n  app:\n    dsn: \"" +
                                 pg.Dsn(db) + "\"\ndefaults: {max_replication_lag: 2s}\n");
-  testing::Process tided({TIDED_PATH, "--config", config}, dir + "/tided.log");
+  testing::Process tided({TIDED_PATH, "--allow-root", "--config", config}, dir + "/tided.log");
   ASSERT_TRUE(WaitFor([&] { return access((dir + "/spool/incoming").c_str(), F_OK) == 0; }, 10s));
   testing::WriteAll(dir + "/plan.yaml", R"(plan: fill
 database: app

@@ -1,0 +1,113 @@
+// What a local user or a hostile file cannot make tided do: run as root unasked, take plans from
+// a spool anyone can write, follow links, read fifos, take files from users not allowed, or
+// show a database password anywhere.
+#include <signal.h>
+#include <sys/stat.h>
+
+#include <fstream>
+
+#include "e2e/daemon_fixture.h"
+
+namespace tide {
+namespace {
+
+const char* kPlan = R"(plan: add_note
+database: app
+expand:
+  - add_column: {table: notes_target, column: note, type: text}
+)";
+
+class HardeningTest : public DaemonTest {};
+
+TEST_F(HardeningTest, RefusesToRunAsRootUnlessTold) {
+  auto r = RunCommand({TIDED_PATH, "--config", config_});
+  if (::geteuid() == 0) {
+    EXPECT_EQ(r.status, 2) << r.output;
+    EXPECT_NE(r.output.find("refusing to run as root"), std::string::npos) << r.output;
+    EXPECT_NE(r.output.find("--allow-root"), std::string::npos) << r.output;
+  } else {
+    EXPECT_EQ(r.output.find("refusing to run as root"), std::string::npos) << r.output;
+  }
+}
+
+TEST_F(HardeningTest, RefusesASpoolEveryUserCanWriteTo) {
+  ASSERT_EQ(testing::Shell("mkdir -p " + dir_ + "/spool/incoming && chmod 0777 " + dir_ + "/spool/incoming"), 0);
+  auto r = RunCommand({TIDED_PATH, "--allow-root", "--config", config_});
+  EXPECT_EQ(r.status, 1) << r.output;
+  EXPECT_NE(r.output.find(dir_ + "/spool/incoming is writable by every user (mode 0777)"), std::string::npos)
+      << r.output;
+  EXPECT_NE(r.output.find("chmod o-w"), std::string::npos) << r.output;
+}
+
+TEST_F(HardeningTest, LinksFifosHardLinksAndStrangersFilesAreRejectedUnread) {
+  PgCluster::Shared().Exec(db_, "CREATE TABLE notes_target (id int PRIMARY KEY)");
+  StartDaemon();
+  const std::string in = dir_ + "/spool/incoming/";
+  const std::string outside = WritePlan("outside.yaml", kPlan);
+  ASSERT_EQ(symlink(outside.c_str(), (in + "link.yaml").c_str()), 0);
+  ASSERT_EQ(mkfifo((in + "fifo.yaml").c_str(), 0644), 0);
+  ASSERT_EQ(link(outside.c_str(), (in + "hard.yaml").c_str()), 0);
+  WriteAll(dir_ + "/stranger.yaml", kPlan);
+  ASSERT_EQ(chown((dir_ + "/stranger.yaml").c_str(), 54321, 54321), 0);
+  ASSERT_EQ(rename((dir_ + "/stranger.yaml").c_str(), (in + "stranger.yaml").c_str()), 0);
+
+  const std::string rejected = dir_ + "/spool/rejected/";
+  for (const char* name : {"link.yaml", "fifo.yaml", "hard.yaml", "stranger.yaml"}) {
+    ASSERT_TRUE(WaitFor([&] { return Exists(rejected + name + ".error"); }, 10s))
+        << name << "\n" << ReadAll(dir_ + "/tided.log");
+  }
+  EXPECT_NE(ReadAll(rejected + "link.yaml.error").find("is a symbolic link, which tide never follows"), std::string::npos);
+  EXPECT_NE(ReadAll(rejected + "fifo.yaml.error").find("is a fifo, not a regular file"), std::string::npos);
+  EXPECT_NE(ReadAll(rejected + "hard.yaml.error").find("has 2 hard links"), std::string::npos);
+  EXPECT_NE(ReadAll(rejected + "stranger.yaml.error").find("uid 54321), who is not in the config's allowed_submitters"),
+            std::string::npos);
+  struct stat st;
+  ASSERT_EQ(lstat((rejected + "link.yaml").c_str(), &st), 0);
+  EXPECT_TRUE(S_ISLNK(st.st_mode)) << "the link itself was moved, not what it points to";
+  EXPECT_EQ(ReadAll(outside), kPlan) << "the file behind the link is untouched";
+  EXPECT_EQ(PlanState("add_note"), "") << "no rejected file was run";
+  EXPECT_EQ(Query("SELECT count(*) FROM pg_attribute WHERE attrelid = 'notes_target'::regclass AND attname = 'note'"), "0");
+
+  // The daemon goes on: a proper submission runs.
+  ASSERT_EQ(Ctl({"submit", "--config", config_, WritePlan("ok.yaml", kPlan)}).status, 0);
+  ASSERT_TRUE(WaitFor([&] { return PlanState("add_note") == "done"; }, 20s)) << ReadAll(dir_ + "/tided.log");
+}
+
+TEST_F(HardeningTest, ADatabasePasswordAppearsNowhere) {
+  const std::string secret = "S3cr3t-pa55word";
+  PgCluster::Shared().Exec(db_, "CREATE TABLE notes_target (id int PRIMARY KEY)");
+  // The test cluster trusts local connections, so the password is sent and ignored; a second
+  // database that is down makes tided report connection errors too.
+  WriteAll(config_, "spool_dir: " + dir_ + "/spool\naudit_log: " + dir_ + "/audit.jsonl\n" +
+                        "metrics_listen: 127.0.0.1:" + std::to_string(metrics_port_) +
+                        "\ndatabases:\n  app:\n    dsn: \"" + PgCluster::Shared().Dsn(db_) +
+                        " password=" + secret + "\"\n  down:\n    dsn: \"host=127.0.0.1 port=" +
+                        std::to_string(testing::FreePort()) + " dbname=x user=tide password=" +
+                        secret + "\"\n");
+  StartDaemon();
+  ASSERT_EQ(Ctl({"submit", "--config", config_, WritePlan("ok.yaml", kPlan)}).status, 0);
+  ASSERT_EQ(Ctl({"submit", "--config", config_,
+                 WritePlan("bad.yaml", "plan: broken\ndatabase: app\nexpand:\n  - sql: ALTER TABLE nope ADD COLUMN c int\n")})
+                .status,
+            0);
+  ASSERT_TRUE(WaitFor([&] { return PlanState("add_note") == "done" && PlanState("broken") == "failed"; }, 30s))
+      << ReadAll(dir_ + "/tided.log");
+  std::string seen;
+  seen += Ctl({"status", "--config", config_}).output;
+  seen += Ctl({"status", "--config", config_, "--json"}).output;
+  seen += Ctl({"history", "--config", config_}).output;
+  seen += Ctl({"audit", "--config", config_}).output;
+  seen += RunCommand({"/usr/bin/curl", "-s", "http://127.0.0.1:" + std::to_string(metrics_port_) + "/metrics"}).output;
+  daemon_->Signal(SIGHUP);  // a reload logs the config it read
+  std::this_thread::sleep_for(500ms);
+  daemon_->Signal(SIGTERM);
+  daemon_->Wait(10s);
+  seen += ReadAll(dir_ + "/tided.log") + ReadAll(dir_ + "/audit.jsonl") +
+          ReadAll(dir_ + "/spool/failed/bad.yaml.error");
+  EXPECT_NE(seen.find("down"), std::string::npos) << "the unreachable database was reported";
+  EXPECT_NE(seen.find("relation \"nope\" does not exist"), std::string::npos);
+  EXPECT_EQ(seen.find(secret), std::string::npos) << seen;
+}
+
+}  // namespace
+}  // namespace tide
