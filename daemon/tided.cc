@@ -135,6 +135,9 @@ int Run(const std::string& config_path) {
   auto summary = [&] {
     std::string s = std::to_string(orchestrator.running_plans()) + " plan(s) running";
     if (!unreachable.empty()) s += "; unreachable at start: " + unreachable;
+    if (!orchestrator.audit_blocked().empty()) {
+      s = "HOLDING ALL WORK: the audit log cannot be written (" + orchestrator.audit_blocked() + "); " + s;
+    }
     return s;
   };
   notifier.Ready(summary());

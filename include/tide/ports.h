@@ -205,6 +205,8 @@ class AuditSink {
   virtual ~AuditSink() = default;
   // Appends the event durably. A failure is returned, never thrown.
   virtual Status Write(const AuditEvent& event) = 0;
+  // Whether events can be written now (the file is there and open); reopens it if it can.
+  virtual Status Check() { return Status::Ok(); }
 };
 
 // Thread-safe implementations only.
@@ -237,6 +239,8 @@ class Metrics {
   virtual void SetPaused(const std::string& plan, bool paused) = 0;
   // Creates the plan's series at zero, so that dashboards and alerts see 0 rather than nothing.
   virtual void PlanStarted(const std::string& plan) = 0;
+  // Whether the audit log can be written; while it cannot, tide starts no new work.
+  virtual void SetAuditWritable(bool writable) = 0;
 };
 
 class NullMetrics : public Metrics {
@@ -255,6 +259,7 @@ class NullMetrics : public Metrics {
   void MarkProgress(const std::string&) override {}
   void SetPaused(const std::string&, bool) override {}
   void PlanStarted(const std::string&) override {}
+  void SetAuditWritable(bool) override {}
   void PlanFinished(const std::string&, const std::string&) override {}
 };
 

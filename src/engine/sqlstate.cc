@@ -21,6 +21,11 @@ std::string RetryKind(const Status& s) {
   return "other";
 }
 
+bool IsConnectionLoss(const Status& s) {
+  const std::string& c = s.sqlstate();
+  return c.rfind("08", 0) == 0 || c == "57P01" || c == "57P02" || c == "57P03";
+}
+
 Status StatusFromSqlstate(const std::string& sqlstate, const std::string& message) {
   switch (ClassifySqlstate(sqlstate)) {
     case Status::Code::kRetryable: return Status::Retryable(message, sqlstate);

@@ -17,6 +17,10 @@ Status::Code ClassifySqlstate(const std::string& sqlstate);
 // serialization, deadlock, connection, in_doubt, other.
 std::string RetryKind(const Status& s);
 
+// True when the server went away or is not up (08xxx, 57P01..57P03): tide waits for it, retrying
+// with capped backoff for as long as it takes, rather than counting it against a retry budget.
+bool IsConnectionLoss(const Status& s);
+
 // A Status of the right class for a server error.
 Status StatusFromSqlstate(const std::string& sqlstate, const std::string& message);
 

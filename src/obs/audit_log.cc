@@ -54,8 +54,12 @@ AuditLog::~AuditLog() {
 
 Status AuditLog::Open() {
   std::lock_guard<std::mutex> lock(mu_);
+  return OpenLocked();
+}
+
+Status AuditLog::OpenLocked() {
   if (fd_ >= 0) ::close(fd_);
-  fd_ = ::open(path_.c_str(), O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+  fd_ = ::open(path_.c_str(), O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0640);
   if (fd_ < 0) {
     return Status::Io("cannot open audit log " + path_ + ": " + std::strerror(errno) +
                       "; check that its folder exists and is writable by tided");
@@ -70,15 +74,38 @@ Status AuditLog::Open() {
   return Status::Ok();
 }
 
+Status AuditLog::Check() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return CheckLocked();
+}
+
+// The file at path_ must be the one open: a log that was removed or replaced is opened (created)
+// again, the chain going on from the last line written.
+Status AuditLog::CheckLocked() {
+  struct stat at_path, open_file;
+  const bool same = fd_ >= 0 && ::stat(path_.c_str(), &at_path) == 0 &&
+                    ::fstat(fd_, &open_file) == 0 && at_path.st_ino == open_file.st_ino &&
+                    at_path.st_dev == open_file.st_dev && S_ISREG(at_path.st_mode);
+  return same ? Status::Ok() : OpenLocked();
+}
+
 Status AuditLog::Write(const AuditEvent& event) {
   std::lock_guard<std::mutex> lock(mu_);
-  if (fd_ < 0) return Status::Io("audit log " + path_ + " is not open");
+  if (Status s = CheckLocked(); !s.ok()) return s;
   std::string line = FormatAuditLine(seq_ + 1, NowRfc3339(), event, last_hash_);
   const std::string hash = line.substr(line.size() - 66, 64);
   line += "\n";
+  struct stat before;
+  const bool sized = ::fstat(fd_, &before) == 0;
   const ssize_t n = ::write(fd_, line.data(), line.size());
   if (n != static_cast<ssize_t>(line.size())) {
-    return Status::Io("cannot append to audit log " + path_ + ": " + std::strerror(errno));
+    const std::string why = n < 0 ? std::strerror(errno) : "short write (is the disk full?)";
+    // Never leave half a line: the next attempt writes the whole event again.
+    if (n > 0 && sized && ::ftruncate(fd_, before.st_size) != 0) {
+      return Status::Io("cannot append to audit log " + path_ + " (" + why + ") nor remove the "
+                        "partial line: " + std::strerror(errno));
+    }
+    return Status::Io("cannot append to audit log " + path_ + ": " + why);
   }
   if (::fdatasync(fd_) != 0) {
     return Status::Io("cannot sync audit log " + path_ + ": " + std::strerror(errno));

@@ -24,8 +24,12 @@ class AuditLog : public AuditSink {
   // Opens (or reopens, after logrotate moved the file) the log for appending.
   Status Open();
   Status Write(const AuditEvent& event) override;
+  Status Check() override;
 
  private:
+  Status OpenLocked();   // REQUIRES: mu_ held
+  Status CheckLocked();  // REQUIRES: mu_ held
+
   std::string path_;
   std::mutex mu_;
   int fd_ = -1;             // GUARDED_BY(mu_)

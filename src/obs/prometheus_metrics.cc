@@ -31,6 +31,7 @@ struct PrometheusMetrics::Families {
   prometheus::Family<prometheus::Counter>& retries;
   prometheus::Family<prometheus::Gauge>& last_progress;
   prometheus::Family<prometheus::Gauge>& paused;
+  prometheus::Family<prometheus::Gauge>& audit_writable;
 };
 
 PrometheusMetrics::PrometheusMetrics() : registry_(std::make_shared<prometheus::Registry>()) {
@@ -110,8 +111,13 @@ PrometheusMetrics::PrometheusMetrics() : registry_(std::make_shared<prometheus::
           .Name("tide_plan_paused")
           .Help("1 while the plan is paused by an operator")
           .Register(r),
+      prometheus::BuildGauge()
+          .Name("tide_audit_log_writable")
+          .Help("0 while the audit log cannot be written; tide then starts no new work")
+          .Register(r),
   });
   f_->build_info.Add({{"version", kTideVersion}}).Set(1);
+  f_->audit_writable.Add({}).Set(1);
 }
 
 PrometheusMetrics::~PrometheusMetrics() = default;
@@ -184,6 +190,10 @@ void PrometheusMetrics::MarkProgress(const std::string& plan) {
 
 void PrometheusMetrics::SetPaused(const std::string& plan, bool paused) {
   f_->paused.Add({{"plan", plan}}).Set(paused ? 1 : 0);
+}
+
+void PrometheusMetrics::SetAuditWritable(bool writable) {
+  f_->audit_writable.Add({}).Set(writable ? 1 : 0);
 }
 
 void PrometheusMetrics::PlanStarted(const std::string& plan) {

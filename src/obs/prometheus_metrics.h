@@ -38,6 +38,7 @@ class PrometheusMetrics : public Metrics {
   void MarkProgress(const std::string& plan) override;
   void SetPaused(const std::string& plan, bool paused) override;
   void PlanStarted(const std::string& plan) override;
+  void SetAuditWritable(bool writable) override;
   void PlanFinished(const std::string& database, const std::string& outcome) override;
 
  private:

@@ -70,15 +70,30 @@ void ParseDefaults(YamlReader& r, const YAML::Node& node, Defaults* d) {
 
 }  // namespace
 
+namespace {
+void ParseConfigInto(const std::string& text, const std::string& file, ConfigParseResult* out);
+}  // namespace
+
 ConfigParseResult ParseConfig(const std::string& text, const std::string& file) {
   ConfigParseResult result;
+  try {
+    ParseConfigInto(text, file, &result);
+  } catch (const std::exception& e) {
+    result.errors.push_back(InternalError(file, e.what()));
+  }
+  return result;
+}
+
+namespace {
+void ParseConfigInto(const std::string& text, const std::string& file, ConfigParseResult* out) {
+  ConfigParseResult& result = *out;
   YamlReader r(file, &result.errors);
   YAML::Node root;
-  if (!r.Load(text, &root, 1 << 20)) return result;
+  if (!r.Load(text, &root, 1 << 20)) return;
   const std::vector<std::string> keys = {"spool_dir", "audit_log", "metrics_listen", "log_level",
                                          "max_workers", "databases", "defaults", "backup_command",
                                          "allowed_submitters"};
-  if (!r.ExpectMap(root, "the config", keys) && !root.IsMap()) return result;
+  if (!r.ExpectMap(root, "the config", keys) && !root.IsMap()) return;
   Config& c = result.config;
   c.spool_dir = r.String(root, "spool_dir", "the config", true).value_or("");
   c.audit_log = r.String(root, "audit_log", "the config", true).value_or("");
@@ -110,7 +125,7 @@ ConfigParseResult ParseConfig(const std::string& text, const std::string& file) 
   else r.Error(root, "the config is missing the required key `databases`",
                "add `databases: {app: {dsn: \"host=... dbname=app user=tide\"}}`");
   if (root["defaults"]) ParseDefaults(r, root["defaults"], &c.defaults);
-  return result;
 }
+}  // namespace
 
 }  // namespace tide

@@ -568,9 +568,19 @@ bool ParseQualifiedName(const std::string& text, QualifiedName* out, std::string
   return true;
 }
 
+Diagnostic InternalError(const std::string& file, const std::string& what) {
+  return Diagnostic{file, {}, std::string(kInternalError) + ": " + what,
+                    "the file was not accepted; please report this with the file"};
+}
+
 PlanParseResult ParsePlan(const std::string& text, const std::string& file) {
   PlanParseResult result;
-  PlanParser(file, &result.errors).Parse(text, &result.plan);
+  try {
+    PlanParser(file, &result.errors).Parse(text, &result.plan);
+  } catch (const std::exception& e) {
+    // A bug, never the plan's fault; the daemon must go on all the same.
+    result.errors.push_back(InternalError(file, e.what()));
+  }
   return result;
 }
 

@@ -23,6 +23,11 @@ struct PlanParseResult {
 // phases (contract needs gates; null_count gates cover every backfilled column).
 PlanParseResult ParsePlan(const std::string& text, const std::string& file);
 
+// The start of the message of a diagnostic that is tide's bug, not the file's (an exception
+// the parser did not expect); the fuzzer treats it as a crash.
+constexpr const char* kInternalError = "internal error while reading the file";
+Diagnostic InternalError(const std::string& file, const std::string& what);
+
 // The checks that need the daemon's config: the plan's database must be one it knows.
 std::vector<Diagnostic> CheckPlanAgainstDatabases(const Plan& plan, const std::string& file,
                                                   const std::set<std::string>& databases);

@@ -131,6 +131,7 @@ bool YamlReader::Load(const std::string& text, YAML::Node* root, size_t max_byte
 }
 
 SourcePos YamlReader::Pos(const YAML::Node& node) const {
+  if (!node.IsDefined()) return SourcePos{};  // a missing key: Mark() would throw
   YAML::Mark m = node.Mark();
   if (m.is_null()) return SourcePos{};
   return SourcePos{m.line + 1, m.column + 1};

@@ -154,7 +154,10 @@ void BackfillRun::RunSetup() {
 void BackfillRun::OnSetup(Result<Setup> r) {
   if (finished_ || env_.stopping()) return;
   if (!r.ok()) {
-    if (!Transient(r.status()) || setup_attempts_ >= env_.max_retries) return Finish(r.status());
+    if (!Transient(r.status()) ||
+        (setup_attempts_ >= env_.max_retries && !IsConnectionLoss(r.status()))) {
+      return Finish(r.status());
+    }
     const Millis wait = Backoff(env_, setup_attempts_++);
     env_.audit("retry", JsonObject()
                             .Str("doing", "backfill setup of " + task_.table.Display())
@@ -337,7 +340,8 @@ void BackfillRun::OnBatch(const std::shared_ptr<Lane>& lane, int64_t size, Milli
 void BackfillRun::OnLaneError(const std::shared_ptr<Lane>& lane, const Status& s) {
   if (finished_ || env_.stopping()) return CloseLane(lane);
   if (s.sqlstate() == "57014") sizer_.Shrink();  // statement_timeout: retry at half the size
-  if (!Transient(s) || lane->attempts >= env_.max_retries) return Finish(s);
+  // A lost server is waited for, however long; other transient errors have a budget.
+  if (!Transient(s) || (lane->attempts >= env_.max_retries && !IsConnectionLoss(s))) return Finish(s);
   env_.metrics->CountRetry(plan_, RetryKind(s));
   const Millis wait = Backoff(env_, lane->attempts++);
   env_.audit("retry", JsonObject()

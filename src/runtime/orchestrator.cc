@@ -102,6 +102,7 @@ class Orchestrator::Run : public std::enable_shared_from_this<Orchestrator::Run>
     AnnouncePhase();
     const bool aborting = cursor_.state == PlanState::kAborting;
     if (!aborting && HeldByPause()) return After(Millis(500), [this] { Next(); });
+    if (!o_.audit_blocked_.empty()) return After(Millis(500), [this] { Next(); });
     if (!backup_checked_) {
       backup_checked_ = true;
       const bool fresh = cursor_ == Normalize(plan_, PlanCursor{});
@@ -296,7 +297,9 @@ class Orchestrator::Run : public std::enable_shared_from_this<Orchestrator::Run>
     Orchestrator* o = &o_;
     env.stopping = [o] { return o->stopping_; };
     const std::string plan = plan_.name;
-    env.paused = [o, plan] { return o->PausedBy(plan, "backfill") != nullptr; };
+    env.paused = [o, plan] {
+      return o->PausedBy(plan, "backfill") != nullptr || !o->audit_blocked_.empty();
+    };
     // Health limits are read at every check, so that a reloaded config applies at once.
     std::weak_ptr<Run> weak_run = shared_from_this();
     env.health = [o, weak_run] {
@@ -486,7 +489,9 @@ class Orchestrator::Run : public std::enable_shared_from_this<Orchestrator::Run>
                 .Int("of", limit)
                 .Raw("blockers", s.detail().empty() ? "[]" : s.detail()));
     }
-    if (!transient || attempts_ >= limit) return Fail(s);
+    // A lost server is waited for, however long (the backoff is capped); other transient
+    // errors have a budget.
+    if (!transient || (attempts_ >= limit && !IsConnectionLoss(s))) return Fail(s);
     ++attempts_;
     o_.metrics_->CountRetry(plan_.name, RetryKind(s));
     const Millis wait = Backoff(o_.options_, attempts_ - 1);
@@ -630,15 +635,57 @@ Orchestrator::Orchestrator(asio::io_context& io, asio::thread_pool& pool, Config
       metrics_(metrics),
       options_(options),
       offloader_(io, pool),
+      audit_timer_(io),
       slots_(static_cast<int>(config_.max_workers)) {
   offloader_.set_on_complete([this] { CheckIdle(); });
+  WatchAudit();
 }
 
 Orchestrator::~Orchestrator() = default;
 
+// Events wait in order while the log cannot be written, and no new work starts meanwhile: tide
+// never acts without a record of it.
 void Orchestrator::Audit(AuditEvent event) {
-  Status s = audit_->Write(event);
-  if (!s.ok()) spdlog::error("audit log: {}", s.ToString());
+  unwritten_.push_back(std::move(event));
+  FlushAudit();
+}
+
+void Orchestrator::FlushAudit() {
+  while (!unwritten_.empty()) {
+    Status s = audit_->Write(unwritten_.front());
+    if (!s.ok()) return AuditBlocked(s);
+    unwritten_.pop_front();
+  }
+  if (audit_blocked_.empty()) return;
+  spdlog::warn("audit log writable again after {}; work goes on",
+               FormatDuration(Millis(MillisSince(audit_blocked_since_))));
+  const std::string was = audit_blocked_;
+  audit_blocked_.clear();
+  metrics_->SetAuditWritable(true);
+  Audit(AuditEvent{"audit_log_recovered", "", "", "",
+                   JsonObject().Str("error", was).Int("blocked_ms", MillisSince(audit_blocked_since_))});
+}
+
+void Orchestrator::AuditBlocked(const Status& s) {
+  if (audit_blocked_.empty()) {
+    audit_blocked_since_ = SteadyClock::now();
+    spdlog::error("audit log: {}; tide starts no new work until it can write it again", s.ToString());
+    metrics_->SetAuditWritable(false);
+  }
+  audit_blocked_ = s.message();
+}
+
+// Every 2 s: notices a log that was removed or replaced even when nothing is being written,
+// and writes what waits once it can.
+void Orchestrator::WatchAudit() {
+  audit_timer_.expires_after(std::chrono::seconds(2));
+  audit_timer_.async_wait([this](const boost::system::error_code& ec) {
+    if (ec == asio::error::operation_aborted) return;
+    Status s = audit_->Check();
+    if (!s.ok()) AuditBlocked(s);
+    else FlushAudit();
+    if (!stopping_) WatchAudit();
+  });
 }
 
 void Orchestrator::Submit(SpoolFile file) {
@@ -1043,6 +1090,7 @@ void Orchestrator::UpdateConfig(const Config& config) {
 
 void Orchestrator::Shutdown(std::function<void()> on_idle) {
   stopping_ = true;
+  audit_timer_.cancel();
   on_idle_ = std::move(on_idle);
   for (auto& kv : runs_) kv.second->Stop();
   CheckIdle();

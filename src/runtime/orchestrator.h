@@ -7,7 +7,10 @@
 #pragma once
 
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/thread_pool.hpp>
+#include <chrono>
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -61,6 +64,8 @@ class Orchestrator {
   void UpdateConfig(const Config& config);
 
   size_t running_plans() const { return runs_.size(); }
+  // Why the audit log cannot be written, or "" when it can.
+  const std::string& audit_blocked() const { return audit_blocked_; }
   bool is_pending(const std::string& file_name) const { return pending_files_.count(file_name) > 0; }
 
  private:
@@ -76,6 +81,9 @@ class Orchestrator {
   void OnRunFinished(const std::string& key);
   void CheckIdle();
   void Audit(AuditEvent event);
+  void FlushAudit();
+  void AuditBlocked(const Status& s);
+  void WatchAudit();
 
   boost::asio::io_context& io_;
   boost::asio::thread_pool& pool_;
@@ -90,6 +98,10 @@ class Orchestrator {
   std::vector<tide::Pause> pauses_;
   std::set<std::string> pending_files_;               // being admitted
   Offloader offloader_;
+  boost::asio::steady_timer audit_timer_;
+  std::deque<AuditEvent> unwritten_;  // in order; written before anything newer
+  std::string audit_blocked_;         // why the audit log cannot be written; "": it can
+  std::chrono::steady_clock::time_point audit_blocked_since_;
   WorkerSlots slots_;
   bool stopping_ = false;
   std::function<void()> on_idle_;

@@ -109,5 +109,43 @@ TEST_F(HardeningTest, ADatabasePasswordAppearsNowhere) {
   EXPECT_EQ(seen.find(secret), std::string::npos) << seen;
 }
 
+
+TEST_F(HardeningTest, NoWorkStartsWhileTheAuditLogCannotBeWritten) {
+  PgCluster::Shared().Exec(db_, kOffersSchema);
+  PgCluster::Shared().Exec(db_, "ALTER TABLE patient_offers ADD COLUMN \"clinicId\" text");
+  StartDaemon();
+  ASSERT_EQ(Ctl({"submit", "--config", config_, WritePlan("clinic.yaml", R"(plan: add_clinic_id
+database: app
+backfill:
+  - table: patient_offers
+    set:
+      clinicId: (SELECT o."clinicId" FROM offers o WHERE o.id = patient_offers."offerId")
+    batch_size: 500
+    max_batch_size: 500
+    pause_between_batches: 20ms
+gates:
+  - null_count: {table: patient_offers, column: clinicId}
+)")}).status, 0);
+  auto scanned = [&] { return std::stoll("0" + Query("SELECT sum(rows_scanned) FROM tide.backfill")); };
+  ASSERT_TRUE(WaitFor([&] { return scanned() >= 5000; }, 30s)) << ReadAll(dir_ + "/tided.log");
+  // The log is removed and a directory takes its name: it cannot be created again.
+  ASSERT_EQ(testing::Shell("rm " + dir_ + "/audit.jsonl && mkdir " + dir_ + "/audit.jsonl"), 0);
+  auto metrics = [&] {
+    return RunCommand({"/usr/bin/curl", "-sf", "http://127.0.0.1:" + std::to_string(metrics_port_) + "/metrics"}).output;
+  };
+  ASSERT_TRUE(WaitFor([&] { return metrics().find("tide_audit_log_writable 0") != std::string::npos; }, 10s));
+  std::this_thread::sleep_for(1s);  // a batch in flight commits
+  const int64_t held = scanned();
+  std::this_thread::sleep_for(2s);
+  EXPECT_EQ(scanned(), held) << "no batch started while nothing could be recorded";
+  EXPECT_NE(ReadAll(dir_ + "/tided.log").find("tide starts no new work"), std::string::npos);
+
+  ASSERT_EQ(testing::Shell("rmdir " + dir_ + "/audit.jsonl"), 0);
+  ASSERT_TRUE(WaitFor([&] { return PlanState("add_clinic_id") == "done"; }, 60s)) << ReadAll(dir_ + "/tided.log");
+  EXPECT_NE(metrics().find("tide_audit_log_writable 1"), std::string::npos);
+  EXPECT_NE(ReadAll(dir_ + "/audit.jsonl").find("\"event\":\"audit_log_recovered\""), std::string::npos);
+  EXPECT_EQ(Query("SELECT count(*) FROM patient_offers WHERE updates <> 1"), "0");
+}
+
 }  // namespace
 }  // namespace tide

@@ -82,12 +82,26 @@ void PgCluster::Start() {
                  "/server.log -w -t 60 start -o \"-c listen_addresses=127.0.0.1 -p " +
                  std::to_string(port_) + " -k " + dir_ +
                  " -c fsync=off -c full_page_writes=off -c max_connections=200\" > /dev/null");
+  start_command_ = start;
   if (Shell(start) != 0) {
     Shell("cat " + dir_ + "/server.log >&2");
     std::cerr << "FATAL: the test PostgreSQL did not start\n";
     std::abort();
   }
   running_ = true;
+}
+
+void PgCluster::Crash() {
+  Shell(AsPostgres(std::string(kPgBin) + "/pg_ctl -D " + dir_ + "/data -m immediate -w stop") +
+        " > /dev/null 2>&1");
+}
+
+void PgCluster::Restart() {
+  if (Shell(start_command_) != 0) {
+    Shell("tail -50 " + dir_ + "/server.log >&2");
+    std::cerr << "FATAL: the test PostgreSQL did not start again\n";
+    std::abort();
+  }
 }
 
 int PgCluster::StartStandby() {

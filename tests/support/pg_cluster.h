@@ -29,6 +29,11 @@ class PgCluster {
   int StartStandby();
   std::string StandbyDsn(const std::string& database) const;
 
+  // `pg_ctl stop -m immediate` (as a crash: no checkpoint, every session cut), and start
+  // again on the same port (crash recovery).
+  void Crash();
+  void Restart();
+
   void Stop();
   ~PgCluster();
 
@@ -40,6 +45,7 @@ class PgCluster {
   int port_ = 0;
   bool running_ = false;
   int next_db_ = 0;
+  std::string start_command_;
   std::string standby_dir_;
   int standby_port_ = 0;
 };

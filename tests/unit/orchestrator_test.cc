@@ -143,7 +143,7 @@ class FakeDatabase : public PlanDatabase {
     std::lock_guard<std::mutex> l(mu_);
     if (batch_errors_ > 0) {
       --batch_errors_;
-      return Status::Retryable("connection lost", "08006");
+      return batch_error_;
     }
     auto& stored = checkpoints_[{task, from.range}];
     if (stored.batches != from.batches) return Status::Retryable("checkpoint moved");
@@ -223,6 +223,7 @@ class FakeDatabase : public PlanDatabase {
   std::vector<std::string> preflight_problems_;
   int restarted_ = 0;
   int batch_errors_ = 0;
+  Status batch_error_ = Status::Retryable("connection lost", "08006");
   int batches_ = 0;
   StatementLimits last_limits_{};
 };
@@ -320,7 +321,12 @@ struct FakeSpool : SpoolPort {
 struct RecordingAudit : AuditSink {
   std::mutex mu;
   std::vector<AuditEvent> events;
+  std::atomic<bool> broken{false};  // while true, every write fails (a full disk)
+  Status Check() override {
+    return broken ? Status::Io("audit.jsonl: No space left on device") : Status::Ok();
+  }
   Status Write(const AuditEvent& e) override {
+    if (broken) return Check();
     std::lock_guard<std::mutex> l(mu);
     events.push_back(e);
     return Status::Ok();
@@ -445,15 +451,26 @@ TEST_F(OrchestratorTest, RetriesTransientErrorsFromTheStoredCheckpoint) {
   for (size_t k = 1; k < db_.filled_.size(); ++k) EXPECT_EQ(db_.filled_[k], 1) << "key " << k;
 }
 
+TEST_F(OrchestratorTest, ALostServerIsWaitedForBeyondTheRetryBudget) {
+  db_.batch_errors_ = options_.max_retries * 3;
+  options_.retry_cap = Millis(20);
+  auto o = Make();
+  Submit(*o);
+  RunUntil([&] { return !spool_.done.empty() || !spool_.failed.empty(); }, std::chrono::seconds(20));
+  ASSERT_EQ(spool_.done.size(), 1u) << spool_.last_error;
+  EXPECT_EQ(audit_.Count("retry"), options_.max_retries * 3);
+}
+
 TEST_F(OrchestratorTest, GivesUpAfterTheRetryLimitAndRecordsTheError) {
   db_.batch_errors_ = 100;
+  db_.batch_error_ = Status::Retryable("could not serialize access", "40001");
   auto o = Make();
   Submit(*o);
   RunUntil([&] { return !spool_.failed.empty(); });
   ASSERT_EQ(spool_.failed.size(), 1u);
   EXPECT_EQ(audit_.Count("retry"), options_.max_retries);
   EXPECT_EQ(db_.plans_["fill_c"].cursor.state, PlanState::kFailed);
-  EXPECT_NE(db_.plans_["fill_c"].last_error.find("SQLSTATE 08006"), std::string::npos);
+  EXPECT_NE(db_.plans_["fill_c"].last_error.find("SQLSTATE 40001"), std::string::npos);
 }
 
 TEST_F(OrchestratorTest, AFailingStepFailsThePlanWithTheServerError) {
@@ -659,6 +676,98 @@ TEST_F(OrchestratorTest, AThrottleQueryHoldsTheBackfillUntilItTurnsFalse) {
   RunUntil([&] { return !spool_.done.empty(); }, std::chrono::seconds(10));
   EXPECT_EQ(spool_.done.size(), 1u);
   EXPECT_EQ(audit_.Count("throttle_ended"), 1);
+}
+
+
+TEST_F(OrchestratorTest, NoNewWorkStartsWhileTheAuditLogCannotBeWritten) {
+  auto o = Make();
+  audit_.broken = true;
+  Submit(*o);
+  RunUntil([&] { return !o->audit_blocked().empty(); });
+  RunUntil([] { return false; }, std::chrono::milliseconds(300));
+  EXPECT_NE(o->audit_blocked().find("No space left"), std::string::npos);
+  EXPECT_TRUE(db_.steps_.empty()) << "no step ran without its record";
+  EXPECT_TRUE(spool_.done.empty());
+  audit_.broken = false;
+  RunUntil([&] { return !spool_.done.empty(); }, std::chrono::seconds(10));
+  ASSERT_EQ(spool_.done, std::vector<std::string>{"fill_c.yaml"});
+  EXPECT_TRUE(o->audit_blocked().empty());
+  // Nothing was lost: the events that waited came first, in order.
+  EXPECT_EQ(audit_.Count("audit_log_recovered"), 1);
+  std::vector<AuditEvent> events;
+  {
+    std::lock_guard<std::mutex> l(audit_.mu);
+    events = audit_.events;
+  }
+  ASSERT_GE(events.size(), 3u);
+  EXPECT_EQ(events[0].event, "plan_submitted");
+}
+
+const char* kAbortPlan = R"(plan: fill_c
+database: app
+expand:
+  - sql: ALTER TABLE t ADD COLUMN c int
+backfill:
+  - table: t
+    set: {c: "1"}
+    batch_size: 1
+    pause_between_batches: 20ms
+gates:
+  - null_count: {table: t, column: c}
+contract:
+  - sql: ALTER TABLE t ADD CONSTRAINT c_nn CHECK (c IS NOT NULL) NOT VALID
+rollback:
+  - drop_column: {table: t, column: c}
+)";
+
+TEST_F(OrchestratorTest, AbortStopsTheBackfillAndRunsTheRollbackSteps) {
+  auto o = Make();
+  Submit(*o, kAbortPlan);
+  RunUntil([&] { return db_.batches_ >= 5; });
+  o->Abort("fill_c", "alice (uid 1000)", "tidectl");
+  RunUntil([&] { return audit_.Count("plan_aborted") == 1; });
+  EXPECT_EQ(db_.plans_["fill_c"].cursor.state, PlanState::kAborted);
+  EXPECT_LT(db_.batches_, 95) << "the backfill stopped";
+  EXPECT_EQ(db_.steps_.back(), "ALTER TABLE \"t\" DROP COLUMN IF EXISTS \"c\"");
+  EXPECT_EQ(audit_.Count("plan_aborted"), 1);
+  ASSERT_EQ(spool_.failed.size(), 1u);
+  EXPECT_NE(spool_.last_error.find("aborted by alice (uid 1000)"), std::string::npos);
+  // Once done, abort is refused.
+  o->Abort("fill_c", "bob", "tidectl");
+  RunUntil([&] { return audit_.Count("abort_refused") == 1; });
+  EXPECT_EQ(audit_.Count("abort_refused"), 1);
+}
+
+struct FailingCommands : CommandRunner {
+  std::vector<std::string> env_seen;
+  Result<CommandResult> Run(const std::string&,
+                            const std::vector<std::pair<std::string, std::string>>& env) override {
+    for (const auto& [k, v] : env) env_seen.push_back(k + "=" + v);
+    return CommandResult{3, "pg_dump: error: disk full"};
+  }
+};
+
+TEST_F(OrchestratorTest, AFailedBackupFailsThePlanBeforeItsFirstStep) {
+  FailingCommands commands;
+  options_.commands = &commands;
+  config_.backup_command = "backup.sh";
+  auto o = Make();
+  Submit(*o);
+  RunUntil([&] { return !spool_.failed.empty(); });
+  EXPECT_TRUE(db_.steps_.empty());
+  EXPECT_NE(spool_.last_error.find("backup_command exited with 3"), std::string::npos) << spool_.last_error;
+  EXPECT_EQ(audit_.Count("backup_failed"), 1);
+  EXPECT_EQ(commands.env_seen, (std::vector<std::string>{"TIDE_PLAN=fill_c", "TIDE_DATABASE=app"}));
+}
+
+TEST_F(OrchestratorTest, APreflightProblemRejectsThePlan) {
+  db_.preflight_problems_ = {"backfill t: column `c` does not exist and no expand step adds it"};
+  auto o = Make();
+  Submit(*o);
+  RunUntil([&] { return !spool_.rejected.empty(); });
+  ASSERT_EQ(spool_.rejected.size(), 1u);
+  EXPECT_NE(spool_.last_error.find("column `c` does not exist"), std::string::npos);
+  EXPECT_TRUE(db_.plans_.empty()) << "nothing recorded, nothing run";
 }
 
 }  // namespace

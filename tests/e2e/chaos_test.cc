@@ -1,0 +1,124 @@
+// SIGKILL of tided at random instants across every phase, again and again, then a run to the
+// end: every row right and updated exactly once, the schema as the plan says, the audit chain
+// whole. TIDE_CHAOS_KILLS sets the number of kills (20 by default; hundreds for a long run),
+// TIDE_CHAOS_SEED the random seed (printed, so a failing run can be replayed).
+#include <signal.h>
+
+#include <cstdlib>
+#include <map>
+#include <random>
+
+#include "e2e/daemon_fixture.h"
+
+namespace tide {
+namespace {
+
+const char* kChaosSchema = R"SQL(
+CREATE TABLE offers (id bigint PRIMARY KEY, "clinicId" text NOT NULL);
+CREATE TABLE patient_offers (id bigint PRIMARY KEY, "offerId" bigint NOT NULL REFERENCES offers (id),
+                             updates int NOT NULL DEFAULT 0);
+INSERT INTO offers SELECT g, 'clinic-' || (g % 50) FROM generate_series(1, 1000) g;
+INSERT INTO patient_offers (id, "offerId") SELECT g, 1 + g % 1000 FROM generate_series(1, 60000) g;
+CREATE FUNCTION count_updates() RETURNS trigger LANGUAGE plpgsql AS
+  $$ BEGIN NEW.updates := OLD.updates + 1; RETURN NEW; END $$;
+CREATE TRIGGER counted BEFORE UPDATE ON patient_offers FOR EACH ROW EXECUTE FUNCTION count_updates();
+ANALYZE;
+)SQL";
+
+const char* kChaosPlan = R"(plan: chaos
+database: app
+expand:
+  - add_column: {table: patient_offers, column: clinicId, type: text}
+  - create_index: {table: patient_offers, name: po_offer_clinic_idx, columns: [offerId, clinicId]}
+backfill:
+  - table: patient_offers
+    set:
+      clinicId: (SELECT o."clinicId" FROM offers o WHERE o.id = patient_offers."offerId")
+    workers: 3
+    batch_size: 200
+    max_batch_size: 400
+    pause_between_batches: 10ms
+gates:
+  - null_count: {table: patient_offers, column: clinicId}
+contract:
+  - set_not_null: {table: patient_offers, column: clinicId}
+  - add_check: {table: patient_offers, name: po_clinic_not_empty, expression: "\"clinicId\" <> ''"}
+  - add_foreign_key: {table: patient_offers, columns: [offerId], references: {table: offers, columns: [id]}, name: po_offer_fk}
+  - add_unique: {table: patient_offers, name: po_id_clinic_key, columns: [id, clinicId]}
+)";
+
+int EnvInt(const char* name, int fallback) {
+  const char* v = std::getenv(name);
+  return v && *v ? std::atoi(v) : fallback;
+}
+
+TEST_F(DaemonTest, SurvivesSigkillAtRandomInstantsInEveryPhase) {
+  const int kills = EnvInt("TIDE_CHAOS_KILLS", 20);
+  const unsigned seed = static_cast<unsigned>(EnvInt("TIDE_CHAOS_SEED", static_cast<int>(std::random_device{}() & 0x7fffffff)));
+  std::cerr << "chaos: " << kills << " kills, TIDE_CHAOS_SEED=" << seed << "\n";
+  std::mt19937 rng(seed);
+  PgCluster::Shared().Exec(db_, kChaosSchema);
+  const std::string plan = WritePlan("chaos.yaml", kChaosPlan);
+  // The kills are shared out over the phases: each waits (polling every 2 ms) until the plan is
+  // seen in its phase, then strikes at a random instant within that phase's usual length. The
+  // state read just before each kill is what the test reports.
+  struct Phase {
+    const char* state;
+    int max_delay_ms;
+  };
+  const std::vector<Phase> phases = {{"accepted", 30}, {"expanding", 60}, {"backfilling", 400},
+                                     {"gating", 20}, {"contracting", 40}};
+  auto rank = [&](const std::string& state) {
+    for (size_t i = 0; i < phases.size(); ++i) {
+      if (state == phases[i].state) return static_cast<int>(i);
+    }
+    return state == "done" ? 100 : -1;  // "": not admitted yet
+  };
+  std::map<std::string, int> killed_in;  // state -> kills
+  StartDaemon();
+  ASSERT_EQ(Ctl({"submit", "--config", config_, plan}).status, 0);
+  int done_kills = 0;
+  for (size_t p = 0; p < phases.size() && PlanState("chaos") != "done"; ++p) {
+    const int share = kills / static_cast<int>(phases.size()) + (static_cast<int>(p) < kills % static_cast<int>(phases.size()));
+    for (int k = 0; k < share; ++k) {
+      const auto deadline = std::chrono::steady_clock::now() + 30s;
+      while (rank(PlanState("chaos")) < static_cast<int>(p) && std::chrono::steady_clock::now() < deadline) {
+        std::this_thread::sleep_for(2ms);
+      }
+      if (rank(PlanState("chaos")) > static_cast<int>(p)) break;  // the phase is over
+      std::this_thread::sleep_for(std::chrono::milliseconds(
+          std::uniform_int_distribution<int>(0, phases[p].max_delay_ms)(rng)));
+      const std::string state = PlanState("chaos");
+      daemon_->Signal(SIGKILL);
+      daemon_->Wait(10s);
+      ++done_kills;
+      killed_in[state.empty() ? "submitted" : state]++;
+      StartDaemon();
+    }
+  }
+  std::cerr << "chaos: " << done_kills << " kills\n";
+  std::string seen;
+  for (const auto& [state, n] : killed_in) seen += state + ":" + std::to_string(n) + " ";
+  std::cerr << "chaos: killed in " << seen << "\n";
+  ASSERT_TRUE(WaitFor([&] { return PlanState("chaos") == "done"; }, 180s))
+      << "state " << PlanState("chaos") << "\n" << ReadAll(dir_ + "/tided.log");
+
+  // Every row right, and updated exactly once.
+  EXPECT_EQ(Query("SELECT count(*) FROM patient_offers po JOIN offers o ON o.id = po.\"offerId\" "
+                  "WHERE po.\"clinicId\" IS DISTINCT FROM o.\"clinicId\""), "0");
+  EXPECT_EQ(Query("SELECT count(*) FROM patient_offers WHERE updates <> 1"), "0")
+      << "a committed batch was redone or a row skipped";
+  // The schema as the plan says: no leftovers of an interrupted statement.
+  EXPECT_EQ(Query("SELECT attnotnull FROM pg_attribute WHERE attrelid = 'patient_offers'::regclass AND attname = 'clinicId'"), "t");
+  EXPECT_EQ(Query("SELECT count(*) FROM pg_constraint WHERE conrelid = 'patient_offers'::regclass AND NOT convalidated"), "0");
+  EXPECT_EQ(Query("SELECT string_agg(conname, ',' ORDER BY conname) FROM pg_constraint WHERE conrelid = 'patient_offers'::regclass AND conname LIKE 'po_%'"),
+            "po_clinic_not_empty,po_id_clinic_key,po_offer_fk");
+  EXPECT_EQ(Query("SELECT count(*) FROM pg_constraint WHERE conname = 'patient_offers_clinicId_not_null'"), "0");
+  EXPECT_EQ(Query("SELECT count(*) FROM pg_index WHERE indrelid = 'patient_offers'::regclass AND NOT indisvalid"), "0");
+  EXPECT_EQ(Query("SELECT count(*) FROM pg_index WHERE indrelid = 'patient_offers'::regclass"), "3");
+  auto verify = Ctl({"audit", "--verify", "--file", dir_ + "/audit.jsonl"});
+  EXPECT_EQ(verify.status, 0) << verify.output;
+}
+
+}  // namespace
+}  // namespace tide
