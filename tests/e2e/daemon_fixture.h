@@ -104,4 +104,20 @@ CREATE TRIGGER counted BEFORE UPDATE ON patient_offers FOR EACH ROW EXECUTE FUNC
 ANALYZE;
 )SQL";
 
+// A backfill slow enough to watch, pause and break in the middle of.
+inline const char* kSlowClinicPlan = R"(plan: add_clinic_id
+database: app
+backfill:
+  - table: patient_offers
+    set:
+      clinicId: (SELECT o."clinicId" FROM offers o WHERE o.id = patient_offers."offerId")
+    batch_size: 500
+    max_batch_size: 500
+    pause_between_batches: 20ms
+gates:
+  - null_count: {table: patient_offers, column: clinicId}
+contract:
+  - sql: ALTER TABLE patient_offers ADD CONSTRAINT po_clinic_nn CHECK ("clinicId" IS NOT NULL) NOT VALID
+)";
+
 }  // namespace tide

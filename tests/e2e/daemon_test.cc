@@ -291,20 +291,6 @@ TEST_F(DaemonTest, TellsSystemdWhenReadyAliveAndStopping) {
   ::close(sock);
 }
 
-const char* kSlowClinicPlan = R"(plan: add_clinic_id
-database: app
-backfill:
-  - table: patient_offers
-    set:
-      clinicId: (SELECT o."clinicId" FROM offers o WHERE o.id = patient_offers."offerId")
-    batch_size: 500
-    max_batch_size: 500
-    pause_between_batches: 20ms
-gates:
-  - null_count: {table: patient_offers, column: clinicId}
-contract:
-  - sql: ALTER TABLE patient_offers ADD CONSTRAINT po_clinic_nn CHECK ("clinicId" IS NOT NULL) NOT VALID
-)";
 
 TEST_F(DaemonTest, Usr1PausesEverythingUsr2ResumesAndTheAuditNamesTheSender) {
   PgCluster::Shared().Exec(db_, kOffersSchema);

@@ -114,18 +114,7 @@ TEST_F(HardeningTest, NoWorkStartsWhileTheAuditLogCannotBeWritten) {
   PgCluster::Shared().Exec(db_, kOffersSchema);
   PgCluster::Shared().Exec(db_, "ALTER TABLE patient_offers ADD COLUMN \"clinicId\" text");
   StartDaemon();
-  ASSERT_EQ(Ctl({"submit", "--config", config_, WritePlan("clinic.yaml", R"(plan: add_clinic_id
-database: app
-backfill:
-  - table: patient_offers
-    set:
-      clinicId: (SELECT o."clinicId" FROM offers o WHERE o.id = patient_offers."offerId")
-    batch_size: 500
-    max_batch_size: 500
-    pause_between_batches: 20ms
-gates:
-  - null_count: {table: patient_offers, column: clinicId}
-)")}).status, 0);
+  ASSERT_EQ(Ctl({"submit", "--config", config_, WritePlan("clinic.yaml", kSlowClinicPlan)}).status, 0);
   auto scanned = [&] { return std::stoll("0" + Query("SELECT sum(rows_scanned) FROM tide.backfill")); };
   ASSERT_TRUE(WaitFor([&] { return scanned() >= 5000; }, 30s)) << ReadAll(dir_ + "/tided.log");
   // The log is removed and a directory takes its name: it cannot be created again.
