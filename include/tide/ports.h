@@ -119,6 +119,14 @@ class PlanDatabase {
   virtual Result<std::vector<StatementOutcome>> RunStatements(
       const std::string& plan, const std::vector<DdlStatement>& statements,
       const StatementLimits& limits, const std::optional<PlanCursor>& after) = 0;
+  // Plan leases, so that of several tided on one database exactly one runs a plan. `owner`
+  // names a daemon instance. Acquire succeeds when the plan has no lease, an expired one, or one
+  // of `owner`'s. Renew extends `owner`'s leases of `plans` and returns those it still holds.
+  virtual Result<bool> AcquireLease(const std::string& plan, const std::string& owner, Millis ttl) = 0;
+  virtual Result<std::vector<std::string>> RenewLeases(const std::string& owner,
+                                                       const std::vector<std::string>& plans,
+                                                       Millis ttl) = 0;
+  virtual Status ReleaseLease(const std::string& plan, const std::string& owner) = 0;
   // Starts an aborted plan again from the beginning: state accepted, its checkpoints cleared.
   virtual Status RestartPlan(const std::string& plan) = 0;
   // The preflight of a plan against this database (see engine/preflight.h). With `dry_run`,

@@ -19,7 +19,7 @@
 namespace tide {
 namespace {
 
-constexpr int kSchemaVersion = 1;
+constexpr int kSchemaVersion = 2;  // 2: tide.leases
 
 const char* kSchemaSql = R"SQL(
 CREATE SCHEMA IF NOT EXISTS tide;
@@ -68,6 +68,12 @@ CREATE TABLE IF NOT EXISTS tide.pauses (
   via       text NOT NULL,
   paused_at timestamptz NOT NULL DEFAULT now(),
   PRIMARY KEY (plan, phase)
+);
+-- Which tided runs a plan, until when: several daemons on one database run each plan once.
+CREATE TABLE IF NOT EXISTS tide.leases (
+  plan       text PRIMARY KEY,
+  owner      text NOT NULL,
+  expires_at timestamptz NOT NULL
 );
 -- Live figures of a running task, written by its monitor once a second. Apart from
 -- tide.backfill so that the monitor never waits on a row a batch has locked.
@@ -444,6 +450,55 @@ void PgPlanDatabase::ExecOnSession(const std::string& sql, const StatementLimits
     throw;
   }
   n.exec0(restore);
+}
+
+Result<bool> PgPlanDatabase::AcquireLease(const std::string& plan, const std::string& owner,
+                                          Millis ttl) {
+  TIDE_CONNECTED();
+  try {
+    pqxx::work w(*conn_);
+    auto r = w.exec_params(
+        "INSERT INTO tide.leases AS l (plan, owner, expires_at) "
+        "VALUES ($1, $2, clock_timestamp() + $3 * interval '1 millisecond') "
+        "ON CONFLICT (plan) DO UPDATE SET owner = EXCLUDED.owner, expires_at = EXCLUDED.expires_at "
+        "WHERE l.expires_at < clock_timestamp() OR l.owner = EXCLUDED.owner RETURNING owner",
+        plan, owner, static_cast<int64_t>(ttl.count()));
+    w.commit();
+    return !r.empty();
+  } catch (...) {
+    return FromCurrentException();
+  }
+}
+
+Result<std::vector<std::string>> PgPlanDatabase::RenewLeases(const std::string& owner,
+                                                             const std::vector<std::string>& plans,
+                                                             Millis ttl) {
+  TIDE_CONNECTED();
+  try {
+    pqxx::work w(*conn_);
+    auto r = w.exec_params(
+        "UPDATE tide.leases SET expires_at = clock_timestamp() + $3 * interval '1 millisecond' "
+        "WHERE owner = $1 AND plan = ANY ($2::text[]) RETURNING plan",
+        owner, TextArrayLiteral(plans), static_cast<int64_t>(ttl.count()));
+    w.commit();
+    std::vector<std::string> held;
+    for (const auto& row : r) held.push_back(row[0].c_str());
+    return held;
+  } catch (...) {
+    return FromCurrentException();
+  }
+}
+
+Status PgPlanDatabase::ReleaseLease(const std::string& plan, const std::string& owner) {
+  TIDE_CONNECTED();
+  try {
+    pqxx::work w(*conn_);
+    w.exec_params0("DELETE FROM tide.leases WHERE plan = $1 AND owner = $2", plan, owner);
+    w.commit();
+    return Status::Ok();
+  } catch (...) {
+    return FromCurrentException();
+  }
 }
 
 Status PgPlanDatabase::RestartPlan(const std::string& plan) {

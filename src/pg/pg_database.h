@@ -58,6 +58,11 @@ class PgPlanDatabase : public PlanDatabase {
       const std::string& plan, const std::vector<DdlStatement>& statements,
       const StatementLimits& limits, const std::optional<PlanCursor>& after) override;
   Status RestartPlan(const std::string& plan) override;
+  Result<bool> AcquireLease(const std::string& plan, const std::string& owner, Millis ttl) override;
+  Result<std::vector<std::string>> RenewLeases(const std::string& owner,
+                                               const std::vector<std::string>& plans,
+                                               Millis ttl) override;
+  Status ReleaseLease(const std::string& plan, const std::string& owner) override;
   Result<PreflightReport> Preflight(const Plan& plan, bool dry_run,
                                     const StatementLimits& limits) override;
   Result<TableInfo> DescribeTable(const QualifiedName& table,

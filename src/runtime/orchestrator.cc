@@ -1,6 +1,7 @@
 #include "runtime/orchestrator.h"
 
 #include <spdlog/spdlog.h>
+#include <unistd.h>
 
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -64,10 +65,13 @@ class Orchestrator::Run : public std::enable_shared_from_this<Orchestrator::Run>
     o_.metrics_->SetPaused(plan_.name, false);
     Next();
   }
+  // Stops driving the plan (shutdown, or its lease went to another tided): no new action starts
+  // and nothing more is recorded for it; an action in flight finishes on its own.
   void Stop() {
+    stopped_ = true;
     ++generation_;
     timer_.cancel();
-    if (task_) task_->Stop();
+    if (task_) task_->Cancel(Status::Invalid("stopped"));
   }
 
   // An operator's abort: the plan stops where it stands (a batch in flight commits) and runs its
@@ -96,7 +100,7 @@ class Orchestrator::Run : public std::enable_shared_from_this<Orchestrator::Run>
 
  private:
   void Next() {
-    if (o_.stopping_) return;
+    if (o_.stopping_ || stopped_) return;
     if (!abort_by_.empty() && cursor_.state != PlanState::kAborting) return BeginAbort();
     cursor_ = Normalize(plan_, cursor_);
     AnnouncePhase();
@@ -319,6 +323,7 @@ class Orchestrator::Run : public std::enable_shared_from_this<Orchestrator::Run>
         cursor_.catch_up ? 2 : 1, OptionsFor(plan_, task, o_.config_.defaults), limits_);
     task_->Start([self = shared_from_this(), index](Status s, BackfillSummary summary) {
       self->task_.reset();
+      if (self->stopped_) return;
       if (!self->abort_by_.empty()) return self->Next();
       if (!s.ok()) return self->Fail(s);
       self->Audit("backfill_finished", "backfill",
@@ -434,6 +439,7 @@ class Orchestrator::Run : public std::enable_shared_from_this<Orchestrator::Run>
                                           /*tail_only=*/true);
     task_->Start([self = shared_from_this(), index](Status s, BackfillSummary) {
       self->task_.reset();
+      if (self->stopped_) return;
       if (!self->abort_by_.empty()) return self->Next();
       if (!s.ok()) return self->Fail(s);
       self->CatchUpTails(index + 1);
@@ -521,6 +527,7 @@ class Orchestrator::Run : public std::enable_shared_from_this<Orchestrator::Run>
   }
 
   void Fail(const Status& s) {
+    if (stopped_) return;  // the plan is not ours any more (or the daemon is stopping)
     std::string error = "plan " + plan_.name + " failed in " + doing_ + ": " + s.ToString();
     if (!s.detail().empty() && s.detail() != "[]") error += "; held up by " + s.detail();
     spdlog::error("{}", error);
@@ -604,6 +611,7 @@ class Orchestrator::Run : public std::enable_shared_from_this<Orchestrator::Run>
   std::string abort_by_;  // who asked for the abort; empty: no abort
   bool file_in_spool_ = true;  // the plan's file is in active/
   bool waiting_ = false;  // on timer_, with no action in flight
+  bool stopped_ = false;
   uint64_t generation_ = 0;  // bumped to orphan a wait that was cancelled
 
   // The backfill task in progress.
@@ -636,9 +644,17 @@ Orchestrator::Orchestrator(asio::io_context& io, asio::thread_pool& pool, Config
       options_(options),
       offloader_(io, pool),
       audit_timer_(io),
+      lease_timer_(io),
       slots_(static_cast<int>(config_.max_workers)) {
   offloader_.set_on_complete([this] { CheckIdle(); });
+  if (options_.instance.empty()) {
+    char host[256] = {0};
+    ::gethostname(host, sizeof host - 1);
+    options_.instance = std::string(host) + ":" + std::to_string(::getpid()) + ":" +
+                        std::to_string(std::random_device{}());
+  }
   WatchAudit();
+  RenewLeases();
 }
 
 Orchestrator::~Orchestrator() = default;
@@ -772,6 +788,14 @@ Orchestrator::Admission Orchestrator::Admit(const SpoolFile& file, const Plan& p
     }
     a.record = *r;
     a.resumed = true;
+    auto lease = (*db)->AcquireLease(plan.name, options_.instance, options_.lease_ttl);
+    if (!lease.ok() || !*lease) {
+      a.kind = lease.ok() ? Admission::Kind::kReject : Admission::Kind::kLater;
+      a.error = lease.ok() ? "plan `" + plan.name + "` is being run by another tided on `" +
+                                 plan.database + "`; see `tidectl status`"
+                           : lease.status().ToString();
+      return a;
+    }
     if (r->cursor.state == PlanState::kAborted) {
       // The same file again after an abort: it starts over.
       Status s = (*db)->RestartPlan(plan.name);
@@ -821,6 +845,12 @@ Orchestrator::Admission Orchestrator::Admit(const SpoolFile& file, const Plan& p
     Status ins = (*db)->InsertPlan(a.record);
     if (!ins.ok()) {
       a.error = "cannot record plan `" + plan.name + "`: " + ins.ToString();
+      return a;
+    }
+    auto lease = (*db)->AcquireLease(plan.name, options_.instance, options_.lease_ttl);
+    if (!lease.ok()) {
+      a.kind = Admission::Kind::kLater;
+      a.error = lease.status().ToString();
       return a;
     }
   }
@@ -906,6 +936,13 @@ void Orchestrator::ResumeDatabase(const std::string& database) {
         if (!plans.ok()) return out.status = plans.status(), out;
         for (const auto& r : *plans) {
           if (IsFinal(r.cursor.state)) continue;
+          // Another tided runs it while its lease lasts; this one takes it over after that.
+          auto lease = (*db)->AcquireLease(r.name, options_.instance, options_.lease_ttl);
+          if (!lease.ok()) return out.status = lease.status(), out;
+          if (!*lease) {
+            spdlog::debug("plan {} ({}): another tided holds its lease", r.name, ToString(r.cursor.state));
+            continue;
+          }
           ResumeItem item;
           auto parsed = ParsePlan(r.source, r.file_name);
           if (!parsed.ok()) item.error = FormatDiagnostics(parsed.errors);
@@ -944,13 +981,73 @@ void Orchestrator::ResumeDatabase(const std::string& database) {
           const std::string key = database + "/" + item.plan.name;
           if (runs_.count(key)) continue;
           Audit(AuditEvent{"plan_resumed", item.plan.name, "", "",
-                           JsonObject().Str("database", database).Str(
-                               "state", ToString(item.record.cursor.state))});
+                           JsonObject()
+                               .Str("database", database)
+                               .Str("state", ToString(item.record.cursor.state))
+                               .Str("instance", options_.instance)});
           spdlog::info("plan {}: resuming in state {}", item.plan.name,
                        ToString(item.record.cursor.state));
           StartRun(std::move(item.plan), std::move(item.record), std::move(item.db));
         }
+        spdlog::debug("database {}: {} unfinished plan(s) to run here; looking again in {}",
+                      database, r.items.size(), FormatDuration(options_.takeover_scan));
+        // Look again later: a plan whose daemon died is taken over once its lease expires.
+        auto timer = std::make_shared<asio::steady_timer>(io_, options_.takeover_scan);
+        timer->async_wait([this, timer, database](const boost::system::error_code& ec) {
+          if (!ec && !stopping_) ResumeDatabase(database);
+        });
       });
+}
+
+// Every lease_renew: extends the leases of the plans running here, one statement per database
+// on a session of its own (a long step never delays it), and stops the runs whose lease is gone.
+void Orchestrator::RenewLeases() {
+  lease_timer_.expires_after(options_.lease_renew);
+  lease_timer_.async_wait([this](const boost::system::error_code& ec) {
+    if (ec == asio::error::operation_aborted || stopping_) return;
+    std::map<std::string, std::vector<std::string>> plans;  // database -> plans
+    for (const auto& kv : runs_) {
+      const std::string database = kv.first.substr(0, kv.first.find('/'));
+      plans[database].push_back(kv.second->name());
+    }
+    if (plans.empty()) return RenewLeases();
+    auto pending = std::make_shared<size_t>(plans.size());
+    for (const auto& [database, names] : plans) {
+      // The slot is made here, on the io thread; only this job uses the session in it.
+      std::shared_ptr<PlanDatabase>* keeper = &keepers_[database];
+      offloader_.Run<Result<std::vector<std::string>>>(
+          [this, keeper, database = database, names = names]() -> Result<std::vector<std::string>> {
+            if (!*keeper) {
+              auto db = connector_->Connect(database);
+              if (!db.ok()) return db.status();
+              *keeper = std::move(db).value();
+            }
+            return (*keeper)->RenewLeases(options_.instance, names, options_.lease_ttl);
+          },
+          [this, database = database, names = names, pending](Result<std::vector<std::string>> r) {
+            if (!r.ok()) {
+              // Unreachable: the runs find out themselves; the lease may lapse meanwhile.
+              spdlog::warn("database {}: cannot renew plan leases: {}", database, r.status().ToString());
+            } else {
+              OnLeasesRenewed(database, names, *r);
+            }
+            if (--*pending == 0 && !stopping_) RenewLeases();
+          });
+    }
+  });
+}
+
+void Orchestrator::OnLeasesRenewed(const std::string& database, const std::vector<std::string>& asked,
+                                   const std::vector<std::string>& held) {
+  for (const auto& plan : asked) {
+    if (std::find(held.begin(), held.end(), plan) != held.end()) continue;
+    auto it = runs_.find(database + "/" + plan);
+    if (it == runs_.end()) continue;
+    spdlog::warn("plan {}: its lease went to another tided; stopping here", plan);
+    Audit(AuditEvent{"lease_lost", plan, "", "", JsonObject().Str("instance", options_.instance)});
+    it->second->Stop();
+    OnRunFinished(it->first);
+  }
 }
 
 namespace {
@@ -1091,6 +1188,7 @@ void Orchestrator::UpdateConfig(const Config& config) {
 void Orchestrator::Shutdown(std::function<void()> on_idle) {
   stopping_ = true;
   audit_timer_.cancel();
+  lease_timer_.cancel();
   on_idle_ = std::move(on_idle);
   for (auto& kv : runs_) kv.second->Stop();
   CheckIdle();

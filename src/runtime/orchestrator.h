@@ -30,6 +30,13 @@ struct OrchestratorOptions {
   Millis retry_cap{30000};
   Millis reconnect_interval{5000};   // while a database is unreachable at startup
   CommandRunner* commands = nullptr;  // runs backup_command; not owned
+  // Plan leases (several tided on one database): who this daemon is ("" makes one up from the
+  // host name, pid and a random number), how long a lease lasts, how often this daemon renews
+  // its leases and looks for plans whose lease expired (a daemon that died).
+  std::string instance;
+  Millis lease_ttl{15000};
+  Millis lease_renew{5000};
+  Millis takeover_scan{5000};
 };
 
 class Orchestrator {
@@ -84,6 +91,9 @@ class Orchestrator {
   void FlushAudit();
   void AuditBlocked(const Status& s);
   void WatchAudit();
+  void RenewLeases();
+  void OnLeasesRenewed(const std::string& database, const std::vector<std::string>& asked,
+                       const std::vector<std::string>& held);
 
   boost::asio::io_context& io_;
   boost::asio::thread_pool& pool_;
@@ -99,6 +109,8 @@ class Orchestrator {
   std::set<std::string> pending_files_;               // being admitted
   Offloader offloader_;
   boost::asio::steady_timer audit_timer_;
+  boost::asio::steady_timer lease_timer_;
+  std::map<std::string, std::shared_ptr<PlanDatabase>> keepers_;  // per database, for leases
   std::deque<AuditEvent> unwritten_;  // in order; written before anything newer
   std::string audit_blocked_;         // why the audit log cannot be written; "": it can
   std::chrono::steady_clock::time_point audit_blocked_since_;

@@ -98,7 +98,7 @@ class PgDatabaseTest : public ::testing::Test {
 };
 
 TEST_F(PgDatabaseTest, SchemaIsCreatedOnceAndSafeToEnsureConcurrently) {
-  EXPECT_EQ(Query("SELECT max(version) FROM tide.schema_version"), "1");
+  EXPECT_EQ(Query("SELECT max(version) FROM tide.schema_version"), "2");
   std::vector<std::thread> threads;
   std::atomic<int> ok{0};
   for (int i = 0; i < 4; ++i) {
@@ -421,6 +421,25 @@ TEST_F(PgDatabaseTest, ADeadlockIsRetryableWithItsSqlstate) {
   EXPECT_EQ(s.code(), Status::Code::kRetryable) << s.ToString();
   EXPECT_EQ(s.sqlstate(), "40P01") << s.ToString();
   EXPECT_EQ(Query("SELECT step FROM tide.plans WHERE name = 'p'"), "0");
+}
+
+TEST_F(PgDatabaseTest, APlanLeaseHasOneOwnerUntilItExpires) {
+  ASSERT_TRUE(db_->InsertPlan(Record("p")).ok());
+  auto a = Open();
+  auto b = Open();
+  const Millis ttl(400);
+  auto got = a->AcquireLease("p", "A", ttl);
+  ASSERT_TRUE(got.ok()) << got.status().ToString();
+  EXPECT_TRUE(*got);
+  EXPECT_FALSE(*b->AcquireLease("p", "B", ttl)) << "held by A";
+  EXPECT_TRUE(*a->AcquireLease("p", "A", ttl)) << "A may take its own again";
+  EXPECT_EQ(*a->RenewLeases("A", {"p", "q"}, ttl), std::vector<std::string>{"p"});
+  EXPECT_TRUE(b->RenewLeases("B", {"p"}, ttl)->empty());
+  std::this_thread::sleep_for(std::chrono::milliseconds(600));  // A died: no renewal
+  EXPECT_TRUE(*b->AcquireLease("p", "B", ttl)) << "expired, so B takes it over";
+  EXPECT_TRUE(a->RenewLeases("A", {"p"}, ttl)->empty()) << "A learns it lost the plan";
+  EXPECT_TRUE(b->ReleaseLease("p", "B").ok());
+  EXPECT_TRUE(*a->AcquireLease("p", "A", ttl));
 }
 
 TEST_F(PgDatabaseTest, ReconnectsAfterTheSessionIsKilled) {

@@ -69,6 +69,12 @@ class FakeDatabase : public PlanDatabase {
     if (after) plans_[plan].cursor = *after;
     return out;
   }
+  Result<bool> AcquireLease(const std::string&, const std::string&, Millis) override { return true; }
+  Result<std::vector<std::string>> RenewLeases(const std::string&,
+                                               const std::vector<std::string>& plans, Millis) override {
+    return plans;
+  }
+  Status ReleaseLease(const std::string&, const std::string&) override { return Status::Ok(); }
   Status RestartPlan(const std::string& plan) override {
     std::lock_guard<std::mutex> l(mu_);
     plans_[plan].cursor = PlanCursor{};
@@ -256,6 +262,14 @@ class FakeConnector : public DatabaseConnector {
       return d->RunStatements(p, s, l, a);
     }
     Status RestartPlan(const std::string& p) override { return d->RestartPlan(p); }
+    Result<bool> AcquireLease(const std::string& p, const std::string& o, Millis t) override {
+      return d->AcquireLease(p, o, t);
+    }
+    Result<std::vector<std::string>> RenewLeases(const std::string& o, const std::vector<std::string>& p,
+                                                 Millis t) override {
+      return d->RenewLeases(o, p, t);
+    }
+    Status ReleaseLease(const std::string& p, const std::string& o) override { return d->ReleaseLease(p, o); }
     Result<PreflightReport> Preflight(const Plan& p, bool dry, const StatementLimits& l) override {
       return d->Preflight(p, dry, l);
     }
