@@ -14,10 +14,11 @@ echo "== AddressSanitizer + UndefinedBehaviorSanitizer: unit and integration tes
 cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTIDE_SANITIZE=address,undefined >/dev/null
 cmake --build build-asan -j2 --target tide_unit_tests tide_integration_tests
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:strict_string_checks=1
+export LSAN_OPTIONS=suppressions=$PWD/tests/lsan.supp:print_suppressions=0
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 build-asan/tide_unit_tests --gtest_brief=1
 build-asan/tide_integration_tests --gtest_brief=1
-unset ASAN_OPTIONS UBSAN_OPTIONS
+unset ASAN_OPTIONS LSAN_OPTIONS UBSAN_OPTIONS
 
 echo "== ThreadSanitizer: the orchestrator, its worker pool and the shared rate limiter"
 cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTIDE_SANITIZE=thread >/dev/null
