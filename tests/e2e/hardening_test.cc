@@ -136,5 +136,17 @@ TEST_F(HardeningTest, NoWorkStartsWhileTheAuditLogCannotBeWritten) {
   EXPECT_EQ(Query("SELECT count(*) FROM patient_offers WHERE updates <> 1"), "0");
 }
 
+
+TEST_F(HardeningTest, WarnsWhenMetricsListenBeyondLoopback) {
+  std::string config = ReadAll(config_);
+  const std::string loopback = "metrics_listen: 127.0.0.1:";
+  config.replace(config.find(loopback), loopback.size(), "metrics_listen: 0.0.0.0:");
+  WriteAll(config_, config);
+  StartDaemon();
+  ASSERT_TRUE(WaitFor([&] { return ReadAll(dir_ + "/tided.log").find("started") != std::string::npos; }, 10s));
+  EXPECT_NE(ReadAll(dir_ + "/tided.log").find("reachable from other hosts"), std::string::npos)
+      << ReadAll(dir_ + "/tided.log");
+}
+
 }  // namespace
 }  // namespace tide
