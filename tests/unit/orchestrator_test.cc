@@ -221,7 +221,7 @@ class FakeDatabase : public PlanDatabase {
   std::vector<Pause> pauses_;
   std::vector<int64_t> sizes_;
   std::atomic<int64_t> pids_{0};
-  bool throttle_ = false;
+  std::atomic<bool> throttle_{false};
   std::vector<int> filled_;  // times each key was updated
   std::vector<std::string> steps_;
   std::deque<std::pair<std::string, Status>> step_errors_;
@@ -230,7 +230,7 @@ class FakeDatabase : public PlanDatabase {
   int restarted_ = 0;
   int batch_errors_ = 0;
   Status batch_error_ = Status::Retryable("connection lost", "08006");
-  int batches_ = 0;
+  std::atomic<int> batches_{0};  // polled by the tests while workers run
   StatementLimits last_limits_{};
 };
 
