@@ -10,7 +10,9 @@ CC=clang-14 CXX=clang++-14 cmake -S . -B build-fuzz -DTIDE_FUZZ=ON -DCMAKE_BUILD
 cmake --build build-fuzz -j2 --target plan_fuzzer
 corpus=$(mktemp -d)
 trap 'rm -rf "$corpus"' EXIT
-cp plans/*.yaml tests/data/bad_plans/*.yaml tests/data/bad_configs/*.yaml "$corpus/"
+for f in plans/*.yaml tests/data/bad_plans/*.yaml tests/data/bad_configs/*.yaml; do
+  cp "$f" "$corpus/$(basename "$(dirname "$f")")-$(basename "$f")"  # names repeat across folders
+done
 echo "fuzz: plan parser, validator, lint and config parser for ${SECONDS_TO_RUN}s"
 if ! build-fuzz/plan_fuzzer "$corpus" tests/fuzz/regressions -max_total_time="$SECONDS_TO_RUN" \
     -timeout=10 -rss_limit_mb=2048 -max_len=65536 -artifact_prefix=build-fuzz/ -print_final_stats=1 \
