@@ -104,6 +104,11 @@ int Run(const std::string& config_path) {
   tide::ShellCommandRunner commands;
   tide::OrchestratorOptions options;
   options.commands = &commands;
+  // Stable across restarts, so that a restarted tided takes its own plans back at once; another
+  // tided (another host or spool) waits for their leases to expire.
+  char host[256] = {0};
+  ::gethostname(host, sizeof host - 1);
+  options.instance = std::string(host) + ":" + config->spool_dir;
   tide::Orchestrator orchestrator(io, pool, *config, &connector, &spool, &audit, &metrics, options);
   tide::SpoolWatcher watcher(io, &spool, [&](tide::SpoolFile f) { orchestrator.Submit(std::move(f)); });
 

@@ -30,9 +30,10 @@ struct OrchestratorOptions {
   Millis retry_cap{30000};
   Millis reconnect_interval{5000};   // while a database is unreachable at startup
   CommandRunner* commands = nullptr;  // runs backup_command; not owned
-  // Plan leases (several tided on one database): who this daemon is ("" makes one up from the
-  // host name, pid and a random number), how long a lease lasts, how often this daemon renews
-  // its leases and looks for plans whose lease expired (a daemon that died).
+  // Plan leases (several tided on one database): who this daemon is (tided uses host:spool, so
+  // a restart takes its own plans back at once; "" makes one up from the host name, pid and a
+  // random number), how long a lease lasts, how often this daemon renews its leases and looks
+  // for plans whose lease expired (a daemon that died).
   std::string instance;
   Millis lease_ttl{15000};
   Millis lease_renew{5000};

@@ -28,6 +28,7 @@ ANALYZE;
 const char* kChaosPlan = R"(plan: chaos
 database: app
 expand:
+  - sql: SELECT pg_sleep(0.3)
   - add_column: {table: patient_offers, column: clinicId, type: text}
   - create_index: {table: patient_offers, name: po_offer_clinic_idx, columns: [offerId, clinicId]}
 backfill:
@@ -40,6 +41,8 @@ backfill:
     pause_between_batches: 10ms
 gates:
   - null_count: {table: patient_offers, column: clinicId}
+  - sql: SELECT count(*) FROM pg_sleep(1)
+    expect: 1
 contract:
   - set_not_null: {table: patient_offers, column: clinicId}
   - add_check: {table: patient_offers, name: po_clinic_not_empty, expression: "\"clinicId\" <> ''"}
@@ -66,8 +69,9 @@ TEST_F(DaemonTest, SurvivesSigkillAtRandomInstantsInEveryPhase) {
     const char* state;
     int max_delay_ms;
   };
-  const std::vector<Phase> phases = {{"accepted", 30}, {"expanding", 60}, {"backfilling", 400},
-                                     {"gating", 20}, {"contracting", 40}};
+  // The plan's first step takes 0.3 s and its second gate 1 s, so that every phase has a window.
+  const std::vector<Phase> phases = {{"accepted", 250}, {"expanding", 60}, {"backfilling", 400},
+                                     {"gating", 800}, {"contracting", 40}};
   auto rank = [&](const std::string& state) {
     for (size_t i = 0; i < phases.size(); ++i) {
       if (state == phases[i].state) return static_cast<int>(i);

@@ -1,0 +1,558 @@
+#include "runtime/plan_run.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <random>
+
+#include "engine/backfill.h"
+#include "engine/operations.h"
+#include "engine/phase.h"
+#include "engine/sqlstate.h"
+
+namespace tide {
+
+namespace asio = boost::asio;
+using SteadyClock = std::chrono::steady_clock;
+
+namespace {
+
+int64_t MillisSince(SteadyClock::time_point t) {
+  return std::chrono::duration_cast<Millis>(SteadyClock::now() - t).count();
+}
+
+Millis Backoff(const OrchestratorOptions& o, int attempt) {
+  static thread_local std::mt19937 rng{std::random_device{}()};
+  int64_t base = o.retry_base.count() << std::min(attempt, 16);
+  base = std::min<int64_t>(base, o.retry_cap.count());
+  std::uniform_int_distribution<int64_t> jitter(base / 2, base);
+  return Millis(jitter(rng));
+}
+
+}  // namespace
+Orchestrator::Run::Run(Orchestrator& o, Plan plan, PlanRecord record,
+                       std::shared_ptr<PlanDatabase> db)
+    : o_(o),
+      plan_(std::move(plan)),
+      record_(std::move(record)),
+      db_(std::move(db)),
+      cursor_(record_.cursor),
+      limits_(LimitsFor(plan_, o.config_.defaults)),
+      timer_(o.io_) {}
+
+std::string Orchestrator::Run::key() const { return plan_.database + "/" + plan_.name; }
+
+const std::string& Orchestrator::Run::name() const { return plan_.name; }
+
+void Orchestrator::Run::AbortStopped(const std::string& actor, bool file_in_spool) {
+  abort_by_ = actor;
+  file_in_spool_ = file_in_spool;
+}
+
+void Orchestrator::Run::Start() {
+  o_.metrics_->PlanStarted(plan_.name);
+  o_.metrics_->SetPaused(plan_.name, false);
+  Next();
+}
+
+void Orchestrator::Run::Stop() {
+  stopped_ = true;
+  ++generation_;
+  timer_.cancel();
+  if (task_) task_->Cancel(Status::Invalid("stopped"));
+}
+
+void Orchestrator::Run::Abort(const std::string& actor, const std::string& via) {
+  const std::string refusal = AbortRefusal(cursor_.state, PlanState::kAccepted);
+  if (!refusal.empty() || !abort_by_.empty()) {
+    const std::string why = refusal.empty() ? "the plan is already aborting" : refusal;
+    Audit("abort_refused", PhaseOf(cursor_.state), JsonObject().Str("via", via).Str("reason", why), actor);
+    spdlog::warn("plan {}: abort by {} refused: {}", plan_.name, actor, why);
+    return;
+  }
+  abort_by_ = actor;
+  Audit("abort_requested", PhaseOf(cursor_.state),
+        JsonObject().Str("via", via).Str("state", ToString(cursor_.state)), actor);
+  spdlog::info("plan {}: abort requested by {}", plan_.name, actor);
+  if (task_) return task_->Cancel(Status::Invalid("the plan is being aborted"));
+  if (waiting_) {
+    waiting_ = false;
+    ++generation_;
+    timer_.cancel();
+    Next();
+  }
+  // Otherwise an action is in flight, and Next() follows it.
+}
+
+void Orchestrator::Run::Next() {
+  if (o_.stopping_ || stopped_) return;
+  if (!abort_by_.empty() && cursor_.state != PlanState::kAborting) return BeginAbort();
+  cursor_ = Normalize(plan_, cursor_);
+  AnnouncePhase();
+  const bool aborting = cursor_.state == PlanState::kAborting;
+  if (!aborting && HeldByPause()) return After(Millis(500), [this] { Next(); });
+  if (!o_.audit_blocked_.empty()) return After(Millis(500), [this] { Next(); });
+  if (!backup_checked_) {
+    backup_checked_ = true;
+    const bool fresh = cursor_ == Normalize(plan_, PlanCursor{});
+    if (fresh && !aborting && !o_.config_.backup_command.empty()) return RunBackup();
+  }
+  const Action a = NextAction(plan_, cursor_);
+  const bool ends_triggers = a.kind == Action::Kind::kRunContractStep ||
+                             a.kind == Action::Kind::kFinish ||
+                             a.kind == Action::Kind::kRunRollbackStep ||
+                             a.kind == Action::Kind::kFinishAborted;
+  if (ends_triggers && !sync_triggers_dropped_) return DropSyncTriggers();
+  switch (a.kind) {
+    case Action::Kind::kRunExpandStep: return RunStep("expand", plan_.expand[a.index], a.index);
+    case Action::Kind::kRunContractStep:
+      return RunStep("contract", plan_.contract[a.index], a.index);
+    case Action::Kind::kRunRollbackStep:
+      return RunStep("rollback", plan_.rollback[a.index], a.index);
+    case Action::Kind::kRunBackfillTask: return StartTask(a.index);
+    case Action::Kind::kCheckGates: return CheckGates();
+    case Action::Kind::kFinish: return Finish();
+    case Action::Kind::kFinishAborted: return FinishAborted();
+    case Action::Kind::kNothing: return;
+  }
+}
+
+void Orchestrator::Run::BeginAbort() {
+  Audit("abort_started", "rollback",
+        JsonObject()
+            .Str("from", ToString(cursor_.state))
+            .Int("rollback_steps", static_cast<int64_t>(plan_.rollback.size())),
+        abort_by_);
+  Advance(PlanCursor{PlanState::kAborting, 0, cursor_.catch_up});
+}
+
+void Orchestrator::Run::FinishAborted() {
+  auto db = db_;
+  const std::string name = plan_.name;
+  const PlanCursor aborted = AfterSuccess(plan_, cursor_);
+  o_.offloader_.Run<Status>([db, name, aborted] { return db->SaveCursor(name, aborted); },
+                            [self = shared_from_this(), aborted](Status s) {
+                              if (!s.ok()) return self->OnError(s);
+                              self->cursor_ = aborted;
+                              self->AnnouncePhase();
+                              self->Audit("plan_aborted", "",
+                                          JsonObject().Str("file", self->record_.file_name),
+                                          self->abort_by_);
+                              spdlog::info("plan {}: aborted; rollback done", self->plan_.name);
+                              if (self->file_in_spool_) {
+                                self->Report(self->o_.spool_->Finish(
+                                    self->record_.file_name, false,
+                                    "aborted by " + self->abort_by_ + "; the rollback steps ran"));
+                              }
+                              self->o_.metrics_->PlanFinished(self->plan_.database, "aborted");
+                              self->o_.OnRunFinished(self->key());
+                            });
+}
+
+void Orchestrator::Run::RunBackup() {
+  CommandRunner* runner = o_.options_.commands;
+  if (!runner) return Fail(Status::Fatal("backup_command is set but this tided cannot run commands"));
+  const std::string command = o_.config_.backup_command;
+  const std::vector<std::pair<std::string, std::string>> env = {
+      {"TIDE_PLAN", plan_.name}, {"TIDE_DATABASE", plan_.database}};
+  const auto start = SteadyClock::now();
+  doing_ = "backup_command";
+  Audit("backup_started", "", JsonObject().Str("command", command));
+  o_.offloader_.Run<Result<CommandResult>>(
+      [runner, command, env] { return runner->Run(command, env); },
+      [self = shared_from_this(), start](Result<CommandResult> r) {
+        if (!r.ok()) return self->Fail(r.status());
+        JsonObject details;
+        details.Int("exit_code", r->exit_code).Str("output", r->output).Int(
+            "duration_ms", MillisSince(start));
+        if (r->exit_code != 0) {
+          self->Audit("backup_failed", "", std::move(details));
+          return self->Fail(Status::Fatal("backup_command exited with " +
+                                          std::to_string(r->exit_code) +
+                                          " before anything changed; its output is in the "
+                                          "audit log (event backup_failed)"));
+        }
+        self->Audit("backup_finished", "", std::move(details));
+        self->Next();
+      });
+}
+
+bool Orchestrator::Run::HeldByPause() {
+  const char* phase = PhaseOf(cursor_.state);
+  const tide::Pause* by = o_.PausedBy(plan_.name, phase);
+  if (by && !held_) {
+    held_ = true;
+    o_.metrics_->SetPaused(plan_.name, true);
+    Audit("plan_held", phase, JsonObject().Str("paused_by", by->actor).Str("via", by->via));
+    spdlog::info("plan {}: paused before {} (by {})", plan_.name, phase, by->actor);
+  } else if (!by && held_) {
+    held_ = false;
+    o_.metrics_->SetPaused(plan_.name, false);
+    Audit("plan_released", phase, JsonObject());
+  }
+  return held_;
+}
+
+void Orchestrator::Run::AnnouncePhase() {
+  if (announced_ && cursor_.state == announced_state_) return;
+  if (announced_ && *PhaseOf(announced_state_)) {
+    Audit("phase_finished", PhaseOf(announced_state_),
+          JsonObject().Int("duration_ms", MillisSince(phase_started_)));
+  }
+  announced_ = true;
+  announced_state_ = cursor_.state;
+  phase_started_ = SteadyClock::now();
+  o_.metrics_->SetPlanState(plan_.name, plan_.database, cursor_.state);
+  if (*PhaseOf(cursor_.state)) {
+    Audit("phase_started", PhaseOf(cursor_.state),
+          JsonObject().Str("state", ToString(cursor_.state)).Bool("catch_up", cursor_.catch_up));
+  }
+}
+
+void Orchestrator::Run::DropSyncTriggers() {
+  std::string sql;
+  for (size_t i = 0; i < plan_.backfill.size(); ++i) {
+    if (plan_.backfill[i].sync_trigger) {
+      sql += MakeSyncTrigger(plan_.name, static_cast<int>(i), plan_.backfill[i]).drop + "; ";
+    }
+  }
+  if (sql.empty()) {
+    sync_triggers_dropped_ = true;
+    return Next();
+  }
+  auto db = db_;
+  const StatementLimits limits = limits_;
+  doing_ = "dropping the sync triggers";
+  o_.offloader_.Run<Status>([db, sql, limits] { return db->Execute(sql, limits); },
+                            [self = shared_from_this()](Status s) {
+                              if (!s.ok()) return self->OnError(s);
+                              self->Audit("sync_triggers_dropped", "contract", JsonObject());
+                              self->sync_triggers_dropped_ = true;
+                              self->Next();
+                            });
+}
+
+void Orchestrator::Run::RunStep(const std::string& phase, const Step& step, size_t index) {
+  const PlanCursor after = AfterSuccess(plan_, cursor_);
+  auto db = db_;
+  const auto start = SteadyClock::now();
+  const std::string name = plan_.name, what = step.Describe(), op = OpName(step.kind);
+  const std::vector<DdlStatement> statements = CompileStep(step);
+  StatementLimits limits = limits_;
+  if (step.statement_timeout) limits.statement_timeout = *step.statement_timeout;
+  doing_ = phase + " step " + std::to_string(index + 1);
+  Audit("step_started", phase, JsonObject().Int("step", index + 1).Str("op", op).Str("sql", what));
+  o_.offloader_.Run<Result<std::vector<StatementOutcome>>>(
+      [db, name, statements, limits, after] {
+        return db->RunStatements(name, statements, limits, after);
+      },
+      [self = shared_from_this(), phase, index, start, what, op, after](
+          Result<std::vector<StatementOutcome>> r) {
+        if (r.status().sqlstate() == "55P03") self->o_.metrics_->CountLockTimeout(self->plan_.name);
+        if (!r.ok()) return self->OnError(r.status());
+        self->o_.metrics_->RecordDdl(self->plan_.name, phase, MillisSince(start) / 1000.0);
+        self->Audit("step_finished", phase,
+                    JsonObject()
+                        .Int("step", index + 1)
+                        .Str("op", op)
+                        .Str("sql", what)
+                        .Raw("statements", OutcomesJson(*r))
+                        .Int("duration_ms", MillisSince(start)));
+        self->attempts_ = 0;
+        self->cursor_ = after;
+        self->Next();
+      });
+}
+
+BackfillEnv Orchestrator::Run::MakeEnv() {
+  BackfillEnv env;
+  env.offload = &o_.offloader_;
+  env.connector = o_.connector_;
+  env.metrics = o_.metrics_;
+  env.slots = &o_.slots_;
+  env.max_retries = o_.options_.max_retries;
+  env.retry_base = o_.options_.retry_base;
+  env.retry_cap = o_.options_.retry_cap;
+  std::weak_ptr<Run> weak = shared_from_this();
+  env.audit = [weak](const std::string& event, JsonObject details) {
+    if (auto self = weak.lock()) self->Audit(event, "backfill", std::move(details));
+  };
+  Orchestrator* o = &o_;
+  env.stopping = [o] { return o->stopping_; };
+  const std::string plan = plan_.name;
+  env.paused = [o, plan] {
+    return o->PausedBy(plan, "backfill") != nullptr || !o->audit_blocked_.empty();
+  };
+  // Health limits are read at every check, so that a reloaded config applies at once.
+  std::weak_ptr<Run> weak_run = shared_from_this();
+  env.health = [o, weak_run] {
+    auto self = weak_run.lock();
+    if (!self || self->plan_.backfill.empty()) return HealthLimits{};
+    return OptionsFor(self->plan_, self->plan_.backfill.front(), o->config_.defaults).health;
+  };
+  return env;
+}
+
+void Orchestrator::Run::StartTask(size_t index) {
+  const BackfillTask& task = plan_.backfill[index];
+  doing_ = "backfill of " + task.table.Display();
+  task_started_ = SteadyClock::now();
+  task_ = std::make_shared<BackfillRun>(
+      MakeEnv(), plan_.database, plan_.name, static_cast<int>(index), task,
+      cursor_.catch_up ? 2 : 1, OptionsFor(plan_, task, o_.config_.defaults), limits_);
+  task_->Start([self = shared_from_this(), index](Status s, BackfillSummary summary) {
+    self->task_.reset();
+    if (self->stopped_) return;
+    if (!self->abort_by_.empty()) return self->Next();
+    if (!s.ok()) return self->Fail(s);
+    self->Audit("backfill_finished", "backfill",
+                JsonObject()
+                    .Str("table", self->plan_.backfill[index].table.Display())
+                    .Int("pass", summary.pass)
+                    .Int("ranges", summary.ranges)
+                    .Int("rows_updated", summary.rows_updated)
+                    .Int("rows_scanned", summary.rows_scanned)
+                    .Int("batches", summary.batches)
+                    .Int("duration_ms", MillisSince(self->task_started_)));
+    self->Advance(AfterSuccess(self->plan_, self->cursor_));
+  });
+}
+
+void Orchestrator::Run::CheckGates() {
+  if (!pre_gate_done_ && !PreGateStatements(plan_).empty()) return AddPreGateChecks();
+  auto db = db_;
+  const std::vector<Gate> gates = plan_.gates;
+  const StatementLimits limits = limits_;
+  doing_ = "gates";
+  o_.offloader_.Run<Result<std::vector<GateValue>>>(
+      [db, gates, limits]() -> Result<std::vector<GateValue>> {
+        std::vector<GateValue> values;
+        for (size_t i = 0; i < gates.size(); ++i) {
+          const Gate& g = gates[i];
+          const bool nulls = g.kind == Gate::Kind::kNullCount;
+          auto v = db->QueryNumber(nulls ? NullCountSql(g.table, g.column) : g.sql, limits);
+          if (!v.ok()) return v.status();
+          values.push_back({g.Label(i), *v, nulls ? 0 : g.expect});
+        }
+        return values;
+      },
+      [self = shared_from_this()](Result<std::vector<GateValue>> r) {
+        if (!r.ok()) return self->OnError(r.status());
+        self->OnGates(*r);
+      });
+}
+
+void Orchestrator::Run::AddPreGateChecks() {
+  auto db = db_;
+  const std::string name = plan_.name;
+  const std::vector<DdlStatement> statements = PreGateStatements(plan_);
+  const StatementLimits limits = limits_;
+  doing_ = "the NOT VALID checks before the gates";
+  o_.offloader_.Run<Result<std::vector<StatementOutcome>>>(
+      [db, name, statements, limits] {
+        return db->RunStatements(name, statements, limits, std::nullopt);
+      },
+      [self = shared_from_this()](Result<std::vector<StatementOutcome>> r) {
+        if (r.status().sqlstate() == "55P03") self->o_.metrics_->CountLockTimeout(self->plan_.name);
+        if (!r.ok()) return self->OnError(r.status());
+        self->pre_gate_done_ = true;
+        self->Audit("gate_checks_added", "gate", JsonObject().Raw("statements", OutcomesJson(*r)));
+        self->CheckGates();
+      });
+}
+
+void Orchestrator::Run::OnGates(const std::vector<GateValue>& values) {
+  attempts_ = 0;
+  bool pass = true;
+  std::string failing;
+  for (const auto& v : values) {
+    const bool ok = v.value == v.expect;
+    o_.metrics_->SetGateRemaining(plan_.name, v.label, v.value);
+    pass &= ok;
+    if (!ok) failing += (failing.empty() ? "" : ", ") + v.label + " = " + std::to_string(v.value);
+    if (!ok || !waiting_on_gates_) {
+      Audit("gate_checked", "gate",
+            JsonObject().Str("gate", v.label).Int("value", v.value).Int("expect", v.expect).Bool(
+                "passed", ok));
+    }
+  }
+  if (pass) {
+    waiting_on_gates_ = false;
+    return Advance(AfterSuccess(plan_, cursor_));
+  }
+  const PlanCursor next = AfterGateFailure(cursor_);
+  if (!(next == cursor_)) {
+    Audit("gate_failed", "gate",
+          JsonObject().Str("failing", failing).Str("action",
+                                                   "backfill again over the rows that still "
+                                                   "match, then check again"));
+    return Advance(next);
+  }
+  if (!waiting_on_gates_) {
+    waiting_on_gates_ = true;
+    Audit("gate_waiting", "gate",
+          JsonObject().Str("failing", failing).Int(
+              "recheck_ms", o_.config_.defaults.gate_recheck_interval.count()));
+    spdlog::warn("plan {}: gates fail ({}); contract waits, re-checking every {}", plan_.name,
+                 failing, FormatDuration(o_.config_.defaults.gate_recheck_interval));
+  }
+  After(o_.config_.defaults.gate_recheck_interval, [this] { CatchUpTails(0); });
+}
+
+void Orchestrator::Run::CatchUpTails(size_t index) {
+  if (index >= plan_.backfill.size()) return CheckGates();
+  const BackfillTask& task = plan_.backfill[index];
+  task_ = std::make_shared<BackfillRun>(MakeEnv(), plan_.database, plan_.name,
+                                        static_cast<int>(index), task, cursor_.catch_up ? 2 : 1,
+                                        OptionsFor(plan_, task, o_.config_.defaults), limits_,
+                                        /*tail_only=*/true);
+  task_->Start([self = shared_from_this(), index](Status s, BackfillSummary) {
+    self->task_.reset();
+    if (self->stopped_) return;
+    if (!self->abort_by_.empty()) return self->Next();
+    if (!s.ok()) return self->Fail(s);
+    self->CatchUpTails(index + 1);
+  });
+}
+
+void Orchestrator::Run::Finish() {
+  auto db = db_;
+  const std::string name = plan_.name;
+  const PlanCursor done{PlanState::kDone, cursor_.step, cursor_.catch_up};
+  o_.offloader_.Run<Status>([db, name, done] { return db->SaveCursor(name, done); },
+                     [self = shared_from_this(), done](Status s) {
+                       if (!s.ok()) return self->OnError(s);
+                       self->cursor_ = done;
+                       self->AnnouncePhase();
+                       self->Audit("plan_done", "", JsonObject().Str("file", self->record_.file_name));
+                       spdlog::info("plan {}: done", self->plan_.name);
+                       self->Report(self->o_.spool_->Finish(self->record_.file_name, true, ""));
+                       self->o_.metrics_->PlanFinished(self->plan_.database, "done");
+                       self->o_.OnRunFinished(self->key());
+                     });
+}
+
+void Orchestrator::Run::Advance(PlanCursor next) {
+  auto db = db_;
+  const std::string name = plan_.name;
+  o_.offloader_.Run<Status>([db, name, next] { return db->SaveCursor(name, next); },
+                     [self = shared_from_this(), next](Status s) {
+                       if (!s.ok()) return self->OnError(s);
+                       self->cursor_ = next;
+                       self->Next();
+                     });
+}
+
+void Orchestrator::Run::OnError(const Status& s) {
+  const bool transient =
+      s.code() == Status::Code::kRetryable || s.code() == Status::Code::kInDoubt;
+  // A step that timed out on a lock is retried longer (ddl_retries): production went on
+  // meanwhile, since nothing queued behind tide for more than lock_timeout.
+  const bool lock_timeout = s.sqlstate() == "55P03";
+  const int limit = lock_timeout ? static_cast<int>(plan_.settings.ddl_retries.value_or(
+                                       o_.config_.defaults.ddl_retries))
+                                 : o_.options_.max_retries;
+  if (lock_timeout) {
+    Audit("lock_timeout", PhaseOf(cursor_.state),
+          JsonObject()
+              .Str("doing", doing_)
+              .Int("lock_timeout_ms", limits_.lock_timeout.count())
+              .Int("attempt", attempts_ + 1)
+              .Int("of", limit)
+              .Raw("blockers", s.detail().empty() ? "[]" : s.detail()));
+  }
+  // A lost server is waited for, however long (the backoff is capped); other transient
+  // errors have a budget.
+  if (!transient || (attempts_ >= limit && !IsConnectionLoss(s))) return Fail(s);
+  ++attempts_;
+  o_.metrics_->CountRetry(plan_.name, RetryKind(s));
+  const Millis wait = Backoff(o_.options_, attempts_ - 1);
+  Audit("retry", PhaseOf(cursor_.state),
+        JsonObject()
+            .Str("doing", doing_)
+            .Str("error", s.ToString())
+            .Int("attempt", attempts_)
+            .Int("of", o_.options_.max_retries)
+            .Int("wait_ms", wait.count()));
+  spdlog::warn("plan {}: {} failed ({}); retry {}/{} in {}", plan_.name, doing_, s.ToString(),
+               attempts_, o_.options_.max_retries, FormatDuration(wait));
+  After(wait, [this] { Reload(); });
+}
+
+void Orchestrator::Run::Reload() {
+  auto db = db_;
+  const std::string name = plan_.name;
+  o_.offloader_.Run<Result<std::optional<PlanRecord>>>(
+      [db, name] { return db->FindPlan(name); },
+      [self = shared_from_this()](Result<std::optional<PlanRecord>> r) {
+        if (!r.ok()) return self->OnError(r.status());
+        if (!r.value()) return self->Fail(Status::Fatal("the plan's row in tide.plans is gone"));
+        self->cursor_ = r.value()->cursor;
+        self->Next();
+      });
+}
+
+void Orchestrator::Run::Fail(const Status& s) {
+  if (stopped_) return;  // the plan is not ours any more (or the daemon is stopping)
+  std::string error = "plan " + plan_.name + " failed in " + doing_ + ": " + s.ToString();
+  if (!s.detail().empty() && s.detail() != "[]") error += "; held up by " + s.detail();
+  spdlog::error("{}", error);
+  auto db = db_;
+  const std::string name = plan_.name;
+  const PlanCursor at = Normalize(plan_, cursor_);
+  const PlanCursor failed{PlanState::kFailed, at.step, at.catch_up};
+  const std::string phase = PhaseOf(at.state);
+  o_.offloader_.Run<Status>(
+      [db, name, at, error] { return db->SaveFailure(name, at, error); },
+      [self = shared_from_this(), error, phase, failed, s](Status saved) {
+        if (!saved.ok()) {
+          spdlog::error("plan {}: could not record the failure: {}", self->plan_.name,
+                        saved.ToString());
+        }
+        self->cursor_ = failed;
+        self->o_.metrics_->SetPlanState(self->plan_.name, self->plan_.database, failed.state);
+        self->Audit("plan_failed", phase,
+                    JsonObject().Str("error", error).Str("sqlstate", s.sqlstate()).Bool(
+                        "recorded", saved.ok()));
+        self->Report(self->o_.spool_->Finish(self->record_.file_name, false, error));
+        self->o_.metrics_->PlanFinished(self->plan_.database, "failed");
+        self->o_.OnRunFinished(self->key());
+      });
+}
+
+void Orchestrator::Run::After(Millis wait, std::function<void()> then) {
+  waiting_ = true;
+  const uint64_t generation = generation_;
+  timer_.expires_after(wait);
+  timer_.async_wait([self = shared_from_this(), then, generation](const boost::system::error_code& ec) {
+    if (ec == asio::error::operation_aborted || self->o_.stopping_ ||
+        generation != self->generation_) {
+      return;
+    }
+    self->waiting_ = false;
+    then();
+  });
+}
+
+void Orchestrator::Run::Audit(const std::string& event, const std::string& phase, JsonObject details,
+             const std::string& actor) {
+  o_.Audit(AuditEvent{event, plan_.name, phase, actor, std::move(details)});
+}
+
+std::string Orchestrator::Run::OutcomesJson(const std::vector<StatementOutcome>& outcomes) {
+  std::string out = "[";
+  for (const auto& o : outcomes) {
+    JsonObject j;
+    j.Str("sql", o.sql).Int("duration_ms", o.duration_ms);
+    if (o.skipped) j.Bool("skipped", true);
+    if (o.dropped_invalid_index) j.Bool("dropped_invalid_index", true);
+    out += (out.size() > 1 ? "," : "") + j.ToString();
+  }
+  return out + "]";
+}
+
+void Orchestrator::Run::Report(const Status& s) {
+  if (!s.ok()) spdlog::error("plan {}: spool: {}", plan_.name, s.ToString());
+}
+
+}  // namespace tide

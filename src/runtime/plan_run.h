@@ -1,0 +1,139 @@
+// One plan on its way through its phases: expand, backfill, gates, contract, or rollback after
+// an abort. Private to src/runtime; the Orchestrator creates, starts and stops it.
+//
+// Threading: lives on the io thread; its database session is used by at most one pool job at a
+// time. Every wait is a steady_timer (After), cancelled by Stop and Abort.
+#pragma once
+
+#include <boost/asio/steady_timer.hpp>
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "runtime/backfill_run.h"
+#include "runtime/orchestrator.h"
+
+namespace tide {
+
+class Orchestrator::Run : public std::enable_shared_from_this<Orchestrator::Run> {
+ public:
+  Run(Orchestrator& o, Plan plan, PlanRecord record, std::shared_ptr<PlanDatabase> db);
+
+  std::string key() const;
+
+  const std::string& name() const;
+
+  // For a plan that was not running (failed, say) and starts again to abort: who asked, and
+  // whether its file is still in active/ (a failed plan's is in failed/ already).
+  void AbortStopped(const std::string& actor, bool file_in_spool);
+
+  void Start();
+
+  // Stops driving the plan (shutdown, or its lease went to another tided): no new action starts
+  // and nothing more is recorded for it; an action in flight finishes on its own.
+  void Stop();
+
+  // An operator's abort: the plan stops where it stands (a batch in flight commits) and runs its
+  // rollback steps. Refused, with the reason in the audit log, once contract has started.
+  void Abort(const std::string& actor, const std::string& via);
+
+ private:
+  void Next();
+
+  void BeginAbort();
+
+  void FinishAborted();
+
+  // backup_command, before the plan's first step.
+  void RunBackup();
+
+  // True while an operator's pause holds the plan's current phase; notes the start and the end.
+  bool HeldByPause();
+
+  // Audit and metrics for entering a new phase.
+  void AnnouncePhase();
+
+  // The sync triggers of `sync_trigger` tasks live from the backfill to the contract.
+  void DropSyncTriggers();
+
+  // Runs a step's statements (a typed operation's whole safe sequence, or one raw statement),
+  // skipping those already in effect, and stores the cursor past it.
+  void RunStep(const std::string& phase, const Step& step, size_t index);
+
+  BackfillEnv MakeEnv();
+
+  void StartTask(size_t index);
+
+  struct GateValue {
+    std::string label;
+    int64_t value = 0;
+    int64_t expect = 0;
+  };
+
+  void CheckGates();
+
+  // The NOT VALID checks of contract's set_not_null steps go in before the gates are checked,
+  // so the application cannot add NULLs between the gate and the constraint.
+  void AddPreGateChecks();
+
+  void OnGates(const std::vector<GateValue>& values);
+
+  // While gates wait, rows the application inserts above the backfilled keys are filled before
+  // each re-check, one task after another, so that inserts alone never keep a plan from ending.
+  void CatchUpTails(size_t index);
+
+  void Finish();
+
+  // Stores `next` as the plan's cursor, then goes on.
+  void Advance(PlanCursor next);
+
+  // Transient errors are retried after a backoff, from the state the database holds: every piece
+  // of progress is committed with the work it stands for, so re-reading it is always right.
+  void OnError(const Status& s);
+
+  void Reload();
+
+  void Fail(const Status& s);
+
+  // Waits, then goes on with `then`, unless the wait was cancelled (Stop, Abort) meanwhile.
+  void After(Millis wait, std::function<void()> then);
+
+  void Audit(const std::string& event, const std::string& phase, JsonObject details,
+             const std::string& actor = "");
+
+  static std::string OutcomesJson(const std::vector<StatementOutcome>& outcomes);
+
+  void Report(const Status& s);
+
+  Orchestrator& o_;
+  const Plan plan_;
+  const PlanRecord record_;
+  std::shared_ptr<PlanDatabase> db_;
+  PlanCursor cursor_;
+  const StatementLimits limits_;
+  boost::asio::steady_timer timer_;
+  int attempts_ = 0;
+  std::string doing_ = "start";
+
+  bool announced_ = false;
+  PlanState announced_state_ = PlanState::kAccepted;
+  std::chrono::steady_clock::time_point phase_started_;
+  bool waiting_on_gates_ = false;
+  bool sync_triggers_dropped_ = false;
+  bool held_ = false;
+  bool pre_gate_done_ = false;
+  bool backup_checked_ = false;
+  std::string abort_by_;  // who asked for the abort; empty: no abort
+  bool file_in_spool_ = true;  // the plan's file is in active/
+  bool waiting_ = false;  // on timer_, with no action in flight
+  bool stopped_ = false;
+  uint64_t generation_ = 0;  // bumped to orphan a wait that was cancelled
+
+  // The backfill task in progress.
+  std::shared_ptr<BackfillRun> task_;
+  std::chrono::steady_clock::time_point task_started_;
+};
+
+}  // namespace tide
