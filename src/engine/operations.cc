@@ -140,6 +140,10 @@ uint32_t Fnv1a(const std::string& text) {
 
 }  // namespace
 
+std::string DropIndexSql(const std::string& index) {
+  return "DROP INDEX CONCURRENTLY IF EXISTS " + index;
+}
+
 std::string IndexIsValidSql(const std::string& index) {
   return "SELECT COALESCE((SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass(" +
          QuoteLiteral(index) + ")), false)";
@@ -181,7 +185,7 @@ std::vector<DdlStatement> CompileStep(const Step& s) {
                true, "", Fill(kBriefExclusive, s.table) + " (the space is reclaimed by later writes)",
                ""}};
     case OpKind::kDropIndex:
-      return {{"DROP INDEX CONCURRENTLY IF EXISTS " + QuoteName(s.name), false, "",
+      return {{DropIndexSql(QuoteName(s.name)), false, "",
                "SHARE UPDATE EXCLUSIVE on the index's table: reads and writes go on", ""}};
   }
   return {};

@@ -43,6 +43,9 @@ std::vector<DdlStatement> PreGateStatements(const Plan& plan);
 // and stable; PostgreSQL would cut it silently and the catalog checks would miss it).
 std::string ObjectName(const std::vector<std::string>& parts, const std::string& suffix);
 
+// DROP INDEX CONCURRENTLY IF EXISTS `index` (quoted): outside a transaction, blocking no writes.
+std::string DropIndexSql(const std::string& index);
+
 // A query that is true when `index` (quoted) exists and is valid.
 std::string IndexIsValidSql(const std::string& index);
 // A query that is true when `index` (quoted) exists and is not valid (a failed build's leftover).

@@ -85,6 +85,121 @@ bool TableCreatedByExpand(const Plan& plan, const QualifiedName& table) {
   return false;
 }
 
+std::vector<TableQuery> TablesToDescribe(const Plan& plan) {
+  std::vector<TableQuery> out;
+  auto query = [&](const QualifiedName& t) -> TableQuery& {
+    for (auto& q : out) {
+      if (q.table == t) return q;
+    }
+    out.push_back(TableQuery{t, {}, false});
+    return out.back();
+  };
+  for (const auto& task : plan.backfill) query(task.table).key = task.key;
+  for (const auto* steps : {&plan.expand, &plan.contract}) {
+    for (const auto& s : *steps) {
+      if (s.kind == OpKind::kSql || s.kind == OpKind::kDropIndex) continue;
+      query(s.table).needs_rows |= s.kind == OpKind::kAddColumn && s.not_null && !s.default_sql;
+    }
+  }
+  return out;
+}
+
+namespace {
+
+const TableFacts kNoTable;
+
+const TableFacts& FactsOf(const CatalogFacts& facts, const QualifiedName& table) {
+  auto it = facts.find(table.Display());
+  return it == facts.end() ? kNoTable : it->second;
+}
+
+std::string MissingColumn(const std::string& where, const QualifiedName& table, const std::string& c) {
+  return where + ": column `" + c + "` does not exist in `" + table.Display() +
+         "` and no expand step adds it";
+}
+
+PreflightTask AssessTask(const Plan& plan, const BackfillTask& task, const TableFacts& f,
+                         std::vector<std::string>* problems) {
+  PreflightTask t;
+  t.table = task.table.Display();
+  t.exists = f.exists;
+  const std::string where = "backfill " + t.table;
+  if (!f.exists) {
+    if (!TableCreatedByExpand(plan, task.table)) {
+      problems->push_back(where + ": the table does not exist and no expand step creates it");
+    }
+    return t;
+  }
+  if (!f.key_error.empty()) {
+    problems->push_back(where + ": " + f.key_error);
+  } else if (f.key.empty()) {
+    problems->push_back(where + ": the table has no primary key; add `key: <a unique, not-null "
+                        "column>` to the task");
+  }
+  for (const auto& k : f.key) t.key += (t.key.empty() ? "" : ", ") + k.name + " " + k.type;
+  t.estimated_rows = f.estimated_rows;
+  t.total_bytes = f.total_bytes;
+  const auto added = ColumnsAddedByExpand(plan, task.table);
+  for (const auto& [column, expr] : task.set) {
+    if (!f.columns.count(column) && !added.count(column)) {
+      problems->push_back(where + ": column `" + column + "` does not exist and no expand step "
+                          "adds it");
+    }
+  }
+  return t;
+}
+
+// The tables and columns that typed operations name must be there (or be added by expand), and
+// add_column must not add a NOT NULL column without a default to a table with rows.
+void AssessOperations(const Plan& plan, const std::vector<Step>& steps, const std::string& phase,
+                      const CatalogFacts& facts, std::vector<std::string>* problems) {
+  for (size_t i = 0; i < steps.size(); ++i) {
+    const Step& s = steps[i];
+    if (s.kind == OpKind::kSql || s.kind == OpKind::kDropIndex) continue;
+    const std::string where = phase + " step " + std::to_string(i + 1) + " (" + OpName(s.kind) + ")";
+    const TableFacts& f = FactsOf(facts, s.table);
+    if (!f.exists) {
+      if (!TableCreatedByExpand(plan, s.table)) {
+        problems->push_back(where + ": table `" + s.table.Display() + "` does not exist");
+      }
+      continue;
+    }
+    const auto added = ColumnsAddedByExpand(plan, s.table);
+    auto known = [&](const std::string& c) { return f.columns.count(c) || added.count(c); };
+    if (s.kind == OpKind::kSetNotNull && !known(s.column)) {
+      problems->push_back(MissingColumn(where, s.table, s.column));
+    }
+    for (const auto& c : s.columns) {
+      if (!known(c)) problems->push_back(MissingColumn(where, s.table, c));
+    }
+    if (s.kind == OpKind::kAddColumn && s.not_null && !s.default_sql && f.has_rows) {
+      problems->push_back(where + ": `" + s.table.Display() + "` has rows, so a NOT NULL column "
+                          "without a default cannot be added; add it nullable, backfill it, then "
+                          "`set_not_null` in contract");
+    }
+  }
+}
+
+}  // namespace
+
+PreflightReport AssessPlan(const Plan& plan, const CatalogFacts& facts, int64_t default_rate_cap,
+                           const std::vector<double>& measured) {
+  PreflightReport r;
+  r.database = plan.database;
+  r.statements = PlannedStatements(plan);
+  for (size_t i = 0; i < plan.backfill.size(); ++i) {
+    const BackfillTask& task = plan.backfill[i];
+    PreflightTask t = AssessTask(plan, task, FactsOf(facts, task.table), &r.problems);
+    if (i < measured.size()) t.measured_rows_per_second = measured[i];
+    t.time = EstimateTime(t.estimated_rows, task.max_rows_per_second.value_or(default_rate_cap),
+                          t.measured_rows_per_second);
+    r.tasks.push_back(std::move(t));
+  }
+  AssessOperations(plan, plan.expand, "expand", facts, &r.problems);
+  AssessOperations(plan, plan.contract, "contract", facts, &r.problems);
+  return r;
+}
+
 std::string EstimateTime(int64_t rows, int64_t rate_cap, double measured) {
   auto words = [](double seconds) {
     char buf[32];

@@ -4,10 +4,12 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <set>
 #include <string>
 #include <vector>
 
+#include "engine/sql_text.h"
 #include "tide/plan.h"
 
 namespace tide {
@@ -27,8 +29,8 @@ struct PreflightTask {
   int64_t estimated_rows = 0;    // pg_class.reltuples
   int64_t total_bytes = 0;       // pg_total_relation_size
   std::string time;              // the estimate at the plan's rate, in words
-  double measured_rows_per_second = 0;  // dry run: the first batch's speed
   std::string explain;           // dry run: the first batch's plan
+  double measured_rows_per_second = 0;  // dry run: the first batch's speed
 };
 
 struct PreflightReport {
@@ -42,6 +44,36 @@ struct PreflightReport {
 
   bool ok() const { return problems.empty(); }
 };
+
+// What the preflight reads from the catalog about one table.
+struct TableFacts {
+  bool exists = false;
+  std::vector<KeyColumn> key;  // the task's `key`, else the primary key; empty: none
+  std::string key_error;       // a `key` column that does not exist
+  std::set<std::string> columns;
+  int64_t estimated_rows = 0;  // pg_class.reltuples
+  int64_t total_bytes = 0;     // pg_total_relation_size
+  bool has_rows = false;       // read only for a TableQuery with needs_rows
+};
+// By QualifiedName::Display().
+using CatalogFacts = std::map<std::string, TableFacts>;
+
+// A table whose facts the preflight needs: the key to resolve (a backfill task's `key`) and
+// whether a rule needs to know if it has rows (add_column with not_null and no default).
+struct TableQuery {
+  QualifiedName table;
+  std::vector<std::string> key;
+  bool needs_rows = false;
+};
+std::vector<TableQuery> TablesToDescribe(const Plan& plan);
+
+// The report from the catalog's facts: each task's rows, size, key and time at its rate cap
+// (`default_rate_cap` when the task sets none) or at `measured[i]` rows/s (the dry run's first
+// batch; may be empty), every statement with its lock, and every problem that would make the
+// plan fail: a table or column that neither exists nor is made by expand, a task without a key,
+// a NOT NULL column without a default for a table with rows.
+PreflightReport AssessPlan(const Plan& plan, const CatalogFacts& facts, int64_t default_rate_cap,
+                           const std::vector<double>& measured = {});
 
 // Every statement the plan runs, phase by phase (the set_not_null checks that go in before the
 // gates are listed under "gate"), with the lock each takes.

@@ -26,6 +26,11 @@ bool IsConnectionLoss(const Status& s) {
   return c.rfind("08", 0) == 0 || c == "57P01" || c == "57P02" || c == "57P03";
 }
 
+bool MayRetry(const Status& s, int attempts, int limit) {
+  const bool transient = s.code() == Status::Code::kRetryable || s.code() == Status::Code::kInDoubt;
+  return transient && (attempts < limit || IsConnectionLoss(s));
+}
+
 Status StatusFromSqlstate(const std::string& sqlstate, const std::string& message) {
   switch (ClassifySqlstate(sqlstate)) {
     case Status::Code::kRetryable: return Status::Retryable(message, sqlstate);

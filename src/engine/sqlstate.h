@@ -21,6 +21,10 @@ std::string RetryKind(const Status& s);
 // with capped backoff for as long as it takes, rather than counting it against a retry budget.
 bool IsConnectionLoss(const Status& s);
 
+// Whether an error is retried after `attempts` earlier tries, with a budget of `limit`: a
+// transient error (kRetryable, kInDoubt) within the budget, and a lost server whatever the count.
+bool MayRetry(const Status& s, int attempts, int limit);
+
 // A Status of the right class for a server error.
 Status StatusFromSqlstate(const std::string& sqlstate, const std::string& message);
 

@@ -429,7 +429,7 @@ bool PgPlanDatabase::DropInvalidIndex(const std::string& index, const StatementL
     if (!n.exec1(IndexIsInvalidSql(index))[0].as<bool>()) return false;
   }
   std::string ignored;
-  ExecOnSession("DROP INDEX CONCURRENTLY IF EXISTS " + index, limits, &ignored);
+  ExecOnSession(DropIndexSql(index), limits, &ignored);
   return true;
 }
 
@@ -568,24 +568,34 @@ std::set<std::string> ColumnsOf(pqxx::dbtransaction& w, const QualifiedName& tab
   return out;
 }
 
-bool TableExists(pqxx::dbtransaction& w, const QualifiedName& table) {
-  return !w.exec_params1("SELECT to_regclass($1)", QuoteName(table))[0].is_null();
+// What the preflight needs to know about one table.
+TableFacts ReadTableFacts(pqxx::dbtransaction& w, const TableQuery& q) {
+  TableFacts f;
+  const TableInfo info = DescribeTableIn(w, q.table, q.key, &f.key_error);
+  f.exists = info.exists;
+  if (!f.exists) return f;
+  f.key = info.key;
+  f.estimated_rows = info.estimated_rows;
+  f.total_bytes = w.exec_params1("SELECT pg_total_relation_size(to_regclass($1))",
+                                 QuoteName(q.table))[0].as<int64_t>();
+  f.columns = ColumnsOf(w, q.table);
+  if (q.needs_rows) f.has_rows = !w.exec("SELECT 1 FROM " + QuoteName(q.table) + " LIMIT 1").empty();
+  return f;
 }
 
 // EXPLAIN ANALYZE of the task's first batch, inside a subtransaction that is rolled back: the
-// plan PostgreSQL picks and the rows per second it reached.
-void ExplainFirstBatch(pqxx::dbtransaction& w, const Plan& plan, const BackfillTask& task,
-                       int64_t batch_size, PreflightTask* t, std::vector<std::string>* problems) {
-  std::string error;
-  const TableInfo info = DescribeTableIn(w, task.table, task.key, &error);
-  if (info.key.empty()) return;
-  const BatchStatement b = MakeBatchStatement(task, info.key);
+// plan PostgreSQL picks and, for a full batch, the rows per second it reached.
+void ExplainFirstBatch(pqxx::dbtransaction& w, const BackfillTask& task,
+                       const std::vector<KeyColumn>& key, int64_t batch_size, PreflightTask* t,
+                       std::vector<std::string>* problems) {
+  const BatchStatement b = MakeBatchStatement(task, key);
   try {
     pqxx::subtransaction sub(w);
     auto bound = sub.exec_params(BatchBoundSql(b, false, false, false),
                                  pqxx::prepare::make_dynamic_params(
                                      std::vector<std::string>{std::to_string(batch_size - 1)}));
-    if (bound.empty()) bound = sub.exec(BatchBoundSql(b, false, false, true));
+    const bool full = !bound.empty();
+    if (!full) bound = sub.exec(BatchBoundSql(b, false, false, true));
     if (bound.empty()) {
       t->explain = "(the table is empty)";
       return;
@@ -599,13 +609,13 @@ void ExplainFirstBatch(pqxx::dbtransaction& w, const Plan& plan, const BackfillT
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     for (const auto& row : rows) t->explain += std::string(row[0].c_str()) + "\n";
     t->explain = Trim(t->explain);
-    if (seconds > 0) t->measured_rows_per_second = batch_size / seconds;
+    // A short batch (a small table) says little about the rate.
+    if (full && seconds > 0) t->measured_rows_per_second = batch_size / seconds;
     sub.abort();
   } catch (const pqxx::sql_error& e) {
     problems->push_back("backfill " + task.table.Display() + ": the first batch fails: SQLSTATE " +
                         e.sqlstate() + ": " + Trim(e.what()));
   }
-  (void)plan;
 }
 
 }  // namespace
@@ -628,20 +638,21 @@ Result<PreflightReport> PgPlanDatabase::Preflight(const Plan& plan, bool dry_run
                                                   const StatementLimits& limits) {
   TIDE_CONNECTED();
   try {
-    PreflightReport r;
-    r.database = plan.database;
-    r.dry_run = dry_run;
-    r.statements = PlannedStatements(plan);
     pqxx::work w(*conn_);
     w.exec0(LimitsSql(limits));
-    for (const auto& task : plan.backfill) r.tasks.push_back(DescribeTask(w, plan, task, &r.problems));
-    CheckOperations(w, plan, &r.problems);
-    if (dry_run) DryRun(w, plan, &r);
-    for (size_t i = 0; i < r.tasks.size(); ++i) {
-      const BackfillTask& task = plan.backfill[i];
-      const int64_t cap = task.max_rows_per_second.value_or(defaults_.max_rows_per_second);
-      r.tasks[i].time = EstimateTime(r.tasks[i].estimated_rows, cap, r.tasks[i].measured_rows_per_second);
-    }
+    CatalogFacts facts;
+    for (const auto& q : TablesToDescribe(plan)) facts[q.table.Display()] = ReadTableFacts(w, q);
+    PreflightReport dry;  // what the dry run found: notes, problems, plans, each first batch
+    dry.tasks.resize(plan.backfill.size());
+    if (dry_run) DryRun(w, plan, facts, &dry);
+    std::vector<double> rates;
+    for (const auto& t : dry.tasks) rates.push_back(t.measured_rows_per_second);
+    PreflightReport r = AssessPlan(plan, facts, defaults_.max_rows_per_second, rates);
+    r.dry_run = dry_run;
+    for (size_t i = 0; i < r.tasks.size(); ++i) r.tasks[i].explain = dry.tasks[i].explain;
+    r.notes = std::move(dry.notes);
+    r.gate_explains = std::move(dry.gate_explains);
+    r.problems.insert(r.problems.end(), dry.problems.begin(), dry.problems.end());
     w.abort();  // a preflight never changes anything
     return r;
   } catch (...) {
@@ -649,105 +660,41 @@ Result<PreflightReport> PgPlanDatabase::Preflight(const Plan& plan, bool dry_run
   }
 }
 
-PreflightTask PgPlanDatabase::DescribeTask(pqxx::dbtransaction& w, const Plan& plan,
-                                           const BackfillTask& task,
-                                           std::vector<std::string>* problems) {
-  PreflightTask t;
-  t.table = task.table.Display();
-  std::string error;
-  const TableInfo info = DescribeTableIn(w, task.table, task.key, &error);
-  if (!error.empty()) problems->push_back("backfill " + t.table + ": " + error);
-  t.exists = info.exists;
-  if (!info.exists) {
-    if (!TableCreatedByExpand(plan, task.table)) {
-      problems->push_back("backfill " + t.table + ": the table does not exist and no expand step "
-                          "creates it");
-    }
-    return t;
-  }
-  if (info.key.empty() && error.empty()) {
-    problems->push_back("backfill " + t.table + ": the table has no primary key; add `key: <a "
-                        "unique, not-null column>` to the task");
-  }
-  for (const auto& k : info.key) t.key += (t.key.empty() ? "" : ", ") + k.name + " " + k.type;
-  t.estimated_rows = info.estimated_rows;
-  t.total_bytes = w.exec_params1("SELECT pg_total_relation_size(to_regclass($1))",
-                                 QuoteName(task.table))[0].as<int64_t>();
-  const auto columns = ColumnsOf(w, task.table);
-  const auto added = ColumnsAddedByExpand(plan, task.table);
-  for (const auto& [column, expr] : task.set) {
-    if (!columns.count(column) && !added.count(column)) {
-      problems->push_back("backfill " + t.table + ": column `" + column + "` does not exist and "
-                          "no expand step adds it");
-    }
-  }
-  return t;
-}
-
-// The tables and columns that typed operations name must be there (or be added by expand), and
-// add_column must not add a NOT NULL column without a default to a table with rows.
-void PgPlanDatabase::CheckOperations(pqxx::dbtransaction& w, const Plan& plan,
-                                     std::vector<std::string>* problems) {
-  auto check = [&](const std::vector<Step>& steps, const std::string& phase) {
-    for (size_t i = 0; i < steps.size(); ++i) {
-      const Step& s = steps[i];
-      const std::string where = phase + " step " + std::to_string(i + 1) + " (" + OpName(s.kind) + ")";
-      if (s.kind == OpKind::kSql || s.kind == OpKind::kDropIndex) continue;
-      if (!TableExists(w, s.table)) {
-        if (!TableCreatedByExpand(plan, s.table)) {
-          problems->push_back(where + ": table `" + s.table.Display() + "` does not exist");
-        }
-        continue;
-      }
-      const auto columns = ColumnsOf(w, s.table);
-      const auto added = ColumnsAddedByExpand(plan, s.table);
-      if ((s.kind == OpKind::kSetNotNull) && !columns.count(s.column) && !added.count(s.column)) {
-        problems->push_back(where + ": column `" + s.column + "` does not exist in `" +
-                            s.table.Display() + "` and no expand step adds it");
-      }
-      for (const auto& c : s.columns) {
-        if (!columns.count(c) && !added.count(c)) {
-          problems->push_back(where + ": column `" + c + "` does not exist in `" +
-                              s.table.Display() + "` and no expand step adds it");
-        }
-      }
-      if (s.kind == OpKind::kAddColumn && s.not_null && !s.default_sql &&
-          !w.exec("SELECT 1 FROM " + QuoteName(s.table) + " LIMIT 1").empty()) {
-        problems->push_back(where + ": `" + s.table.Display() + "` has rows, so a NOT NULL column "
-                            "without a default cannot be added; add it nullable, backfill it, "
-                            "then `set_not_null` in contract");
-      }
-    }
-  };
-  check(plan.expand, "expand");
-  check(plan.contract, "contract");
-}
-
 // Runs the transactional expand statements inside `w` (rolled back by the caller), then
 // EXPLAINs the first batch of each task (ANALYZE: it runs, and is rolled back too, which gives
-// the rate) and each gate.
-void PgPlanDatabase::DryRun(pqxx::dbtransaction& w, const Plan& plan, PreflightReport* r) {
+// the rate) and each gate. Findings go into *dry (its tasks sized to the plan's).
+void PgPlanDatabase::DryRun(pqxx::dbtransaction& w, const Plan& plan, const CatalogFacts& facts,
+                            PreflightReport* dry) {
   for (size_t i = 0; i < plan.expand.size(); ++i) {
     for (const auto& st : CompileStep(plan.expand[i])) {
       const std::string what = "expand step " + std::to_string(i + 1);
       if (!st.transactional) {
-        r->notes.push_back(what + ": not tried (runs outside a transaction): " + st.sql);
+        dry->notes.push_back(what + ": not tried (runs outside a transaction): " + st.sql);
         continue;
       }
       try {
         pqxx::subtransaction sub(w);
         sub.exec(st.sql);
         sub.commit();
-        r->notes.push_back(what + ": ran, then rolled back: " + st.sql);
+        dry->notes.push_back(what + ": ran, then rolled back: " + st.sql);
       } catch (const pqxx::sql_error& e) {
-        r->problems.push_back(what + " fails: SQLSTATE " + e.sqlstate() + ": " + Trim(e.what()));
+        dry->problems.push_back(what + " fails: SQLSTATE " + e.sqlstate() + ": " + Trim(e.what()));
       }
     }
   }
-  for (size_t i = 0; i < plan.backfill.size() && i < r->tasks.size(); ++i) {
-    if (!r->tasks[i].exists && !TableExists(w, plan.backfill[i].table)) continue;
-    ExplainFirstBatch(w, plan, plan.backfill[i], BatchSizeFor(plan, plan.backfill[i], defaults_),
-                      &r->tasks[i], &r->problems);
+  for (size_t i = 0; i < plan.backfill.size(); ++i) {
+    const BackfillTask& task = plan.backfill[i];
+    std::vector<KeyColumn> key;
+    auto it = facts.find(task.table.Display());
+    if (it != facts.end()) key = it->second.key;
+    if (key.empty()) {
+      // A table the dry run's expand created only now.
+      std::string error;
+      key = DescribeTableIn(w, task.table, task.key, &error).key;
+    }
+    if (key.empty()) continue;
+    ExplainFirstBatch(w, task, key, BatchSizeFor(plan, task, defaults_), &dry->tasks[i],
+                      &dry->problems);
   }
   for (size_t i = 0; i < plan.gates.size(); ++i) {
     const Gate& g = plan.gates[i];
@@ -756,11 +703,11 @@ void PgPlanDatabase::DryRun(pqxx::dbtransaction& w, const Plan& plan, PreflightR
       pqxx::subtransaction sub(w);
       std::string text;
       for (const auto& row : sub.exec("EXPLAIN " + sql)) text += std::string(row[0].c_str()) + "\n";
-      r->gate_explains.push_back(Trim(text));
+      dry->gate_explains.push_back(Trim(text));
       sub.commit();
     } catch (const pqxx::sql_error& e) {
-      r->problems.push_back("gate " + std::to_string(i + 1) + " fails: SQLSTATE " + e.sqlstate() +
-                            ": " + Trim(e.what()));
+      dry->problems.push_back("gate " + std::to_string(i + 1) + " fails: SQLSTATE " + e.sqlstate() +
+                              ": " + Trim(e.what()));
     }
   }
 }

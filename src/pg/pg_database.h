@@ -110,12 +110,9 @@ class PgPlanDatabase : public PlanDatabase {
   void ExecOnSession(const std::string& sql, const StatementLimits& limits, std::string* blockers);
   // Drops `index` (quoted) when it is an INVALID leftover of a failed build; true when it did.
   bool DropInvalidIndex(const std::string& index, const StatementLimits& limits);
-  // Preflight's parts; throw libpqxx's exceptions.
-  PreflightTask DescribeTask(pqxx::dbtransaction& w, const Plan& plan, const BackfillTask& task,
-                             std::vector<std::string>* problems);
-  void CheckOperations(pqxx::dbtransaction& w, const Plan& plan,
-                       std::vector<std::string>* problems);
-  void DryRun(pqxx::dbtransaction& w, const Plan& plan, PreflightReport* report);
+  // The dry run of Preflight; throws libpqxx's exceptions.
+  void DryRun(pqxx::dbtransaction& w, const Plan& plan, const CatalogFacts& facts,
+              PreflightReport* dry);
 
   std::string dsn_;
   Defaults defaults_;

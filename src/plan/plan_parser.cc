@@ -347,13 +347,7 @@ class PlanParser {
     if (task->min_batch_size && task->max_batch_size && *task->min_batch_size > *task->max_batch_size) {
       r_.Error(t["min_batch_size"], "`min_batch_size` in " + what + " is above `max_batch_size`");
     }
-    if (auto sync = r_.String(t, "sync_trigger", what, false)) {
-      if (*sync == "true") {
-        task->sync_trigger = true;
-      } else if (*sync != "false") {
-        r_.Error(t["sync_trigger"], "`sync_trigger` in " + what + " must be true or false");
-      }
-    }
+    task->sync_trigger = Bool(t, "sync_trigger", what);
   }
 
   // The trigger evaluates each expression over the new row under the table's bare name; a

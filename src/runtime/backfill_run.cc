@@ -2,10 +2,10 @@
 
 #include <spdlog/spdlog.h>
 
-#include <random>
 
 #include "engine/key_ranges.h"
 #include "engine/sqlstate.h"
+#include "runtime/retry.h"
 
 namespace tide {
 
@@ -14,21 +14,6 @@ using SteadyClock = std::chrono::steady_clock;
 
 namespace {
 
-Millis Backoff(const BackfillEnv& env, int attempt) {
-  static thread_local std::mt19937 rng{std::random_device{}()};
-  int64_t base = env.retry_base.count() << std::min(attempt, 16);
-  base = std::min<int64_t>(base, env.retry_cap.count());
-  std::uniform_int_distribution<int64_t> jitter(base / 2, std::max<int64_t>(base, 1));
-  return Millis(jitter(rng));
-}
-
-bool Transient(const Status& s) {
-  return s.code() == Status::Code::kRetryable || s.code() == Status::Code::kInDoubt;
-}
-
-int64_t MsSince(SteadyClock::time_point t) {
-  return std::chrono::duration_cast<Millis>(SteadyClock::now() - t).count();
-}
 
 }  // namespace
 
@@ -154,11 +139,8 @@ void BackfillRun::RunSetup() {
 void BackfillRun::OnSetup(Result<Setup> r) {
   if (finished_ || env_.stopping()) return;
   if (!r.ok()) {
-    if (!Transient(r.status()) ||
-        (setup_attempts_ >= env_.max_retries && !IsConnectionLoss(r.status()))) {
-      return Finish(r.status());
-    }
-    const Millis wait = Backoff(env_, setup_attempts_++);
+    if (!MayRetry(r.status(), setup_attempts_, env_.max_retries)) return Finish(r.status());
+    const Millis wait = Backoff(setup_attempts_++, env_.retry_base, env_.retry_cap);
     env_.audit("retry", JsonObject()
                             .Str("doing", "backfill setup of " + task_.table.Display())
                             .Str("error", r.status().ToString())
@@ -306,7 +288,7 @@ void BackfillRun::LaneBatch(const std::shared_ptr<Lane>& lane, int64_t size) {
       },
       [self = shared_from_this(), lane, size, start](Result<BatchResult> r) {
         lane->busy = false;
-        self->OnBatch(lane, size, Millis(MsSince(start)), std::move(r));
+        self->OnBatch(lane, size, Millis(MillisSince(start)), std::move(r));
       });
 }
 
@@ -341,9 +323,9 @@ void BackfillRun::OnLaneError(const std::shared_ptr<Lane>& lane, const Status& s
   if (finished_ || env_.stopping()) return CloseLane(lane);
   if (s.sqlstate() == "57014") sizer_.Shrink();  // statement_timeout: retry at half the size
   // A lost server is waited for, however long; other transient errors have a budget.
-  if (!Transient(s) || (lane->attempts >= env_.max_retries && !IsConnectionLoss(s))) return Finish(s);
+  if (!MayRetry(s, lane->attempts, env_.max_retries)) return Finish(s);
   env_.metrics->CountRetry(plan_, RetryKind(s));
-  const Millis wait = Backoff(env_, lane->attempts++);
+  const Millis wait = Backoff(lane->attempts++, env_.retry_base, env_.retry_cap);
   env_.audit("retry", JsonObject()
                           .Str("doing", "backfill of " + task_.table.Display())
                           .Int("worker", lane->id)
@@ -435,7 +417,7 @@ void BackfillRun::OnHealth(Result<HealthReading> r) {
     if (new_reason != old_reason) {
       if (!old_reason.empty()) {
         env_.audit("throttle_ended", JsonObject().Str("reason", old_reason).Int(
-                                         "duration_ms", MsSince(throttle_since_)));
+                                         "duration_ms", MillisSince(throttle_since_)));
       }
       if (!new_reason.empty()) {
         throttle_since_ = now;
@@ -489,7 +471,7 @@ void BackfillRun::ReportProgress(int64_t before) {
   const BackfillSummary s = Summary();
   int64_t estimated = 0;
   for (const auto& cp : ranges_) estimated += cp.rows_estimated;
-  if (!ShouldReportProgress(before, s.rows_scanned, estimated, MsSince(last_report_))) return;
+  if (!ShouldReportProgress(before, s.rows_scanned, estimated, MillisSince(last_report_))) return;
   last_report_ = now;
   env_.audit("backfill_progress", JsonObject()
                                       .Str("table", task_.table.Display())

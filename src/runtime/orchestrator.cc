@@ -12,6 +12,7 @@
 #include "engine/backfill.h"
 #include "runtime/backfill_run.h"
 #include "runtime/plan_run.h"
+#include "runtime/retry.h"
 #include "engine/phase.h"
 #include "engine/sqlstate.h"
 #include "plan/lint.h"
@@ -23,13 +24,6 @@ namespace tide {
 namespace asio = boost::asio;
 using SteadyClock = std::chrono::steady_clock;
 
-namespace {
-
-int64_t MillisSince(SteadyClock::time_point t) {
-  return std::chrono::duration_cast<Millis>(SteadyClock::now() - t).count();
-}
-
-}  // namespace
 
 // ---------------------------------------------------------------------------------------------
 
@@ -493,6 +487,11 @@ void Orchestrator::Abort(const std::string& plan, const std::string& actor, cons
           out.found = true;
           out.record = *found.value();
           out.refusal = AbortRefusal(out.record.cursor.state, out.record.failed_in);
+          if (out.refusal.empty()) {
+            auto lease = (*db)->AcquireLease(plan, options_.instance, options_.lease_ttl);
+            if (!lease.ok()) return out.status = lease.status(), out;
+            if (!*lease) out.refusal = "another tided is running the plan; abort it there";
+          }
           out.was_failed = out.record.cursor.state == PlanState::kFailed;
           if (!out.was_failed) out.record.failed_in = out.record.cursor.state;
           if (!out.refusal.empty()) return out;

@@ -3,33 +3,18 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
-#include <random>
 
 #include "engine/backfill.h"
 #include "engine/operations.h"
 #include "engine/phase.h"
 #include "engine/sqlstate.h"
+#include "runtime/retry.h"
 
 namespace tide {
 
 namespace asio = boost::asio;
 using SteadyClock = std::chrono::steady_clock;
 
-namespace {
-
-int64_t MillisSince(SteadyClock::time_point t) {
-  return std::chrono::duration_cast<Millis>(SteadyClock::now() - t).count();
-}
-
-Millis Backoff(const OrchestratorOptions& o, int attempt) {
-  static thread_local std::mt19937 rng{std::random_device{}()};
-  int64_t base = o.retry_base.count() << std::min(attempt, 16);
-  base = std::min<int64_t>(base, o.retry_cap.count());
-  std::uniform_int_distribution<int64_t> jitter(base / 2, base);
-  return Millis(jitter(rng));
-}
-
-}  // namespace
 Orchestrator::Run::Run(Orchestrator& o, Plan plan, PlanRecord record,
                        std::shared_ptr<PlanDatabase> db)
     : o_(o),
@@ -145,7 +130,7 @@ void Orchestrator::Run::FinishAborted() {
                                     "aborted by " + self->abort_by_ + "; the rollback steps ran"));
                               }
                               self->o_.metrics_->PlanFinished(self->plan_.database, "aborted");
-                              self->o_.OnRunFinished(self->key());
+                              self->End();
                             });
 }
 
@@ -428,7 +413,7 @@ void Orchestrator::Run::Finish() {
                        spdlog::info("plan {}: done", self->plan_.name);
                        self->Report(self->o_.spool_->Finish(self->record_.file_name, true, ""));
                        self->o_.metrics_->PlanFinished(self->plan_.database, "done");
-                       self->o_.OnRunFinished(self->key());
+                       self->End();
                      });
 }
 
@@ -444,8 +429,6 @@ void Orchestrator::Run::Advance(PlanCursor next) {
 }
 
 void Orchestrator::Run::OnError(const Status& s) {
-  const bool transient =
-      s.code() == Status::Code::kRetryable || s.code() == Status::Code::kInDoubt;
   // A step that timed out on a lock is retried longer (ddl_retries): production went on
   // meanwhile, since nothing queued behind tide for more than lock_timeout.
   const bool lock_timeout = s.sqlstate() == "55P03";
@@ -463,10 +446,10 @@ void Orchestrator::Run::OnError(const Status& s) {
   }
   // A lost server is waited for, however long (the backoff is capped); other transient
   // errors have a budget.
-  if (!transient || (attempts_ >= limit && !IsConnectionLoss(s))) return Fail(s);
+  if (!MayRetry(s, attempts_, limit)) return Fail(s);
   ++attempts_;
   o_.metrics_->CountRetry(plan_.name, RetryKind(s));
-  const Millis wait = Backoff(o_.options_, attempts_ - 1);
+  const Millis wait = Backoff(attempts_ - 1, o_.options_.retry_base, o_.options_.retry_cap);
   Audit("retry", PhaseOf(cursor_.state),
         JsonObject()
             .Str("doing", doing_)
@@ -516,7 +499,7 @@ void Orchestrator::Run::Fail(const Status& s) {
                         "recorded", saved.ok()));
         self->Report(self->o_.spool_->Finish(self->record_.file_name, false, error));
         self->o_.metrics_->PlanFinished(self->plan_.database, "failed");
-        self->o_.OnRunFinished(self->key());
+        self->End();
       });
 }
 
@@ -549,6 +532,18 @@ std::string Orchestrator::Run::OutcomesJson(const std::vector<StatementOutcome>&
     out += (out.size() > 1 ? "," : "") + j.ToString();
   }
   return out + "]";
+}
+
+// The plan reached a final state: its lease goes back (so that a retry may run on any tided at
+// once) and the orchestrator forgets the run. No action is in flight, so the session is free.
+void Orchestrator::Run::End() {
+  auto db = db_;
+  const std::string plan = plan_.name, owner = o_.options_.instance;
+  o_.offloader_.Run<Status>([db, plan, owner] { return db->ReleaseLease(plan, owner); },
+                            [plan](Status s) {
+                              if (!s.ok()) spdlog::warn("plan {}: lease not released: {}", plan, s.ToString());
+                            });
+  o_.OnRunFinished(key());
 }
 
 void Orchestrator::Run::Report(const Status& s) {

@@ -105,6 +105,7 @@ class Orchestrator::Run : public std::enable_shared_from_this<Orchestrator::Run>
 
   static std::string OutcomesJson(const std::vector<StatementOutcome>& outcomes);
 
+  void End();
   void Report(const Status& s);
 
   Orchestrator& o_;

@@ -13,17 +13,6 @@
 namespace tide {
 namespace {
 
-const char* kChaosSchema = R"SQL(
-CREATE TABLE offers (id bigint PRIMARY KEY, "clinicId" text NOT NULL);
-CREATE TABLE patient_offers (id bigint PRIMARY KEY, "offerId" bigint NOT NULL REFERENCES offers (id),
-                             updates int NOT NULL DEFAULT 0);
-INSERT INTO offers SELECT g, 'clinic-' || (g % 50) FROM generate_series(1, 1000) g;
-INSERT INTO patient_offers (id, "offerId") SELECT g, 1 + g % 1000 FROM generate_series(1, 60000) g;
-CREATE FUNCTION count_updates() RETURNS trigger LANGUAGE plpgsql AS
-  $$ BEGIN NEW.updates := OLD.updates + 1; RETURN NEW; END $$;
-CREATE TRIGGER counted BEFORE UPDATE ON patient_offers FOR EACH ROW EXECUTE FUNCTION count_updates();
-ANALYZE;
-)SQL";
 
 const char* kChaosPlan = R"(plan: chaos
 database: app
@@ -60,7 +49,7 @@ TEST_F(DaemonTest, SurvivesSigkillAtRandomInstantsInEveryPhase) {
   const unsigned seed = static_cast<unsigned>(EnvInt("TIDE_CHAOS_SEED", static_cast<int>(std::random_device{}() & 0x7fffffff)));
   std::cerr << "chaos: " << kills << " kills, TIDE_CHAOS_SEED=" << seed << "\n";
   std::mt19937 rng(seed);
-  PgCluster::Shared().Exec(db_, kChaosSchema);
+  PgCluster::Shared().Exec(db_, OffersSchema(60000));
   const std::string plan = WritePlan("chaos.yaml", kChaosPlan);
   // The kills are shared out over the phases: each waits (polling every 2 ms) until the plan is
   // seen in its phase, then strikes at a random instant within that phase's usual length. The

@@ -33,11 +33,15 @@ class DaemonTest : public ::testing::Test {
     dir_ = testing::MakeTempDir("tide-e2e");
     config_ = dir_ + "/tided.yaml";
     metrics_port_ = testing::FreePort();
-    WriteAll(config_, "spool_dir: " + dir_ + "/spool\naudit_log: " + dir_ +
-                          "/audit.jsonl\nmetrics_listen: 127.0.0.1:" +
-                          std::to_string(metrics_port_) + "\ndatabases:\n  app:\n    dsn: \"" +
-                          PgCluster::Shared().Dsn(db_) +
-                          "\"\ndefaults: {gate_recheck_interval: 200ms}\n");
+    WriteAll(config_, ConfigYaml("", metrics_port_, "  app:\n    dsn: \"" + PgCluster::Shared().Dsn(db_) + "\"\n"));
+  }
+
+  // A tided config in dir_: spool `spool<suffix>`, audit log `audit<suffix>.jsonl`, metrics on
+  // `port`, and `databases` (the lines under `databases:`).
+  std::string ConfigYaml(const std::string& suffix, int port, const std::string& databases) {
+    return "spool_dir: " + dir_ + "/spool" + suffix + "\naudit_log: " + dir_ + "/audit" + suffix +
+           ".jsonl\nmetrics_listen: 127.0.0.1:" + std::to_string(port) + "\ndatabases:\n" +
+           databases + "defaults: {gate_recheck_interval: 200ms}\n";
   }
 
   void TearDown() override {
@@ -92,17 +96,23 @@ class DaemonTest : public ::testing::Test {
   std::unique_ptr<Process> daemon_;
 };
 
-inline const char* kOffersSchema = R"SQL(
+// 1,000 offers of 50 clinics and `rows` patient offers, with a trigger that counts the updates
+// of each row (so a test can prove every row was updated exactly once).
+inline std::string OffersSchema(int rows) {
+  return R"SQL(
 CREATE TABLE offers (id bigint PRIMARY KEY, "clinicId" text NOT NULL);
 CREATE TABLE patient_offers (id bigint PRIMARY KEY, "offerId" bigint NOT NULL REFERENCES offers (id),
                              updates int NOT NULL DEFAULT 0);
 INSERT INTO offers SELECT g, 'clinic-' || (g % 50) FROM generate_series(1, 1000) g;
-INSERT INTO patient_offers (id, "offerId") SELECT g, 1 + g % 1000 FROM generate_series(1, 100000) g;
+INSERT INTO patient_offers (id, "offerId") SELECT g, 1 + g % 1000 FROM generate_series(1, )SQL" +
+         std::to_string(rows) + R"SQL() g;
 CREATE FUNCTION count_updates() RETURNS trigger LANGUAGE plpgsql AS
   $$ BEGIN NEW.updates := OLD.updates + 1; RETURN NEW; END $$;
 CREATE TRIGGER counted BEFORE UPDATE ON patient_offers FOR EACH ROW EXECUTE FUNCTION count_updates();
 ANALYZE;
 )SQL";
+}
+inline const std::string kOffersSchema = OffersSchema(100000);
 
 // A backfill slow enough to watch, pause and break in the middle of.
 inline const char* kSlowClinicPlan = R"(plan: add_clinic_id

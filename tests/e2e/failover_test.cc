@@ -26,9 +26,8 @@ TEST_F(DaemonTest, TwoDaemonsRunAPlanOnceAndTheStandbyTakesOverWhenTheActiveDies
   PgCluster::Shared().Exec(db_, "ALTER TABLE patient_offers ADD COLUMN \"clinicId\" text; "
                                 "DELETE FROM patient_offers WHERE id > 40000");
   const std::string config_b = dir_ + "/tided-b.yaml";
-  WriteAll(config_b, "spool_dir: " + dir_ + "/spool-b\naudit_log: " + dir_ + "/audit-b.jsonl\n" +
-                         "metrics_listen: 127.0.0.1:" + std::to_string(testing::FreePort()) +
-                         "\ndatabases:\n  app:\n    dsn: \"" + PgCluster::Shared().Dsn(db_) + "\"\n");
+  WriteAll(config_b, ConfigYaml("-b", testing::FreePort(),
+                                "  app:\n    dsn: \"" + PgCluster::Shared().Dsn(db_) + "\"\n"));
   StartDaemon();
   const std::string a = ":" + dir_ + "/spool", b_spool = ":" + dir_ + "/spool-b";
   auto owned_by = [](const std::string& owner, const std::string& suffix) {

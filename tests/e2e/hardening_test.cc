@@ -78,12 +78,11 @@ TEST_F(HardeningTest, ADatabasePasswordAppearsNowhere) {
   PgCluster::Shared().Exec(db_, "CREATE TABLE notes_target (id int PRIMARY KEY)");
   // The test cluster trusts local connections, so the password is sent and ignored; a second
   // database that is down makes tided report connection errors too.
-  WriteAll(config_, "spool_dir: " + dir_ + "/spool\naudit_log: " + dir_ + "/audit.jsonl\n" +
-                        "metrics_listen: 127.0.0.1:" + std::to_string(metrics_port_) +
-                        "\ndatabases:\n  app:\n    dsn: \"" + PgCluster::Shared().Dsn(db_) +
-                        " password=" + secret + "\"\n  down:\n    dsn: \"host=127.0.0.1 port=" +
-                        std::to_string(testing::FreePort()) + " dbname=x user=tide password=" +
-                        secret + "\"\n");
+  WriteAll(config_, ConfigYaml("", metrics_port_,
+                                "  app:\n    dsn: \"" + PgCluster::Shared().Dsn(db_) + " password=" +
+                                    secret + "\"\n  down:\n    dsn: \"host=127.0.0.1 port=" +
+                                    std::to_string(testing::FreePort()) +
+                                    " dbname=x user=tide password=" + secret + "\"\n"));
   StartDaemon();
   ASSERT_EQ(Ctl({"submit", "--config", config_, WritePlan("ok.yaml", kPlan)}).status, 0);
   ASSERT_EQ(Ctl({"submit", "--config", config_,
@@ -146,6 +145,15 @@ TEST_F(HardeningTest, WarnsWhenMetricsListenBeyondLoopback) {
   ASSERT_TRUE(WaitFor([&] { return ReadAll(dir_ + "/tided.log").find("started") != std::string::npos; }, 10s));
   EXPECT_NE(ReadAll(dir_ + "/tided.log").find("reachable from other hosts"), std::string::npos)
       << ReadAll(dir_ + "/tided.log");
+}
+
+
+TEST_F(HardeningTest, AnUnknownSubmitterInTheConfigStopsTheStart) {
+  WriteAll(config_, ReadAll(config_) + "allowed_submitters: [root, no_such_user_here]\n");
+  auto r = RunCommand({TIDED_PATH, "--allow-root", "--config", config_});
+  EXPECT_EQ(r.status, 1) << r.output;
+  EXPECT_NE(r.output.find("allowed_submitters names `no_such_user_here`, which is not a user on this machine"),
+            std::string::npos) << r.output;
 }
 
 }  // namespace

@@ -161,6 +161,13 @@ TEST_F(SafetyTest, TidectlValidateOnlineShowsTheImpactAndADryRunChangesNothing) 
   EXPECT_EQ(bad.status, 1) << bad.output;
   EXPECT_NE(bad.output.find("column `clinicID` does not exist and no expand step adds it"),
             std::string::npos) << bad.output;
+
+  auto unknown = Ctl({"validate", plan, "--db", "crm", "--config", config_});
+  EXPECT_EQ(unknown.status, 2) << unknown.output;
+  EXPECT_NE(unknown.output.find("database `crm` is not in " + config_), std::string::npos) << unknown.output;
+  auto no_config = Ctl({"validate", plan, "--dry-run"});
+  EXPECT_EQ(no_config.status, 2);
+  EXPECT_NE(no_config.output.find("--db and --dry-run need --config FILE"), std::string::npos) << no_config.output;
 }
 
 }  // namespace

@@ -166,7 +166,9 @@ TEST(TypedOperations, SetNotNullGoesThroughAValidatedCheck) {
     EXPECT_TRUE(st[i].transactional);
     // Once the column is NOT NULL, re-running the first three does nothing: a crash after the
     // last statement must not add the check back.
-    if (i < 3) EXPECT_NE(st[i].skip_if.find("attnotnull"), std::string::npos) << st[i].sql;
+    if (i < 3) {
+      EXPECT_NE(st[i].skip_if.find("attnotnull"), std::string::npos) << st[i].sql;
+    }
   }
   EXPECT_NE(st[1].skip_if.find("convalidated"), std::string::npos);
   EXPECT_NE(st[3].skip_if.find("NOT EXISTS"), std::string::npos);
@@ -254,6 +256,60 @@ TEST(Preflight, FindsColumnsThatExpandAdds) {
   q.expand = {raw};
   EXPECT_TRUE(TableCreatedByExpand(q, {"", "audit_trail"}));
   EXPECT_FALSE(TableCreatedByExpand(q, {"", "audit"}));
+}
+
+TEST(Preflight, AsksForTheTablesItNeedsAndRowsOnlyWhereARuleDoes) {
+  const Plan p = Parsed(kTypedPlan);
+  const auto q = TablesToDescribe(p);
+  ASSERT_EQ(q.size(), 1u) << "one table, asked once";
+  EXPECT_EQ(q[0].table.Display(), "core.orders");
+  EXPECT_FALSE(q[0].needs_rows) << "its NOT NULL column has a default: no need to look at rows";
+  const auto q2 = TablesToDescribe(Parsed(Expand("  - add_column: {table: t, column: c, type: int, not_null: true}\n")));
+  ASSERT_EQ(q2.size(), 1u);
+  EXPECT_TRUE(q2[0].needs_rows) << "NOT NULL without a default: only a table without rows takes it";
+}
+
+TEST(Preflight, FindsWhatWouldFailFromTheCatalogsFacts) {
+  const Plan p = Parsed(R"(plan: p
+database: app
+expand:
+  - add_column: {table: orders, column: region, type: text, not_null: true}
+  - add_column: {table: invoices, column: paid, type: bool}
+  - sql: CREATE TABLE audit_trail (id bigint PRIMARY KEY, note text)
+backfill:
+  - table: orders
+    set: {regoin: "'eu'", region: "'eu'"}
+    max_rows_per_second: 1000
+  - table: audit_trail
+    set: {note: "'x'"}
+  - table: legacy
+    set: {c: "1"}
+)");
+  CatalogFacts facts;
+  TableFacts orders;
+  orders.exists = true;
+  orders.key = {{"id", "bigint"}};
+  orders.columns = {"id", "total"};
+  orders.estimated_rows = 5000;
+  orders.has_rows = true;
+  facts["orders"] = orders;
+  TableFacts legacy;
+  legacy.exists = true;
+  legacy.columns = {"c"};
+  facts["legacy"] = legacy;
+  const PreflightReport r = AssessPlan(p, facts, 0);
+  std::string all;
+  for (const auto& problem : r.problems) all += problem + "\n";
+  EXPECT_EQ(r.problems.size(), 4u) << all;
+  EXPECT_NE(all.find("backfill orders: column `regoin` does not exist"), std::string::npos) << all;
+  EXPECT_NE(all.find("a NOT NULL column without a default cannot be added"), std::string::npos) << all;
+  EXPECT_NE(all.find("expand step 2 (add_column): table `invoices` does not exist"), std::string::npos) << all;
+  EXPECT_NE(all.find("backfill legacy: the table has no primary key"), std::string::npos) << all;
+  EXPECT_EQ(all.find("audit_trail"), std::string::npos) << "expand creates it";
+  ASSERT_EQ(r.tasks.size(), 3u);
+  EXPECT_EQ(r.tasks[0].key, "id bigint");
+  EXPECT_EQ(r.tasks[0].time, "about 5s at 1000 rows/s (max_rows_per_second)");
+  EXPECT_FALSE(r.tasks[1].exists);
 }
 
 TEST(Preflight, EstimatesTimeFromTheCapOrTheMeasuredRate) {

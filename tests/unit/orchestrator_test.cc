@@ -752,6 +752,21 @@ TEST_F(OrchestratorTest, AbortStopsTheBackfillAndRunsTheRollbackSteps) {
   EXPECT_EQ(audit_.Count("abort_refused"), 1);
 }
 
+TEST_F(OrchestratorTest, AFailedPlanCanBeAbortedAndRunsItsRollback) {
+  db_.step_errors_.push_back({"ALTER TABLE t ADD COLUMN c int",
+                              Status::Fatal("permission denied for table t", "42501")});
+  auto o = Make();
+  Submit(*o, kAbortPlan);
+  RunUntil([&] { return !spool_.failed.empty(); });
+  ASSERT_EQ(spool_.failed.size(), 1u);
+  o->Abort("fill_c", "alice (uid 1000)", "tidectl");
+  RunUntil([&] { return audit_.Count("plan_aborted") == 1; });
+  EXPECT_EQ(audit_.Count("plan_aborted"), 1);
+  EXPECT_EQ(db_.steps_.back(), "ALTER TABLE \"t\" DROP COLUMN IF EXISTS \"c\"");
+  EXPECT_EQ(spool_.failed.size(), 1u) << "its file stays where the failure put it";
+  EXPECT_EQ(o->running_plans(), 0u);
+}
+
 struct FailingCommands : CommandRunner {
   std::vector<std::string> env_seen;
   Result<CommandResult> Run(const std::string&,

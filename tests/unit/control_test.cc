@@ -1,0 +1,36 @@
+// Operators' requests that arrive through <spool>/control/: what is taken and what is refused.
+#include "runtime/control.h"
+
+#include <gtest/gtest.h>
+
+namespace tide {
+namespace {
+
+TEST(Control, RequestsRoundTrip) {
+  for (const ControlRequest& r : {ControlRequest{"pause", "*", "", "", ""},
+                                  ControlRequest{"resume", "p", "contract", "", ""},
+                                  ControlRequest{"abort", "add_clinic_id", "", "", ""}}) {
+    auto back = ParseControlRequest(FormatControlRequest(r));
+    ASSERT_TRUE(back.ok()) << back.status().ToString();
+    EXPECT_EQ(back->action, r.action);
+    EXPECT_EQ(back->plan, r.plan);
+    EXPECT_EQ(back->phase, r.phase);
+  }
+}
+
+TEST(Control, BadRequestsAreRefusedWithTheReason) {
+  auto refused = [](const std::string& text) {
+    auto r = ParseControlRequest(text);
+    return r.ok() ? std::string("accepted") : r.status().message();
+  };
+  EXPECT_EQ(refused("not json"), "not a JSON object");
+  EXPECT_EQ(refused(R"({"action":"drop","plan":"p","phase":""})"), "action `drop` is not pause, resume or abort");
+  EXPECT_EQ(refused(R"({"action":"pause","plan":"","phase":""})"), "no plan named (\"*\" for every plan)");
+  EXPECT_EQ(refused(R"({"action":"pause","plan":"p","phase":"later"})"),
+            "phase `later` is not one of expand, backfill, gate, contract");
+  EXPECT_EQ(refused(R"({"action":"abort","plan":"*","phase":""})"), "abort names one plan and no phase");
+  EXPECT_EQ(refused(R"({"action":"abort","plan":"p","phase":"backfill"})"), "abort names one plan and no phase");
+}
+
+}  // namespace
+}  // namespace tide
