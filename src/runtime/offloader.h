@@ -15,32 +15,44 @@ namespace tide {
 
 class Offloader {
  public:
-  Offloader(boost::asio::io_context& io, boost::asio::thread_pool& pool) : io_(io), pool_(pool) {}
+  Offloader(boost::asio::io_context& io, boost::asio::thread_pool& pool)
+      : state_(std::make_shared<State>(io)), pool_(pool) {}
+  // Work still running on the pool finishes; its completion is dropped, since whoever asked for
+  // it is gone.
+  ~Offloader() { state_->alive = false; }
 
   // Runs `work()` on the pool, then `done(result)` on the io thread, then the completion hook.
   template <typename T>
   void Run(std::function<T()> work, std::function<void(T)> done) {
-    ++in_flight_;
-    boost::asio::post(pool_, [this, work = std::move(work), done = std::move(done)]() mutable {
+    ++state_->in_flight;
+    boost::asio::post(pool_, [s = state_, work = std::move(work), done = std::move(done)]() mutable {
       auto result = std::make_shared<T>(work());
-      boost::asio::post(io_, [this, result, done = std::move(done)]() mutable {
-        --in_flight_;
+      boost::asio::post(s->io, [s, result, done = std::move(done)]() mutable {
+        if (!s->alive) return;
+        --s->in_flight;
         done(std::move(*result));
-        if (on_complete_) on_complete_();
+        if (s->on_complete) s->on_complete();
       });
     });
   }
 
-  int in_flight() const { return in_flight_; }
+  int in_flight() const { return state_->in_flight; }
   // Called on the io thread after every completion (the orchestrator checks for idleness).
-  void set_on_complete(std::function<void()> f) { on_complete_ = std::move(f); }
-  boost::asio::io_context& io() { return io_; }
+  void set_on_complete(std::function<void()> f) { state_->on_complete = std::move(f); }
+  boost::asio::io_context& io() { return state_->io; }
 
  private:
-  boost::asio::io_context& io_;
+  // Shared with the jobs in flight, so that they never reach back into a destroyed Offloader.
+  struct State {
+    explicit State(boost::asio::io_context& io) : io(io) {}
+    boost::asio::io_context& io;
+    int in_flight = 0;  // io thread only, like `alive`
+    bool alive = true;
+    std::function<void()> on_complete;
+  };
+
+  std::shared_ptr<State> state_;
   boost::asio::thread_pool& pool_;
-  int in_flight_ = 0;
-  std::function<void()> on_complete_;
 };
 
 // Backfill workers across all plans, bounded by the config's max_workers. io thread only.
