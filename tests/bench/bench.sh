@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # tide's backfill benchmark, side by side with a single UPDATE on the same machine and data.
-#   bash tests/bench/bench.sh [--rows N] [--seconds S] [--json FILE]
+#   bash tests/bench/bench.sh [--rows N] [--seconds S] [--rounds R] [--json FILE]
 # 1. a single `UPDATE t SET c = expr WHERE c IS NULL` (the ceiling);
-# 2. tide unthrottled with 1 and with 2 workers;
-# 3. pgbench -c 4 -j 2 alone for S seconds (TPS, p50/p99 latency);
+# 2. tide unthrottled with 1 and with 2 workers (1 and 2 alternate with the UPDATE over R rounds,
+#    default 3; the median is reported, and each round's ratio to its UPDATE);
+# then tide with 2 workers sharing `max_rows_per_second` (ROWS/20), the rate it held;
+# 3. pgbench -c 4 -j 2 alone for S seconds (TPS, p50/p99 latency), before and after 4;
 # 4. the same pgbench while tide backfills with its defaults, and while the single UPDATE runs
 #    (measured over the seconds the backfill or UPDATE ran).
 # A private PostgreSQL 15 with durable commits (fsync on) is started under a temp folder.
@@ -12,13 +14,15 @@ cd "$(dirname "$0")/../.."
 ROOT=$(pwd)
 ROWS=1000000
 SECONDS_PGBENCH=30
+ROUNDS=3
 JSON=$ROOT/build/bench.json
 while [[ $# -gt 0 ]]; do
   case $1 in
     --rows) ROWS=$2; shift 2 ;;
     --seconds) SECONDS_PGBENCH=$2; shift 2 ;;
+    --rounds) ROUNDS=$2; shift 2 ;;
     --json) JSON=$2; shift 2 ;;
-    *) echo "usage: tests/bench/bench.sh [--rows N] [--seconds S] [--json FILE]" >&2; exit 2 ;;
+    *) echo "usage: tests/bench/bench.sh [--rows N] [--seconds S] [--rounds R] [--json FILE]" >&2; exit 2 ;;
   esac
 done
 
@@ -111,12 +115,20 @@ run_pgbench() {
   echo "$prefix"
 }
 
-echo "== 1. single UPDATE"
-reset_table; read -r U0 U1 < <(run_update)
-echo "== 2. tide unthrottled, 1 worker"
-reset_table; read -r T10 T11 < <(run_tide bench_1 "    workers: 1" ", max_replication_lag: 0s, max_active_sessions: 0, yield_ratio: 0")
-echo "== 2. tide unthrottled, 2 workers"
-reset_table; read -r T20 T21 < <(run_tide bench_2 "    workers: 2" ", max_replication_lag: 0s, max_active_sessions: 0, yield_ratio: 0")
+UNTHROTTLED=", max_replication_lag: 0s, max_active_sessions: 0, yield_ratio: 0"
+TIMES=$WORK/times  # "label start end" per measured run
+for round in $(seq "$ROUNDS"); do
+  echo "== round $round/$ROUNDS: 1. single UPDATE, 2. tide unthrottled with 1 and 2 workers"
+  reset_table; echo "single_update $(run_update)" >>"$TIMES"
+  reset_table; echo "tide_1_worker $(run_tide "bench_1_$round" "    workers: 1" "$UNTHROTTLED")" >>"$TIMES"
+  reset_table; echo "tide_2_workers $(run_tide "bench_2_$round" "    workers: 2" "$UNTHROTTLED")" >>"$TIMES"
+done
+
+CAP=$((ROWS / 20))
+echo "== rate cap: 2 workers sharing max_rows_per_second: $CAP"
+reset_table
+echo "rate_cap $(run_tide bench_cap "    workers: 2
+    max_rows_per_second: $CAP" "$UNTHROTTLED")" >>"$TIMES"
 
 echo "== 3. pgbench alone (${SECONDS_PGBENCH}s)"
 P_ALONE=$(run_pgbench alone)
@@ -125,7 +137,7 @@ reset_table
 run_pgbench tide >"$WORK/p_tide" &
 PB=$!
 sleep 2
-read -r D0 D1 < <(run_tide bench_defaults "" "")
+echo "tide_defaults_under_pgbench $(run_tide bench_defaults "" "")" >>"$TIMES"
 wait $PB
 P_TIDE=$(cat "$WORK/p_tide")
 echo "== 4. pgbench while the single UPDATE runs"
@@ -133,66 +145,104 @@ reset_table
 run_pgbench update >"$WORK/p_update" &
 PB=$!
 sleep 2
-read -r W0 W1 < <(run_update)
+echo "single_update_under_pgbench $(run_update)" >>"$TIMES"
 wait $PB
 P_UPDATE=$(cat "$WORK/p_update")
+echo "== 3. pgbench alone again (${SECONDS_PGBENCH}s), so that the baseline brackets the loaded runs"
+P_ALONE2=$(run_pgbench alone_again)
 
-python3 - "$ROWS" "$JSON" "$U0" "$U1" "$T10" "$T11" "$T20" "$T21" "$D0" "$D1" "$W0" "$W1" \
-  "$P_ALONE" "$P_TIDE" "$P_UPDATE" <<'PY'
-import glob, json, sys
-rows = int(sys.argv[1]); out = sys.argv[2]
-u0, u1, t10, t11, t20, t21, d0, d1, w0, w1 = map(float, sys.argv[3:13])
-alone, during_tide, during_update = sys.argv[13:16]
+python3 - "$ROWS" "$JSON" "$TIMES" "$WORK/audit.jsonl" "$CAP" "$ROUNDS" \
+  "$P_ALONE" "$P_ALONE2" "$P_TIDE" "$P_UPDATE" <<'PY'
+import glob, json, statistics, sys
+rows, out, times_file, audit_file = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+cap, rounds = int(sys.argv[5]), int(sys.argv[6])
+alone, alone_again, during_tide, during_update = sys.argv[7:11]
+times = {}
+for line in open(times_file):
+    label, start, end = line.split()
+    times.setdefault(label, []).append((float(start), float(end)))
 
 def pgbench(prefix, start=None, end=None):
-    lat = []; first = last = None
+    # Transactions of a pgbench log, optionally only those that ended in [start, end]; the span
+    # is the part of [start, end] during which pgbench ran, so that a backfill outlasting pgbench
+    # does not dilute its TPS.
+    done = []
     for path in glob.glob(prefix + ".*"):
         if path.endswith(".out"): continue
         for line in open(path):
             f = line.split()
-            t = int(f[4]) + int(f[5]) / 1e6
-            if start is not None and not (start <= t <= end): continue
-            lat.append(int(f[2]) / 1000.0)
-            first = t if first is None else min(first, t); last = t if last is None else max(last, t)
-    lat.sort()
-    span = (end - start) if start is not None else (last - first)
+            done.append((int(f[4]) + int(f[5]) / 1e6, int(f[2]) / 1000.0))
+    if not done: return {"tps": 0, "p50_ms": 0, "p99_ms": 0, "seconds": 0, "transactions": 0}
+    first = min(t for t, _ in done); last = max(t for t, _ in done)
+    if start is not None: first, last = max(first, start), min(last, end)
+    lat = sorted(l for t, l in done if first <= t <= last)
+    span = last - first
     pct = lambda p: lat[min(len(lat) - 1, int(p * len(lat)))] if lat else 0
     return {"tps": len(lat) / span if span > 0 else 0, "p50_ms": pct(0.50), "p99_ms": pct(0.99),
             "seconds": span, "transactions": len(lat)}
 
-res = {
-  "rows": rows,
-  "single_update": {"seconds": u1 - u0, "rows_per_second": rows / (u1 - u0)},
-  "tide_1_worker": {"seconds": t11 - t10, "rows_per_second": rows / (t11 - t10)},
-  "tide_2_workers": {"seconds": t21 - t20, "rows_per_second": rows / (t21 - t20)},
-  "pgbench_alone": pgbench(alone),
-  "pgbench_during_tide_defaults": pgbench(during_tide, d0, d1),
-  "tide_defaults_under_pgbench": {"seconds": d1 - d0, "rows_per_second": rows / (d1 - d0)},
-  "pgbench_during_single_update": pgbench(during_update, w0, w1),
-  "single_update_under_pgbench": {"seconds": w1 - w0},
-}
+def backfill(label):  # the median round, and every round's seconds
+    secs = sorted(e - s for s, e in times[label])
+    med = statistics.median(secs)
+    return {"seconds": med, "rows_per_second": rows / med, "rounds_seconds": secs}
+
+res = {"rows": rows, "rounds": rounds}
+for k in ("single_update", "tide_1_worker", "tide_2_workers"):
+    res[k] = backfill(k)
 base = res["single_update"]["rows_per_second"]
 for k in ("tide_1_worker", "tide_2_workers"):
-    res[k]["ratio_to_single_update"] = res[k]["rows_per_second"] / base
+    r = res[k]
+    r["ratio_to_single_update"] = r["rows_per_second"] / base
+    # Each round against the single UPDATE of the same round.
+    r["ratio_per_round"] = [(u1 - u0) / (t1 - t0) for (u0, u1), (t0, t1)
+                            in zip(times["single_update"], times[k])]
+
+# The rate cap, over the backfill as tide timed it (setup included).
+cap_done = [json.loads(l) for l in open(audit_file)
+            if '"plan":"bench_cap"' in l and '"event":"backfill_finished"' in l][0]
+d = cap_done.get("details", cap_done)
+cap_rate = d["rows_updated"] / (d["duration_ms"] / 1000.0)
+res["rate_cap"] = {"max_rows_per_second": cap, "workers": 2, "seconds": d["duration_ms"] / 1000.0,
+                   "rows_per_second": cap_rate, "ratio_to_cap": cap_rate / cap}
+
+(d0, d1), = times["tide_defaults_under_pgbench"]
+(w0, w1), = times["single_update_under_pgbench"]
+a1, a2 = pgbench(alone), pgbench(alone_again)
+res["pgbench_alone"] = {k: (a1[k] + a2[k]) / 2 for k in a1}
+res["pgbench_alone_before"], res["pgbench_alone_after"] = a1, a2
+res["pgbench_during_tide_defaults"] = pgbench(during_tide, d0, d1)
+res["tide_defaults_under_pgbench"] = {"seconds": d1 - d0, "rows_per_second": rows / (d1 - d0)}
+res["pgbench_during_single_update"] = pgbench(during_update, w0, w1)
+res["single_update_under_pgbench"] = {"seconds": w1 - w0, "rows_per_second": rows / (w1 - w0)}
 a = res["pgbench_alone"]
-for k in ("pgbench_during_tide_defaults", "pgbench_during_single_update"):
+for k in ("pgbench_alone_before", "pgbench_alone_after", "pgbench_during_tide_defaults",
+          "pgbench_during_single_update"):
     res[k]["tps_ratio"] = res[k]["tps"] / a["tps"] if a["tps"] else 0
     res[k]["p99_ratio"] = res[k]["p99_ms"] / a["p99_ms"] if a["p99_ms"] else 0
 json.dump(res, open(out, "w"), indent=2)
 
 print()
-print(f"{'backfill of %d rows' % rows:<36} {'seconds':>8} {'rows/s':>10} {'x UPDATE':>9}")
+print(f"{'backfill of %d rows, median of %d' % (rows, rounds):<36} {'seconds':>8} {'rows/s':>10} "
+      f"{'x UPDATE':>9}  per round")
 for k, label in (("single_update", "single UPDATE"), ("tide_1_worker", "tide, 1 worker, unthrottled"),
                  ("tide_2_workers", "tide, 2 workers, unthrottled"),
-                 ("tide_defaults_under_pgbench", "tide, defaults, under pgbench")):
+                 ("tide_defaults_under_pgbench", "tide, defaults, under pgbench"),
+                 ("single_update_under_pgbench", "single UPDATE, under pgbench")):
     r = res[k]
-    print(f"{label:<36} {r['seconds']:>8.1f} {r['rows_per_second']:>10.0f} {r['rows_per_second'] / base:>9.2f}")
+    rounds_text = " ".join(f"{x:.2f}" for x in r.get("ratio_per_round", []))
+    print(f"{label:<36} {r['seconds']:>8.1f} {r['rows_per_second']:>10.0f} "
+          f"{r['rows_per_second'] / base:>9.2f}  {rounds_text}")
+c = res["rate_cap"]
+print(f"\nrate cap {cap} rows/s, 2 workers: {c['rows_per_second']:.0f} rows/s over "
+      f"{c['seconds']:.1f} s = {c['ratio_to_cap']:.3f} of the cap")
 print()
 print(f"{'pgbench -c 4 -j 2':<36} {'TPS':>8} {'p50 ms':>8} {'p99 ms':>8} {'TPS x':>7} {'p99 x':>7}")
-for k, label in (("pgbench_alone", "alone"), ("pgbench_during_tide_defaults", "during tide (defaults)"),
+for k, label in (("pgbench_alone_before", "alone, before"), ("pgbench_alone_after", "alone, after"),
+                 ("pgbench_during_tide_defaults", "during tide (defaults)"),
                  ("pgbench_during_single_update", "during the single UPDATE")):
     r = res[k]
     print(f"{label:<36} {r['tps']:>8.0f} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} "
-          f"{r['tps'] / a['tps']:>7.2f} {r['p99_ms'] / a['p99_ms']:>7.2f}")
+          f"{r['tps_ratio']:>7.2f} {r['p99_ratio']:>7.2f}")
+print("(ratios against the mean of the two runs alone)")
 print(f"\nJSON: {out}")
 PY
