@@ -140,6 +140,9 @@ class PlanDatabase {
   // The smallest and largest value of an integer key column (nullopt for an empty table).
   virtual Result<std::pair<std::optional<int64_t>, std::optional<int64_t>>> IntegerKeyBounds(
       const QualifiedName& table, const std::string& column) = 0;
+  // About `wanted` keys sampled from the table (TABLESAMPLE SYSTEM), as text, in the key's order.
+  virtual Result<std::vector<std::vector<std::string>>> SampleKeys(
+      const QualifiedName& table, const std::vector<KeyColumn>& key, int64_t wanted) = 0;
   // The task's ranges at `pass`, restarting them when the stored pass is older; empty when the
   // task has none yet.
   virtual Result<std::vector<TaskCheckpoint>> LoadRanges(const std::string& plan, int task,
@@ -157,6 +160,10 @@ class PlanDatabase {
   virtual Result<BatchResult> RunBatch(const std::string& plan, int task,
                                        const BatchStatement& statement,
                                        const TaskCheckpoint& from, int64_t batch_size,
+                                       const StatementLimits& limits) = 0;
+  // One sweep batch (see SweepSql): up to `batch_size` rows still pending, wherever they are.
+  // `scanned` is the pending rows found; no checkpoint (a row once filled no longer matches).
+  virtual Result<BatchResult> RunSweep(const BatchStatement& statement, int64_t batch_size,
                                        const StatementLimits& limits) = 0;
   // Operators' pauses, stored so that they outlive a restart.
   virtual Status SavePause(const Pause& pause) = 0;

@@ -26,4 +26,17 @@ bool SplitsByValue(const std::vector<KeyColumn>& key);
 std::vector<KeyRange> SplitIntegerRange(std::optional<int64_t> min, std::optional<int64_t> max,
                                         int parts);
 
+// Keys of other types (text, uuid, timestamp, composite) split at the quantiles of a sample.
+// How many sampled keys to ask for when splitting into `parts` ranges.
+int64_t KeysToSample(int parts);
+
+// The share of the table's blocks to read (TABLESAMPLE SYSTEM, in percent) to find about `wanted`
+// keys in a table of about `estimated_rows` rows; 100 for a small or unknown table.
+double SamplePercent(int64_t estimated_rows, int64_t wanted);
+
+// Splits at the quantiles of `sorted`, a sample of the key in the key's own order (as the table's
+// index sorts it), into at most `parts` ranges. Bounds are sampled keys, so each range holds
+// rows; a sample too small to split gives one open range.
+std::vector<KeyRange> SplitAtSamples(const std::vector<std::vector<std::string>>& sorted, int parts);
+
 }  // namespace tide

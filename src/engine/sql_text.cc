@@ -117,7 +117,8 @@ std::string BatchBoundSql(const BatchStatement& b, bool has_lower, bool has_uppe
   return sql;
 }
 
-std::string BatchUpdateSql(const BatchStatement& b, bool has_lower) {
+namespace {
+std::string SetList(const BatchStatement& b) {
   std::string sets;
   for (const auto& [column, expr] : b.set) {
     // With the default filter a row is taken when any set column is NULL; COALESCE keeps the
@@ -127,8 +128,13 @@ std::string BatchUpdateSql(const BatchStatement& b, bool has_lower) {
                                   : "(" + expr + ")";
     sets += (sets.empty() ? "" : ", ") + QuoteIdent(column) + " = " + value;
   }
+  return sets;
+}
+}  // namespace
+
+std::string BatchUpdateSql(const BatchStatement& b, bool has_lower) {
   size_t next = 1;
-  return "UPDATE " + QuoteName(b.table) + " SET " + sets + " WHERE " +
+  return "UPDATE " + QuoteName(b.table) + " SET " + SetList(b) + " WHERE " +
          KeyBounds(b.key, has_lower, true, &next) + " AND " + PendingFilter(b);
 }
 
@@ -136,6 +142,20 @@ std::string BatchCountSql(const BatchStatement& b, bool has_lower) {
   size_t next = 1;
   return "SELECT count(*) FROM " + QuoteName(b.table) + " WHERE " +
          KeyBounds(b.key, has_lower, true, &next);
+}
+
+std::string SweepSql(const BatchStatement& b) {
+  const std::string keys = "(" + KeyList(b.key, "") + ")";
+  return "WITH tide_pending AS (SELECT " + KeyList(b.key, "") + " FROM " + QuoteName(b.table) +
+         " WHERE " + PendingFilter(b) + " LIMIT $1::bigint), tide_updated AS (UPDATE " +
+         QuoteName(b.table) + " SET " + SetList(b) + " WHERE " + keys + " IN (SELECT " +
+         KeyList(b.key, "") + " FROM tide_pending) AND " + PendingFilter(b) +
+         " RETURNING 1) SELECT (SELECT count(*) FROM tide_pending), (SELECT count(*) FROM tide_updated)";
+}
+
+std::string SampleKeysSql(const QualifiedName& table, const std::vector<KeyColumn>& key) {
+  return "SELECT " + KeyAsText(key) + " FROM " + QuoteName(table) +
+         " TABLESAMPLE SYSTEM ($1::real) ORDER BY " + KeyOrder(key, false);
 }
 
 SyncTriggerSql MakeSyncTrigger(const std::string& plan, int task_index,

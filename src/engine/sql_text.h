@@ -51,6 +51,15 @@ std::string BatchBoundSql(const BatchStatement& b, bool has_lower, bool has_uppe
 std::string BatchUpdateSql(const BatchStatement& b, bool has_lower);
 std::string BatchCountSql(const BatchStatement& b, bool has_lower);
 
+// A sweep: updates up to $1 rows still pending wherever they are in the key order (found by a
+// scan of the table, not the key's index), for rows written behind the passes while the gates
+// wait. Returns one row: the pending rows found, the rows updated.
+std::string SweepSql(const BatchStatement& b);
+
+// A sample of the table's keys as text, in the key's order, for splitting it into ranges.
+// Parameter $1: the percent of blocks to read (TABLESAMPLE SYSTEM).
+std::string SampleKeysSql(const QualifiedName& table, const std::vector<KeyColumn>& key);
+
 // The filter that selects rows still to be filled.
 std::string PendingFilter(const BatchStatement& b);
 

@@ -12,6 +12,7 @@
 #include <pqxx/pqxx>
 #include <sstream>
 
+#include "engine/key_ranges.h"
 #include "engine/sqlstate.h"
 #include "engine/backfill.h"
 #include "engine/operations.h"
@@ -779,6 +780,30 @@ Result<std::pair<std::optional<int64_t>, std::optional<int64_t>>> PgPlanDatabase
   }
 }
 
+Result<std::vector<std::vector<std::string>>> PgPlanDatabase::SampleKeys(
+    const QualifiedName& table, const std::vector<KeyColumn>& key, int64_t wanted) {
+  TIDE_CONNECTED();
+  try {
+    pqxx::work w(*conn_);
+    // A table never analyzed has no row estimate: guess from its size (50 rows a page).
+    const int64_t estimated =
+        w.exec_params1("SELECT CASE WHEN reltuples > 0 THEN reltuples "
+                       "ELSE pg_relation_size(oid) / 8192 * 50 END::bigint "
+                       "FROM pg_class WHERE oid = to_regclass($1)",
+                       QuoteName(table))[0]
+            .as<int64_t>();
+    std::vector<std::vector<std::string>> out;
+    for (const auto& row : w.exec_params(SampleKeysSql(table, key), SamplePercent(estimated, wanted))) {
+      std::vector<std::string> k;
+      for (const auto& f : row) k.push_back(f.c_str());
+      out.push_back(std::move(k));
+    }
+    return out;
+  } catch (...) {
+    return FromCurrentException();
+  }
+}
+
 Result<std::vector<TaskCheckpoint>> PgPlanDatabase::LoadRanges(const std::string& plan, int task,
                                                                int pass) {
   TIDE_CONNECTED();
@@ -956,6 +981,23 @@ Result<BatchResult> PgPlanDatabase::RunBatch(const std::string& plan, int task,
       return Status::Retryable("the checkpoint of task " + std::to_string(task) + " range " +
                                std::to_string(from.range) + " moved during the batch; re-reading it");
     }
+    w.commit();
+    return b;
+  } catch (...) {
+    return FromCurrentException();
+  }
+}
+
+Result<BatchResult> PgPlanDatabase::RunSweep(const BatchStatement& statement, int64_t batch_size,
+                                             const StatementLimits& limits) {
+  TIDE_CONNECTED();
+  try {
+    pqxx::work w(*conn_);
+    w.exec0(BatchLimitsSql(limits));
+    auto r = w.exec_params1(SweepSql(statement), batch_size);
+    BatchResult b;
+    b.scanned = r[0].as<int64_t>();
+    b.updated = r[1].as<int64_t>();
     w.commit();
     return b;
   } catch (...) {

@@ -69,6 +69,9 @@ class PgPlanDatabase : public PlanDatabase {
                                   const std::vector<std::string>& key) override;
   Result<std::pair<std::optional<int64_t>, std::optional<int64_t>>> IntegerKeyBounds(
       const QualifiedName& table, const std::string& column) override;
+  Result<std::vector<std::vector<std::string>>> SampleKeys(const QualifiedName& table,
+                                                           const std::vector<KeyColumn>& key,
+                                                           int64_t wanted) override;
   Result<std::vector<TaskCheckpoint>> LoadRanges(const std::string& plan, int task,
                                                  int pass) override;
   Status ReopenTail(const std::string& plan, int task) override;
@@ -78,6 +81,8 @@ class PgPlanDatabase : public PlanDatabase {
       int64_t rows_estimated) override;
   Result<BatchResult> RunBatch(const std::string& plan, int task, const BatchStatement& statement,
                                const TaskCheckpoint& from, int64_t batch_size,
+                               const StatementLimits& limits) override;
+  Result<BatchResult> RunSweep(const BatchStatement& statement, int64_t batch_size,
                                const StatementLimits& limits) override;
   Status Execute(const std::string& sql, const StatementLimits& limits) override;
   Status SavePause(const Pause& pause) override;

@@ -14,6 +14,28 @@ using SteadyClock = std::chrono::steady_clock;
 
 namespace {
 
+// The task's ranges at `pass`: the stored ones, else split (integer keys by value, others at a
+// sample of their keys) and stored.
+Result<std::vector<TaskCheckpoint>> LoadOrCreateRanges(PlanDatabase& db, const std::string& plan,
+                                                       int index, int pass,
+                                                       const BackfillTask& task,
+                                                       const TableInfo& info, int workers) {
+  auto ranges = db.LoadRanges(plan, index, pass);
+  if (!ranges.ok() || !ranges->empty()) return ranges;
+  std::vector<KeyRange> split{KeyRange{}};
+  if (workers > 1 && SplitsByValue(info.key)) {
+    auto bounds = db.IntegerKeyBounds(task.table, info.key[0].name);
+    if (!bounds.ok()) return bounds.status();
+    split = SplitIntegerRange(bounds->first, bounds->second, workers);
+  } else if (workers > 1) {
+    auto sample = db.SampleKeys(task.table, info.key, KeysToSample(workers));
+    if (!sample.ok()) return sample.status();
+    split = SplitAtSamples(*sample, workers);
+  }
+  std::vector<std::pair<std::vector<std::string>, std::vector<std::string>>> bounds;
+  for (const auto& r : split) bounds.emplace_back(r.lower, r.upper);
+  return db.CreateRanges(plan, index, task.table.Display(), pass, bounds, info.estimated_rows);
+}
 
 }  // namespace
 
@@ -39,7 +61,7 @@ struct BackfillRun::Setup {
 
 BackfillRun::BackfillRun(BackfillEnv env, std::string database, std::string plan, int task_index,
                          BackfillTask task, int pass, BackfillOptions options,
-                         StatementLimits limits, bool tail_only)
+                         StatementLimits limits, BackfillMode mode)
     : env_(std::move(env)),
       database_(std::move(database)),
       plan_(std::move(plan)),
@@ -48,7 +70,7 @@ BackfillRun::BackfillRun(BackfillEnv env, std::string database, std::string plan
       pass_(pass),
       options_(std::move(options)),
       limits_(limits),
-      tail_only_(tail_only),
+      mode_(mode),
       timer_(std::make_shared<asio::steady_timer>(env_.offload->io())),
       monitor_timer_(std::make_shared<asio::steady_timer>(env_.offload->io())),
       sizer_(options_.sizer),
@@ -83,10 +105,10 @@ void BackfillRun::RunSetup() {
   const std::string database = database_, plan = plan_;
   const BackfillTask task = task_;
   const int index = index_, pass = pass_, workers = options_.workers;
-  const bool tail_only = tail_only_;
+  const BackfillMode mode = mode_;
   const StatementLimits limits = limits_;
   env_.offload->Run<Result<Setup>>(
-      [connector, database, plan, task, index, pass, workers, tail_only,
+      [connector, database, plan, task, index, pass, workers, mode,
        limits]() -> Result<Setup> {
         auto conn = connector->Connect(database);
         if (!conn.ok()) return conn.status();
@@ -103,7 +125,12 @@ void BackfillRun::RunSetup() {
         }
         Setup setup;
         setup.statement = MakeBatchStatement(task, info->key);
-        if (tail_only) {
+        if (mode == BackfillMode::kSweep) {
+          // No stored ranges: a sweep keeps no checkpoint, so one in memory stands for it.
+          TaskCheckpoint all;
+          all.pass = pass;
+          setup.ranges = {all};
+        } else if (mode == BackfillMode::kTail) {
           Status s = db->ReopenTail(plan, index);
           if (!s.ok()) return s;
         } else if (task.sync_trigger) {
@@ -111,22 +138,11 @@ void BackfillRun::RunSetup() {
           Status s = db->Execute(MakeSyncTrigger(plan, index, task).create, limits);
           if (!s.ok()) return s;
         }
-        auto ranges = db->LoadRanges(plan, index, pass);
-        if (!ranges.ok()) return ranges.status();
-        if (ranges->empty()) {
-          std::vector<KeyRange> split{KeyRange{}};
-          if (workers > 1 && SplitsByValue(info->key)) {
-            auto bounds = db->IntegerKeyBounds(task.table, info->key[0].name);
-            if (!bounds.ok()) return bounds.status();
-            split = SplitIntegerRange(bounds->first, bounds->second, workers);
-          }
-          std::vector<std::pair<std::vector<std::string>, std::vector<std::string>>> b;
-          for (const auto& r : split) b.emplace_back(r.lower, r.upper);
-          ranges = db->CreateRanges(plan, index, task.table.Display(), pass, b,
-                                    info->estimated_rows);
+        if (mode != BackfillMode::kSweep) {
+          auto ranges = LoadOrCreateRanges(*db, plan, index, pass, task, *info, workers);
           if (!ranges.ok()) return ranges.status();
+          setup.ranges = std::move(ranges).value();
         }
-        setup.ranges = std::move(ranges).value();
         auto pid = db->BackendPid();
         if (!pid.ok()) return pid.status();
         setup.pid = *pid;
@@ -159,7 +175,7 @@ void BackfillRun::OnSetup(Result<Setup> r) {
   bool all_done = true;
   for (const auto& cp : ranges_) all_done &= cp.done;
   if (all_done) return Finish(Status::Ok());
-  if (!tail_only_) env_.audit("backfill_started", JsonObject()
+  if (mode_ == BackfillMode::kPass) env_.audit("backfill_started", JsonObject()
                                      .Str("table", task_.table.Display())
                                      .Int("pass", pass_)
                                      .Int("ranges", static_cast<int64_t>(ranges_.size()))
@@ -280,11 +296,13 @@ void BackfillRun::LaneBatch(const std::shared_ptr<Lane>& lane, int64_t size) {
   const BatchStatement stmt = statement_;
   const TaskCheckpoint from = ranges_[lane->range];
   const StatementLimits limits = limits_;
+  const bool sweep = mode_ == BackfillMode::kSweep;
   const auto start = SteadyClock::now();
   lane->busy = true;
   env_.offload->Run<Result<BatchResult>>(
-      [db, plan, index, stmt, from, size, limits] {
-        return db->RunBatch(plan, index, stmt, from, size, limits);
+      [db, plan, index, stmt, from, size, limits, sweep] {
+        return sweep ? db->RunSweep(stmt, size, limits)
+                     : db->RunBatch(plan, index, stmt, from, size, limits);
       },
       [self = shared_from_this(), lane, size, start](Result<BatchResult> r) {
         lane->busy = false;
@@ -345,6 +363,7 @@ void BackfillRun::ReloadRange(const std::shared_ptr<Lane>& lane) {
   if (finished_ || env_.stopping()) return CloseLane(lane);
   if (!lane->db) return ConnectLane(lane);
   if (lane->range < 0) return TakeRange(lane);
+  if (mode_ == BackfillMode::kSweep) return LaneNext(lane);  // nothing stored to read back
   auto db = lane->db;
   const std::string plan = plan_;
   const int index = index_, pass = pass_;

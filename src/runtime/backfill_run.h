@@ -50,15 +50,22 @@ struct BackfillSummary {
   int pass = 1;
 };
 
+// What a BackfillRun covers.
+enum class BackfillMode {
+  kPass,   // every range, from its checkpoint (a pass of the task)
+  kTail,   // rows added above the last range's last key since it finished
+  kSweep,  // rows still pending anywhere, found by a scan (written behind the passes)
+};
+
 class BackfillRun : public std::enable_shared_from_this<BackfillRun> {
  public:
   using Done = std::function<void(Status, BackfillSummary)>;
 
-  // With `tail_only`, only rows added above the last range's last key are filled (the catch-up
-  // while gates wait for rows the application keeps inserting).
+  // kTail and kSweep are the catch-up while the gates wait for rows the application keeps
+  // writing: kTail for keys that grow, kSweep for rows written anywhere (random keys).
   BackfillRun(BackfillEnv env, std::string database, std::string plan, int task_index,
               BackfillTask task, int pass, BackfillOptions options, StatementLimits limits,
-              bool tail_only = false);
+              BackfillMode mode = BackfillMode::kPass);
   ~BackfillRun();
 
   // Calls `done` once: Ok when every range is done, else the error that ended the task.
@@ -104,7 +111,7 @@ class BackfillRun : public std::enable_shared_from_this<BackfillRun> {
   const int pass_;
   const BackfillOptions options_;
   const StatementLimits limits_;
-  const bool tail_only_;
+  const BackfillMode mode_;
 
   Done done_;
   bool finished_ = false;

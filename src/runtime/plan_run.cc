@@ -381,22 +381,31 @@ void Orchestrator::Run::OnGates(const std::vector<GateValue>& values) {
     spdlog::warn("plan {}: gates fail ({}); contract waits, re-checking every {}", plan_.name,
                  failing, FormatDuration(o_.config_.defaults.gate_recheck_interval));
   }
-  After(o_.config_.defaults.gate_recheck_interval, [this] { CatchUpTails(0); });
+  After(o_.config_.defaults.gate_recheck_interval, [this] { CatchUp(0, BackfillMode::kTail); });
 }
 
-void Orchestrator::Run::CatchUpTails(size_t index) {
+void Orchestrator::Run::CatchUp(size_t index, BackfillMode mode) {
   if (index >= plan_.backfill.size()) return CheckGates();
   const BackfillTask& task = plan_.backfill[index];
   task_ = std::make_shared<BackfillRun>(MakeEnv(), plan_.database, plan_.name,
                                         static_cast<int>(index), task, cursor_.catch_up ? 2 : 1,
                                         OptionsFor(plan_, task, o_.config_.defaults), limits_,
-                                        /*tail_only=*/true);
-  task_->Start([self = shared_from_this(), index](Status s, BackfillSummary) {
+                                        mode);
+  task_->Start([self = shared_from_this(), index, mode](Status s, BackfillSummary summary) {
     self->task_.reset();
     if (self->stopped_) return;
     if (!self->abort_by_.empty()) return self->Next();
     if (!s.ok()) return self->Fail(s);
-    self->CatchUpTails(index + 1);
+    if (mode == BackfillMode::kTail) return self->CatchUp(index, BackfillMode::kSweep);
+    if (summary.rows_updated > 0) {
+      // Rows the application wrote behind the passes (keys that do not only grow).
+      self->Audit("backfill_swept", "backfill",
+                  JsonObject()
+                      .Str("table", self->plan_.backfill[index].table.Display())
+                      .Int("rows_updated", summary.rows_updated)
+                      .Int("batches", summary.batches));
+    }
+    self->CatchUp(index + 1, BackfillMode::kTail);
   });
 }
 

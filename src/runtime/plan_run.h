@@ -80,9 +80,11 @@ class Orchestrator::Run : public std::enable_shared_from_this<Orchestrator::Run>
 
   void OnGates(const std::vector<GateValue>& values);
 
-  // While gates wait, rows the application inserts above the backfilled keys are filled before
-  // each re-check, one task after another, so that inserts alone never keep a plan from ending.
-  void CatchUpTails(size_t index);
+  // While the gates wait, before each re-check, rows the application keeps writing are filled,
+  // one task after another: task `index`'s tail (kTail: keys above the backfilled ones), then
+  // its rows still pending anywhere (kSweep: random keys, rows written behind a pass), so that
+  // writes alone never keep a plan from ending.
+  void CatchUp(size_t index, BackfillMode mode);
 
   void Finish();
 

@@ -233,6 +233,54 @@ TEST_F(DaemonTest, FinishesWhileTheApplicationKeepsInsertingAndUpdating) {
                   "WHERE po.\"clinicId\" <> o.\"clinicId\""), "0");
 }
 
+TEST_F(DaemonTest, AUuidKeyedTableFillsOnTwoWorkersWhileTheApplicationInsertsEverywhere) {
+  // Random keys: rows the application inserts land in ranges the backfill has already passed.
+  PgCluster::Shared().Exec(db_, R"(
+    CREATE TABLE events (id uuid PRIMARY KEY, n int NOT NULL, doubled int, updates int NOT NULL DEFAULT 0);
+    CREATE FUNCTION count_updates() RETURNS trigger LANGUAGE plpgsql AS
+      $$ BEGIN NEW.updates := OLD.updates + 1; RETURN NEW; END $$;
+    CREATE TRIGGER counted BEFORE UPDATE ON events FOR EACH ROW EXECUTE FUNCTION count_updates();
+    INSERT INTO events (id, n) SELECT gen_random_uuid(), g FROM generate_series(1, 60000) g;
+    ANALYZE events;)");
+  StartDaemon();
+  std::atomic<bool> stop{false};
+  std::atomic<int> inserted{0};
+  std::thread app([&] {
+    pqxx::connection c(PgCluster::Shared().Dsn(db_));
+    while (!stop) {
+      pqxx::work w(c);
+      w.exec("INSERT INTO events (id, n) SELECT gen_random_uuid(), g FROM generate_series(1, 20) g");
+      w.commit();
+      inserted += 20;
+      std::this_thread::sleep_for(10ms);
+    }
+  });
+  ASSERT_EQ(Ctl({"submit", "--config", config_, WritePlan("events.yaml", R"(plan: double_events
+database: app
+backfill:
+  - table: events
+    set: {doubled: n * 2}
+    workers: 2
+    batch_size: 500
+    max_batch_size: 2000
+gates:
+  - null_count: {table: events, column: doubled}
+)")}).status, 0);
+  ASSERT_TRUE(WaitFor([&] { return PlanState("double_events") == "gating"; }, 60s))
+      << ReadAll(dir_ + "/tided.log");
+  std::this_thread::sleep_for(500ms);
+  stop = true;
+  app.join();
+  ASSERT_TRUE(WaitFor([&] { return PlanState("double_events") == "done"; }, 60s))
+      << ReadAll(dir_ + "/tided.log");
+  const std::string audit = ReadAll(dir_ + "/audit.jsonl");
+  EXPECT_NE(audit.find("\"ranges\":2,\"workers\":2"), std::string::npos)
+      << "split at a sample of the uuid keys into two ranges";
+  EXPECT_EQ(Query("SELECT count(*) FROM events"), std::to_string(60000 + inserted));
+  EXPECT_EQ(Query("SELECT count(*) FROM events WHERE doubled IS DISTINCT FROM n * 2"), "0");
+  EXPECT_EQ(Query("SELECT count(*) FROM events WHERE updates > 1"), "0") << "no row updated twice";
+}
+
 TEST_F(DaemonTest, BatchesThatHitStatementTimeoutAreRetriedSmaller) {
   PgCluster::Shared().Exec(db_, "CREATE TABLE slow (id int PRIMARY KEY, v int NOT NULL, w int)");
   PgCluster::Shared().Exec(db_, "CREATE FUNCTION slow_copy(int) RETURNS int LANGUAGE plpgsql AS "

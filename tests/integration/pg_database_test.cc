@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "engine/backfill.h"
+#include "engine/key_ranges.h"
 #include "support/pg_cluster.h"
 #include "support/process.h"
 
@@ -315,6 +316,76 @@ TEST_F(PgDatabaseTest, RangesSplitTheKeysAndEachCheckpointsOnItsOwn) {
   EXPECT_TRUE(stored->at(0).done);
   EXPECT_TRUE(stored->at(1).done);
   EXPECT_EQ(stored->at(0).last_key, std::vector<std::string>{"500"});
+}
+
+TEST_F(PgDatabaseTest, UuidAndCompositeKeysSplitAtASampleAndEachRangeFillsItsShareOnce) {
+  ASSERT_TRUE(db_->InsertPlan(Record("p")).ok());
+  MakeCountedTable("u", "uuid", "gen_random_uuid()", 50000);
+  Exec("CREATE TABLE comp (tenant text, n int, v int NOT NULL, filled int, "
+       "updates int NOT NULL DEFAULT 0, PRIMARY KEY (tenant, n))");
+  Exec("CREATE TRIGGER counted BEFORE UPDATE ON comp FOR EACH ROW EXECUTE FUNCTION count_updates()");
+  Exec("INSERT INTO comp (tenant, n, v) SELECT 'tenant-' || (g % 7), g, g "
+       "FROM generate_series(1, 30000) g");
+  Exec("ANALYZE comp");
+  int task = 0;
+  for (const std::string table : {"u", "comp"}) {
+    SCOPED_TRACE(table);
+    BackfillTask t;
+    t.table = {"", table};
+    t.set = {{"filled", "v * 2"}};
+    auto info = db_->DescribeTable(t.table, {});
+    ASSERT_TRUE(info.ok());
+    auto sample = db_->SampleKeys(t.table, info->key, KeysToSample(2));
+    ASSERT_TRUE(sample.ok()) << sample.status().ToString();
+    EXPECT_GT(sample->size(), 500u);
+    EXPECT_LT(sample->size(), 20000u) << "a sample, not the table";
+    const std::vector<KeyRange> split = SplitAtSamples(*sample, 2);
+    ASSERT_EQ(split.size(), 2u);
+    std::vector<std::pair<std::vector<std::string>, std::vector<std::string>>> bounds;
+    for (const auto& r : split) bounds.emplace_back(r.lower, r.upper);
+    auto ranges = db_->CreateRanges("p", task, table, 1, bounds, info->estimated_rows);
+    ASSERT_TRUE(ranges.ok()) << ranges.status().ToString();
+    const BatchStatement stmt = MakeBatchStatement(t, info->key);
+    std::vector<int64_t> scanned;
+    for (TaskCheckpoint at : *ranges) {
+      for (int n = 0; !at.done && n < 1000; ++n) {
+        auto b = db_->RunBatch("p", task, stmt, at, 4000, limits_);
+        ASSERT_TRUE(b.ok()) << b.status().ToString();
+        at = AdvanceCheckpoint(at, *b, 4000);
+      }
+      scanned.push_back(at.rows_scanned);
+    }
+    const int64_t rows = std::stoll(Query("SELECT count(*) FROM " + table));
+    EXPECT_EQ(scanned[0] + scanned[1], rows) << "the ranges cover the table and never overlap";
+    EXPECT_EQ(Query("SELECT count(*) FROM " + table + " WHERE updates = 1 AND filled = v * 2"),
+              std::to_string(rows));
+    // Balanced to within the sample's error, so two workers share the work.
+    EXPECT_GT(scanned[0], rows * 35 / 100);
+    EXPECT_GT(scanned[1], rows * 35 / 100);
+    ++task;
+  }
+}
+
+TEST_F(PgDatabaseTest, ASweepFillsPendingRowsWhereverTheyAreAndNoRowTwice) {
+  MakeCountedTable("t", "text", "md5(g::text)", 300);
+  Exec("ALTER TABLE t DISABLE TRIGGER counted");
+  Exec("UPDATE t SET filled = v * 2 WHERE v % 12 <> 0");  // 25 rows pending, spread over the keys
+  Exec("ALTER TABLE t ENABLE TRIGGER counted");
+  BackfillTask task;
+  task.table = {"", "t"};
+  task.set = {{"filled", "v * 2"}};
+  const BatchStatement stmt = MakeBatchStatement(task, db_->DescribeTable(task.table, {})->key);
+  std::vector<int64_t> found;
+  for (int i = 0; i < 4; ++i) {
+    auto b = db_->RunSweep(stmt, 10, limits_);
+    ASSERT_TRUE(b.ok()) << b.status().ToString();
+    EXPECT_EQ(b->updated, b->scanned);
+    found.push_back(b->scanned);
+  }
+  EXPECT_EQ(found, (std::vector<int64_t>{10, 10, 5, 0}));
+  EXPECT_EQ(Query("SELECT count(*) FROM t WHERE filled = v * 2"), "300");
+  EXPECT_EQ(Query("SELECT count(*) FROM t WHERE updates = 1"), "25") << "only the pending rows";
+  EXPECT_EQ(Query("SELECT count(*) FROM t WHERE updates > 1"), "0");
 }
 
 TEST_F(PgDatabaseTest, HealthReadingsComeFromTheServer) {

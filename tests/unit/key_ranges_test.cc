@@ -37,5 +37,41 @@ TEST(KeyRanges, HugeSpansDoNotOverflow) {
   EXPECT_EQ(r[0].upper, std::vector<std::string>{"0"});
 }
 
+TEST(KeyRanges, OtherKeysSplitAtTheQuantilesOfASample) {
+  std::vector<std::vector<std::string>> sample;
+  for (char c = 'a'; c <= 'z'; ++c) sample.push_back({std::string(1, c), "1"});
+  auto r = SplitAtSamples(sample, 2);
+  ASSERT_EQ(r.size(), 2u);
+  EXPECT_TRUE(r[0].lower.empty());
+  EXPECT_EQ(r[0].upper, (std::vector<std::string>{"n", "1"})) << "the 13th of 26 keys";
+  EXPECT_EQ(r[1].lower, r[0].upper) << "disjoint and adjacent";
+  EXPECT_TRUE(r[1].upper.empty());
+  auto four = SplitAtSamples(sample, 4);
+  ASSERT_EQ(four.size(), 4u);
+  for (size_t i = 1; i < four.size(); ++i) EXPECT_EQ(four[i].lower, four[i - 1].upper);
+  EXPECT_LT(four[0].upper, four[1].upper);
+  EXPECT_LT(four[1].upper, four[2].upper);
+}
+
+TEST(KeyRanges, ASmallOrRepeatedSampleNeverGivesAnEmptyRange) {
+  EXPECT_EQ(SplitAtSamples({}, 4).size(), 1u);
+  EXPECT_EQ(SplitAtSamples({{"a"}, {"b"}, {"c"}}, 4).size(), 1u) << "fewer than 2 samples a range";
+  EXPECT_EQ(SplitAtSamples({{"a"}, {"b"}, {"c"}, {"d"}}, 4).size(), 2u);
+  // Sampling the same key twice (it cannot be in the table twice) never repeats a bound.
+  auto r = SplitAtSamples({{"a"}, {"b"}, {"b"}, {"b"}, {"b"}, {"c"}, {"d"}, {"e"}}, 4);
+  for (size_t i = 1; i < r.size(); ++i) EXPECT_NE(r[i].lower, r[i - 1].lower);
+  EXPECT_TRUE(r.back().upper.empty());
+  EXPECT_EQ(SplitAtSamples({{"a"}, {"b"}}, 1).size(), 1u);
+}
+
+TEST(KeyRanges, TheSampleReadsAShareOfTheTableBigEnoughForTheKeysWanted) {
+  EXPECT_EQ(SamplePercent(0, 2000), 100) << "unknown size: read it all";
+  EXPECT_EQ(SamplePercent(1500, 2000), 100);
+  EXPECT_DOUBLE_EQ(SamplePercent(1000000, 2000), 0.4) << "twice the share the estimate asks";
+  EXPECT_GT(SamplePercent(int64_t{1} << 40, 2000), 0);
+  EXPECT_EQ(KeysToSample(2), 2000);
+  EXPECT_EQ(KeysToSample(64), 20000) << "capped";
+}
+
 }  // namespace
 }  // namespace tide

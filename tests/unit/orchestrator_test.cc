@@ -97,6 +97,11 @@ class FakeDatabase : public PlanDatabase {
     t.estimated_rows = static_cast<int64_t>(filled_.size() - 1);
     return t;
   }
+  Result<std::vector<std::vector<std::string>>> SampleKeys(const QualifiedName&,
+                                                           const std::vector<KeyColumn>&,
+                                                           int64_t) override {
+    return std::vector<std::vector<std::string>>{};  // the fake's key is an integer
+  }
   Result<std::pair<std::optional<int64_t>, std::optional<int64_t>>> IntegerKeyBounds(
       const QualifiedName&, const std::string&) override {
     std::lock_guard<std::mutex> l(mu_);
@@ -168,6 +173,16 @@ class FakeDatabase : public PlanDatabase {
     sizes_.push_back(size);
     return b;
   }
+  Result<BatchResult> RunSweep(const BatchStatement&, int64_t size, const StatementLimits&) override {
+    std::lock_guard<std::mutex> l(mu_);
+    BatchResult b;
+    for (size_t k = 1; k < filled_.size() && b.scanned < size; ++k) {
+      if (filled_[k]) continue;
+      ++b.scanned, ++b.updated, ++filled_[k];
+    }
+    ++sweeps_;
+    return b;
+  }
   Result<int64_t> BackendPid() override { return ++pids_; }
   Result<HealthReading> ReadHealth(const std::vector<int64_t>&, const std::string&,
                                    const StatementLimits&) override {
@@ -228,6 +243,7 @@ class FakeDatabase : public PlanDatabase {
   std::deque<int64_t> gate_values_;
   std::vector<std::string> preflight_problems_;
   int restarted_ = 0;
+  int sweeps_ = 0;
   int batch_errors_ = 0;
   Status batch_error_ = Status::Retryable("connection lost", "08006");
   std::atomic<int> batches_{0};  // polled by the tests while workers run
@@ -280,6 +296,11 @@ class FakeConnector : public DatabaseConnector {
         const QualifiedName& t, const std::string& c) override {
       return d->IntegerKeyBounds(t, c);
     }
+    Result<std::vector<std::vector<std::string>>> SampleKeys(const QualifiedName& t,
+                                                             const std::vector<KeyColumn>& k,
+                                                             int64_t n) override {
+      return d->SampleKeys(t, k, n);
+    }
     Result<std::vector<TaskCheckpoint>> LoadRanges(const std::string& p, int t, int pass) override {
       return d->LoadRanges(p, t, pass);
     }
@@ -293,6 +314,9 @@ class FakeConnector : public DatabaseConnector {
     Result<BatchResult> RunBatch(const std::string& p, int t, const BatchStatement& s,
                                  const TaskCheckpoint& f, int64_t n, const StatementLimits& l) override {
       return d->RunBatch(p, t, s, f, n, l);
+    }
+    Result<BatchResult> RunSweep(const BatchStatement& s, int64_t n, const StatementLimits& l) override {
+      return d->RunSweep(s, n, l);
     }
     Result<int64_t> BackendPid() override { return d->BackendPid(); }
     Result<HealthReading> ReadHealth(const std::vector<int64_t>& p, const std::string& q,
@@ -515,6 +539,24 @@ TEST_F(OrchestratorTest, AFailingGateBackfillsAgainThenHoldsContract) {
   EXPECT_EQ(spool_.done.size(), 1u) << "once the gate passes, contract runs";
   EXPECT_GE(db_.tails_reopened_, 1) << "rows inserted meanwhile are filled before each re-check";
   EXPECT_EQ(db_.steps_.size(), 3u);
+}
+
+TEST_F(OrchestratorTest, RowsWrittenBehindThePassesAreSweptWhileTheGatesWait) {
+  db_.gate_values_ = {7, 7};  // the first pass and the catch-up pass leave rows behind
+  auto o = Make();
+  Submit(*o);
+  RunUntil([&] { return audit_.Count("gate_waiting") > 0; });
+  {
+    // The application writes NULLs into rows the passes already filled (random keys).
+    std::lock_guard<std::mutex> l(db_.mu_);
+    for (int k : {5, 17, 33}) db_.filled_[k] = 0;
+  }
+  RunUntil([&] { return !spool_.done.empty(); });
+  EXPECT_EQ(spool_.done.size(), 1u);
+  EXPECT_GE(db_.sweeps_, 1);
+  EXPECT_EQ(audit_.Count("backfill_swept"), 1);
+  for (size_t k = 1; k < db_.filled_.size(); ++k) EXPECT_GE(db_.filled_[k], 1) << "key " << k;
+  EXPECT_EQ(db_.filled_[17], 1) << "filled again once";
 }
 
 TEST_F(OrchestratorTest, RejectsAnInvalidPlanWithEveryError) {

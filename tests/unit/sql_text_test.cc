@@ -55,6 +55,23 @@ TEST(SqlText, TheUpdateIsBoundedByAKeyRangeAndKeepsValuesAlreadyThere) {
             "($2::bigint)");
 }
 
+TEST(SqlText, ASweepFindsPendingRowsByScanAndRechecksThemInTheUpdate) {
+  BatchStatement b{{"", "grades"},
+                   {{"survey_id", "integer"}, {"student_id", "integer"}},
+                   {{"score_percent", "score / max_score"}},
+                   "score_percent IS NULL"};
+  EXPECT_EQ(SweepSql(b),
+            "WITH tide_pending AS (SELECT \"survey_id\", \"student_id\" FROM \"grades\" WHERE "
+            "(score_percent IS NULL) LIMIT $1::bigint), tide_updated AS (UPDATE \"grades\" SET "
+            "\"score_percent\" = (score / max_score) WHERE (\"survey_id\", \"student_id\") IN "
+            "(SELECT \"survey_id\", \"student_id\" FROM tide_pending) AND (score_percent IS NULL) "
+            "RETURNING 1) SELECT (SELECT count(*) FROM tide_pending), (SELECT count(*) FROM "
+            "tide_updated)");
+  EXPECT_EQ(SampleKeysSql(b.table, b.key),
+            "SELECT \"survey_id\"::text AS tide_k1, \"student_id\"::text AS tide_k2 FROM \"grades\" "
+            "TABLESAMPLE SYSTEM ($1::real) ORDER BY \"survey_id\", \"student_id\"");
+}
+
 TEST(SqlText, CompositeKeysUseRowComparison) {
   BatchStatement b{{"", "grades"},
                    {{"survey_id", "integer"}, {"student_id", "integer"}},
