@@ -2,6 +2,7 @@
 
 #include <cctype>
 #include <regex>
+#include <unordered_map>
 
 namespace tide {
 namespace {
@@ -37,7 +38,11 @@ std::string Normalize(const std::string& sql) {
 }
 
 bool Has(const std::string& upper, const std::string& pattern) {
-  return std::regex_search(upper, std::regex(pattern));
+  // The rules are a fixed set of patterns: each is compiled once per thread.
+  thread_local std::unordered_map<std::string, std::regex> compiled;
+  auto it = compiled.find(pattern);
+  if (it == compiled.end()) it = compiled.emplace(pattern, std::regex(pattern)).first;
+  return std::regex_search(upper, it->second);
 }
 
 // More than one statement: a semicolon with something other than space after it.
