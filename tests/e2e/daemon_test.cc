@@ -241,7 +241,8 @@ TEST_F(DaemonTest, AUuidKeyedTableFillsOnTwoWorkersWhileTheApplicationInsertsEve
       $$ BEGIN NEW.updates := OLD.updates + 1; RETURN NEW; END $$;
     CREATE TRIGGER counted BEFORE UPDATE ON events FOR EACH ROW EXECUTE FUNCTION count_updates();
     INSERT INTO events (id, n) SELECT gen_random_uuid(), g FROM generate_series(1, 60000) g;
-    ANALYZE events;)");
+    ANALYZE events;
+    CREATE TABLE app (writing bool); INSERT INTO app VALUES (true);)");
   StartDaemon();
   std::atomic<bool> stop{false};
   std::atomic<int> inserted{0};
@@ -265,17 +266,24 @@ backfill:
     max_batch_size: 2000
 gates:
   - null_count: {table: events, column: doubled}
+  - sql: SELECT count(*) FROM app WHERE writing
+    expect: 0
 )")}).status, 0);
-  ASSERT_TRUE(WaitFor([&] { return PlanState("double_events") == "gating"; }, 60s))
+  // The application writes through both passes and a few re-checks, then stops.
+  ASSERT_TRUE(WaitFor([&] { return ReadAll(dir_ + "/audit.jsonl").find("gate_waiting") !=
+                                   std::string::npos; }, 60s))
       << ReadAll(dir_ + "/tided.log");
-  std::this_thread::sleep_for(500ms);
+  std::this_thread::sleep_for(1s);
   stop = true;
   app.join();
+  PgCluster::Shared().Exec(db_, "UPDATE app SET writing = false");
   ASSERT_TRUE(WaitFor([&] { return PlanState("double_events") == "done"; }, 60s))
       << ReadAll(dir_ + "/tided.log");
   const std::string audit = ReadAll(dir_ + "/audit.jsonl");
   EXPECT_NE(audit.find("\"ranges\":2,\"workers\":2"), std::string::npos)
       << "split at a sample of the uuid keys into two ranges";
+  EXPECT_NE(audit.find("\"event\":\"backfill_swept\""), std::string::npos)
+      << "rows written behind the passes were swept";
   EXPECT_EQ(Query("SELECT count(*) FROM events"), std::to_string(60000 + inserted));
   EXPECT_EQ(Query("SELECT count(*) FROM events WHERE doubled IS DISTINCT FROM n * 2"), "0");
   EXPECT_EQ(Query("SELECT count(*) FROM events WHERE updates > 1"), "0") << "no row updated twice";
