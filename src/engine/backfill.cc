@@ -46,6 +46,22 @@ TaskCheckpoint AdvanceCheckpoint(const TaskCheckpoint& before, const BatchResult
   return after;
 }
 
+bool SweepSchedule::Due() {
+  if (skip_ == 0) return true;
+  --skip_;
+  return false;
+}
+
+void SweepSchedule::Swept(int64_t pending) {
+  if (pending > 0) {
+    skip_ = 0;
+    next_ = 1;
+    return;
+  }
+  skip_ = next_;
+  next_ = std::min(next_ * 2, kMaxSkip);
+}
+
 bool ShouldReportProgress(int64_t rows_before, int64_t rows_after, int64_t estimated,
                           int64_t ms_since_last_report) {
   if (ms_since_last_report >= 30000) return true;

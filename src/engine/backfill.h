@@ -38,6 +38,23 @@ TaskCheckpoint AdvanceCheckpoint(const TaskCheckpoint& before, const BatchResult
 
 // A backfill progress line goes to the audit log at most this often: every 10% of the estimate
 // or every 30 s, whichever comes first.
+// When a sweep (see SweepSql) runs while the gates wait: before every re-check while sweeps
+// find rows; after a sweep that found none, the next 1, 2, 4... up to 64 re-checks go without,
+// since a gate that waits on something else (a deploy) would otherwise cost a scan of the table
+// every re-check for as long as it waits.
+class SweepSchedule {
+ public:
+  static constexpr int kMaxSkip = 64;
+  // Whether this re-check sweeps; counts a skipped one.
+  bool Due();
+  // After a sweep that found `pending` rows.
+  void Swept(int64_t pending);
+
+ private:
+  int skip_ = 0;  // re-checks left to go without
+  int next_ = 1;  // to skip after the next sweep that finds nothing
+};
+
 bool ShouldReportProgress(int64_t rows_before, int64_t rows_after, int64_t estimated,
                           int64_t ms_since_last_report);
 

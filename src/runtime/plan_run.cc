@@ -386,6 +386,7 @@ void Orchestrator::Run::OnGates(const std::vector<GateValue>& values) {
 
 void Orchestrator::Run::CatchUp(size_t index, BackfillMode mode) {
   if (index >= plan_.backfill.size()) return CheckGates();
+  sweeps_.resize(plan_.backfill.size());
   const BackfillTask& task = plan_.backfill[index];
   task_ = std::make_shared<BackfillRun>(MakeEnv(), plan_.database, plan_.name,
                                         static_cast<int>(index), task, cursor_.catch_up ? 2 : 1,
@@ -396,7 +397,11 @@ void Orchestrator::Run::CatchUp(size_t index, BackfillMode mode) {
     if (self->stopped_) return;
     if (!self->abort_by_.empty()) return self->Next();
     if (!s.ok()) return self->Fail(s);
-    if (mode == BackfillMode::kTail) return self->CatchUp(index, BackfillMode::kSweep);
+    if (mode == BackfillMode::kTail) {
+      if (self->sweeps_[index].Due()) return self->CatchUp(index, BackfillMode::kSweep);
+      return self->CatchUp(index + 1, BackfillMode::kTail);
+    }
+    self->sweeps_[index].Swept(summary.rows_scanned);
     if (summary.rows_updated > 0) {
       // Rows the application wrote behind the passes (keys that do not only grow).
       self->Audit("backfill_swept", "backfill",

@@ -127,6 +127,7 @@ class Orchestrator::Run : public std::enable_shared_from_this<Orchestrator::Run>
   bool sync_triggers_dropped_ = false;
   bool held_ = false;
   bool pre_gate_done_ = false;
+  std::vector<SweepSchedule> sweeps_;  // per backfill task
   bool backup_checked_ = false;
   std::string abort_by_;  // who asked for the abort; empty: no abort
   bool file_in_spool_ = true;  // the plan's file is in active/

@@ -53,5 +53,32 @@ TEST(Backfill, ProgressIsReportedEveryTenPercentOrThirtySeconds) {
   EXPECT_FALSE(ShouldReportProgress(100, 200, 0, 1000)) << "no estimate: time only";
 }
 
+TEST(SweepSchedule, SweepsEveryRecheckWhileRowsTurnUpAndBacksOffWhenNoneDo) {
+  SweepSchedule s;
+  EXPECT_TRUE(s.Due());
+  s.Swept(40);
+  EXPECT_TRUE(s.Due()) << "rows turned up: sweep again at the next re-check";
+  s.Swept(0);
+  EXPECT_FALSE(s.Due());  // one re-check without
+  EXPECT_TRUE(s.Due());
+  s.Swept(0);
+  EXPECT_FALSE(s.Due());  // then two
+  EXPECT_FALSE(s.Due());
+  EXPECT_TRUE(s.Due());
+  for (int i = 0; i < 10; ++i) {
+    s.Swept(0);
+    while (!s.Due()) {}
+  }
+  s.Swept(0);
+  int skipped = 0;
+  while (!s.Due()) ++skipped;
+  EXPECT_EQ(skipped, SweepSchedule::kMaxSkip) << "a long wait sweeps about every 64 re-checks";
+  s.Swept(3);
+  EXPECT_TRUE(s.Due()) << "rows again: back to every re-check";
+  s.Swept(0);
+  EXPECT_FALSE(s.Due());
+  EXPECT_TRUE(s.Due()) << "and the back-off starts over at one";
+}
+
 }  // namespace
 }  // namespace tide
