@@ -1,12 +1,13 @@
 // One backfill task of a plan, on several workers.
 //
-// The task's key range is split into disjoint ranges (by value for integer keys, else one range);
-// each range has its own checkpoint row, advanced in the transaction of every batch. Workers
-// ("lanes", each with its own database session) take ranges until none is left. Every batch's
-// size comes from the adaptive BatchSizer, scaled by the throttle; a shared RateLimiter holds
-// the task to max_rows_per_second; a monitor reads the database's health every second and
-// decides whether to run, slow down or wait. Transient errors are retried per lane, from the
-// stored checkpoint, with exponential backoff; a statement timeout halves the batch first.
+// The task's key range is split into disjoint ranges (by value for integer keys, else at a
+// sample of the keys); each range has its own checkpoint row, advanced in the transaction of
+// every batch. Workers ("lanes", each with its own database session) take ranges until none is
+// left. Every batch's size comes from the adaptive BatchSizer, scaled by the throttle; a shared
+// RateLimiter holds the task to max_rows_per_second; a monitor reads the database's health every
+// second and decides whether to run, slow down or wait. Transient errors are retried per lane,
+// from the stored checkpoint, with exponential backoff; a statement timeout halves the batch
+// first.
 //
 // Threading: io thread only; blocking work goes through the Offloader.
 #pragma once
