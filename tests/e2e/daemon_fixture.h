@@ -54,8 +54,13 @@ class DaemonTest : public ::testing::Test {
     daemon_ = std::make_unique<Process>(
         std::vector<std::string>{TIDED_PATH, "--allow-root", "--config", config_, "--foreground"},
         dir_ + "/tided.log");
-    ASSERT_TRUE(WaitFor([&] { return access((dir_ + "/spool/incoming").c_str(), F_OK) == 0; }, 10s))
-        << ReadAll(dir_ + "/tided.log");
+    // tided writes its pid once it reads signals, so tidectl's requests reach it from then on
+    // (a killed daemon's pid file may still be there).
+    const std::string pid = std::to_string(daemon_->pid()) + "\n";
+    ASSERT_TRUE(WaitFor([&] {
+      return access((dir_ + "/spool/incoming").c_str(), F_OK) == 0 &&
+             ReadAll(dir_ + "/spool/tided.pid") == pid;
+    }, 10s)) << ReadAll(dir_ + "/tided.log");
   }
 
   testing::CommandResult Ctl(std::vector<std::string> args) {
