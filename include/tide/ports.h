@@ -57,7 +57,7 @@ struct TableInfo {
   bool exists = false;
   bool has_primary_key = false;
   std::vector<KeyColumn> key;  // resolved: the plan's `key`, else the primary key
-  int64_t estimated_rows = 0;  // pg_class.reltuples, 0 when never analyzed
+  int64_t estimated_rows = 0;  // EstimateRows over the table's leaf partitions (or itself)
 };
 
 struct StatementLimits {
@@ -140,9 +140,9 @@ class PlanDatabase {
   // The smallest and largest value of an integer key column (nullopt for an empty table).
   virtual Result<std::pair<std::optional<int64_t>, std::optional<int64_t>>> IntegerKeyBounds(
       const QualifiedName& table, const std::string& column) = 0;
-  // About `wanted` keys sampled from the table (TABLESAMPLE SYSTEM), as text, in the key's order.
+  // The keys of `percent` of the table's blocks (TABLESAMPLE SYSTEM), as text, in the key's order.
   virtual Result<std::vector<std::vector<std::string>>> SampleKeys(
-      const QualifiedName& table, const std::vector<KeyColumn>& key, int64_t wanted) = 0;
+      const QualifiedName& table, const std::vector<KeyColumn>& key, double percent) = 0;
   // The task's ranges at `pass`, restarting them when the stored pass is older; empty when the
   // task has none yet.
   virtual Result<std::vector<TaskCheckpoint>> LoadRanges(const std::string& plan, int task,

@@ -36,8 +36,6 @@ BatchStatement MakeBatchStatement(const BackfillTask& task, const std::vector<Ke
 TaskCheckpoint AdvanceCheckpoint(const TaskCheckpoint& before, const BatchResult& batch,
                                  int64_t batch_size);
 
-// A backfill progress line goes to the audit log at most this often: every 10% of the estimate
-// or every 30 s, whichever comes first.
 // When a sweep (see SweepSql) runs while the gates wait: before every re-check while sweeps
 // find rows; after a sweep that found none, the next 1, 2, 4... up to 64 re-checks go without,
 // since a gate that waits on something else (a deploy) would otherwise cost a scan of the table
@@ -55,6 +53,8 @@ class SweepSchedule {
   int next_ = 1;  // to skip after the next sweep that finds nothing
 };
 
+// A backfill progress line goes to the audit log at most this often: every 10% of the estimate
+// or every 30 s, whichever comes first.
 bool ShouldReportProgress(int64_t rows_before, int64_t rows_after, int64_t estimated,
                           int64_t ms_since_last_report);
 

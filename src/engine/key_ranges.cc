@@ -37,6 +37,12 @@ std::vector<KeyRange> SplitIntegerRange(std::optional<int64_t> min, std::optiona
   return RangesBetween(bounds);
 }
 
+int64_t EstimateRows(const std::vector<StoredSize>& parts) {
+  double rows = 0;
+  for (const auto& p : parts) rows += p.reltuples > 0 ? p.reltuples : p.bytes / 8192 * 50.0;
+  return static_cast<int64_t>(rows);
+}
+
 int64_t KeysToSample(int parts) { return std::min<int64_t>(20000, 1000 * std::max(1, parts)); }
 
 double SamplePercent(int64_t estimated_rows, int64_t wanted) {

@@ -26,6 +26,15 @@ bool SplitsByValue(const std::vector<KeyColumn>& key);
 std::vector<KeyRange> SplitIntegerRange(std::optional<int64_t> min, std::optional<int64_t> max,
                                         int parts);
 
+// What the catalog says of a table's size, for each of its leaf partitions (or the table itself).
+struct StoredSize {
+  double reltuples = -1;  // pg_class.reltuples; -1 (or 0 before PostgreSQL 14) when never analyzed
+  int64_t bytes = 0;      // pg_relation_size
+};
+// About how many rows: each part's reltuples where it was analyzed, else a guess from its size
+// (50 rows a page), so that a table never analyzed, or a partitioned one, is not taken as empty.
+int64_t EstimateRows(const std::vector<StoredSize>& parts);
+
 // Keys of other types (text, uuid, timestamp, composite) split at the quantiles of a sample.
 // How many sampled keys to ask for when splitting into `parts` ranges.
 int64_t KeysToSample(int parts);

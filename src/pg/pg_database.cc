@@ -125,6 +125,13 @@ std::string LimitsSql(const StatementLimits& l) {
          SetTimeoutSql("statement_timeout", l.statement_timeout, true);
 }
 
+// A row's fields as text (a key's values).
+std::vector<std::string> RowText(const pqxx::row& row) {
+  std::vector<std::string> out;
+  for (const auto& f : row) out.push_back(f.c_str());
+  return out;
+}
+
 // Batch transactions also turn JIT off: a batch statement runs thousands of times, each
 // execution would compile its expressions again, and past jit_optimize_above_cost (a large batch
 // of an index range scan) the compile alone takes a third of the batch.
@@ -536,9 +543,17 @@ TableInfo DescribeTableIn(pqxx::dbtransaction& w, const QualifiedName& table,
   if (oid[0].is_null()) return info;
   info.exists = true;
   const auto relid = oid[0].as<int64_t>();
-  info.estimated_rows =
-      w.exec_params1("SELECT GREATEST(reltuples, 0)::bigint FROM pg_class WHERE oid = $1", relid)[0]
-          .as<int64_t>();
+  // The leaf partitions of a partitioned table (its own pg_class row holds no estimate), else
+  // the table itself.
+  std::vector<StoredSize> parts;
+  for (const auto& row : w.exec_params(
+           "SELECT reltuples, pg_relation_size(oid) FROM pg_class WHERE oid IN "
+           "(SELECT relid FROM pg_partition_tree($1::regclass) WHERE isleaf) "
+           "OR (oid = $1 AND relkind <> 'p')",
+           relid)) {
+    parts.push_back(StoredSize{row[0].as<double>(), row[1].as<int64_t>()});
+  }
+  info.estimated_rows = EstimateRows(parts);
   auto pk = w.exec_params(
       "SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_index i "
       "CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord) "
@@ -607,8 +622,7 @@ void ExplainFirstBatch(pqxx::dbtransaction& w, const BackfillTask& task,
       t->explain = "(the table is empty)";
       return;
     }
-    std::vector<std::string> last;
-    for (const auto& f : bound[0]) last.push_back(f.c_str());
+    const std::vector<std::string> last = RowText(bound[0]);
     const auto start = std::chrono::steady_clock::now();
     auto rows = sub.exec_params("EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY ON) " +
                                     BatchUpdateSql(b, false),
@@ -781,22 +795,13 @@ Result<std::pair<std::optional<int64_t>, std::optional<int64_t>>> PgPlanDatabase
 }
 
 Result<std::vector<std::vector<std::string>>> PgPlanDatabase::SampleKeys(
-    const QualifiedName& table, const std::vector<KeyColumn>& key, int64_t wanted) {
+    const QualifiedName& table, const std::vector<KeyColumn>& key, double percent) {
   TIDE_CONNECTED();
   try {
     pqxx::work w(*conn_);
-    // A table never analyzed has no row estimate: guess from its size (50 rows a page).
-    const int64_t estimated =
-        w.exec_params1("SELECT CASE WHEN reltuples > 0 THEN reltuples "
-                       "ELSE pg_relation_size(oid) / 8192 * 50 END::bigint "
-                       "FROM pg_class WHERE oid = to_regclass($1)",
-                       QuoteName(table))[0]
-            .as<int64_t>();
     std::vector<std::vector<std::string>> out;
-    for (const auto& row : w.exec_params(SampleKeysSql(table, key), SamplePercent(estimated, wanted))) {
-      std::vector<std::string> k;
-      for (const auto& f : row) k.push_back(f.c_str());
-      out.push_back(std::move(k));
+    for (const auto& row : w.exec_params(SampleKeysSql(table, key), percent)) {
+      out.push_back(RowText(row));
     }
     return out;
   } catch (...) {
@@ -938,23 +943,18 @@ Result<BatchResult> PgPlanDatabase::RunBatch(const std::string& plan, int task,
     const bool has_lower = !lower.empty(), has_upper = !from.upper.empty();
     std::vector<std::string> params = lower;
     params.insert(params.end(), from.upper.begin(), from.upper.end());
-    auto Keys = [&](const pqxx::row& row) {
-      std::vector<std::string> k;
-      for (const auto& f : row) k.push_back(f.c_str());
-      return k;
-    };
     BatchResult b;
     std::vector<std::string> bound_params = params;
     bound_params.push_back(std::to_string(batch_size - 1));
     auto full = w.exec_params(BatchBoundSql(statement, has_lower, has_upper, false),
                               pqxx::prepare::make_dynamic_params(bound_params));
     if (!full.empty()) {
-      b.last_key = Keys(full[0]);
+      b.last_key = RowText(full[0]);
       b.scanned = batch_size;
     } else {
       auto last = w.exec_params(BatchBoundSql(statement, has_lower, has_upper, true),
                                 pqxx::prepare::make_dynamic_params(params));
-      if (!last.empty()) b.last_key = Keys(last[0]);
+      if (!last.empty()) b.last_key = RowText(last[0]);
     }
     if (!b.last_key.empty()) {
       std::vector<std::string> span = lower;

@@ -71,7 +71,7 @@ class PgPlanDatabase : public PlanDatabase {
       const QualifiedName& table, const std::string& column) override;
   Result<std::vector<std::vector<std::string>>> SampleKeys(const QualifiedName& table,
                                                            const std::vector<KeyColumn>& key,
-                                                           int64_t wanted) override;
+                                                           double percent) override;
   Result<std::vector<TaskCheckpoint>> LoadRanges(const std::string& plan, int task,
                                                  int pass) override;
   Status ReopenTail(const std::string& plan, int task) override;

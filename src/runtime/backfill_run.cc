@@ -28,7 +28,8 @@ Result<std::vector<TaskCheckpoint>> LoadOrCreateRanges(PlanDatabase& db, const s
     if (!bounds.ok()) return bounds.status();
     split = SplitIntegerRange(bounds->first, bounds->second, workers);
   } else if (workers > 1) {
-    auto sample = db.SampleKeys(task.table, info.key, KeysToSample(workers));
+    auto sample = db.SampleKeys(task.table, info.key,
+                                SamplePercent(info.estimated_rows, KeysToSample(workers)));
     if (!sample.ok()) return sample.status();
     split = SplitAtSamples(*sample, workers);
   }

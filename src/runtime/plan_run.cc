@@ -23,7 +23,8 @@ Orchestrator::Run::Run(Orchestrator& o, Plan plan, PlanRecord record,
       db_(std::move(db)),
       cursor_(record_.cursor),
       limits_(LimitsFor(plan_, o.config_.defaults)),
-      timer_(o.io_) {}
+      timer_(o.io_),
+      sweeps_(plan_.backfill.size()) {}
 
 std::string Orchestrator::Run::key() const { return plan_.database + "/" + plan_.name; }
 
@@ -278,13 +279,18 @@ BackfillEnv Orchestrator::Run::MakeEnv() {
   return env;
 }
 
+std::shared_ptr<BackfillRun> Orchestrator::Run::MakeTask(size_t index, BackfillMode mode) {
+  const BackfillTask& task = plan_.backfill[index];
+  return std::make_shared<BackfillRun>(MakeEnv(), plan_.database, plan_.name,
+                                       static_cast<int>(index), task, cursor_.catch_up ? 2 : 1,
+                                       OptionsFor(plan_, task, o_.config_.defaults), limits_, mode);
+}
+
 void Orchestrator::Run::StartTask(size_t index) {
   const BackfillTask& task = plan_.backfill[index];
   doing_ = "backfill of " + task.table.Display();
   task_started_ = SteadyClock::now();
-  task_ = std::make_shared<BackfillRun>(
-      MakeEnv(), plan_.database, plan_.name, static_cast<int>(index), task,
-      cursor_.catch_up ? 2 : 1, OptionsFor(plan_, task, o_.config_.defaults), limits_);
+  task_ = MakeTask(index, BackfillMode::kPass);
   task_->Start([self = shared_from_this(), index](Status s, BackfillSummary summary) {
     self->task_.reset();
     if (self->stopped_) return;
@@ -386,12 +392,7 @@ void Orchestrator::Run::OnGates(const std::vector<GateValue>& values) {
 
 void Orchestrator::Run::CatchUp(size_t index, BackfillMode mode) {
   if (index >= plan_.backfill.size()) return CheckGates();
-  sweeps_.resize(plan_.backfill.size());
-  const BackfillTask& task = plan_.backfill[index];
-  task_ = std::make_shared<BackfillRun>(MakeEnv(), plan_.database, plan_.name,
-                                        static_cast<int>(index), task, cursor_.catch_up ? 2 : 1,
-                                        OptionsFor(plan_, task, o_.config_.defaults), limits_,
-                                        mode);
+  task_ = MakeTask(index, mode);
   task_->Start([self = shared_from_this(), index, mode](Status s, BackfillSummary summary) {
     self->task_.reset();
     if (self->stopped_) return;

@@ -64,6 +64,9 @@ class Orchestrator::Run : public std::enable_shared_from_this<Orchestrator::Run>
 
   BackfillEnv MakeEnv();
 
+  // Task `index` as a BackfillRun of `mode`, in the plan's current pass.
+  std::shared_ptr<BackfillRun> MakeTask(size_t index, BackfillMode mode);
+
   void StartTask(size_t index);
 
   struct GateValue {

@@ -6,6 +6,7 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <pqxx/pqxx>
@@ -335,7 +336,8 @@ TEST_F(PgDatabaseTest, UuidAndCompositeKeysSplitAtASampleAndEachRangeFillsItsSha
     t.set = {{"filled", "v * 2"}};
     auto info = db_->DescribeTable(t.table, {});
     ASSERT_TRUE(info.ok());
-    auto sample = db_->SampleKeys(t.table, info->key, KeysToSample(2));
+    auto sample = db_->SampleKeys(t.table, info->key,
+                                  SamplePercent(info->estimated_rows, KeysToSample(2)));
     ASSERT_TRUE(sample.ok()) << sample.status().ToString();
     EXPECT_GT(sample->size(), 500u);
     EXPECT_LT(sample->size(), 20000u) << "a sample, not the table";
@@ -364,6 +366,25 @@ TEST_F(PgDatabaseTest, UuidAndCompositeKeysSplitAtASampleAndEachRangeFillsItsSha
     EXPECT_GT(scanned[1], rows * 35 / 100);
     ++task;
   }
+}
+
+TEST_F(PgDatabaseTest, APartitionedTableNeverAnalyzedIsEstimatedAndSampledNotReadWhole) {
+  Exec("CREATE TABLE pt (id uuid PRIMARY KEY, n int NOT NULL) PARTITION BY HASH (id)");
+  Exec("CREATE TABLE pt0 PARTITION OF pt FOR VALUES WITH (modulus 2, remainder 0)");
+  Exec("CREATE TABLE pt1 PARTITION OF pt FOR VALUES WITH (modulus 2, remainder 1)");
+  Exec("INSERT INTO pt SELECT gen_random_uuid(), g FROM generate_series(1, 100000) g");
+  auto info = db_->DescribeTable({"", "pt"}, {});
+  ASSERT_TRUE(info.ok()) << info.status().ToString();
+  EXPECT_GT(info->estimated_rows, 10000) << "from the partitions' size, not the parent's empty row";
+  const double percent = SamplePercent(info->estimated_rows, KeysToSample(2));
+  EXPECT_LT(percent, 50);
+  auto sample = db_->SampleKeys({"", "pt"}, info->key, percent);
+  ASSERT_TRUE(sample.ok()) << sample.status().ToString();
+  EXPECT_GT(sample->size(), 500u);
+  EXPECT_LT(sample->size(), 50000u) << "a sample, not every key sorted";
+  // uuid text (fixed-width lower-case hex) sorts like the uuid itself.
+  EXPECT_TRUE(std::is_sorted(sample->begin(), sample->end())) << "in the key's order";
+  EXPECT_EQ(SplitAtSamples(*sample, 2).size(), 2u);
 }
 
 TEST_F(PgDatabaseTest, ASweepFillsPendingRowsWhereverTheyAreAndNoRowTwice) {

@@ -73,5 +73,15 @@ TEST(KeyRanges, TheSampleReadsAShareOfTheTableBigEnoughForTheKeysWanted) {
   EXPECT_EQ(KeysToSample(64), 20000) << "capped";
 }
 
+TEST(KeyRanges, RowsAreEstimatedFromStatisticsElseFromSize) {
+  EXPECT_EQ(EstimateRows({{1000000, 1 << 30}}), 1000000) << "analyzed: its statistics";
+  EXPECT_EQ(EstimateRows({{-1, 8192 * 100}}), 5000) << "never analyzed: 50 rows a page";
+  EXPECT_EQ(EstimateRows({{0, 8192 * 10}}), 500) << "0 before PostgreSQL 14 also means unknown";
+  EXPECT_EQ(EstimateRows({{-1, 0}}), 0) << "empty";
+  // A partitioned table: the sum of its partitions, each by what is known of it.
+  EXPECT_EQ(EstimateRows({{2000, 8192 * 20}, {-1, 8192 * 20}}), 3000);
+  EXPECT_EQ(EstimateRows({}), 0);
+}
+
 }  // namespace
 }  // namespace tide

@@ -99,7 +99,7 @@ class FakeDatabase : public PlanDatabase {
   }
   Result<std::vector<std::vector<std::string>>> SampleKeys(const QualifiedName&,
                                                            const std::vector<KeyColumn>&,
-                                                           int64_t) override {
+                                                           double) override {
     return std::vector<std::vector<std::string>>{};  // the fake's key is an integer
   }
   Result<std::pair<std::optional<int64_t>, std::optional<int64_t>>> IntegerKeyBounds(
@@ -298,7 +298,7 @@ class FakeConnector : public DatabaseConnector {
     }
     Result<std::vector<std::vector<std::string>>> SampleKeys(const QualifiedName& t,
                                                              const std::vector<KeyColumn>& k,
-                                                             int64_t n) override {
+                                                             double n) override {
       return d->SampleKeys(t, k, n);
     }
     Result<std::vector<TaskCheckpoint>> LoadRanges(const std::string& p, int t, int pass) override {
