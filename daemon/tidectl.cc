@@ -23,6 +23,7 @@
 #include "plan/plan_parser.h"
 #include "runtime/control.h"
 #include "runtime/files.h"
+#include "runtime/signal_watcher.h"
 #include "runtime/spool.h"
 #include "tide/json.h"
 #include "tide/version.h"
@@ -246,7 +247,7 @@ int Submit(const Args& a) {
 int SendControlRequest(const std::string& spool_dir, const tide::ControlRequest& r);
 
 // tidectl pause|resume (PLAN | --all) [--phase P] (--config FILE | --spool DIR): the request goes
-// into <spool>/control/, then a SIGUSR1 queued with kControlSignalValue tells tided to read it.
+// into <spool>/control/, then the queued signal ControlSignal() tells tided to read it.
 int PauseOrResume(const Args& a, const std::string& action) {
   std::string spool_dir = a.options.count("--spool") ? a.options.at("--spool") : "";
   if (a.options.count("--config")) {
@@ -267,8 +268,19 @@ int PauseOrResume(const Args& a, const std::string& action) {
   return SendControlRequest(spool_dir, r);
 }
 
-// Writes the request into <spool>/control/ and tells tided with a SIGUSR1 queued with
-// kControlSignalValue.
+// The signal that tells the tided at `pid` to read the control folder: ControlSignal() when it
+// reads that one (it blocks it, as tided blocks every signal its signalfd reads); SIGUSR1 queued
+// with kControlSignalValue for a tided from before it, which a real-time signal would end, and
+// when the process's mask cannot be read; 0 when the process blocks neither, so it is no tided
+// (a pid file left behind, its pid taken since) and either signal could end it.
+int ControlSignalFor(pid_t pid) {
+  const std::optional<bool> reads_control_signal = tide::ProcessBlocksSignal(pid, tide::ControlSignal());
+  if (!reads_control_signal) return SIGUSR1;
+  if (*reads_control_signal) return tide::ControlSignal();
+  return tide::ProcessBlocksSignal(pid, SIGUSR1).value_or(false) ? SIGUSR1 : 0;
+}
+
+// Writes the request into <spool>/control/ and tells tided with a queued signal.
 int SendControlRequest(const std::string& spool_dir, const tide::ControlRequest& r) {
   const std::string& action = r.action;
   const bool all = r.plan == "*";
@@ -284,9 +296,10 @@ int SendControlRequest(const std::string& spool_dir, const tide::ControlRequest&
   }
   auto pid_text = tide::ReadFile(spool_dir + "/tided.pid", 64);
   const pid_t pid = pid_text.ok() ? static_cast<pid_t>(std::atol(pid_text->c_str())) : 0;
+  const int signo = pid > 0 ? ControlSignalFor(pid) : 0;
   union sigval value;
   value.sival_int = tide::kControlSignalValue;
-  if (pid <= 0 || ::sigqueue(pid, SIGUSR1, value) != 0) {
+  if (signo == 0 || ::sigqueue(pid, signo, value) != 0) {
     std::cout << "tided is not running (or not this spool's); the request waits in "
               << spool_dir << "/control/ and applies when it starts\n";
     return 0;

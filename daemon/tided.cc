@@ -2,10 +2,17 @@
 // the metrics together, and runs them on one io_context until SIGTERM or SIGINT.
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
+#include <fcntl.h>
 #include <pwd.h>
+#include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <chrono>
+#include <cstdlib>
 #include <set>
+#include <thread>
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -52,6 +59,53 @@ tide::Result<std::set<uid_t>> SubmitterUids(const tide::Config& config) {
   return out;
 }
 
+// The signals tided reads (through its signalfd) and so blocks in every thread.
+std::vector<int> WatchedSignals() {
+  return {SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGUSR2, tide::ControlSignal()};
+}
+
+// The pid written in a spool lock another tided holds. It writes it right after it locks, so an
+// empty file is read again for a moment.
+std::string LockHolder(int fd) {
+  for (int attempt = 0; attempt < 50; ++attempt) {
+    char buf[32] = {0};
+    const ssize_t n = ::pread(fd, buf, sizeof buf - 1, 0);
+    const long pid = n > 0 ? std::strtol(buf, nullptr, 10) : 0;
+    if (pid > 0) return std::to_string(pid);
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return "unknown";
+}
+
+// Takes <spool>/tided.lock, an exclusive flock, so that no two tided ever share a spool, and
+// writes this pid in it. The descriptor is never closed: the lock lasts as long as the process
+// (O_CLOEXEC, so a backup command does not inherit it). The file stays when tided exits, since a
+// removed lock file could be locked afresh by one tided while another still holds the old one.
+tide::Status LockSpool(const std::string& spool_dir) {
+  if (::mkdir(spool_dir.c_str(), 0755) != 0 && errno != EEXIST) {
+    return tide::Status::Io("cannot create spool directory " + spool_dir + ": " + std::strerror(errno));
+  }
+  const std::string path = spool_dir + "/tided.lock";
+  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+  if (fd < 0) return tide::Status::Io("cannot open " + path + ": " + std::strerror(errno));
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    const int err = errno;
+    const std::string holder = err == EWOULDBLOCK ? LockHolder(fd) : "";
+    ::close(fd);
+    if (err != EWOULDBLOCK) return tide::Status::Io("cannot lock " + path + ": " + std::strerror(err));
+    return tide::Status::Invalid("another tided (pid " + holder + ") is running on spool " +
+                                 spool_dir + "; stop it first or give this one its own spool_dir");
+  }
+  const std::string pid = std::to_string(::getpid()) + "\n";
+  if (::ftruncate(fd, 0) != 0 ||
+      ::pwrite(fd, pid.data(), pid.size(), 0) != static_cast<ssize_t>(pid.size())) {
+    const std::string why = std::strerror(errno);
+    ::close(fd);
+    return tide::Status::Io("cannot write " + path + ": " + why);
+  }
+  return tide::Status::Ok();
+}
+
 void WarnIfMetricsArePublic(const std::string& listen) {
   const std::string host = listen.substr(0, listen.rfind(':'));
   if (host.rfind("127.", 0) == 0 || host == "localhost" || host == "[::1]" || host == "::1") return;
@@ -67,6 +121,10 @@ int Run(const std::string& config_path) {
     return 2;
   }
   spdlog::set_level(spdlog::level::from_str(config->log_level));
+  if (auto s = LockSpool(config->spool_dir); !s.ok()) {
+    spdlog::critical("{}", s.ToString());
+    return 1;
+  }
 
   auto submitters = SubmitterUids(*config);
   if (!submitters.ok()) {
@@ -104,20 +162,23 @@ int Run(const std::string& config_path) {
   tide::ShellCommandRunner commands;
   tide::OrchestratorOptions options;
   options.commands = &commands;
-  // Stable across restarts, so that a restarted tided takes its own plans back at once; another
-  // tided (another host or spool) waits for their leases to expire.
+  // Unique to this process. The spool lock makes it the only live one with the prefix
+  // host:spool, so leases whose owner has that prefix were an earlier process's on this spool.
   char host[256] = {0};
   ::gethostname(host, sizeof host - 1);
-  options.instance = std::string(host) + ":" + config->spool_dir;
+  options.instance_prefix = std::string(host) + ":" + config->spool_dir;
+  options.instance = options.instance_prefix + ":" + std::to_string(::getpid());
   tide::Orchestrator orchestrator(io, pool, *config, &connector, &spool, &audit, &metrics, options);
   tide::SpoolWatcher watcher(io, &spool, [&](tide::SpoolFile f) { orchestrator.Submit(std::move(f)); });
 
-  audit.Write({"daemon_started", "", "", "",
-               tide::JsonObject()
-                   .Str("version", tide::kTideVersion)
-                   .Int("pid", ::getpid())
-                   .Str("config", config_path)
-                   .Str("spool", config->spool_dir)});
+  // tided's own events go through the orchestrator too, so that while the log cannot be written
+  // they wait in order with the others.
+  orchestrator.Audit({"daemon_started", "", "", "",
+                      tide::JsonObject()
+                          .Str("version", tide::kTideVersion)
+                          .Int("pid", ::getpid())
+                          .Str("config", config_path)
+                          .Str("spool", config->spool_dir)});
   spdlog::info("tided {} started (pid {}); spool {}, metrics on {}", tide::kTideVersion,
                ::getpid(), config->spool_dir, config->metrics_listen);
 
@@ -186,10 +247,12 @@ int Run(const std::string& config_path) {
   apply_control("");  // requests left while tided was not running
 
   int stop_signals = 0;
-  tide::SignalWatcher signals(io, {SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGUSR2},
-                              [&](const tide::SignalEvent& e) {
+  tide::SignalWatcher signals(io, WatchedSignals(), [&](const tide::SignalEvent& e) {
     const std::string sender = tide::DescribeSender(e.pid, e.uid);
-    if (e.signo == SIGUSR1 && e.queued && e.value == tide::kControlSignalValue) {
+    // tidectl's "read the control folder": the real-time signal, or from an older tidectl a
+    // SIGUSR1 queued with the value. Any other SIGUSR1 is a pause of everything.
+    if (e.signo == tide::ControlSignal() ||
+        (e.signo == SIGUSR1 && e.queued && e.value == tide::kControlSignalValue)) {
       return apply_control(sender);
     }
     if (e.signo == SIGUSR1) {
@@ -201,27 +264,28 @@ int Run(const std::string& config_path) {
       if (!fresh.ok()) {
         spdlog::error("SIGHUP from {}: the new config is refused, the old one stays:\n{}", sender,
                       fresh.status().message());
-        audit.Write({"config_refused", "", "", sender,
-                     tide::JsonObject().Str("reason", fresh.status().message())});
+        orchestrator.Audit({"config_refused", "", "", sender,
+                            tide::JsonObject().Str("reason", fresh.status().message())});
         return;
       }
       spdlog::set_level(spdlog::level::from_str(fresh->log_level));
       orchestrator.UpdateConfig(*fresh);
-      if (auto s = audit.Open(); !s.ok()) spdlog::error("{}", s.ToString());
-      audit.Write({"config_reloaded", "", "", sender,
-                   tide::JsonObject().Str("config", config_path).Int("max_workers", fresh->max_workers)});
-      spdlog::info("SIGHUP from {}: config reloaded, audit log reopened", sender);
+      const tide::Status reopened = audit.Open();
+      if (!reopened.ok()) spdlog::error("{}", reopened.ToString());
+      orchestrator.Audit({"config_reloaded", "", "", sender,
+                          tide::JsonObject().Str("config", config_path).Int("max_workers", fresh->max_workers)});
+      spdlog::info("SIGHUP from {}: config reloaded{}", sender, reopened.ok() ? ", audit log reopened" : "");
       return;
     }
     if (++stop_signals > 1) {
       spdlog::warn("second {}: exiting now; statements in flight are rolled back",
                    strsignal(e.signo));
-      audit.Write({"daemon_stopped", "", "", sender, tide::JsonObject().Str("how", "forced")});
+      orchestrator.Audit({"daemon_stopped", "", "", sender, tide::JsonObject().Str("how", "forced")});
       std::_Exit(1);
     }
     spdlog::info("{} from {}: finishing the statements in flight, then stopping",
                  strsignal(e.signo), sender);
-    audit.Write({"daemon_stopping", "", "", sender, tide::JsonObject()});
+    orchestrator.Audit({"daemon_stopping", "", "", sender, tide::JsonObject()});
     notifier.Stopping();
     status_timer.cancel();
     watchdog_timer.cancel();
@@ -238,7 +302,13 @@ int Run(const std::string& config_path) {
   io.run();
   pool.join();
   ::unlink(pid_file.c_str());
-  audit.Write({"daemon_stopped", "", "", "", tide::JsonObject().Str("how", "graceful")});
+  // The event loop has stopped, so this is the last event: the orchestrator writes what still
+  // waits for the log, then this, before the process ends.
+  orchestrator.Audit({"daemon_stopped", "", "", "", tide::JsonObject().Str("how", "graceful")});
+  if (!orchestrator.audit_blocked().empty()) {
+    spdlog::error("the audit log cannot be written ({}); the events still waiting, daemon_stopped "
+                  "the last of them, are not recorded", orchestrator.audit_blocked());
+  }
   spdlog::info("tided stopped");
   return 0;
 }
@@ -248,8 +318,7 @@ int Run(const std::string& config_path) {
 int main(int argc, char** argv) {
   // Before any thread exists, so that every thread inherits the mask and these signals are only
   // ever read from the signalfd, with their sender.
-  if (auto s = tide::SignalWatcher::BlockSignals({SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGUSR2});
-      !s.ok()) {
+  if (auto s = tide::SignalWatcher::BlockSignals(WatchedSignals()); !s.ok()) {
     std::cerr << "tided: " << s.ToString() << "\n";
     return 1;
   }

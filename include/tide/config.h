@@ -22,6 +22,7 @@ struct DatabaseConfig {
 struct Defaults {
   Millis lock_timeout{2000};
   Millis statement_timeout{30000};
+  Millis gate_timeout{600000};  // the statement_timeout of gate queries and catch-up sweeps
   Millis gate_recheck_interval{5000};
   int64_t ddl_retries = 20;  // lock timeouts of one step, retried with backoff, before failing
   // Backfill tasks, unless the plan says otherwise.

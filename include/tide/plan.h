@@ -33,6 +33,9 @@ struct QualifiedName {
 struct StatementSettings {
   std::optional<Millis> lock_timeout;
   std::optional<Millis> statement_timeout;
+  // The statement_timeout of gate queries and of the catch-up sweeps that scan the table,
+  // which take far longer than one batch on a large table.
+  std::optional<Millis> gate_timeout;
   // Health limits for this plan's backfill, over the daemon's.
   std::optional<Millis> max_replication_lag;
   std::optional<int64_t> max_active_sessions;

@@ -29,6 +29,7 @@ struct PlanRecord {
   PlanCursor cursor;
   PlanState failed_in = PlanState::kAccepted;  // the state a failed plan was in when it failed
   std::string last_error;
+  std::string waiting_reason;  // why it waits (failing gates, unfillable rows); "" when it does not
   std::string submitted_at, started_at, finished_at, updated_at;  // ISO 8601 or empty
 };
 
@@ -48,9 +49,17 @@ struct TaskCheckpoint {
 };
 
 struct BatchResult {
-  int64_t updated = 0;
+  int64_t updated = 0;  // rows filled
   int64_t scanned = 0;
   std::vector<std::string> last_key;  // empty when no row was left
+  int64_t unfillable = 0;  // rows taken whose expression yields NULL (still pending)
+};
+
+// The rows still pending that no update can fill (see UnfillableSql), and a few of their keys
+// as a text array literal: '{10,20}'.
+struct UnfillableRows {
+  int64_t rows = 0;
+  std::string keys;
 };
 
 struct TableInfo {
@@ -92,12 +101,16 @@ struct StatementOutcome {
   int64_t duration_ms = 0;
 };
 
-// One session to one target database. Not thread-safe: each plan runner owns one. Every
-// statement runs with a lock_timeout and a statement_timeout. Errors come back as Status values
-// classified by ClassifySqlstate (retryable, in doubt, fatal).
-class PlanDatabase {
+// The interfaces of a database session, one per concern. Each is implemented by a session to one
+// target database (PlanDatabase combines them); a caller that needs one concern may take that
+// interface alone. Not thread-safe: a session is one connection. Every statement runs with a
+// lock_timeout and a statement_timeout. Errors come back as Status values classified by
+// ClassifySqlstate (retryable, in doubt, fatal).
+
+// The tide schema: the plans, their cursors and failures, and the live status of their tasks.
+class PlanStore {
  public:
-  virtual ~PlanDatabase() = default;
+  virtual ~PlanStore() = default;
 
   // Creates or upgrades the tide schema. Safe to call from several daemons at once.
   virtual Status EnsureSchema() = 0;
@@ -109,6 +122,49 @@ class PlanDatabase {
   // Marks the plan failed at `at` (kept, so that a retry resumes there) with `error`.
   virtual Status SaveFailure(const std::string& plan, const PlanCursor& at,
                              const std::string& error) = 0;
+  // Starts an aborted plan again from the beginning: state accepted, its checkpoints cleared.
+  virtual Status RestartPlan(const std::string& plan) = 0;
+  // The task's live rate, ETA and throttle reason, for `tidectl status`.
+  virtual Status SaveTaskStatus(const std::string& plan, int task, double rows_per_second,
+                                int64_t eta_seconds, const std::string& throttle_reason) = 0;
+  // Why the plan waits, for `tidectl status`; cleared by the next SaveCursor.
+  virtual Status SaveWaitReason(const std::string& plan, const std::string& reason) = 0;
+};
+
+// Plan leases, so that of several tided on one database exactly one runs a plan. `owner` names
+// a daemon instance.
+class LeaseStore {
+ public:
+  virtual ~LeaseStore() = default;
+
+  // Succeeds when the plan has no lease, an expired one, or one of `owner`'s.
+  virtual Result<bool> AcquireLease(const std::string& plan, const std::string& owner, Millis ttl) = 0;
+  // Extends `owner`'s leases of `plans` and returns those it still holds.
+  virtual Result<std::vector<std::string>> RenewLeases(const std::string& owner,
+                                                       const std::vector<std::string>& plans,
+                                                       Millis ttl) = 0;
+  virtual Status ReleaseLease(const std::string& plan, const std::string& owner) = 0;
+  // Hands every lease of an earlier process of the same host and spool (owner `prefix` or
+  // `prefix:...`) to `owner`, at once rather than when it expires. Only for a daemon that holds
+  // the spool's lock, which proves that earlier process gone. Returns the leases taken.
+  virtual Result<int64_t> ReclaimLeases(const std::string& prefix, const std::string& owner) = 0;
+};
+
+// Operators' pauses, stored so that they outlive a restart.
+class PauseStore {
+ public:
+  virtual ~PauseStore() = default;
+
+  virtual Status SavePause(const Pause& pause) = 0;
+  // Removes the pauses of `plan` ("*": the global ones) for `phase` ("": every phase).
+  virtual Status DeletePauses(const std::string& plan, const std::string& phase) = 0;
+  virtual Result<std::vector<Pause>> ListPauses() = 0;
+};
+
+// Runs the statements of plan steps (DDL) and tide's own statements on the target database.
+class StepRunner {
+ public:
+  virtual ~StepRunner() = default;
 
   // Runs a step's statements in order, each in its own transaction when it allows one (else on
   // the session, with the timeouts set on it), skipping each whose skip_if is true. An index
@@ -119,22 +175,21 @@ class PlanDatabase {
   virtual Result<std::vector<StatementOutcome>> RunStatements(
       const std::string& plan, const std::vector<DdlStatement>& statements,
       const StatementLimits& limits, const std::optional<PlanCursor>& after) = 0;
-  // Plan leases, so that of several tided on one database exactly one runs a plan. `owner`
-  // names a daemon instance. Acquire succeeds when the plan has no lease, an expired one, or one
-  // of `owner`'s. Renew extends `owner`'s leases of `plans` and returns those it still holds.
-  virtual Result<bool> AcquireLease(const std::string& plan, const std::string& owner, Millis ttl) = 0;
-  virtual Result<std::vector<std::string>> RenewLeases(const std::string& owner,
-                                                       const std::vector<std::string>& plans,
-                                                       Millis ttl) = 0;
-  virtual Status ReleaseLease(const std::string& plan, const std::string& owner) = 0;
-  // Starts an aborted plan again from the beginning: state accepted, its checkpoints cleared.
-  virtual Status RestartPlan(const std::string& plan) = 0;
+  // Runs statements that are not a plan step (tide's own triggers), in one transaction.
+  virtual Status Execute(const std::string& sql, const StatementLimits& limits) = 0;
+};
+
+// Reads the target database's catalog and data for planning: the preflight, a table's key and
+// size, and the key values a backfill is split by.
+class CatalogReader {
+ public:
+  virtual ~CatalogReader() = default;
+
   // The preflight of a plan against this database (see engine/preflight.h). With `dry_run`,
   // the transactional expand statements run in a transaction that is rolled back, and the first
   // batch of each backfill and each gate query are EXPLAINed there.
   virtual Result<PreflightReport> Preflight(const Plan& plan, bool dry_run,
                                             const StatementLimits& limits) = 0;
-
   virtual Result<TableInfo> DescribeTable(const QualifiedName& table,
                                           const std::vector<std::string>& key) = 0;
   // The smallest and largest value of an integer key column (nullopt for an empty table).
@@ -143,6 +198,13 @@ class PlanDatabase {
   // The keys of `percent` of the table's blocks (TABLESAMPLE SYSTEM), as text, in the key's order.
   virtual Result<std::vector<std::vector<std::string>>> SampleKeys(
       const QualifiedName& table, const std::vector<KeyColumn>& key, double percent) = 0;
+};
+
+// Backfill batches and the key ranges (rows of tide.backfill) whose checkpoints they advance.
+class BatchRunner {
+ public:
+  virtual ~BatchRunner() = default;
+
   // The task's ranges at `pass`, restarting them when the stored pass is older; empty when the
   // task has none yet.
   virtual Result<std::vector<TaskCheckpoint>> LoadRanges(const std::string& plan, int task,
@@ -165,25 +227,35 @@ class PlanDatabase {
   // `scanned` is the pending rows found; no checkpoint (a row once filled no longer matches).
   virtual Result<BatchResult> RunSweep(const BatchStatement& statement, int64_t batch_size,
                                        const StatementLimits& limits) = 0;
-  // Operators' pauses, stored so that they outlive a restart.
-  virtual Status SavePause(const Pause& pause) = 0;
-  // Removes the pauses of `plan` ("*": the global ones) for `phase` ("": every phase).
-  virtual Status DeletePauses(const std::string& plan, const std::string& phase) = 0;
-  virtual Result<std::vector<Pause>> ListPauses() = 0;
+  // The rows still pending that no update can fill (a scan of the table).
+  virtual Result<UnfillableRows> CountUnfillable(const BatchStatement& statement,
+                                                 const StatementLimits& limits) = 0;
+};
 
-  // Runs statements that are not a plan step (tide's own triggers), in one transaction.
-  virtual Status Execute(const std::string& sql, const StatementLimits& limits) = 0;
+// Read-only probes of the target database: gate queries and the throttle's health readings.
+class HealthProbe {
+ public:
+  virtual ~HealthProbe() = default;
+
   // Runs a query that returns one number (a gate).
   virtual Result<int64_t> QueryNumber(const std::string& sql, const StatementLimits& limits) = 0;
-
   // This session's server process id.
   virtual Result<int64_t> BackendPid() = 0;
   virtual Result<HealthReading> ReadHealth(const std::vector<int64_t>& our_pids,
                                            const std::string& throttle_query,
                                            const StatementLimits& limits) = 0;
-  // The task's live rate, ETA and throttle reason, for `tidectl status`.
-  virtual Status SaveTaskStatus(const std::string& plan, int task, double rows_per_second,
-                                int64_t eta_seconds, const std::string& throttle_reason) = 0;
+};
+
+// One session to one target database: every concern above on one connection.
+class PlanDatabase : public PlanStore,
+                     public LeaseStore,
+                     public PauseStore,
+                     public StepRunner,
+                     public CatalogReader,
+                     public BatchRunner,
+                     public HealthProbe {
+ public:
+  ~PlanDatabase() override = default;
 };
 
 // Runs an operator's command (backup_command) and waits for it. Thread-safe implementations only.
@@ -244,6 +316,8 @@ class Metrics {
   virtual void PlanFinished(const std::string& database, const std::string& outcome) = 0;
   // The last value of a gate's query (for null_count: the rows still NULL).
   virtual void SetGateRemaining(const std::string& plan, const std::string& gate, int64_t value) = 0;
+  // The rows of a task no update can fill, as the last sweep found them.
+  virtual void SetUnfillable(const std::string& plan, const std::string& table, int64_t rows) = 0;
   // A DDL step that finished, and one that timed out waiting for a lock.
   virtual void RecordDdl(const std::string& plan, const std::string& phase, double seconds) = 0;
   virtual void CountLockTimeout(const std::string& plan) = 0;
@@ -268,6 +342,7 @@ class NullMetrics : public Metrics {
   void SetThrottled(const std::string&, const std::string&, bool, double) override {}
   void SetReplicationLag(const std::string&, double) override {}
   void SetGateRemaining(const std::string&, const std::string&, int64_t) override {}
+  void SetUnfillable(const std::string&, const std::string&, int64_t) override {}
   void RecordDdl(const std::string&, const std::string&, double) override {}
   void CountLockTimeout(const std::string&) override {}
   void CountRetry(const std::string&, const std::string&) override {}

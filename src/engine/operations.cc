@@ -47,6 +47,8 @@ std::string ColumnIsNotNull(const QualifiedName& table, const std::string& colum
 
 std::string Select(const std::string& condition) { return "SELECT " + condition; }
 
+std::string NotNullCheckName(const Step& s) { return ObjectName({s.table.name, s.column}, "_not_null"); }
+
 // The index a create_index or add_unique builds: in the table's schema.
 QualifiedName IndexOf(const Step& s) { return QualifiedName{s.table.schema, s.name.name}; }
 
@@ -62,14 +64,32 @@ DdlStatement BuildIndex(const Step& s, bool unique, const std::vector<std::strin
   return {sql, false, skip_if, Fill(kConcurrentIndex, s.table), QuoteName(index)};
 }
 
+// A query that returns why a constraint named `name` on `table` is not the one tide would
+// make (`expected`: a condition on pg_constraint's row), or '' when there is none or it is.
+std::string RefuseClash(const QualifiedName& table, const std::string& name,
+                        const std::string& expected, const std::string& what) {
+  return "SELECT CASE WHEN EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = " +
+         RegClass(table) + " AND conname = " + QuoteLiteral(name) + " AND NOT (" + expected +
+         ")) THEN " +
+         QuoteLiteral("a constraint named " + name + " already exists on " + table.Display() +
+                      " and is not " + what + "; tide will not take it for its own: drop or "
+                      "rename it, or give the step a `name`") +
+         " ELSE '' END";
+}
+
 std::vector<DdlStatement> SetNotNull(const Step& s) {
-  const std::string check = ObjectName({s.table.name, s.column}, "_not_null");
+  const std::string check = NotNullCheckName(s);
   const std::string t = QuoteName(s.table), c = QuoteIdent(s.column), q = QuoteIdent(check);
   const std::string not_null = ColumnIsNotNull(s.table, s.column);
+  const std::string ours =
+      "contype = 'c' AND conkey = ARRAY[(SELECT attnum FROM pg_attribute WHERE attrelid = " +
+      RegClass(s.table) + " AND attname = " + QuoteLiteral(s.column) +
+      ")] AND pg_get_constraintdef(oid) LIKE '%IS NOT NULL%'";
   return {
       {"ALTER TABLE " + t + " ADD CONSTRAINT " + q + " CHECK (" + c + " IS NOT NULL) NOT VALID",
        true, Select(not_null + " OR " + ConstraintExists(s.table, check, false)),
-       Fill(kBriefExclusive, s.table), ""},
+       Fill(kBriefExclusive, s.table), "",
+       RefuseClash(s.table, check, ours, "tide's NOT NULL check of " + s.column)},
       {"ALTER TABLE " + t + " VALIDATE CONSTRAINT " + q, true,
        Select(not_null + " OR " + ConstraintExists(s.table, check, true)), Fill(kValidate, s.table),
        ""},
@@ -102,12 +122,16 @@ std::vector<DdlStatement> AddForeignKey(const Step& s) {
                     QuoteName(s.ref_table) + " (" + Columns(s.ref_columns) + ")";
   if (!s.on_delete.empty()) def += " ON DELETE " + s.on_delete;
   const std::string both = s.table.Display() + " and " + s.ref_table.Display();
-  return AddValidated(
+  std::vector<DdlStatement> out = AddValidated(
       s, name, def,
       "SHARE ROW EXCLUSIVE on " + both + ", brief: no scan; writes queue behind it for at most "
       "lock_timeout",
       "SHARE UPDATE EXCLUSIVE on " + s.table.Display() + " and ROW SHARE on " +
           s.ref_table.Display() + " while it scans: reads and writes go on");
+  out.front().refuse_if =
+      RefuseClash(s.table, name, "contype = 'f' AND confrelid = " + RegClass(s.ref_table),
+                  "a foreign key to " + s.ref_table.Display());
+  return out;
 }
 
 std::vector<DdlStatement> AddUnique(const Step& s) {
@@ -132,12 +156,6 @@ std::vector<DdlStatement> AddColumn(const Step& s) {
   return {{sql, true, "", Fill(kBriefExclusive, s.table), ""}};
 }
 
-uint32_t Fnv1a(const std::string& text) {
-  uint32_t h = 2166136261u;
-  for (unsigned char c : text) h = (h ^ c) * 16777619u;
-  return h;
-}
-
 }  // namespace
 
 std::string DropIndexSql(const std::string& index) {
@@ -159,7 +177,7 @@ std::string ObjectName(const std::vector<std::string>& parts, const std::string&
   for (const auto& p : parts) name += (name.empty() ? "" : "_") + p;
   if (name.size() + suffix.size() <= kMaxName) return name + suffix;
   char hash[10];
-  std::snprintf(hash, sizeof hash, "_%08x", Fnv1a(name));
+  std::snprintf(hash, sizeof hash, "_%08x", NameHash(name));
   std::string head = name.substr(0, kMaxName - suffix.size() - 9);
   // Never cut a multi-byte UTF-8 character in two.
   while (!head.empty() && (static_cast<unsigned char>(head.back()) & 0xC0) == 0x80) head.pop_back();
@@ -191,10 +209,27 @@ std::vector<DdlStatement> CompileStep(const Step& s) {
   return {};
 }
 
-std::vector<DdlStatement> PreGateStatements(const Plan& plan) {
+std::vector<DdlStatement> GateChecks(const Plan& plan) {
   std::vector<DdlStatement> out;
   for (const auto& step : plan.contract) {
     if (step.kind == OpKind::kSetNotNull) out.push_back(CompileStep(step).front());
+  }
+  return out;
+}
+
+std::vector<DdlStatement> GateCheckRemovals(const Plan& plan) {
+  std::vector<DdlStatement> out;
+  for (const auto& step : plan.contract) {
+    if (step.kind != OpKind::kSetNotNull) continue;
+    const std::string check = NotNullCheckName(step);
+    // Only the NOT VALID check is removed: once validated, contract has started.
+    out.push_back({"ALTER TABLE " + QuoteName(step.table) + " DROP CONSTRAINT IF EXISTS " +
+                       QuoteIdent(check),
+                   true,
+                   Select("NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = " +
+                          RegClass(step.table) + " AND conname = " + QuoteLiteral(check) +
+                          " AND NOT convalidated)"),
+                   Fill(kBriefExclusive, step.table), "", ""});
   }
   return out;
 }

@@ -28,15 +28,21 @@ struct DdlStatement {
   // Index builds: the index (quoted) whose INVALID leftover of a failed build is dropped before
   // the build runs and after it fails.
   std::string invalid_index;
+  // A query returning why the statement must not run ('' when it may): a name tide makes up
+  // that an object of someone else's already has. Checked before skip_if.
+  std::string refuse_if;
 };
 
 // The statements of one step, in order. A raw `sql` step is one statement without `skip_if`.
 std::vector<DdlStatement> CompileStep(const Step& step);
 
-// The statements that run before the gates are checked: the NOT VALID check of every
-// set_not_null in contract, so that the application cannot add NULLs between the gate and the
-// constraint.
-std::vector<DdlStatement> PreGateStatements(const Plan& plan);
+// The NOT VALID check of every set_not_null in contract. They go in only once the gates pass
+// (a check in place while the gates wait would make the old application's writes of NULL
+// fail), then the gates are checked again: so no NULL can arrive between the gate and the
+// constraint, and one that did is found. When that re-check fails they are removed again
+// (GateCheckRemovals), as they are by an abort and on entering the gates after a restart.
+std::vector<DdlStatement> GateChecks(const Plan& plan);
+std::vector<DdlStatement> GateCheckRemovals(const Plan& plan);
 
 // The name tide gives a constraint it creates: the parts joined by `_`, then the suffix, within
 // PostgreSQL's 63 bytes (a long name is cut and ends in a hash of the whole, so it stays unique

@@ -49,7 +49,10 @@ std::vector<PlannedStatement> PlannedStatements(const Plan& plan) {
   };
   list(plan.expand, "expand");
   size_t n = 0;
-  for (const auto& st : PreGateStatements(plan)) out.push_back({"gate", ++n, st.sql, st.lock});
+  for (const auto& st : GateChecks(plan)) {
+    out.push_back({"gate", ++n, st.sql, st.lock + "; only once the gates pass, then the gates are "
+                   "checked again (removed again if a NULL arrived meanwhile)"});
+  }
   list(plan.contract, "contract");
   list(plan.rollback, "rollback");
   return out;
@@ -118,6 +121,30 @@ std::string MissingColumn(const std::string& where, const QualifiedName& table, 
          "` and no expand step adds it";
 }
 
+std::string KeyNames(const std::vector<KeyColumn>& key) {
+  std::string out;
+  for (const auto& k : key) out += (out.empty() ? "" : ", ") + k.name;
+  return out;
+}
+
+// tide works on whole tables only: its sessions run with row_security = off, so that
+// PostgreSQL raises an error rather than showing them a subset of the rows, and a table whose
+// policies would apply to tide's role is refused here, before anything changes.
+void AssessRowSecurity(const std::string& where, const QualifiedName& table, const TableFacts& f,
+                       std::vector<std::string>* problems) {
+  if (!f.exists || !f.rls_enabled || f.role_bypasses_rls) return;
+  if (f.role_is_owner && !f.rls_forced) return;  // the owner is exempt unless it is forced
+  problems->push_back(
+      where + ": `" + table.Display() + "` has row-level security enabled" +
+      (f.rls_forced ? " and forced" : "") + ", and tide's role `" + f.role + "` " +
+      (f.role_is_owner ? "owns it, but FORCE makes its policies apply to the owner too"
+                       : "is not its owner") +
+      " and has no BYPASSRLS: it would see only the rows the policies allow (the backfill "
+      "would miss rows and a gate would count only visible ones). Run tide as a role with "
+      "BYPASSRLS (ALTER ROLE " + f.role + " BYPASSRLS), or as the owner after ALTER TABLE " +
+      table.Display() + " NO FORCE ROW LEVEL SECURITY");
+}
+
 PreflightTask AssessTask(const Plan& plan, const BackfillTask& task, const TableFacts& f,
                          std::vector<std::string>* problems) {
   PreflightTask t;
@@ -136,6 +163,13 @@ PreflightTask AssessTask(const Plan& plan, const BackfillTask& task, const Table
     problems->push_back(where + ": the table has no primary key; add `key: <a unique, not-null "
                         "column>` to the task");
   }
+  if (!f.key.empty() && !f.key_unique) {
+    problems->push_back(where + ": the key (" + KeyNames(f.key) + ") is not covered by a unique "
+                        "index on NOT NULL columns, so batches could skip or repeat rows and "
+                        "rows with a NULL key would never be filled; use the primary key or a "
+                        "column with a unique index and NOT NULL as `key`");
+  }
+  AssessRowSecurity(where, task.table, f, problems);
   for (const auto& k : f.key) t.key += (t.key.empty() ? "" : ", ") + k.name + " " + k.type;
   t.estimated_rows = f.estimated_rows;
   t.total_bytes = f.total_bytes;
@@ -172,6 +206,16 @@ void AssessOperations(const Plan& plan, const std::vector<Step>& steps, const st
     for (const auto& c : s.columns) {
       if (!known(c)) problems->push_back(MissingColumn(where, s.table, c));
     }
+    if (s.kind == OpKind::kAddForeignKey && f.partitioned) {
+      problems->push_back(where + ": `" + s.table.Display() + "` is partitioned, and PostgreSQL "
+                          "15 cannot add a NOT VALID foreign key to a partitioned table (it "
+                          "would scan every partition under lock); add the foreign key to each "
+                          "partition instead, then to the parent");
+    }
+    if (s.kind == OpKind::kSetNotNull || s.kind == OpKind::kAddCheck ||
+        s.kind == OpKind::kAddForeignKey || s.kind == OpKind::kAddUnique) {
+      AssessRowSecurity(where, s.table, f, problems);
+    }
     if (s.kind == OpKind::kAddColumn && s.not_null && !s.default_sql && f.has_rows) {
       problems->push_back(where + ": `" + s.table.Display() + "` has rows, so a NOT NULL column "
                           "without a default cannot be added; add it nullable, backfill it, then "
@@ -197,6 +241,13 @@ PreflightReport AssessPlan(const Plan& plan, const CatalogFacts& facts, int64_t 
   }
   AssessOperations(plan, plan.expand, "expand", facts, &r.problems);
   AssessOperations(plan, plan.contract, "contract", facts, &r.problems);
+  for (size_t i = 0; i < plan.gates.size(); ++i) {
+    const Gate& g = plan.gates[i];
+    if (g.kind == Gate::Kind::kNullCount) {
+      AssessRowSecurity("gate " + std::to_string(i + 1), g.table, FactsOf(facts, g.table),
+                        &r.problems);
+    }
+  }
   return r;
 }
 

@@ -54,6 +54,14 @@ struct TableFacts {
   int64_t estimated_rows = 0;  // pg_class.reltuples
   int64_t total_bytes = 0;     // pg_total_relation_size
   bool has_rows = false;       // read only for a TableQuery with needs_rows
+  // A unique index (or the primary key) covers exactly the key's columns, all NOT NULL.
+  bool key_unique = false;
+  bool partitioned = false;    // relkind 'p'
+  // Row-level security, and what tide's role (`role`, the DSN's) may see of it.
+  bool rls_enabled = false, rls_forced = false;
+  std::string role;
+  bool role_is_owner = false;
+  bool role_bypasses_rls = false;  // superuser or BYPASSRLS
 };
 // By QualifiedName::Display().
 using CatalogFacts = std::map<std::string, TableFacts>;
@@ -70,8 +78,10 @@ std::vector<TableQuery> TablesToDescribe(const Plan& plan);
 // The report from the catalog's facts: each task's rows, size, key and time at its rate cap
 // (`default_rate_cap` when the task sets none) or at `measured[i]` rows/s (the dry run's first
 // batch; may be empty), every statement with its lock, and every problem that would make the
-// plan fail: a table or column that neither exists nor is made by expand, a task without a key,
-// a NOT NULL column without a default for a table with rows.
+// plan fail: a table or column that neither exists nor is made by expand, a task without a key
+// or with one no unique index on NOT NULL columns covers, a NOT NULL column without a default
+// for a table with rows, a table whose row-level security policies would hide rows from tide's
+// role, a NOT VALID foreign key on a partitioned table.
 PreflightReport AssessPlan(const Plan& plan, const CatalogFacts& facts, int64_t default_rate_cap,
                            const std::vector<double>& measured = {});
 

@@ -1,6 +1,7 @@
 #include "engine/sql_text.h"
 
 #include <cctype>
+#include <cstdio>
 
 namespace tide {
 namespace {
@@ -132,10 +133,23 @@ std::string SetList(const BatchStatement& b) {
 }
 }  // namespace
 
+std::string ChangeFilter(const BatchStatement& b) {
+  std::string out;
+  for (const auto& [column, expr] : b.set) {
+    const std::string c = QuoteIdent(column);
+    out += (out.empty() ? "" : " OR ") +
+           (b.where.empty() ? "(" + c + " IS NULL AND (" + expr + ") IS NOT NULL)"
+                            : "((" + expr + ") IS DISTINCT FROM " + c + ")");
+  }
+  return "(" + out + ")";
+}
+
 std::string BatchUpdateSql(const BatchStatement& b, bool has_lower) {
   size_t next = 1;
-  return "UPDATE " + QuoteName(b.table) + " SET " + SetList(b) + " WHERE " +
-         KeyBounds(b.key, has_lower, true, &next) + " AND " + PendingFilter(b);
+  return "WITH tide_updated AS (UPDATE " + QuoteName(b.table) + " SET " + SetList(b) + " WHERE " +
+         KeyBounds(b.key, has_lower, true, &next) + " AND " + PendingFilter(b) + " RETURNING " +
+         PendingFilter(b) + " AS tide_unfilled) SELECT count(*) FILTER (WHERE NOT tide_unfilled), "
+         "count(*) FILTER (WHERE tide_unfilled) FROM tide_updated";
 }
 
 std::string BatchCountSql(const BatchStatement& b, bool has_lower) {
@@ -147,10 +161,23 @@ std::string BatchCountSql(const BatchStatement& b, bool has_lower) {
 std::string SweepSql(const BatchStatement& b) {
   const std::string keys = "(" + KeyList(b.key, "") + ")";
   return "WITH tide_pending AS (SELECT " + KeyList(b.key, "") + " FROM " + QuoteName(b.table) +
-         " WHERE " + PendingFilter(b) + " LIMIT $1::bigint), tide_updated AS (UPDATE " +
+         " WHERE " + PendingFilter(b) + " AND " + ChangeFilter(b) +
+         " LIMIT $1::bigint), tide_updated AS (UPDATE " +
          QuoteName(b.table) + " SET " + SetList(b) + " WHERE " + keys + " IN (SELECT " +
          KeyList(b.key, "") + " FROM tide_pending) AND " + PendingFilter(b) +
          " RETURNING 1) SELECT (SELECT count(*) FROM tide_pending), (SELECT count(*) FROM tide_updated)";
+}
+
+std::string UnfillableSql(const BatchStatement& b) {
+  const std::string unfillable = PendingFilter(b) + " AND NOT " + ChangeFilter(b);
+  std::string keys;
+  for (const auto& k : b.key) {
+    keys += (keys.empty() ? "" : " || ', ' || ") + QuoteIdent(k.name) + "::text";
+  }
+  // Aliased, so that ORDER BY sorts on the key, not on its text.
+  return "SELECT (SELECT count(*) FROM " + QuoteName(b.table) + " WHERE " + unfillable +
+         "), ARRAY(SELECT " + keys + " AS tide_keys FROM " + QuoteName(b.table) + " WHERE " + unfillable +
+         " ORDER BY " + KeyOrder(b.key, false) + " LIMIT 5)::text";
 }
 
 std::string SampleKeysSql(const QualifiedName& table, const std::vector<KeyColumn>& key) {
@@ -158,11 +185,27 @@ std::string SampleKeysSql(const QualifiedName& table, const std::vector<KeyColum
          " TABLESAMPLE SYSTEM ($1::real) ORDER BY " + KeyOrder(key, false);
 }
 
+uint32_t NameHash(const std::string& text) {
+  uint32_t h = 2166136261u;
+  for (unsigned char c : text) h = (h ^ c) * 16777619u;
+  return h;
+}
+
+std::string SyncTriggerName(const std::string& plan, int task_index) {
+  const std::string task = std::to_string(task_index);
+  char hash[10];
+  std::snprintf(hash, sizeof hash, "_%08x", NameHash(plan + "/" + task));
+  // 10 + at most 40 + 1 + the task number + 9 bytes: within 63 for any task number below 1000.
+  std::string head = plan.substr(0, 40);
+  return "tide_sync_" + head + "_" + task + hash;
+}
+
 SyncTriggerSql MakeSyncTrigger(const std::string& plan, int task_index,
                                const BackfillTask& task) {
-  // Names stay within 63 bytes: plan names are at most 63, so cut and add the task number.
-  const std::string name = "tide_sync_" + plan.substr(0, 40) + "_" + std::to_string(task_index);
+  const std::string name = SyncTriggerName(plan, task_index);
   const std::string fn = "tide." + QuoteIdent(name);
+  const std::string mark = "tide sync trigger of plan " + plan + ", task " +
+                           std::to_string(task_index) + ", on " + task.table.Display();
   const std::string row = "FROM (SELECT (NEW).*) AS " + QuoteIdent(task.table.name);
   std::string body = "#variable_conflict use_column\nBEGIN\n";
   if (!task.where.empty()) body += "  IF (SELECT (" + task.where + ") " + row + ") THEN\n";
@@ -178,10 +221,24 @@ SyncTriggerSql MakeSyncTrigger(const std::string& plan, int task_index,
   if (!task.where.empty()) body += "  END IF;\n";
   body += "  RETURN NEW;\nEND";
   SyncTriggerSql out;
-  out.create = "CREATE OR REPLACE FUNCTION " + fn + "() RETURNS trigger LANGUAGE plpgsql AS " +
-               "$tide_sync$\n" + body + "\n$tide_sync$; CREATE OR REPLACE TRIGGER " +
-               QuoteIdent(name) + " BEFORE INSERT OR UPDATE ON " + QuoteName(task.table) +
-               " FOR EACH ROW EXECUTE FUNCTION " + fn + "()";
+  // The function and the trigger are this task's when they carry its mark; anything else of
+  // the same name is a clash, refused before anything is replaced.
+  const std::string clash =
+      "DO $tide_clash$ BEGIN IF EXISTS (SELECT 1 FROM pg_proc WHERE pronamespace = "
+      "'tide'::regnamespace AND proname = " + QuoteLiteral(name) +
+      " AND obj_description(oid, 'pg_proc') IS DISTINCT FROM " + QuoteLiteral(mark) +
+      ") OR EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = " + QuoteLiteral(name) +
+      " AND (tgrelid <> " + QuoteLiteral(QuoteName(task.table)) + "::regclass OR "
+      "obj_description(tgfoid, 'pg_proc') IS DISTINCT FROM " + QuoteLiteral(mark) +
+      ")) THEN RAISE EXCEPTION USING ERRCODE = 'duplicate_object', MESSAGE = " +
+      QuoteLiteral("a function or trigger named " + name +
+                   " exists and is not this task's; tide will not replace it") +
+      "; END IF; END $tide_clash$";
+  out.create = clash + "; CREATE OR REPLACE FUNCTION " + fn +
+               "() RETURNS trigger LANGUAGE plpgsql AS " + "$tide_sync$\n" + body +
+               "\n$tide_sync$; COMMENT ON FUNCTION " + fn + "() IS " + QuoteLiteral(mark) +
+               "; CREATE OR REPLACE TRIGGER " + QuoteIdent(name) + " BEFORE INSERT OR UPDATE ON " +
+               QuoteName(task.table) + " FOR EACH ROW EXECUTE FUNCTION " + fn + "()";
   out.drop = "DROP TRIGGER IF EXISTS " + QuoteIdent(name) + " ON " + QuoteName(task.table) +
              "; DROP FUNCTION IF EXISTS " + fn + "()";
   return out;

@@ -4,6 +4,7 @@
 // expressions, `where`, raw steps) are passed through unchanged, in parentheses.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -41,7 +42,8 @@ struct BatchStatement {
 //    left instead, for the final, short batch. Returns k text columns, or no row.
 // 2. BatchUpdateSql: the UPDATE of every row with a key above the lower bound and up to the
 //    batch's last key that still matches the filter. Parameters: lower (when `has_lower`), then
-//    the last key.
+//    the last key. Returns one row: the rows filled, and the rows updated that still match the
+//    filter (their expression yields NULL: unfillable, see UnfillableSql).
 // 3. BatchCountSql: the rows in that same span (only for the short batch; a full batch has
 //    exactly the batch size).
 // A key range, not a join, bounds the UPDATE: PostgreSQL plans it as an index range scan at any
@@ -53,8 +55,20 @@ std::string BatchCountSql(const BatchStatement& b, bool has_lower);
 
 // A sweep: updates up to $1 rows still pending wherever they are in the key order (found by a
 // scan of the table, not the key's index), for rows written behind the passes while the gates
-// wait. Returns one row: the pending rows found, the rows updated.
+// wait. Only rows the update would change are taken (see ChangeFilter), so rows whose
+// expression yields NULL are never rewritten again and never crowd fillable rows out of the
+// LIMIT. Returns one row: the fillable rows found, the rows updated.
 std::string SweepSql(const BatchStatement& b);
+
+// True for a row the batch's SET would change: with the default filter, some set column is
+// NULL and its expression is not; with `where`, some expression differs from the column.
+// Always true or false, never NULL.
+std::string ChangeFilter(const BatchStatement& b);
+
+// The rows still pending that no update can fill (their expression yields NULL: an orphan
+// with no matching row in a join, say): one row, their count and up to 5 of their keys as a
+// text array literal.
+std::string UnfillableSql(const BatchStatement& b);
 
 // A sample of the table's keys as text, in the key's order, for splitting it into ranges.
 // Parameter $1: the percent of blocks to read (TABLESAMPLE SYSTEM).
@@ -72,6 +86,12 @@ struct SyncTriggerSql {
   std::string create;  // CREATE OR REPLACE FUNCTION ...; CREATE OR REPLACE TRIGGER ...
   std::string drop;    // DROP TRIGGER IF EXISTS ...; DROP FUNCTION IF EXISTS ...
 };
+// The name of a task's sync trigger and its function (in schema tide): the plan's name cut to
+// 40 bytes, the task number, and a hash of the whole plan name and task, so that two plans
+// whose names share a prefix never share a trigger. Within 63 bytes.
+std::string SyncTriggerName(const std::string& plan, int task_index);
+// A 32-bit FNV-1a hash of `text`, for names tide makes up.
+uint32_t NameHash(const std::string& text);
 SyncTriggerSql MakeSyncTrigger(const std::string& plan, int task_index, const BackfillTask& task);
 
 // SELECT count(*) of rows that fail a null_count gate.

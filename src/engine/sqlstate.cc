@@ -39,4 +39,23 @@ Status StatusFromSqlstate(const std::string& sqlstate, const std::string& messag
   }
 }
 
+std::string WithoutRowData(const std::string& message) {
+  std::string out;
+  bool withheld = false;
+  size_t start = 0;
+  while (start < message.size()) {
+    size_t end = message.find('\n', start);
+    if (end == std::string::npos) end = message.size();
+    const std::string line = message.substr(start, end - start);
+    if (line.rfind("DETAIL:", 0) == 0) {
+      withheld = true;
+    } else {
+      out += (out.empty() ? "" : "\n") + line;
+    }
+    start = end + 1;
+  }
+  if (withheld) out += " (DETAIL withheld: it may quote row data)";
+  return out;
+}
+
 }  // namespace tide

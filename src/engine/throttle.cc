@@ -70,4 +70,11 @@ Millis LagEstimator::Observe(TimePoint now, int64_t current_lsn, std::optional<i
   return std::chrono::duration_cast<Millis>(now - history_.front().first);
 }
 
+ThrottleDecision HealthUnknown() {
+  ThrottleDecision d;
+  d.kind = ThrottleDecision::Kind::kWait;
+  d.reason = "health_unknown";
+  return d;
+}
+
 }  // namespace tide

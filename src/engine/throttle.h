@@ -45,6 +45,11 @@ struct ThrottleDecision {
 // HealthLimits::yield_ratio); the reason is then "yield", which is not counted as throttled.
 ThrottleDecision Decide(const HealthSample& s, const HealthLimits& l);
 
+// When the health cannot be read (the reading failed, or the throttle_query errs or returns
+// something other than one boolean): wait, reason "health_unknown". Fail safe: a backfill never
+// runs on health tide cannot see.
+ThrottleDecision HealthUnknown();
+
 // Replication lag as time, measured without writing anything: the primary's WAL position is
 // sampled every second; a standby's lag is how long ago the primary was at the position the
 // standby has replayed. With replay paused, the lag grows with the clock.

@@ -32,6 +32,7 @@ struct PrometheusMetrics::Families {
   prometheus::Family<prometheus::Gauge>& last_progress;
   prometheus::Family<prometheus::Gauge>& paused;
   prometheus::Family<prometheus::Gauge>& audit_writable;
+  prometheus::Family<prometheus::Gauge>& unfillable;
 };
 
 PrometheusMetrics::PrometheusMetrics() : registry_(std::make_shared<prometheus::Registry>()) {
@@ -115,6 +116,11 @@ PrometheusMetrics::PrometheusMetrics() : registry_(std::make_shared<prometheus::
           .Name("tide_audit_log_writable")
           .Help("0 while the audit log cannot be written; tide then starts no new work")
           .Register(r),
+      prometheus::BuildGauge()
+          .Name("tide_backfill_rows_unfillable")
+          .Help("Rows still pending whose expression yields NULL, as the last sweep found them; "
+                "they are not rewritten, and a null_count gate on them waits")
+          .Register(r),
   });
   f_->build_info.Add({{"version", kTideVersion}}).Set(1);
   f_->audit_writable.Add({}).Set(1);
@@ -167,6 +173,11 @@ void PrometheusMetrics::SetGateRemaining(const std::string& plan, const std::str
   f_->gate_remaining.Add({{"plan", plan}, {"gate", gate}}).Set(static_cast<double>(value));
 }
 
+void PrometheusMetrics::SetUnfillable(const std::string& plan, const std::string& table,
+                                      int64_t rows) {
+  f_->unfillable.Add({{"plan", plan}, {"table", table}}).Set(static_cast<double>(rows));
+}
+
 void PrometheusMetrics::RecordDdl(const std::string& plan, const std::string& phase,
                                   double seconds) {
   static const prometheus::Histogram::BucketBoundaries buckets = {
@@ -203,7 +214,8 @@ void PrometheusMetrics::PlanStarted(const std::string& plan) {
                            "connection", "in_doubt", "other"}) {
     f_->retries.Add({{"plan", plan}, {"kind", kind}});
   }
-  for (const char* reason : {"replication_lag", "active_sessions", "blocking", "throttle_query"}) {
+  for (const char* reason : {"replication_lag", "active_sessions", "blocking", "throttle_query",
+                             "health_unknown"}) {
     f_->throttled.Add({{"plan", plan}, {"reason", reason}});
     f_->throttle_seconds.Add({{"plan", plan}, {"reason", reason}});
   }

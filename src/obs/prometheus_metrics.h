@@ -32,6 +32,7 @@ class PrometheusMetrics : public Metrics {
                     double seconds) override;
   void SetReplicationLag(const std::string& database, double seconds) override;
   void SetGateRemaining(const std::string& plan, const std::string& gate, int64_t value) override;
+  void SetUnfillable(const std::string& plan, const std::string& table, int64_t rows) override;
   void RecordDdl(const std::string& plan, const std::string& phase, double seconds) override;
   void CountLockTimeout(const std::string& plan) override;
   void CountRetry(const std::string& plan, const std::string& kind) override;

@@ -3,7 +3,7 @@
 // Every session sets application_name = 'tided' and a session-wide lock_timeout and
 // statement_timeout (the daemon defaults), so no statement of tide's can wait on a lock without
 // a bound; steps, batches and gates override them with SET LOCAL. libpqxx exceptions never leave
-// this file: they become Status values (see ClassifySqlstate). A lost connection is re-opened on
+// src/pg: they become Status values (see ClassifySqlstate). A lost connection is re-opened on
 // the next call. Not thread-safe: one instance per plan runner.
 #pragma once
 
@@ -47,6 +47,7 @@ class PgPlanDatabase : public PlanDatabase {
   // Opens the session now (else the first call does). The error never contains the DSN.
   Status Open();
 
+  // PlanStore (pg_plan_store.cc).
   Status EnsureSchema() override;
   Result<std::optional<PlanRecord>> FindPlan(const std::string& name) override;
   Result<std::vector<PlanRecord>> ListPlans() override;
@@ -54,15 +55,32 @@ class PgPlanDatabase : public PlanDatabase {
   Status SaveCursor(const std::string& plan, const PlanCursor& cursor) override;
   Status SaveFailure(const std::string& plan, const PlanCursor& at,
                      const std::string& error) override;
-  Result<std::vector<StatementOutcome>> RunStatements(
-      const std::string& plan, const std::vector<DdlStatement>& statements,
-      const StatementLimits& limits, const std::optional<PlanCursor>& after) override;
   Status RestartPlan(const std::string& plan) override;
+  Status SaveTaskStatus(const std::string& plan, int task, double rows_per_second,
+                        int64_t eta_seconds, const std::string& throttle_reason) override;
+  Status SaveWaitReason(const std::string& plan, const std::string& reason) override;
+  Result<std::vector<TaskProgress>> ListTaskProgress();
+
+  // LeaseStore (pg_plan_store.cc).
   Result<bool> AcquireLease(const std::string& plan, const std::string& owner, Millis ttl) override;
   Result<std::vector<std::string>> RenewLeases(const std::string& owner,
                                                const std::vector<std::string>& plans,
                                                Millis ttl) override;
   Status ReleaseLease(const std::string& plan, const std::string& owner) override;
+  Result<int64_t> ReclaimLeases(const std::string& prefix, const std::string& owner) override;
+
+  // PauseStore (pg_plan_store.cc).
+  Status SavePause(const Pause& pause) override;
+  Status DeletePauses(const std::string& plan, const std::string& phase) override;
+  Result<std::vector<Pause>> ListPauses() override;
+
+  // StepRunner (pg_step_runner.cc).
+  Result<std::vector<StatementOutcome>> RunStatements(
+      const std::string& plan, const std::vector<DdlStatement>& statements,
+      const StatementLimits& limits, const std::optional<PlanCursor>& after) override;
+  Status Execute(const std::string& sql, const StatementLimits& limits) override;
+
+  // CatalogReader (pg_catalog.cc).
   Result<PreflightReport> Preflight(const Plan& plan, bool dry_run,
                                     const StatementLimits& limits) override;
   Result<TableInfo> DescribeTable(const QualifiedName& table,
@@ -72,6 +90,8 @@ class PgPlanDatabase : public PlanDatabase {
   Result<std::vector<std::vector<std::string>>> SampleKeys(const QualifiedName& table,
                                                            const std::vector<KeyColumn>& key,
                                                            double percent) override;
+
+  // BatchRunner (pg_batches.cc).
   Result<std::vector<TaskCheckpoint>> LoadRanges(const std::string& plan, int task,
                                                  int pass) override;
   Status ReopenTail(const std::string& plan, int task) override;
@@ -84,19 +104,15 @@ class PgPlanDatabase : public PlanDatabase {
                                const StatementLimits& limits) override;
   Result<BatchResult> RunSweep(const BatchStatement& statement, int64_t batch_size,
                                const StatementLimits& limits) override;
-  Status Execute(const std::string& sql, const StatementLimits& limits) override;
-  Status SavePause(const Pause& pause) override;
-  Status DeletePauses(const std::string& plan, const std::string& phase) override;
-  Result<std::vector<Pause>> ListPauses() override;
+  Result<UnfillableRows> CountUnfillable(const BatchStatement& statement,
+                                         const StatementLimits& limits) override;
+
+  // HealthProbe (pg_health.cc; BackendPid in pg_session.cc).
   Result<int64_t> QueryNumber(const std::string& sql, const StatementLimits& limits) override;
   Result<int64_t> BackendPid() override;
   Result<HealthReading> ReadHealth(const std::vector<int64_t>& our_pids,
                                    const std::string& throttle_query,
                                    const StatementLimits& limits) override;
-  Status SaveTaskStatus(const std::string& plan, int task, double rows_per_second,
-                        int64_t eta_seconds, const std::string& throttle_reason) override;
-
-  Result<std::vector<TaskProgress>> ListTaskProgress();
 
  private:
   Status Connected();

@@ -2,13 +2,12 @@
 
 #include <algorithm>
 
+#include "plan/duration_ranges.h"
 #include "plan/plan_parser.h"
 #include "plan/yaml_reader.h"
 
 namespace tide {
 namespace {
-
-const Millis kMaxTimeout = std::chrono::hours(24);
 
 void ParseDatabases(YamlReader& r, const YAML::Node& node, Config* config) {
   if (!r.ExpectMap(node, "`databases`", {}) && !node.IsMap()) return;
@@ -35,35 +34,41 @@ void ParseDatabases(YamlReader& r, const YAML::Node& node, Config* config) {
 void ParseDefaults(YamlReader& r, const YAML::Node& node, Defaults* d) {
   const std::string what = "`defaults`";
   if (!r.ExpectMap(node, what,
-                   {"lock_timeout", "statement_timeout", "batch_size", "gate_recheck_interval",
-                    "workers", "target_batch_time", "min_batch_size", "max_batch_size",
-                    "max_rows_per_second", "pause_between_batches", "max_replication_lag",
-                    "max_active_sessions", "throttle_query", "yield_ratio", "ddl_retries"}) &&
+                   {"lock_timeout", "statement_timeout", "gate_timeout", "batch_size",
+                    "gate_recheck_interval", "workers", "target_batch_time", "min_batch_size",
+                    "max_batch_size", "max_rows_per_second", "pause_between_batches",
+                    "max_replication_lag", "max_active_sessions", "throttle_query", "yield_ratio",
+                    "ddl_retries"}) &&
       !node.IsMap()) {
     return;
   }
   if (auto v = r.Int(node, "workers", what, 1, 64)) d->workers = *v;
   if (auto v = r.Int(node, "ddl_retries", what, 0, 1000)) d->ddl_retries = *v;
-  if (auto v = r.Duration(node, "target_batch_time", what, std::chrono::minutes(10))) {
-    d->target_batch_time = std::max(*v, Millis(1));
+  if (auto v = r.Duration(node, "target_batch_time", what, kTargetBatchTimeRange)) {
+    d->target_batch_time = *v;
   }
   if (auto v = r.Int(node, "min_batch_size", what, 1, 1000000)) d->min_batch_size = *v;
   if (auto v = r.Int(node, "max_batch_size", what, 1, 1000000)) d->max_batch_size = *v;
   if (auto v = r.Int(node, "max_rows_per_second", what, 0, 100000000)) d->max_rows_per_second = *v;
-  if (auto v = r.Duration(node, "pause_between_batches", what, std::chrono::minutes(10))) {
+  if (auto v = r.Duration(node, "pause_between_batches", what, kPauseBetweenBatchesRange)) {
     d->pause_between_batches = *v;
   }
-  if (auto v = r.Duration(node, "max_replication_lag", what, kMaxTimeout)) d->max_replication_lag = *v;
+  if (auto v = r.Duration(node, "max_replication_lag", what, kMaxReplicationLagRange)) {
+    d->max_replication_lag = *v;
+  }
   if (auto v = r.Int(node, "max_active_sessions", what, 0, 100000)) d->max_active_sessions = *v;
   if (auto v = r.String(node, "throttle_query", what, false)) d->throttle_query = *v;
   if (auto v = r.Ratio(node, "yield_ratio", what, 10)) d->yield_ratio = *v;
   if (d->min_batch_size > d->max_batch_size) {
     r.Error(node, "`min_batch_size` in `defaults` is above `max_batch_size`");
   }
-  if (auto v = r.Duration(node, "lock_timeout", what, kMaxTimeout)) d->lock_timeout = *v;
-  if (auto v = r.Duration(node, "statement_timeout", what, kMaxTimeout)) d->statement_timeout = *v;
+  if (auto v = r.Duration(node, "lock_timeout", what, kLockTimeoutRange)) d->lock_timeout = *v;
+  if (auto v = r.Duration(node, "statement_timeout", what, kStatementTimeoutRange)) {
+    d->statement_timeout = *v;
+  }
+  if (auto v = r.Duration(node, "gate_timeout", what, kGateTimeoutRange)) d->gate_timeout = *v;
   if (auto v = r.Int(node, "batch_size", what, 1, 1000000)) d->batch_size = *v;
-  if (auto v = r.Duration(node, "gate_recheck_interval", what, std::chrono::hours(1))) {
+  if (auto v = r.Duration(node, "gate_recheck_interval", what, kGateRecheckIntervalRange)) {
     d->gate_recheck_interval = *v;
   }
 }

@@ -5,13 +5,13 @@
 #include <map>
 #include <set>
 
+#include "plan/duration_ranges.h"
 #include "plan/lint.h"
 #include "plan/yaml_reader.h"
 
 namespace tide {
 namespace {
 
-const Millis kMaxTimeout = std::chrono::hours(24);
 constexpr int64_t kMaxBatchSize = 1000000;
 
 class PlanParser {
@@ -56,15 +56,19 @@ class PlanParser {
 
   void ParseSettings(const YAML::Node& node, Plan* plan) {
     if (!r_.ExpectMap(node, "`settings`",
-                      {"lock_timeout", "statement_timeout", "batch_size", "max_replication_lag",
-                       "max_active_sessions", "throttle_query", "yield_ratio", "ddl_retries"})) {
+                      {"lock_timeout", "statement_timeout", "gate_timeout", "batch_size",
+                       "max_replication_lag", "max_active_sessions", "throttle_query",
+                       "yield_ratio", "ddl_retries"})) {
       if (!node.IsMap()) return;
     }
     StatementSettings& st = plan->settings;
-    st.lock_timeout = r_.Duration(node, "lock_timeout", "`settings`", kMaxTimeout);
-    st.statement_timeout = r_.Duration(node, "statement_timeout", "`settings`", kMaxTimeout);
+    st.lock_timeout = r_.Duration(node, "lock_timeout", "`settings`", kLockTimeoutRange);
+    st.statement_timeout =
+        r_.Duration(node, "statement_timeout", "`settings`", kStatementTimeoutRange);
+    st.gate_timeout = r_.Duration(node, "gate_timeout", "`settings`", kGateTimeoutRange);
     plan->batch_size = r_.Int(node, "batch_size", "`settings`", 1, kMaxBatchSize);
-    st.max_replication_lag = r_.Duration(node, "max_replication_lag", "`settings`", kMaxTimeout);
+    st.max_replication_lag =
+        r_.Duration(node, "max_replication_lag", "`settings`", kMaxReplicationLagRange);
     st.max_active_sessions = r_.Int(node, "max_active_sessions", "`settings`", 0, 100000);
     if (auto q = r_.String(node, "throttle_query", "`settings`", false)) st.throttle_query = *q;
     st.yield_ratio = r_.Ratio(node, "yield_ratio", "`settings`", 10);
@@ -97,7 +101,7 @@ class PlanParser {
       }
       Step step;
       step.pos = r_.Pos(n);
-      step.statement_timeout = r_.Duration(n, "statement_timeout", what, kMaxTimeout);
+      step.statement_timeout = r_.Duration(n, "statement_timeout", what, kStatementTimeoutRange);
       if (found[0] == "sql") {
         ParseSqlStep(n, what, &step);
       } else {
@@ -335,15 +339,12 @@ class PlanParser {
   void ParseTuning(const YAML::Node& t, const std::string& what, BackfillTask* task) {
     task->batch_size = r_.Int(t, "batch_size", what, 1, kMaxBatchSize);
     task->workers = r_.Int(t, "workers", what, 1, 64);
-    task->target_batch_time = r_.Duration(t, "target_batch_time", what, std::chrono::minutes(10));
+    task->target_batch_time = r_.Duration(t, "target_batch_time", what, kTargetBatchTimeRange);
     task->min_batch_size = r_.Int(t, "min_batch_size", what, 1, kMaxBatchSize);
     task->max_batch_size = r_.Int(t, "max_batch_size", what, 1, kMaxBatchSize);
     task->max_rows_per_second = r_.Int(t, "max_rows_per_second", what, 1, 100000000);
     task->pause_between_batches =
-        r_.Duration(t, "pause_between_batches", what, std::chrono::minutes(10));
-    if (task->target_batch_time && task->target_batch_time->count() == 0) {
-      r_.Error(t["target_batch_time"], "`target_batch_time` in " + what + " must be above 0");
-    }
+        r_.Duration(t, "pause_between_batches", what, kPauseBetweenBatchesRange);
     if (task->min_batch_size && task->max_batch_size && *task->min_batch_size > *task->max_batch_size) {
       r_.Error(t["min_batch_size"], "`min_batch_size` in " + what + " is above `max_batch_size`");
     }

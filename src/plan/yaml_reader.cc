@@ -234,7 +234,7 @@ std::optional<double> YamlReader::Ratio(const YAML::Node& map, const std::string
 }
 
 std::optional<Millis> YamlReader::Duration(const YAML::Node& map, const std::string& key,
-                                           const std::string& what, Millis max) {
+                                           const std::string& what, const DurationRange& range) {
   auto text = String(map, key, what, false);
   if (!text) return std::nullopt;
   std::string error;
@@ -243,12 +243,15 @@ std::optional<Millis> YamlReader::Duration(const YAML::Node& map, const std::str
     Error(map[key], "`" + key + "` in " + what + ": " + error);
     return std::nullopt;
   }
-  if (*d > max) {
-    Error(map[key], "`" + key + "` in " + what + " is " + *text + ", longer than the " +
-                        FormatDuration(max) + " allowed");
-    return std::nullopt;
-  }
-  return d;
+  if (*d >= range.min && *d <= range.max) return d;
+  const std::string allowed = range.min.count() == 0
+                                  ? "at most " + FormatDuration(range.max)
+                                  : "between " + FormatDuration(range.min) + " and " +
+                                        FormatDuration(range.max);
+  const std::string why =
+      d->count() == 0 && *range.zero ? std::string(" (0 would ") + range.zero + ")" : "";
+  Error(map[key], "`" + key + "` in " + what + " must be " + allowed + ", not " + *text + why);
+  return std::nullopt;
 }
 
 }  // namespace tide

@@ -17,6 +17,14 @@
 
 namespace tide {
 
+// The durations a key accepts, [min, max]. `zero` completes "0 would ..." in the message that
+// refuses 0 when min is above it: what PostgreSQL or tide would make of it.
+struct DurationRange {
+  Millis min;
+  Millis max;
+  const char* zero = "";
+};
+
 class YamlReader {
  public:
   YamlReader(std::string file, std::vector<Diagnostic>* diags)
@@ -44,7 +52,7 @@ class YamlReader {
   std::optional<double> Ratio(const YAML::Node& map, const std::string& key,
                               const std::string& what, double max);
   std::optional<Millis> Duration(const YAML::Node& map, const std::string& key,
-                                 const std::string& what, Millis max);
+                                 const std::string& what, const DurationRange& range);
 
   bool has_errors() const { return !diags_->empty(); }
 

@@ -265,7 +265,29 @@ void BackfillRun::CloseLane(const std::shared_ptr<Lane>& lane) {
   if (finished_) return;
   bool all_done = true;
   for (const auto& cp : ranges_) all_done &= cp.done;
-  if (all_done && open_lanes_ == 0) Finish(Status::Ok());
+  if (!all_done || open_lanes_ != 0) return;
+  if (mode_ == BackfillMode::kSweep) return CountUnfillable();
+  Finish(Status::Ok());
+}
+
+// After a sweep, the rows it left because no update can fill them, for the summary.
+void BackfillRun::CountUnfillable() {
+  auto db = monitor_db_;
+  const BatchStatement statement = statement_;
+  const StatementLimits limits = limits_;
+  env_.offload->Run<Result<UnfillableRows>>(
+      [db, statement, limits] { return db->CountUnfillable(statement, limits); },
+      [self = shared_from_this()](Result<UnfillableRows> r) {
+        if (self->finished_) return;
+        if (r.ok()) {
+          self->unfillable_ = *r;
+        } else {
+          // Only a report: the rows stay pending either way, and the gates say so.
+          spdlog::warn("plan {}: cannot count the unfillable rows of {}: {}", self->plan_,
+                       self->task_.table.Display(), r.status().ToString());
+        }
+        self->Finish(Status::Ok());
+      });
 }
 
 void BackfillRun::LaneNext(const std::shared_ptr<Lane>& lane) {
@@ -418,14 +440,20 @@ void BackfillRun::OnHealth(Result<HealthReading> r) {
   last_throttle_tick_ = now;
   const bool was_waiting = decision_.kind == ThrottleDecision::Kind::kWait;
   if (!was_waiting) active_ms_ += tick;
-  if (r.ok()) {
+  {
     HealthSample sample;
-    sample.replication_lag = lag_.Observe(now, r->current_lsn, r->replay_lsn);
-    sample.active_sessions = r->active_sessions;
-    sample.blocked_by_us = r->blocked_by_us;
-    sample.throttle_query_true = r->throttle_query_true;
-    env_.metrics->SetReplicationLag(database_, sample.replication_lag.count() / 1000.0);
-    const ThrottleDecision next = Decide(sample, env_.health ? env_.health() : options_.health);
+    ThrottleDecision next = HealthUnknown();
+    if (r.ok()) {
+      sample.replication_lag = lag_.Observe(now, r->current_lsn, r->replay_lsn);
+      sample.active_sessions = r->active_sessions;
+      sample.blocked_by_us = r->blocked_by_us;
+      sample.throttle_query_true = r->throttle_query_true;
+      env_.metrics->SetReplicationLag(database_, sample.replication_lag.count() / 1000.0);
+      next = Decide(sample, env_.health ? env_.health() : options_.health);
+    } else if (decision_.reason != "health_unknown") {
+      spdlog::warn("plan {}: backfill of {} holds: its health reading failed: {}", plan_,
+                   task_.table.Display(), r.status().ToString());
+    }
     if (next.reason == "blocking") sizer_.Shrink();
     // Yielding to other sessions is normal operation, not throttling.
     auto Reason = [](const ThrottleDecision& d) {
@@ -442,20 +470,19 @@ void BackfillRun::OnHealth(Result<HealthReading> r) {
       if (!new_reason.empty()) {
         throttle_since_ = now;
         env_.metrics->SetThrottled(plan_, new_reason, true, 0);
-        env_.audit("throttle_started",
-                   JsonObject()
-                       .Str("reason", new_reason)
-                       .Str("action", next.kind == ThrottleDecision::Kind::kWait ? "wait" : "slow")
-                       .Int("replication_lag_ms", sample.replication_lag.count())
-                       .Int("active_sessions", sample.active_sessions)
-                       .Int("blocked_sessions", sample.blocked_by_us));
+        JsonObject details;
+        details.Str("reason", new_reason)
+            .Str("action", next.kind == ThrottleDecision::Kind::kWait ? "wait" : "slow")
+            .Int("replication_lag_ms", sample.replication_lag.count())
+            .Int("active_sessions", sample.active_sessions)
+            .Int("blocked_sessions", sample.blocked_by_us);
+        if (!r.ok()) details.Str("error", r.status().ToString());
+        env_.audit("throttle_started", std::move(details));
         spdlog::info("plan {}: backfill of {} throttled: {}", plan_, task_.table.Display(),
                      new_reason);
       }
     }
     decision_ = next;
-  } else {
-    spdlog::debug("plan {}: health reading failed: {}", plan_, r.status().ToString());
   }
   env_.metrics->SetBackfillShape(plan_, task_.table.Display(), sizer_.size(), open_lanes_,
                                  EtaSeconds());
@@ -508,6 +535,8 @@ BackfillSummary BackfillRun::Summary() const {
   BackfillSummary s;
   s.ranges = static_cast<int>(ranges_.size());
   s.pass = pass_;
+  s.unfillable = unfillable_.rows;
+  s.unfillable_keys = unfillable_.keys;
   for (const auto& cp : ranges_) {
     s.rows_updated += cp.rows_updated;
     s.rows_scanned += cp.rows_scanned;

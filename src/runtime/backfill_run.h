@@ -49,6 +49,9 @@ struct BackfillSummary {
   int64_t batches = 0;
   int ranges = 0;
   int pass = 1;
+  // kSweep: the rows still pending that no update can fill, and a few of their keys.
+  int64_t unfillable = 0;
+  std::string unfillable_keys;
 };
 
 // What a BackfillRun covers.
@@ -95,6 +98,7 @@ class BackfillRun : public std::enable_shared_from_this<BackfillRun> {
   void OnLaneError(const std::shared_ptr<Lane>& lane, const Status& s);
   void ReloadRange(const std::shared_ptr<Lane>& lane);
   void CloseLane(const std::shared_ptr<Lane>& lane);
+  void CountUnfillable();
   void Monitor();
   void OnHealth(Result<HealthReading> r);
   void Finish(const Status& s);
@@ -136,6 +140,7 @@ class BackfillRun : public std::enable_shared_from_this<BackfillRun> {
   // (time, rows scanned in this run, ms not throttled) for the rate over the last minute.
   std::deque<std::tuple<std::chrono::steady_clock::time_point, int64_t, int64_t>> window_;
   int64_t scanned_this_run_ = 0;
+  UnfillableRows unfillable_;
   int64_t active_ms_ = 0;
 };
 

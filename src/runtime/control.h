@@ -1,8 +1,9 @@
-// Operators' requests that arrive by signal: a file in <spool>/control/ says what to do, and a
-// SIGUSR1 sent with sigqueue() and the value kControlSignalValue tells tided to read it. tided
-// writes its pid to <spool>/tided.pid so that tidectl can find it.
+// Operators' requests that arrive by signal: a file in <spool>/control/ says what to do, and the
+// real-time signal ControlSignal(), sent with sigqueue(), tells tided to read it. tided writes
+// its pid to <spool>/tided.pid so that tidectl can find it.
 #pragma once
 
+#include <csignal>
 #include <string>
 #include <vector>
 
@@ -10,6 +11,11 @@
 
 namespace tide {
 
+// "Read the control folder": a real-time signal, because those are queued, one per send. A
+// standard signal is not: a SIGUSR1 already pending absorbs the next, so a `kill -USR1` (pause
+// every plan) and a request arriving together would lose one of the two. tided also takes the
+// form older tidectl sends, SIGUSR1 queued with the value kControlSignalValue.
+inline int ControlSignal() { return SIGRTMIN + 1; }
 constexpr int kControlSignalValue = 1;
 
 struct ControlRequest {

@@ -138,8 +138,13 @@ void Orchestrator::Submit(SpoolFile file) {
         pending_files_.erase(file.name);
         if (a->kind == Admission::Kind::kLater) {
           spdlog::warn("{}: {}; will try again", file.name, a->error);
+          if (waiting_files_.insert(file.name).second) {
+            Audit(AuditEvent{"plan_waiting", a->plan.name, "", file.owner,
+                             JsonObject().Str("file", file.name).Str("reason", a->error)});
+          }
           return;
         }
+        waiting_files_.erase(file.name);
         const std::string key = a->plan.database + "/" + a->plan.name;
         if (a->kind == Admission::Kind::kAccept && runs_.count(key)) {
           a->kind = Admission::Kind::kReject;
@@ -164,6 +169,16 @@ Orchestrator::Admission Orchestrator::Admit(const SpoolFile& file, const Plan& p
                                             const std::string& checksum) {
   Admission a;
   a.plan = plan;
+  // An admission that could not be decided: tried again later when `s` is transient (a lost
+  // server, a lock timeout), else rejected with the reason, so that a permanent error
+  // (permission denied, say) is in rejected/ and the audit log instead of retried for ever.
+  auto Undecided = [](Admission* a, const std::string& error, const Status& s) {
+    a->error = error;
+    const bool transient = s.code() == Status::Code::kRetryable ||
+                           s.code() == Status::Code::kInDoubt || IsConnectionLoss(s);
+    a->kind = transient ? Admission::Kind::kLater : Admission::Kind::kReject;
+    if (!transient) a->error += "; fix the cause and submit the plan again";
+  };
   auto db = connector_->Connect(plan.database);
   if (!db.ok()) {
     a.error = "cannot reach database `" + plan.database + "`: " + db.status().ToString();
@@ -171,12 +186,12 @@ Orchestrator::Admission Orchestrator::Admit(const SpoolFile& file, const Plan& p
   }
   Status s = (*db)->EnsureSchema();
   if (!s.ok()) {
-    a.error = "cannot prepare the tide schema in `" + plan.database + "`: " + s.ToString();
+    Undecided(&a, "cannot prepare the tide schema in `" + plan.database + "`: " + s.ToString(), s);
     return a;
   }
   auto existing = (*db)->FindPlan(plan.name);
   if (!existing.ok()) {
-    a.error = existing.status().ToString();
+    Undecided(&a, existing.status().ToString(), existing.status());
     return a;
   }
   a.kind = Admission::Kind::kReject;
@@ -206,8 +221,7 @@ Orchestrator::Admission Orchestrator::Admit(const SpoolFile& file, const Plan& p
       // The same file again after an abort: it starts over.
       Status s = (*db)->RestartPlan(plan.name);
       if (!s.ok()) {
-        a.kind = Admission::Kind::kLater;
-        a.error = "cannot restart aborted plan `" + plan.name + "`: " + s.ToString();
+        Undecided(&a, "cannot restart aborted plan `" + plan.name + "`: " + s.ToString(), s);
         return a;
       }
       a.record.cursor = PlanCursor{};
@@ -218,8 +232,7 @@ Orchestrator::Admission Orchestrator::Admit(const SpoolFile& file, const Plan& p
     for (const auto& task : plan.backfill) {
       auto info = (*db)->DescribeTable(task.table, task.key);
       if (!info.ok()) {
-        a.kind = Admission::Kind::kLater;
-        a.error = info.status().ToString();
+        Undecided(&a, info.status().ToString(), info.status());
         return a;
       }
       if (info->exists && info->key.empty()) {
@@ -232,8 +245,7 @@ Orchestrator::Admission Orchestrator::Admit(const SpoolFile& file, const Plan& p
     }
     auto report = (*db)->Preflight(plan, false, LimitsFor(plan, config_.defaults));
     if (!report.ok()) {
-      a.kind = Admission::Kind::kLater;
-      a.error = "preflight: " + report.status().ToString();
+      Undecided(&a, "preflight: " + report.status().ToString(), report.status());
       return a;
     }
     if (!report->ok()) {
@@ -248,15 +260,22 @@ Orchestrator::Admission Orchestrator::Admit(const SpoolFile& file, const Plan& p
     a.record.file_name = file.name;
     a.record.source = file.text;
     a.record.submitted_by = file.owner;
-    Status ins = (*db)->InsertPlan(a.record);
-    if (!ins.ok()) {
-      a.error = "cannot record plan `" + plan.name + "`: " + ins.ToString();
-      return a;
-    }
+    // The lease first: of two tided admitting the same new plan, only the one holding it
+    // records and runs it.
     auto lease = (*db)->AcquireLease(plan.name, options_.instance, options_.lease_ttl);
     if (!lease.ok()) {
-      a.kind = Admission::Kind::kLater;
-      a.error = lease.status().ToString();
+      Undecided(&a, lease.status().ToString(), lease.status());
+      return a;
+    }
+    if (!*lease) {
+      a.error = "plan `" + plan.name + "` is being admitted by another tided on `" +
+                plan.database + "`; see `tidectl status`";
+      return a;
+    }
+    Status ins = (*db)->InsertPlan(a.record);
+    if (!ins.ok()) {
+      (*db)->ReleaseLease(plan.name, options_.instance);
+      Undecided(&a, "cannot record plan `" + plan.name + "`: " + ins.ToString(), ins);
       return a;
     }
   }
@@ -335,6 +354,12 @@ void Orchestrator::ResumeDatabase(const std::string& database) {
         auto db = connector_->Connect(database);
         if (!db.ok()) return out.status = db.status(), out;
         if (!(out.status = (*db)->EnsureSchema()).ok()) return out;
+        if (!options_.instance_prefix.empty()) {
+          // This daemon holds the spool's lock, so an earlier process of this host and spool
+          // is gone: its plans are taken back now, not once their leases expire.
+          auto taken = (*db)->ReclaimLeases(options_.instance_prefix, options_.instance);
+          if (!taken.ok()) return out.status = taken.status(), out;
+        }
         auto pauses = (*db)->ListPauses();
         if (!pauses.ok()) return out.status = pauses.status(), out;
         out.pauses = std::move(pauses).value();
@@ -451,7 +476,7 @@ void Orchestrator::OnLeasesRenewed(const std::string& database, const std::vecto
     if (it == runs_.end()) continue;
     spdlog::warn("plan {}: its lease went to another tided; stopping here", plan);
     Audit(AuditEvent{"lease_lost", plan, "", "", JsonObject().Str("instance", options_.instance)});
-    it->second->Stop();
+    it->second->Stop(true);
     OnRunFinished(it->first);
   }
 }

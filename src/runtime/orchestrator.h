@@ -30,11 +30,15 @@ struct OrchestratorOptions {
   Millis retry_cap{30000};
   Millis reconnect_interval{5000};   // while a database is unreachable at startup
   CommandRunner* commands = nullptr;  // runs backup_command; not owned
-  // Plan leases (several tided on one database): who this daemon is (tided uses host:spool, so
-  // a restart takes its own plans back at once; "" makes one up from the host name, pid and a
-  // random number), how long a lease lasts, how often this daemon renews its leases and looks
-  // for plans whose lease expired (a daemon that died).
+  // Plan leases (several tided on one database): who this daemon is (tided uses
+  // host:spool:pid, unique to the process; "" makes one up from the host name, pid and a random
+  // number), how long a lease lasts, how often this daemon renews its leases and looks for plans
+  // whose lease expired (a daemon that died).
   std::string instance;
+  // What every instance of this host and spool begins with (tided: host:spool). tided holds the
+  // spool's lock, so no other live process has this prefix: a lease whose owner has it belongs
+  // to an earlier process on this spool, which is gone. "" when there is no such guarantee.
+  std::string instance_prefix;
   Millis lease_ttl{15000};
   Millis lease_renew{5000};
   Millis takeover_scan{5000};
@@ -70,6 +74,9 @@ class Orchestrator {
   // Applies a reloaded config: defaults and health limits for tasks that start from now on,
   // and max_workers.
   void UpdateConfig(const Config& config);
+  // Records an event in the audit log, after every event still waiting to be written; while the
+  // log cannot be written, events wait in order (and no new work starts).
+  void Audit(AuditEvent event);
 
   size_t running_plans() const { return runs_.size(); }
   // Why the audit log cannot be written, or "" when it can.
@@ -88,7 +95,6 @@ class Orchestrator {
   void StartRun(Plan plan, PlanRecord record, std::shared_ptr<PlanDatabase> db);
   void OnRunFinished(const std::string& key);
   void CheckIdle();
-  void Audit(AuditEvent event);
   void FlushAudit();
   void AuditBlocked(const Status& s);
   void WatchAudit();
@@ -108,6 +114,7 @@ class Orchestrator {
   std::map<std::string, std::shared_ptr<Run>> runs_;  // key: database + "/" + plan
   std::vector<tide::Pause> pauses_;
   std::set<std::string> pending_files_;               // being admitted
+  std::set<std::string> waiting_files_;               // admission waits on a transient error
   Offloader offloader_;
   boost::asio::steady_timer audit_timer_;
   boost::asio::steady_timer lease_timer_;

@@ -24,7 +24,8 @@ Orchestrator::Run::Run(Orchestrator& o, Plan plan, PlanRecord record,
       cursor_(record_.cursor),
       limits_(LimitsFor(plan_, o.config_.defaults)),
       timer_(o.io_),
-      sweeps_(plan_.backfill.size()) {}
+      sweeps_(plan_.backfill.size()),
+      unfillable_(plan_.backfill.size()) {}
 
 std::string Orchestrator::Run::key() const { return plan_.database + "/" + plan_.name; }
 
@@ -41,8 +42,9 @@ void Orchestrator::Run::Start() {
   Next();
 }
 
-void Orchestrator::Run::Stop() {
+void Orchestrator::Run::Stop(bool lease_lost) {
   stopped_ = true;
+  lease_lost_ |= lease_lost;
   ++generation_;
   timer_.cancel();
   if (task_) task_->Cancel(Status::Invalid("stopped"));
@@ -84,11 +86,18 @@ void Orchestrator::Run::Next() {
     if (fresh && !aborting && !o_.config_.backup_command.empty()) return RunBackup();
   }
   const Action a = NextAction(plan_, cursor_);
+  const bool rolls_back =
+      a.kind == Action::Kind::kRunRollbackStep || a.kind == Action::Kind::kFinishAborted;
   const bool ends_triggers = a.kind == Action::Kind::kRunContractStep ||
-                             a.kind == Action::Kind::kFinish ||
-                             a.kind == Action::Kind::kRunRollbackStep ||
-                             a.kind == Action::Kind::kFinishAborted;
+                             a.kind == Action::Kind::kFinish || rolls_back;
   if (ends_triggers && !sync_triggers_dropped_) return DropSyncTriggers();
+  if (rolls_back && !gate_checks_removed_) {
+    // An abort leaves no constraint of tide's behind.
+    return RemoveGateChecks("the plan is being aborted", [this] {
+      gate_checks_removed_ = true;
+      Next();
+    });
+  }
   switch (a.kind) {
     case Action::Kind::kRunExpandStep: return RunStep("expand", plan_.expand[a.index], a.index);
     case Action::Kind::kRunContractStep:
@@ -116,7 +125,7 @@ void Orchestrator::Run::FinishAborted() {
   auto db = db_;
   const std::string name = plan_.name;
   const PlanCursor aborted = AfterSuccess(plan_, cursor_);
-  o_.offloader_.Run<Status>([db, name, aborted] { return db->SaveCursor(name, aborted); },
+  Do<Status>([db, name, aborted] { return db->SaveCursor(name, aborted); },
                             [self = shared_from_this(), aborted](Status s) {
                               if (!s.ok()) return self->OnError(s);
                               self->cursor_ = aborted;
@@ -144,7 +153,7 @@ void Orchestrator::Run::RunBackup() {
   const auto start = SteadyClock::now();
   doing_ = "backup_command";
   Audit("backup_started", "", JsonObject().Str("command", command));
-  o_.offloader_.Run<Result<CommandResult>>(
+  Do<Result<CommandResult>>(
       [runner, command, env] { return runner->Run(command, env); },
       [self = shared_from_this(), start](Result<CommandResult> r) {
         if (!r.ok()) return self->Fail(r.status());
@@ -209,7 +218,7 @@ void Orchestrator::Run::DropSyncTriggers() {
   auto db = db_;
   const StatementLimits limits = limits_;
   doing_ = "dropping the sync triggers";
-  o_.offloader_.Run<Status>([db, sql, limits] { return db->Execute(sql, limits); },
+  Do<Status>([db, sql, limits] { return db->Execute(sql, limits); },
                             [self = shared_from_this()](Status s) {
                               if (!s.ok()) return self->OnError(s);
                               self->Audit("sync_triggers_dropped", "contract", JsonObject());
@@ -228,7 +237,7 @@ void Orchestrator::Run::RunStep(const std::string& phase, const Step& step, size
   if (step.statement_timeout) limits.statement_timeout = *step.statement_timeout;
   doing_ = phase + " step " + std::to_string(index + 1);
   Audit("step_started", phase, JsonObject().Int("step", index + 1).Str("op", op).Str("sql", what));
-  o_.offloader_.Run<Result<std::vector<StatementOutcome>>>(
+  Do<Result<std::vector<StatementOutcome>>>(
       [db, name, statements, limits, after] {
         return db->RunStatements(name, statements, limits, after);
       },
@@ -265,9 +274,14 @@ BackfillEnv Orchestrator::Run::MakeEnv() {
   };
   Orchestrator* o = &o_;
   env.stopping = [o] { return o->stopping_; };
-  const std::string plan = plan_.name;
-  env.paused = [o, plan] {
-    return o->PausedBy(plan, "backfill") != nullptr || !o->audit_blocked_.empty();
+  // The catch-up while the gates wait is held by a pause of the gates as well.
+  env.paused = [o, weak] {
+    auto self = weak.lock();
+    if (!self) return true;
+    const std::string& plan = self->plan_.name;
+    return o->PausedBy(plan, "backfill") != nullptr ||
+           o->PausedBy(plan, PhaseOf(self->cursor_.state)) != nullptr ||
+           !o->audit_blocked_.empty();
   };
   // Health limits are read at every check, so that a reloaded config applies at once.
   std::weak_ptr<Run> weak_run = shared_from_this();
@@ -281,9 +295,11 @@ BackfillEnv Orchestrator::Run::MakeEnv() {
 
 std::shared_ptr<BackfillRun> Orchestrator::Run::MakeTask(size_t index, BackfillMode mode) {
   const BackfillTask& task = plan_.backfill[index];
+  // A sweep scans the table, as a gate does.
+  const StatementLimits limits = mode == BackfillMode::kSweep ? GateLimits() : limits_;
   return std::make_shared<BackfillRun>(MakeEnv(), plan_.database, plan_.name,
                                        static_cast<int>(index), task, cursor_.catch_up ? 2 : 1,
-                                       OptionsFor(plan_, task, o_.config_.defaults), limits_, mode);
+                                       OptionsFor(plan_, task, o_.config_.defaults), limits, mode);
 }
 
 void Orchestrator::Run::StartTask(size_t index) {
@@ -309,67 +325,145 @@ void Orchestrator::Run::StartTask(size_t index) {
   });
 }
 
-void Orchestrator::Run::CheckGates() {
-  if (!pre_gate_done_ && !PreGateStatements(plan_).empty()) return AddPreGateChecks();
-  auto db = db_;
-  const std::vector<Gate> gates = plan_.gates;
-  const StatementLimits limits = limits_;
-  doing_ = "gates";
-  o_.offloader_.Run<Result<std::vector<GateValue>>>(
-      [db, gates, limits]() -> Result<std::vector<GateValue>> {
-        std::vector<GateValue> values;
-        for (size_t i = 0; i < gates.size(); ++i) {
-          const Gate& g = gates[i];
-          const bool nulls = g.kind == Gate::Kind::kNullCount;
-          auto v = db->QueryNumber(nulls ? NullCountSql(g.table, g.column) : g.sql, limits);
-          if (!v.ok()) return v.status();
-          values.push_back({g.Label(i), *v, nulls ? 0 : g.expect});
-        }
-        return values;
-      },
-      [self = shared_from_this()](Result<std::vector<GateValue>> r) {
-        if (!r.ok()) return self->OnError(r.status());
-        self->OnGates(*r);
-      });
+StatementLimits Orchestrator::Run::GateLimits() const {
+  StatementLimits l = limits_;
+  l.statement_timeout = plan_.settings.gate_timeout.value_or(o_.config_.defaults.gate_timeout);
+  return l;
 }
 
-void Orchestrator::Run::AddPreGateChecks() {
+Result<Orchestrator::Run::GateReading> Orchestrator::Run::ReadGates(
+    PlanDatabase& db, const std::vector<Gate>& gates, const StatementLimits& limits) {
+  GateReading out;
+  for (size_t i = 0; i < gates.size(); ++i) {
+    const Gate& g = gates[i];
+    const bool nulls = g.kind == Gate::Kind::kNullCount;
+    auto v = db.QueryNumber(nulls ? NullCountSql(g.table, g.column) : g.sql, limits);
+    if (!v.ok()) return v.status();
+    const int64_t expect = nulls ? 0 : g.expect;
+    out.values.push_back({g.Label(i), *v, expect});
+    out.pass &= *v == expect;
+  }
+  return out;
+}
+
+void Orchestrator::Run::CheckGates() {
+  if (gate_stage_ == GateStage::kEntering) {
+    gate_stage_ = GateStage::kChecking;
+    if (!GateCheckRemovals(plan_).empty()) {
+      return RemoveGateChecks("left by an earlier run; they go in only once the gates pass",
+                              [this] { QueryGates(); });
+    }
+  }
+  if (gate_stage_ == GateStage::kWaiting) return CatchUp(0, BackfillMode::kTail);
+  QueryGates();
+}
+
+void Orchestrator::Run::QueryGates() {
   auto db = db_;
-  const std::string name = plan_.name;
-  const std::vector<DdlStatement> statements = PreGateStatements(plan_);
-  const StatementLimits limits = limits_;
-  doing_ = "the NOT VALID checks before the gates";
-  o_.offloader_.Run<Result<std::vector<StatementOutcome>>>(
-      [db, name, statements, limits] {
-        return db->RunStatements(name, statements, limits, std::nullopt);
-      },
-      [self = shared_from_this()](Result<std::vector<StatementOutcome>> r) {
-        if (r.status().sqlstate() == "55P03") self->o_.metrics_->CountLockTimeout(self->plan_.name);
-        if (!r.ok()) return self->OnError(r.status());
-        self->pre_gate_done_ = true;
-        self->Audit("gate_checks_added", "gate", JsonObject().Raw("statements", OutcomesJson(*r)));
-        self->CheckGates();
-      });
+  const std::vector<Gate> gates = plan_.gates;
+  const StatementLimits limits = GateLimits();
+  doing_ = "gates";
+  Do<Result<GateReading>>([db, gates, limits] { return ReadGates(*db, gates, limits); },
+                          [this](Result<GateReading> r) {
+                            if (!r.ok()) return OnError(r.status());
+                            OnGates(r->values);
+                          });
+}
+
+std::string Orchestrator::Run::Failing(const std::vector<GateValue>& values) const {
+  std::string failing;
+  for (const auto& v : values) {
+    if (v.value == v.expect) continue;
+    failing += (failing.empty() ? "" : ", ") + v.label + " = " + std::to_string(v.value);
+  }
+  for (size_t i = 0; i < unfillable_.size(); ++i) {
+    if (unfillable_[i].rows == 0) continue;
+    failing += "; " + std::to_string(unfillable_[i].rows) + " rows of " +
+               plan_.backfill[i].table.Display() + ": the expression yields NULL";
+  }
+  return failing;
 }
 
 void Orchestrator::Run::OnGates(const std::vector<GateValue>& values) {
   attempts_ = 0;
   bool pass = true;
-  std::string failing;
   for (const auto& v : values) {
     const bool ok = v.value == v.expect;
     o_.metrics_->SetGateRemaining(plan_.name, v.label, v.value);
     pass &= ok;
-    if (!ok) failing += (failing.empty() ? "" : ", ") + v.label + " = " + std::to_string(v.value);
-    if (!ok || !waiting_on_gates_) {
+    if (!ok || gate_stage_ != GateStage::kWaiting) {
       Audit("gate_checked", "gate",
             JsonObject().Str("gate", v.label).Int("value", v.value).Int("expect", v.expect).Bool(
                 "passed", ok));
     }
   }
-  if (pass) {
-    waiting_on_gates_ = false;
-    return Advance(AfterSuccess(plan_, cursor_));
+  if (!pass) return OnGatesFailed(Failing(values));
+  if (GateChecks(plan_).empty()) return Advance(AfterSuccess(plan_, cursor_));
+  const tide::Pause* hold = o_.PausedBy(plan_.name, "contract");
+  if (hold) {
+    // The checks are contract's first effect: a hold of contract keeps them out too.
+    if (gate_stage_ != GateStage::kHeld) {
+      gate_stage_ = GateStage::kHeld;
+      o_.metrics_->SetPaused(plan_.name, true);
+      Audit("plan_held", "contract",
+            JsonObject().Str("paused_by", hold->actor).Str("via", hold->via).Str(
+                "reason", "the gates pass; contract and its NOT VALID checks wait for the hold"));
+      spdlog::info("plan {}: gates pass; held before contract (by {})", plan_.name, hold->actor);
+    }
+    return After(o_.config_.defaults.gate_recheck_interval, [this] { Next(); });
+  }
+  if (gate_stage_ == GateStage::kHeld) {
+    o_.metrics_->SetPaused(plan_.name, false);
+    Audit("plan_released", "contract", JsonObject());
+  }
+  SealGates();
+}
+
+void Orchestrator::Run::SealGates() {
+  auto db = db_;
+  const std::string name = plan_.name;
+  const std::vector<DdlStatement> checks = GateChecks(plan_), removals = GateCheckRemovals(plan_);
+  const std::vector<Gate> gates = plan_.gates;
+  const StatementLimits limits = limits_, gate_limits = GateLimits();
+  doing_ = "the NOT VALID checks once the gates pass";
+  Do<Result<GateReading>>(
+      [db, name, checks, removals, gates, limits, gate_limits]() -> Result<GateReading> {
+        auto added = db->RunStatements(name, checks, limits, std::nullopt);
+        if (!added.ok()) return added.status();
+        auto reading = ReadGates(*db, gates, gate_limits);
+        if (!reading.ok() || !reading->pass) {
+          // A NULL came in between the gate and the check (or the re-read failed): the checks
+          // go again, so that writes of NULL do not fail while the gates wait.
+          auto removed = db->RunStatements(name, removals, limits, std::nullopt);
+          if (!reading.ok()) return reading.status();
+          if (!removed.ok()) return removed.status();
+        }
+        GateReading sealed = std::move(reading).value();
+        sealed.checks = std::move(added).value();
+        return sealed;
+      },
+      [this](Result<GateReading> r) {
+        if (r.status().sqlstate() == "55P03") o_.metrics_->CountLockTimeout(plan_.name);
+        if (!r.ok()) return OnError(r.status());
+        if (!r->pass) {
+          const std::string failing = Failing(r->values);
+          Audit("gate_checks_removed", "gate",
+                JsonObject().Str("failing", failing).Str(
+                    "reason", "a gate failed again right after the checks went in (the old "
+                              "application may still be writing NULLs); the checks were "
+                              "removed so that its writes do not fail"));
+          return OnGatesFailed(failing);
+        }
+        Audit("gate_checks_added", "gate", JsonObject().Raw("statements", OutcomesJson(r->checks)));
+        gate_stage_ = GateStage::kChecking;
+        Advance(AfterSuccess(plan_, cursor_));
+      });
+}
+
+void Orchestrator::Run::OnGatesFailed(const std::string& failing) {
+  if (gate_stage_ == GateStage::kHeld) {
+    o_.metrics_->SetPaused(plan_.name, false);
+    Audit("plan_released", "contract", JsonObject().Str("reason", "the gates fail again"));
   }
   const PlanCursor next = AfterGateFailure(cursor_);
   if (!(next == cursor_)) {
@@ -377,21 +471,45 @@ void Orchestrator::Run::OnGates(const std::vector<GateValue>& values) {
           JsonObject().Str("failing", failing).Str("action",
                                                    "backfill again over the rows that still "
                                                    "match, then check again"));
+    gate_stage_ = GateStage::kChecking;
     return Advance(next);
   }
-  if (!waiting_on_gates_) {
-    waiting_on_gates_ = true;
+  if (gate_stage_ != GateStage::kWaiting) {
     Audit("gate_waiting", "gate",
           JsonObject().Str("failing", failing).Int(
               "recheck_ms", o_.config_.defaults.gate_recheck_interval.count()));
     spdlog::warn("plan {}: gates fail ({}); contract waits, re-checking every {}", plan_.name,
                  failing, FormatDuration(o_.config_.defaults.gate_recheck_interval));
   }
-  After(o_.config_.defaults.gate_recheck_interval, [this] { CatchUp(0, BackfillMode::kTail); });
+  gate_stage_ = GateStage::kWaiting;
+  SaveWaiting(failing);
+  After(o_.config_.defaults.gate_recheck_interval, [this] { Next(); });
+}
+
+void Orchestrator::Run::RemoveGateChecks(const std::string& why, std::function<void()> then) {
+  const std::vector<DdlStatement> removals = GateCheckRemovals(plan_);
+  if (removals.empty()) return then();
+  auto db = db_;
+  const std::string name = plan_.name;
+  const StatementLimits limits = limits_;
+  doing_ = "removing the gates' NOT VALID checks";
+  Do<Result<std::vector<StatementOutcome>>>(
+      [db, name, removals, limits] { return db->RunStatements(name, removals, limits, std::nullopt); },
+      [this, why, then](Result<std::vector<StatementOutcome>> r) {
+        if (r.status().sqlstate() == "55P03") o_.metrics_->CountLockTimeout(plan_.name);
+        if (!r.ok()) return OnError(r.status());
+        const bool any = std::any_of(r->begin(), r->end(),
+                                     [](const StatementOutcome& o) { return !o.skipped; });
+        if (any) {
+          Audit("gate_checks_removed", PhaseOf(cursor_.state),
+                JsonObject().Str("reason", why).Raw("statements", OutcomesJson(*r)));
+        }
+        then();
+      });
 }
 
 void Orchestrator::Run::CatchUp(size_t index, BackfillMode mode) {
-  if (index >= plan_.backfill.size()) return CheckGates();
+  if (index >= plan_.backfill.size()) return QueryGates();
   task_ = MakeTask(index, mode);
   task_->Start([self = shared_from_this(), index, mode](Status s, BackfillSummary summary) {
     self->task_.reset();
@@ -403,6 +521,7 @@ void Orchestrator::Run::CatchUp(size_t index, BackfillMode mode) {
       return self->CatchUp(index + 1, BackfillMode::kTail);
     }
     self->sweeps_[index].Swept(summary.rows_scanned);
+    self->NoteUnfillable(index, summary);
     if (summary.rows_updated > 0) {
       // Rows the application wrote behind the passes (keys that do not only grow).
       self->Audit("backfill_swept", "backfill",
@@ -419,7 +538,7 @@ void Orchestrator::Run::Finish() {
   auto db = db_;
   const std::string name = plan_.name;
   const PlanCursor done{PlanState::kDone, cursor_.step, cursor_.catch_up};
-  o_.offloader_.Run<Status>([db, name, done] { return db->SaveCursor(name, done); },
+  Do<Status>([db, name, done] { return db->SaveCursor(name, done); },
                      [self = shared_from_this(), done](Status s) {
                        if (!s.ok()) return self->OnError(s);
                        self->cursor_ = done;
@@ -435,7 +554,7 @@ void Orchestrator::Run::Finish() {
 void Orchestrator::Run::Advance(PlanCursor next) {
   auto db = db_;
   const std::string name = plan_.name;
-  o_.offloader_.Run<Status>([db, name, next] { return db->SaveCursor(name, next); },
+  Do<Status>([db, name, next] { return db->SaveCursor(name, next); },
                      [self = shared_from_this(), next](Status s) {
                        if (!s.ok()) return self->OnError(s);
                        self->cursor_ = next;
@@ -443,7 +562,40 @@ void Orchestrator::Run::Advance(PlanCursor next) {
                      });
 }
 
+void Orchestrator::Run::NoteUnfillable(size_t index, const BackfillSummary& summary) {
+  Unfillable& u = unfillable_[index];
+  if (summary.unfillable == u.rows) return;
+  u.rows = summary.unfillable;
+  u.keys = summary.unfillable_keys;
+  const std::string table = plan_.backfill[index].table.Display();
+  o_.metrics_->SetUnfillable(plan_.name, table, u.rows);
+  Audit("backfill_unfillable", "backfill",
+        JsonObject()
+            .Str("table", table)
+            .Int("rows", u.rows)
+            .Str("example_keys", u.keys)
+            .Str("reason", u.rows ? "the expression yields NULL for these rows (no matching "
+                                    "row, say); they are not rewritten, and a null_count gate "
+                                    "on them waits until the data or the plan is fixed"
+                                  : "every row can be filled now"));
+  if (u.rows) {
+    spdlog::warn("plan {}: {} rows of {}: the expression yields NULL (e.g. keys {})", plan_.name,
+                 u.rows, table, u.keys);
+  }
+}
+
+void Orchestrator::Run::SaveWaiting(const std::string& reason) {
+  auto db = db_;
+  const std::string name = plan_.name;
+  Do<Status>([db, name, reason] { return db->SaveWaitReason(name, reason); },
+             [name](Status s) {
+               if (!s.ok()) spdlog::debug("plan {}: wait reason not stored: {}", name, s.ToString());
+             });
+}
+
 void Orchestrator::Run::OnError(const Status& s) {
+  // The gates start over from removing their checks: an error may have left them in.
+  if (cursor_.state == PlanState::kGating) gate_stage_ = GateStage::kEntering;
   // A step that timed out on a lock is retried longer (ddl_retries): production went on
   // meanwhile, since nothing queued behind tide for more than lock_timeout.
   const bool lock_timeout = s.sqlstate() == "55P03";
@@ -480,7 +632,7 @@ void Orchestrator::Run::OnError(const Status& s) {
 void Orchestrator::Run::Reload() {
   auto db = db_;
   const std::string name = plan_.name;
-  o_.offloader_.Run<Result<std::optional<PlanRecord>>>(
+  Do<Result<std::optional<PlanRecord>>>(
       [db, name] { return db->FindPlan(name); },
       [self = shared_from_this()](Result<std::optional<PlanRecord>> r) {
         if (!r.ok()) return self->OnError(r.status());
@@ -500,7 +652,7 @@ void Orchestrator::Run::Fail(const Status& s) {
   const PlanCursor at = Normalize(plan_, cursor_);
   const PlanCursor failed{PlanState::kFailed, at.step, at.catch_up};
   const std::string phase = PhaseOf(at.state);
-  o_.offloader_.Run<Status>(
+  Do<Status>(
       [db, name, at, error] { return db->SaveFailure(name, at, error); },
       [self = shared_from_this(), error, phase, failed, s](Status saved) {
         if (!saved.ok()) {

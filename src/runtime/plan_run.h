@@ -31,13 +31,20 @@ class Orchestrator::Run : public std::enable_shared_from_this<Orchestrator::Run>
 
   void Start();
 
-  // Stops driving the plan (shutdown, or its lease went to another tided): no new action starts
-  // and nothing more is recorded for it; an action in flight finishes on its own.
-  void Stop();
+  // Stops driving the plan (shutdown, or its lease went to another tided): no new action
+  // starts; an action in flight finishes on its own. Once the lease is lost, nothing more is
+  // recorded for the plan, not even what an action in flight found.
+  void Stop(bool lease_lost = false);
 
   // An operator's abort: the plan stops where it stands (a batch in flight commits) and runs its
   // rollback steps. Refused, with the reason in the audit log, once contract has started.
   void Abort(const std::string& actor, const std::string& via);
+
+  struct GateValue {
+    std::string label;
+    int64_t value = 0;
+    int64_t expect = 0;
+  };
 
  private:
   void Next();
@@ -69,25 +76,52 @@ class Orchestrator::Run : public std::enable_shared_from_this<Orchestrator::Run>
 
   void StartTask(size_t index);
 
-  struct GateValue {
-    std::string label;
-    int64_t value = 0;
-    int64_t expect = 0;
+  // Where the gates stand in this run; the cursor only says "gating". Contract's set_not_null
+  // steps add NOT VALID checks (GateChecks) once the gates pass, then the gates are read again
+  // under them: a check in place while the gates still wait would make the old application's
+  // writes of NULL fail, and without the re-read a NULL written between the gate and the check
+  // would fail contract's VALIDATE.
+  enum class GateStage {
+    kEntering,  // checks an earlier run (or a crash) left behind are removed first
+    kChecking,  // read, nothing failed yet in this run
+    kWaiting,   // failing: caught up and read again every gate_recheck_interval
+    kHeld,      // passing, but a pause of contract holds the checks and contract
   };
 
+  struct GateReading {
+    std::vector<GateValue> values;
+    bool pass = true;
+    std::vector<StatementOutcome> checks;  // SealGates: the checks added
+  };
+  static Result<GateReading> ReadGates(PlanDatabase& db, const std::vector<Gate>& gates,
+                                       const StatementLimits& limits);
+
+  // The gates' next action for the stage (from Next, so that pauses and the audit log apply).
   void CheckGates();
-
-  // The NOT VALID checks of contract's set_not_null steps go in before the gates are checked,
-  // so the application cannot add NULLs between the gate and the constraint.
-  void AddPreGateChecks();
-
+  // Reads every gate, without the checks.
+  void QueryGates();
   void OnGates(const std::vector<GateValue>& values);
+  // Adds the checks, reads the gates again, and removes the checks when a gate fails now.
+  void SealGates();
+  void OnGatesFailed(const std::string& failing);
+  // Removes the NOT VALID checks of the gates (each only when it is there), then `then`.
+  void RemoveGateChecks(const std::string& why, std::function<void()> then);
+  // Gates and sweeps scan whole tables: they run with gate_timeout as their statement_timeout.
+  StatementLimits GateLimits() const;
+  // The failing gates, in words, with the unfillable rows that keep them failing.
+  std::string Failing(const std::vector<GateValue>& values) const;
 
   // While the gates wait, before each re-check, rows the application keeps writing are filled,
   // one task after another: task `index`'s tail (kTail: keys above the backfilled ones), then
   // its rows still pending anywhere (kSweep: random keys, rows written behind a pass), so that
   // writes alone never keep a plan from ending.
   void CatchUp(size_t index, BackfillMode mode);
+
+  // The rows of task `index` that no update can fill, as the last sweep found them: metric,
+  // audit (when the count changes) and the reason the gates wait.
+  void NoteUnfillable(size_t index, const BackfillSummary& summary);
+  // Why the plan waits, for `tidectl status` ("" once it goes on).
+  void SaveWaiting(const std::string& reason);
 
   void Finish();
 
@@ -104,6 +138,17 @@ class Orchestrator::Run : public std::enable_shared_from_this<Orchestrator::Run>
 
   // Waits, then goes on with `then`, unless the wait was cancelled (Stop, Abort) meanwhile.
   void After(Millis wait, std::function<void()> then);
+
+  // Runs `work` on the pool and `then` on the io thread, unless the run was stopped meanwhile
+  // because its lease went to another tided: such a run records nothing more.
+  template <typename T>
+  void Do(std::function<T()> work, std::function<void(T)> then) {
+    o_.offloader_.Run<T>(std::move(work),
+                         [self = shared_from_this(), then = std::move(then)](T result) {
+                           if (self->lease_lost_) return;
+                           then(std::move(result));
+                         });
+  }
 
   void Audit(const std::string& event, const std::string& phase, JsonObject details,
              const std::string& actor = "");
@@ -126,16 +171,24 @@ class Orchestrator::Run : public std::enable_shared_from_this<Orchestrator::Run>
   bool announced_ = false;
   PlanState announced_state_ = PlanState::kAccepted;
   std::chrono::steady_clock::time_point phase_started_;
-  bool waiting_on_gates_ = false;
+  GateStage gate_stage_ = GateStage::kEntering;
+  // Cleanup before contract or the rollback, once per run.
   bool sync_triggers_dropped_ = false;
+  bool gate_checks_removed_ = false;  // before the rollback
   bool held_ = false;
-  bool pre_gate_done_ = false;
   std::vector<SweepSchedule> sweeps_;  // per backfill task
+  // Per backfill task: the rows no update can fill, found by the last sweep, and a few keys.
+  struct Unfillable {
+    int64_t rows = 0;
+    std::string keys;
+  };
+  std::vector<Unfillable> unfillable_;
   bool backup_checked_ = false;
   std::string abort_by_;  // who asked for the abort; empty: no abort
   bool file_in_spool_ = true;  // the plan's file is in active/
   bool waiting_ = false;  // on timer_, with no action in flight
   bool stopped_ = false;
+  bool lease_lost_ = false;
   uint64_t generation_ = 0;  // bumped to orphan a wait that was cancelled
 
   // The backfill task in progress.

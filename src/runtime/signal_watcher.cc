@@ -40,6 +40,30 @@ std::string DescribeSender(pid_t pid, uid_t uid) {
   return who;
 }
 
+std::optional<bool> StatusMaskHolds(const std::string& status, const std::string& field, int signo) {
+  const std::string key = field + ":";
+  size_t at = status.compare(0, key.size(), key) == 0 ? 0 : status.find("\n" + key);
+  if (at == std::string::npos || signo < 1) return std::nullopt;
+  at += (at == 0 ? 0 : 1) + key.size();
+  while (at < status.size() && (status[at] == ' ' || status[at] == '\t')) ++at;
+  const size_t end = status.find_first_not_of("0123456789abcdefABCDEF", at);
+  const std::string hex = status.substr(at, end == std::string::npos ? std::string::npos : end - at);
+  if (hex.empty()) return std::nullopt;
+  // The mask is hex, signal n its bit n-1, the lowest bits last.
+  const size_t digit = static_cast<size_t>(signo - 1) / 4;
+  if (digit >= hex.size()) return false;
+  const int value = std::stoi(hex.substr(hex.size() - 1 - digit, 1), nullptr, 16);
+  return ((value >> ((signo - 1) % 4)) & 1) != 0;
+}
+
+std::optional<bool> ProcessBlocksSignal(pid_t pid, int signo) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  if (!in) return std::nullopt;
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return StatusMaskHolds(ss.str(), "SigBlk", signo);
+}
+
 Status SignalWatcher::BlockSignals(const std::vector<int>& signals) {
   sigset_t set = MaskOf(signals);
   if (int rc = pthread_sigmask(SIG_BLOCK, &set, nullptr); rc != 0) {

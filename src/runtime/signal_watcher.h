@@ -9,6 +9,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -26,6 +27,13 @@ struct SignalEvent {
 
 // "alice (uid 1000), pid 4242: kill -USR1 17"; the command line from /proc when readable.
 std::string DescribeSender(pid_t pid, uid_t uid);
+
+// Whether the signal mask `field` ("SigBlk", "SigCgt") of a /proc/PID/status text holds `signo`;
+// nullopt when the text has no such field. Pure.
+std::optional<bool> StatusMaskHolds(const std::string& status, const std::string& field, int signo);
+// Whether process `pid` (its main thread) blocks `signo`, as tided blocks the signals it reads
+// through its signalfd; nullopt when /proc/PID/status cannot be read.
+std::optional<bool> ProcessBlocksSignal(pid_t pid, int signo);
 
 class SignalWatcher {
  public:

@@ -16,6 +16,34 @@ std::string AuditLineHash(const std::string& line) {
   return line.substr(h + std::strlen(kHashKey), 64);
 }
 
+Result<AuditLink> ParseAuditLink(const std::string& line) {
+  const std::string seq_key = "{\"seq\":";
+  if (line.compare(0, seq_key.size(), seq_key) != 0) {
+    return Status::Invalid("it does not begin with {\"seq\":");
+  }
+  AuditLink link;
+  size_t i = seq_key.size();
+  for (; i < line.size() && i - seq_key.size() < 18 && line[i] >= '0' && line[i] <= '9'; ++i) {
+    link.seq = link.seq * 10 + (line[i] - '0');
+  }
+  if (i == seq_key.size() || i >= line.size() || line[i] != ',' || link.seq < 1) {
+    return Status::Invalid("its seq is not a number from 1 up");
+  }
+  const size_t at = line.rfind(kHashKey);
+  const size_t hash_at = at + std::strlen(kHashKey);
+  if (at == std::string::npos || line.size() != hash_at + 64 + 2 ||
+      line.compare(hash_at + 64, 2, "\"}") != 0) {
+    return Status::Invalid("it does not end with its hash (was it cut short?)");
+  }
+  link.hash = line.substr(hash_at, 64);
+  for (char c : link.hash) {
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) {
+      return Status::Invalid("its hash is not 64 hex digits");
+    }
+  }
+  return link;
+}
+
 std::string FormatAuditLine(int64_t seq, const std::string& ts, const AuditEvent& e,
                             const std::string& prev) {
   JsonObject o;

@@ -26,6 +26,16 @@ struct ChainCheck {
 // The hash a line ends with, or "" when it has none.
 std::string AuditLineHash(const std::string& line);
 
+// What the next line links to: the seq and hash of a line already written.
+struct AuditLink {
+  int64_t seq = 0;
+  std::string hash;
+};
+// The seq and hash of a whole audit line (without its newline): it must begin with `{"seq":N,`
+// (N >= 1) and end with its hash, as FormatAuditLine writes it. Anything else (a line cut short,
+// a line tide did not write) is an error saying what is missing. Pure.
+Result<AuditLink> ParseAuditLink(const std::string& line);
+
 ChainCheck VerifyAuditChain(const std::vector<std::string>& lines, const std::string& prev);
 
 }  // namespace tide

@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 
 #include <fstream>
+#include <sstream>
 
 #include "e2e/daemon_fixture.h"
 
@@ -135,6 +136,83 @@ TEST_F(HardeningTest, NoWorkStartsWhileTheAuditLogCannotBeWritten) {
   EXPECT_EQ(Query("SELECT count(*) FROM patient_offers WHERE updates <> 1"), "0");
 }
 
+TEST_F(HardeningTest, TidedsOwnEventsWaitInOrderWithTheOthersWhileTheAuditLogCannotBeWritten) {
+  StartDaemon();
+  ASSERT_TRUE(WaitFor([&] { return ReadAll(dir_ + "/audit.jsonl").find("daemon_started") != std::string::npos; }, 10s));
+  ASSERT_EQ(testing::Shell("rm " + dir_ + "/audit.jsonl && mkdir " + dir_ + "/audit.jsonl"), 0);
+  ASSERT_TRUE(WaitFor([&] { return ReadAll(dir_ + "/tided.log").find("tide starts no new work") != std::string::npos; }, 10s));
+  auto logged = [&](const std::string& text) {
+    return WaitFor([&] { return ReadAll(dir_ + "/tided.log").find(text) != std::string::npos; }, 10s);
+  };
+  daemon_->Signal(SIGUSR1);  // the orchestrator's event
+  ASSERT_TRUE(logged("pause of every plan"));
+  const std::string good = ReadAll(config_);
+  WriteAll(config_, good + "no_such_setting: 1\n");
+  daemon_->Signal(SIGHUP);  // tided's own events
+  ASSERT_TRUE(logged("the new config is refused"));
+  WriteAll(config_, good);
+  daemon_->Signal(SIGHUP);
+  ASSERT_TRUE(logged("config reloaded"));
+  daemon_->Signal(SIGUSR2);
+  ASSERT_TRUE(logged("resume of every plan"));
+
+  ASSERT_EQ(testing::Shell("rmdir " + dir_ + "/audit.jsonl"), 0);
+  ASSERT_TRUE(WaitFor([&] { return ReadAll(dir_ + "/audit.jsonl").find("audit_log_recovered") != std::string::npos; }, 10s));
+  daemon_->Signal(SIGTERM);
+  ASSERT_EQ(daemon_->Wait(20s), 0) << ReadAll(dir_ + "/tided.log");
+
+  std::vector<std::string> events;
+  std::istringstream in(ReadAll(dir_ + "/audit.jsonl"));
+  int64_t last_seq = 0;
+  for (std::string line; std::getline(in, line);) {
+    const size_t e = line.find("\"event\":\"") + 9;
+    events.push_back(line.substr(e, line.find('"', e) - e));
+    const int64_t seq = std::stoll(line.substr(7));
+    if (last_seq != 0) {
+      EXPECT_EQ(seq, last_seq + 1) << line;
+    }
+    last_seq = seq;
+  }
+  EXPECT_EQ(events, (std::vector<std::string>{"paused", "config_refused", "config_reloaded", "resumed",
+                                              "audit_log_recovered", "daemon_stopping", "daemon_stopped"}));
+  auto verify = Ctl({"audit", "--verify", "--file", dir_ + "/audit.jsonl"});
+  EXPECT_EQ(verify.status, 0) << verify.output;
+}
+
+TEST_F(HardeningTest, ASecondTidedOnTheSameSpoolRefusesToStartAndTheFirstGoesOn) {
+  PgCluster::Shared().Exec(db_, OffersSchema(40000));
+  PgCluster::Shared().Exec(db_, "ALTER TABLE patient_offers ADD COLUMN \"clinicId\" text");
+  StartDaemon();
+  const std::string first = std::to_string(daemon_->pid());
+  ASSERT_EQ(Ctl({"submit", "--config", config_, WritePlan("clinic.yaml", kSlowClinicPlan)}).status, 0);
+  ASSERT_TRUE(WaitFor([&] { return std::stoll("0" + Query("SELECT sum(rows_scanned) FROM tide.backfill")) > 0; }, 30s))
+      << ReadAll(dir_ + "/tided.log");
+  // The lease owner is this process: host:spool:pid.
+  char host[256] = {0};
+  ::gethostname(host, sizeof host - 1);
+  EXPECT_EQ(Query("SELECT owner FROM tide.leases WHERE plan = 'add_clinic_id'"),
+            std::string(host) + ":" + dir_ + "/spool:" + first);
+
+  // Only the spool is shared: the second has its own metrics port and audit log.
+  std::string config = ReadAll(config_);
+  const std::string port = "127.0.0.1:" + std::to_string(metrics_port_);
+  config.replace(config.find(port), port.size(), "127.0.0.1:" + std::to_string(testing::FreePort()));
+  config.replace(config.find("/audit.jsonl"), 12, "/audit2.jsonl");
+  WriteAll(dir_ + "/second.yaml", config);
+  Process second({TIDED_PATH, "--allow-root", "--config", dir_ + "/second.yaml"}, dir_ + "/second.log");
+  EXPECT_EQ(second.Wait(15s), 1) << "the second tided ran beside the first\n" << ReadAll(dir_ + "/second.log");
+  EXPECT_NE(ReadAll(dir_ + "/second.log").find("another tided (pid " + first + ") is running on spool " + dir_ +
+                                               "/spool; stop it first or give this one its own spool_dir"),
+            std::string::npos)
+      << ReadAll(dir_ + "/second.log");
+  EXPECT_FALSE(Exists(dir_ + "/audit2.jsonl")) << "the second one stopped before it opened anything";
+  EXPECT_EQ(ReadAll(dir_ + "/spool/tided.pid"), first + "\n");
+  EXPECT_EQ(ReadAll(dir_ + "/spool/tided.lock"), first + "\n");
+
+  ASSERT_TRUE(WaitFor([&] { return PlanState("add_clinic_id") == "done"; }, 90s)) << ReadAll(dir_ + "/tided.log");
+  EXPECT_TRUE(daemon_->running());
+  EXPECT_EQ(Query("SELECT count(*) FROM patient_offers WHERE updates <> 1"), "0");
+}
 
 TEST_F(HardeningTest, WarnsWhenMetricsListenBeyondLoopback) {
   std::string config = ReadAll(config_);

@@ -475,7 +475,7 @@ TEST_F(PgDatabaseTest, TheSyncTriggerFillsNewAndUpdatedRowsWithTheSameExpression
   ASSERT_TRUE(db_->Execute(sql.drop, limits_).ok()) << "dropping it again is harmless";
   Exec("INSERT INTO patient_offers VALUES (4, 2, NULL, NULL)");
   EXPECT_EQ(Query("SELECT \"clinicId\" IS NULL FROM patient_offers WHERE id = 4"), "t");
-  EXPECT_EQ(Query("SELECT count(*) FROM pg_proc WHERE proname = 'tide_sync_p_0'"), "0");
+  EXPECT_EQ(Query("SELECT count(*) FROM pg_proc WHERE proname = '" + SyncTriggerName("p", 0) + "'"), "0");
 }
 
 TEST_F(PgDatabaseTest, GatesReturnOneNumberWithinTheirTimeout) {

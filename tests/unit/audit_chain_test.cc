@@ -59,5 +59,35 @@ TEST(AuditChain, DetailsCannotForgeTheChainFields) {
   EXPECT_EQ(VerifyAuditChain({line}, "").broken_line, 0u);
 }
 
+TEST(AuditChain, ALinkIsTheSeqAndHashOfAWholeLine) {
+  const auto lines = Chain(12);
+  auto link = ParseAuditLink(lines[11]);
+  ASSERT_TRUE(link.ok()) << link.status().message();
+  EXPECT_EQ(link->seq, 12);
+  EXPECT_EQ(link->hash, AuditLineHash(lines[11]));
+}
+
+TEST(AuditChain, ALineWithoutSeqOrHashIsNoLink) {
+  const std::string line = Chain(1)[0];
+  const std::vector<std::pair<std::string, std::string>> bad = {
+      {"", "does not begin with {\"seq\":"},
+      {"not json at all", "does not begin with {\"seq\":"},
+      {"{\"ts\":\"x\",\"seq\":1}", "does not begin with {\"seq\":"},
+      {"{\"seq\":,\"ts\":1}", "seq is not a number"},
+      {"{\"seq\":0," + line.substr(8), "seq is not a number"},
+      {"{\"seq\":-3," + line.substr(8), "seq is not a number"},
+      {"{\"seq\":99999999999999999999," + line.substr(8), "seq is not a number"},
+      {line.substr(0, line.size() / 2), "does not end with its hash"},
+      {line.substr(0, line.size() - 1), "does not end with its hash"},
+      {line + "x", "does not end with its hash"},
+      {line.substr(0, line.size() - 10) + "ZZZZZZZZ\"}", "not 64 hex digits"},
+  };
+  for (const auto& [text, why] : bad) {
+    auto link = ParseAuditLink(text);
+    ASSERT_FALSE(link.ok()) << text;
+    EXPECT_NE(link.status().message().find(why), std::string::npos) << text << ": " << link.status().message();
+  }
+}
+
 }  // namespace
 }  // namespace tide

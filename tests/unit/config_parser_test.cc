@@ -53,6 +53,91 @@ TEST(ConfigParser, RejectsUnknownKeysMissingKeysAndBadValues) {
   EXPECT_NE(all.find("log_level"), std::string::npos) << all;
 }
 
+// The first diagnostic of a config whose `defaults:` holds the one line `setting` (at line 5,
+// column 3), "file:line:column: message", or "accepted".
+std::string DefaultsError(const std::string& setting) {
+  auto r = ParseConfig("spool_dir: /s\naudit_log: /a\ndatabases: {app: {dsn: x}}\ndefaults:\n  " +
+                           setting + "\n",
+                       "c.yaml");
+  return r.errors.empty() ? "accepted" : r.errors[0].ToString();
+}
+
+TEST(ConfigParser, RefusesADefaultLockTimeoutOfZeroBelowTenMillisecondsOrAboveTenMinutes) {
+  EXPECT_EQ(DefaultsError("lock_timeout: 0s"),
+            "c.yaml:5:17: `lock_timeout` in `defaults` must be between 10ms and 10m, not 0s (0 "
+            "would mean no timeout: a DDL statement could wait for ever and every query would "
+            "queue behind it)");
+  EXPECT_EQ(DefaultsError("lock_timeout: 1ms"),
+            "c.yaml:5:17: `lock_timeout` in `defaults` must be between 10ms and 10m, not 1ms");
+  EXPECT_EQ(DefaultsError("lock_timeout: 11m"),
+            "c.yaml:5:17: `lock_timeout` in `defaults` must be between 10ms and 10m, not 11m");
+  EXPECT_EQ(DefaultsError("lock_timeout: 10m"), "accepted");
+}
+
+TEST(ConfigParser, RefusesADefaultStatementTimeoutOfZeroBelowOneHundredMillisecondsOrAboveADay) {
+  EXPECT_EQ(DefaultsError("statement_timeout: 0ms"),
+            "c.yaml:5:22: `statement_timeout` in `defaults` must be between 100ms and 24h, not 0ms "
+            "(0 would mean no timeout: a statement could run for ever and hold its locks all that "
+            "time)");
+  EXPECT_EQ(DefaultsError("statement_timeout: 10ms"),
+            "c.yaml:5:22: `statement_timeout` in `defaults` must be between 100ms and 24h, not "
+            "10ms");
+  EXPECT_EQ(DefaultsError("statement_timeout: 2000m"),
+            "c.yaml:5:22: `statement_timeout` in `defaults` must be between 100ms and 24h, not "
+            "2000m");
+  EXPECT_EQ(DefaultsError("statement_timeout: 100ms"), "accepted");
+}
+
+TEST(ConfigParser, TheDefaultGateTimeoutIsTenMinutesAndCanBeSet) {
+  auto r = ParseConfig("spool_dir: /s\naudit_log: /a\ndatabases: {app: {dsn: x}}\n", "c.yaml");
+  ASSERT_TRUE(r.ok()) << FormatDiagnostics(r.errors);
+  EXPECT_EQ(r.config.defaults.gate_timeout, Millis(std::chrono::minutes(10)));
+  r = ParseConfig("spool_dir: /s\naudit_log: /a\ndatabases: {app: {dsn: x}}\n"
+                  "defaults: {gate_timeout: 1h}\n",
+                  "c.yaml");
+  ASSERT_TRUE(r.ok()) << FormatDiagnostics(r.errors);
+  EXPECT_EQ(r.config.defaults.gate_timeout, Millis(std::chrono::hours(1)));
+}
+
+TEST(ConfigParser, RefusesADefaultGateTimeoutOfZeroBelowOneSecondOrAboveADay) {
+  EXPECT_EQ(DefaultsError("gate_timeout: 0s"),
+            "c.yaml:5:17: `gate_timeout` in `defaults` must be between 1s and 24h, not 0s (0 would "
+            "mean no timeout: a gate query or sweep could scan the table for ever)");
+  EXPECT_EQ(DefaultsError("gate_timeout: 100ms"),
+            "c.yaml:5:17: `gate_timeout` in `defaults` must be between 1s and 24h, not 100ms");
+  EXPECT_EQ(DefaultsError("gate_timeout: 25h"),
+            "c.yaml:5:17: `gate_timeout` in `defaults` must be between 1s and 24h, not 25h");
+  EXPECT_EQ(DefaultsError("gate_timeout: 1s"), "accepted");
+}
+
+TEST(ConfigParser, RefusesAGateRecheckIntervalOfZeroBelowOneHundredMillisecondsOrAboveAnHour) {
+  EXPECT_EQ(DefaultsError("gate_recheck_interval: 0s"),
+            "c.yaml:5:26: `gate_recheck_interval` in `defaults` must be between 100ms and 1h, not "
+            "0s (0 would re-check failing gates in a busy loop)");
+  EXPECT_EQ(DefaultsError("gate_recheck_interval: 20ms"),
+            "c.yaml:5:26: `gate_recheck_interval` in `defaults` must be between 100ms and 1h, not "
+            "20ms");
+  EXPECT_EQ(DefaultsError("gate_recheck_interval: 2h"),
+            "c.yaml:5:26: `gate_recheck_interval` in `defaults` must be between 100ms and 1h, not "
+            "2h");
+  EXPECT_EQ(DefaultsError("gate_recheck_interval: 200ms"), "accepted");
+}
+
+TEST(ConfigParser, RefusesADefaultTargetBatchTimeOfZeroBelowTenMillisecondsOrAboveTenMinutes) {
+  EXPECT_EQ(DefaultsError("target_batch_time: 0s"),
+            "c.yaml:5:22: `target_batch_time` in `defaults` must be between 10ms and 10m, not 0s "
+            "(0 would halve every batch down to `min_batch_size`)");
+  EXPECT_EQ(DefaultsError("target_batch_time: 1ms"),
+            "c.yaml:5:22: `target_batch_time` in `defaults` must be between 10ms and 10m, not 1ms");
+  EXPECT_EQ(DefaultsError("target_batch_time: 1h"),
+            "c.yaml:5:22: `target_batch_time` in `defaults` must be between 10ms and 10m, not 1h");
+}
+
+TEST(ConfigParser, KeepsZeroWhereItTurnsADefaultOff) {
+  EXPECT_EQ(DefaultsError("pause_between_batches: 0ms"), "accepted");
+  EXPECT_EQ(DefaultsError("max_replication_lag: 0s"), "accepted");
+}
+
 }  // namespace
 }  // namespace tide
 
@@ -95,6 +180,13 @@ TEST(ConfigParser, EveryBadConfigGivesItsExpectedError) {
     EXPECT_NE(d.ToString().find(text), std::string::npos) << f << ": " << d.ToString();
     EXPECT_EQ(d.ToString().rfind(f, 0), 0u) << "the message must start with the file name";
   }
+}
+
+TEST(ConfigParser, TheExampleConfigIsValid) {
+  const std::string f = std::string(TIDE_SOURCE_DIR) + "/deploy/config/tided.example.yaml";
+  auto r = ParseConfig(SlurpConfig(f), f);
+  ASSERT_TRUE(r.ok()) << FormatDiagnostics(r.errors);
+  EXPECT_EQ(r.config.defaults.gate_timeout, Millis(std::chrono::minutes(10)));
 }
 
 }  // namespace

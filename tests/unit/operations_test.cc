@@ -206,11 +206,27 @@ TEST(TypedOperations, DropsAreIdempotent) {
   EXPECT_FALSE(drop[0].transactional);
 }
 
-TEST(TypedOperations, TheNotValidCheckGoesInBeforeTheGates) {
+TEST(TypedOperations, TheNotValidCheckOfTheGatesIsContractsFirstStatementAndCanBeRemoved) {
   const Plan p = Parsed(kTypedPlan);
-  auto pre = PreGateStatements(p);
-  ASSERT_EQ(pre.size(), 1u);
-  EXPECT_EQ(pre[0].sql, CompileStep(p.contract[0])[0].sql);
+  auto checks = GateChecks(p);
+  ASSERT_EQ(checks.size(), 1u);
+  EXPECT_EQ(checks[0].sql, CompileStep(p.contract[0])[0].sql);
+  auto removals = GateCheckRemovals(p);
+  ASSERT_EQ(removals.size(), 1u);
+  EXPECT_NE(removals[0].sql.find("DROP CONSTRAINT IF EXISTS"), std::string::npos);
+  EXPECT_NE(removals[0].skip_if.find("NOT convalidated"), std::string::npos)
+      << "only the NOT VALID check goes; a validated one means contract has started";
+}
+
+TEST(TypedOperations, NamesTideMakesUpAreCheckedForAClashBeforeTheyAreCreated) {
+  const Plan p = Parsed(kTypedPlan);
+  const auto set_not_null = CompileStep(p.contract[0]);
+  EXPECT_NE(set_not_null[0].refuse_if.find("pg_constraint"), std::string::npos);
+  EXPECT_NE(set_not_null[0].refuse_if.find("already exists"), std::string::npos);
+  for (const auto& step : p.contract) {
+    if (step.kind != OpKind::kAddForeignKey) continue;
+    EXPECT_NE(CompileStep(step)[0].refuse_if.find("contype = 'f'"), std::string::npos);
+  }
 }
 
 TEST(TypedOperations, LongNamesStayWithinPostgresLimitAndStayDistinct) {
@@ -292,6 +308,7 @@ backfill:
   orders.columns = {"id", "total"};
   orders.estimated_rows = 5000;
   orders.has_rows = true;
+  orders.key_unique = true;
   facts["orders"] = orders;
   TableFacts legacy;
   legacy.exists = true;
@@ -347,6 +364,60 @@ TEST(Abort, RunsTheRollbackStepsThenEnds) {
   EXPECT_EQ(c.state, PlanState::kAborted);
   EXPECT_TRUE(IsFinal(c.state));
   EXPECT_STREQ(PhaseOf(PlanState::kAborting), "rollback");
+}
+
+TEST(Preflight, RefusesKeysThatAreNotUniqueTablesWhoseRowSecurityHidesRowsAndNotValidForeignKeysOnPartitions) {
+  const Plan p = Parsed(R"(plan: p
+database: app
+expand:
+  - add_foreign_key: {table: events, columns: [parent_id], references: {table: parents, columns: [id]}}
+backfill:
+  - table: people
+    key: k
+    set: {b: a}
+gates:
+  - null_count: {table: people, column: b}
+contract:
+  - drop_column: {table: people, column: a}
+)");
+  CatalogFacts facts;
+  TableFacts people;
+  people.exists = true;
+  people.key = {{"k", "integer"}};
+  people.columns = {"k", "a", "b"};
+  people.rls_enabled = people.rls_forced = true;
+  people.role = "app_owner";
+  people.role_is_owner = true;
+  facts["people"] = people;
+  TableFacts events;
+  events.exists = true;
+  events.columns = {"id", "parent_id"};
+  events.partitioned = true;
+  facts["events"] = events;
+  TableFacts parents;
+  parents.exists = true;
+  parents.columns = {"id"};
+  facts["parents"] = parents;
+  const PreflightReport r = AssessPlan(p, facts, 0);
+  std::string all;
+  for (const auto& problem : r.problems) all += problem + "\n";
+  EXPECT_NE(all.find("backfill people: the key (k) is not covered by a unique index"), std::string::npos) << all;
+  EXPECT_NE(all.find("backfill people: `people` has row-level security enabled and forced, and tide's role `app_owner` owns it"),
+            std::string::npos) << all;
+  EXPECT_NE(all.find("gate 1: `people` has row-level security"), std::string::npos) << all;
+  EXPECT_NE(all.find("`events` is partitioned"), std::string::npos) << all;
+
+  // The owner without FORCE, or a role with BYPASSRLS, sees every row.
+  facts["people"].rls_forced = false;
+  facts["people"].key_unique = true;
+  std::string owner_ok;
+  for (const auto& problem : AssessPlan(p, facts, 0).problems) owner_ok += problem + "\n";
+  EXPECT_EQ(owner_ok.find("people"), std::string::npos) << owner_ok;
+  facts["people"].rls_forced = true;
+  facts["people"].role_bypasses_rls = true;
+  std::string bypass_ok;
+  for (const auto& problem : AssessPlan(p, facts, 0).problems) bypass_ok += problem + "\n";
+  EXPECT_EQ(bypass_ok.find("people"), std::string::npos) << bypass_ok;
 }
 
 }  // namespace

@@ -64,6 +64,7 @@ class FakeDatabase : public PlanDatabase {
         return s;
       }
       steps_.push_back(st.sql);
+      order_.push_back(st.sql);
       out.push_back(StatementOutcome{st.sql, false, false, 0});
     }
     if (after) plans_[plan].cursor = *after;
@@ -75,6 +76,7 @@ class FakeDatabase : public PlanDatabase {
     return plans;
   }
   Status ReleaseLease(const std::string&, const std::string&) override { return Status::Ok(); }
+  Result<int64_t> ReclaimLeases(const std::string&, const std::string&) override { return 0; }
   Status RestartPlan(const std::string& plan) override {
     std::lock_guard<std::mutex> l(mu_);
     plans_[plan].cursor = PlanCursor{};
@@ -183,10 +185,19 @@ class FakeDatabase : public PlanDatabase {
     ++sweeps_;
     return b;
   }
+  Result<UnfillableRows> CountUnfillable(const BatchStatement&, const StatementLimits&) override {
+    return UnfillableRows{unfillable_, unfillable_ ? "{7}" : "{}"};
+  }
+  Status SaveWaitReason(const std::string& plan, const std::string& reason) override {
+    std::lock_guard<std::mutex> l(mu_);
+    wait_reasons_[plan] = reason;
+    return Status::Ok();
+  }
   Result<int64_t> BackendPid() override { return ++pids_; }
   Result<HealthReading> ReadHealth(const std::vector<int64_t>&, const std::string&,
                                    const StatementLimits&) override {
     std::lock_guard<std::mutex> l(mu_);
+    if (health_broken_) return Status::Fatal("throttle_query: division by zero", "22012");
     HealthReading h;
     h.throttle_query_true = throttle_;
     return h;
@@ -215,8 +226,9 @@ class FakeDatabase : public PlanDatabase {
     executed_.push_back(sql);
     return Status::Ok();
   }
-  Result<int64_t> QueryNumber(const std::string&, const StatementLimits&) override {
+  Result<int64_t> QueryNumber(const std::string& sql, const StatementLimits&) override {
     std::lock_guard<std::mutex> l(mu_);
+    order_.push_back("gate: " + sql);
     if (!gate_values_.empty()) {
       int64_t v = gate_values_.front();
       gate_values_.pop_front();
@@ -237,8 +249,12 @@ class FakeDatabase : public PlanDatabase {
   std::vector<int64_t> sizes_;
   std::atomic<int64_t> pids_{0};
   std::atomic<bool> throttle_{false};
+  std::atomic<bool> health_broken_{false};
+  int64_t unfillable_ = 0;
+  std::map<std::string, std::string> wait_reasons_;
   std::vector<int> filled_;  // times each key was updated
   std::vector<std::string> steps_;
+  std::vector<std::string> order_;  // statements and gate queries, in the order they ran
   std::deque<std::pair<std::string, Status>> step_errors_;
   std::deque<int64_t> gate_values_;
   std::vector<std::string> preflight_problems_;
@@ -286,6 +302,9 @@ class FakeConnector : public DatabaseConnector {
       return d->RenewLeases(o, p, t);
     }
     Status ReleaseLease(const std::string& p, const std::string& o) override { return d->ReleaseLease(p, o); }
+    Result<int64_t> ReclaimLeases(const std::string& p, const std::string& o) override {
+      return d->ReclaimLeases(p, o);
+    }
     Result<PreflightReport> Preflight(const Plan& p, bool dry, const StatementLimits& l) override {
       return d->Preflight(p, dry, l);
     }
@@ -317,6 +336,12 @@ class FakeConnector : public DatabaseConnector {
     }
     Result<BatchResult> RunSweep(const BatchStatement& s, int64_t n, const StatementLimits& l) override {
       return d->RunSweep(s, n, l);
+    }
+    Result<UnfillableRows> CountUnfillable(const BatchStatement& s, const StatementLimits& l) override {
+      return d->CountUnfillable(s, l);
+    }
+    Status SaveWaitReason(const std::string& p, const std::string& r) override {
+      return d->SaveWaitReason(p, r);
     }
     Result<int64_t> BackendPid() override { return d->BackendPid(); }
     Result<HealthReading> ReadHealth(const std::vector<int64_t>& p, const std::string& q,
@@ -649,8 +674,9 @@ TEST_F(OrchestratorTest, ASyncTriggerLivesFromTheBackfillToTheContract) {
   RunUntil([&] { return !spool_.done.empty() || !spool_.failed.empty(); });
   ASSERT_EQ(spool_.done.size(), 1u) << spool_.last_error;
   ASSERT_EQ(db_.executed_.size(), 2u);
-  EXPECT_EQ(db_.executed_[0].rfind("CREATE OR REPLACE FUNCTION tide.\"tide_sync_fill_c_0\"", 0), 0u);
-  EXPECT_EQ(db_.executed_[1].rfind("DROP TRIGGER IF EXISTS \"tide_sync_fill_c_0\"", 0), 0u);
+  const std::string trigger = SyncTriggerName("fill_c", 0);
+  EXPECT_NE(db_.executed_[0].find("CREATE OR REPLACE FUNCTION tide.\"" + trigger + "\""), std::string::npos);
+  EXPECT_EQ(db_.executed_[1].rfind("DROP TRIGGER IF EXISTS \"" + trigger + "\"", 0), 0u);
   EXPECT_EQ(audit_.Count("sync_triggers_dropped"), 1);
 }
 
@@ -839,6 +865,114 @@ TEST_F(OrchestratorTest, APreflightProblemRejectsThePlan) {
   ASSERT_EQ(spool_.rejected.size(), 1u);
   EXPECT_NE(spool_.last_error.find("column `c` does not exist"), std::string::npos);
   EXPECT_TRUE(db_.plans_.empty()) << "nothing recorded, nothing run";
+}
+
+const char* kNotNullPlan = R"(plan: fill_c
+database: app
+backfill:
+  - table: t
+    set: {c: "1"}
+    batch_size: 10
+gates:
+  - null_count: {table: t, column: c}
+contract:
+  - set_not_null: {table: t, column: c}
+)";
+
+size_t IndexOf(const std::vector<std::string>& v, const std::string& prefix, size_t from = 0) {
+  for (size_t i = from; i < v.size(); ++i) {
+    if (v[i].rfind(prefix, 0) == 0) return i;
+  }
+  return std::string::npos;
+}
+
+TEST_F(OrchestratorTest, TheNotValidCheckGoesInOnlyOnceTheGatesPassThenTheGatesAreReadAgain) {
+  // The gate fails twice (the old application still writes NULLs), then passes, and passes
+  // again under the check.
+  db_.gate_values_ = {5, 3, 0, 0};
+  auto o = Make();
+  Submit(*o, kNotNullPlan);
+  RunUntil([&] { return !spool_.done.empty(); });
+  ASSERT_EQ(db_.plans_["fill_c"].cursor.state, PlanState::kDone);
+  const auto& order = db_.order_;
+  const size_t add = IndexOf(order, "ALTER TABLE \"t\" ADD CONSTRAINT");
+  ASSERT_NE(add, std::string::npos);
+  size_t gates_before = 0;
+  for (size_t i = 0; i < add; ++i) gates_before += order[i].rfind("gate: ", 0) == 0;
+  EXPECT_EQ(gates_before, 3u) << "no check while a gate fails: the old application's writes "
+                                 "of NULL would fail";
+  EXPECT_NE(IndexOf(order, "gate: ", add), std::string::npos) << "the gates are read again under the check";
+  EXPECT_EQ(audit_.Count("gate_checks_added"), 1);
+}
+
+TEST_F(OrchestratorTest, ANullThatArrivesBetweenTheGateAndTheCheckTakesTheCheckOutAgain) {
+  db_.gate_values_ = {0, 1, 1, 0, 0};  // passes; fails under the check; fails; passes twice
+  auto o = Make();
+  Submit(*o, kNotNullPlan);
+  RunUntil([&] { return !spool_.done.empty(); });
+  ASSERT_EQ(db_.plans_["fill_c"].cursor.state, PlanState::kDone);
+  const auto& order = db_.order_;
+  const size_t add = IndexOf(order, "ALTER TABLE \"t\" ADD CONSTRAINT");
+  const size_t drop = IndexOf(order, "ALTER TABLE \"t\" DROP CONSTRAINT IF EXISTS", add);
+  ASSERT_NE(drop, std::string::npos) << "the check must come out while the gate fails";
+  EXPECT_NE(IndexOf(order, "ALTER TABLE \"t\" ADD CONSTRAINT", drop), std::string::npos);
+  EXPECT_GE(audit_.Count("gate_checks_removed"), 1);
+}
+
+TEST_F(OrchestratorTest, AHoldOfContractKeepsTheChecksOutWhileTheGatesPass) {
+  auto o = Make();
+  o->Pause(Pause{"fill_c", "contract", "alice", "tidectl", ""});
+  Submit(*o, kNotNullPlan);
+  RunUntil([&] { return audit_.Count("plan_held") > 0; });
+  RunUntil([] { return false; }, std::chrono::milliseconds(300));
+  EXPECT_EQ(db_.plans_["fill_c"].cursor.state, PlanState::kGating);
+  EXPECT_EQ(IndexOf(db_.order_, "ALTER TABLE \"t\" ADD CONSTRAINT"), std::string::npos);
+  o->Resume("fill_c", "contract", "alice", "tidectl");
+  RunUntil([&] { return !spool_.done.empty(); });
+  EXPECT_EQ(db_.plans_["fill_c"].cursor.state, PlanState::kDone);
+}
+
+TEST_F(OrchestratorTest, AnAbortWhileTheGatesWaitRemovesTheChecksTideAdded) {
+  db_.gate_values_ = {0, 1};  // passes, then fails under the check; then waits (all NULL)
+  db_.filled_.assign(db_.filled_.size(), 0);
+  auto o = Make();
+  Submit(*o, kNotNullPlan);
+  RunUntil([&] { return audit_.Count("gate_checks_removed") > 0; });
+  db_.gate_values_ = {7, 7, 7, 7, 7, 7, 7, 7};
+  o->Abort("fill_c", "alice", "tidectl");
+  RunUntil([&] { return db_.plans_["fill_c"].cursor.state == PlanState::kAborted; });
+  EXPECT_EQ(db_.plans_["fill_c"].cursor.state, PlanState::kAborted);
+  EXPECT_EQ(db_.steps_.back().rfind("ALTER TABLE \"t\" DROP CONSTRAINT IF EXISTS", 0), 0u);
+}
+
+TEST_F(OrchestratorTest, AnUnreadableHealthHoldsTheBackfill) {
+  db_.health_broken_ = true;
+  auto o = Make();
+  Submit(*o);
+  RunUntil([&] { return audit_.Count("throttle_started") > 0; });
+  const int batches = db_.batches_;
+  RunUntil([] { return false; }, std::chrono::milliseconds(1500));
+  EXPECT_LE(db_.batches_ - batches, 2) << "batches go on while tide cannot see the health";
+  EXPECT_EQ(db_.plans_["fill_c"].cursor.state, PlanState::kBackfilling);
+  db_.health_broken_ = false;
+  RunUntil([&] { return !spool_.done.empty(); }, std::chrono::seconds(10));
+  EXPECT_EQ(db_.plans_["fill_c"].cursor.state, PlanState::kDone);
+}
+
+TEST_F(OrchestratorTest, UnfillableRowsAreTheReasonTheGatesWait) {
+  db_.unfillable_ = 3;
+  db_.gate_values_ = {3, 3, 3, 3, 3, 3, 3, 3, 3, 3};
+  auto o = Make();
+  Submit(*o);
+  RunUntil([&] { return audit_.Count("backfill_unfillable") > 0; });
+  EXPECT_EQ(audit_.Count("backfill_unfillable"), 1);
+  RunUntil([&] {
+    std::lock_guard<std::mutex> l(db_.mu_);
+    return db_.wait_reasons_["fill_c"].find("3 rows of t: the expression yields NULL") != std::string::npos;
+  });
+  std::lock_guard<std::mutex> l(db_.mu_);
+  EXPECT_NE(db_.wait_reasons_["fill_c"].find("3 rows of t: the expression yields NULL"), std::string::npos)
+      << db_.wait_reasons_["fill_c"];
 }
 
 }  // namespace

@@ -161,6 +161,128 @@ TEST(PlanParser, EveryBadPlanGivesItsExpectedError) {
   }
 }
 
+// The first diagnostic of a plan, "file:line:column: message", or "accepted".
+std::string FirstError(const std::string& text) {
+  auto r = ParsePlan(text, "p.yaml");
+  return r.errors.empty() ? "accepted" : r.errors[0].ToString();
+}
+
+// A plan whose `settings:` holds the one line `setting` (at line 4, column 3).
+std::string SettingsError(const std::string& setting) {
+  return FirstError("plan: p\ndatabase: app\nsettings:\n  " + setting + "\n");
+}
+
+// A plan whose one expand step has `statement_timeout: <value>` (at line 5, column 24).
+std::string StepTimeoutError(const std::string& value) {
+  return FirstError("plan: p\ndatabase: app\nexpand:\n"
+                    "  - sql: CREATE INDEX CONCURRENTLY IF NOT EXISTS i ON t (c)\n"
+                    "    statement_timeout: " + value + "\n");
+}
+
+// A plan whose one backfill task has the line `setting` (at line 6, column 5).
+std::string TaskError(const std::string& setting) {
+  return FirstError("plan: p\ndatabase: app\nbackfill:\n  - table: t\n    set: {c: \"1\"}\n    " +
+                    setting + "\n");
+}
+
+const char* kNoLockTimeout =
+    " (0 would mean no timeout: a DDL statement could wait for ever and every query would queue "
+    "behind it)";
+const char* kNoStatementTimeout =
+    " (0 would mean no timeout: a statement could run for ever and hold its locks all that time)";
+const char* kNoGateTimeout =
+    " (0 would mean no timeout: a gate query or sweep could scan the table for ever)";
+
+TEST(PlanParser, RefusesALockTimeoutOfZeroBecausePostgresWouldWaitForEver) {
+  EXPECT_EQ(SettingsError("lock_timeout: 0s"),
+            std::string("p.yaml:4:17: `lock_timeout` in `settings` must be between 10ms and 10m, "
+                        "not 0s") + kNoLockTimeout);
+  EXPECT_EQ(SettingsError("lock_timeout: 0ms"),
+            std::string("p.yaml:4:17: `lock_timeout` in `settings` must be between 10ms and 10m, "
+                        "not 0ms") + kNoLockTimeout);
+}
+
+TEST(PlanParser, RefusesALockTimeoutBelowTenMillisecondsOrAboveTenMinutes) {
+  EXPECT_EQ(SettingsError("lock_timeout: 9ms"),
+            "p.yaml:4:17: `lock_timeout` in `settings` must be between 10ms and 10m, not 9ms");
+  EXPECT_EQ(SettingsError("lock_timeout: 601s"),
+            "p.yaml:4:17: `lock_timeout` in `settings` must be between 10ms and 10m, not 601s");
+  EXPECT_EQ(SettingsError("lock_timeout: 24h"),
+            "p.yaml:4:17: `lock_timeout` in `settings` must be between 10ms and 10m, not 24h");
+}
+
+TEST(PlanParser, AcceptsALockTimeoutAtEitherEndOfItsRange) {
+  EXPECT_EQ(SettingsError("lock_timeout: 10ms"), "accepted");
+  EXPECT_EQ(SettingsError("lock_timeout: 10m"), "accepted");
+}
+
+TEST(PlanParser, RefusesAStatementTimeoutOfZeroBelowOneHundredMillisecondsOrAboveADay) {
+  EXPECT_EQ(SettingsError("statement_timeout: 0s"),
+            std::string("p.yaml:4:22: `statement_timeout` in `settings` must be between 100ms and "
+                        "24h, not 0s") + kNoStatementTimeout);
+  EXPECT_EQ(SettingsError("statement_timeout: 99ms"),
+            "p.yaml:4:22: `statement_timeout` in `settings` must be between 100ms and 24h, not "
+            "99ms");
+  EXPECT_EQ(SettingsError("statement_timeout: 25h"),
+            "p.yaml:4:22: `statement_timeout` in `settings` must be between 100ms and 24h, not "
+            "25h");
+  EXPECT_EQ(SettingsError("statement_timeout: 100ms"), "accepted");
+  EXPECT_EQ(SettingsError("statement_timeout: 24h"), "accepted");
+}
+
+TEST(PlanParser, RefusesAStepStatementTimeoutOfZeroBelowOneHundredMillisecondsOrAboveADay) {
+  EXPECT_EQ(StepTimeoutError("0s"),
+            std::string("p.yaml:5:24: `statement_timeout` in expand step 1 must be between 100ms "
+                        "and 24h, not 0s") + kNoStatementTimeout);
+  EXPECT_EQ(StepTimeoutError("50ms"),
+            "p.yaml:5:24: `statement_timeout` in expand step 1 must be between 100ms and 24h, not "
+            "50ms");
+  EXPECT_EQ(StepTimeoutError("1441m"),
+            "p.yaml:5:24: `statement_timeout` in expand step 1 must be between 100ms and 24h, not "
+            "1441m");
+  EXPECT_EQ(StepTimeoutError("6h"), "accepted");
+}
+
+TEST(PlanParser, ReadsTheGateTimeoutAndLeavesItToTheDaemonWhenLeftOut) {
+  auto r = ParsePlan("plan: p\ndatabase: app\nsettings:\n  gate_timeout: 2h\n", "p.yaml");
+  ASSERT_TRUE(r.ok()) << FormatDiagnostics(r.errors);
+  EXPECT_EQ(r.plan.settings.gate_timeout, Millis(std::chrono::hours(2)));
+  EXPECT_FALSE(ParsePlan(kClinicPlan, "p.yaml").plan.settings.gate_timeout.has_value());
+}
+
+TEST(PlanParser, RefusesAGateTimeoutOfZeroBelowOneSecondOrAboveADay) {
+  EXPECT_EQ(SettingsError("gate_timeout: 0s"),
+            std::string("p.yaml:4:17: `gate_timeout` in `settings` must be between 1s and 24h, "
+                        "not 0s") + kNoGateTimeout);
+  EXPECT_EQ(SettingsError("gate_timeout: 999ms"),
+            "p.yaml:4:17: `gate_timeout` in `settings` must be between 1s and 24h, not 999ms");
+  EXPECT_EQ(SettingsError("gate_timeout: 48h"),
+            "p.yaml:4:17: `gate_timeout` in `settings` must be between 1s and 24h, not 48h");
+  EXPECT_EQ(SettingsError("gate_timeout: 1s"), "accepted");
+  EXPECT_EQ(SettingsError("gate_timeout: 24h"), "accepted");
+}
+
+TEST(PlanParser, RefusesATargetBatchTimeOfZeroBelowTenMillisecondsOrAboveTenMinutes) {
+  EXPECT_EQ(TaskError("target_batch_time: 0ms"),
+            "p.yaml:6:24: `target_batch_time` in backfill task 1 must be between 10ms and 10m, not "
+            "0ms (0 would halve every batch down to `min_batch_size`)");
+  EXPECT_EQ(TaskError("target_batch_time: 5ms"),
+            "p.yaml:6:24: `target_batch_time` in backfill task 1 must be between 10ms and 10m, not "
+            "5ms");
+  EXPECT_EQ(TaskError("target_batch_time: 11m"),
+            "p.yaml:6:24: `target_batch_time` in backfill task 1 must be between 10ms and 10m, not "
+            "11m");
+}
+
+TEST(PlanParser, KeepsZeroWhereItTurnsASettingOff) {
+  EXPECT_EQ(SettingsError("max_replication_lag: 0s"), "accepted");
+  EXPECT_EQ(TaskError("pause_between_batches: 0ms"), "accepted");
+  EXPECT_EQ(TaskError("pause_between_batches: 11m"),
+            "p.yaml:6:28: `pause_between_batches` in backfill task 1 must be at most 10m, not 11m");
+  EXPECT_EQ(SettingsError("max_replication_lag: 25h"),
+            "p.yaml:4:24: `max_replication_lag` in `settings` must be at most 24h, not 25h");
+}
+
 TEST(PlanParser, IdentifiersAreCheckedButKeptAsWritten) {
   std::string error;
   EXPECT_TRUE(CheckIdentifier("clinicId", &error));

@@ -43,16 +43,51 @@ TEST(SqlText, AWorkersRangeBoundsTheKeysFromBothSides) {
             "\"id\" DESC LIMIT 1");
 }
 
-TEST(SqlText, TheUpdateIsBoundedByAKeyRangeAndKeepsValuesAlreadyThere) {
+TEST(SqlText, TheUpdateIsBoundedByAKeyRangeKeepsValuesAlreadyThereAndCountsRowsLeftUnfilled) {
   EXPECT_EQ(BatchUpdateSql(ClinicBatch(), true),
-            "UPDATE \"patient_offers\" SET \"clinicId\" = COALESCE(\"clinicId\", ((SELECT 1))) "
-            "WHERE (\"id\") > ($1::bigint) AND (\"id\") <= ($2::bigint) AND (\"clinicId\" IS NULL)");
+            "WITH tide_updated AS (UPDATE \"patient_offers\" SET \"clinicId\" = "
+            "COALESCE(\"clinicId\", ((SELECT 1))) WHERE (\"id\") > ($1::bigint) AND (\"id\") <= "
+            "($2::bigint) AND (\"clinicId\" IS NULL) RETURNING (\"clinicId\" IS NULL) AS "
+            "tide_unfilled) SELECT count(*) FILTER (WHERE NOT tide_unfilled), count(*) FILTER "
+            "(WHERE tide_unfilled) FROM tide_updated");
   EXPECT_EQ(BatchUpdateSql(ClinicBatch(), false),
-            "UPDATE \"patient_offers\" SET \"clinicId\" = COALESCE(\"clinicId\", ((SELECT 1))) "
-            "WHERE (\"id\") <= ($1::bigint) AND (\"clinicId\" IS NULL)");
+            "WITH tide_updated AS (UPDATE \"patient_offers\" SET \"clinicId\" = "
+            "COALESCE(\"clinicId\", ((SELECT 1))) WHERE (\"id\") <= ($1::bigint) AND "
+            "(\"clinicId\" IS NULL) RETURNING (\"clinicId\" IS NULL) AS tide_unfilled) SELECT "
+            "count(*) FILTER (WHERE NOT tide_unfilled), count(*) FILTER (WHERE tide_unfilled) FROM "
+            "tide_updated");
   EXPECT_EQ(BatchCountSql(ClinicBatch(), true),
             "SELECT count(*) FROM \"patient_offers\" WHERE (\"id\") > ($1::bigint) AND (\"id\") <= "
             "($2::bigint)");
+}
+
+TEST(SqlText, ASweepTakesOnlyRowsTheUpdateWouldChange) {
+  // Rows whose expression yields NULL are never taken again: they would be rewritten to the
+  // same NULL for ever and crowd fillable rows out of the LIMIT.
+  EXPECT_EQ(ChangeFilter(ClinicBatch()),
+            "((\"clinicId\" IS NULL AND ((SELECT 1)) IS NOT NULL))");
+  EXPECT_NE(SweepSql(ClinicBatch()).find(ChangeFilter(ClinicBatch())), std::string::npos);
+  EXPECT_EQ(UnfillableSql(ClinicBatch()),
+            "SELECT (SELECT count(*) FROM \"patient_offers\" WHERE (\"clinicId\" IS NULL) AND NOT "
+            "((\"clinicId\" IS NULL AND ((SELECT 1)) IS NOT NULL))), ARRAY(SELECT \"id\"::text AS tide_keys FROM "
+            "\"patient_offers\" WHERE (\"clinicId\" IS NULL) AND NOT ((\"clinicId\" IS NULL AND "
+            "((SELECT 1)) IS NOT NULL)) ORDER BY \"id\" LIMIT 5)::text");
+}
+
+TEST(SqlText, SyncTriggerNamesOfPlansWithACommonPrefixDiffer) {
+  const std::string a = SyncTriggerName("backfill_patient_offers_clinic_identifier_2024_06_01_a", 0);
+  const std::string b = SyncTriggerName("backfill_patient_offers_clinic_identifier_2024_06_01_b", 0);
+  EXPECT_NE(a, b);
+  EXPECT_LE(a.size(), 63u);
+  EXPECT_NE(SyncTriggerName("p", 0), SyncTriggerName("p", 1));
+  EXPECT_EQ(a, SyncTriggerName("backfill_patient_offers_clinic_identifier_2024_06_01_a", 0))
+      << "stable across runs";
+  BackfillTask task;
+  task.table = {"", "ca"};
+  task.set = {{"y", "x"}};
+  const SyncTriggerSql sql = MakeSyncTrigger("p", 0, task);
+  EXPECT_EQ(sql.create.rfind("DO $tide_clash$", 0), 0u) << "a clash is refused before anything is replaced";
+  EXPECT_NE(sql.create.find("COMMENT ON FUNCTION"), std::string::npos);
 }
 
 TEST(SqlText, ASweepFindsPendingRowsByScanAndRechecksThemInTheUpdate) {
@@ -62,7 +97,8 @@ TEST(SqlText, ASweepFindsPendingRowsByScanAndRechecksThemInTheUpdate) {
                    "score_percent IS NULL"};
   EXPECT_EQ(SweepSql(b),
             "WITH tide_pending AS (SELECT \"survey_id\", \"student_id\" FROM \"grades\" WHERE "
-            "(score_percent IS NULL) LIMIT $1::bigint), tide_updated AS (UPDATE \"grades\" SET "
+            "(score_percent IS NULL) AND (((score / max_score) IS DISTINCT FROM \"score_percent\")) "
+            "LIMIT $1::bigint), tide_updated AS (UPDATE \"grades\" SET "
             "\"score_percent\" = (score / max_score) WHERE (\"survey_id\", \"student_id\") IN "
             "(SELECT \"survey_id\", \"student_id\" FROM tide_pending) AND (score_percent IS NULL) "
             "RETURNING 1) SELECT (SELECT count(*) FROM tide_pending), (SELECT count(*) FROM "
@@ -83,9 +119,11 @@ TEST(SqlText, CompositeKeysUseRowComparison) {
             "DESC, \"student_id\" DESC LIMIT 1");
   // An explicit `where` is used as written and the value is not wrapped in COALESCE.
   EXPECT_EQ(BatchUpdateSql(b, true),
-            "UPDATE \"grades\" SET \"score_percent\" = (score / max_score) WHERE (\"survey_id\", "
-            "\"student_id\") > ($1::integer, $2::integer) AND (\"survey_id\", \"student_id\") <= "
-            "($3::integer, $4::integer) AND (score_percent IS NULL)");
+            "WITH tide_updated AS (UPDATE \"grades\" SET \"score_percent\" = (score / max_score) "
+            "WHERE (\"survey_id\", \"student_id\") > ($1::integer, $2::integer) AND (\"survey_id\", "
+            "\"student_id\") <= ($3::integer, $4::integer) AND (score_percent IS NULL) RETURNING "
+            "(score_percent IS NULL) AS tide_unfilled) SELECT count(*) FILTER (WHERE NOT "
+            "tide_unfilled), count(*) FILTER (WHERE tide_unfilled) FROM tide_updated");
 }
 
 TEST(SqlText, DefaultFilterTakesRowsWithAnySetColumnNull) {

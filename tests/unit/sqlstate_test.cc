@@ -31,5 +31,16 @@ TEST(Sqlstate, TransientErrorsHaveABudgetButALostServerIsWaitedFor) {
   EXPECT_FALSE(MayRetry(Status::Fatal("no sqlstate"), 0, 5));
 }
 
+TEST(Sqlstate, ErrorMessagesLoseTheLinesThatQuoteRowData) {
+  EXPECT_EQ(WithoutRowData("ERROR:  new row for relation \"t\" violates check constraint \"c\"\n"
+                           "DETAIL:  Failing row contains (1, alice 123-45-6789)."),
+            "ERROR:  new row for relation \"t\" violates check constraint \"c\" (DETAIL withheld: "
+            "it may quote row data)");
+  EXPECT_EQ(WithoutRowData("ERROR:  duplicate key\nDETAIL:  Key (email)=(a@b.c) already exists.\n"
+                           "HINT:  do it differently"),
+            "ERROR:  duplicate key\nHINT:  do it differently (DETAIL withheld: it may quote row data)");
+  EXPECT_EQ(WithoutRowData("ERROR:  relation \"x\" does not exist"), "ERROR:  relation \"x\" does not exist");
+}
+
 }  // namespace
 }  // namespace tide

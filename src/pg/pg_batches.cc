@@ -1,0 +1,214 @@
+// PgPlanDatabase's backfill batches and the key ranges (tide.backfill) they advance.
+#include <algorithm>
+#include <pqxx/pqxx>
+
+#include "engine/backfill.h"
+#include "engine/sql_text.h"
+#include "pg/pg_database.h"
+#include "pg/pg_internal.h"
+
+namespace tide {
+
+using pg_internal::LimitsSql;
+using pg_internal::RowText;
+
+namespace {
+
+// Batch transactions also turn JIT off: a batch statement runs thousands of times, each
+// execution would compile its expressions again, and past jit_optimize_above_cost (a large batch
+// of an index range scan) the compile alone takes a third of the batch.
+std::string BatchLimitsSql(const StatementLimits& l) { return LimitsSql(l) + "; SET LOCAL jit = off"; }
+
+const char* kRangeColumns =
+    "range, range_lower, range_upper, pass, done, rows_updated, rows_scanned, batches, "
+    "rows_estimated, last_key";
+
+std::vector<std::string> TextArray(const pqxx::field& f) {
+  std::vector<std::string> out;
+  auto parser = f.as_array();
+  for (auto item = parser.get_next(); item.first != pqxx::array_parser::done;
+       item = parser.get_next()) {
+    if (item.first == pqxx::array_parser::string_value) out.push_back(item.second);
+  }
+  return out;
+}
+
+std::vector<TaskCheckpoint> RangesFromRows(const pqxx::result& r) {
+  std::vector<TaskCheckpoint> out;
+  for (const auto& row : r) {
+    TaskCheckpoint cp;
+    cp.range = row[0].as<int>();
+    cp.lower = TextArray(row[1]);
+    cp.upper = TextArray(row[2]);
+    cp.pass = row[3].as<int>();
+    cp.done = row[4].as<bool>();
+    cp.rows_updated = row[5].as<int64_t>();
+    cp.rows_scanned = row[6].as<int64_t>();
+    cp.batches = row[7].as<int64_t>();
+    cp.rows_estimated = row[8].as<int64_t>();
+    cp.last_key = TextArray(row[9]);
+    out.push_back(cp);
+  }
+  return out;
+}
+
+std::vector<TaskCheckpoint> SelectRanges(pqxx::dbtransaction& w, const std::string& plan,
+                                         int task) {
+  return RangesFromRows(w.exec_params(std::string("SELECT ") + kRangeColumns +
+                                          " FROM tide.backfill WHERE plan = $1 AND task = $2 "
+                                          "ORDER BY range",
+                                      plan, task));
+}
+
+}  // namespace
+
+Result<std::vector<TaskCheckpoint>> PgPlanDatabase::LoadRanges(const std::string& plan, int task,
+                                                               int pass) {
+  TIDE_CONNECTED();
+  try {
+    pqxx::work w(*conn_);
+    // A new pass starts every range from its first key again; the row counters keep adding up.
+    w.exec_params0(
+        "UPDATE tide.backfill SET pass = $3, last_key = '{}', done = false, updated_at = now() "
+        "WHERE plan = $1 AND task = $2 AND pass < $3",
+        plan, task, pass);
+    auto ranges = SelectRanges(w, plan, task);
+    w.commit();
+    return ranges;
+  } catch (...) {
+    return FromCurrentException();
+  }
+}
+
+Status PgPlanDatabase::ReopenTail(const std::string& plan, int task) {
+  TIDE_CONNECTED();
+  try {
+    pqxx::work w(*conn_);
+    w.exec_params0(
+        "UPDATE tide.backfill SET done = false, updated_at = now() WHERE plan = $1 AND task = $2 "
+        "AND range = (SELECT max(range) FROM tide.backfill WHERE plan = $1 AND task = $2)",
+        plan, task);
+    w.commit();
+    return Status::Ok();
+  } catch (...) {
+    return FromCurrentException();
+  }
+}
+
+Result<std::vector<TaskCheckpoint>> PgPlanDatabase::CreateRanges(
+    const std::string& plan, int task, const std::string& table_name, int pass,
+    const std::vector<std::pair<std::vector<std::string>, std::vector<std::string>>>& bounds,
+    int64_t rows_estimated) {
+  TIDE_CONNECTED();
+  try {
+    pqxx::work w(*conn_);
+    // One task's ranges are created together or not at all.
+    w.exec_params("SELECT pg_advisory_xact_lock(hashtext($1), $2)", plan, task);
+    if (SelectRanges(w, plan, task).empty()) {
+      const int64_t share = rows_estimated / static_cast<int64_t>(std::max<size_t>(1, bounds.size()));
+      for (size_t i = 0; i < bounds.size(); ++i) {
+        w.exec_params0(
+            "INSERT INTO tide.backfill (plan, task, range, range_lower, range_upper, table_name, "
+            "pass, rows_estimated) VALUES ($1, $2, $3, $4::text[], $5::text[], $6, $7, $8)",
+            plan, task, static_cast<int>(i), TextArrayLiteral(bounds[i].first),
+            TextArrayLiteral(bounds[i].second), table_name, pass, share);
+      }
+    }
+    auto ranges = SelectRanges(w, plan, task);
+    w.commit();
+    return ranges;
+  } catch (...) {
+    return FromCurrentException();
+  }
+}
+
+Result<BatchResult> PgPlanDatabase::RunBatch(const std::string& plan, int task,
+                                             const BatchStatement& statement,
+                                             const TaskCheckpoint& from, int64_t batch_size,
+                                             const StatementLimits& limits) {
+  TIDE_CONNECTED();
+  try {
+    pqxx::work w(*conn_);
+    w.exec0(BatchLimitsSql(limits));
+    const std::vector<std::string>& lower = from.last_key.empty() ? from.lower : from.last_key;
+    const bool has_lower = !lower.empty(), has_upper = !from.upper.empty();
+    std::vector<std::string> params = lower;
+    params.insert(params.end(), from.upper.begin(), from.upper.end());
+    BatchResult b;
+    std::vector<std::string> bound_params = params;
+    bound_params.push_back(std::to_string(batch_size - 1));
+    auto full = w.exec_params(BatchBoundSql(statement, has_lower, has_upper, false),
+                              pqxx::prepare::make_dynamic_params(bound_params));
+    if (!full.empty()) {
+      b.last_key = RowText(full[0]);
+      b.scanned = batch_size;
+    } else {
+      auto last = w.exec_params(BatchBoundSql(statement, has_lower, has_upper, true),
+                                pqxx::prepare::make_dynamic_params(params));
+      if (!last.empty()) b.last_key = RowText(last[0]);
+    }
+    if (!b.last_key.empty()) {
+      std::vector<std::string> span = lower;
+      span.insert(span.end(), b.last_key.begin(), b.last_key.end());
+      auto updated = w.exec_params(BatchUpdateSql(statement, has_lower),
+                                   pqxx::prepare::make_dynamic_params(span));
+      b.updated = updated[0][0].as<int64_t>();
+      b.unfillable = updated[0][1].as<int64_t>();
+      if (full.empty()) {
+        b.scanned = w.exec_params1(BatchCountSql(statement, has_lower),
+                                   pqxx::prepare::make_dynamic_params(span))[0]
+                        .as<int64_t>();
+      }
+    }
+    const TaskCheckpoint next = AdvanceCheckpoint(from, b, batch_size);
+    // Guarded by the batch count this batch started from: if anything else moved the
+    // checkpoint, this batch rolls back instead of doing the same rows twice.
+    auto moved = w.exec_params(
+        "UPDATE tide.backfill SET last_key = $3::text[], done = $4, rows_updated = $5, "
+        "rows_scanned = $6, batches = $7, updated_at = now() "
+        "WHERE plan = $1 AND task = $2 AND range = $10 AND batches = $8 AND pass = $9",
+        plan, task, TextArrayLiteral(next.last_key), next.done, next.rows_updated,
+        next.rows_scanned, next.batches, from.batches, from.pass, from.range);
+    if (moved.affected_rows() != 1) {
+      return Status::Retryable("the checkpoint of task " + std::to_string(task) + " range " +
+                               std::to_string(from.range) + " moved during the batch; re-reading it");
+    }
+    w.commit();
+    return b;
+  } catch (...) {
+    return FromCurrentException();
+  }
+}
+
+Result<UnfillableRows> PgPlanDatabase::CountUnfillable(const BatchStatement& statement,
+                                                       const StatementLimits& limits) {
+  TIDE_CONNECTED();
+  try {
+    pqxx::work w(*conn_);
+    w.exec0("SET TRANSACTION READ ONLY");
+    w.exec0(BatchLimitsSql(limits));
+    auto r = w.exec1(UnfillableSql(statement));
+    return UnfillableRows{r[0].as<int64_t>(), r[1].c_str()};
+  } catch (...) {
+    return FromCurrentException();
+  }
+}
+
+Result<BatchResult> PgPlanDatabase::RunSweep(const BatchStatement& statement, int64_t batch_size,
+                                             const StatementLimits& limits) {
+  TIDE_CONNECTED();
+  try {
+    pqxx::work w(*conn_);
+    w.exec0(BatchLimitsSql(limits));
+    auto r = w.exec_params1(SweepSql(statement), batch_size);
+    BatchResult b;
+    b.scanned = r[0].as<int64_t>();
+    b.updated = r[1].as<int64_t>();
+    w.commit();
+    return b;
+  } catch (...) {
+    return FromCurrentException();
+  }
+}
+
+}  // namespace tide

@@ -1,0 +1,195 @@
+// PgPlanDatabase's steps: DDL statements with their timeouts, the sessions that block them, and
+// the leftovers of failed index builds.
+#include <atomic>
+#include <chrono>
+#include <mutex>
+#include <pqxx/pqxx>
+#include <thread>
+
+#include "engine/operations.h"
+#include "engine/sql_text.h"
+#include "pg/pg_database.h"
+#include "pg/pg_internal.h"
+
+namespace tide {
+
+using pg_internal::LimitsSql;
+using pg_internal::WriteCursor;
+
+void PgPlanDatabase::WatchBlockers(const std::function<void()>& work, std::string* out) {
+  std::atomic<bool> done{false};
+  std::mutex mu;
+  std::string seen = "[]";
+  const int64_t pid = backend_pid_;
+  std::thread watcher([&] {
+    try {
+      pqxx::connection c(dsn_);
+      pqxx::nontransaction n(c);
+      n.exec0("SET application_name = 'tided watcher'; SET statement_timeout = '1s'");
+      while (!done) {
+        auto r = n.exec_params(
+            "SELECT a.pid, COALESCE(a.usename, ''), COALESCE(a.application_name, ''), "
+            "COALESCE(a.state, ''), COALESCE(EXTRACT(epoch FROM now() - a.xact_start), 0)::bigint, "
+            "left(COALESCE(a.query, ''), 200) FROM pg_stat_activity a "
+            "WHERE a.pid = ANY (pg_blocking_pids($1))",
+            pid);
+        if (!r.empty()) {
+          std::string json = "[";
+          for (const auto& row : r) {
+            json += (json.size() > 1 ? "," : "") +
+                    JsonObject()
+                        .Int("pid", row[0].as<int64_t>())
+                        .Str("user", row[1].c_str())
+                        .Str("application_name", row[2].c_str())
+                        .Str("state", row[3].c_str())
+                        .Int("transaction_age_s", row[4].as<int64_t>())
+                        .Str("query", row[5].c_str())
+                        .ToString();
+          }
+          std::lock_guard<std::mutex> l(mu);
+          seen = json + "]";
+        }
+        for (int i = 0; i < 10 && !done; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      }
+    } catch (const std::exception&) {
+      // Naming the blocker is best effort; the step's own error is what counts.
+    }
+  });
+  auto finish = [&] {
+    done = true;
+    watcher.join();
+    std::lock_guard<std::mutex> l(mu);
+    *out = seen;
+  };
+  try {
+    work();
+  } catch (...) {
+    finish();
+    throw;
+  }
+  finish();
+}
+
+Result<std::vector<StatementOutcome>> PgPlanDatabase::RunStatements(
+    const std::string& plan, const std::vector<DdlStatement>& statements,
+    const StatementLimits& limits, const std::optional<PlanCursor>& after) {
+  TIDE_CONNECTED();
+  std::string blockers;
+  try {
+    std::vector<StatementOutcome> out;
+    for (size_t i = 0; i < statements.size(); ++i) {
+      const bool last = i + 1 == statements.size();
+      if (!statements[i].refuse_if.empty()) {
+        pqxx::nontransaction n(*conn_);
+        const std::string why = n.exec1(statements[i].refuse_if)[0].c_str();
+        if (!why.empty()) return Status::Fatal(why);
+      }
+      out.push_back(RunStatement(plan, statements[i], limits, last ? after : std::nullopt,
+                                 &blockers));
+    }
+    if (statements.empty() && after) {
+      pqxx::work w(*conn_);
+      WriteCursor(w, plan, *after);
+      w.commit();
+    }
+    return out;
+  } catch (...) {
+    Status s = FromCurrentException();
+    if (s.sqlstate() == "55P03") return s.WithDetail(blockers);
+    return s;
+  }
+}
+
+StatementOutcome PgPlanDatabase::RunStatement(const std::string& plan, const DdlStatement& st,
+                                              const StatementLimits& limits,
+                                              const std::optional<PlanCursor>& after,
+                                              std::string* blockers) {
+  StatementOutcome out;
+  out.sql = st.sql;
+  const auto start = std::chrono::steady_clock::now();
+  auto finish = [&] {
+    out.duration_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                          std::chrono::steady_clock::now() - start).count();
+  };
+  if (st.transactional) {
+    pqxx::work w(*conn_);
+    w.exec0(LimitsSql(limits));
+    out.skipped = !st.skip_if.empty() && w.exec1(st.skip_if)[0].as<bool>();
+    if (!out.skipped) WatchBlockers([&] { w.exec(st.sql); }, blockers);
+    if (after) WriteCursor(w, plan, *after);
+    w.commit();
+    return finish(), out;
+  }
+  {
+    pqxx::nontransaction n(*conn_);
+    out.skipped = !st.skip_if.empty() && n.exec1(st.skip_if)[0].as<bool>();
+  }
+  if (!out.skipped) {
+    if (!st.invalid_index.empty()) out.dropped_invalid_index = DropInvalidIndex(st.invalid_index, limits);
+    try {
+      ExecOnSession(st.sql, limits, blockers);
+    } catch (const pqxx::broken_connection&) {
+      throw;
+    } catch (...) {
+      // A failed CONCURRENTLY build leaves an INVALID index that would make the next
+      // `IF NOT EXISTS` skip the build; drop it now (and again before the retry, if this fails).
+      if (!st.invalid_index.empty()) {
+        try {
+          DropInvalidIndex(st.invalid_index, limits);
+        } catch (const std::exception&) {
+        }
+      }
+      throw;
+    }
+  }
+  if (after) {
+    pqxx::work w(*conn_);
+    WriteCursor(w, plan, *after);
+    w.commit();
+  }
+  return finish(), out;
+}
+
+bool PgPlanDatabase::DropInvalidIndex(const std::string& index, const StatementLimits& limits) {
+  {
+    pqxx::nontransaction n(*conn_);
+    if (!n.exec1(IndexIsInvalidSql(index))[0].as<bool>()) return false;
+  }
+  std::string ignored;
+  ExecOnSession(DropIndexSql(index), limits, &ignored);
+  return true;
+}
+
+void PgPlanDatabase::ExecOnSession(const std::string& sql, const StatementLimits& limits,
+                                   std::string* blockers) {
+  const std::string restore =
+      SetTimeoutSql("lock_timeout", defaults_.lock_timeout, false) + "; " +
+      SetTimeoutSql("statement_timeout", defaults_.statement_timeout, false);
+  pqxx::nontransaction n(*conn_);
+  n.exec0(SetTimeoutSql("lock_timeout", limits.lock_timeout, false) + "; " +
+          SetTimeoutSql("statement_timeout", limits.statement_timeout, false));
+  try {
+    WatchBlockers([&] { n.exec(sql); }, blockers);
+  } catch (const pqxx::broken_connection&) {
+    throw;
+  } catch (...) {
+    n.exec0(restore);
+    throw;
+  }
+  n.exec0(restore);
+}
+
+Status PgPlanDatabase::Execute(const std::string& sql, const StatementLimits& limits) {
+  TIDE_CONNECTED();
+  try {
+    pqxx::work w(*conn_);
+    w.exec0(LimitsSql(limits));
+    w.exec(sql);
+    w.commit();
+    return Status::Ok();
+  } catch (...) {
+    return FromCurrentException();
+  }
+}
+
+}  // namespace tide
