@@ -470,7 +470,7 @@ int Status(const Args& a) {
           .Str("phase", tide::PhaseOf(p.cursor.state)).Int("step", p.cursor.step)
           .Str("submitted_by", p.submitted_by).Str("submitted_at", p.submitted_at)
           .Str("started_at", p.started_at).Str("finished_at", p.finished_at)
-          .Str("error", p.last_error);
+          .Str("error", p.last_error).Str("waiting", p.waiting_reason);
       int64_t done = 0, est = 0, eta = -1;
       double rate = 0;
       std::string throttle;
@@ -509,6 +509,9 @@ int Status(const Args& a) {
         std::cout << "\n";
       }
       if (!p.last_error.empty()) std::cout << "  error: " << p.last_error << "\n";
+      if (!p.waiting_reason.empty() && !tide::IsFinal(p.cursor.state)) {
+        std::cout << "  waiting: " << p.waiting_reason << "\n";
+      }
       if (!tide::IsFinal(p.cursor.state) && !paused_by(p.name).empty()) {
         std::cout << "  " << paused_by(p.name) << "\n";
       }

@@ -30,8 +30,9 @@ TEST_F(DaemonTest, TwoDaemonsRunAPlanOnceAndTheStandbyTakesOverWhenTheActiveDies
                                 "  app:\n    dsn: \"" + PgCluster::Shared().Dsn(db_) + "\"\n"));
   StartDaemon();
   const std::string a = ":" + dir_ + "/spool", b_spool = ":" + dir_ + "/spool-b";
-  auto owned_by = [](const std::string& owner, const std::string& suffix) {
-    return owner.size() > suffix.size() && owner.compare(owner.size() - suffix.size(), suffix.size(), suffix) == 0;
+  // Owners are host:spool:pid.
+  auto owned_by = [](const std::string& owner, const std::string& spool) {
+    return owner.find(spool + ":") != std::string::npos;
   };
   Process b({TIDED_PATH, "--allow-root", "--config", config_b}, dir_ + "/tided-b.log");
   ASSERT_EQ(Ctl({"submit", "--config", config_, WritePlan("clinic.yaml", kCappedPlan)}).status, 0);

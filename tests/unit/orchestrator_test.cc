@@ -975,5 +975,25 @@ TEST_F(OrchestratorTest, UnfillableRowsAreTheReasonTheGatesWait) {
       << db_.wait_reasons_["fill_c"];
 }
 
+TEST_F(OrchestratorTest, APauseOfTheGatesHoldsTheirRecheckLoopAndItsCatchUp) {
+  db_.gate_values_.assign(1000, 5);  // the gate keeps failing
+  auto o = Make();
+  Submit(*o);
+  RunUntil([&] { return audit_.Count("gate_waiting") > 0; });
+  o->Pause(Pause{"fill_c", "gate", "bob", "tidectl", ""});
+  RunUntil([&] { return audit_.Count("plan_held") > 0; });
+  size_t gates = 0;
+  int sweeps = 0;
+  {
+    std::lock_guard<std::mutex> l(db_.mu_);
+    gates = db_.order_.size();
+    sweeps = db_.sweeps_;
+  }
+  RunUntil([] { return false; }, std::chrono::milliseconds(400));  // 20 re-check intervals
+  std::lock_guard<std::mutex> l(db_.mu_);
+  EXPECT_LE(db_.order_.size(), gates + 1) << "gate queries ran while the gates were paused";
+  EXPECT_EQ(db_.sweeps_, sweeps) << "catch-up batches ran while the gates were paused";
+}
+
 }  // namespace
 }  // namespace tide
