@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -67,6 +68,7 @@ struct TableInfo {
   bool has_primary_key = false;
   std::vector<KeyColumn> key;  // resolved: the plan's `key`, else the primary key
   int64_t estimated_rows = 0;  // EstimateRows over the table's leaf partitions (or itself)
+  std::map<std::string, std::string> column_types;  // every column's format_type
 };
 
 struct StatementLimits {

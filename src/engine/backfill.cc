@@ -31,8 +31,14 @@ BackfillOptions OptionsFor(const Plan& plan, const BackfillTask& task, const Def
   return o;
 }
 
-BatchStatement MakeBatchStatement(const BackfillTask& task, const std::vector<KeyColumn>& key) {
-  return BatchStatement{task.table, key, task.set, task.where};
+BatchStatement MakeBatchStatement(const BackfillTask& task, const std::vector<KeyColumn>& key,
+                                  const std::map<std::string, std::string>& column_types) {
+  BatchStatement b{task.table, key, task.set, task.where, {}};
+  for (const auto& [column, expr] : task.set) {
+    auto it = column_types.find(column);
+    if (it != column_types.end()) b.column_types[column] = it->second;
+  }
+  return b;
 }
 
 TaskCheckpoint AdvanceCheckpoint(const TaskCheckpoint& before, const BatchResult& batch,

@@ -29,7 +29,8 @@ struct BackfillOptions {
 };
 BackfillOptions OptionsFor(const Plan& plan, const BackfillTask& task, const Defaults& defaults);
 
-BatchStatement MakeBatchStatement(const BackfillTask& task, const std::vector<KeyColumn>& key);
+BatchStatement MakeBatchStatement(const BackfillTask& task, const std::vector<KeyColumn>& key,
+                                  const std::map<std::string, std::string>& column_types = {});
 
 // The checkpoint after `batch` committed. A batch that found fewer rows than it asked for ends
 // the pass: the keyset is exhausted (rows added later are the catch-up pass's and the gates' job).

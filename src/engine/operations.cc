@@ -49,6 +49,13 @@ std::string Select(const std::string& condition) { return "SELECT " + condition;
 
 std::string NotNullCheckName(const Step& s) { return ObjectName({s.table.name, s.column}, "_not_null"); }
 
+// On a pg_constraint row: it is exactly `CHECK (column IS NOT NULL)`, valid or not, as tide
+// makes it; a check of the same name that says anything more is someone else's.
+std::string IsNotNullCheckOf(const std::string& column) {
+  return "contype = 'c' AND regexp_replace(pg_get_constraintdef(oid), ' NOT VALID$', '') = "
+         "'CHECK ((' || quote_ident(" + QuoteLiteral(column) + ") || ' IS NOT NULL))'";
+}
+
 // The index a create_index or add_unique builds: in the table's schema.
 QualifiedName IndexOf(const Step& s) { return QualifiedName{s.table.schema, s.name.name}; }
 
@@ -81,10 +88,7 @@ std::vector<DdlStatement> SetNotNull(const Step& s) {
   const std::string check = NotNullCheckName(s);
   const std::string t = QuoteName(s.table), c = QuoteIdent(s.column), q = QuoteIdent(check);
   const std::string not_null = ColumnIsNotNull(s.table, s.column);
-  const std::string ours =
-      "contype = 'c' AND conkey = ARRAY[(SELECT attnum FROM pg_attribute WHERE attrelid = " +
-      RegClass(s.table) + " AND attname = " + QuoteLiteral(s.column) +
-      ")] AND pg_get_constraintdef(oid) LIKE '%IS NOT NULL%'";
+  const std::string ours = IsNotNullCheckOf(s.column);
   return {
       {"ALTER TABLE " + t + " ADD CONSTRAINT " + q + " CHECK (" + c + " IS NOT NULL) NOT VALID",
        true, Select(not_null + " OR " + ConstraintExists(s.table, check, false)),
@@ -209,18 +213,29 @@ std::vector<DdlStatement> CompileStep(const Step& s) {
   return {};
 }
 
+namespace {
+// The set_not_null steps at the head of contract: only those may go in before contract's other
+// steps (a default that an earlier step sets, say, must be there before its check).
+std::vector<const Step*> LeadingSetNotNulls(const Plan& plan) {
+  std::vector<const Step*> out;
+  for (const auto& step : plan.contract) {
+    if (step.kind != OpKind::kSetNotNull) break;
+    out.push_back(&step);
+  }
+  return out;
+}
+}  // namespace
+
 std::vector<DdlStatement> GateChecks(const Plan& plan) {
   std::vector<DdlStatement> out;
-  for (const auto& step : plan.contract) {
-    if (step.kind == OpKind::kSetNotNull) out.push_back(CompileStep(step).front());
-  }
+  for (const Step* step : LeadingSetNotNulls(plan)) out.push_back(CompileStep(*step).front());
   return out;
 }
 
 std::vector<DdlStatement> GateCheckRemovals(const Plan& plan) {
   std::vector<DdlStatement> out;
-  for (const auto& step : plan.contract) {
-    if (step.kind != OpKind::kSetNotNull) continue;
+  for (const Step* s : LeadingSetNotNulls(plan)) {
+    const Step& step = *s;
     const std::string check = NotNullCheckName(step);
     // Only the NOT VALID check is removed: once validated, contract has started.
     out.push_back({"ALTER TABLE " + QuoteName(step.table) + " DROP CONSTRAINT IF EXISTS " +
@@ -228,7 +243,7 @@ std::vector<DdlStatement> GateCheckRemovals(const Plan& plan) {
                    true,
                    Select("NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = " +
                           RegClass(step.table) + " AND conname = " + QuoteLiteral(check) +
-                          " AND NOT convalidated)"),
+                          " AND NOT convalidated AND " + IsNotNullCheckOf(step.column) + ")"),
                    Fill(kBriefExclusive, step.table), "", ""});
   }
   return out;

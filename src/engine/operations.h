@@ -36,7 +36,9 @@ struct DdlStatement {
 // The statements of one step, in order. A raw `sql` step is one statement without `skip_if`.
 std::vector<DdlStatement> CompileStep(const Step& step);
 
-// The NOT VALID check of every set_not_null in contract. They go in only once the gates pass
+// The NOT VALID check of each set_not_null step at the head of contract (a set_not_null after
+// another contract step runs in its place: that step may be what lets writes satisfy the
+// check, a default say). They go in only once the gates pass
 // (a check in place while the gates wait would make the old application's writes of NULL
 // fail), then the gates are checked again: so no NULL can arrive between the gate and the
 // constraint, and one that did is found. When that re-check fails they are removed again

@@ -101,7 +101,10 @@ std::vector<TableQuery> TablesToDescribe(const Plan& plan) {
   for (const auto* steps : {&plan.expand, &plan.contract}) {
     for (const auto& s : *steps) {
       if (s.kind == OpKind::kSql || s.kind == OpKind::kDropIndex) continue;
-      query(s.table).needs_rows |= s.kind == OpKind::kAddColumn && s.not_null && !s.default_sql;
+      TableQuery& q = query(s.table);
+      q.needs_rows |= s.kind == OpKind::kAddColumn && s.not_null && !s.default_sql;
+      if (s.kind == OpKind::kAddColumn) q.add_types.push_back(s.type);
+      if (s.kind == OpKind::kDropColumn) q.drop_columns.push_back(s.column);
     }
   }
   return out;
@@ -215,6 +218,24 @@ void AssessOperations(const Plan& plan, const std::vector<Step>& steps, const st
     if (s.kind == OpKind::kSetNotNull || s.kind == OpKind::kAddCheck ||
         s.kind == OpKind::kAddForeignKey || s.kind == OpKind::kAddUnique) {
       AssessRowSecurity(where, s.table, f, problems);
+    }
+    if (s.kind == OpKind::kAddColumn && f.rewriting_types.count(s.type)) {
+      problems->push_back(where + ": `" + s.type + "` is a domain with constraints, and PostgreSQL "
+                          "adds a column of such a type by rewriting all of `" + s.table.Display() +
+                          "` under ACCESS EXCLUSIVE (it checks the domain on every row); add the "
+                          "column with the domain's base type, backfill it, and add the domain's "
+                          "rule with `add_check`");
+    }
+    if (s.kind == OpKind::kDropColumn) {
+      auto it = f.dependents.find(s.column);
+      if (it != f.dependents.end() && !it->second.empty()) {
+        std::string names;
+        for (const auto& d : it->second) names += (names.empty() ? "" : ", ") + d;
+        problems->push_back(where + ": " + names + " depend" + (it->second.size() == 1 ? "s" : "") +
+                            " on column `" + s.column + "` of `" + s.table.Display() +
+                            "`, so the drop would fail after the whole backfill; change or drop "
+                            "them first (tide never drops with CASCADE)");
+      }
     }
     if (s.kind == OpKind::kAddColumn && s.not_null && !s.default_sql && f.has_rows) {
       problems->push_back(where + ": `" + s.table.Display() + "` has rows, so a NOT NULL column "

@@ -62,6 +62,11 @@ struct TableFacts {
   std::string role;
   bool role_is_owner = false;
   bool role_bypasses_rls = false;  // superuser or BYPASSRLS
+  // Of the TableQuery's drop_columns: the views (and rules) that depend on each.
+  std::map<std::string, std::vector<std::string>> dependents;
+  // Of the TableQuery's add_types: those whose column PostgreSQL adds by rewriting the table
+  // (a domain with constraints).
+  std::set<std::string> rewriting_types;
 };
 // By QualifiedName::Display().
 using CatalogFacts = std::map<std::string, TableFacts>;
@@ -72,6 +77,8 @@ struct TableQuery {
   QualifiedName table;
   std::vector<std::string> key;
   bool needs_rows = false;
+  std::vector<std::string> drop_columns;  // drop_column steps: who depends on them
+  std::vector<std::string> add_types;     // add_column steps: whether their type rewrites
 };
 std::vector<TableQuery> TablesToDescribe(const Plan& plan);
 

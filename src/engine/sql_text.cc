@@ -137,9 +137,13 @@ std::string ChangeFilter(const BatchStatement& b) {
   std::string out;
   for (const auto& [column, expr] : b.set) {
     const std::string c = QuoteIdent(column);
+    auto type = b.column_types.find(column);
+    const std::string value = type == b.column_types.end()
+                                  ? "(" + expr + ")"
+                                  : "CAST((" + expr + ") AS " + type->second + ")";
     out += (out.empty() ? "" : " OR ") +
            (b.where.empty() ? "(" + c + " IS NULL AND (" + expr + ") IS NOT NULL)"
-                            : "((" + expr + ") IS DISTINCT FROM " + c + ")");
+                            : "(" + value + "::text IS DISTINCT FROM " + c + "::text)");
   }
   return "(" + out + ")";
 }
@@ -239,8 +243,16 @@ SyncTriggerSql MakeSyncTrigger(const std::string& plan, int task_index,
                "\n$tide_sync$; COMMENT ON FUNCTION " + fn + "() IS " + QuoteLiteral(mark) +
                "; CREATE OR REPLACE TRIGGER " + QuoteIdent(name) + " BEFORE INSERT OR UPDATE ON " +
                QuoteName(task.table) + " FOR EACH ROW EXECUTE FUNCTION " + fn + "()";
+  // Also the trigger under the name an earlier tide gave it (no hash), when it is on this
+  // table, and its function once no trigger uses it.
+  const std::string legacy = "tide_sync_" + plan.substr(0, 40) + "_" + std::to_string(task_index);
   out.drop = "DROP TRIGGER IF EXISTS " + QuoteIdent(name) + " ON " + QuoteName(task.table) +
-             "; DROP FUNCTION IF EXISTS " + fn + "()";
+             "; DROP FUNCTION IF EXISTS " + fn + "(); DROP TRIGGER IF EXISTS " +
+             QuoteIdent(legacy) + " ON " + QuoteName(task.table) +
+             "; DO $tide_legacy$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_trigger t JOIN pg_proc p "
+             "ON p.oid = t.tgfoid WHERE p.pronamespace = 'tide'::regnamespace AND p.proname = " +
+             QuoteLiteral(legacy) + ") THEN DROP FUNCTION IF EXISTS tide." + QuoteIdent(legacy) +
+             "(); END IF; END $tide_legacy$";
   return out;
 }
 

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -31,6 +32,9 @@ struct BatchStatement {
   std::vector<KeyColumn> key;
   std::vector<std::pair<std::string, std::string>> set;
   std::string where;  // empty: every set column IS NULL
+  // The set columns' types as the catalog prints them (format_type), where known: a `where`
+  // task's change is judged on the value cast to the column's type.
+  std::map<std::string, std::string> column_types;
 };
 
 // A batch is three short statements, all on the key's index, with the key values as typed
@@ -61,7 +65,8 @@ std::string BatchCountSql(const BatchStatement& b, bool has_lower);
 std::string SweepSql(const BatchStatement& b);
 
 // True for a row the batch's SET would change: with the default filter, some set column is
-// NULL and its expression is not; with `where`, some expression differs from the column.
+// NULL and its expression is not; with `where`, some expression, cast to the column's type,
+// differs from the column (compared as text, so that types without equality, json say, work).
 // Always true or false, never NULL.
 std::string ChangeFilter(const BatchStatement& b);
 

@@ -28,9 +28,10 @@ bool MayRetry(const Status& s, int attempts, int limit);
 // A Status of the right class for a server error.
 Status StatusFromSqlstate(const std::string& sqlstate, const std::string& message);
 
-// A server's error message without the lines that may quote row data (DETAIL: "Failing row
+// A server's error message without the DETAIL lines that quote row data ("Failing row
 // contains (...)", "Key (email)=(...) already exists"), so that no row, possibly personal data,
-// reaches the audit log, last_error or failed/*.error. The message and its HINT stay.
+// reaches the audit log, last_error or failed/*.error. The message, its HINT and DETAIL lines
+// that name objects ("view v depends on column c") stay.
 std::string WithoutRowData(const std::string& message);
 
 }  // namespace tide

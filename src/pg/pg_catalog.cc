@@ -48,6 +48,12 @@ TableInfo DescribeTableIn(pqxx::dbtransaction& w, const QualifiedName& table,
       "WHERE i.indrelid = $1 AND i.indisprimary ORDER BY k.ord",
       relid);
   info.has_primary_key = !pk.empty();
+  for (const auto& row : w.exec_params(
+           "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute "
+           "WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped",
+           relid)) {
+    info.column_types[row[0].c_str()] = row[1].c_str();
+  }
   if (key.empty()) {
     for (const auto& row : pk) info.key.push_back({row[0].c_str(), row[1].c_str()});
     return info;
@@ -111,7 +117,44 @@ TableFacts ReadTableFacts(pqxx::dbtransaction& w, const TableQuery& q) {
   f.role = r[4].c_str();
   f.role_is_owner = r[5].as<bool>();
   f.role_bypasses_rls = r[6].as<bool>();
+  for (const auto& column : q.drop_columns) {
+    for (const auto& row : w.exec_params(
+             "SELECT DISTINCT v.oid::regclass::text FROM pg_depend d "
+             "JOIN pg_rewrite rw ON rw.oid = d.objid JOIN pg_class v ON v.oid = rw.ev_class "
+             "JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid "
+             "WHERE d.classid = 'pg_rewrite'::regclass AND d.refobjid = to_regclass($1) "
+             "AND a.attname = $2 AND v.oid <> d.refobjid ORDER BY 1",
+             QuoteName(q.table), column)) {
+      f.dependents[column].push_back(row[0].c_str());
+    }
+  }
+  for (const auto& type : q.add_types) {
+    try {
+      pqxx::subtransaction sub(w);
+      auto t = sub.exec_params1(
+          "SELECT EXISTS (SELECT 1 FROM pg_constraint WHERE contypid = $1::regtype)", type);
+      if (t[0].as<bool>()) f.rewriting_types.insert(type);
+      sub.commit();
+    } catch (const pqxx::sql_error&) {
+      // Not a type name PostgreSQL knows (yet): the expand step says so when it runs.
+    }
+  }
   return f;
+}
+
+// A backfill throttles on other sessions and on the standbys' replay, which a role without
+// pg_read_all_stats (pg_monitor) cannot see: it would read an idle primary with no lag.
+void CheckHealthVisible(pqxx::dbtransaction& w, const Plan& plan,
+                        std::vector<std::string>* problems) {
+  if (plan.backfill.empty()) return;
+  auto r = w.exec1(
+      "SELECT current_user::text, (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) "
+      "OR pg_has_role(current_user, 'pg_read_all_stats', 'USAGE')");
+  if (r[1].as<bool>()) return;
+  const std::string role = r[0].c_str();
+  problems->push_back("tide's role `" + role + "` cannot see other sessions' queries or the "
+                      "standbys' replay (pg_stat_activity, pg_stat_replication), so the "
+                      "backfill could not throttle on them; GRANT pg_monitor TO " + role);
 }
 
 // The plan's throttle_query, run once: it must return one boolean.
@@ -192,6 +235,7 @@ Result<PreflightReport> PgPlanDatabase::Preflight(const Plan& plan, bool dry_run
     std::vector<std::string> throttle_problems;
     CheckThrottleQuery(w, plan.settings.throttle_query.value_or(defaults_.throttle_query),
                        &throttle_problems);
+    CheckHealthVisible(w, plan, &throttle_problems);
     PreflightReport dry;  // what the dry run found: notes, problems, plans, each first batch
     dry.tasks.resize(plan.backfill.size());
     if (dry_run) DryRun(w, plan, facts, &dry);

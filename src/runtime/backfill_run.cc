@@ -125,7 +125,7 @@ void BackfillRun::RunSetup() {
                                "column) to its backfill task");
         }
         Setup setup;
-        setup.statement = MakeBatchStatement(task, info->key);
+        setup.statement = MakeBatchStatement(task, info->key, info->column_types);
         if (mode == BackfillMode::kSweep) {
           // No stored ranges: a sweep keeps no checkpoint, so one in memory stands for it.
           TaskCheckpoint all;
@@ -271,12 +271,18 @@ void BackfillRun::CloseLane(const std::shared_ptr<Lane>& lane) {
 }
 
 // After a sweep, the rows it left because no update can fill them, for the summary.
+// On a session of its own: the monitor keeps using its session meanwhile.
 void BackfillRun::CountUnfillable() {
-  auto db = monitor_db_;
+  auto connector = env_.connector;
+  const std::string database = database_;
   const BatchStatement statement = statement_;
   const StatementLimits limits = limits_;
   env_.offload->Run<Result<UnfillableRows>>(
-      [db, statement, limits] { return db->CountUnfillable(statement, limits); },
+      [connector, database, statement, limits]() -> Result<UnfillableRows> {
+        auto db = connector->Connect(database);
+        if (!db.ok()) return db.status();
+        return (*db)->CountUnfillable(statement, limits);
+      },
       [self = shared_from_this()](Result<UnfillableRows> r) {
         if (self->finished_) return;
         if (r.ok()) {

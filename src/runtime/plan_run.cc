@@ -75,7 +75,13 @@ void Orchestrator::Run::Abort(const std::string& actor, const std::string& via) 
 void Orchestrator::Run::Next() {
   if (o_.stopping_ || stopped_) return;
   if (!abort_by_.empty() && cursor_.state != PlanState::kAborting) return BeginAbort();
-  cursor_ = Normalize(plan_, cursor_);
+  const PlanCursor normalized = Normalize(plan_, cursor_);
+  // A phase with nothing to do is passed in the stored state too, so that `tidectl status`
+  // shows where the plan is (gating, not backfilling, for a plan without backfill).
+  if (normalized.state != cursor_.state && cursor_.state != PlanState::kAccepted) {
+    return Advance(normalized);
+  }
+  cursor_ = normalized;
   AnnouncePhase();
   const bool aborting = cursor_.state == PlanState::kAborting;
   if (!aborting && HeldByPause()) return After(Millis(500), [this] { Next(); });
@@ -365,6 +371,7 @@ void Orchestrator::Run::QueryGates() {
   doing_ = "gates";
   Do<Result<GateReading>>([db, gates, limits] { return ReadGates(*db, gates, limits); },
                           [this](Result<GateReading> r) {
+                            if (!abort_by_.empty()) return Next();
                             if (!r.ok()) return OnError(r.status());
                             OnGates(r->values);
                           });
@@ -385,7 +392,6 @@ std::string Orchestrator::Run::Failing(const std::vector<GateValue>& values) con
 }
 
 void Orchestrator::Run::OnGates(const std::vector<GateValue>& values) {
-  attempts_ = 0;
   bool pass = true;
   for (const auto& v : values) {
     const bool ok = v.value == v.expect;
@@ -397,7 +403,12 @@ void Orchestrator::Run::OnGates(const std::vector<GateValue>& values) {
                 "passed", ok));
     }
   }
-  if (!pass) return OnGatesFailed(Failing(values));
+  if (!pass) {
+    attempts_ = 0;  // the gates were read: a wait, not an error
+    return OnGatesFailed(Failing(values));
+  }
+  // Errors on the way to contract (a lock timeout adding the checks) keep their count, so that
+  // their retry budget runs out.
   if (GateChecks(plan_).empty()) return Advance(AfterSuccess(plan_, cursor_));
   const tide::Pause* hold = o_.PausedBy(plan_.name, "contract");
   if (hold) {
@@ -426,11 +437,25 @@ void Orchestrator::Run::SealGates() {
   const std::vector<Gate> gates = plan_.gates;
   const StatementLimits limits = limits_, gate_limits = GateLimits();
   doing_ = "the NOT VALID checks once the gates pass";
+  // Under the checks, every column they cover is counted too, gate or no gate: VALIDATE would
+  // fail on a NULL in contract, where there is no way back.
+  std::vector<Gate> reread = gates;
+  for (const auto& step : plan_.contract) {
+    if (step.kind != OpKind::kSetNotNull) break;  // the steps GateChecks covers
+    Gate g;
+    g.kind = Gate::Kind::kNullCount;
+    g.table = step.table;
+    g.column = step.column;
+    reread.push_back(g);
+  }
   Do<Result<GateReading>>(
-      [db, name, checks, removals, gates, limits, gate_limits]() -> Result<GateReading> {
+      [db, name, checks, removals, reread, limits, gate_limits]() -> Result<GateReading> {
         auto added = db->RunStatements(name, checks, limits, std::nullopt);
-        if (!added.ok()) return added.status();
-        auto reading = ReadGates(*db, gates, gate_limits);
+        if (!added.ok()) {
+          db->RunStatements(name, removals, limits, std::nullopt);  // those that went in
+          return added.status();
+        }
+        auto reading = ReadGates(*db, reread, gate_limits);
         if (!reading.ok() || !reading->pass) {
           // A NULL came in between the gate and the check (or the re-read failed): the checks
           // go again, so that writes of NULL do not fail while the gates wait.
@@ -444,6 +469,7 @@ void Orchestrator::Run::SealGates() {
       },
       [this](Result<GateReading> r) {
         if (r.status().sqlstate() == "55P03") o_.metrics_->CountLockTimeout(plan_.name);
+        if (!abort_by_.empty()) return Next();  // the rollback removes the checks
         if (!r.ok()) return OnError(r.status());
         if (!r->pass) {
           const std::string failing = Failing(r->values);
@@ -455,6 +481,7 @@ void Orchestrator::Run::SealGates() {
           return OnGatesFailed(failing);
         }
         Audit("gate_checks_added", "gate", JsonObject().Raw("statements", OutcomesJson(r->checks)));
+        attempts_ = 0;
         gate_stage_ = GateStage::kChecking;
         Advance(AfterSuccess(plan_, cursor_));
       });
@@ -652,8 +679,16 @@ void Orchestrator::Run::Fail(const Status& s) {
   const PlanCursor at = Normalize(plan_, cursor_);
   const PlanCursor failed{PlanState::kFailed, at.step, at.catch_up};
   const std::string phase = PhaseOf(at.state);
+  // A plan that fails in the gates leaves no check of theirs in force: the old application's
+  // writes of NULL must not fail while the plan waits for an operator.
+  const std::vector<DdlStatement> removals =
+      at.state == PlanState::kGating ? GateCheckRemovals(plan_) : std::vector<DdlStatement>{};
+  const StatementLimits limits = limits_;
   Do<Status>(
-      [db, name, at, error] { return db->SaveFailure(name, at, error); },
+      [db, name, at, error, removals, limits] {
+        if (!removals.empty()) db->RunStatements(name, removals, limits, std::nullopt);
+        return db->SaveFailure(name, at, error);
+      },
       [self = shared_from_this(), error, phase, failed, s](Status saved) {
         if (!saved.ok()) {
           spdlog::error("plan {}: could not record the failure: {}", self->plan_.name,

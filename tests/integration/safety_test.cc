@@ -102,6 +102,12 @@ TEST_F(PgSafetyTest, ATableWithForcedRowLevelSecurityIsRefusedAtPreflightNamingI
   EXPECT_NE(problems.find("gate 1"), std::string::npos) << "the gate would count only visible rows";
 }
 
+TEST_F(PgSafetyTest, ARoleThatCannotSeeOtherSessionsCannotRunABackfill) {
+  auto owner = ForcedRlsTable();
+  const std::string problems = Problems(Parse(kRlsPlan), owner.get());
+  EXPECT_NE(problems.find("GRANT pg_monitor TO"), std::string::npos) << problems;
+}
+
 TEST_F(PgSafetyTest, TideSessionsNeverSeeASubsetOfATableTheyCannotSeeWhole) {
   auto owner = ForcedRlsTable();
   // A gate that would read 0 NULLs through the policy fails instead.
@@ -198,7 +204,9 @@ TEST_F(PgSafetyTest, ASyncTriggerNameThatIsSomeoneElsesIsRefusedNotReplaced) {
 
 TEST_F(PgSafetyTest, AConstraintNameTideWouldMakeUpThatIsTakenIsRefused) {
   Exec("CREATE TABLE t (id int PRIMARY KEY, c int)");
-  Exec("ALTER TABLE t ADD CONSTRAINT t_c_not_null CHECK (c > 0)");  // the user's own
+  // The user's own, which also says NOT NULL: taken for tide's, it would be validated, then
+  // dropped, and `c > 0` lost.
+  Exec("ALTER TABLE t ADD CONSTRAINT t_c_not_null CHECK (c IS NOT NULL AND c > 0) NOT VALID");
   const Plan plan = Parse(R"(plan: p
 database: app
 gates:
@@ -211,6 +219,16 @@ contract:
   EXPECT_NE(r.status().ToString().find("already exists on t"), std::string::npos) << r.status().ToString();
   EXPECT_EQ(Query("SELECT count(*) FROM pg_constraint WHERE conname = 't_c_not_null'"), "1")
       << "the user's constraint is left alone";
+  // Nor is it removed as a leftover of tide's gates.
+  auto removed = db_->RunStatements("p", GateCheckRemovals(plan), limits_, std::nullopt);
+  ASSERT_TRUE(removed.ok()) << removed.status().ToString();
+  EXPECT_EQ(Query("SELECT count(*) FROM pg_constraint WHERE conname = 't_c_not_null'"), "1");
+  // tide's own check is recognised as its own, NOT VALID or not.
+  Exec("ALTER TABLE t DROP CONSTRAINT t_c_not_null");
+  Exec("ALTER TABLE t ADD CONSTRAINT t_c_not_null CHECK (c IS NOT NULL) NOT VALID");
+  r = db_->RunStatements("p", CompileStep(plan.contract[0]), limits_, std::nullopt);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_TRUE((*r)[0].skipped) << "the check already in place is tide's";
 }
 
 TEST_F(PgSafetyTest, AKeyThatIsNotUniqueOrHasNullsIsRefusedAtPreflight) {

@@ -74,6 +74,13 @@ TEST(SqlText, ASweepTakesOnlyRowsTheUpdateWouldChange) {
             "((SELECT 1)) IS NOT NULL)) ORDER BY \"id\" LIMIT 5)::text");
 }
 
+TEST(SqlText, AWhereTasksChangeIsJudgedOnTheValueCastToTheColumnsType) {
+  BatchStatement b{{"", "grades"}, {{"id", "integer"}}, {{"pct", "score * 100 / max"}}, "pct IS NULL",
+                   {{"pct", "numeric(5,2)"}}};
+  EXPECT_EQ(ChangeFilter(b),
+            "((CAST((score * 100 / max) AS numeric(5,2))::text IS DISTINCT FROM \"pct\"::text))");
+}
+
 TEST(SqlText, SyncTriggerNamesOfPlansWithACommonPrefixDiffer) {
   const std::string a = SyncTriggerName("backfill_patient_offers_clinic_identifier_2024_06_01_a", 0);
   const std::string b = SyncTriggerName("backfill_patient_offers_clinic_identifier_2024_06_01_b", 0);
@@ -97,7 +104,7 @@ TEST(SqlText, ASweepFindsPendingRowsByScanAndRechecksThemInTheUpdate) {
                    "score_percent IS NULL"};
   EXPECT_EQ(SweepSql(b),
             "WITH tide_pending AS (SELECT \"survey_id\", \"student_id\" FROM \"grades\" WHERE "
-            "(score_percent IS NULL) AND (((score / max_score) IS DISTINCT FROM \"score_percent\")) "
+            "(score_percent IS NULL) AND (((score / max_score)::text IS DISTINCT FROM \"score_percent\"::text)) "
             "LIMIT $1::bigint), tide_updated AS (UPDATE \"grades\" SET "
             "\"score_percent\" = (score / max_score) WHERE (\"survey_id\", \"student_id\") IN "
             "(SELECT \"survey_id\", \"student_id\" FROM tide_pending) AND (score_percent IS NULL) "

@@ -40,6 +40,13 @@ TEST(Sqlstate, ErrorMessagesLoseTheLinesThatQuoteRowData) {
                            "HINT:  do it differently"),
             "ERROR:  duplicate key\nHINT:  do it differently (DETAIL withheld: it may quote row data)");
   EXPECT_EQ(WithoutRowData("ERROR:  relation \"x\" does not exist"), "ERROR:  relation \"x\" does not exist");
+  EXPECT_EQ(WithoutRowData("ERROR:  insert or update violates foreign key\nDETAIL:  Key (a, b)=(1, 2) is "
+                           "not present in table \"t\"."),
+            "ERROR:  insert or update violates foreign key (DETAIL withheld: it may quote row data)");
+  const std::string depends =
+      "ERROR:  cannot drop column c of table t because other objects depend on it\nDETAIL:  view v "
+      "depends on column c of table t\nHINT:  Use DROP ... CASCADE to drop the dependent objects too.";
+  EXPECT_EQ(WithoutRowData(depends), depends) << "naming an object is no row data";
 }
 
 }  // namespace
