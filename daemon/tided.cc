@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstdlib>
+#include <fstream>
 #include <set>
 #include <thread>
 
@@ -158,16 +159,21 @@ int Run(const std::string& config_path) {
   // Blocking database work: one thread per backfill worker, plus room for plans between
   // batches, health monitors and admissions.
   boost::asio::thread_pool pool(static_cast<size_t>(config->max_workers) + 4);
-  tide::PgConnector connector(config->databases, config->defaults);
   tide::ShellCommandRunner commands;
   tide::OrchestratorOptions options;
   options.commands = &commands;
   // Unique to this process. The spool lock makes it the only live one with the prefix
   // host:spool, so leases whose owner has that prefix were an earlier process's on this spool.
+  // The host is its name and machine id: cloned machines may share a name.
   char host[256] = {0};
   ::gethostname(host, sizeof host - 1);
-  options.instance_prefix = std::string(host) + ":" + config->spool_dir;
+  std::string machine;
+  std::ifstream machine_id("/etc/machine-id");
+  std::getline(machine_id, machine);
+  options.instance_prefix = std::string(host) + (machine.empty() ? "" : "." + machine.substr(0, 12)) +
+                            ":" + config->spool_dir;
   options.instance = options.instance_prefix + ":" + std::to_string(::getpid());
+  tide::PgConnector connector(config->databases, config->defaults, options.instance);
   tide::Orchestrator orchestrator(io, pool, *config, &connector, &spool, &audit, &metrics, options);
   tide::SpoolWatcher watcher(io, &spool, [&](tide::SpoolFile f) { orchestrator.Submit(std::move(f)); });
 

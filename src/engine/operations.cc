@@ -226,6 +226,19 @@ std::vector<const Step*> LeadingSetNotNulls(const Plan& plan) {
 }
 }  // namespace
 
+bool AddsConstraintOnly(const Step& step) {
+  switch (step.kind) {
+    case OpKind::kSetNotNull:
+    case OpKind::kAddCheck:
+    case OpKind::kAddUnique:
+    case OpKind::kAddForeignKey:
+    case OpKind::kCreateIndex:
+      return true;
+    default:
+      return false;
+  }
+}
+
 std::vector<DdlStatement> GateChecks(const Plan& plan) {
   std::vector<DdlStatement> out;
   for (const Step* step : LeadingSetNotNulls(plan)) out.push_back(CompileStep(*step).front());

@@ -44,6 +44,10 @@ std::vector<DdlStatement> CompileStep(const Step& step);
 // constraint, and one that did is found. When that re-check fails they are removed again
 // (GateCheckRemovals), as they are by an abort and on entering the gates after a restart.
 std::vector<DdlStatement> GateChecks(const Plan& plan);
+
+// Whether a step only adds a constraint or an index (set_not_null, add_check, add_unique,
+// add_foreign_key, create_index): the sync triggers may stay in place while it runs.
+bool AddsConstraintOnly(const Step& step);
 std::vector<DdlStatement> GateCheckRemovals(const Plan& plan);
 
 // The name tide gives a constraint it creates: the parts joined by `_`, then the suffix, within

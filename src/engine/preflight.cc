@@ -209,6 +209,12 @@ void AssessOperations(const Plan& plan, const std::vector<Step>& steps, const st
     for (const auto& c : s.columns) {
       if (!known(c)) problems->push_back(MissingColumn(where, s.table, c));
     }
+    if ((s.kind == OpKind::kCreateIndex || s.kind == OpKind::kAddUnique) && f.partitioned) {
+      problems->push_back(where + ": `" + s.table.Display() + "` is partitioned, and PostgreSQL "
+                          "15 cannot build an index CONCURRENTLY on a partitioned table; build "
+                          "it on each partition CONCURRENTLY, then attach them to an index "
+                          "created ON ONLY the parent");
+    }
     if (s.kind == OpKind::kAddForeignKey && f.partitioned) {
       problems->push_back(where + ": `" + s.table.Display() + "` is partitioned, and PostgreSQL "
                           "15 cannot add a NOT VALID foreign key to a partitioned table (it "

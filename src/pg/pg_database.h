@@ -41,7 +41,10 @@ struct TaskProgress {
 
 class PgPlanDatabase : public PlanDatabase {
  public:
-  PgPlanDatabase(std::string dsn, Defaults defaults);
+  // `lease_owner`, when set, fences every cursor this session stores: it is stored only while
+  // no other daemon holds the plan's lease, in the transaction of the step it records, so a
+  // step that finishes after the lease went elsewhere rolls back instead of committing.
+  PgPlanDatabase(std::string dsn, Defaults defaults, std::string lease_owner = "");
   ~PgPlanDatabase() override;
 
   // Opens the session now (else the first call does). The error never contains the DSN.
@@ -137,20 +140,23 @@ class PgPlanDatabase : public PlanDatabase {
 
   std::string dsn_;
   Defaults defaults_;
+  std::string lease_owner_;
   std::unique_ptr<pqxx::connection> conn_;
   int64_t backend_pid_ = 0;
 };
 
 class PgConnector : public DatabaseConnector {
  public:
-  PgConnector(std::map<std::string, DatabaseConfig> databases, Defaults defaults)
-      : databases_(std::move(databases)), defaults_(defaults) {}
+  PgConnector(std::map<std::string, DatabaseConfig> databases, Defaults defaults,
+              std::string lease_owner = "")
+      : databases_(std::move(databases)), defaults_(defaults), lease_owner_(std::move(lease_owner)) {}
   Result<std::unique_ptr<PlanDatabase>> Connect(const std::string& database) override;
   Result<std::unique_ptr<PgPlanDatabase>> ConnectPg(const std::string& database);
 
  private:
   std::map<std::string, DatabaseConfig> databases_;
   Defaults defaults_;
+  std::string lease_owner_;
 };
 
 // The DSN a database config stands for: `dsn` itself, the contents of `dsn_file` (which must

@@ -1,6 +1,7 @@
 // Helpers shared by the files of PgPlanDatabase (src/pg/pg_*.cc). Private to src/pg.
 #pragma once
 
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -25,9 +26,12 @@ inline std::vector<std::string> RowText(const pqxx::row& row) {
 }
 
 // Stores the cursor inside `txn`. For a failure, `c` is where the plan stood when it failed.
-inline void WriteCursor(pqxx::transaction_base& txn, const std::string& plan, const PlanCursor& c,
+// With `lease_owner` set, nothing is stored while another daemon holds the plan's lease: the
+// transaction is then rolled back by the exception, the step it records with it.
+inline void WriteCursor(pqxx::transaction_base& txn, const std::string& lease_owner,
+                        const std::string& plan, const PlanCursor& c,
                         const std::string& error = "", bool failed = false) {
-  txn.exec_params0(
+  auto r = txn.exec_params(
       "UPDATE tide.plans SET "
       "state = CASE WHEN $6 THEN 'failed' ELSE $2 END, "
       "failed_in = CASE WHEN $6 THEN $2 END, step = $3, catch_up = $4, "
@@ -36,8 +40,13 @@ inline void WriteCursor(pqxx::transaction_base& txn, const std::string& plan, co
       "THEN waiting_reason ELSE '' END, "
       "started_at = COALESCE(started_at, now()), "
       "finished_at = CASE WHEN $6 OR $2 IN ('done', 'aborted') THEN now() END, "
-      "updated_at = now() WHERE name = $1",
-      plan, ToString(c.state), c.step, c.catch_up, error, failed);
+      "updated_at = now() WHERE name = $1 AND ($7 = '' OR NOT EXISTS (SELECT 1 FROM tide.leases "
+      "WHERE plan = $1 AND owner <> $7))",
+      plan, ToString(c.state), c.step, c.catch_up, error, failed, lease_owner);
+  if (r.affected_rows() != 1 && !lease_owner.empty()) {
+    throw std::runtime_error("plan " + plan + ": its lease is held by another tided; nothing "
+                             "recorded here");
+  }
 }
 
 // `s` without its trailing newlines, spaces and carriage returns.

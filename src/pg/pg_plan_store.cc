@@ -186,7 +186,7 @@ Status PgPlanDatabase::SaveCursor(const std::string& plan, const PlanCursor& cur
   TIDE_CONNECTED();
   try {
     pqxx::work w(*conn_);
-    WriteCursor(w, plan, cursor);
+    WriteCursor(w, lease_owner_, plan, cursor);
     w.commit();
     return Status::Ok();
   } catch (...) {
@@ -199,7 +199,7 @@ Status PgPlanDatabase::SaveFailure(const std::string& plan, const PlanCursor& at
   TIDE_CONNECTED();
   try {
     pqxx::work w(*conn_);
-    WriteCursor(w, plan, at, error, true);
+    WriteCursor(w, lease_owner_, plan, at, error, true);
     w.commit();
     return Status::Ok();
   } catch (...) {

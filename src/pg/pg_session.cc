@@ -17,8 +17,8 @@ namespace tide {
 
 using pg_internal::Trim;
 
-PgPlanDatabase::PgPlanDatabase(std::string dsn, Defaults defaults)
-    : dsn_(std::move(dsn)), defaults_(defaults) {}
+PgPlanDatabase::PgPlanDatabase(std::string dsn, Defaults defaults, std::string lease_owner)
+    : dsn_(std::move(dsn)), defaults_(defaults), lease_owner_(std::move(lease_owner)) {}
 
 PgPlanDatabase::~PgPlanDatabase() = default;
 
@@ -112,7 +112,7 @@ Result<std::unique_ptr<PgPlanDatabase>> PgConnector::ConnectPg(const std::string
   if (it == databases_.end()) return Status::Invalid("database `" + database + "` is not in the config");
   auto dsn = ResolveDsn(database, it->second);
   if (!dsn.ok()) return dsn.status();
-  auto db = std::make_unique<PgPlanDatabase>(*dsn, defaults_);
+  auto db = std::make_unique<PgPlanDatabase>(*dsn, defaults_, lease_owner_);
   Status s = db->Open();
   if (!s.ok()) return s;
   return db;

@@ -89,7 +89,7 @@ Result<std::vector<StatementOutcome>> PgPlanDatabase::RunStatements(
     }
     if (statements.empty() && after) {
       pqxx::work w(*conn_);
-      WriteCursor(w, plan, *after);
+      WriteCursor(w, lease_owner_, plan, *after);
       w.commit();
     }
     return out;
@@ -116,7 +116,7 @@ StatementOutcome PgPlanDatabase::RunStatement(const std::string& plan, const Ddl
     w.exec0(LimitsSql(limits));
     out.skipped = !st.skip_if.empty() && w.exec1(st.skip_if)[0].as<bool>();
     if (!out.skipped) WatchBlockers([&] { w.exec(st.sql); }, blockers);
-    if (after) WriteCursor(w, plan, *after);
+    if (after) WriteCursor(w, lease_owner_, plan, *after);
     w.commit();
     return finish(), out;
   }
@@ -144,7 +144,7 @@ StatementOutcome PgPlanDatabase::RunStatement(const std::string& plan, const Ddl
   }
   if (after) {
     pqxx::work w(*conn_);
-    WriteCursor(w, plan, *after);
+    WriteCursor(w, lease_owner_, plan, *after);
     w.commit();
   }
   return finish(), out;

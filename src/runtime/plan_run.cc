@@ -94,8 +94,12 @@ void Orchestrator::Run::Next() {
   const Action a = NextAction(plan_, cursor_);
   const bool rolls_back =
       a.kind == Action::Kind::kRunRollbackStep || a.kind == Action::Kind::kFinishAborted;
-  const bool ends_triggers = a.kind == Action::Kind::kRunContractStep ||
-                             a.kind == Action::Kind::kFinish || rolls_back;
+  // The sync triggers stay through contract's leading constraint steps, so that the old
+  // application's writes still get their values while the constraints go in; any other step
+  // (a drop of a column the expressions read, say) comes after them.
+  const bool ends_triggers =
+      (a.kind == Action::Kind::kRunContractStep && !AddsConstraintOnly(plan_.contract[a.index])) ||
+      a.kind == Action::Kind::kFinish || rolls_back;
   if (ends_triggers && !sync_triggers_dropped_) return DropSyncTriggers();
   if (rolls_back && !gate_checks_removed_) {
     // An abort leaves no constraint of tide's behind.
@@ -386,7 +390,11 @@ std::string Orchestrator::Run::Failing(const std::vector<GateValue>& values) con
   for (size_t i = 0; i < unfillable_.size(); ++i) {
     if (unfillable_[i].rows == 0) continue;
     failing += "; " + std::to_string(unfillable_[i].rows) + " rows of " +
-               plan_.backfill[i].table.Display() + ": the expression yields NULL";
+               plan_.backfill[i].table.Display() +
+               (plan_.backfill[i].where.empty()
+                    ? ": the expression yields NULL"
+                    : ": still match `where` after their update (the expression yields NULL or "
+                      "their current value)");
   }
   return failing;
 }
