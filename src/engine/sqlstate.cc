@@ -47,11 +47,12 @@ std::string WithoutRowData(const std::string& message) {
     size_t end = message.find('\n', start);
     if (end == std::string::npos) end = message.size();
     const std::string line = message.substr(start, end - start);
-    // DETAIL lines that quote values: a failing row, a key and its value.
+    // DETAIL lines that quote values: a failing row, a key and its value, a JSON token.
     const bool quotes_row = line.rfind("DETAIL:", 0) == 0 &&
                             (line.find("Failing row contains") != std::string::npos ||
                              line.find("Key (") != std::string::npos ||
-                             line.find(")=(") != std::string::npos);
+                             line.find(")=(") != std::string::npos ||
+                             line.find("Token \"") != std::string::npos);
     if (quotes_row) {
       withheld = true;
     } else {

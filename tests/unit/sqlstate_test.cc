@@ -43,6 +43,8 @@ TEST(Sqlstate, ErrorMessagesLoseTheLinesThatQuoteRowData) {
   EXPECT_EQ(WithoutRowData("ERROR:  insert or update violates foreign key\nDETAIL:  Key (a, b)=(1, 2) is "
                            "not present in table \"t\"."),
             "ERROR:  insert or update violates foreign key (DETAIL withheld: it may quote row data)");
+  EXPECT_EQ(WithoutRowData("ERROR:  invalid input syntax for type json\nDETAIL:  Token \"alice\" is invalid."),
+            "ERROR:  invalid input syntax for type json (DETAIL withheld: it may quote row data)");
   const std::string depends =
       "ERROR:  cannot drop column c of table t because other objects depend on it\nDETAIL:  view v "
       "depends on column c of table t\nHINT:  Use DROP ... CASCADE to drop the dependent objects too.";
