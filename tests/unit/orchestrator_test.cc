@@ -185,6 +185,15 @@ class FakeDatabase : public PlanDatabase {
     ++sweeps_;
     return b;
   }
+  // For the tests, while the pool runs: under the lock.
+  PlanState StateOf(const std::string& plan) {
+    std::lock_guard<std::mutex> l(mu_);
+    return plans_[plan].cursor.state;
+  }
+  void SetGateValues(std::deque<int64_t> values) {
+    std::lock_guard<std::mutex> l(mu_);
+    gate_values_ = std::move(values);
+  }
   Result<UnfillableRows> CountUnfillable(const BatchStatement&, const StatementLimits&) override {
     return UnfillableRows{unfillable_, unfillable_ ? "{7}" : "{}"};
   }
@@ -893,7 +902,7 @@ TEST_F(OrchestratorTest, TheNotValidCheckGoesInOnlyOnceTheGatesPassThenTheGatesA
   auto o = Make();
   Submit(*o, kNotNullPlan);
   RunUntil([&] { return !spool_.done.empty(); });
-  ASSERT_EQ(db_.plans_["fill_c"].cursor.state, PlanState::kDone);
+  ASSERT_EQ(db_.StateOf("fill_c"), PlanState::kDone);
   const auto& order = db_.order_;
   const size_t add = IndexOf(order, "ALTER TABLE \"t\" ADD CONSTRAINT");
   ASSERT_NE(add, std::string::npos);
@@ -910,7 +919,7 @@ TEST_F(OrchestratorTest, ANullThatArrivesBetweenTheGateAndTheCheckTakesTheCheckO
   auto o = Make();
   Submit(*o, kNotNullPlan);
   RunUntil([&] { return !spool_.done.empty(); });
-  ASSERT_EQ(db_.plans_["fill_c"].cursor.state, PlanState::kDone);
+  ASSERT_EQ(db_.StateOf("fill_c"), PlanState::kDone);
   const auto& order = db_.order_;
   const size_t add = IndexOf(order, "ALTER TABLE \"t\" ADD CONSTRAINT");
   const size_t drop = IndexOf(order, "ALTER TABLE \"t\" DROP CONSTRAINT IF EXISTS", add);
@@ -925,11 +934,11 @@ TEST_F(OrchestratorTest, AHoldOfContractKeepsTheChecksOutWhileTheGatesPass) {
   Submit(*o, kNotNullPlan);
   RunUntil([&] { return audit_.Count("plan_held") > 0; });
   RunUntil([] { return false; }, std::chrono::milliseconds(300));
-  EXPECT_EQ(db_.plans_["fill_c"].cursor.state, PlanState::kGating);
+  EXPECT_EQ(db_.StateOf("fill_c"), PlanState::kGating);
   EXPECT_EQ(IndexOf(db_.order_, "ALTER TABLE \"t\" ADD CONSTRAINT"), std::string::npos);
   o->Resume("fill_c", "contract", "alice", "tidectl");
   RunUntil([&] { return !spool_.done.empty(); });
-  EXPECT_EQ(db_.plans_["fill_c"].cursor.state, PlanState::kDone);
+  EXPECT_EQ(db_.StateOf("fill_c"), PlanState::kDone);
 }
 
 TEST_F(OrchestratorTest, AnAbortWhileTheGatesWaitRemovesTheChecksTideAdded) {
@@ -938,10 +947,11 @@ TEST_F(OrchestratorTest, AnAbortWhileTheGatesWaitRemovesTheChecksTideAdded) {
   auto o = Make();
   Submit(*o, kNotNullPlan);
   RunUntil([&] { return audit_.Count("gate_checks_removed") > 0; });
-  db_.gate_values_ = {7, 7, 7, 7, 7, 7, 7, 7};
+  db_.SetGateValues({7, 7, 7, 7, 7, 7, 7, 7});
   o->Abort("fill_c", "alice", "tidectl");
-  RunUntil([&] { return db_.plans_["fill_c"].cursor.state == PlanState::kAborted; });
-  EXPECT_EQ(db_.plans_["fill_c"].cursor.state, PlanState::kAborted);
+  RunUntil([&] { return db_.StateOf("fill_c") == PlanState::kAborted; });
+  EXPECT_EQ(db_.StateOf("fill_c"), PlanState::kAborted);
+  std::lock_guard<std::mutex> l(db_.mu_);
   EXPECT_EQ(db_.steps_.back().rfind("ALTER TABLE \"t\" DROP CONSTRAINT IF EXISTS", 0), 0u);
 }
 
@@ -953,10 +963,10 @@ TEST_F(OrchestratorTest, AnUnreadableHealthHoldsTheBackfill) {
   const int batches = db_.batches_;
   RunUntil([] { return false; }, std::chrono::milliseconds(1500));
   EXPECT_LE(db_.batches_ - batches, 2) << "batches go on while tide cannot see the health";
-  EXPECT_EQ(db_.plans_["fill_c"].cursor.state, PlanState::kBackfilling);
+  EXPECT_EQ(db_.StateOf("fill_c"), PlanState::kBackfilling);
   db_.health_broken_ = false;
   RunUntil([&] { return !spool_.done.empty(); }, std::chrono::seconds(10));
-  EXPECT_EQ(db_.plans_["fill_c"].cursor.state, PlanState::kDone);
+  EXPECT_EQ(db_.StateOf("fill_c"), PlanState::kDone);
 }
 
 TEST_F(OrchestratorTest, UnfillableRowsAreTheReasonTheGatesWait) {
