@@ -24,12 +24,16 @@ class PgSafetyTest : public ::testing::Test {
     db_name_ = PgCluster::Shared().CreateDatabase("safety");
     db_ = Open(PgCluster::Shared().Dsn(db_name_));
     ASSERT_TRUE(db_->EnsureSchema().ok());
+    ASSERT_TRUE(db_->InsertPlan(Record("p")).ok());
+  }
+
+  static PlanRecord Record(const std::string& name) {
     PlanRecord r;
-    r.name = "p";
+    r.name = name;
     r.checksum = "x";
-    r.file_name = "p.yaml";
-    r.source = "plan: p";
-    ASSERT_TRUE(db_->InsertPlan(r).ok());
+    r.file_name = name + ".yaml";
+    r.source = "plan: " + name;
+    return r;
   }
 
   std::unique_ptr<PgPlanDatabase> Open(const std::string& dsn) {
@@ -301,12 +305,7 @@ backfill:
 }
 
 TEST_F(PgSafetyTest, LeasesOfADeadEarlierProcessOfTheSameSpoolAreReclaimed) {
-  PlanRecord r;
-  r.name = "a";
-  r.checksum = "x";
-  r.file_name = "a.yaml";
-  r.source = "plan: a";
-  ASSERT_TRUE(db_->InsertPlan(r).ok());
+  ASSERT_TRUE(db_->InsertPlan(Record("a")).ok());
   ASSERT_TRUE(db_->AcquireLease("a", "host:/spool:100", Millis(60000)).value());
   EXPECT_FALSE(db_->AcquireLease("a", "host:/spool:200", Millis(60000)).value());
   auto n = db_->ReclaimLeases("host:/spool", "host:/spool:200");
