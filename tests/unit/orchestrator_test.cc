@@ -264,6 +264,11 @@ class FakeDatabase : public PlanDatabase {
   std::vector<int> filled_;  // times each key was updated
   std::vector<std::string> steps_;
   std::vector<std::string> order_;  // statements and gate queries, in the order they ran
+  // A copy of order_, taken under the lock: the pool may still be running gate queries.
+  std::vector<std::string> Order() {
+    std::lock_guard<std::mutex> l(mu_);
+    return order_;
+  }
   std::deque<std::pair<std::string, Status>> step_errors_;
   std::deque<int64_t> gate_values_;
   std::vector<std::string> preflight_problems_;
@@ -903,7 +908,7 @@ TEST_F(OrchestratorTest, TheNotValidCheckGoesInOnlyOnceTheGatesPassThenTheGatesA
   Submit(*o, kNotNullPlan);
   RunUntil([&] { return !spool_.done.empty(); });
   ASSERT_EQ(db_.StateOf("fill_c"), PlanState::kDone);
-  const auto& order = db_.order_;
+  const auto order = db_.Order();
   const size_t add = IndexOf(order, "ALTER TABLE \"t\" ADD CONSTRAINT");
   ASSERT_NE(add, std::string::npos);
   size_t gates_before = 0;
@@ -920,7 +925,7 @@ TEST_F(OrchestratorTest, ANullThatArrivesBetweenTheGateAndTheCheckTakesTheCheckO
   Submit(*o, kNotNullPlan);
   RunUntil([&] { return !spool_.done.empty(); });
   ASSERT_EQ(db_.StateOf("fill_c"), PlanState::kDone);
-  const auto& order = db_.order_;
+  const auto order = db_.Order();
   const size_t add = IndexOf(order, "ALTER TABLE \"t\" ADD CONSTRAINT");
   const size_t drop = IndexOf(order, "ALTER TABLE \"t\" DROP CONSTRAINT IF EXISTS", add);
   ASSERT_NE(drop, std::string::npos) << "the check must come out while the gate fails";
@@ -935,7 +940,7 @@ TEST_F(OrchestratorTest, AHoldOfContractKeepsTheChecksOutWhileTheGatesPass) {
   RunUntil([&] { return audit_.Count("plan_held") > 0; });
   RunUntil([] { return false; }, std::chrono::milliseconds(300));
   EXPECT_EQ(db_.StateOf("fill_c"), PlanState::kGating);
-  EXPECT_EQ(IndexOf(db_.order_, "ALTER TABLE \"t\" ADD CONSTRAINT"), std::string::npos);
+  EXPECT_EQ(IndexOf(db_.Order(), "ALTER TABLE \"t\" ADD CONSTRAINT"), std::string::npos);
   o->Resume("fill_c", "contract", "alice", "tidectl");
   RunUntil([&] { return !spool_.done.empty(); });
   EXPECT_EQ(db_.StateOf("fill_c"), PlanState::kDone);
