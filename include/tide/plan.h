@@ -56,6 +56,15 @@ enum class OpKind {
   kAddUnique,      // {table, name, columns}
   kDropColumn,     // {table, column}: contract and rollback only
   kDropIndex,      // {name}: contract and rollback only
+  // Changes to columns the application already uses (src/engine/alterations.h): expand only.
+  kAlterColumn,    // {table, column, type?, up?, down?, not_null?, default?, check?, unique?}
+  kRenameColumn,   // {table, from, to}
+  kRenameTable,    // {from, to}
+  kAddPrimaryKey,  // {table, columns, name?}
+  // Steps tide derives from the changes above; never written in a plan.
+  kCreateVersionSchema,  // end of expand: the views of the new version
+  kSwitch,               // head of contract: the new shape takes the old names
+  kUndoAlterations,      // head of rollback: what expand added for them goes again
 };
 
 // "sql", "add_column", ...: the key that introduces the step in a plan file.
@@ -83,6 +92,13 @@ struct Step {
   QualifiedName ref_table;           // add_foreign_key
   std::vector<std::string> ref_columns;
   std::string on_delete;             // add_foreign_key: "", cascade, restrict, set null, ...
+  std::string up;                    // alter_column: the new value from an old row ("" : a cast)
+  std::string down;                  // alter_column: the old value from a new row ("": the value)
+  std::string unique_name;           // alter_column: `unique: {name}`
+  std::string to;                    // rename_column: the new column; rename_table: the new name
+  // Derived steps: the plan's name (the version schema) and the expand steps they stand for.
+  std::string plan;
+  std::vector<Step> alterations;
 
   // One line for logs and the audit log: the SQL, or "set_not_null core.users.display_name".
   std::string Describe() const;
@@ -102,6 +118,7 @@ struct BackfillTask {
   std::optional<Millis> pause_between_batches;
   bool sync_trigger = false;  // fill the columns on INSERT/UPDATE too, while the plan runs
   SourcePos pos;
+  std::string derived;  // "": the operator's; else what it was derived from ("alter_column ...")
 };
 
 struct Gate {
@@ -112,6 +129,7 @@ struct Gate {
   std::string sql;      // kSql: a query returning one number
   int64_t expect = 0;   // kSql: the value the query must return
   SourcePos pos;
+  std::string label;    // derived gates: "agree:accounts.id"
 
   // A short, stable label for metrics and status: "null_count:patient_offers.clinicId" or
   // "sql#2" (the gate's position in the plan, 1-based).

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/alterations.h"
 #include "engine/operations.h"
 #include "engine/phase.h"
 #include "engine/preflight.h"
@@ -101,6 +102,7 @@ struct StatementOutcome {
   bool skipped = false;                // its skip_if said the effect was already in place
   bool dropped_invalid_index = false;  // a failed build's leftover was dropped first
   int64_t duration_ms = 0;
+  int64_t lock_held_ms = -1;           // DdlStatement::reports_lock_held: what it reported
 };
 
 // The interfaces of a database session, one per concern. Each is implemented by a session to one
@@ -200,6 +202,8 @@ class CatalogReader {
   // The keys of `percent` of the table's blocks (TABLESAMPLE SYSTEM), as text, in the key's order.
   virtual Result<std::vector<std::vector<std::string>>> SampleKeys(
       const QualifiedName& table, const std::vector<KeyColumn>& key, double percent) = 0;
+  // What the switch of alter_column steps (a kSwitch step) must carry over, for each column.
+  virtual Result<SwitchFacts> ReadSwitchFacts(const Step& step) = 0;
 };
 
 // Backfill batches and the key ranges (rows of tide.backfill) whose checkpoints they advance.

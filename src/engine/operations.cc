@@ -3,6 +3,7 @@
 #include <cstdint>
 #include <cstdio>
 
+#include "engine/alterations.h"
 #include "engine/sql_text.h"
 #include "plan/lint.h"
 
@@ -209,6 +210,18 @@ std::vector<DdlStatement> CompileStep(const Step& s) {
     case OpKind::kDropIndex:
       return {{DropIndexSql(QuoteName(s.name)), false, "",
                "SHARE UPDATE EXCLUSIVE on the index's table: reads and writes go on", ""}};
+    case OpKind::kAlterColumn: return CompileAlterColumn(s.plan, s);
+    case OpKind::kAddPrimaryKey: return CompileAddPrimaryKey(s);
+    case OpKind::kRenameColumn:
+    case OpKind::kRenameTable:
+      return {};  // the version schema shows the new name; the switch renames
+    case OpKind::kCreateVersionSchema: return CompileVersionSchema(s);
+    case OpKind::kUndoAlterations: return CompileUndo(s);
+    case OpKind::kSwitch: {
+      std::vector<DdlStatement> out = DescribeSwitch(s);
+      for (auto& st : out) st.describes_only = true;
+      return out;
+    }
   }
   return {};
 }

@@ -31,6 +31,11 @@ struct DdlStatement {
   // A query returning why the statement must not run ('' when it may): a name tide makes up
   // that an object of someone else's already has. Checked before skip_if.
   std::string refuse_if;
+  // The statement's last query returns one number: how long it held its locks, in ms (the
+  // switch of alter_column), reported in the audit log.
+  bool reports_lock_held = false;
+  // Only a description for `validate` (the switch before its catalog facts are read): never run.
+  bool describes_only = false;
 };
 
 // The statements of one step, in order. A raw `sql` step is one statement without `skip_if`.

@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <regex>
 
+#include "engine/alterations.h"
 #include "engine/operations.h"
 #include "tide/json.h"
 
@@ -62,6 +63,7 @@ std::set<std::string> ColumnsAddedByExpand(const Plan& plan, const QualifiedName
   std::set<std::string> out;
   for (const auto& step : plan.expand) {
     if (step.kind == OpKind::kAddColumn && step.table == table) out.insert(step.column);
+    if (step.kind == OpKind::kAlterColumn && step.table == table) out.insert(ShadowColumn(step.column));
   }
   for (const auto& task : plan.backfill) {
     if (!(task.table == table)) continue;
@@ -100,8 +102,10 @@ std::vector<TableQuery> TablesToDescribe(const Plan& plan) {
   for (const auto& task : plan.backfill) query(task.table).key = task.key;
   for (const auto* steps : {&plan.expand, &plan.contract}) {
     for (const auto& s : *steps) {
-      if (s.kind == OpKind::kSql || s.kind == OpKind::kDropIndex) continue;
+      if (s.kind == OpKind::kSql || s.kind == OpKind::kDropIndex || s.alterations.size()) continue;
+      if (s.kind == OpKind::kRenameTable) query(QualifiedName{s.table.schema, s.to});
       TableQuery& q = query(s.table);
+      if (s.kind == OpKind::kAlterColumn) q.alter_steps.push_back(s);
       q.needs_rows |= s.kind == OpKind::kAddColumn && s.not_null && !s.default_sql;
       if (s.kind == OpKind::kAddColumn) q.add_types.push_back(s.type);
       if (s.kind == OpKind::kDropColumn) q.drop_columns.push_back(s.column);
@@ -193,6 +197,10 @@ void AssessOperations(const Plan& plan, const std::vector<Step>& steps, const st
   for (size_t i = 0; i < steps.size(); ++i) {
     const Step& s = steps[i];
     if (s.kind == OpKind::kSql || s.kind == OpKind::kDropIndex) continue;
+    if (s.kind == OpKind::kCreateVersionSchema || s.kind == OpKind::kSwitch ||
+        s.kind == OpKind::kUndoAlterations) {
+      continue;  // derived: their tables are those of the steps they stand for
+    }
     const std::string where = phase + " step " + std::to_string(i + 1) + " (" + OpName(s.kind) + ")";
     const TableFacts& f = FactsOf(facts, s.table);
     if (!f.exists) {
@@ -203,8 +211,26 @@ void AssessOperations(const Plan& plan, const std::vector<Step>& steps, const st
     }
     const auto added = ColumnsAddedByExpand(plan, s.table);
     auto known = [&](const std::string& c) { return f.columns.count(c) || added.count(c); };
-    if (s.kind == OpKind::kSetNotNull && !known(s.column)) {
+    if ((s.kind == OpKind::kSetNotNull || s.kind == OpKind::kRenameColumn) && !known(s.column)) {
       problems->push_back(MissingColumn(where, s.table, s.column));
+    }
+    if (s.kind == OpKind::kRenameColumn && known(s.to)) {
+      problems->push_back(where + ": `" + s.table.Display() + "` already has a column `" + s.to + "`");
+    }
+    if (s.kind == OpKind::kRenameTable && FactsOf(facts, QualifiedName{s.table.schema, s.to}).exists) {
+      problems->push_back(where + ": a table or view `" + s.to + "` already exists");
+    }
+    if (s.kind == OpKind::kAlterColumn) {
+      auto it = f.altered.find(s.column);
+      if (it == f.altered.end() || !it->second.exists) {
+        problems->push_back(where + ": column `" + s.column + "` does not exist in `" +
+                            s.table.Display() + "`");
+      } else {
+        for (const auto& why : it->second.blockers) {
+          problems->push_back(where + ": " + s.table.Display() + "." + s.column + ": " + why);
+        }
+      }
+      AssessRowSecurity(where, s.table, f, problems);
     }
     for (const auto& c : s.columns) {
       if (!known(c)) problems->push_back(MissingColumn(where, s.table, c));

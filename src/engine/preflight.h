@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/alterations.h"
 #include "engine/sql_text.h"
 #include "tide/plan.h"
 
@@ -67,6 +68,8 @@ struct TableFacts {
   // Of the TableQuery's add_types: those whose column PostgreSQL adds by rewriting the table
   // (a domain with constraints).
   std::set<std::string> rewriting_types;
+  // Of the TableQuery's alter_steps: what the catalog says about each column, by its name.
+  std::map<std::string, ColumnFacts> altered;
 };
 // By QualifiedName::Display().
 using CatalogFacts = std::map<std::string, TableFacts>;
@@ -79,6 +82,7 @@ struct TableQuery {
   bool needs_rows = false;
   std::vector<std::string> drop_columns;  // drop_column steps: who depends on them
   std::vector<std::string> add_types;     // add_column steps: whether their type rewrites
+  std::vector<Step> alter_steps;          // alter_column steps: their ColumnFacts
 };
 std::vector<TableQuery> TablesToDescribe(const Plan& plan);
 

@@ -21,6 +21,8 @@ using pg_internal::Trim;
 
 namespace {
 
+ColumnFacts ReadColumnFactsIn(pqxx::dbtransaction& w, const Step& a);
+
 // The table, its key (the plan's `key`, else the primary key) and its size estimate, read in
 // `w`. *error names a key column that does not exist.
 TableInfo DescribeTableIn(pqxx::dbtransaction& w, const QualifiedName& table,
@@ -128,6 +130,7 @@ TableFacts ReadTableFacts(pqxx::dbtransaction& w, const TableQuery& q) {
       f.dependents[column].push_back(row[0].c_str());
     }
   }
+  for (const auto& step : q.alter_steps) f.altered[step.column] = ReadColumnFactsIn(w, step);
   for (const auto& type : q.add_types) {
     try {
       pqxx::subtransaction sub(w);
@@ -343,6 +346,246 @@ Result<std::vector<std::vector<std::string>>> PgPlanDatabase::SampleKeys(
     for (const auto& row : w.exec_params(SampleKeysSql(table, key), percent)) {
       out.push_back(RowText(row));
     }
+    return out;
+  } catch (...) {
+    return FromCurrentException();
+  }
+}
+
+}  // namespace tide
+
+namespace tide {
+namespace {
+
+std::string Action(const std::string& code, const char* on) {
+  if (code == "r") return std::string(" ON ") + on + " RESTRICT";
+  if (code == "c") return std::string(" ON ") + on + " CASCADE";
+  if (code == "n") return std::string(" ON ") + on + " SET NULL";
+  if (code == "d") return std::string(" ON ") + on + " SET DEFAULT";
+  return "";
+}
+
+std::vector<std::string> TextArray(const pqxx::field& f) {
+  std::vector<std::string> out;
+  auto parser = f.as_array();
+  for (auto item = parser.get_next(); item.first != pqxx::array_parser::done;
+       item = parser.get_next()) {
+    if (item.first == pqxx::array_parser::string_value) out.push_back(item.second);
+  }
+  return out;
+}
+
+// The catalog's facts about one altered column (see ColumnFacts), read in `w`.
+ColumnFacts ReadColumnFactsIn(pqxx::dbtransaction& w, const Step& a) {
+  ColumnFacts f;
+  auto rel = w.exec_params(
+      "SELECT c.oid, n.nspname, c.relkind, c.relispartition, "
+      "EXISTS (SELECT 1 FROM pg_inherits WHERE inhrelid = c.oid OR inhparent = c.oid) "
+      "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = to_regclass($1)",
+      QuoteName(a.table));
+  if (rel.empty()) return f;
+  const int64_t relid = rel[0][0].as<int64_t>();
+  f.schema = rel[0][1].c_str();
+  const std::string relkind = rel[0][2].c_str();
+  auto col = w.exec_params(
+      "SELECT a.attnum, format_type(a.atttypid, a.atttypmod), a.attnotnull, a.attidentity::text, "
+      "a.attgenerated::text, COALESCE(pg_get_expr(d.adbin, d.adrelid), '') FROM pg_attribute a "
+      "LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum "
+      "WHERE a.attrelid = $1 AND a.attname = $2 AND a.attnum > 0 AND NOT a.attisdropped",
+      relid, a.column);
+  if (col.empty()) return f;
+  f.exists = true;
+  const int attnum = col[0][0].as<int>();
+  f.type = col[0][1].c_str();
+  f.not_null = col[0][2].as<bool>();
+  f.default_expr = col[0][5].c_str();
+  auto block = [&](const std::string& why) { f.blockers.push_back(why); };
+  const std::string identity = col[0][3].c_str();
+  if (!identity.empty()) f.identity = identity[0];
+  if (!std::string(col[0][4].c_str()).empty()) block("it is a generated column; change its expression instead");
+  if (relkind == "p") block("the table is partitioned; alter_column does not handle partitioned tables yet");
+  if (rel[0][3].as<bool>()) block("the table is a partition; alter the partitioned table instead");
+  if (rel[0][4].as<bool>()) block("the table has inheritance parents or children, whose columns would not follow");
+  f.shadow_exists = !w.exec_params(
+                         "SELECT 1 FROM pg_attribute WHERE attrelid = $1 AND attname = $2 AND "
+                         "attnum > 0 AND NOT attisdropped",
+                         relid, ShadowColumn(a.column)).empty();
+  auto seq = w.exec_params1(
+      "SELECT COALESCE(pg_get_serial_sequence($1, $2), ''), COALESCE((SELECT format_type(seqtypid, "
+      "NULL) FROM pg_sequence WHERE seqrelid = to_regclass(pg_get_serial_sequence($1, $2))), '')",
+      QuoteName(QualifiedName{f.schema, a.table.name}), a.column);
+  f.owned_sequence = seq[0].c_str();  // a serial's or an identity's; quoted where it needs it
+  f.sequence_type = seq[1].c_str();
+  for (const auto& row : w.exec_params(
+           "SELECT ic.relname, i.indisunique, am.amname, i.indexprs IS NOT NULL, "
+           "COALESCE(pg_get_expr(i.indpred, i.indrelid), ''), "
+           "ARRAY(SELECT a.attname::text FROM unnest(i.indkey::int2[]) WITH ORDINALITY k(n, o) "
+           "  JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.n "
+           "  WHERE k.o <= i.indnkeyatts ORDER BY k.o)::text[], "
+           "ARRAY(SELECT CASE WHEN o & 1 = 1 THEN 'DESC' || CASE WHEN o & 2 = 0 THEN ' NULLS LAST' ELSE '' END "
+           "  ELSE CASE WHEN o & 2 = 2 THEN 'NULLS FIRST' ELSE '' END END "
+           "  FROM unnest(i.indoption::int2[]) WITH ORDINALITY x(o, ord) ORDER BY ord)::text[], "
+           "COALESCE(con.contype::text, ''), COALESCE(con.conname::text, ''), "
+           "i.indnatts <> i.indnkeyatts, i.indisvalid "
+           "FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid JOIN pg_am am ON am.oid = ic.relam "
+           "LEFT JOIN pg_constraint con ON con.conindid = i.indexrelid AND con.conrelid = i.indrelid "
+           "  AND con.contype IN ('p', 'u', 'x') "
+           "WHERE i.indrelid = $1 AND ($2::int2 = ANY (i.indkey::int2[]) OR EXISTS (SELECT 1 FROM "
+           "  pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = i.indexrelid AND "
+           "  d.refobjid = $1 AND d.refobjsubid = $2)) ORDER BY ic.relname",
+           relid, attnum)) {
+    const std::string name = row[0].c_str();
+    if (!row[10].as<bool>()) {
+      block("index " + name + " on it is INVALID (a failed build's leftover); drop it first");
+      continue;
+    }
+    if (row[3].as<bool>()) {
+      block("index " + name + " uses an expression over it, which tide does not rebuild; drop "
+            "it and build it again after the plan");
+      continue;
+    }
+    if (row[9].as<bool>()) {
+      block("index " + name + " has INCLUDE columns, which tide does not rebuild yet");
+      continue;
+    }
+    const std::string contype = row[7].c_str();
+    if (contype == "x") {
+      block("exclusion constraint " + std::string(row[8].c_str()) + " covers it, which tide does "
+            "not rebuild");
+      continue;
+    }
+    IndexFacts idx;
+    idx.name = name;
+    idx.unique = row[1].as<bool>();
+    idx.method = row[2].c_str();
+    idx.predicate = row[4].c_str();
+    idx.columns = TextArray(row[5]);
+    idx.options = TextArray(row[6]);
+    idx.constraint_type = contype.empty() ? 0 : contype[0];
+    idx.constraint_name = row[8].c_str();
+    f.indexes.push_back(idx);
+  }
+  for (const auto& row : w.exec_params(
+           "SELECT conname, pg_get_constraintdef(oid), convalidated FROM pg_constraint "
+           "WHERE conrelid = $1 AND contype = 'c' AND $2::int2 = ANY (conkey) ORDER BY conname",
+           relid, attnum)) {
+    if (!row[2].as<bool>()) {
+      block("check " + std::string(row[0].c_str()) + " on it is NOT VALID; validate or drop it first");
+      continue;
+    }
+    f.checks.push_back({row[0].c_str(), row[1].c_str()});
+  }
+  for (const auto& row : w.exec_params(
+           "SELECT con.conname, cn.nspname, cc.relname, "
+           "ARRAY(SELECT a.attname::text FROM unnest(con.conkey) WITH ORDINALITY k(n, o) JOIN "
+           "  pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.n ORDER BY k.o)::text[], "
+           "rn.nspname, rc.relname, "
+           "ARRAY(SELECT a.attname::text FROM unnest(con.confkey) WITH ORDINALITY k(n, o) JOIN "
+           "  pg_attribute a ON a.attrelid = con.confrelid AND a.attnum = k.n ORDER BY k.o)::text[], "
+           "con.confupdtype::text, con.confdeltype::text, con.confmatchtype::text, con.condeferrable, "
+           "con.condeferred, con.convalidated, cc.relkind::text "
+           "FROM pg_constraint con JOIN pg_class cc ON cc.oid = con.conrelid JOIN pg_namespace cn ON "
+           "cn.oid = cc.relnamespace JOIN pg_class rc ON rc.oid = con.confrelid JOIN pg_namespace rn "
+           "ON rn.oid = rc.relnamespace WHERE con.contype = 'f' AND con.conparentid = 0 AND "
+           "((con.conrelid = $1 AND $2::int2 = ANY (con.conkey)) OR (con.confrelid = $1 AND "
+           "$2::int2 = ANY (con.confkey))) ORDER BY cn.nspname, cc.relname, con.conname",
+           relid, attnum)) {
+    const std::string name = row[0].c_str();
+    if (!row[12].as<bool>()) {
+      block("foreign key " + name + " is NOT VALID; validate or drop it first");
+      continue;
+    }
+    if (std::string(row[13].c_str()) == "p") {
+      block("foreign key " + name + " is on a partitioned table, which tide cannot add NOT VALID");
+      continue;
+    }
+    ForeignKeyFacts fk;
+    fk.name = name;
+    fk.table = {row[1].c_str(), row[2].c_str()};
+    fk.columns = TextArray(row[3]);
+    fk.ref_table = {row[4].c_str(), row[5].c_str()};
+    fk.ref_columns = TextArray(row[6]);
+    fk.actions = Action(row[7].c_str(), "UPDATE") + Action(row[8].c_str(), "DELETE");
+    if (std::string(row[9].c_str()) == "f") fk.actions += " MATCH FULL";
+    if (row[10].as<bool>()) fk.actions += row[11].as<bool>() ? " DEFERRABLE INITIALLY DEFERRED" : " DEFERRABLE";
+    f.foreign_keys.push_back(fk);
+  }
+  // What the switch cannot carry over.
+  for (const auto& row : w.exec_params(
+           "SELECT DISTINCT v.oid::regclass::text, v.relkind::text FROM pg_depend d "
+           "JOIN pg_rewrite rw ON rw.oid = d.objid JOIN pg_class v ON v.oid = rw.ev_class "
+           "WHERE d.classid = 'pg_rewrite'::regclass AND d.refobjid = $1 AND d.refobjsubid = $2 "
+           "AND v.oid <> $1 AND v.relnamespace <> COALESCE(to_regnamespace($3), 0) ORDER BY 1",
+           relid, attnum, VersionSchema(a.plan))) {
+    const std::string kind = std::string(row[1].c_str()) == "m" ? "materialized view " : "view ";
+    block(kind + row[0].c_str() + " depends on it; drop it and create it again after the plan "
+          "(tide never drops with CASCADE)");
+  }
+  for (const auto& row : w.exec_params(
+           "SELECT DISTINCT p.polname FROM pg_policy p JOIN pg_depend d ON d.classid = "
+           "'pg_policy'::regclass AND d.objid = p.oid WHERE d.refobjid = $1 AND d.refobjsubid = $2",
+           relid, attnum)) {
+    block("row-level security policy " + std::string(row[0].c_str()) + " uses it; the switch "
+          "would drop it");
+  }
+  for (const auto& row : w.exec_params(
+           "SELECT a.attname FROM pg_depend d JOIN pg_attribute a ON a.attrelid = d.objid AND "
+           "a.attnum = d.objsubid WHERE d.classid = 'pg_class'::regclass AND d.objid = $1 AND "
+           "d.refobjid = $1 AND d.refobjsubid = $2 AND d.objsubid <> $2 AND a.attgenerated <> ''",
+           relid, attnum)) {
+    block("generated column " + std::string(row[0].c_str()) + " is computed from it");
+  }
+  for (const auto& row : w.exec_params(
+           "SELECT tgname FROM pg_trigger WHERE tgrelid = $1 AND NOT tgisinternal AND "
+           "$2::int2 = ANY (tgattr::int2[])",
+           relid, attnum)) {
+    block("trigger " + std::string(row[0].c_str()) + " fires on UPDATE OF it, and would not "
+          "follow the new column");
+  }
+  for (const auto& row : w.exec_params(
+           "SELECT p.pubname FROM pg_publication_rel r JOIN pg_publication p ON p.oid = r.prpubid "
+           "WHERE r.prrelid = $1 UNION SELECT pubname FROM pg_publication WHERE puballtables",
+           relid)) {
+    block("the table is in publication " + std::string(row[0].c_str()) + ", whose subscribers' "
+          "tables would not change with it");
+  }
+  if (!w.exec_params("SELECT 1 FROM pg_partitioned_table WHERE partrelid = $1 AND $2::int2 = ANY "
+                     "(partattrs::int2[])",
+                     relid, attnum).empty()) {
+    block("it is the table's partition key");
+  }
+  // `up` and `down` must type-check on this table (a type with no cast, a typo).
+  const std::string cast_up = a.type.empty() ? "(" + UpExpression(a) + ")"
+                                             : "CAST((" + UpExpression(a) + ") AS " + a.type + ")";
+  try {
+    pqxx::subtransaction sub(w);
+    sub.exec("EXPLAIN SELECT " + cast_up + " FROM " + QuoteName(a.table));
+    if (!a.down.empty()) {
+      sub.exec("EXPLAIN SELECT CAST((SELECT (" + a.down + ") FROM (SELECT CAST(NULL AS " +
+               (a.type.empty() ? f.type : a.type) + ") AS " + QuoteIdent(a.column) +
+               ") AS tide_new) AS " + f.type + ") FROM " + QuoteName(a.table) + " AS " +
+               QuoteIdent(a.table.name));
+    }
+    sub.abort();
+  } catch (const pqxx::sql_error& e) {
+    block("its `up` or `down` does not work on this table: SQLSTATE " + e.sqlstate() + ": " +
+          WithoutRowData(pg_internal::Trim(e.what())) +
+          (a.up.empty() ? "; there may be no cast from " + f.type + " to " + a.type + ": give `up`" : ""));
+  }
+  return f;
+}
+
+}  // namespace
+
+Result<SwitchFacts> PgPlanDatabase::ReadSwitchFacts(const Step& step) {
+  TIDE_CONNECTED();
+  try {
+    pqxx::work w(*conn_);
+    SwitchFacts out;
+    for (const auto& a : step.alterations) {
+      if (a.kind == OpKind::kAlterColumn) out[FactsKey(a.table, a.column)] = ReadColumnFactsIn(w, a);
+    }
+    w.abort();
     return out;
   } catch (...) {
     return FromCurrentException();

@@ -93,6 +93,7 @@ class PgPlanDatabase : public PlanDatabase {
   Result<std::vector<std::vector<std::string>>> SampleKeys(const QualifiedName& table,
                                                            const std::vector<KeyColumn>& key,
                                                            double percent) override;
+  Result<SwitchFacts> ReadSwitchFacts(const Step& step) override;
 
   // BatchRunner (pg_batches.cc).
   Result<std::vector<TaskCheckpoint>> LoadRanges(const std::string& plan, int task,

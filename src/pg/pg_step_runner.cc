@@ -79,6 +79,9 @@ Result<std::vector<StatementOutcome>> PgPlanDatabase::RunStatements(
     std::vector<StatementOutcome> out;
     for (size_t i = 0; i < statements.size(); ++i) {
       const bool last = i + 1 == statements.size();
+      if (statements[i].describes_only) {
+        return Status::Fatal("internal error: a description was about to run: " + statements[i].sql);
+      }
       if (!statements[i].refuse_if.empty()) {
         pqxx::nontransaction n(*conn_);
         const std::string why = n.exec1(statements[i].refuse_if)[0].c_str();
@@ -115,7 +118,16 @@ StatementOutcome PgPlanDatabase::RunStatement(const std::string& plan, const Ddl
     pqxx::work w(*conn_);
     w.exec0(LimitsSql(limits));
     out.skipped = !st.skip_if.empty() && w.exec1(st.skip_if)[0].as<bool>();
-    if (!out.skipped) WatchBlockers([&] { w.exec(st.sql); }, blockers);
+    if (!out.skipped) {
+      WatchBlockers(
+          [&] {
+            const pqxx::result r = w.exec(st.sql);
+            if (st.reports_lock_held && !r.empty() && !r[0][0].is_null()) {
+              out.lock_held_ms = r[0][0].as<int64_t>();
+            }
+          },
+          blockers);
+    }
     if (after) WriteCursor(w, lease_owner_, plan, *after);
     w.commit();
     return finish(), out;

@@ -103,8 +103,8 @@ std::vector<LintFinding> LintStep(const std::string& sql, const std::string& pha
   if (Has(s, R"(\bALTER\s+(COLUMN\s+)?[^,]*\b(SET\s+DATA\s+)?TYPE\b)") && Has(s, R"(\bALTER\s+TABLE\b)")) {
     add("changing-column-type",
         "ALTER COLUMN ... TYPE rewrites the table (and its indexes) under an ACCESS EXCLUSIVE lock",
-        "`add_column` of the new type, a backfill task, switch the application over, then "
-        "`drop_column` the old one in contract");
+        "use `alter_column: {table, column, type, up?, down?}` in expand: a shadow column kept "
+        "in step both ways, backfilled, then switched in one short transaction");
   }
   if (Has(s, R"(\bSET\s+NOT\s+NULL\b)")) {
     bool validated = false;
@@ -125,8 +125,8 @@ std::vector<LintFinding> LintStep(const std::string& sql, const std::string& pha
   }
   if (Has(s, R"(\bRENAME\b)")) {
     add("renaming-column-or-table", "a rename breaks the application code that uses the old name",
-        "add the new column (add_column) or a view, move the application over, then drop_column "
-        "the old one in contract");
+        "use `rename_column: {table, from, to}` or `rename_table: {from, to}` in expand: the new "
+        "version works through the plan's version schema until contract renames");
   }
   if (phase == "expand" && Has(s, R"(^\s*(ALTER\s+TABLE\b.*\bDROP\b|DROP\b))")) {
     add("ban-drop-in-expand", "expand must stay backward compatible; a DROP is not",

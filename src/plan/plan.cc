@@ -13,6 +13,13 @@ const char* OpName(OpKind kind) {
     case OpKind::kAddUnique: return "add_unique";
     case OpKind::kDropColumn: return "drop_column";
     case OpKind::kDropIndex: return "drop_index";
+    case OpKind::kAlterColumn: return "alter_column";
+    case OpKind::kRenameColumn: return "rename_column";
+    case OpKind::kRenameTable: return "rename_table";
+    case OpKind::kAddPrimaryKey: return "add_primary_key";
+    case OpKind::kCreateVersionSchema: return "create_version_schema";
+    case OpKind::kSwitch: return "switch";
+    case OpKind::kUndoAlterations: return "undo_alterations";
   }
   return "unknown";
 }
@@ -42,11 +49,25 @@ std::string Step::Describe() const {
     case OpKind::kAddUnique:
       return op + " " + name.name + " on " + table.Display() + " (" + Join(columns) + ")";
     case OpKind::kDropIndex: return op + " " + name.Display();
+    case OpKind::kAlterColumn:
+      return op + " " + table.Display() + "." + column + (type.empty() ? "" : " " + type);
+    case OpKind::kRenameColumn: return op + " " + table.Display() + "." + column + " to " + to;
+    case OpKind::kRenameTable: return op + " " + table.Display() + " to " + to;
+    case OpKind::kAddPrimaryKey:
+      return op + " " + table.Display() + " (" + Join(columns) + ")";
+    case OpKind::kCreateVersionSchema:
+    case OpKind::kSwitch:
+    case OpKind::kUndoAlterations: {
+      std::string out;
+      for (const auto& a : alterations) out += (out.empty() ? "" : "; ") + a.Describe();
+      return op + " of " + out;
+    }
   }
   return op;
 }
 
 std::string Gate::Label(size_t index) const {
+  if (!label.empty()) return label;
   if (kind == Kind::kNullCount) return "null_count:" + table.Display() + "." + column;
   return "sql#" + std::to_string(index + 1);
 }

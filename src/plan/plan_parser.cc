@@ -5,6 +5,7 @@
 #include <map>
 #include <set>
 
+#include "engine/alterations.h"
 #include "plan/duration_ranges.h"
 #include "plan/lint.h"
 #include "plan/yaml_reader.h"
@@ -36,6 +37,8 @@ class PlanParser {
     if (root["contract"]) ParseSteps(root["contract"], "contract", &plan->contract);
     if (root["rollback"]) ParseSteps(root["rollback"], "rollback", &plan->rollback);
     if (!r_.has_errors()) CheckPhases(root, *plan);
+    if (!r_.has_errors()) CheckAlterations(*plan);
+    if (!r_.has_errors()) DeriveAlterations(plan);
   }
 
  private:
@@ -79,7 +82,8 @@ class PlanParser {
     if (!r_.ExpectList(node, "`" + phase + "`")) return;
     static const std::vector<std::string> ops = {
         "sql",       "add_column", "create_index", "set_not_null", "add_foreign_key",
-        "add_check", "add_unique", "drop_column",  "drop_index"};
+        "add_check", "add_unique", "drop_column",  "drop_index", "alter_column",
+        "rename_column", "rename_table", "add_primary_key"};
     std::vector<std::string> allowed = ops;
     allowed.push_back("unsafe");
     allowed.push_back("statement_timeout");
@@ -96,7 +100,8 @@ class PlanParser {
       if (found.size() != 1) {
         r_.Error(n, found.empty() ? what + " has no operation" : what + " has more than one operation (`" + found[0] + "` and `" + found[1] + "`)",
                  "give each step exactly one of: sql, add_column, create_index, set_not_null, "
-                 "add_foreign_key, add_check, add_unique, drop_column, drop_index");
+                 "add_foreign_key, add_check, add_unique, drop_column, drop_index, alter_column, "
+                 "rename_column, rename_table, add_primary_key");
         continue;
       }
       Step step;
@@ -115,6 +120,13 @@ class PlanParser {
             phase == "expand") {
           r_.Error(n, "`" + found[0] + "` in " + what + " is not backward compatible",
                    "move it to `contract` (or to `rollback`)");
+        }
+        if ((step.kind == OpKind::kAlterColumn || step.kind == OpKind::kRenameColumn ||
+             step.kind == OpKind::kRenameTable) &&
+            phase != "expand") {
+          r_.Error(n, "`" + found[0] + "` in " + what + " belongs in `expand`",
+                   "write it in `expand`: tide derives its backfill, its gate and its switch in "
+                   "contract");
         }
       }
       out->push_back(std::move(step));
@@ -151,6 +163,12 @@ class PlanParser {
         {"add_unique", {OpKind::kAddUnique, {"table", "name", "columns"}}},
         {"drop_column", {OpKind::kDropColumn, {"table", "column"}}},
         {"drop_index", {OpKind::kDropIndex, {"name"}}},
+        {"alter_column",
+         {OpKind::kAlterColumn,
+          {"table", "column", "type", "up", "down", "not_null", "default", "check", "unique"}}},
+        {"rename_column", {OpKind::kRenameColumn, {"table", "from", "to"}}},
+        {"rename_table", {OpKind::kRenameTable, {"from", "to"}}},
+        {"add_primary_key", {OpKind::kAddPrimaryKey, {"table", "columns", "name"}}},
     };
     const Shape& shape = shapes.at(op);
     step->kind = shape.kind;
@@ -159,6 +177,11 @@ class PlanParser {
     }
     if (step->kind == OpKind::kDropIndex) {
       Table(m, "name", what, &step->name);
+      return;
+    }
+    if (step->kind == OpKind::kRenameTable) {
+      Table(m, "from", what, &step->table);
+      step->to = Name(m, "to", what, true);
       return;
     }
     Table(m, "table", what, &step->table);
@@ -177,6 +200,18 @@ class PlanParser {
       case OpKind::kAddUnique:
         step->name.name = Name(m, "name", what, true);
         step->columns = Names(m, "columns", what, true);
+        return;
+      case OpKind::kAlterColumn: return ParseAlterColumn(m, what, step);
+      case OpKind::kRenameColumn:
+        step->column = Name(m, "from", what, true);
+        step->to = Name(m, "to", what, true);
+        if (!step->column.empty() && step->column == step->to) {
+          r_.Error(m["to"], what + " renames `" + step->column + "` to itself");
+        }
+        return;
+      case OpKind::kAddPrimaryKey:
+        step->columns = Names(m, "columns", what, true);
+        if (m["name"]) step->name.name = Name(m, "name", what, true);
         return;
       default: return;
     }
@@ -199,6 +234,63 @@ class PlanParser {
                              "table under an ACCESS EXCLUSIVE lock",
                "add the column without a default (or with a constant one) and fill it with a "
                "backfill task");
+    }
+  }
+
+  void ParseAlterColumn(const YAML::Node& m, const std::string& what, Step* step) {
+    step->column = Name(m, "column", what, true);
+    step->type = Sql(m, "type", what, false);
+    step->up = Sql(m, "up", what, false);
+    step->down = Sql(m, "down", what, false);
+    if (m["default"]) step->default_sql = Sql(m, "default", what, true);
+    step->not_null = Bool(m, "not_null", what);
+    for (const char* word : {"NOT NULL", "DEFAULT", "PRIMARY KEY", "REFERENCES", "UNIQUE", "CHECK"}) {
+      if (Upper(step->type).find(word) != std::string::npos) {
+        r_.Error(m["type"], "`type` in " + what + " holds `" + word + "`",
+                 "give only the type (e.g. `bigint`); use `not_null:`, `default:`, `check:` or "
+                 "`unique:` for the rest");
+      }
+    }
+    if (const YAML::Node c = m["check"]) {
+      const std::string cw = "`check` in " + what;
+      if (r_.ExpectMap(c, cw, {"name", "expression"}) || c.IsMap()) {
+        step->name.name = Name(c, "name", cw, true);
+        step->expression = Sql(c, "expression", cw, true);
+      }
+    }
+    if (const YAML::Node u = m["unique"]) {
+      const std::string uw = "`unique` in " + what;
+      if (r_.ExpectMap(u, uw, {"name"}) || u.IsMap()) step->unique_name = Name(u, "name", uw, true);
+    }
+    if (step->type.empty() && step->up.empty() && !step->not_null && !step->default_sql &&
+        step->name.name.empty() && step->unique_name.empty()) {
+      r_.Error(m, what + " changes nothing",
+               "give at least one of `type`, `up`, `not_null`, `default`, `check`, `unique`");
+    }
+    if (!step->down.empty() && step->up.empty() && step->type.empty()) {
+      r_.Error(m["down"], "`down` in " + what + " without `type` or `up`",
+               "`down` gives the old value from a new one: say how the new one differs");
+    }
+  }
+
+  // Alterations that would step on each other's shadows, triggers or names.
+  void CheckAlterations(const Plan& plan) {
+    std::set<std::string> altered, renamed_tables;
+    for (const auto& s : plan.expand) {
+      const std::string key = s.table.Display() + "." + s.column;
+      if (s.kind == OpKind::kAlterColumn && !altered.insert(key).second) {
+        r_.Error(s.pos, "`" + key + "` is altered twice in this plan",
+                 "put every change of the column in one `alter_column`");
+      }
+      if (s.kind == OpKind::kRenameTable && !renamed_tables.insert(s.table.Display()).second) {
+        r_.Error(s.pos, "`" + s.table.Display() + "` is renamed twice in this plan");
+      }
+    }
+    for (const auto& s : plan.expand) {
+      if (s.kind == OpKind::kRenameColumn && altered.count(s.table.Display() + "." + s.column)) {
+        r_.Error(s.pos, "`" + s.table.Display() + "." + s.column + "` is both altered and renamed",
+                 "rename it in a plan of its own, after this one");
+      }
     }
   }
 

@@ -242,20 +242,37 @@ void Orchestrator::Run::RunStep(const std::string& phase, const Step& step, size
   auto db = db_;
   const auto start = SteadyClock::now();
   const std::string name = plan_.name, what = step.Describe(), op = OpName(step.kind);
-  const std::vector<DdlStatement> statements = CompileStep(step);
+  // The switch of alter_column steps is computed from the catalog as it is now, just before it
+  // runs (what to build again on the shadows); every other step from the plan alone.
+  const bool from_catalog = step.kind == OpKind::kSwitch;
+  const std::vector<DdlStatement> statements = from_catalog ? std::vector<DdlStatement>{}
+                                                            : CompileStep(step);
   StatementLimits limits = limits_;
   if (step.statement_timeout) limits.statement_timeout = *step.statement_timeout;
   doing_ = phase + " step " + std::to_string(index + 1);
   Audit("step_started", phase, JsonObject().Int("step", index + 1).Str("op", op).Str("sql", what));
   Do<Result<std::vector<StatementOutcome>>>(
-      [db, name, statements, limits, after] {
-        return db->RunStatements(name, statements, limits, after);
+      [db, name, statements, limits, after, from_catalog,
+       step]() -> Result<std::vector<StatementOutcome>> {
+        if (!from_catalog) return db->RunStatements(name, statements, limits, after);
+        Result<SwitchFacts> facts = db->ReadSwitchFacts(step);
+        if (!facts.ok()) return facts.status();
+        std::string problem;
+        const std::vector<DdlStatement> computed = CompileSwitch(step, *facts, &problem);
+        if (!problem.empty()) return Status::Fatal("the switch cannot run: " + problem);
+        return db->RunStatements(name, computed, limits, after);
       },
       [self = shared_from_this(), phase, index, start, what, op, after](
           Result<std::vector<StatementOutcome>> r) {
         if (r.status().sqlstate() == "55P03") self->o_.metrics_->CountLockTimeout(self->plan_.name);
         if (!r.ok()) return self->OnError(r.status());
         self->o_.metrics_->RecordDdl(self->plan_.name, phase, MillisSince(start) / 1000.0);
+        for (const auto& o : *r) {
+          if (o.lock_held_ms < 0) continue;
+          spdlog::info("plan {}: the switch held its locks for {} ms", self->plan_.name, o.lock_held_ms);
+          self->Audit("switch_finished", phase,
+                      JsonObject().Int("step", index + 1).Int("lock_held_ms", o.lock_held_ms));
+        }
         self->Audit("step_finished", phase,
                     JsonObject()
                         .Int("step", index + 1)
@@ -739,6 +756,7 @@ std::string Orchestrator::Run::OutcomesJson(const std::vector<StatementOutcome>&
     j.Str("sql", o.sql).Int("duration_ms", o.duration_ms);
     if (o.skipped) j.Bool("skipped", true);
     if (o.dropped_invalid_index) j.Bool("dropped_invalid_index", true);
+    if (o.lock_held_ms >= 0) j.Int("lock_held_ms", o.lock_held_ms);
     out += (out.size() > 1 ? "," : "") + j.ToString();
   }
   return out + "]";

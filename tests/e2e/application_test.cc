@@ -11,155 +11,10 @@
 //   - every row's new column holds the value computed in SQL from the old columns;
 //   - no NOT VALID constraint, invalid index, set_not_null helper check or sync trigger is
 //     left behind.
-#include <algorithm>
-#include <regex>
-#include <sstream>
-
-#include "e2e/daemon_fixture.h"
-#include "support/app_sim.h"
+#include "e2e/application_fixture.h"
 
 namespace tide {
 namespace {
-
-using testing::AppOptions;
-using testing::AppReport;
-using testing::AppSim;
-using testing::AppStatements;
-
-constexpr int64_t kLockTimeoutMs = 500;
-constexpr int64_t kWaitMarginMs = 1500;
-
-// The deploy gate added to every plan: contract waits until the test has rolled out the new
-// version of the application (as a deploy pipeline records it), so the gates cannot pass while
-// the old version still writes.
-const char* kDeployGate =
-    "  - sql: SELECT count(*) FROM app_version WHERE version < 2\n"
-    "    expect: 0\n";
-const char* kAppVersion =
-    "CREATE TABLE app_version (version int NOT NULL); INSERT INTO app_version VALUES (1);\n";
-
-void Substitute(std::string* text, const std::string& from, const std::string& to) {
-  const size_t at = text->find(from);
-  if (at == std::string::npos) {
-    throw std::runtime_error("deploy/demo-data.sql no longer contains `" + from + "`");
-  }
-  for (size_t i = at; i != std::string::npos; i = text->find(from, i + to.size())) {
-    text->replace(i, from.size(), to);
-  }
-}
-
-// deploy/demo-data.sql with about 20,000 rows in each table: 20,000 patient offers, offers,
-// patients and users, 20 tenants, and 40 surveys of 500 students' grades.
-std::string SmallDemoData() {
-  std::string sql = ReadAll(std::string(TIDE_SOURCE_DIR) + "/deploy/demo-data.sql");
-  Substitute(&sql, ":rows", "20000");
-  Substitute(&sql, "generate_series(1, 100000)", "generate_series(1, 20000)");
-  Substitute(&sql, "% 100000", "% 20000");
-  Substitute(&sql, "generate_series(1, 50000)", "generate_series(1, 20000)");
-  Substitute(&sql, "generate_series(1, 2500)", "generate_series(1, 500)");
-  return sql + kAppVersion;
-}
-
-// An example plan from plans/, with lock_timeout 500ms and the deploy gate.
-std::string ExamplePlan(const std::string& file) {
-  std::string plan = ReadAll(std::string(TIDE_SOURCE_DIR) + "/plans/" + file);
-  const size_t gates = plan.find("\ngates:\n");
-  if (gates == std::string::npos) throw std::runtime_error("plans/" + file + " has no gates");
-  plan.insert(gates + 8, kDeployGate);
-  if (plan.find("\nsettings:\n") != std::string::npos) {
-    if (plan.find("\n  lock_timeout: ") == std::string::npos) {
-      plan = std::regex_replace(plan, std::regex("\nsettings:\n"), "\nsettings:\n  lock_timeout: 500ms\n");
-    }
-    return std::regex_replace(plan, std::regex("\n  lock_timeout: [0-9a-z]+"), "\n  lock_timeout: 500ms");
-  }
-  return std::regex_replace(plan, std::regex("\ndatabase: app\n"),
-                            "\ndatabase: app\nsettings:\n  lock_timeout: 500ms\n");
-}
-
-struct Scenario {
-  std::string schema;
-  std::string plan_name;
-  std::string plan;  // YAML
-  AppStatements old_version, new_version;
-  int64_t seeded_rows = 20000;  // ids 1..seeded_rows exist (what {row} picks from)
-  std::vector<std::string> checks;  // each returns 0 when every row is right
-};
-
-class ApplicationTest : public DaemonTest {
- protected:
-  void RunScenario(const Scenario& s) {
-    PgCluster::Shared().Exec(db_, s.schema);
-    StartDaemon();
-    AppOptions options;
-    options.dsn = PgCluster::Shared().Dsn(db_) + " application_name=app_sim";
-    options.seeded_rows = s.seeded_rows;
-    AppSim app(options, s.old_version, s.new_version);
-    app.Start();
-    std::this_thread::sleep_for(300ms);  // the old version is writing when the plan starts
-
-    auto submit = Ctl({"submit", "--config", config_, WritePlan(s.plan_name + ".yaml", s.plan)});
-    ASSERT_EQ(submit.status, 0) << submit.output;
-    std::string state;
-    auto reached = [&](std::vector<std::string> states) {
-      return [&, states] {
-        state = PlanState(s.plan_name);
-        return state == "failed" || std::find(states.begin(), states.end(), state) != states.end();
-      };
-    };
-    // At its gates: tide.plans says so, or (for a plan without a backfill, whose state stays
-    // `backfilling` while its gates are checked) the audit log has a gate check.
-    auto at_gates = [&] { return reached({"gating", "contracting", "done"})() || GateChecked(s.plan_name); };
-    ASSERT_TRUE(WaitFor(at_gates, 60s)) << "state " << state << "\n" << Diagnostics(s.plan_name);
-    ASSERT_NE(state, "failed") << Diagnostics(s.plan_name);
-    // The old version goes on writing while the plan waits at its gates, as it does until a
-    // deploy replaces it.
-    std::this_thread::sleep_for(1s);
-    app.SwitchToNew();
-    PgCluster::Shared().Exec(db_, "UPDATE app_version SET version = 2");
-    EXPECT_TRUE(WaitFor(reached({"done"}), 60s)) << "state " << state;
-    std::this_thread::sleep_for(300ms);  // the new version on the finished schema
-    app.Stop();
-    const AppReport report = app.Report();
-
-    EXPECT_EQ(PlanState(s.plan_name), "done") << Diagnostics(s.plan_name) << report.Describe();
-    EXPECT_TRUE(report.errors.empty()) << report.Describe();
-    EXPECT_LE(report.longest_ms, kLockTimeoutMs + kWaitMarginMs) << report.Describe();
-    EXPECT_GT(report.old_statements, 0) << report.Describe();
-    EXPECT_GT(report.new_statements, 0) << report.Describe();
-    for (const auto& check : s.checks) EXPECT_EQ(Query(check), "0") << check;
-    ExpectNoLeftovers();
-  }
-
-  void ExpectNoLeftovers() {
-    EXPECT_EQ(Query("SELECT string_agg(conrelid::regclass || '.' || conname, ', ') FROM "
-                    "pg_constraint WHERE NOT convalidated"), "")
-        << "NOT VALID constraints left";
-    EXPECT_EQ(Query("SELECT string_agg(indexrelid::regclass::text, ', ') FROM pg_index "
-                    "WHERE NOT indisvalid OR NOT indisready"), "")
-        << "invalid indexes left";
-    EXPECT_EQ(Query("SELECT string_agg(conname, ', ') FROM pg_constraint WHERE contype = 'c' "
-                    "AND conname LIKE '%\\_not\\_null'"), "")
-        << "the NOT NULL helper checks are dropped";
-    EXPECT_EQ(Query("SELECT string_agg(tgname, ', ') FROM pg_trigger WHERE tgname LIKE 'tide\\_sync\\_%'"), "")
-        << "sync triggers left";
-  }
-
-  bool GateChecked(const std::string& plan) {
-    std::istringstream audit(ReadAll(dir_ + "/audit.jsonl"));
-    for (std::string line; std::getline(audit, line);) {
-      if (line.find("\"event\":\"gate_checked\"") != std::string::npos &&
-          line.find("\"plan\":\"" + plan + "\"") != std::string::npos) {
-        return true;
-      }
-    }
-    return false;
-  }
-
-  std::string Diagnostics(const std::string& plan) {
-    return "last_error: " + Query("SELECT last_error FROM tide.plans WHERE name = '" + plan + "'") +
-           "\n" + ReadAll(dir_ + "/tided.log");
-  }
-};
 
 // ---- The example plans, on a small copy of the demo's data set.
 
@@ -261,6 +116,71 @@ TEST_F(ApplicationTest, KeepsWorkingThroughCoreTenantsSlug) {
       "SELECT 1 - count(*) FROM pg_constraint WHERE conname = 'tenants_slug_key' AND contype = 'u'",
       "SELECT 1 - count(*) FROM pg_index WHERE indexrelid = "
       "to_regclass('core.users_tenant_created_idx') AND indisvalid"};
+  RunScenario(s);
+}
+
+// The identity keys of core.tenants and the users' foreign key become bigint. The new version
+// runs through the version schema (its search_path) before contract, on the switched tables
+// after it.
+TEST_F(ApplicationTest, KeepsWorkingThroughCoreTenantsBigintIds) {
+  Scenario s;
+  s.schema = SmallDemoData() +
+             "CREATE TABLE users_before AS SELECT id, tenant_id FROM core.users;\n";
+  s.plan_name = "core_tenants_bigint_ids";
+  s.plan = ExamplePlan("core_tenants_bigint_ids.yaml");
+  s.seeded_rows = 20;
+  s.old_version = {
+      "INSERT INTO core.users (tenant_id, email) VALUES ((1 + {v} % 20), 'new' || {id} || '@example.org')",
+      "UPDATE core.tenants SET name = 'Tenant ' || (1 + {v} % 20) WHERE id = (1 + {v} % 20)",
+      "",
+      "SELECT count(*) FROM core.users u JOIN core.tenants t ON t.id = u.tenant_id WHERE t.id = (1 + {v} % 20)"};
+  const std::string path = "SET search_path TO core_tenants_bigint_ids, core, public; ";
+  s.new_version = {
+      path + "WITH t AS (INSERT INTO tenants (name) VALUES ('T' || {v}) RETURNING id) "
+             "INSERT INTO users (tenant_id, email) SELECT id, 'v2-' || {id} || '@example.org' FROM t",
+      path + "UPDATE tenants SET name = 'Tenant ' || (1 + {v} % 20) WHERE id = (1 + {v} % 20)",
+      "",
+      path + "SELECT count(*) FROM users u JOIN tenants t ON t.id = u.tenant_id WHERE t.id = (1 + {v} % 20)"};
+  s.checks = {
+      "SELECT count(*) FROM information_schema.columns WHERE table_schema = 'core' AND "
+      "(table_name, column_name) IN (('tenants', 'id'), ('users', 'tenant_id')) AND data_type <> 'bigint'",
+      "SELECT count(*) FROM pg_attribute WHERE attrelid = 'core.tenants'::regclass AND attname = "
+      "'id' AND attidentity <> 'd'",
+      "SELECT count(*) FROM core.tenants WHERE id > pg_sequence_last_value('core.tenants_id_seq')",
+      "SELECT 1 - count(*) FROM pg_constraint WHERE conrelid = 'core.users'::regclass AND contype "
+      "= 'f' AND conname = 'users_tenant_id_fkey' AND convalidated",
+      "SELECT 1 - count(*) FROM pg_constraint WHERE conrelid = 'core.tenants'::regclass AND "
+      "contype = 'p' AND conname = 'tenants_pkey'",
+      "SELECT count(*) FROM users_before b LEFT JOIN core.users u USING (id) WHERE u.tenant_id IS "
+      "DISTINCT FROM b.tenant_id",
+      "SELECT count(*) FROM core.users u LEFT JOIN core.tenants t ON t.id = u.tenant_id WHERE t.id IS NULL"};
+  RunScenario(s);
+  EXPECT_NE(Query("INSERT INTO core.tenants (name) VALUES ('after') RETURNING id"), "");
+}
+
+// Renames in a Prisma-style schema: the old version uses clinics and offers.title, the new one
+// practices and offers.headline through the version schema, then on the renamed tables.
+TEST_F(ApplicationTest, KeepsWorkingThroughRenameClinicsToPractices) {
+  Scenario s;
+  s.schema = SmallDemoData();
+  s.plan_name = "rename_clinics_to_practices";
+  s.plan = ExamplePlan("rename_clinics_to_practices.yaml");
+  s.old_version = {
+      "INSERT INTO offers (\"clinicId\", title) SELECT id, 'Offer ' || {id} FROM clinics WHERE id = 'clinic-' || (1 + {v} % 200)",
+      "UPDATE offers SET title = 'Offer ' || {v} WHERE id = {row}",
+      "",
+      "SELECT c.name, o.title FROM offers o JOIN clinics c ON c.id = o.\"clinicId\" WHERE o.id = {row}"};
+  const std::string path = "SET search_path TO rename_clinics_to_practices, public; ";
+  s.new_version = {
+      path + "INSERT INTO offers (\"clinicId\", headline) SELECT id, 'Offer ' || {id} FROM practices WHERE id = 'clinic-' || (1 + {v} % 200)",
+      path + "UPDATE offers SET headline = 'Offer ' || {v} WHERE id = {row}",
+      "",
+      path + "SELECT p.name, o.headline FROM offers o JOIN practices p ON p.id = o.\"clinicId\" WHERE o.id = {row}"};
+  s.checks = {
+      "SELECT 1 - count(*) FROM pg_class WHERE relname = 'practices' AND relkind = 'r'",
+      "SELECT count(*) FROM offers WHERE headline IS NULL",
+      "SELECT 1 - count(*) FROM pg_constraint WHERE conrelid = 'offers'::regclass AND contype = 'f' "
+      "AND confrelid = 'practices'::regclass"};
   RunScenario(s);
 }
 

@@ -104,6 +104,7 @@ class FakeDatabase : public PlanDatabase {
                                                            double) override {
     return std::vector<std::vector<std::string>>{};  // the fake's key is an integer
   }
+  Result<SwitchFacts> ReadSwitchFacts(const Step&) override { return SwitchFacts{}; }
   Result<std::pair<std::optional<int64_t>, std::optional<int64_t>>> IntegerKeyBounds(
       const QualifiedName&, const std::string&) override {
     std::lock_guard<std::mutex> l(mu_);
@@ -334,6 +335,7 @@ class FakeConnector : public DatabaseConnector {
                                                              double n) override {
       return d->SampleKeys(t, k, n);
     }
+    Result<SwitchFacts> ReadSwitchFacts(const Step& s) override { return d->ReadSwitchFacts(s); }
     Result<std::vector<TaskCheckpoint>> LoadRanges(const std::string& p, int t, int pass) override {
       return d->LoadRanges(p, t, pass);
     }

@@ -1,0 +1,779 @@
+#include "engine/alterations.h"
+
+#include <algorithm>
+#include <cctype>
+#include <cstdio>
+#include <set>
+
+#include "engine/sql_text.h"
+
+namespace tide {
+namespace {
+
+const char* kBrief =
+    "ACCESS EXCLUSIVE on {t}, brief: a catalog change without a scan or rewrite; queries on {t} "
+    "queue behind it for at most lock_timeout";
+const char* kValidate = "SHARE UPDATE EXCLUSIVE on {t} while it scans: reads and writes go on";
+const char* kConcurrent =
+    "SHARE UPDATE EXCLUSIVE on {t}: reads and writes go on; waits for transactions older than "
+    "the build";
+
+std::string Fill(const char* text, const std::string& t) {
+  std::string out = text;
+  for (size_t at; (at = out.find("{t}")) != std::string::npos;) out.replace(at, 3, t);
+  return out;
+}
+
+std::string RegClass(const QualifiedName& name) {
+  return "to_regclass(" + QuoteLiteral(QuoteName(name)) + ")";
+}
+
+std::string ColumnExists(const QualifiedName& table, const std::string& column) {
+  return "EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = " + RegClass(table) +
+         " AND attname = " + QuoteLiteral(column) + " AND attnum > 0 AND NOT attisdropped)";
+}
+
+std::string ConstraintExists(const QualifiedName& table, const std::string& name, bool validated) {
+  return "EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = " + RegClass(table) +
+         " AND conname = " + QuoteLiteral(name) + (validated ? " AND convalidated" : "") + ")";
+}
+
+std::string ColumnIsNotNull(const QualifiedName& table, const std::string& column) {
+  return "COALESCE((SELECT attnotnull FROM pg_attribute WHERE attrelid = " + RegClass(table) +
+         " AND attname = " + QuoteLiteral(column) + " AND NOT attisdropped), false)";
+}
+
+std::string IndexValid(const QualifiedName& index) {
+  return "COALESCE((SELECT indisvalid FROM pg_index WHERE indexrelid = " + RegClass(index) +
+         "), false)";
+}
+
+std::string Columns(const std::vector<std::string>& columns) {
+  std::string out;
+  for (const auto& c : columns) out += (out.empty() ? "" : ", ") + QuoteIdent(c);
+  return out;
+}
+
+std::string Hash8(const std::string& text) {
+  char hash[9];
+  std::snprintf(hash, sizeof hash, "%08x", NameHash(text));
+  return hash;
+}
+
+std::string ShadowMark(const std::string& plan, const QualifiedName& table,
+                       const std::string& column) {
+  return "tide shadow of " + table.Display() + "." + column + " for plan " + plan;
+}
+
+std::string TriggerMark(const std::string& plan, const QualifiedName& table,
+                        const std::string& column) {
+  return "tide trigger of plan " + plan + " keeping " + table.Display() + "." + column +
+         " and its shadow in step";
+}
+
+std::string SchemaMark(const std::string& plan) {
+  return "tide version schema of plan " + plan + ": views of the new version";
+}
+
+// The name of the view of `table` in the version schema: its new name when it is renamed.
+std::string ViewName(const std::vector<Step>& alterations, const QualifiedName& table) {
+  for (const auto& a : alterations) {
+    if (a.kind == OpKind::kRenameTable && a.table == table) return a.to;
+  }
+  return table.name;
+}
+
+// The tables of the alterations, each once, in plan order.
+std::vector<QualifiedName> TablesOf(const std::vector<Step>& alterations) {
+  std::vector<QualifiedName> out;
+  for (const auto& a : alterations) {
+    if (std::find(out.begin(), out.end(), a.table) == out.end()) out.push_back(a.table);
+  }
+  return out;
+}
+
+// A query that is true when the session writes as the new version: its search_path names the
+// version schema.
+std::string NewVersionSession(const std::string& schema) {
+  return QuoteLiteral(schema) + " = ANY (string_to_array(replace(replace(current_setting("
+         "'search_path'), ' ', ''), '\"', ''), ','))";
+}
+
+}  // namespace
+
+std::string ShadowColumn(const std::string& column) { return ObjectName({"_tide_new", column}, ""); }
+
+std::string AlterTriggerName(const std::string& plan, const QualifiedName& table,
+                             const std::string& column) {
+  std::string head = column.substr(0, 30);
+  while (!head.empty() && (static_cast<unsigned char>(head.back()) & 0xC0) == 0x80) head.pop_back();
+  if (!head.empty() && static_cast<unsigned char>(head.back()) >= 0xC0) head.pop_back();
+  return "tide_alter_" + head + "_" + Hash8(plan + "/" + table.Display() + "/" + column);
+}
+
+std::string VersionSchema(const std::string& plan) { return plan; }
+
+std::string FactsKey(const QualifiedName& table, const std::string& column) {
+  return table.Display() + "." + column;
+}
+
+std::string UpExpression(const Step& a) {
+  if (!a.up.empty()) return a.up;
+  if (a.type.empty()) return QuoteIdent(a.column);
+  return "CAST(" + QuoteIdent(a.column) + " AS " + a.type + ")";
+}
+
+void DeriveAlterations(Plan* plan) {
+  std::vector<Step> alterations;
+  for (auto& s : plan->expand) {
+    if (s.kind == OpKind::kAlterColumn || s.kind == OpKind::kRenameColumn ||
+        s.kind == OpKind::kRenameTable) {
+      s.plan = plan->name;
+      alterations.push_back(s);
+    }
+  }
+  if (alterations.empty()) return;
+  auto derived = [&](OpKind kind) {
+    Step d;
+    d.kind = kind;
+    d.plan = plan->name;
+    d.alterations = alterations;
+    d.pos = alterations.front().pos;
+    return d;
+  };
+  plan->expand.push_back(derived(OpKind::kCreateVersionSchema));
+
+  // One backfill task per table, for all its shadows; one gate per column.
+  std::vector<BackfillTask> tasks;
+  for (const auto& a : alterations) {
+    if (a.kind != OpKind::kAlterColumn) continue;
+    const std::string shadow = ShadowColumn(a.column), up = UpExpression(a);
+    auto it = std::find_if(tasks.begin(), tasks.end(),
+                           [&](const BackfillTask& t) { return t.table == a.table; });
+    if (it == tasks.end()) {
+      BackfillTask t;
+      t.table = a.table;
+      t.pos = a.pos;
+      t.derived = "alter_column";
+      tasks.push_back(t);
+      it = tasks.end() - 1;
+    }
+    it->set.emplace_back(shadow, up);
+    // A row is pending while its shadow is empty and `up` gives it a value; a NULL that `up`
+    // keeps NULL already agrees.
+    const std::string pending = "(" + QuoteIdent(shadow) + " IS NULL AND (" + up + ") IS NOT NULL)";
+    it->where = it->where.empty() ? pending : it->where + " OR " + pending;
+    it->derived += " " + a.table.Display() + "." + a.column;
+
+    Gate g;
+    g.kind = Gate::Kind::kSql;
+    g.pos = a.pos;
+    g.label = "agree:" + a.table.Display() + "." + a.column;
+    const std::string cast = a.type.empty() ? "(" + up + ")" : "CAST((" + up + ") AS " + a.type + ")";
+    g.sql = "SELECT count(*) FROM " + QuoteName(a.table) + " WHERE " + QuoteIdent(shadow) +
+            " IS DISTINCT FROM " + cast;
+    g.expect = 0;
+    plan->gates.push_back(g);
+  }
+  for (auto& t : tasks) plan->backfill.push_back(std::move(t));
+
+  size_t at = 0;
+  while (at < plan->contract.size() && plan->contract[at].kind == OpKind::kSetNotNull) ++at;
+  plan->contract.insert(plan->contract.begin() + static_cast<std::ptrdiff_t>(at),
+                        derived(OpKind::kSwitch));
+  plan->rollback.insert(plan->rollback.begin(), derived(OpKind::kUndoAlterations));
+}
+
+std::vector<DdlStatement> CompileAlterColumn(const std::string& plan, const Step& a) {
+  const std::string t = QuoteName(a.table), shadow = ShadowColumn(a.column);
+  const std::string mark = ShadowMark(plan, a.table, a.column);
+  std::vector<DdlStatement> out;
+  // The shadow: of the new type, or of the old one read from the catalog.
+  std::string add;
+  if (!a.type.empty()) {
+    add = "ALTER TABLE " + t + " ADD COLUMN IF NOT EXISTS " + QuoteIdent(shadow) + " " + a.type;
+  } else {
+    add = "DO $tide_shadow$ BEGIN EXECUTE format('ALTER TABLE %s ADD COLUMN IF NOT EXISTS %I %s', " +
+          QuoteLiteral(t) + ", " + QuoteLiteral(shadow) +
+          ", (SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = " +
+          RegClass(a.table) + " AND attname = " + QuoteLiteral(a.column) +
+          " AND NOT attisdropped)); END $tide_shadow$";
+  }
+  add += "; COMMENT ON COLUMN " + t + "." + QuoteIdent(shadow) + " IS " + QuoteLiteral(mark);
+  const std::string clash =
+      "SELECT CASE WHEN " + ColumnExists(a.table, shadow) +
+      " AND col_description(" + RegClass(a.table) + ", (SELECT attnum FROM pg_attribute WHERE "
+      "attrelid = " + RegClass(a.table) + " AND attname = " + QuoteLiteral(shadow) +
+      ")) IS DISTINCT FROM " + QuoteLiteral(mark) + " THEN " +
+      QuoteLiteral("a column named " + shadow + " already exists on " + a.table.Display() +
+                   " and is not this plan's shadow of " + a.column +
+                   " (another plan changing the same column?); finish or abort that plan first") +
+      " ELSE '' END";
+  out.push_back({add, true,
+                 "SELECT " + ColumnExists(a.table, shadow) + " AND col_description(" +
+                     RegClass(a.table) + ", (SELECT attnum FROM pg_attribute WHERE attrelid = " +
+                     RegClass(a.table) + " AND attname = " + QuoteLiteral(shadow) + ")) = " +
+                     QuoteLiteral(mark),
+                 Fill(kBrief, a.table.Display()) + " (a nullable column without a default)", "",
+                 clash});
+
+  // The trigger: the old version's writes fill the shadow from `up`; the new version's (its
+  // search_path names the version schema) fill the old column from `down`. `up` failing (a cast
+  // of a value it cannot convert) never fails the application's write: the shadow stays NULL
+  // and the backfill reports it.
+  const std::string name = AlterTriggerName(plan, a.table, a.column);
+  const std::string fn = "tide." + QuoteIdent(name);
+  const std::string tmark = TriggerMark(plan, a.table, a.column);
+  const std::string row = "FROM (SELECT (NEW).*) AS " + QuoteIdent(a.table.name);
+  const std::string up = "(SELECT (" + UpExpression(a) + ") " + row + ")";
+  const std::string down_expr = a.down.empty() ? QuoteIdent(a.column) : a.down;
+  const std::string down = "(SELECT (SELECT (" + down_expr + ") FROM (SELECT (NEW)." +
+                           QuoteIdent(shadow) + " AS " + QuoteIdent(a.column) + ") AS tide_new) " +
+                           row + ")";
+  const std::string s = "NEW." + QuoteIdent(shadow), c = "NEW." + QuoteIdent(a.column);
+  std::string body = "#variable_conflict use_column\nBEGIN\n";
+  body += "  IF " + NewVersionSession(VersionSchema(plan)) + " THEN\n";
+  body += "    IF TG_OP = 'INSERT' AND " + s + " IS NULL AND " + c + " IS NOT NULL THEN\n";
+  body += "      " + s + " := " + up + ";\n";
+  body += "    ELSE\n";
+  body += "      " + c + " := " + down + ";\n";
+  body += "    END IF;\n";
+  body += "  ELSE\n";
+  body += "    BEGIN\n      " + s + " := " + up + ";\n";
+  body += "    EXCEPTION WHEN OTHERS THEN\n      " + s + " := NULL;\n    END;\n";
+  body += "  END IF;\n  RETURN NEW;\nEND";
+  const std::string trigger_clash =
+      "DO $tide_clash$ BEGIN IF EXISTS (SELECT 1 FROM pg_proc WHERE pronamespace = "
+      "'tide'::regnamespace AND proname = " + QuoteLiteral(name) +
+      " AND obj_description(oid, 'pg_proc') IS DISTINCT FROM " + QuoteLiteral(tmark) +
+      ") THEN RAISE EXCEPTION USING ERRCODE = 'duplicate_object', MESSAGE = " +
+      QuoteLiteral("a function named tide." + name + " exists and is not this plan's; tide will "
+                   "not replace it") +
+      "; END IF; END $tide_clash$";
+  out.push_back({trigger_clash + "; CREATE OR REPLACE FUNCTION " + fn +
+                     "() RETURNS trigger LANGUAGE plpgsql AS $tide_alter$\n" + body +
+                     "\n$tide_alter$; COMMENT ON FUNCTION " + fn + "() IS " + QuoteLiteral(tmark) +
+                     "; CREATE OR REPLACE TRIGGER " + QuoteIdent(name) +
+                     " BEFORE INSERT OR UPDATE ON " + t + " FOR EACH ROW EXECUTE FUNCTION " + fn +
+                     "()",
+                 true, "",
+                 "SHARE ROW EXCLUSIVE on " + a.table.Display() +
+                     ", brief: writes queue behind it for at most lock_timeout; reads go on",
+                 "", ""});
+  return out;
+}
+
+std::vector<DdlStatement> CompileAddPrimaryKey(const Step& s) {
+  const std::string t = QuoteName(s.table);
+  const std::string name = s.name.name.empty() ? ObjectName({s.table.name}, "_pkey") : s.name.name;
+  const QualifiedName index{s.table.schema, name};
+  const std::string has_pk = "EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = " +
+                             RegClass(s.table) + " AND contype = 'p')";
+  std::vector<DdlStatement> out;
+  std::vector<std::string> checks;
+  for (const auto& c : s.columns) {
+    const std::string check = ObjectName({s.table.name, c}, "_not_null");
+    checks.push_back(check);
+    const std::string done = has_pk + " OR " + ColumnIsNotNull(s.table, c);
+    out.push_back({"ALTER TABLE " + t + " ADD CONSTRAINT " + QuoteIdent(check) + " CHECK (" +
+                       QuoteIdent(c) + " IS NOT NULL) NOT VALID",
+                   true, "SELECT " + done + " OR " + ConstraintExists(s.table, check, false),
+                   Fill(kBrief, s.table.Display()), "", ""});
+    out.push_back({"ALTER TABLE " + t + " VALIDATE CONSTRAINT " + QuoteIdent(check), true,
+                   "SELECT " + done + " OR " + ConstraintExists(s.table, check, true),
+                   Fill(kValidate, s.table.Display()), "", ""});
+    out.push_back({"ALTER TABLE " + t + " ALTER COLUMN " + QuoteIdent(c) + " SET NOT NULL", true,
+                   "SELECT " + done,
+                   Fill(kBrief, s.table.Display()) + " (the valid check spares the scan)", "", ""});
+  }
+  out.push_back({"CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS " + QuoteIdent(name) + " ON " + t +
+                     " (" + Columns(s.columns) + ")",
+                 false, "SELECT " + has_pk + " OR " + IndexValid(index),
+                 Fill(kConcurrent, s.table.Display()), QuoteName(index), ""});
+  out.push_back({"ALTER TABLE " + t + " ADD CONSTRAINT " + QuoteIdent(name) +
+                     " PRIMARY KEY USING INDEX " + QuoteIdent(name),
+                 true, "SELECT " + has_pk,
+                 Fill(kBrief, s.table.Display()) + " (the index is already built)", "", ""});
+  for (const auto& check : checks) {
+    out.push_back({"ALTER TABLE " + t + " DROP CONSTRAINT IF EXISTS " + QuoteIdent(check), true,
+                   "SELECT NOT " + ConstraintExists(s.table, check, false),
+                   Fill(kBrief, s.table.Display()), "", ""});
+  }
+  return out;
+}
+
+std::vector<DdlStatement> CompileVersionSchema(const Step& step) {
+  const std::string schema = VersionSchema(step.plan), q = QuoteIdent(schema);
+  const std::string mark = SchemaMark(step.plan);
+  std::string sql = "DO $tide_views$\nDECLARE cols text;\nBEGIN\n";
+  sql += "  IF EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = " + QuoteLiteral(schema) +
+         " AND obj_description(oid, 'pg_namespace') IS DISTINCT FROM " + QuoteLiteral(mark) +
+         ") THEN RAISE EXCEPTION USING ERRCODE = 'duplicate_schema', MESSAGE = " +
+         QuoteLiteral("a schema named " + schema + " exists and is not this plan's version "
+                      "schema; tide will not put its views there (rename the plan or the schema)") +
+         "; END IF;\n";
+  sql += "  CREATE SCHEMA IF NOT EXISTS " + q + ";\n  COMMENT ON SCHEMA " + q + " IS " +
+         QuoteLiteral(mark) + ";\n  GRANT USAGE ON SCHEMA " + q + " TO PUBLIC;\n";
+  for (const auto& table : TablesOf(step.alterations)) {
+    // Each column under its new name, the shadow in the old column's place; other plans'
+    // shadows are left out.
+    std::string names = "CASE attname", order = "CASE attname", hidden;
+    for (const auto& a : step.alterations) {
+      if (!(a.table == table)) continue;
+      if (a.kind == OpKind::kAlterColumn) {
+        const std::string shadow = ShadowColumn(a.column);
+        names += " WHEN " + QuoteLiteral(shadow) + " THEN quote_ident(attname) || ' AS ' || " +
+                 QuoteLiteral(QuoteIdent(a.column));
+        order += " WHEN " + QuoteLiteral(shadow) +
+                 " THEN (SELECT o.attnum FROM pg_attribute o WHERE o.attrelid = a.attrelid AND "
+                 "o.attname = " + QuoteLiteral(a.column) + ")";
+        hidden += ", " + QuoteLiteral(a.column);
+      } else if (a.kind == OpKind::kRenameColumn) {
+        names += " WHEN " + QuoteLiteral(a.column) + " THEN quote_ident(attname) || ' AS ' || " +
+                 QuoteLiteral(QuoteIdent(a.to));
+      }
+    }
+    names = names == "CASE attname" ? "quote_ident(attname)" : names + " ELSE quote_ident(attname) END";
+    order = order == "CASE attname" ? "attnum" : order + " ELSE attnum END";
+    std::string ours;
+    for (const auto& a : step.alterations) {
+      if (a.table == table && a.kind == OpKind::kAlterColumn) {
+        ours += ", " + QuoteLiteral(ShadowColumn(a.column));
+      }
+    }
+    const std::string view = q + "." + QuoteIdent(ViewName(step.alterations, table));
+    sql += "  SELECT string_agg(" + names + ", ', ' ORDER BY " + order +
+           ") INTO cols FROM pg_attribute a WHERE attrelid = " + QuoteLiteral(QuoteName(table)) +
+           "::regclass AND attnum > 0 AND NOT attisdropped AND (attname NOT LIKE '\\_tide\\_new\\_%'" +
+           (ours.empty() ? "" : " OR attname IN (" + ours.substr(2) + ")") + ")" +
+           (hidden.empty() ? "" : " AND attname NOT IN (" + hidden.substr(2) + ")") + ";\n";
+    sql += "  EXECUTE " + QuoteLiteral("DROP VIEW IF EXISTS " + view) + ";\n";
+    sql += "  EXECUTE " + QuoteLiteral("CREATE VIEW " + view + " WITH (security_invoker = true) AS SELECT ") +
+           " || cols || " + QuoteLiteral(" FROM " + QuoteName(table)) + ";\n";
+    sql += "  EXECUTE " + QuoteLiteral("GRANT SELECT, INSERT, UPDATE, DELETE ON " + view + " TO PUBLIC") +
+           ";\n";
+  }
+  sql += "END $tide_views$";
+  std::string tables;
+  for (const auto& t : TablesOf(step.alterations)) tables += (tables.empty() ? "" : ", ") + t.Display();
+  return {{sql, true, "",
+           "ACCESS SHARE on " + tables + " (views over them); nothing waits on it", "", ""}};
+}
+
+std::vector<DdlStatement> CompileUndo(const Step& step) {
+  std::vector<DdlStatement> out;
+  const std::string schema = VersionSchema(step.plan);
+  out.push_back({"DO $tide_undo$ BEGIN IF EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = " +
+                     QuoteLiteral(schema) + " AND obj_description(oid, 'pg_namespace') = " +
+                     QuoteLiteral(SchemaMark(step.plan)) + ") THEN DROP SCHEMA " +
+                     QuoteIdent(schema) + " CASCADE; END IF; END $tide_undo$",
+                 true, "", "ACCESS EXCLUSIVE on the version schema's views, brief", "", ""});
+  for (const auto& a : step.alterations) {
+    if (a.kind != OpKind::kAlterColumn) continue;
+    const std::string name = AlterTriggerName(step.plan, a.table, a.column);
+    const std::string shadow = ShadowColumn(a.column), t = QuoteName(a.table);
+    const std::string ours =
+        "col_description(" + RegClass(a.table) + ", (SELECT attnum FROM pg_attribute WHERE "
+        "attrelid = " + RegClass(a.table) + " AND attname = " + QuoteLiteral(shadow) +
+        " AND NOT attisdropped)) = " + QuoteLiteral(ShadowMark(step.plan, a.table, a.column));
+    out.push_back({"DROP TRIGGER IF EXISTS " + QuoteIdent(name) + " ON " + t +
+                       "; DROP FUNCTION IF EXISTS tide." + QuoteIdent(name) +
+                       "(); DO $tide_undo$ BEGIN IF " + ours + " THEN ALTER TABLE " + t +
+                       " DROP COLUMN " + QuoteIdent(shadow) + "; END IF; END $tide_undo$",
+                   true, "SELECT " + RegClass(a.table) + " IS NULL",
+                   Fill(kBrief, a.table.Display()) + " (the shadow's space is reclaimed by later "
+                   "writes)", "", ""});
+  }
+  return out;
+}
+
+namespace {
+
+// One alter_column of the switch, with its facts.
+struct Altered {
+  const Step* step;
+  const ColumnFacts* facts;
+  QualifiedName table;  // with its schema resolved
+  std::string shadow;
+};
+
+struct SwitchBuilder {
+  const Step& step;
+  std::vector<Altered> altered;
+
+  // The column's name on the new shape while both exist: the shadow when `table.column` is
+  // altered by the plan.
+  std::string Mapped(const QualifiedName& table, const std::string& column) const {
+    for (const auto& a : altered) {
+      if (a.table == table && a.step->column == column) return a.shadow;
+    }
+    return column;
+  }
+  std::vector<std::string> MappedAll(const QualifiedName& table,
+                                     const std::vector<std::string>& columns) const {
+    std::vector<std::string> out;
+    for (const auto& c : columns) out.push_back(Mapped(table, c));
+    return out;
+  }
+  std::string MappedText(const QualifiedName& table, std::string text) const {
+    for (const auto& a : altered) {
+      if (a.table == table) text = ReplaceIdentifier(text, a.step->column, a.shadow);
+    }
+    return text;
+  }
+};
+
+std::string NewName(const std::string& old) { return ObjectName({old}, "_tide"); }
+
+// Where the switch keeps an identity's next value between the old column's drop and the new
+// identity: a transaction-local setting.
+std::string IdentitySetting(const Altered& a) {
+  return "tide.identity_" + Hash8(a.table.Display() + "." + a.step->column);
+}
+
+}  // namespace
+
+std::vector<DdlStatement> CompileSwitch(const Step& step, const SwitchFacts& facts,
+                                        std::string* problem) {
+  SwitchBuilder b{step, {}};
+  for (const auto& a : step.alterations) {
+    if (a.kind != OpKind::kAlterColumn) continue;
+    auto it = facts.find(FactsKey(a.table, a.column));
+    if (it == facts.end() || !it->second.exists) {
+      *problem = "column " + FactsKey(a.table, a.column) + " does not exist";
+      return {};
+    }
+    if (!it->second.blockers.empty()) {
+      *problem = FactsKey(a.table, a.column) + ": " + it->second.blockers.front();
+      return {};
+    }
+    if (!it->second.shadow_exists) {
+      *problem = "the shadow " + ShadowColumn(a.column) + " of " + FactsKey(a.table, a.column) +
+                 " is missing (dropped by hand?); abort the plan and submit it again";
+      return {};
+    }
+    QualifiedName resolved{it->second.schema, a.table.name};
+    b.altered.push_back({&a, &it->second, resolved, ShadowColumn(a.column)});
+  }
+  std::vector<DdlStatement> out;
+  std::set<std::string> locked;  // quoted, qualified
+  for (const auto& a : b.altered) locked.insert(QuoteName(a.table));
+  for (const auto& a : step.alterations) {
+    if (a.kind != OpKind::kAlterColumn) locked.insert(QuoteName(a.table));
+  }
+
+  // Slow work first, with no lock that holds the application up: the indexes, then the checks,
+  // then the foreign keys (which need the unique indexes they reference).
+  std::set<std::string> seen;
+  std::vector<const ForeignKeyFacts*> fks;
+  for (const auto& a : b.altered) {
+    const std::string t = QuoteName(a.table), td = a.table.Display();
+    for (const auto& idx : a.facts->indexes) {
+      if (!seen.insert("index " + td + "." + idx.name).second) continue;
+      const std::vector<std::string> cols = b.MappedAll(a.table, idx.columns);
+      std::string list;
+      for (size_t i = 0; i < cols.size(); ++i) {
+        list += (i ? ", " : "") + QuoteIdent(cols[i]);
+        if (i < idx.options.size() && !idx.options[i].empty()) list += " " + idx.options[i];
+      }
+      const QualifiedName fresh{a.table.schema, NewName(idx.name)};
+      std::string sql = std::string("CREATE ") + (idx.unique ? "UNIQUE " : "") +
+                        "INDEX CONCURRENTLY IF NOT EXISTS " + QuoteIdent(fresh.name) + " ON " + t +
+                        " USING " + (idx.method.empty() ? "btree" : idx.method) + " (" + list + ")";
+      if (!idx.predicate.empty()) sql += " WHERE (" + b.MappedText(a.table, idx.predicate) + ")";
+      out.push_back({sql, false, "SELECT " + IndexValid(fresh), Fill(kConcurrent, td),
+                     QuoteName(fresh), ""});
+    }
+    if (!a.step->unique_name.empty()) {
+      const QualifiedName u{a.table.schema, a.step->unique_name};
+      out.push_back({"CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS " + QuoteIdent(u.name) +
+                         " ON " + t + " (" + QuoteIdent(a.shadow) + ")",
+                     false, "SELECT " + IndexValid(u), Fill(kConcurrent, td), QuoteName(u), ""});
+    }
+  }
+  auto add_validated = [&](const QualifiedName& table, const std::string& name,
+                           const std::string& def) {
+    const std::string t = QuoteName(table);
+    out.push_back({"ALTER TABLE " + t + " ADD CONSTRAINT " + QuoteIdent(name) + " " + def +
+                       " NOT VALID",
+                   true, "SELECT " + ConstraintExists(table, name, false),
+                   Fill(kBrief, table.Display()), "", ""});
+    out.push_back({"ALTER TABLE " + t + " VALIDATE CONSTRAINT " + QuoteIdent(name), true,
+                   "SELECT " + ConstraintExists(table, name, true),
+                   Fill(kValidate, table.Display()), "", ""});
+  };
+  auto needs_not_null = [](const Altered& a) {
+    if (a.facts->not_null || a.step->not_null || a.facts->identity) return true;
+    for (const auto& idx : a.facts->indexes) {
+      if (idx.constraint_type == 'p') return true;
+    }
+    return false;
+  };
+  for (const auto& a : b.altered) {
+    if (needs_not_null(a)) {
+      add_validated(a.table, ObjectName({a.table.name, a.shadow}, "_not_null"),
+                    "CHECK (" + QuoteIdent(a.shadow) + " IS NOT NULL)");
+    }
+    for (const auto& chk : a.facts->checks) {
+      if (!seen.insert("check " + a.table.Display() + "." + chk.name).second) continue;
+      add_validated(a.table, NewName(chk.name), b.MappedText(a.table, chk.definition));
+    }
+    if (!a.step->name.name.empty()) {
+      add_validated(a.table, a.step->name.name,
+                    "CHECK (" + b.MappedText(a.table, a.step->expression) + ")");
+    }
+    for (const auto& fk : a.facts->foreign_keys) {
+      if (!seen.insert("fk " + fk.table.Display() + "." + fk.name).second) continue;
+      fks.push_back(&fk);
+    }
+  }
+  for (const ForeignKeyFacts* fk : fks) {
+    locked.insert(QuoteName(fk->table));
+    locked.insert(QuoteName(fk->ref_table));
+    const std::string def = "FOREIGN KEY (" + Columns(b.MappedAll(fk->table, fk->columns)) +
+                            ") REFERENCES " + QuoteName(fk->ref_table) + " (" +
+                            Columns(b.MappedAll(fk->ref_table, fk->ref_columns)) + ")" + fk->actions;
+    const std::string name = NewName(fk->name), t = QuoteName(fk->table);
+    const std::string both = fk->table.Display() + " and " + fk->ref_table.Display();
+    out.push_back({"ALTER TABLE " + t + " ADD CONSTRAINT " + QuoteIdent(name) + " " + def +
+                       " NOT VALID",
+                   true, "SELECT " + ConstraintExists(fk->table, name, false),
+                   "SHARE ROW EXCLUSIVE on " + both + ", brief: no scan; writes queue behind it "
+                   "for at most lock_timeout", "", ""});
+    out.push_back({"ALTER TABLE " + t + " VALIDATE CONSTRAINT " + QuoteIdent(name), true,
+                   "SELECT " + ConstraintExists(fk->table, name, true),
+                   "SHARE UPDATE EXCLUSIVE on " + fk->table.Display() + " and ROW SHARE on " +
+                       fk->ref_table.Display() + " while it scans: reads and writes go on",
+                   "", ""});
+  }
+
+  // The switch: one transaction, every lock taken first (in one order), nothing slow inside.
+  std::vector<std::string> sql;
+  std::string tables;
+  for (const auto& t : locked) tables += (tables.empty() ? "" : ", ") + t;
+  sql.push_back("LOCK TABLE " + tables + " IN ACCESS EXCLUSIVE MODE");
+  sql.push_back("SELECT set_config('tide.switch_locked_at', clock_timestamp()::text, true)");
+  sql.push_back("DROP SCHEMA IF EXISTS " + QuoteIdent(VersionSchema(step.plan)) + " CASCADE");
+  for (const ForeignKeyFacts* fk : fks) {
+    sql.push_back("ALTER TABLE " + QuoteName(fk->table) + " DROP CONSTRAINT " + QuoteIdent(fk->name));
+  }
+  for (const auto& a : b.altered) {
+    const std::string t = QuoteName(a.table);
+    const std::string trigger = AlterTriggerName(step.plan, a.step->table, a.step->column);
+    sql.push_back("DROP TRIGGER IF EXISTS " + QuoteIdent(trigger) + " ON " + t);
+    sql.push_back("DROP FUNCTION IF EXISTS tide." + QuoteIdent(trigger) + "()");
+    if (a.facts->identity && !a.facts->owned_sequence.empty()) {
+      // An identity's sequence goes with its column; the shadow's new identity starts where it
+      // stopped (the tables are locked: no insert can take a value meanwhile).
+      sql.push_back("SELECT set_config(" + QuoteLiteral(IdentitySetting(a)) +
+                    ", (SELECT CASE WHEN is_called THEN last_value + s.seqincrement ELSE last_value "
+                    "END FROM " + a.facts->owned_sequence + ", pg_sequence s WHERE s.seqrelid = " +
+                    QuoteLiteral(a.facts->owned_sequence) + "::regclass)::text || ' INCREMENT BY ' "
+                    "|| (SELECT seqincrement FROM pg_sequence WHERE seqrelid = " +
+                    QuoteLiteral(a.facts->owned_sequence) + "::regclass), true)");
+    } else if (!a.facts->owned_sequence.empty()) {
+      // A serial's sequence goes with the column that owns it: it moves to the shadow first.
+      sql.push_back("ALTER SEQUENCE " + a.facts->owned_sequence + " OWNED BY " + t + "." +
+                    QuoteIdent(a.shadow));
+      std::string type = a.step->type;
+      for (char& ch : type) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+      const bool widens = (type == "bigint" || type == "int8") && a.facts->sequence_type != "bigint";
+      const bool widens_int = (type == "integer" || type == "int" || type == "int4") &&
+                              a.facts->sequence_type == "smallint";
+      if (widens || widens_int) {
+        sql.push_back("ALTER SEQUENCE " + a.facts->owned_sequence + " AS " + type);
+      }
+    }
+  }
+  for (const auto& a : b.altered) {
+    sql.push_back("ALTER TABLE " + QuoteName(a.table) + " DROP COLUMN " + QuoteIdent(a.step->column));
+  }
+  for (const auto& a : b.altered) {
+    const std::string t = QuoteName(a.table), c = QuoteIdent(a.step->column);
+    sql.push_back("ALTER TABLE " + t + " RENAME COLUMN " + QuoteIdent(a.shadow) + " TO " + c);
+    sql.push_back("COMMENT ON COLUMN " + t + "." + c + " IS NULL");
+    const std::string def = a.step->default_sql ? *a.step->default_sql : a.facts->default_expr;
+    if (!def.empty()) sql.push_back("ALTER TABLE " + t + " ALTER COLUMN " + c + " SET DEFAULT (" + def + ")");
+    if (needs_not_null(a)) {
+      sql.push_back("ALTER TABLE " + t + " ALTER COLUMN " + c + " SET NOT NULL");
+      sql.push_back("ALTER TABLE " + t + " DROP CONSTRAINT " +
+                    QuoteIdent(ObjectName({a.table.name, a.shadow}, "_not_null")));
+    }
+    if (a.facts->identity && !a.facts->owned_sequence.empty()) {
+      sql.push_back("DO $tide_identity$ BEGIN EXECUTE " +
+                    QuoteLiteral("ALTER TABLE " + t + " ALTER COLUMN " + c + " ADD GENERATED " +
+                                 (a.facts->identity == 'a' ? "ALWAYS" : "BY DEFAULT") +
+                                 " AS IDENTITY (START WITH ") +
+                    " || current_setting(" + QuoteLiteral(IdentitySetting(a)) +
+                    ") || ')'; END $tide_identity$");
+    }
+  }
+  std::set<std::string> renamed;
+  for (const auto& a : b.altered) {
+    const std::string t = QuoteName(a.table);
+    for (const auto& idx : a.facts->indexes) {
+      if (!renamed.insert("index " + a.table.Display() + "." + idx.name).second) continue;
+      const std::string fresh = QuoteIdent(NewName(idx.name));
+      if (idx.constraint_type == 'p' || idx.constraint_type == 'u') {
+        sql.push_back("ALTER TABLE " + t + " ADD CONSTRAINT " + QuoteIdent(idx.constraint_name) +
+                      (idx.constraint_type == 'p' ? " PRIMARY KEY" : " UNIQUE") +
+                      " USING INDEX " + fresh);
+      } else {
+        sql.push_back("ALTER INDEX " + QuoteName(QualifiedName{a.table.schema, NewName(idx.name)}) +
+                      " RENAME TO " + QuoteIdent(idx.name));
+      }
+    }
+    if (!a.step->unique_name.empty()) {
+      sql.push_back("ALTER TABLE " + t + " ADD CONSTRAINT " + QuoteIdent(a.step->unique_name) +
+                    " UNIQUE USING INDEX " + QuoteIdent(a.step->unique_name));
+    }
+    for (const auto& chk : a.facts->checks) {
+      if (!renamed.insert("check " + a.table.Display() + "." + chk.name).second) continue;
+      sql.push_back("ALTER TABLE " + t + " RENAME CONSTRAINT " + QuoteIdent(NewName(chk.name)) +
+                    " TO " + QuoteIdent(chk.name));
+    }
+  }
+  for (const ForeignKeyFacts* fk : fks) {
+    sql.push_back("ALTER TABLE " + QuoteName(fk->table) + " RENAME CONSTRAINT " +
+                  QuoteIdent(NewName(fk->name)) + " TO " + QuoteIdent(fk->name));
+  }
+  std::string done;
+  for (const auto& a : b.altered) {
+    done += std::string(done.empty() ? "" : " AND ") + "NOT " + ColumnExists(a.table, a.shadow);
+  }
+  for (const auto& a : step.alterations) {
+    if (a.kind == OpKind::kRenameColumn) {
+      sql.push_back("ALTER TABLE " + QuoteName(a.table) + " RENAME COLUMN " + QuoteIdent(a.column) +
+                    " TO " + QuoteIdent(a.to));
+      done += std::string(done.empty() ? "" : " AND ") + "NOT " + ColumnExists(a.table, a.column);
+    }
+  }
+  for (const auto& a : step.alterations) {
+    if (a.kind == OpKind::kRenameTable) {
+      sql.push_back("ALTER TABLE " + QuoteName(a.table) + " RENAME TO " + QuoteIdent(a.to));
+      done += std::string(done.empty() ? "" : " AND ") + RegClass(a.table) + " IS NULL";
+    }
+  }
+  sql.push_back("SELECT (extract(epoch FROM clock_timestamp() - "
+                "current_setting('tide.switch_locked_at')::timestamptz) * 1000)::bigint");
+  std::string joined;
+  for (const auto& s : sql) joined += (joined.empty() ? "" : ";\n") + s;
+  DdlStatement sw{joined, true, "SELECT " + done,
+                  "ACCESS EXCLUSIVE on " + tables + " for one short transaction: catalog changes "
+                  "only, no scan, no rewrite; queries on them queue behind it for at most "
+                  "lock_timeout, and it is retried with the blocker named",
+                  "", ""};
+  sw.reports_lock_held = true;
+  out.push_back(sw);
+  return out;
+}
+
+std::vector<DdlStatement> DescribeSwitch(const Step& step) {
+  std::vector<DdlStatement> out;
+  std::string tables;
+  for (const auto& t : TablesOf(step.alterations)) tables += (tables.empty() ? "" : ", ") + t.Display();
+  for (const auto& a : step.alterations) {
+    if (a.kind != OpKind::kAlterColumn) continue;
+    out.push_back({"-- every index, unique constraint, check and foreign key over " +
+                       FactsKey(a.table, a.column) + " (and those of other tables that reference "
+                       "it) built again on " + ShadowColumn(a.column) +
+                       ", read from the catalog when contract starts (validate --db lists them)",
+                   true, "",
+                   "CREATE INDEX CONCURRENTLY, ADD CONSTRAINT ... NOT VALID then VALIDATE: reads "
+                   "and writes go on", "", ""});
+  }
+  std::string what;
+  for (const auto& a : step.alterations) {
+    if (a.kind == OpKind::kAlterColumn) {
+      what += "; " + FactsKey(a.table, a.column) + " replaced by its shadow (default, sequence, "
+              "NOT NULL, index and constraint names moved to it)";
+    } else if (a.kind == OpKind::kRenameColumn) {
+      what += "; ALTER TABLE " + QuoteName(a.table) + " RENAME COLUMN " + QuoteIdent(a.column) +
+              " TO " + QuoteIdent(a.to);
+    } else {
+      what += "; ALTER TABLE " + QuoteName(a.table) + " RENAME TO " + QuoteIdent(a.to);
+    }
+  }
+  out.push_back({"-- one transaction: LOCK TABLE " + tables + " IN ACCESS EXCLUSIVE MODE; DROP "
+                     "SCHEMA " + QuoteIdent(VersionSchema(step.plan)) + " CASCADE" + what,
+                 true, "",
+                 "ACCESS EXCLUSIVE on " + tables + " for one short transaction: catalog changes "
+                 "only; queries queue behind it for at most lock_timeout", "", ""});
+  return out;
+}
+
+std::string ReplaceIdentifier(const std::string& text, const std::string& from,
+                              const std::string& to) {
+  std::string out;
+  const std::string quoted_to = QuoteIdent(to);
+  size_t i = 0;
+  auto ident_char = [](unsigned char c) { return std::isalnum(c) || c == '_' || c == '$' || c >= 0x80; };
+  auto lower = [](std::string s) {
+    for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    return s;
+  };
+  while (i < text.size()) {
+    const char c = text[i];
+    if (c == '\'') {  // a string literal, '' inside
+      size_t j = i + 1;
+      while (j < text.size()) {
+        if (text[j] == '\'' && j + 1 < text.size() && text[j + 1] == '\'') {
+          j += 2;
+          continue;
+        }
+        if (text[j] == '\'') break;
+        ++j;
+      }
+      out += text.substr(i, j + 1 - i);
+      i = j + 1;
+      continue;
+    }
+    if (c == '"') {  // a quoted identifier, "" inside
+      size_t j = i + 1;
+      std::string name;
+      while (j < text.size()) {
+        if (text[j] == '"' && j + 1 < text.size() && text[j + 1] == '"') {
+          name += '"';
+          j += 2;
+          continue;
+        }
+        if (text[j] == '"') break;
+        name += text[j++];
+      }
+      out += name == from ? quoted_to : text.substr(i, j + 1 - i);
+      i = j + 1;
+      continue;
+    }
+    if (c == '-' && i + 1 < text.size() && text[i + 1] == '-') {
+      const size_t j = text.find('\n', i);
+      const size_t end = j == std::string::npos ? text.size() : j;
+      out += text.substr(i, end - i);
+      i = end;
+      continue;
+    }
+    if (ident_char(static_cast<unsigned char>(c)) && !std::isdigit(static_cast<unsigned char>(c))) {
+      size_t j = i;
+      while (j < text.size() && ident_char(static_cast<unsigned char>(text[j]))) ++j;
+      const std::string word = text.substr(i, j - i);
+      // A bare identifier is folded to lower case; it is `from` only when that matches. One
+      // after a dot (`t.col`) names a column of some table: replaced too, as it can only be
+      // this table's in a constraint or index of it.
+      const bool after_type_cast = i >= 2 && text[i - 1] == ':' && text[i - 2] == ':';
+      out += (!after_type_cast && lower(word) == from) ? quoted_to : word;
+      i = j;
+      continue;
+    }
+    if (std::isdigit(static_cast<unsigned char>(c))) {
+      size_t j = i;
+      while (j < text.size() && ident_char(static_cast<unsigned char>(text[j]))) ++j;
+      out += text.substr(i, j - i);
+      i = j;
+      continue;
+    }
+    out += c;
+    ++i;
+  }
+  return out;
+}
+
+}  // namespace tide

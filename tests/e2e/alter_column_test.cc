@@ -1,0 +1,237 @@
+// Changing columns the application already uses: alter_column (int to bigint keys with a serial
+// and a foreign key whose column changes too, text to integer with up/down), rename_column and
+// rename_table, add_primary_key, with the application under test (tests/support/app_sim.h)
+// writing and reading throughout: the old version through expand, the backfill and the gates,
+// the new version through the plan's version schema (its search_path) from the gates on, and on
+// the switched tables after contract.
+//
+// Each scenario asserts: the plan is done; the application saw no error; no statement of it
+// waited longer than lock_timeout plus a margin; every row is right; nothing of tide's is left
+// (shadows, triggers, the version schema, NOT VALID constraints, invalid indexes).
+#include "e2e/application_fixture.h"
+
+namespace tide {
+namespace {
+
+// The plans' only gate: the new version's deploy.
+std::string Gates() { return std::string("gates:\n") + kDeployGate; }
+
+class AlterColumnTest : public ApplicationTest {
+ protected:
+  std::string Audit() { return ReadAll(dir_ + "/audit.jsonl"); }
+};
+
+// An integer primary key with a serial default and a foreign key from another table, whose
+// column changes too: at the end both are bigint, the sequence is bigint, the foreign key and
+// the primary key are there and valid, and every row is unchanged.
+Scenario IntToBigint() {
+  Scenario s;
+  s.seeded_rows = 5000;
+  s.both_versions = 1s;
+  s.plan_name = "accounts_bigint";
+  s.schema = R"SQL(
+CREATE TABLE accounts (id serial PRIMARY KEY, name text NOT NULL, CHECK (id > 0));
+CREATE TABLE orders (id serial PRIMARY KEY, account_id integer NOT NULL REFERENCES accounts (id),
+                     amount int NOT NULL);
+CREATE INDEX orders_account_id_idx ON orders (account_id);
+INSERT INTO accounts (name) SELECT 'a' || g FROM generate_series(1, 5000) g;
+INSERT INTO orders (account_id, amount) SELECT 1 + g % 5000, g FROM generate_series(1, 20000) g;
+CREATE TABLE orders_before AS SELECT id, account_id FROM orders;
+CREATE TABLE accounts_before AS SELECT id, name FROM accounts;
+)SQL";
+  s.plan = std::string(
+               "plan: accounts_bigint\ndatabase: app\nsettings: {lock_timeout: 500ms}\n"
+               "expand:\n"
+               "  - alter_column: {table: accounts, column: id, type: bigint}\n"
+               "  - alter_column: {table: orders, column: account_id, type: bigint}\n") +
+           Gates();
+  s.old_version.insert = "INSERT INTO orders (account_id, amount) VALUES ({row}, {v})";
+  s.old_version.update = "UPDATE orders SET amount = {v} WHERE id = {row}";
+  s.old_version.read =
+      "SELECT count(*) FROM orders o JOIN accounts a ON a.id = o.account_id WHERE a.id = {row}";
+  const std::string path = "SET search_path TO accounts_bigint, public; ";
+  s.new_version.insert = path + "WITH a AS (INSERT INTO accounts (name) VALUES ('n{v}') RETURNING id) "
+                                "INSERT INTO orders (account_id, amount) SELECT id, {v} FROM a";
+  s.new_version.update = path + "UPDATE orders SET amount = {v} WHERE account_id = {row}";
+  s.new_version.read = path +
+      "SELECT count(*) FROM orders o JOIN accounts a ON a.id = o.account_id WHERE a.id = {row}";
+  s.checks = {
+      "SELECT count(*) FROM information_schema.columns WHERE (table_name, column_name) IN "
+      "(('accounts', 'id'), ('orders', 'account_id')) AND data_type <> 'bigint'",
+      "SELECT count(*) FROM pg_sequence WHERE seqrelid = 'accounts_id_seq'::regclass AND seqtypid "
+      "<> 'bigint'::regtype",
+      "SELECT 1 - count(*) FROM pg_constraint WHERE conrelid = 'orders'::regclass AND contype = 'f' "
+      "AND conname = 'orders_account_id_fkey' AND convalidated AND confrelid = 'accounts'::regclass",
+      "SELECT 1 - count(*) FROM pg_constraint WHERE conrelid = 'accounts'::regclass AND contype = "
+      "'p' AND conname = 'accounts_pkey'",
+      "SELECT 1 - count(*) FROM pg_constraint WHERE conrelid = 'accounts'::regclass AND contype = "
+      "'c' AND conname = 'accounts_id_check'",
+      "SELECT 1 - count(*) FROM pg_indexes WHERE indexname = 'orders_account_id_idx' AND indexdef "
+      "LIKE '%(account_id)'",
+      "SELECT count(*) FROM orders_before b LEFT JOIN orders o USING (id) WHERE o.account_id IS "
+      "DISTINCT FROM b.account_id",
+      "SELECT count(*) FROM accounts_before b LEFT JOIN accounts a USING (id) WHERE a.name IS "
+      "DISTINCT FROM b.name",
+      "SELECT count(*) FROM pg_attribute WHERE attrelid = 'accounts'::regclass AND attname = 'id' "
+      "AND NOT attnotnull",
+      // Every order the application wrote points at an account.
+      "SELECT count(*) FROM orders o LEFT JOIN accounts a ON a.id = o.account_id WHERE a.id IS NULL",
+  };
+  return s;
+}
+
+TEST_F(AlterColumnTest, IntegerKeyToBigintWithSerialAndForeignKeyUnderTheApplication) {
+  Scenario s = IntToBigint();
+  s.schema += kAppVersion;
+  RunScenario(s);
+  // After the switch, keys beyond the old type's range work.
+  PgCluster::Shared().Exec(db_, "SELECT setval('accounts_id_seq', 3000000000)");
+  EXPECT_EQ(Query("WITH a AS (INSERT INTO accounts (name) VALUES ('big') RETURNING id) "
+                  "INSERT INTO orders (account_id, amount) SELECT id, 1 FROM a RETURNING account_id"),
+            "3000000001");
+  // The switch's lock hold time is in the audit log.
+  EXPECT_NE(Audit().find("\"lock_held_ms\""), std::string::npos) << Audit();
+}
+
+// text to integer with up and down: the old version writes text, the new one integers through
+// the version schema; both see their own type throughout.
+TEST_F(AlterColumnTest, TextToIntegerWithUpAndDownBothVersionsAtOnce) {
+  Scenario s;
+  s.seeded_rows = 5000;
+  s.both_versions = 1s;
+  s.plan_name = "reviews_rating_int";
+  s.schema = R"SQL(
+CREATE TABLE reviews (id bigint PRIMARY KEY, rating text, body text NOT NULL DEFAULT '');
+INSERT INTO reviews (id, rating, body) SELECT g, (1 + g % 5)::text, 'b' FROM generate_series(1, 5000) g;
+UPDATE reviews SET rating = NULL WHERE id % 100 = 0;
+)SQL";
+  s.plan = std::string(
+               "plan: reviews_rating_int\ndatabase: app\nsettings: {lock_timeout: 500ms}\n"
+               "expand:\n"
+               "  - alter_column: {table: reviews, column: rating, type: integer, up: "
+               "\"CAST(rating AS integer)\", down: \"CAST(rating AS text)\"}\n") +
+           Gates();
+  s.old_version.insert = "INSERT INTO reviews (id, rating) VALUES ({id}, (1 + {v} % 5)::text)";
+  s.old_version.update = "UPDATE reviews SET rating = (1 + {v} % 5)::text WHERE id = {row}";
+  s.old_version.remove = "DELETE FROM reviews WHERE id = {own}";
+  s.old_version.read = "SELECT length(rating) FROM reviews WHERE id = {row}";
+  const std::string path = "SET search_path TO reviews_rating_int, public; ";
+  s.new_version.insert = path + "INSERT INTO reviews (id, rating) VALUES ({id}, 1 + {v} % 5)";
+  s.new_version.update = path + "UPDATE reviews SET rating = 1 + {v} % 5 WHERE id = {row}";
+  s.new_version.remove = path + "DELETE FROM reviews WHERE id = {own}";
+  s.new_version.read = path + "SELECT rating + 1 FROM reviews WHERE id = {row}";
+  s.checks = {
+      "SELECT count(*) FROM information_schema.columns WHERE table_name = 'reviews' AND "
+      "column_name = 'rating' AND data_type <> 'integer'",
+      "SELECT count(*) FROM reviews WHERE rating NOT BETWEEN 1 AND 5",
+      "SELECT 5000 - count(*) FROM reviews WHERE id <= 5000",
+  };
+  s.schema += kAppVersion;
+  RunScenario(s);
+}
+
+// A rename: the old version writes `role`, the new version `job_title` through the version
+// schema, at the same time; after contract the column is `job_title`. A table rename likewise.
+TEST_F(AlterColumnTest, RenameColumnAndTableWithBothVersionsWriting) {
+  Scenario s;
+  s.seeded_rows = 5000;
+  s.both_versions = 1s;
+  s.plan_name = "employees_job_title";
+  s.schema = R"SQL(
+CREATE TABLE employees (id bigint PRIMARY KEY, role text NOT NULL);
+INSERT INTO employees SELECT g, 'r' || g FROM generate_series(1, 5000) g;
+CREATE TABLE fruits (id bigint PRIMARY KEY, name text);
+INSERT INTO fruits SELECT g, 'f' || g FROM generate_series(1, 5000) g;
+)SQL";
+  s.plan = std::string(
+               "plan: employees_job_title\ndatabase: app\nsettings: {lock_timeout: 500ms}\n"
+               "expand:\n"
+               "  - rename_column: {table: employees, from: role, to: job_title}\n"
+               "  - rename_table: {from: fruits, to: produce}\n") +
+           Gates();
+  s.old_version.insert = "INSERT INTO employees (id, role) VALUES ({id}, 'x{v}')";
+  s.old_version.update = "UPDATE employees SET role = 'u{v}' WHERE id = {row}";
+  s.old_version.read = "SELECT role FROM employees e JOIN fruits f USING (id) WHERE id = {row}";
+  const std::string path = "SET search_path TO employees_job_title, public; ";
+  s.new_version.insert = path + "INSERT INTO employees (id, job_title) VALUES ({id}, 'y{v}')";
+  s.new_version.update = path + "UPDATE produce SET name = 'p{v}' WHERE id = {row}";
+  s.new_version.read = path + "SELECT job_title FROM employees e JOIN produce p USING (id) WHERE id = {row}";
+  s.checks = {
+      "SELECT 1 - count(*) FROM information_schema.columns WHERE table_name = 'employees' AND "
+      "column_name = 'job_title'",
+      "SELECT count(*) FROM employees WHERE job_title IS NULL",
+      "SELECT 1 - count(*) FROM pg_class WHERE relname = 'produce' AND relkind = 'r'",
+  };
+  s.schema += kAppVersion;
+  RunScenario(s);
+}
+
+// Abort before contract takes away everything expand added: the shadow, the trigger, the views.
+TEST_F(AlterColumnTest, AbortBeforeContractRemovesShadowTriggerAndViews) {
+  PgCluster::Shared().Exec(db_, std::string(R"SQL(
+CREATE TABLE accounts (id serial PRIMARY KEY, name text NOT NULL);
+INSERT INTO accounts (name) SELECT 'a' || g FROM generate_series(1, 2000) g;
+)SQL") + kAppVersion);
+  StartDaemon();
+  const std::string plan =
+      std::string("plan: abort_bigint\ndatabase: app\nexpand:\n"
+                  "  - alter_column: {table: accounts, column: id, type: bigint}\n") +
+      Gates();
+  ASSERT_EQ(Ctl({"submit", "--config", config_, WritePlan("abort_bigint.yaml", plan)}).status, 0);
+  ASSERT_TRUE(WaitFor([&] { return PlanState("abort_bigint") == "gating"; }, 60s))
+      << Diagnostics("abort_bigint");
+  EXPECT_EQ(Query("SELECT count(*) FROM accounts WHERE _tide_new_id IS DISTINCT FROM id"), "0");
+  auto abort = Ctl({"abort", "abort_bigint", "--config", config_});
+  ASSERT_EQ(abort.status, 0) << abort.output;
+  ASSERT_TRUE(WaitFor([&] { return PlanState("abort_bigint") == "aborted"; }, 30s))
+      << Diagnostics("abort_bigint");
+  ExpectNoLeftovers("abort_bigint");
+  EXPECT_EQ(Query("SELECT data_type FROM information_schema.columns WHERE table_name = 'accounts' "
+                  "AND column_name = 'id'"), "integer");
+  EXPECT_EQ(Query("INSERT INTO accounts (name) VALUES ('after') RETURNING id"), "2001");
+}
+
+// What the switch cannot carry over is refused at submission, with the reason.
+TEST_F(AlterColumnTest, RefusesAColumnAViewDependsOn) {
+  PgCluster::Shared().Exec(db_, R"SQL(
+CREATE TABLE accounts (id serial PRIMARY KEY, name text NOT NULL);
+CREATE VIEW account_names AS SELECT id, name FROM accounts;
+)SQL");
+  const std::string plan =
+      "plan: refused_bigint\ndatabase: app\nexpand:\n"
+      "  - alter_column: {table: accounts, column: id, type: bigint}\n";
+  auto r = Ctl({"validate", WritePlan("refused_bigint.yaml", plan), "--db", "app", "--config", config_});
+  EXPECT_NE(r.status, 0) << r.output;
+  EXPECT_NE(r.output.find("view account_names depends on it"), std::string::npos) << r.output;
+}
+
+// add_primary_key on a table without one, with the application writing: the index is built
+// CONCURRENTLY and the key added USING INDEX.
+TEST_F(AlterColumnTest, AddPrimaryKeyUnderTheApplication) {
+  Scenario s;
+  s.seeded_rows = 5000;
+  s.both_versions = 1s;
+  s.plan_name = "events_pkey";
+  s.schema = R"SQL(
+CREATE TABLE events (id bigint NOT NULL, payload text);
+INSERT INTO events SELECT g, 'p' FROM generate_series(1, 5000) g;
+)SQL";
+  s.plan = std::string(
+               "plan: events_pkey\ndatabase: app\nsettings: {lock_timeout: 500ms}\n"
+               "expand:\n"
+               "  - add_primary_key: {table: events, columns: [id]}\n") +
+           Gates();
+  s.old_version.insert = "INSERT INTO events (id, payload) VALUES ({id}, 'x')";
+  s.old_version.update = "UPDATE events SET payload = 'u{v}' WHERE id = {row}";
+  s.old_version.read = "SELECT payload FROM events WHERE id = {row}";
+  s.new_version = s.old_version;
+  s.checks = {
+      "SELECT 1 - count(*) FROM pg_constraint WHERE conrelid = 'events'::regclass AND contype = "
+      "'p' AND conname = 'events_pkey'",
+  };
+  s.schema += kAppVersion;
+  RunScenario(s);
+}
+
+}  // namespace
+}  // namespace tide

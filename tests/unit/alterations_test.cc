@@ -1,0 +1,356 @@
+// alter_column, rename_column, rename_table and add_primary_key: what a plan derives from them,
+// and the statements of the switch for given catalog facts.
+#include <gtest/gtest.h>
+
+#include "engine/alterations.h"
+#include "engine/preflight.h"
+#include "plan/plan_parser.h"
+
+namespace tide {
+namespace {
+
+Plan Parse(const std::string& yaml) {
+  PlanParseResult r = ParsePlan(yaml, "plan.yaml");
+  EXPECT_TRUE(r.errors.empty()) << FormatDiagnostics(r.errors);
+  return r.plan;
+}
+
+std::string Errors(const std::string& yaml) { return FormatDiagnostics(ParsePlan(yaml, "plan.yaml").errors); }
+
+const char* kBigint =
+    "plan: accounts_bigint\ndatabase: app\nexpand:\n"
+    "  - alter_column: {table: accounts, column: id, type: bigint}\n"
+    "  - alter_column: {table: orders, column: account_id, type: bigint}\n";
+
+size_t Find(const std::vector<DdlStatement>& sts, const std::string& text) {
+  for (size_t i = 0; i < sts.size(); ++i) {
+    if (sts[i].sql.find(text) != std::string::npos) return i;
+  }
+  return std::string::npos;
+}
+
+TEST(Alterations, AlterColumnDerivesTheBackfillTheGatesTheSwitchAndTheUndo) {
+  const Plan p = Parse(kBigint);
+  ASSERT_EQ(p.expand.size(), 3u);
+  EXPECT_EQ(p.expand[2].kind, OpKind::kCreateVersionSchema);
+  ASSERT_EQ(p.backfill.size(), 2u);
+  EXPECT_EQ(p.backfill[0].table.name, "accounts");
+  ASSERT_EQ(p.backfill[0].set.size(), 1u);
+  EXPECT_EQ(p.backfill[0].set[0].first, "_tide_new_id");
+  EXPECT_EQ(p.backfill[0].set[0].second, "CAST(\"id\" AS bigint)");
+  EXPECT_FALSE(p.backfill[0].sync_trigger);  // the alter trigger does it, both ways
+  ASSERT_EQ(p.gates.size(), 2u);
+  EXPECT_EQ(p.gates[0].Label(0), "agree:accounts.id");
+  EXPECT_EQ(p.gates[0].sql,
+            "SELECT count(*) FROM \"accounts\" WHERE \"_tide_new_id\" IS DISTINCT FROM "
+            "CAST((CAST(\"id\" AS bigint)) AS bigint)");
+  ASSERT_EQ(p.contract.size(), 1u);
+  EXPECT_EQ(p.contract[0].kind, OpKind::kSwitch);
+  EXPECT_EQ(p.contract[0].alterations.size(), 2u);
+  ASSERT_EQ(p.rollback.size(), 1u);
+  EXPECT_EQ(p.rollback[0].kind, OpKind::kUndoAlterations);
+}
+
+TEST(Alterations, TwoColumnsOfOneTableShareOneTask) {
+  const Plan p = Parse(
+      "plan: p\ndatabase: app\nexpand:\n"
+      "  - alter_column: {table: t, column: a, type: bigint}\n"
+      "  - alter_column: {table: t, column: b, type: text, up: \"b::text\"}\n");
+  ASSERT_EQ(p.backfill.size(), 1u);
+  EXPECT_EQ(p.backfill[0].set.size(), 2u);
+  EXPECT_NE(p.backfill[0].where.find(" OR "), std::string::npos);
+}
+
+TEST(Alterations, TheSwitchGoesAfterLeadingSetNotNullsAndBeforeTheRest) {
+  const Plan p = Parse(
+      "plan: p\ndatabase: app\nexpand:\n"
+      "  - alter_column: {table: t, column: a, type: bigint}\n"
+      "  - add_column: {table: t, column: c, type: int}\n"
+      "backfill:\n  - table: t\n    set: {c: \"1\"}\n"
+      "gates:\n  - null_count: {table: t, column: c}\n"
+      "contract:\n  - set_not_null: {table: t, column: c}\n  - drop_column: {table: t, column: z}\n");
+  ASSERT_EQ(p.contract.size(), 3u);
+  EXPECT_EQ(p.contract[0].kind, OpKind::kSetNotNull);
+  EXPECT_EQ(p.contract[1].kind, OpKind::kSwitch);
+  EXPECT_EQ(p.contract[2].kind, OpKind::kDropColumn);
+  EXPECT_EQ(GateChecks(p).size(), 1u);
+}
+
+TEST(Alterations, RenamesDeriveViewsAndTheSwitchButNoBackfill) {
+  const Plan p = Parse(
+      "plan: p\ndatabase: app\nexpand:\n"
+      "  - rename_column: {table: employees, from: role, to: job_title}\n"
+      "  - rename_table: {from: fruits, to: produce}\n");
+  EXPECT_TRUE(p.backfill.empty());
+  EXPECT_TRUE(p.gates.empty());
+  ASSERT_EQ(p.contract.size(), 1u);
+  const auto views = CompileStep(p.expand.back());
+  ASSERT_EQ(views.size(), 1u);
+  EXPECT_NE(views[0].sql.find("\"p\".\"produce\""), std::string::npos) << views[0].sql;
+  EXPECT_NE(views[0].sql.find("\"job_title\""), std::string::npos) << views[0].sql;
+  EXPECT_NE(views[0].sql.find("security_invoker"), std::string::npos);
+  std::string problem;
+  const auto sw = CompileSwitch(p.contract[0], {}, &problem);
+  EXPECT_EQ(problem, "");
+  ASSERT_FALSE(sw.empty());
+  EXPECT_NE(sw.back().sql.find("ALTER TABLE \"employees\" RENAME COLUMN \"role\" TO \"job_title\""),
+            std::string::npos);
+  EXPECT_NE(sw.back().sql.find("ALTER TABLE \"fruits\" RENAME TO \"produce\""), std::string::npos);
+}
+
+TEST(Alterations, ParserRefusesWhatCannotWork) {
+  EXPECT_NE(Errors("plan: p\ndatabase: app\nexpand:\n  - add_column: {table: t, column: c, type: int}\n"
+                   "contract:\n  - alter_column: {table: t, column: a, type: bigint}\n"
+                   "gates:\n  - sql: select 0\n    expect: 0\n")
+                .find("belongs in `expand`"),
+            std::string::npos);
+  EXPECT_NE(Errors("plan: p\ndatabase: app\nexpand:\n  - alter_column: {table: t, column: a}\n")
+                .find("changes nothing"),
+            std::string::npos);
+  EXPECT_NE(Errors("plan: p\ndatabase: app\nexpand:\n"
+                   "  - alter_column: {table: t, column: a, type: bigint}\n"
+                   "  - alter_column: {table: t, column: a, not_null: true}\n")
+                .find("altered twice"),
+            std::string::npos);
+  EXPECT_NE(Errors("plan: p\ndatabase: app\nexpand:\n"
+                   "  - alter_column: {table: t, column: a, type: bigint NOT NULL}\n")
+                .find("holds `NOT NULL`"),
+            std::string::npos);
+  EXPECT_NE(Errors("plan: p\ndatabase: app\nexpand:\n"
+                   "  - alter_column: {table: t, column: a, type: bigint}\n"
+                   "  - rename_column: {table: t, from: a, to: b}\n")
+                .find("both altered and renamed"),
+            std::string::npos);
+  EXPECT_NE(Errors("plan: p\ndatabase: app\nexpand:\n  - rename_column: {table: t, from: a, to: a}\n")
+                .find("to itself"),
+            std::string::npos);
+}
+
+TEST(Alterations, TheTriggerWritesTheShadowForTheOldVersionAndTheOldColumnForTheNew) {
+  const Plan p = Parse(
+      "plan: reviews_int\ndatabase: app\nexpand:\n"
+      "  - alter_column: {table: reviews, column: rating, type: integer, up: \"CAST(rating AS "
+      "integer)\", down: \"CAST(rating AS text)\"}\n");
+  const auto sts = CompileStep(p.expand[0]);
+  ASSERT_EQ(sts.size(), 2u);
+  EXPECT_NE(sts[0].sql.find("ADD COLUMN IF NOT EXISTS \"_tide_new_rating\" integer"), std::string::npos);
+  EXPECT_FALSE(sts[0].refuse_if.empty());  // a column of the same name that is not ours
+  const std::string& trigger = sts[1].sql;
+  EXPECT_NE(trigger.find("'reviews_int' = ANY (string_to_array("), std::string::npos) << trigger;
+  EXPECT_NE(trigger.find("NEW.\"_tide_new_rating\" := (SELECT (CAST(rating AS integer))"), std::string::npos);
+  EXPECT_NE(trigger.find("NEW.\"rating\" := (SELECT (SELECT (CAST(rating AS text)) FROM (SELECT "
+                         "(NEW).\"_tide_new_rating\" AS \"rating\") AS tide_new)"),
+            std::string::npos)
+      << trigger;
+  // A value `up` cannot convert never fails the application's write.
+  EXPECT_NE(trigger.find("EXCEPTION WHEN OTHERS THEN"), std::string::npos);
+}
+
+TEST(Alterations, WithoutATypeTheShadowTakesTheOldColumnsType) {
+  const Plan p = Parse(
+      "plan: p\ndatabase: app\nexpand:\n"
+      "  - alter_column: {table: t, column: a, not_null: true, up: \"COALESCE(a, 0)\"}\n");
+  const auto sts = CompileStep(p.expand[0]);
+  EXPECT_NE(sts[0].sql.find("format_type(atttypid, atttypmod)"), std::string::npos);
+  EXPECT_EQ(p.gates[0].sql, "SELECT count(*) FROM \"t\" WHERE \"_tide_new_a\" IS DISTINCT FROM (COALESCE(a, 0))");
+}
+
+ColumnFacts AccountsId() {
+  ColumnFacts f;
+  f.exists = true;
+  f.shadow_exists = true;
+  f.schema = "public";
+  f.type = "integer";
+  f.not_null = true;
+  f.default_expr = "nextval('accounts_id_seq'::regclass)";
+  f.owned_sequence = "public.accounts_id_seq";
+  f.sequence_type = "integer";
+  IndexFacts pk;
+  pk.name = "accounts_pkey";
+  pk.unique = true;
+  pk.method = "btree";
+  pk.columns = {"id"};
+  pk.options = {""};
+  pk.constraint_type = 'p';
+  pk.constraint_name = "accounts_pkey";
+  f.indexes.push_back(pk);
+  f.checks.push_back({"accounts_id_check", "CHECK ((id > 0))"});
+  ForeignKeyFacts fk;
+  fk.name = "orders_account_id_fkey";
+  fk.table = {"public", "orders"};
+  fk.columns = {"account_id"};
+  fk.ref_table = {"public", "accounts"};
+  fk.ref_columns = {"id"};
+  fk.actions = " ON DELETE CASCADE";
+  f.foreign_keys.push_back(fk);
+  return f;
+}
+
+ColumnFacts OrdersAccountId() {
+  ColumnFacts f;
+  f.exists = true;
+  f.shadow_exists = true;
+  f.schema = "public";
+  f.type = "integer";
+  f.not_null = true;
+  IndexFacts idx;
+  idx.name = "orders_account_id_idx";
+  idx.method = "btree";
+  idx.columns = {"account_id"};
+  idx.options = {"DESC"};
+  idx.predicate = "(account_id > 0)";
+  f.indexes.push_back(idx);
+  f.foreign_keys.push_back(AccountsId().foreign_keys[0]);
+  return f;
+}
+
+TEST(Alterations, TheSwitchBuildsEverythingFirstThenSwapsInOneTransaction) {
+  const Plan p = Parse(kBigint);
+  SwitchFacts facts = {{"accounts.id", AccountsId()}, {"orders.account_id", OrdersAccountId()}};
+  std::string problem;
+  const auto sts = CompileSwitch(p.contract[0], facts, &problem);
+  ASSERT_EQ(problem, "");
+  ASSERT_GE(sts.size(), 2u);
+  const size_t pk = Find(sts, "CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS \"accounts_pkey_tide\" "
+                              "ON \"public\".\"accounts\" USING btree (\"_tide_new_id\")");
+  const size_t idx = Find(sts, "\"orders_account_id_idx_tide\" ON \"public\".\"orders\" USING btree "
+                               "(\"_tide_new_account_id\" DESC) WHERE ((\"_tide_new_account_id\" > 0))");
+  const size_t fk = Find(sts, "ADD CONSTRAINT \"orders_account_id_fkey_tide\" FOREIGN KEY "
+                              "(\"_tide_new_account_id\") REFERENCES \"public\".\"accounts\" "
+                              "(\"_tide_new_id\") ON DELETE CASCADE NOT VALID");
+  const size_t check = Find(sts, "ADD CONSTRAINT \"accounts_id_check_tide\" CHECK ((\"_tide_new_id\" > 0)) NOT VALID");
+  ASSERT_NE(pk, std::string::npos);
+  ASSERT_NE(idx, std::string::npos);
+  ASSERT_NE(fk, std::string::npos);
+  ASSERT_NE(check, std::string::npos);
+  EXPECT_FALSE(sts[pk].transactional);  // CONCURRENTLY
+  EXPECT_LT(pk, fk);  // the foreign key needs the unique index it references
+  EXPECT_NE(Find(sts, "VALIDATE CONSTRAINT \"orders_account_id_fkey_tide\""), std::string::npos);
+  // The foreign key (deduplicated: it is a fact of both columns) is built once.
+  EXPECT_EQ(Find(std::vector<DdlStatement>(sts.begin() + fk + 1, sts.end()),
+                 "ADD CONSTRAINT \"orders_account_id_fkey_tide\" FOREIGN KEY"),
+            std::string::npos);
+
+  const DdlStatement& sw = sts.back();
+  EXPECT_TRUE(sw.transactional);
+  EXPECT_TRUE(sw.reports_lock_held);
+  const std::string& sql = sw.sql;
+  EXPECT_EQ(sql.find("LOCK TABLE \"public\".\"accounts\", \"public\".\"orders\" IN ACCESS EXCLUSIVE MODE"), 0u) << sql;
+  auto at = [&](const std::string& text) {
+    const size_t i = sql.find(text);
+    EXPECT_NE(i, std::string::npos) << text << "\n" << sql;
+    return i;
+  };
+  // The sequence moves to the shadow before the old column (which would take it along) goes.
+  EXPECT_LT(at("ALTER SEQUENCE public.accounts_id_seq OWNED BY \"public\".\"accounts\".\"_tide_new_id\""),
+            at("ALTER TABLE \"public\".\"accounts\" DROP COLUMN \"id\""));
+  at("ALTER SEQUENCE public.accounts_id_seq AS bigint");
+  EXPECT_LT(at("DROP CONSTRAINT \"orders_account_id_fkey\""), at("DROP COLUMN \"id\""));
+  EXPECT_LT(at("RENAME COLUMN \"_tide_new_id\" TO \"id\""),
+            at("ADD CONSTRAINT \"accounts_pkey\" PRIMARY KEY USING INDEX \"accounts_pkey_tide\""));
+  at("ALTER COLUMN \"id\" SET DEFAULT (nextval('accounts_id_seq'::regclass))");
+  EXPECT_LT(at("ALTER COLUMN \"id\" SET NOT NULL"), at("PRIMARY KEY USING INDEX"));
+  at("ALTER INDEX \"public\".\"orders_account_id_idx_tide\" RENAME TO \"orders_account_id_idx\"");
+  at("RENAME CONSTRAINT \"accounts_id_check_tide\" TO \"accounts_id_check\"");
+  at("RENAME CONSTRAINT \"orders_account_id_fkey_tide\" TO \"orders_account_id_fkey\"");
+  at("DROP SCHEMA IF EXISTS \"accounts_bigint\" CASCADE");
+  at("DROP TRIGGER IF EXISTS \"" + AlterTriggerName("accounts_bigint", {"", "accounts"}, "id") + "\"");
+  EXPECT_EQ(sql.find("CONCURRENTLY"), std::string::npos);
+  EXPECT_NE(sw.skip_if.find("_tide_new_id"), std::string::npos);
+}
+
+TEST(Alterations, AnIdentityStartsAgainOnTheNewColumnWhereItStopped) {
+  const Plan p = Parse("plan: p\ndatabase: app\nexpand:\n"
+                       "  - alter_column: {table: core.tenants, column: id, type: bigint}\n");
+  ColumnFacts f = AccountsId();
+  f.schema = "core";
+  f.default_expr = "";
+  f.identity = 'd';
+  f.owned_sequence = "core.tenants_id_seq";
+  f.foreign_keys.clear();
+  std::string problem;
+  const auto sts = CompileSwitch(p.contract[0], {{"core.tenants.id", f}}, &problem);
+  ASSERT_EQ(problem, "");
+  const std::string& sql = sts.back().sql;
+  const size_t read = sql.find("last_value");
+  const size_t drop = sql.find("DROP COLUMN \"id\"");
+  const size_t add = sql.find("ADD GENERATED BY DEFAULT AS IDENTITY (START WITH ");
+  ASSERT_NE(read, std::string::npos) << sql;
+  ASSERT_NE(add, std::string::npos) << sql;
+  EXPECT_LT(read, drop);
+  EXPECT_LT(sql.find("SET NOT NULL"), add);
+  EXPECT_EQ(sql.find("OWNED BY"), std::string::npos) << "an identity's sequence cannot change owner";
+}
+
+TEST(Alterations, AReferencingColumnThatStaysReferencesTheShadow) {
+  const Plan p = Parse("plan: p\ndatabase: app\nexpand:\n"
+                       "  - alter_column: {table: accounts, column: id, type: bigint}\n");
+  std::string problem;
+  const auto sts = CompileSwitch(p.contract[0], {{"accounts.id", AccountsId()}}, &problem);
+  ASSERT_EQ(problem, "");
+  EXPECT_NE(Find(sts, "FOREIGN KEY (\"account_id\") REFERENCES \"public\".\"accounts\" (\"_tide_new_id\")"),
+            std::string::npos);
+}
+
+TEST(Alterations, TheSwitchRefusesWhatTheCatalogForbids) {
+  const Plan p = Parse("plan: p\ndatabase: app\nexpand:\n"
+                       "  - alter_column: {table: accounts, column: id, type: bigint}\n");
+  ColumnFacts f = AccountsId();
+  f.blockers.push_back("view v depends on it");
+  std::string problem;
+  EXPECT_TRUE(CompileSwitch(p.contract[0], {{"accounts.id", f}}, &problem).empty());
+  EXPECT_NE(problem.find("view v depends on it"), std::string::npos);
+  f = AccountsId();
+  f.shadow_exists = false;
+  problem.clear();
+  EXPECT_TRUE(CompileSwitch(p.contract[0], {{"accounts.id", f}}, &problem).empty());
+  EXPECT_NE(problem.find("missing"), std::string::npos);
+  problem.clear();
+  EXPECT_TRUE(CompileSwitch(p.contract[0], {}, &problem).empty());
+  EXPECT_NE(problem.find("does not exist"), std::string::npos);
+}
+
+TEST(Alterations, AValidateShowsTheSwitchButNeverRunsIt) {
+  const Plan p = Parse(kBigint);
+  const auto described = CompileStep(p.contract[0]);
+  ASSERT_FALSE(described.empty());
+  for (const auto& st : described) EXPECT_TRUE(st.describes_only);
+  bool listed = false;
+  for (const auto& ps : PlannedStatements(p)) listed |= ps.phase == "contract" && ps.sql.find("LOCK TABLE") != std::string::npos;
+  EXPECT_TRUE(listed);
+}
+
+TEST(Alterations, AddPrimaryKeyValidatesNotNullFirstAndUsesTheIndex) {
+  const Plan p = Parse("plan: p\ndatabase: app\nexpand:\n  - add_primary_key: {table: events, columns: [id]}\n");
+  const auto sts = CompileStep(p.expand[0]);
+  const size_t check = Find(sts, "CHECK (\"id\" IS NOT NULL) NOT VALID");
+  const size_t validate = Find(sts, "VALIDATE CONSTRAINT");
+  const size_t index = Find(sts, "CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS \"events_pkey\"");
+  const size_t pk = Find(sts, "ADD CONSTRAINT \"events_pkey\" PRIMARY KEY USING INDEX \"events_pkey\"");
+  ASSERT_NE(pk, std::string::npos);
+  EXPECT_LT(check, validate);
+  EXPECT_LT(validate, index);
+  EXPECT_LT(index, pk);
+  for (const auto& st : sts) EXPECT_FALSE(st.skip_if.empty()) << st.sql;  // resumable
+}
+
+TEST(Alterations, ReplaceIdentifierLeavesLiteralsAndOtherNamesAlone) {
+  EXPECT_EQ(ReplaceIdentifier("CHECK ((id > 0 AND name <> 'id'))", "id", "_tide_new_id"),
+            "CHECK ((\"_tide_new_id\" > 0 AND name <> 'id'))");
+  EXPECT_EQ(ReplaceIdentifier("\"Id\" > 0 AND ID < 9 AND idx = 1", "id", "s"), "\"Id\" > 0 AND \"s\" < 9 AND idx = 1");
+  EXPECT_EQ(ReplaceIdentifier("\"Id\" > 0", "Id", "s"), "\"s\" > 0");
+  EXPECT_EQ(ReplaceIdentifier("x::id", "id", "s"), "x::id");
+  EXPECT_EQ(ReplaceIdentifier("'it''s id' || id", "id", "s"), "'it''s id' || \"s\"");
+}
+
+TEST(Alterations, MadeUpNamesStayWithinPostgresLimits) {
+  const std::string long_column(60, 'c');
+  EXPECT_LE(ShadowColumn(long_column).size(), 63u);
+  EXPECT_NE(ShadowColumn(long_column), ShadowColumn(long_column + "d"));
+  const std::string t = AlterTriggerName(std::string(63, 'p'), {"", "t"}, long_column);
+  EXPECT_LE(t.size(), 63u);
+  EXPECT_NE(AlterTriggerName("plan_a", {"", "t"}, "c"), AlterTriggerName("plan_b", {"", "t"}, "c"));
+}
+
+}  // namespace
+}  // namespace tide
