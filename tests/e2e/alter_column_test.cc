@@ -8,6 +8,8 @@
 // Each scenario asserts: the plan is done; the application saw no error; no statement of it
 // waited longer than lock_timeout plus a margin; every row is right; nothing of tide's is left
 // (shadows, triggers, the version schema, NOT VALID constraints, invalid indexes).
+#include <atomic>
+
 #include "e2e/application_fixture.h"
 
 namespace tide {
@@ -91,6 +93,88 @@ TEST_F(AlterColumnTest, IntegerKeyToBigintWithSerialAndForeignKeyUnderTheApplica
             "3000000001");
   // The switch's lock hold time is in the audit log.
   EXPECT_NE(Audit().find("\"lock_held_ms\""), std::string::npos) << Audit();
+}
+
+// A long reader holds the tables when contract starts: every statement of tide's that needs a
+// lock the reader holds times out after lock_timeout and is retried with the reader named in the
+// audit log, and no statement of the application waits longer than lock_timeout (plus a margin)
+// at a time, however long the reader stays.
+TEST_F(AlterColumnTest, ALongReaderDelaysTheSwitchButNeverBlocksTheApplication) {
+  Scenario s = IntToBigint();
+  s.plan = std::regex_replace(s.plan, std::regex("lock_timeout: 500ms"),
+                              "lock_timeout: 500ms, ddl_retries: 100");
+  std::thread reader;
+  std::atomic<int64_t> reader_pid{0};
+  s.at_deploy = [&] {
+    reader = std::thread([&] {
+      pqxx::connection c(PgCluster::Shared().Dsn(db_) + " application_name=long_reader");
+      pqxx::work w(c);
+      reader_pid = w.exec1("SELECT pg_backend_pid()")[0].as<int64_t>();
+      // Idle in a READ COMMITTED transaction that read both tables: it holds ACCESS SHARE on
+      // them and no snapshot.
+      w.exec("SELECT count(*) FROM accounts, (SELECT 1 FROM orders LIMIT 1) o");
+      std::this_thread::sleep_for(4s);
+      w.commit();
+    });
+    while (reader_pid == 0) std::this_thread::sleep_for(10ms);
+  };
+  s.schema += kAppVersion;
+  RunScenario(s);
+  if (reader.joinable()) reader.join();
+  const std::string audit = Audit();
+  EXPECT_NE(audit.find("\"event\":\"lock_timeout\""), std::string::npos) << audit;
+  EXPECT_NE(audit.find("\"pid\":" + std::to_string(reader_pid.load())), std::string::npos)
+      << "the blocker is named in the audit log\n" << audit;
+}
+
+// SIGKILL of tided at random instants of expand, the backfill, the gates and the switch (its
+// index builds, its checks and foreign keys, its transaction), again and again: each run resumes
+// where the last one stopped, and the plan ends with every row right and nothing left over.
+TEST_F(AlterColumnTest, SurvivesSigkillInEveryPhaseOfABigintSwitch) {
+  const unsigned seed = std::random_device{}() & 0x7fffffff;
+  std::cerr << "seed " << seed << "\n";
+  std::mt19937 rng(seed);
+  PgCluster::Shared().Exec(db_, R"SQL(
+CREATE TABLE accounts (id serial PRIMARY KEY, name text NOT NULL);
+CREATE TABLE orders (id serial PRIMARY KEY, account_id integer NOT NULL REFERENCES accounts (id),
+                     amount int NOT NULL);
+CREATE INDEX orders_account_id_idx ON orders (account_id);
+INSERT INTO accounts (name) SELECT 'a' || g FROM generate_series(1, 20000) g;
+INSERT INTO orders (account_id, amount) SELECT 1 + g % 20000, g FROM generate_series(1, 100000) g;
+CREATE TABLE orders_before AS SELECT id, account_id FROM orders;
+ANALYZE;
+)SQL");
+  const std::string plan = WritePlan("chaos_bigint.yaml", R"(plan: chaos_bigint
+database: app
+expand:
+  - sql: SELECT pg_sleep(0.3)
+  - alter_column: {table: accounts, column: id, type: bigint}
+  - alter_column: {table: orders, column: account_id, type: bigint}
+gates:
+  - sql: SELECT count(*) FROM pg_sleep(1)
+    expect: 1
+)");
+  StartDaemon();
+  ASSERT_EQ(Ctl({"submit", "--config", config_, plan}).status, 0);
+  KillAcrossPhases("chaos_bigint", {{"accepted", 250}, {"expanding", 300}, {"backfilling", 300},
+                                    {"gating", 900}, {"contracting", 80}},
+                   15, &rng);
+  ASSERT_TRUE(WaitFor([&] { return PlanState("chaos_bigint") == "done"; }, 180s))
+      << Diagnostics("chaos_bigint");
+  EXPECT_EQ(Query("SELECT count(*) FROM information_schema.columns WHERE (table_name, column_name) "
+                  "IN (('accounts', 'id'), ('orders', 'account_id')) AND data_type <> 'bigint'"), "0");
+  EXPECT_EQ(Query("SELECT count(*) FROM orders_before b LEFT JOIN orders o USING (id) WHERE "
+                  "o.account_id IS DISTINCT FROM b.account_id"), "0");
+  EXPECT_EQ(Query("SELECT count(*) FROM accounts"), "20000");
+  EXPECT_EQ(Query("SELECT string_agg(conname, ',' ORDER BY conname) FROM pg_constraint WHERE "
+                  "conrelid IN ('accounts'::regclass, 'orders'::regclass)"),
+            "accounts_pkey,orders_account_id_fkey,orders_pkey");
+  EXPECT_EQ(Query("SELECT string_agg(indexrelid::regclass::text, ',' ORDER BY indexrelid::regclass::text) FROM pg_index "
+                  "WHERE indrelid IN ('accounts'::regclass, 'orders'::regclass)"),
+            "accounts_pkey,orders_account_id_idx,orders_pkey");
+  ExpectNoLeftovers("chaos_bigint");
+  auto verify = Ctl({"audit", "--verify", "--file", dir_ + "/audit.jsonl"});
+  EXPECT_EQ(verify.status, 0) << verify.output;
 }
 
 // text to integer with up and down: the old version writes text, the new one integers through

@@ -79,6 +79,7 @@ struct Scenario {
   // How long the new version runs before its deploy is recorded: with alter_column and renames,
   // it works through the plan's version schema then, beside the old one.
   std::chrono::milliseconds both_versions{0};
+  std::function<void()> at_deploy;  // runs just before the deploy is recorded
 };
 
 class ApplicationTest : public DaemonTest {
@@ -112,6 +113,7 @@ class ApplicationTest : public DaemonTest {
     std::this_thread::sleep_for(1s);
     app.SwitchToNew();
     std::this_thread::sleep_for(s.both_versions);
+    if (s.at_deploy) s.at_deploy();
     PgCluster::Shared().Exec(db_, "UPDATE app_version SET version = 2");
     EXPECT_TRUE(WaitFor(reached({"done"}), 60s)) << "state " << state;
     std::this_thread::sleep_for(300ms);  // the new version on the finished schema

@@ -51,48 +51,12 @@ TEST_F(DaemonTest, SurvivesSigkillAtRandomInstantsInEveryPhase) {
   std::mt19937 rng(seed);
   PgCluster::Shared().Exec(db_, OffersSchema(60000));
   const std::string plan = WritePlan("chaos.yaml", kChaosPlan);
-  // The kills are shared out over the phases: each waits (polling every 2 ms) until the plan is
-  // seen in its phase, then strikes at a random instant within that phase's usual length. The
-  // state read just before each kill is what the test reports.
-  struct Phase {
-    const char* state;
-    int max_delay_ms;
-  };
   // The plan's first step takes 0.3 s and its second gate 1 s, so that every phase has a window.
-  const std::vector<Phase> phases = {{"accepted", 250}, {"expanding", 60}, {"backfilling", 400},
-                                     {"gating", 800}, {"contracting", 40}};
-  auto rank = [&](const std::string& state) {
-    for (size_t i = 0; i < phases.size(); ++i) {
-      if (state == phases[i].state) return static_cast<int>(i);
-    }
-    return state == "done" ? 100 : -1;  // "": not admitted yet
-  };
-  std::map<std::string, int> killed_in;  // state -> kills
   StartDaemon();
   ASSERT_EQ(Ctl({"submit", "--config", config_, plan}).status, 0);
-  int done_kills = 0;
-  for (size_t p = 0; p < phases.size() && PlanState("chaos") != "done"; ++p) {
-    const int share = kills / static_cast<int>(phases.size()) + (static_cast<int>(p) < kills % static_cast<int>(phases.size()));
-    for (int k = 0; k < share; ++k) {
-      const auto deadline = std::chrono::steady_clock::now() + 30s;
-      while (rank(PlanState("chaos")) < static_cast<int>(p) && std::chrono::steady_clock::now() < deadline) {
-        std::this_thread::sleep_for(2ms);
-      }
-      if (rank(PlanState("chaos")) > static_cast<int>(p)) break;  // the phase is over
-      std::this_thread::sleep_for(std::chrono::milliseconds(
-          std::uniform_int_distribution<int>(0, phases[p].max_delay_ms)(rng)));
-      const std::string state = PlanState("chaos");
-      daemon_->Signal(SIGKILL);
-      daemon_->Wait(10s);
-      ++done_kills;
-      killed_in[state.empty() ? "submitted" : state]++;
-      StartDaemon();
-    }
-  }
-  std::cerr << "chaos: " << done_kills << " kills\n";
-  std::string seen;
-  for (const auto& [state, n] : killed_in) seen += state + ":" + std::to_string(n) + " ";
-  std::cerr << "chaos: killed in " << seen << "\n";
+  KillAcrossPhases("chaos", {{"accepted", 250}, {"expanding", 60}, {"backfilling", 400},
+                             {"gating", 800}, {"contracting", 40}},
+                   kills, &rng);
   ASSERT_TRUE(WaitFor([&] { return PlanState("chaos") == "done"; }, 180s))
       << "state " << PlanState("chaos") << "\n" << ReadAll(dir_ + "/tided.log");
 

@@ -2,12 +2,15 @@
 // throwaway PostgreSQL database of the shared test cluster.
 #pragma once
 
+#include <signal.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
 
 #include <chrono>
 #include <functional>
+#include <map>
+#include <random>
 #include <memory>
 #include <pqxx/pqxx>
 #include <string>
@@ -94,6 +97,48 @@ class DaemonTest : public ::testing::Test {
     const std::string path = dir_ + "/" + name;
     WriteAll(path, text);
     return path;
+  }
+
+  // SIGKILL of tided `kills` times while `plan` runs, shared out over `phases` (a state and the
+  // usual length of its window, in ms): each kill waits (polling every 2 ms) until the plan is
+  // seen in its phase, then strikes at a random instant within the window, and tided starts
+  // again. Prints where the kills struck.
+  struct KillPhase {
+    const char* state;
+    int max_delay_ms;
+  };
+  void KillAcrossPhases(const std::string& plan, const std::vector<KillPhase>& phases, int kills,
+                        std::mt19937* rng) {
+    auto rank = [&](const std::string& state) {
+      for (size_t i = 0; i < phases.size(); ++i) {
+        if (state == phases[i].state) return static_cast<int>(i);
+      }
+      return state == "done" ? 100 : -1;  // "": not admitted yet
+    };
+    std::map<std::string, int> killed_in;  // state -> kills
+    int done_kills = 0;
+    const int n = static_cast<int>(phases.size());
+    for (int p = 0; p < n && PlanState(plan) != "done"; ++p) {
+      const int share = kills / n + (p < kills % n);
+      for (int k = 0; k < share; ++k) {
+        const auto deadline = std::chrono::steady_clock::now() + 30s;
+        while (rank(PlanState(plan)) < p && std::chrono::steady_clock::now() < deadline) {
+          std::this_thread::sleep_for(2ms);
+        }
+        if (rank(PlanState(plan)) > p) break;  // the phase is over
+        std::this_thread::sleep_for(std::chrono::milliseconds(
+            std::uniform_int_distribution<int>(0, phases[p].max_delay_ms)(*rng)));
+        const std::string state = PlanState(plan);
+        daemon_->Signal(SIGKILL);
+        daemon_->Wait(10s);
+        ++done_kills;
+        killed_in[state.empty() ? "submitted" : state]++;
+        StartDaemon();
+      }
+    }
+    std::string seen;
+    for (const auto& [state, count] : killed_in) seen += state + ":" + std::to_string(count) + " ";
+    std::cerr << plan << ": " << done_kills << " kills, in " << seen << "\n";
   }
 
   std::string db_, dir_, config_;
