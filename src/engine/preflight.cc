@@ -279,11 +279,49 @@ void AssessOperations(const Plan& plan, const std::vector<Step>& steps, const st
 
 }  // namespace
 
+namespace {
+// With the catalog at hand, the switch of alter_column steps is listed as it would run now
+// (every index and constraint it builds again), in place of its description.
+void ListSwitchFromCatalog(const Plan& plan, const CatalogFacts& facts,
+                           std::vector<PlannedStatement>* statements) {
+  for (size_t i = 0; i < plan.contract.size(); ++i) {
+    const Step& step = plan.contract[i];
+    if (step.kind != OpKind::kSwitch) continue;
+    SwitchFacts sf;
+    for (const auto& a : step.alterations) {
+      if (a.kind != OpKind::kAlterColumn) continue;
+      auto t = facts.find(a.table.Display());
+      if (t == facts.end()) return;
+      auto c = t->second.altered.find(a.column);
+      if (c == t->second.altered.end()) return;
+      ColumnFacts f = c->second;
+      f.shadow_exists = true;  // as it will be once expand ran
+      sf[FactsKey(a.table, a.column)] = f;
+    }
+    std::string problem;
+    const std::vector<DdlStatement> compiled = CompileSwitch(step, sf, &problem);
+    if (!problem.empty()) return;  // the preflight's problems say why
+    std::vector<PlannedStatement> out;
+    for (const auto& ps : *statements) {
+      if (ps.phase == "contract" && ps.step == i + 1) continue;
+      out.push_back(ps);
+    }
+    auto at = out.begin();
+    while (at != out.end() && !(at->phase == "contract" && at->step > i + 1) && at->phase != "rollback") ++at;
+    std::vector<PlannedStatement> listed;
+    for (const auto& st : compiled) listed.push_back({"contract", i + 1, st.sql, st.lock});
+    out.insert(at, listed.begin(), listed.end());
+    *statements = std::move(out);
+  }
+}
+}  // namespace
+
 PreflightReport AssessPlan(const Plan& plan, const CatalogFacts& facts, int64_t default_rate_cap,
                            const std::vector<double>& measured) {
   PreflightReport r;
   r.database = plan.database;
   r.statements = PlannedStatements(plan);
+  ListSwitchFromCatalog(plan, facts, &r.statements);
   for (size_t i = 0; i < plan.backfill.size(); ++i) {
     const BackfillTask& task = plan.backfill[i];
     PreflightTask t = AssessTask(plan, task, FactsOf(facts, task.table), &r.problems);

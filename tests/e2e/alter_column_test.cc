@@ -289,6 +289,21 @@ CREATE VIEW account_names AS SELECT id, name FROM accounts;
   EXPECT_NE(r.output.find("view account_names depends on it"), std::string::npos) << r.output;
 }
 
+// `validate --db` lists every statement the switch would run now, each with its lock.
+TEST_F(AlterColumnTest, ValidateWithTheDatabaseListsTheSwitchStatementByStatement) {
+  PgCluster::Shared().Exec(db_, IntToBigint().schema);
+  auto r = Ctl({"validate", WritePlan("accounts_bigint.yaml", IntToBigint().plan), "--db", "app",
+                "--config", config_});
+  EXPECT_EQ(r.status, 0) << r.output;
+  for (const char* text :
+       {"CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS \"accounts_pkey_tide\"",
+        "FOREIGN KEY (\"_tide_new_account_id\") REFERENCES \"public\".\"accounts\" (\"_tide_new_id\")",
+        "LOCK TABLE \"public\".\"accounts\", \"public\".\"orders\" IN ACCESS EXCLUSIVE MODE",
+        "ALTER SEQUENCE public.accounts_id_seq AS bigint", "for one short transaction"}) {
+    EXPECT_NE(r.output.find(text), std::string::npos) << text << "\n" << r.output;
+  }
+}
+
 // add_primary_key on a table without one, with the application writing: the index is built
 // CONCURRENTLY and the key added USING INDEX.
 TEST_F(AlterColumnTest, AddPrimaryKeyUnderTheApplication) {
