@@ -172,6 +172,9 @@ void DeriveAlterations(Plan* plan) {
     const std::string cast = a.type.empty() ? "(" + up + ")" : "CAST((" + up + ") AS " + a.type + ")";
     g.sql = "SELECT count(*) FROM " + QuoteName(a.table) + " WHERE " + QuoteIdent(shadow) +
             " IS DISTINCT FROM " + cast;
+    // A column that becomes NOT NULL needs a value in every row first (`up` gives it one): the
+    // switch's validated check would fail on a NULL after all the slow work.
+    if (a.not_null) g.sql += " OR " + QuoteIdent(shadow) + " IS NULL";
     g.expect = 0;
     plan->gates.push_back(g);
   }

@@ -214,6 +214,55 @@ UPDATE reviews SET rating = NULL WHERE id % 100 = 0;
   RunScenario(s);
 }
 
+// Nullability, a default, a check and a unique constraint in one alter_column: `up` turns the
+// old version's NULLs into values, so the new column can be NOT NULL while the old version
+// still writes NULL; at the end the column has all four, and the old NULLs have their values.
+TEST_F(AlterColumnTest, NotNullDefaultCheckAndUniqueOnAColumnTheOldVersionWritesNullInto) {
+  Scenario s;
+  s.seeded_rows = 5000;
+  s.both_versions = 1s;
+  s.plan_name = "users_email_required";
+  s.schema = R"SQL(
+CREATE TABLE users (id bigint PRIMARY KEY, email varchar(100));
+INSERT INTO users SELECT g, CASE WHEN g % 10 = 0 THEN NULL ELSE 'u' || g || '@example.org' END
+  FROM generate_series(1, 5000) g;
+)SQL";
+  s.plan = std::string(
+               "plan: users_email_required\ndatabase: app\nsettings: {lock_timeout: 500ms}\n"
+               "expand:\n"
+               "  - alter_column:\n"
+               "      table: users\n      column: email\n      type: text\n"
+               "      up: \"COALESCE(email, 'user' || id || '@unknown.invalid')\"\n"
+               "      not_null: true\n      default: \"'nobody@unknown.invalid'\"\n"
+               "      check: {name: users_email_has_at, expression: \"email LIKE '%@%'\"}\n"
+               "      unique: {name: users_email_key}\n") +
+           Gates();
+  s.old_version.insert = "INSERT INTO users (id, email) VALUES ({id}, CASE WHEN {v} % 2 = 0 THEN NULL ELSE 'o' || {id} || '@example.org' END)";
+  s.old_version.update = "UPDATE users SET email = 'x' || id || '@example.org' WHERE id = {row}";
+  s.old_version.remove = "DELETE FROM users WHERE id = {own}";
+  s.old_version.read = "SELECT email FROM users WHERE id = {row}";
+  const std::string path = "SET search_path TO users_email_required, public; ";
+  s.new_version.insert = path + "INSERT INTO users (id, email) VALUES ({id}, 'n' || {id} || '@example.org')";
+  s.new_version.update = path + "UPDATE users SET email = 'y' || id || '@example.org' WHERE id = {row}";
+  s.new_version.remove = path + "DELETE FROM users WHERE id = {own}";
+  s.new_version.read = path + "SELECT email FROM users WHERE id = {row}";
+  s.checks = {
+      "SELECT count(*) FROM users WHERE email IS NULL",
+      "SELECT count(*) FROM pg_attribute WHERE attrelid = 'users'::regclass AND attname = 'email' "
+      "AND NOT attnotnull",
+      "SELECT count(*) FROM information_schema.columns WHERE table_name = 'users' AND column_name = "
+      "'email' AND (data_type <> 'text' OR column_default IS DISTINCT FROM "
+      "'''nobody@unknown.invalid''::text')",
+      "SELECT 2 - count(*) FROM pg_constraint WHERE conrelid = 'users'::regclass AND conname IN "
+      "('users_email_has_at', 'users_email_key') AND convalidated",
+      "SELECT count(*) FROM users WHERE id <= 5000 AND id % 10 = 0 AND email NOT LIKE '%@unknown.invalid' "
+      "AND email NOT LIKE 'x%' AND email NOT LIKE 'y%'",
+  };
+  s.schema += kAppVersion;
+  RunScenario(s);
+  EXPECT_EQ(Query("INSERT INTO users (id) VALUES (-1) RETURNING email"), "nobody@unknown.invalid");
+}
+
 // A rename: the old version writes `role`, the new version `job_title` through the version
 // schema, at the same time; after contract the column is `job_title`. A table rename likewise.
 TEST_F(AlterColumnTest, RenameColumnAndTableWithBothVersionsWriting) {
