@@ -363,14 +363,21 @@ std::vector<DdlStatement> CompileVersionSchema(const Step& step) {
            "ACCESS SHARE on " + tables + " (views over them); nothing waits on it", "", ""}};
 }
 
+namespace {
+// Drops the plan's version schema and its views, when it is there and carries the plan's mark.
+std::string DropVersionSchema(const std::string& plan) {
+  const std::string schema = VersionSchema(plan);
+  return "DO $tide_views$ BEGIN IF EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = " +
+         QuoteLiteral(schema) + " AND obj_description(oid, 'pg_namespace') = " +
+         QuoteLiteral(SchemaMark(plan)) + ") THEN DROP SCHEMA " + QuoteIdent(schema) +
+         " CASCADE; END IF; END $tide_views$";
+}
+}  // namespace
+
 std::vector<DdlStatement> CompileUndo(const Step& step) {
   std::vector<DdlStatement> out;
-  const std::string schema = VersionSchema(step.plan);
-  out.push_back({"DO $tide_undo$ BEGIN IF EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = " +
-                     QuoteLiteral(schema) + " AND obj_description(oid, 'pg_namespace') = " +
-                     QuoteLiteral(SchemaMark(step.plan)) + ") THEN DROP SCHEMA " +
-                     QuoteIdent(schema) + " CASCADE; END IF; END $tide_undo$",
-                 true, "", "ACCESS EXCLUSIVE on the version schema's views, brief", "", ""});
+  out.push_back({DropVersionSchema(step.plan), true, "",
+                 "ACCESS EXCLUSIVE on the version schema's views, brief", "", ""});
   for (const auto& a : step.alterations) {
     if (a.kind != OpKind::kAlterColumn) continue;
     const std::string name = AlterTriggerName(step.plan, a.table, a.column);
@@ -556,7 +563,7 @@ std::vector<DdlStatement> CompileSwitch(const Step& step, const SwitchFacts& fac
   for (const auto& t : locked) tables += (tables.empty() ? "" : ", ") + t;
   sql.push_back("LOCK TABLE " + tables + " IN ACCESS EXCLUSIVE MODE");
   sql.push_back("SELECT set_config('tide.switch_locked_at', clock_timestamp()::text, true)");
-  sql.push_back("DROP SCHEMA IF EXISTS " + QuoteIdent(VersionSchema(step.plan)) + " CASCADE");
+  sql.push_back(DropVersionSchema(step.plan));
   for (const ForeignKeyFacts* fk : fks) {
     sql.push_back("ALTER TABLE " + QuoteName(fk->table) + " DROP CONSTRAINT " + QuoteIdent(fk->name));
   }

@@ -39,6 +39,30 @@ Status StatusFromSqlstate(const std::string& sqlstate, const std::string& messag
   }
 }
 
+namespace {
+// A primary message that quotes the value it could not take: `invalid input syntax for type
+// integer: "five stars"`, `invalid input value for enum mood: "x"`, `value "99999999999" is out
+// of range for type integer`. The value is withheld, the rest kept.
+std::string WithoutQuotedValue(std::string line) {
+  for (const char* head : {"invalid input syntax for type ", "invalid input value for enum ",
+                           "invalid input syntax for "}) {
+    const size_t at = line.find(head);
+    if (at == std::string::npos) continue;
+    const size_t colon = line.find(": \"", at);
+    if (colon == std::string::npos) continue;
+    const size_t close = line.rfind('"');
+    if (close <= colon + 2) continue;
+    return line.substr(0, colon) + ": (value withheld)" + line.substr(close + 1);
+  }
+  const size_t value = line.find("value \"");
+  const size_t range = line.find("\" is out of range for type ");
+  if (value != std::string::npos && range != std::string::npos && range > value) {
+    return line.substr(0, value) + "value (withheld)" + line.substr(range + 1);
+  }
+  return line;
+}
+}  // namespace
+
 std::string WithoutRowData(const std::string& message) {
   std::string out;
   bool withheld = false;
@@ -56,7 +80,7 @@ std::string WithoutRowData(const std::string& message) {
     if (quotes_row) {
       withheld = true;
     } else {
-      out += (out.empty() ? "" : "\n") + line;
+      out += (out.empty() ? "" : "\n") + WithoutQuotedValue(line);
     }
     start = end + 1;
   }

@@ -56,7 +56,7 @@ int main(int argc, char** argv) {
   const std::string n = std::to_string(rows);
   pg.Exec(db, "CREATE TABLE accounts_template AS SELECT g AS id, 'account ' || g AS name FROM "
               "generate_series(1, " + n + ") g; CREATE TABLE orders_template AS SELECT g AS id, "
-              "1 + (g * 7919) % " + n + " AS account_id, g % 1000 AS amount FROM generate_series(1, " + n + ") g");
+              "(1 + (g::bigint * 7919) % " + n + ")::int AS account_id, g % 1000 AS amount FROM generate_series(1, " + n + ") g");
   const std::string dir = tide::testing::MakeTempDir("tide-alter-bench");
   const std::string config = dir + "/tided.yaml";
   tide::testing::WriteAll(config, "spool_dir: " + dir + "/spool\naudit_log: " + dir +

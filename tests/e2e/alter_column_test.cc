@@ -263,6 +263,34 @@ INSERT INTO users SELECT g, CASE WHEN g % 10 = 0 THEN NULL ELSE 'u' || g || '@ex
   EXPECT_EQ(Query("INSERT INTO users (id) VALUES (-1) RETURNING email"), "nobody@unknown.invalid");
 }
 
+// The old version writes a value `up` cannot convert: its write succeeds all the same (the
+// trigger leaves the shadow empty), and the plan stops before contract with PostgreSQL's error
+// instead of switching a column that would lose the value.
+TEST_F(AlterColumnTest, AValueUpCannotConvertNeverFailsTheWriteAndStopsThePlan) {
+  PgCluster::Shared().Exec(db_, std::string(R"SQL(
+CREATE TABLE reviews (id bigint PRIMARY KEY, rating text);
+INSERT INTO reviews SELECT g, (1 + g % 5)::text FROM generate_series(1, 2000) g;
+)SQL") + kAppVersion);
+  StartDaemon();
+  const std::string plan =
+      "plan: reviews_bad_value\ndatabase: app\nexpand:\n"
+      "  - alter_column: {table: reviews, column: rating, type: integer}\n" + Gates();
+  ASSERT_EQ(Ctl({"submit", "--config", config_, WritePlan("reviews_bad_value.yaml", plan)}).status, 0);
+  ASSERT_TRUE(WaitFor([&] { return PlanState("reviews_bad_value") == "gating"; }, 60s))
+      << Diagnostics("reviews_bad_value");
+  EXPECT_EQ(Query("INSERT INTO reviews (id, rating) VALUES (5000, 'five stars') RETURNING id"), "5000");
+  EXPECT_EQ(Query("SELECT _tide_new_rating IS NULL FROM reviews WHERE id = 5000"), "t");
+  PgCluster::Shared().Exec(db_, "UPDATE app_version SET version = 2");
+  ASSERT_TRUE(WaitFor([&] { return PlanState("reviews_bad_value") == "failed"; }, 90s))
+      << Diagnostics("reviews_bad_value");
+  const std::string error = Query("SELECT last_error FROM tide.plans WHERE name = 'reviews_bad_value'");
+  EXPECT_NE(error.find("invalid input syntax for type integer"), std::string::npos) << error;
+  EXPECT_EQ(error.find("five stars"), std::string::npos) << "row data in the error: " << error;
+  EXPECT_EQ(Query("SELECT data_type FROM information_schema.columns WHERE table_schema = 'public' "
+                  "AND table_name = 'reviews' AND column_name = 'rating'"), "text") << "no switch";
+  EXPECT_EQ(Query("SELECT rating FROM reviews WHERE id = 5000"), "five stars");
+}
+
 // A rename: the old version writes `role`, the new version `job_title` through the version
 // schema, at the same time; after contract the column is `job_title`. A table rename likewise.
 TEST_F(AlterColumnTest, RenameColumnAndTableWithBothVersionsWriting) {

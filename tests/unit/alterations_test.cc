@@ -255,7 +255,7 @@ TEST(Alterations, TheSwitchBuildsEverythingFirstThenSwapsInOneTransaction) {
   at("ALTER INDEX \"public\".\"orders_account_id_idx_tide\" RENAME TO \"orders_account_id_idx\"");
   at("RENAME CONSTRAINT \"accounts_id_check_tide\" TO \"accounts_id_check\"");
   at("RENAME CONSTRAINT \"orders_account_id_fkey_tide\" TO \"orders_account_id_fkey\"");
-  at("DROP SCHEMA IF EXISTS \"accounts_bigint\" CASCADE");
+  at("THEN DROP SCHEMA \"accounts_bigint\" CASCADE");
   at("DROP TRIGGER IF EXISTS \"" + AlterTriggerName("accounts_bigint", {"", "accounts"}, "id") + "\"");
   EXPECT_EQ(sql.find("CONCURRENTLY"), std::string::npos);
   EXPECT_NE(sw.skip_if.find("_tide_new_id"), std::string::npos);

@@ -53,3 +53,17 @@ TEST(Sqlstate, ErrorMessagesLoseTheLinesThatQuoteRowData) {
 
 }  // namespace
 }  // namespace tide
+
+namespace tide {
+namespace {
+TEST(WithoutRowData, WithholdsTheValueAPrimaryMessageQuotes) {
+  EXPECT_EQ(WithoutRowData("ERROR:  invalid input syntax for type integer: \"five stars\""),
+            "ERROR:  invalid input syntax for type integer: (value withheld)");
+  EXPECT_EQ(WithoutRowData("ERROR:  invalid input value for enum mood: \"sad: \"x\"\""),
+            "ERROR:  invalid input value for enum mood: (value withheld)");
+  EXPECT_EQ(WithoutRowData("ERROR:  value \"99999999999\" is out of range for type integer"),
+            "ERROR:  value (withheld) is out of range for type integer");
+  EXPECT_EQ(WithoutRowData("ERROR:  relation \"t\" does not exist"), "ERROR:  relation \"t\" does not exist");
+}
+}  // namespace
+}  // namespace tide
