@@ -324,6 +324,8 @@ class Metrics {
   virtual void SetGateRemaining(const std::string& plan, const std::string& gate, int64_t value) = 0;
   // The rows of a task no update can fill, as the last sweep found them.
   virtual void SetUnfillable(const std::string& plan, const std::string& table, int64_t rows) = 0;
+  // The switch of alter_column and rename steps ran, holding its locks this long.
+  virtual void RecordSwitch(const std::string& /*plan*/, double /*lock_held_seconds*/) {}
   // A DDL step that finished, and one that timed out waiting for a lock.
   virtual void RecordDdl(const std::string& plan, const std::string& phase, double seconds) = 0;
   virtual void CountLockTimeout(const std::string& plan) = 0;

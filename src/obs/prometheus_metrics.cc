@@ -33,6 +33,7 @@ struct PrometheusMetrics::Families {
   prometheus::Family<prometheus::Gauge>& paused;
   prometheus::Family<prometheus::Gauge>& audit_writable;
   prometheus::Family<prometheus::Gauge>& unfillable;
+  prometheus::Family<prometheus::Gauge>& switch_lock;
 };
 
 PrometheusMetrics::PrometheusMetrics() : registry_(std::make_shared<prometheus::Registry>()) {
@@ -121,6 +122,11 @@ PrometheusMetrics::PrometheusMetrics() : registry_(std::make_shared<prometheus::
           .Help("Rows still pending whose expression yields NULL, as the last sweep found them; "
                 "they are not rewritten, and a null_count gate on them waits")
           .Register(r),
+      prometheus::BuildGauge()
+          .Name("tide_switch_lock_held_seconds")
+          .Help("How long the switch of alter_column and rename steps held its ACCESS EXCLUSIVE "
+                "locks, the last time it ran")
+          .Register(r),
   });
   f_->build_info.Add({{"version", kTideVersion}}).Set(1);
   f_->audit_writable.Add({}).Set(1);
@@ -171,6 +177,10 @@ void PrometheusMetrics::RecordBatch(const std::string& plan, const std::string& 
 void PrometheusMetrics::SetGateRemaining(const std::string& plan, const std::string& gate,
                                          int64_t value) {
   f_->gate_remaining.Add({{"plan", plan}, {"gate", gate}}).Set(static_cast<double>(value));
+}
+
+void PrometheusMetrics::RecordSwitch(const std::string& plan, double lock_held_seconds) {
+  f_->switch_lock.Add({{"plan", plan}}).Set(lock_held_seconds);
 }
 
 void PrometheusMetrics::SetUnfillable(const std::string& plan, const std::string& table,

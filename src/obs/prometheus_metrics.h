@@ -33,6 +33,7 @@ class PrometheusMetrics : public Metrics {
   void SetReplicationLag(const std::string& database, double seconds) override;
   void SetGateRemaining(const std::string& plan, const std::string& gate, int64_t value) override;
   void SetUnfillable(const std::string& plan, const std::string& table, int64_t rows) override;
+  void RecordSwitch(const std::string& plan, double lock_held_seconds) override;
   void RecordDdl(const std::string& plan, const std::string& phase, double seconds) override;
   void CountLockTimeout(const std::string& plan) override;
   void CountRetry(const std::string& plan, const std::string& kind) override;

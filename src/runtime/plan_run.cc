@@ -270,6 +270,7 @@ void Orchestrator::Run::RunStep(const std::string& phase, const Step& step, size
         for (const auto& o : *r) {
           if (o.lock_held_ms < 0) continue;
           spdlog::info("plan {}: the switch held its locks for {} ms", self->plan_.name, o.lock_held_ms);
+          self->o_.metrics_->RecordSwitch(self->plan_.name, o.lock_held_ms / 1000.0);
           self->Audit("switch_finished", phase,
                       JsonObject().Int("step", index + 1).Int("lock_held_ms", o.lock_held_ms));
         }
