@@ -117,6 +117,17 @@ std::string FactsKey(const QualifiedName& table, const std::string& column) {
   return table.Display() + "." + column;
 }
 
+std::string Disagrees(const Step& a) {
+  const std::string shadow = QuoteIdent(ShadowColumn(a.column));
+  const std::string up = a.type.empty() ? "(" + UpExpression(a) + ")"
+                                        : "CAST((" + UpExpression(a) + ") AS " + a.type + ")";
+  // Compared as text, so that types without equality (json) work; a column that becomes NOT
+  // NULL needs a value in every row (the switch's validated check would fail on a NULL after
+  // all the slow work).
+  return shadow + "::text IS DISTINCT FROM (" + up + ")::text" +
+         (a.not_null ? " OR " + shadow + " IS NULL" : "");
+}
+
 std::string UpExpression(const Step& a) {
   if (!a.up.empty()) return a.up;
   if (a.type.empty()) return QuoteIdent(a.column);
@@ -159,9 +170,9 @@ void DeriveAlterations(Plan* plan) {
       it = tasks.end() - 1;
     }
     it->set.emplace_back(shadow, up);
-    // A row is pending while its shadow is empty and `up` gives it a value; a NULL that `up`
-    // keeps NULL already agrees.
-    const std::string pending = "(" + QuoteIdent(shadow) + " IS NULL AND (" + up + ") IS NOT NULL)";
+    // A row is pending while its shadow disagrees with `up` (empty, or stale); the rows where
+    // `up` gives no value to a column that becomes NOT NULL are counted as unfillable.
+    const std::string pending = "(" + Disagrees(a) + ")";
     it->where = it->where.empty() ? pending : it->where + " OR " + pending;
     it->derived += " " + a.table.Display() + "." + a.column;
 
@@ -169,12 +180,7 @@ void DeriveAlterations(Plan* plan) {
     g.kind = Gate::Kind::kSql;
     g.pos = a.pos;
     g.label = "agree:" + a.table.Display() + "." + a.column;
-    const std::string cast = a.type.empty() ? "(" + up + ")" : "CAST((" + up + ") AS " + a.type + ")";
-    g.sql = "SELECT count(*) FROM " + QuoteName(a.table) + " WHERE " + QuoteIdent(shadow) +
-            " IS DISTINCT FROM " + cast;
-    // A column that becomes NOT NULL needs a value in every row first (`up` gives it one): the
-    // switch's validated check would fail on a NULL after all the slow work.
-    if (a.not_null) g.sql += " OR " + QuoteIdent(shadow) + " IS NULL";
+    g.sql = "SELECT count(*) FROM " + QuoteName(a.table) + " WHERE " + Disagrees(a);
     g.expect = 0;
     plan->gates.push_back(g);
   }
@@ -185,6 +191,57 @@ void DeriveAlterations(Plan* plan) {
   plan->contract.insert(plan->contract.begin() + static_cast<std::ptrdiff_t>(at),
                         derived(OpKind::kSwitch));
   plan->rollback.insert(plan->rollback.begin(), derived(OpKind::kUndoAlterations));
+}
+
+std::string AlterTriggerFunctionSql(const std::string& plan, const Step& a, bool lenient) {
+  const std::string shadow = ShadowColumn(a.column);
+  const std::string name = AlterTriggerName(plan, a.table, a.column);
+  const std::string fn = "tide." + QuoteIdent(name);
+  const std::string tmark = TriggerMark(plan, a.table, a.column);
+  const std::string row = "FROM (SELECT (NEW).*) AS " + QuoteIdent(a.table.name);
+  const std::string up = "(SELECT (" + UpExpression(a) + ") " + row + ")";
+  const std::string down_expr = a.down.empty() ? QuoteIdent(a.column) : a.down;
+  const std::string down = "(SELECT (SELECT (" + down_expr + ") FROM (SELECT (NEW)." +
+                           QuoteIdent(shadow) + " AS " + QuoteIdent(a.column) + ") AS tide_new) " +
+                           row + ")";
+  const std::string s = "NEW." + QuoteIdent(shadow), c = "NEW." + QuoteIdent(a.column);
+  const std::string os = "OLD." + QuoteIdent(shadow), oc = "OLD." + QuoteIdent(a.column);
+  const std::string new_version = NewVersionSession(VersionSchema(plan));
+  // Filling the shadow from `up`: while the gates wait, a value `up` cannot convert never fails
+  // the application's write (the shadow stays NULL, the row disagrees, and the backfill stops on
+  // it with PostgreSQL's error); from contract on it does, so that no such value can arrive
+  // between the last check and the switch and be lost.
+  const std::string fill =
+      lenient ? "BEGIN\n        " + s + " := " + up + ";\n      EXCEPTION WHEN OTHERS THEN\n        " + s +
+                    " := NULL;\n      END;"
+              : s + " := " + up + ";";
+  std::string body = "#variable_conflict use_column\nBEGIN\n";
+  // tide's own backfill sets the shadow from `up` itself.
+  body += "  IF current_setting('tide.backfill', true) = 'on' THEN\n    RETURN NEW;\n  END IF;\n";
+  // Which column a write changed says which version wrote it: the old version writes the old
+  // column (and never the shadow), the new one the shadow (through the version schema's view).
+  body += "  IF TG_OP = 'INSERT' THEN\n";
+  body += "    IF " + s + " IS NOT NULL OR " + new_version + " THEN\n";
+  body += "      " + c + " := " + down + ";\n";
+  body += "    ELSE\n      " + fill + "\n    END IF;\n";
+  body += "  ELSIF " + s + " IS DISTINCT FROM " + os + " THEN\n";
+  body += "    " + c + " := " + down + ";\n";
+  // An update of other columns: the old version's may change what `up` reads; the new
+  // version's leaves its value alone (up(down(x)) need not be x).
+  body += "  ELSIF " + c + " IS DISTINCT FROM " + oc + " OR NOT " + new_version + " THEN\n";
+  body += "    " + fill + "\n";
+  body += "  END IF;\n  RETURN NEW;\nEND";
+  const std::string clash =
+      "DO $tide_clash$ BEGIN IF EXISTS (SELECT 1 FROM pg_proc WHERE pronamespace = "
+      "'tide'::regnamespace AND proname = " + QuoteLiteral(name) +
+      " AND obj_description(oid, 'pg_proc') IS DISTINCT FROM " + QuoteLiteral(tmark) +
+      ") THEN RAISE EXCEPTION USING ERRCODE = 'duplicate_object', MESSAGE = " +
+      QuoteLiteral("a function named tide." + name + " exists and is not this plan's; tide will "
+                   "not replace it") +
+      "; END IF; END $tide_clash$";
+  return clash + "; CREATE OR REPLACE FUNCTION " + fn +
+         "() RETURNS trigger LANGUAGE plpgsql AS $tide_alter$\n" + body +
+         "\n$tide_alter$; COMMENT ON FUNCTION " + fn + "() IS " + QuoteLiteral(tmark);
 }
 
 std::vector<DdlStatement> CompileAlterColumn(const std::string& plan, const Step& a) {
@@ -220,45 +277,11 @@ std::vector<DdlStatement> CompileAlterColumn(const std::string& plan, const Step
                  Fill(kBrief, a.table.Display()) + " (a nullable column without a default)", "",
                  clash});
 
-  // The trigger: the old version's writes fill the shadow from `up`; the new version's (its
-  // search_path names the version schema) fill the old column from `down`. `up` failing (a cast
-  // of a value it cannot convert) never fails the application's write: the shadow stays NULL
-  // and the backfill reports it.
   const std::string name = AlterTriggerName(plan, a.table, a.column);
-  const std::string fn = "tide." + QuoteIdent(name);
-  const std::string tmark = TriggerMark(plan, a.table, a.column);
-  const std::string row = "FROM (SELECT (NEW).*) AS " + QuoteIdent(a.table.name);
-  const std::string up = "(SELECT (" + UpExpression(a) + ") " + row + ")";
-  const std::string down_expr = a.down.empty() ? QuoteIdent(a.column) : a.down;
-  const std::string down = "(SELECT (SELECT (" + down_expr + ") FROM (SELECT (NEW)." +
-                           QuoteIdent(shadow) + " AS " + QuoteIdent(a.column) + ") AS tide_new) " +
-                           row + ")";
-  const std::string s = "NEW." + QuoteIdent(shadow), c = "NEW." + QuoteIdent(a.column);
-  std::string body = "#variable_conflict use_column\nBEGIN\n";
-  body += "  IF " + NewVersionSession(VersionSchema(plan)) + " THEN\n";
-  body += "    IF TG_OP = 'INSERT' AND " + s + " IS NULL AND " + c + " IS NOT NULL THEN\n";
-  body += "      " + s + " := " + up + ";\n";
-  body += "    ELSE\n";
-  body += "      " + c + " := " + down + ";\n";
-  body += "    END IF;\n";
-  body += "  ELSE\n";
-  body += "    BEGIN\n      " + s + " := " + up + ";\n";
-  body += "    EXCEPTION WHEN OTHERS THEN\n      " + s + " := NULL;\n    END;\n";
-  body += "  END IF;\n  RETURN NEW;\nEND";
-  const std::string trigger_clash =
-      "DO $tide_clash$ BEGIN IF EXISTS (SELECT 1 FROM pg_proc WHERE pronamespace = "
-      "'tide'::regnamespace AND proname = " + QuoteLiteral(name) +
-      " AND obj_description(oid, 'pg_proc') IS DISTINCT FROM " + QuoteLiteral(tmark) +
-      ") THEN RAISE EXCEPTION USING ERRCODE = 'duplicate_object', MESSAGE = " +
-      QuoteLiteral("a function named tide." + name + " exists and is not this plan's; tide will "
-                   "not replace it") +
-      "; END IF; END $tide_clash$";
-  out.push_back({trigger_clash + "; CREATE OR REPLACE FUNCTION " + fn +
-                     "() RETURNS trigger LANGUAGE plpgsql AS $tide_alter$\n" + body +
-                     "\n$tide_alter$; COMMENT ON FUNCTION " + fn + "() IS " + QuoteLiteral(tmark) +
-                     "; CREATE OR REPLACE TRIGGER " + QuoteIdent(name) +
-                     " BEFORE INSERT OR UPDATE ON " + t + " FOR EACH ROW EXECUTE FUNCTION " + fn +
-                     "()",
+  out.push_back({AlterTriggerFunctionSql(plan, a, true) + "; CREATE OR REPLACE TRIGGER " +
+                     QuoteIdent(name) + " BEFORE INSERT OR UPDATE ON " + t +
+                     " FOR EACH ROW EXECUTE FUNCTION tide." + QuoteIdent(name) + "(); ALTER TABLE " +
+                     t + " ENABLE ALWAYS TRIGGER " + QuoteIdent(name),
                  true, "",
                  "SHARE ROW EXCLUSIVE on " + a.table.Display() +
                      ", brief: writes queue behind it for at most lock_timeout; reads go on",
@@ -271,7 +294,13 @@ std::vector<DdlStatement> CompileAddPrimaryKey(const Step& s) {
   const std::string name = s.name.name.empty() ? ObjectName({s.table.name}, "_pkey") : s.name.name;
   const QualifiedName index{s.table.schema, name};
   const std::string has_pk = "EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = " +
-                             RegClass(s.table) + " AND contype = 'p')";
+                             RegClass(s.table) + " AND contype = 'p' AND conname = " +
+                             QuoteLiteral(name) + ")";
+  const std::string other_pk =
+      "SELECT COALESCE((SELECT 'the table already has a primary key, ' || conname || ', so "
+      "add_primary_key cannot add " + name + "; drop it in an earlier step, or remove this one' "
+      "FROM pg_constraint WHERE conrelid = " + RegClass(s.table) + " AND contype = 'p' AND conname <> " +
+      QuoteLiteral(name) + "), '')";
   std::vector<DdlStatement> out;
   std::vector<std::string> checks;
   for (const auto& c : s.columns) {
@@ -281,7 +310,7 @@ std::vector<DdlStatement> CompileAddPrimaryKey(const Step& s) {
     out.push_back({"ALTER TABLE " + t + " ADD CONSTRAINT " + QuoteIdent(check) + " CHECK (" +
                        QuoteIdent(c) + " IS NOT NULL) NOT VALID",
                    true, "SELECT " + done + " OR " + ConstraintExists(s.table, check, false),
-                   Fill(kBrief, s.table.Display()), "", ""});
+                   Fill(kBrief, s.table.Display()), "", out.empty() ? other_pk : ""});
     out.push_back({"ALTER TABLE " + t + " VALIDATE CONSTRAINT " + QuoteIdent(check), true,
                    "SELECT " + done + " OR " + ConstraintExists(s.table, check, true),
                    Fill(kValidate, s.table.Display()), "", ""});
@@ -308,7 +337,7 @@ std::vector<DdlStatement> CompileAddPrimaryKey(const Step& s) {
 std::vector<DdlStatement> CompileVersionSchema(const Step& step) {
   const std::string schema = VersionSchema(step.plan), q = QuoteIdent(schema);
   const std::string mark = SchemaMark(step.plan);
-  std::string sql = "DO $tide_views$\nDECLARE cols text;\nBEGIN\n";
+  std::string sql = "DO $tide_views$\nDECLARE cols text; def text;\nBEGIN\n";
   sql += "  IF EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = " + QuoteLiteral(schema) +
          " AND obj_description(oid, 'pg_namespace') IS DISTINCT FROM " + QuoteLiteral(mark) +
          ") THEN RAISE EXCEPTION USING ERRCODE = 'duplicate_schema', MESSAGE = " +
@@ -355,6 +384,23 @@ std::vector<DdlStatement> CompileVersionSchema(const Step& step) {
            " || cols || " + QuoteLiteral(" FROM " + QuoteName(table)) + ";\n";
     sql += "  EXECUTE " + QuoteLiteral("GRANT SELECT, INSERT, UPDATE, DELETE ON " + view + " TO PUBLIC") +
            ";\n";
+    // The view's column of an altered column gets the column's default (or an identity's next
+    // value): an insert of the new version that leaves it out gets the value the old column
+    // would have, and an explicit NULL stays NULL.
+    for (const auto& a : step.alterations) {
+      if (!(a.table == table) || a.kind != OpKind::kAlterColumn) continue;
+      const std::string t = QuoteLiteral(QuoteName(table)), c = QuoteLiteral(a.column);
+      sql += "  SELECT COALESCE(" + (a.default_sql ? QuoteLiteral("(" + *a.default_sql + ")") : "NULL") +
+             ", (SELECT pg_get_expr(d.adbin, d.adrelid) FROM pg_attrdef d JOIN pg_attribute a ON "
+             "a.attrelid = d.adrelid AND a.attnum = d.adnum WHERE d.adrelid = " + t +
+             "::regclass AND a.attname = " + c + "), (SELECT 'nextval(' || quote_literal("
+             "pg_get_serial_sequence(" + t + ", " + c + ")) || '::regclass)' FROM pg_attribute "
+             "WHERE attrelid = " + t + "::regclass AND attname = " + c +
+             " AND attidentity <> '')) INTO def;\n";
+      sql += "  IF def IS NOT NULL THEN EXECUTE " +
+             QuoteLiteral("ALTER VIEW " + view + " ALTER COLUMN " + QuoteIdent(a.column) + " SET DEFAULT ") +
+             " || def; END IF;\n";
+    }
   }
   sql += "END $tide_views$";
   std::string tables;
@@ -444,7 +490,8 @@ std::string IdentitySetting(const Altered& a) {
 }  // namespace
 
 std::vector<DdlStatement> CompileSwitch(const Step& step, const SwitchFacts& facts,
-                                        std::string* problem) {
+                                        std::string* problem, Millis lock_timeout,
+                                        Millis statement_timeout) {
   SwitchBuilder b{step, {}};
   for (const auto& a : step.alterations) {
     if (a.kind != OpKind::kAlterColumn) continue;
@@ -472,6 +519,12 @@ std::vector<DdlStatement> CompileSwitch(const Step& step, const SwitchFacts& fac
     if (a.kind != OpKind::kAlterColumn) locked.insert(QuoteName(a.table));
   }
 
+  // From now on a write `up` cannot convert fails instead of leaving the shadow empty: what the
+  // switch checks just before it takes its locks then holds until it has them.
+  for (const auto& a : b.altered) {
+    out.push_back({AlterTriggerFunctionSql(step.plan, *a.step, false), true, "",
+                   "none on the table (the trigger's function is replaced)", "", ""});
+  }
   // Slow work first, with no lock that holds the application up: the indexes, then the checks,
   // then the foreign keys (which need the unique indexes they reference).
   std::set<std::string> seen;
@@ -558,11 +611,46 @@ std::vector<DdlStatement> CompileSwitch(const Step& step, const SwitchFacts& fac
   }
 
   // The switch: one transaction, every lock taken first (in one order), nothing slow inside.
+  // PostgreSQL bounds each lock it waits for by lock_timeout, and the application queues
+  // behind the locks already held while the next is awaited: the plan's lock_timeout is shared
+  // out over the tables, the version schema's views and the sequences, so that no query waits
+  // on the switch longer than about lock_timeout in all.
   std::vector<std::string> sql;
   std::string tables;
   for (const auto& t : locked) tables += (tables.empty() ? "" : ", ") + t;
+  size_t objects = locked.size() + TablesOf(step.alterations).size();
+  for (const auto& a : b.altered) objects += a.facts->owned_sequence.empty() ? 0 : 1;
+  const int64_t share = std::max<int64_t>(10, lock_timeout.count() / static_cast<int64_t>(objects));
+  sql.push_back("SET LOCAL lock_timeout = '" + std::to_string(share) + "ms'");
+  sql.push_back("SET LOCAL statement_timeout = '" + std::to_string(statement_timeout.count()) + "ms'");
   sql.push_back("LOCK TABLE " + tables + " IN ACCESS EXCLUSIVE MODE");
   sql.push_back("SELECT set_config('tide.switch_locked_at', clock_timestamp()::text, true)");
+  // What the switch was computed from must still hold: an index or constraint added on an old
+  // column since would be dropped with it. When it changed, the error (serialization_failure)
+  // makes tide compute the switch again and retry.
+  for (const auto& a : b.altered) {
+    size_t constraints = a.facts->checks.size();
+    for (const auto& idx : a.facts->indexes) constraints += idx.constraint_type ? 1 : 0;
+    size_t fk_count = 0;
+    for (const auto& fk : a.facts->foreign_keys) fk_count += !fk.name.empty();
+    const std::string rel = QuoteLiteral(QuoteName(a.table)) + "::regclass";
+    const std::string num = "(SELECT attnum FROM pg_attribute WHERE attrelid = " + rel +
+                            " AND attname = " + QuoteLiteral(a.step->column) + ")";
+    sql.push_back(
+        "DO $tide_recheck$ BEGIN IF (SELECT count(*) FROM pg_index i WHERE indrelid = " + rel +
+        " AND (" + num + " = ANY (indkey::int2[]) OR EXISTS (SELECT 1 FROM pg_depend d WHERE "
+        "d.classid = 'pg_class'::regclass AND d.objid = i.indexrelid AND d.refobjid = " + rel +
+        " AND d.refobjsubid = " + num + "))) <> " + std::to_string(a.facts->indexes.size()) +
+        " OR (SELECT count(*) FROM pg_constraint WHERE contype <> 'f' AND conrelid = " + rel +
+        " AND " + num + " = ANY (conkey)) <> " + std::to_string(constraints) +
+        " OR (SELECT count(*) FROM pg_constraint WHERE contype = 'f' AND ((conrelid = " + rel +
+        " AND " + num + " = ANY (conkey)) OR (confrelid = " + rel + " AND " + num +
+        " = ANY (confkey)))) <> " + std::to_string(fk_count) +
+        " THEN RAISE EXCEPTION USING ERRCODE = 'serialization_failure', MESSAGE = " +
+        QuoteLiteral("indexes or constraints on " + FactsKey(a.step->table, a.step->column) +
+                     " changed since the switch was computed; computing it again") +
+        "; END IF; END $tide_recheck$");
+  }
   sql.push_back(DropVersionSchema(step.plan));
   for (const ForeignKeyFacts* fk : fks) {
     sql.push_back("ALTER TABLE " + QuoteName(fk->table) + " DROP CONSTRAINT " + QuoteIdent(fk->name));
@@ -668,12 +756,25 @@ std::vector<DdlStatement> CompileSwitch(const Step& step, const SwitchFacts& fac
                 "current_setting('tide.switch_locked_at')::timestamptz) * 1000)::bigint");
   std::string joined;
   for (const auto& s : sql) joined += (joined.empty() ? "" : ";\n") + s;
+  // Every row must agree before the locks are taken (the triggers fail writes that would not
+  // from here on): a row that does not would lose its value with the old column.
+  std::string refuse;
+  for (const auto& a : b.altered) {
+    refuse += std::string(refuse.empty() ? "" : ", ") + "CASE WHEN EXISTS (SELECT 1 FROM " +
+              QuoteName(a.table) + " WHERE " + Disagrees(*a.step) + ") THEN " +
+              QuoteLiteral("rows of " + a.table.Display() + " whose " + ShadowColumn(a.step->column) +
+                           " does not hold `up` of " + a.step->column + " (written since the gates "
+                           "passed with a value `up` cannot convert?); switching would lose "
+                           "them: fix or delete them, then `tidectl retry` the plan") +
+              " END";
+  }
   DdlStatement sw{joined, true, "SELECT " + done,
                   "ACCESS EXCLUSIVE on " + tables + " for one short transaction: catalog changes "
                   "only, no scan, no rewrite; queries on them queue behind it for at most "
                   "lock_timeout, and it is retried with the blocker named",
                   "", ""};
   sw.reports_lock_held = true;
+  if (!refuse.empty()) sw.refuse_if = "SELECT concat_ws('; ', " + refuse + ")";
   out.push_back(sw);
   return out;
 }

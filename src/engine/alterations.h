@@ -48,6 +48,11 @@ std::string VersionSchema(const std::string& plan);
 // the new type (the column itself when the type does not change).
 std::string UpExpression(const Step& alter);
 
+// The condition on a row of the altered table that its shadow does not hold `up` of the old
+// value (or, with not_null, holds no value): what the backfill fills, the gate counts and the
+// switch refuses.
+std::string Disagrees(const Step& alter);
+
 // Adds to a parsed plan what its alter_column, rename_column and rename_table steps imply: the
 // version schema step at the end of expand, a backfill task per table (its shadows from `up`),
 // a gate per column (old and new agree), the switch at the head of contract (after its leading
@@ -107,14 +112,20 @@ std::string FactsKey(const QualifiedName& table, const std::string& column);
 // when a fact forbids it.
 std::vector<DdlStatement> CompileVersionSchema(const Step& step);
 std::vector<DdlStatement> CompileUndo(const Step& step);
+// `lock_timeout` is shared out over the locks the switch's transaction takes; its statements run
+// under `statement_timeout` (the index builds before it under the step's own limits).
 std::vector<DdlStatement> CompileSwitch(const Step& step, const SwitchFacts& facts,
-                                        std::string* problem);
+                                        std::string* problem, Millis lock_timeout = Millis(2000),
+                                        Millis statement_timeout = Millis(30000));
 // The switch as `validate` shows it without a database: what it will do, in words.
 std::vector<DdlStatement> DescribeSwitch(const Step& step);
 
 // Statements of the expand steps themselves (CompileStep calls these).
 std::vector<DdlStatement> CompileAlterColumn(const std::string& plan, const Step& step);
 std::vector<DdlStatement> CompileAddPrimaryKey(const Step& step);
+// The trigger function of an alter_column step; `lenient`: a value `up` cannot convert leaves
+// the shadow NULL instead of failing the write (until contract).
+std::string AlterTriggerFunctionSql(const std::string& plan, const Step& step, bool lenient);
 
 // `text` with every identifier token equal to `from` (bare or quoted) replaced by `to`
 // (quoted); string literals, quoted identifiers of other names and comments are left alone.

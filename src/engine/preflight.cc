@@ -299,7 +299,9 @@ void ListSwitchFromCatalog(const Plan& plan, const CatalogFacts& facts,
       sf[FactsKey(a.table, a.column)] = f;
     }
     std::string problem;
-    const std::vector<DdlStatement> compiled = CompileSwitch(step, sf, &problem);
+    const std::vector<DdlStatement> compiled =
+        CompileSwitch(step, sf, &problem, plan.settings.lock_timeout.value_or(Millis(2000)),
+                      plan.settings.statement_timeout.value_or(Millis(30000)));
     if (!problem.empty()) return;  // the preflight's problems say why
     std::vector<PlannedStatement> out;
     for (const auto& ps : *statements) {

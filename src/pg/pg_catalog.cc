@@ -510,30 +510,34 @@ ColumnFacts ReadColumnFactsIn(pqxx::dbtransaction& w, const Step& a) {
     if (row[10].as<bool>()) fk.actions += row[11].as<bool>() ? " DEFERRABLE INITIALLY DEFERRED" : " DEFERRABLE";
     f.foreign_keys.push_back(fk);
   }
-  // What the switch cannot carry over.
+  // What the switch cannot carry over: views (except tide's own version schemas'), and anything
+  // else that depends on the column other than what the switch moves (indexes, constraints,
+  // its default, its sequence): triggers (UPDATE OF, WHEN), policies, SQL functions with
+  // BEGIN ATOMIC bodies, generated columns. PostgreSQL would refuse the switch's DROP COLUMN.
+  const std::string tide_schema =
+      "(SELECT n.oid FROM pg_namespace n WHERE obj_description(n.oid, 'pg_namespace') LIKE "
+      "'tide version schema of plan %')";
   for (const auto& row : w.exec_params(
            "SELECT DISTINCT v.oid::regclass::text, v.relkind::text FROM pg_depend d "
            "JOIN pg_rewrite rw ON rw.oid = d.objid JOIN pg_class v ON v.oid = rw.ev_class "
            "WHERE d.classid = 'pg_rewrite'::regclass AND d.refobjid = $1 AND d.refobjsubid = $2 "
-           "AND v.oid <> $1 AND v.relnamespace <> COALESCE(to_regnamespace($3), 0) ORDER BY 1",
-           relid, attnum, VersionSchema(a.plan))) {
+           "AND v.oid <> $1 AND v.relnamespace NOT IN " + tide_schema + " ORDER BY 1",
+           relid, attnum)) {
     const std::string kind = std::string(row[1].c_str()) == "m" ? "materialized view " : "view ";
     block(kind + row[0].c_str() + " depends on it; drop it and create it again after the plan "
           "(tide never drops with CASCADE)");
   }
   for (const auto& row : w.exec_params(
-           "SELECT DISTINCT p.polname FROM pg_policy p JOIN pg_depend d ON d.classid = "
-           "'pg_policy'::regclass AND d.objid = p.oid WHERE d.refobjid = $1 AND d.refobjsubid = $2",
+           "SELECT DISTINCT pg_describe_object(d.classid, d.objid, d.objsubid) FROM pg_depend d "
+           "WHERE d.refclassid = 'pg_class'::regclass AND d.refobjid = $1 AND d.refobjsubid = $2 "
+           "AND d.deptype IN ('n', 'a') AND d.classid NOT IN ('pg_constraint'::regclass, "
+           "'pg_attrdef'::regclass, 'pg_rewrite'::regclass, 'pg_statistic_ext'::regclass) "
+           "AND NOT (d.classid = 'pg_class'::regclass AND EXISTS (SELECT 1 FROM pg_class c WHERE "
+           "c.oid = d.objid AND c.relkind IN ('i', 'I', 'S'))) "
+           "AND NOT (d.classid = 'pg_class'::regclass AND d.objid = $1 AND d.objsubid = $2) ORDER BY 1",
            relid, attnum)) {
-    block("row-level security policy " + std::string(row[0].c_str()) + " uses it; the switch "
-          "would drop it");
-  }
-  for (const auto& row : w.exec_params(
-           "SELECT a.attname FROM pg_depend d JOIN pg_attribute a ON a.attrelid = d.objid AND "
-           "a.attnum = d.objsubid WHERE d.classid = 'pg_class'::regclass AND d.objid = $1 AND "
-           "d.refobjid = $1 AND d.refobjsubid = $2 AND d.objsubid <> $2 AND a.attgenerated <> ''",
-           relid, attnum)) {
-    block("generated column " + std::string(row[0].c_str()) + " is computed from it");
+    block(std::string(row[0].c_str()) + " depends on it, and the switch's DROP COLUMN would fail; "
+          "drop it, and create it again on the new column after the plan");
   }
   for (const auto& row : w.exec_params(
            "SELECT tgname FROM pg_trigger WHERE tgrelid = $1 AND NOT tgisinternal AND "
@@ -541,6 +545,31 @@ ColumnFacts ReadColumnFactsIn(pqxx::dbtransaction& w, const Step& a) {
            relid, attnum)) {
     block("trigger " + std::string(row[0].c_str()) + " fires on UPDATE OF it, and would not "
           "follow the new column");
+  }
+  // Another plan changing the same table: its shadows, triggers and views would meet these.
+  for (const auto& row : w.exec_params(
+           "SELECT attname, COALESCE(col_description(attrelid, attnum), '') FROM pg_attribute "
+           "WHERE attrelid = $1 AND attname LIKE '\\_tide\\_new\\_%' AND NOT attisdropped",
+           relid)) {
+    const std::string mark = row[1].c_str();
+    if (mark.size() < a.plan.size() + 10 || mark.substr(mark.size() - a.plan.size() - 10) != " for plan " + a.plan) {
+      block("the table has " + std::string(row[0].c_str()) + ", a shadow of another plan (" + mark +
+            "); finish or abort that plan first");
+    }
+  }
+  // A domain with constraints: PostgreSQL adds a column of it by rewriting the table under
+  // ACCESS EXCLUSIVE (it checks the domain on every row).
+  try {
+    pqxx::subtransaction sub(w);
+    if (sub.exec_params1("SELECT EXISTS (SELECT 1 FROM pg_constraint WHERE contypid = $1::regtype)",
+                         a.type.empty() ? f.type : a.type)[0].as<bool>()) {
+      block("its new type is a domain with constraints, and PostgreSQL adds the shadow of such a "
+            "type by rewriting the table under ACCESS EXCLUSIVE; alter it to the domain's base "
+            "type and add the domain's rule with `check`");
+    }
+    sub.commit();
+  } catch (const pqxx::sql_error&) {
+    // Not a type PostgreSQL knows: the `up` check below says so.
   }
   for (const auto& row : w.exec_params(
            "SELECT p.pubname FROM pg_publication_rel r JOIN pg_publication p ON p.oid = r.prpubid "

@@ -83,8 +83,10 @@ Result<std::vector<StatementOutcome>> PgPlanDatabase::RunStatements(
         return Status::Fatal("internal error: a description was about to run: " + statements[i].sql);
       }
       if (!statements[i].refuse_if.empty()) {
-        pqxx::nontransaction n(*conn_);
-        const std::string why = n.exec1(statements[i].refuse_if)[0].c_str();
+        pqxx::work w(*conn_);
+        w.exec0(LimitsSql(limits));
+        const std::string why = w.exec1(statements[i].refuse_if)[0].c_str();
+        w.commit();
         if (!why.empty()) return Status::Fatal(why);
       }
       out.push_back(RunStatement(plan, statements[i], limits, last ? after : std::nullopt,

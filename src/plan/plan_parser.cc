@@ -286,6 +286,21 @@ class PlanParser {
         r_.Error(s.pos, "`" + s.table.Display() + "` is renamed twice in this plan");
       }
     }
+    // One view per table in the version schema, by the table's (new) name.
+    std::map<std::string, std::string> views;  // view name -> table
+    for (const auto& s : plan.expand) {
+      if (s.kind != OpKind::kAlterColumn && s.kind != OpKind::kRenameColumn && s.kind != OpKind::kRenameTable) continue;
+      std::string view = s.table.name;
+      for (const auto& r : plan.expand) {
+        if (r.kind == OpKind::kRenameTable && r.table == s.table) view = r.to;
+      }
+      auto [it, fresh] = views.emplace(view, s.table.Display());
+      if (!fresh && it->second != s.table.Display()) {
+        r_.Error(s.pos, "`" + s.table.Display() + "` and `" + it->second + "` would both be the view `" +
+                            view + "` of the plan's version schema",
+                 "change them in two plans");
+      }
+    }
     for (const auto& s : plan.expand) {
       if (s.kind == OpKind::kRenameColumn && altered.count(s.table.Display() + "." + s.column)) {
         r_.Error(s.pos, "`" + s.table.Display() + "." + s.column + "` is both altered and renamed",

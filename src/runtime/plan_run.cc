@@ -252,15 +252,20 @@ void Orchestrator::Run::RunStep(const std::string& phase, const Step& step, size
   doing_ = phase + " step " + std::to_string(index + 1);
   Audit("step_started", phase, JsonObject().Int("step", index + 1).Str("op", op).Str("sql", what));
   Do<Result<std::vector<StatementOutcome>>>(
-      [db, name, statements, limits, after, from_catalog,
-       step]() -> Result<std::vector<StatementOutcome>> {
+      [db, name, statements, limits, after, from_catalog, step,
+       gate_timeout = GateLimits().statement_timeout]() -> Result<std::vector<StatementOutcome>> {
         if (!from_catalog) return db->RunStatements(name, statements, limits, after);
         Result<SwitchFacts> facts = db->ReadSwitchFacts(step);
         if (!facts.ok()) return facts.status();
         std::string problem;
-        const std::vector<DdlStatement> computed = CompileSwitch(step, *facts, &problem);
+        const std::vector<DdlStatement> computed =
+            CompileSwitch(step, *facts, &problem, limits.lock_timeout, limits.statement_timeout);
         if (!problem.empty()) return Status::Fatal("the switch cannot run: " + problem);
-        return db->RunStatements(name, computed, limits, after);
+        // The index builds, validations and the check that every row agrees scan whole tables:
+        // they run under gate_timeout; the switch's own transaction under statement_timeout.
+        StatementLimits slow = limits;
+        slow.statement_timeout = std::max(limits.statement_timeout, gate_timeout);
+        return db->RunStatements(name, computed, slow, after);
       },
       [self = shared_from_this(), phase, index, start, what, op, after](
           Result<std::vector<StatementOutcome>> r) {
