@@ -291,6 +291,97 @@ INSERT INTO reviews SELECT g, (1 + g % 5)::text FROM generate_series(1, 2000) g;
   EXPECT_EQ(Query("SELECT rating FROM reviews WHERE id = 5000"), "five stars");
 }
 
+// Writes that do not say which version made them, while a plan waits at its gates: a
+// new-version update of another column of a row the backfill has not reached, a new-version
+// write to the base table by its qualified name, a cascade of a foreign key, an explicit NULL
+// through the view. Each keeps exactly what was written.
+TEST_F(AlterColumnTest, EveryWriteKeepsWhatItWroteWhicheverWayItCame) {
+  PgCluster::Shared().Exec(db_, std::string(R"SQL(
+CREATE TABLE p (id int PRIMARY KEY);
+INSERT INTO p SELECT generate_series(1, 10);
+CREATE TABLE scores (id bigint PRIMARY KEY, score int DEFAULT 0, label text,
+                     pid int REFERENCES p (id) ON DELETE SET NULL);
+INSERT INTO scores SELECT g, g * 10, 'l', 1 + g % 10 FROM generate_series(1, 3000) g;
+)SQL") + kAppVersion);
+  StartDaemon();
+  const std::string plan = "plan: scores_bigint\ndatabase: app\nsettings: {lock_timeout: 500ms}\nexpand:\n"
+                           "  - alter_column: {table: scores, column: score, type: bigint}\n"
+                           "  - alter_column: {table: scores, column: pid, type: bigint}\n" + Gates();
+  ASSERT_EQ(Ctl({"submit", "--config", config_, WritePlan("scores_bigint.yaml", plan)}).status, 0);
+  ASSERT_TRUE(WaitFor([&] { return PlanState("scores_bigint") == "gating"; }, 60s)) << Diagnostics("scores_bigint");
+  const std::string v2 = "SET search_path TO scores_bigint, public; ";
+  // A row as if the backfill had not reached it yet.
+  PgCluster::Shared().Exec(db_, "ALTER TABLE scores DISABLE TRIGGER USER; UPDATE scores SET "
+                                "_tide_new_score = NULL WHERE id = 1; ALTER TABLE scores ENABLE TRIGGER USER");
+  PgCluster::Shared().Exec(db_, v2 + "UPDATE scores SET label = 'renamed' WHERE id = 1");
+  EXPECT_EQ(Query("SELECT score FROM scores WHERE id = 1"), "10") << "the old value survives";
+  PgCluster::Shared().Exec(db_, v2 + "UPDATE public.scores SET score = 99 WHERE id = 2");
+  EXPECT_EQ(Query("SELECT score || ' ' || _tide_new_score FROM scores WHERE id = 2"), "99 99");
+  PgCluster::Shared().Exec(db_, v2 + "DELETE FROM p WHERE id = 4");  // scores.pid = 4 -> NULL
+  EXPECT_EQ(Query("SELECT count(*) FROM scores WHERE pid = 4 OR _tide_new_pid = 4"), "0");
+  PgCluster::Shared().Exec(db_, v2 + "INSERT INTO scores (id, score, label) VALUES (5000, NULL, 'n')");
+  EXPECT_EQ(Query("SELECT coalesce(score::text, 'null') || ' ' || coalesce(_tide_new_score::text, 'null') "
+                  "FROM scores WHERE id = 5000"), "null null");
+  PgCluster::Shared().Exec(db_, v2 + "INSERT INTO scores (id, label) VALUES (5001, 'd')");
+  EXPECT_EQ(Query("SELECT score || ' ' || _tide_new_score FROM scores WHERE id = 5001"), "0 0")
+      << "a column the new version leaves out gets the old column's default";
+  PgCluster::Shared().Exec(db_, "UPDATE app_version SET version = 2");
+  ASSERT_TRUE(WaitFor([&] { return PlanState("scores_bigint") == "done"; }, 60s)) << Diagnostics("scores_bigint");
+  EXPECT_EQ(Query("SELECT string_agg(id || ':' || coalesce(score::text, '-'), ',' ORDER BY id) FROM scores "
+                  "WHERE id IN (1, 2, 5000, 5001)"), "1:10,2:99,5000:-,5001:0");
+  EXPECT_EQ(Query("SELECT count(*) FROM scores WHERE id <= 3000 AND id > 2 AND score <> id * 10"), "0");
+}
+
+// A value `up` cannot convert that the old version writes after the gates passed (contract is
+// held here, so the write lands between the gates and the switch): the switch never runs over
+// it. The triggers turn strict when contract starts, and the switch checks that every row agrees
+// before it takes its locks; the plan stops, the column and the value stay.
+TEST_F(AlterColumnTest, AValueArrivingAfterTheGatesPassedIsNeverLostByTheSwitch) {
+  PgCluster::Shared().Exec(db_, std::string(R"SQL(
+CREATE TABLE ratings (id bigint PRIMARY KEY, stars text);
+INSERT INTO ratings SELECT g, (1 + g % 5)::text FROM generate_series(1, 2000) g;
+)SQL") + kAppVersion);
+  StartDaemon();
+  const std::string plan = "plan: ratings_int\ndatabase: app\nexpand:\n"
+                           "  - alter_column: {table: ratings, column: stars, type: integer}\n" + Gates();
+  ASSERT_EQ(Ctl({"pause", "ratings_int", "--phase", "contract", "--config", config_}).status, 0);
+  ASSERT_EQ(Ctl({"submit", "--config", config_, WritePlan("ratings_int.yaml", plan)}).status, 0);
+  PgCluster::Shared().Exec(db_, "UPDATE app_version SET version = 2");
+  ASSERT_TRUE(WaitFor([&] { return Audit().find("\"event\":\"plan_held\"") != std::string::npos; }, 60s))
+      << Diagnostics("ratings_int");
+  EXPECT_EQ(Query("INSERT INTO ratings VALUES (5000, 'five') RETURNING id"), "5000")
+      << "the old version's write succeeds";
+  ASSERT_EQ(Ctl({"resume", "ratings_int", "--phase", "contract", "--config", config_}).status, 0);
+  ASSERT_TRUE(WaitFor([&] { return PlanState("ratings_int") == "failed"; }, 60s)) << Diagnostics("ratings_int");
+  EXPECT_EQ(Query("SELECT data_type FROM information_schema.columns WHERE table_schema = 'public' "
+                  "AND table_name = 'ratings' AND column_name = 'stars'"), "text") << "no switch";
+  EXPECT_EQ(Query("SELECT stars FROM ratings WHERE id = 5000"), "five");
+  EXPECT_EQ(Query("SELECT count(*) FROM ratings"), "2001");
+}
+
+// What the switch's DROP COLUMN would trip over is refused before anything runs: a trigger with
+// a WHEN on the column, a constrained domain as the new type.
+TEST_F(AlterColumnTest, RefusesWhatTheSwitchCouldNotDropOrAddWithoutARewrite) {
+  PgCluster::Shared().Exec(db_, R"SQL(
+CREATE TABLE w (id bigint PRIMARY KEY, score int);
+CREATE FUNCTION w_touch() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$;
+CREATE TRIGGER w_touch BEFORE UPDATE ON w FOR EACH ROW WHEN (OLD.score IS DISTINCT FROM NEW.score)
+  EXECUTE FUNCTION w_touch();
+CREATE DOMAIN posint AS bigint CHECK (VALUE > 0);
+CREATE TABLE d (id bigint PRIMARY KEY, n int);
+)SQL");
+  auto r = Ctl({"validate", WritePlan("w.yaml", "plan: w_bigint\ndatabase: app\nexpand:\n"
+                                                "  - alter_column: {table: w, column: score, type: bigint}\n"),
+                "--db", "app", "--config", config_});
+  EXPECT_NE(r.status, 0) << r.output;
+  EXPECT_NE(r.output.find("trigger w_touch on table w depends on it"), std::string::npos) << r.output;
+  r = Ctl({"validate", WritePlan("d.yaml", "plan: d_posint\ndatabase: app\nexpand:\n"
+                                           "  - alter_column: {table: d, column: n, type: posint}\n"),
+           "--db", "app", "--config", config_});
+  EXPECT_NE(r.status, 0) << r.output;
+  EXPECT_NE(r.output.find("domain with constraints"), std::string::npos) << r.output;
+}
+
 // A rename: the old version writes `role`, the new version `job_title` through the version
 // schema, at the same time; after contract the column is `job_title`. A table rename likewise.
 TEST_F(AlterColumnTest, RenameColumnAndTableWithBothVersionsWriting) {
