@@ -248,17 +248,27 @@ std::vector<DdlStatement> CompileAlterColumn(const std::string& plan, const Step
   const std::string t = QuoteName(a.table), shadow = ShadowColumn(a.column);
   const std::string mark = ShadowMark(plan, a.table, a.column);
   std::vector<DdlStatement> out;
-  // The shadow: of the new type, or of the old one read from the catalog.
-  std::string add;
-  if (!a.type.empty()) {
-    add = "ALTER TABLE " + t + " ADD COLUMN IF NOT EXISTS " + QuoteIdent(shadow) + " " + a.type;
-  } else {
-    add = "DO $tide_shadow$ BEGIN EXECUTE format('ALTER TABLE %s ADD COLUMN IF NOT EXISTS %I %s', " +
-          QuoteLiteral(t) + ", " + QuoteLiteral(shadow) +
-          ", (SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = " +
-          RegClass(a.table) + " AND attname = " + QuoteLiteral(a.column) +
-          " AND NOT attisdropped)); END $tide_shadow$";
-  }
+  // The shadow: of the new type, or of the old one read from the catalog, with the old
+  // column's collation when it is not its type's default and the new type has one (a
+  // case-insensitive email stays case-insensitive, and so do its unique indexes).
+  const std::string old_attr = "FROM pg_attribute a JOIN pg_type ty ON ty.oid = a.atttypid WHERE "
+                               "a.attrelid = " + RegClass(a.table) + " AND a.attname = " +
+                               QuoteLiteral(a.column) + " AND NOT a.attisdropped";
+  const std::string type = a.type.empty()
+                               ? "(SELECT format_type(a.atttypid, a.atttypmod) " + old_attr + ")"
+                               : QuoteLiteral(a.type);
+  const std::string type_oid =
+      a.type.empty() ? "(SELECT a.atttypid " + old_attr + ")" : QuoteLiteral(a.type) + "::regtype";
+  const std::string collate =
+      "COALESCE((SELECT ' COLLATE ' || quote_ident(cn.nspname) || '.' || quote_ident(co.collname) " +
+      old_attr.substr(0, old_attr.find(" WHERE ")) +
+      " JOIN pg_collation co ON co.oid = a.attcollation JOIN pg_namespace cn ON cn.oid = "
+      "co.collnamespace" + old_attr.substr(old_attr.find(" WHERE ")) +
+      " AND a.attcollation <> ty.typcollation AND (SELECT typcollation FROM pg_type WHERE oid = " +
+      type_oid + ") <> 0), '')";
+  std::string add = "DO $tide_shadow$ BEGIN EXECUTE format('ALTER TABLE %s ADD COLUMN IF NOT EXISTS %I %s%s', " +
+                    QuoteLiteral(t) + ", " + QuoteLiteral(shadow) + ", " + type + ", " + collate +
+                    "); END $tide_shadow$";
   add += "; COMMENT ON COLUMN " + t + "." + QuoteIdent(shadow) + " IS " + QuoteLiteral(mark);
   const std::string clash =
       "SELECT CASE WHEN " + ColumnExists(a.table, shadow) +
@@ -537,12 +547,14 @@ std::vector<DdlStatement> CompileSwitch(const Step& step, const SwitchFacts& fac
       std::string list;
       for (size_t i = 0; i < cols.size(); ++i) {
         list += (i ? ", " : "") + QuoteIdent(cols[i]);
+        if (i < idx.opclasses.size() && !idx.opclasses[i].empty()) list += " " + idx.opclasses[i];
         if (i < idx.options.size() && !idx.options[i].empty()) list += " " + idx.options[i];
       }
       const QualifiedName fresh{a.table.schema, NewName(idx.name)};
       std::string sql = std::string("CREATE ") + (idx.unique ? "UNIQUE " : "") +
                         "INDEX CONCURRENTLY IF NOT EXISTS " + QuoteIdent(fresh.name) + " ON " + t +
-                        " USING " + (idx.method.empty() ? "btree" : idx.method) + " (" + list + ")";
+                        " USING " + (idx.method.empty() ? "btree" : idx.method) + " (" + list + ")" +
+                        (idx.nulls_not_distinct ? " NULLS NOT DISTINCT" : "");
       if (!idx.predicate.empty()) sql += " WHERE (" + b.MappedText(a.table, idx.predicate) + ")";
       out.push_back({sql, false, "SELECT " + IndexValid(fresh), Fill(kConcurrent, td),
                      QuoteName(fresh), ""});
@@ -689,7 +701,17 @@ std::vector<DdlStatement> CompileSwitch(const Step& step, const SwitchFacts& fac
   for (const auto& a : b.altered) {
     const std::string t = QuoteName(a.table), c = QuoteIdent(a.step->column);
     sql.push_back("ALTER TABLE " + t + " RENAME COLUMN " + QuoteIdent(a.shadow) + " TO " + c);
-    sql.push_back("COMMENT ON COLUMN " + t + "." + c + " IS NULL");
+    sql.push_back("COMMENT ON COLUMN " + t + "." + c + " IS " +
+                  (a.facts->comment.empty() ? "NULL" : QuoteLiteral(a.facts->comment)));
+    if (a.facts->statistics >= 0) {
+      sql.push_back("ALTER TABLE " + t + " ALTER COLUMN " + c + " SET STATISTICS " +
+                    std::to_string(a.facts->statistics));
+    }
+    for (const auto& g : a.facts->grants) {
+      // "SELECT TO alice [WITH GRANT OPTION]": the privilege, then its grantee.
+      const size_t to = g.find(" TO ");
+      sql.push_back("GRANT " + g.substr(0, to) + " (" + c + ") ON " + t + g.substr(to));
+    }
     const std::string def = a.step->default_sql ? *a.step->default_sql : a.facts->default_expr;
     if (!def.empty()) sql.push_back("ALTER TABLE " + t + " ALTER COLUMN " + c + " SET DEFAULT (" + def + ")");
     if (needs_not_null(a)) {
@@ -715,7 +737,7 @@ std::vector<DdlStatement> CompileSwitch(const Step& step, const SwitchFacts& fac
       if (idx.constraint_type == 'p' || idx.constraint_type == 'u') {
         sql.push_back("ALTER TABLE " + t + " ADD CONSTRAINT " + QuoteIdent(idx.constraint_name) +
                       (idx.constraint_type == 'p' ? " PRIMARY KEY" : " UNIQUE") +
-                      " USING INDEX " + fresh);
+                      " USING INDEX " + fresh + idx.deferrable);
       } else {
         sql.push_back("ALTER INDEX " + QuoteName(QualifiedName{a.table.schema, NewName(idx.name)}) +
                       " RENAME TO " + QuoteIdent(idx.name));

@@ -71,6 +71,9 @@ struct IndexFacts {
   std::string predicate;           // a partial index's WHERE, as the catalog prints it
   char constraint_type = 0;        // 'p', 'u' when the index is a constraint's; 0 otherwise
   std::string constraint_name;
+  std::vector<std::string> opclasses;  // per column: a non-default operator class, else ""
+  bool nulls_not_distinct = false;
+  std::string deferrable;          // the constraint's " DEFERRABLE [INITIALLY DEFERRED]", or ""
 };
 struct ForeignKeyFacts {
   std::string name;
@@ -102,6 +105,11 @@ struct ColumnFacts {
   // expression indexes, ...), in words; the preflight refuses the plan while there is any.
   std::vector<std::string> blockers;
   bool shadow_exists = false;  // the shadow column is there (expand ran)
+  // Carried over to the new column by the switch: its comment, statistics target (-1: the
+  // default) and column privileges ("SELECT TO alice", "UPDATE TO PUBLIC WITH GRANT OPTION").
+  std::string comment;
+  int statistics = -1;
+  std::vector<std::string> grants;
 };
 // By "schema.table.column" as the plan names it: QualifiedName::Display() + "." + column.
 using SwitchFacts = std::map<std::string, ColumnFacts>;

@@ -414,6 +414,16 @@ ColumnFacts ReadColumnFactsIn(pqxx::dbtransaction& w, const Step& a) {
       "SELECT COALESCE(pg_get_serial_sequence($1, $2), ''), COALESCE((SELECT format_type(seqtypid, "
       "NULL) FROM pg_sequence WHERE seqrelid = to_regclass(pg_get_serial_sequence($1, $2))), '')",
       QuoteName(QualifiedName{f.schema, a.table.name}), a.column);
+  auto props = w.exec_params1(
+      "SELECT COALESCE(col_description($1, $2), ''), a.attstattarget, ARRAY(SELECT x.privilege_type || "
+      "' TO ' || CASE WHEN x.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(r.rolname) END || CASE "
+      "WHEN x.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END FROM aclexplode(a.attacl) x LEFT "
+      "JOIN pg_roles r ON r.oid = x.grantee ORDER BY 1)::text[] FROM pg_attribute a WHERE "
+      "a.attrelid = $1 AND a.attnum = $2",
+      relid, attnum);
+  f.comment = props[0].c_str();
+  f.statistics = props[1].as<int>();
+  f.grants = TextArray(props[2]);
   f.owned_sequence = seq[0].c_str();  // a serial's or an identity's; quoted where it needs it
   f.sequence_type = seq[1].c_str();
   for (const auto& row : w.exec_params(
@@ -426,14 +436,22 @@ ColumnFacts ReadColumnFactsIn(pqxx::dbtransaction& w, const Step& a) {
            "  ELSE CASE WHEN o & 2 = 2 THEN 'NULLS FIRST' ELSE '' END END "
            "  FROM unnest(i.indoption::int2[]) WITH ORDINALITY x(o, ord) ORDER BY ord)::text[], "
            "COALESCE(con.contype::text, ''), COALESCE(con.conname::text, ''), "
-           "i.indnatts <> i.indnkeyatts, i.indisvalid "
+           "i.indnatts <> i.indnkeyatts, i.indisvalid, "
+           "ARRAY(SELECT CASE WHEN opc.opcdefault THEN '' ELSE quote_ident(opn.nspname) || '.' || "
+           "  quote_ident(opc.opcname) END FROM unnest(i.indclass::oid[]) WITH ORDINALITY x(c, o) "
+           "  JOIN pg_opclass opc ON opc.oid = x.c JOIN pg_namespace opn ON opn.oid = opc.opcnamespace "
+           "  WHERE x.o <= i.indnkeyatts ORDER BY x.o)::text[], "
+           "i.indnullsnotdistinct, COALESCE(con.condeferrable, false), COALESCE(con.condeferred, false), "
+           "EXISTS (SELECT 1 FROM unnest(i.indkey::int2[]) WITH ORDINALITY k(n, o) JOIN "
+           "  unnest(i.indclass::oid[]) WITH ORDINALITY x(c, o2) ON x.o2 = k.o JOIN pg_opclass opc ON "
+           "  opc.oid = x.c WHERE k.n = $2 AND NOT opc.opcdefault AND opc.opcintype <> $3::regtype) "
            "FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid JOIN pg_am am ON am.oid = ic.relam "
            "LEFT JOIN pg_constraint con ON con.conindid = i.indexrelid AND con.conrelid = i.indrelid "
            "  AND con.contype IN ('p', 'u', 'x') "
            "WHERE i.indrelid = $1 AND ($2::int2 = ANY (i.indkey::int2[]) OR EXISTS (SELECT 1 FROM "
            "  pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = i.indexrelid AND "
            "  d.refobjid = $1 AND d.refobjsubid = $2)) ORDER BY ic.relname",
-           relid, attnum)) {
+           relid, attnum, a.type.empty() ? f.type : a.type)) {
     const std::string name = row[0].c_str();
     if (!row[10].as<bool>()) {
       block("index " + name + " on it is INVALID (a failed build's leftover); drop it first");
@@ -463,6 +481,14 @@ ColumnFacts ReadColumnFactsIn(pqxx::dbtransaction& w, const Step& a) {
     idx.options = TextArray(row[6]);
     idx.constraint_type = contype.empty() ? 0 : contype[0];
     idx.constraint_name = row[8].c_str();
+    idx.opclasses = TextArray(row[11]);
+    idx.nulls_not_distinct = row[12].as<bool>();
+    if (row[13].as<bool>()) idx.deferrable = row[14].as<bool>() ? " DEFERRABLE INITIALLY DEFERRED" : " DEFERRABLE";
+    if (row[15].as<bool>()) {
+      block("index " + name + " uses an operator class for the old type on it, which does not "
+            "apply to the new type; drop it, and build it again after the plan");
+      continue;
+    }
     f.indexes.push_back(idx);
   }
   for (const auto& row : w.exec_params(

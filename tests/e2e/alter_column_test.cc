@@ -359,6 +359,43 @@ INSERT INTO ratings SELECT g, (1 + g % 5)::text FROM generate_series(1, 2000) g;
   EXPECT_EQ(Query("SELECT count(*) FROM ratings"), "2001");
 }
 
+// What the column is besides its type goes over to the new column: its collation (and so its
+// unique index stays case-insensitive), an index's operator class, a deferrable unique
+// constraint, column privileges, its comment and statistics target.
+TEST_F(AlterColumnTest, TheNewColumnKeepsCollationOperatorClassPrivilegesAndComment) {
+  PgCluster::Shared().Exec(db_, std::string(R"SQL(
+CREATE COLLATION ci (provider = icu, locale = 'und-u-ks-level2', deterministic = false);
+CREATE TABLE people (id bigint PRIMARY KEY, email varchar(100) COLLATE ci NOT NULL, handle varchar(50));
+CREATE UNIQUE INDEX people_email_key ON people (email);
+CREATE INDEX people_handle_pattern ON people (handle text_pattern_ops);
+ALTER TABLE people ADD CONSTRAINT people_handle_key UNIQUE (handle) DEFERRABLE INITIALLY DEFERRED;
+INSERT INTO people SELECT g, 'p' || g || '@example.org', 'h' || g FROM generate_series(1, 1000) g;
+DO $$ BEGIN CREATE ROLE reporter; EXCEPTION WHEN duplicate_object THEN NULL; END $$;
+GRANT SELECT (id, email) ON people TO reporter;
+COMMENT ON COLUMN people.email IS 'where we write';
+ALTER TABLE people ALTER COLUMN email SET STATISTICS 500;
+)SQL") + kAppVersion);
+  StartDaemon();
+  const std::string plan = "plan: people_text\ndatabase: app\nexpand:\n"
+                           "  - alter_column: {table: people, column: email, type: text}\n"
+                           "  - alter_column: {table: people, column: handle, type: text}\n" + Gates();
+  ASSERT_EQ(Ctl({"submit", "--config", config_, WritePlan("people_text.yaml", plan)}).status, 0);
+  PgCluster::Shared().Exec(db_, "UPDATE app_version SET version = 2");
+  ASSERT_TRUE(WaitFor([&] { return PlanState("people_text") == "done"; }, 60s)) << Diagnostics("people_text");
+  EXPECT_EQ(Query("SELECT collation_name || ' ' || data_type FROM information_schema.columns WHERE "
+                  "table_name = 'people' AND column_name = 'email'"), "ci text");
+  EXPECT_ANY_THROW(PgCluster::Shared().Exec(db_, "INSERT INTO people VALUES (5000, 'P1@EXAMPLE.ORG', 'x')"))
+      << "the unique index is still case-insensitive";
+  EXPECT_NE(Query("SELECT pg_get_indexdef('people_handle_pattern'::regclass)").find("text_pattern_ops"),
+            std::string::npos);
+  EXPECT_EQ(Query("SELECT condeferrable AND condeferred FROM pg_constraint WHERE conname = 'people_handle_key'"), "t");
+  EXPECT_EQ(Query("SELECT has_column_privilege('reporter', 'people', 'email', 'SELECT')"), "t");
+  EXPECT_EQ(Query("SELECT col_description('people'::regclass, (SELECT attnum FROM pg_attribute WHERE "
+                  "attrelid = 'people'::regclass AND attname = 'email'))"), "where we write");
+  EXPECT_EQ(Query("SELECT attstattarget FROM pg_attribute WHERE attrelid = 'people'::regclass AND attname = 'email'"), "500");
+  ExpectNoLeftovers("people_text");
+}
+
 // What the switch's DROP COLUMN would trip over is refused before anything runs: a trigger with
 // a WHEN on the column, a constrained domain as the new type.
 TEST_F(AlterColumnTest, RefusesWhatTheSwitchCouldNotDropOrAddWithoutARewrite) {

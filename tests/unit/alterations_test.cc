@@ -135,7 +135,9 @@ TEST(Alterations, TheTriggerWritesTheShadowForTheOldVersionAndTheOldColumnForThe
       "integer)\", down: \"CAST(rating AS text)\"}\n");
   const auto sts = CompileStep(p.expand[0]);
   ASSERT_EQ(sts.size(), 2u);
-  EXPECT_NE(sts[0].sql.find("ADD COLUMN IF NOT EXISTS \"_tide_new_rating\" integer"), std::string::npos);
+  EXPECT_NE(sts[0].sql.find("ADD COLUMN IF NOT EXISTS %I %s%s', '\"reviews\"', '_tide_new_rating', 'integer', "),
+            std::string::npos) << sts[0].sql;
+  EXPECT_NE(sts[0].sql.find(" COLLATE "), std::string::npos) << "the old column's collation is kept";
   EXPECT_FALSE(sts[0].refuse_if.empty());  // a column of the same name that is not ours
   const std::string& trigger = sts[1].sql;
   EXPECT_NE(trigger.find("'reviews_int' = ANY (string_to_array("), std::string::npos) << trigger;
@@ -153,7 +155,7 @@ TEST(Alterations, WithoutATypeTheShadowTakesTheOldColumnsType) {
       "plan: p\ndatabase: app\nexpand:\n"
       "  - alter_column: {table: t, column: a, not_null: true, up: \"COALESCE(a, 0)\"}\n");
   const auto sts = CompileStep(p.expand[0]);
-  EXPECT_NE(sts[0].sql.find("format_type(atttypid, atttypmod)"), std::string::npos);
+  EXPECT_NE(sts[0].sql.find("format_type(a.atttypid, a.atttypmod)"), std::string::npos);
   // NOT NULL: the gate also waits for a value in every row.
   EXPECT_EQ(p.gates[0].sql, "SELECT count(*) FROM \"t\" WHERE \"_tide_new_a\"::text IS DISTINCT FROM "
                             "((COALESCE(a, 0)))::text OR \"_tide_new_a\" IS NULL");
