@@ -561,9 +561,18 @@ std::vector<DdlStatement> CompileSwitch(const Step& step, const SwitchFacts& fac
     }
     if (!a.step->unique_name.empty()) {
       const QualifiedName u{a.table.schema, a.step->unique_name};
+      // A relation of that name that is not this index on the shadow is someone else's.
+      const std::string clash =
+          "SELECT CASE WHEN " + RegClass(u) + " IS NOT NULL AND NOT EXISTS (SELECT 1 FROM pg_index "
+          "WHERE indexrelid = " + RegClass(u) + " AND indrelid = " + RegClass(a.table) +
+          " AND indkey::int2[] = ARRAY[(SELECT attnum FROM pg_attribute WHERE attrelid = " +
+          RegClass(a.table) + " AND attname = " + QuoteLiteral(a.shadow) + ")]) THEN " +
+          QuoteLiteral("`unique: {name: " + u.name + "}` of " + FactsKey(a.step->table, a.step->column) +
+                       ": a relation of that name already exists; give the constraint another name") +
+          " ELSE '' END";
       out.push_back({"CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS " + QuoteIdent(u.name) +
                          " ON " + t + " (" + QuoteIdent(a.shadow) + ")",
-                     false, "SELECT " + IndexValid(u), Fill(kConcurrent, td), QuoteName(u), ""});
+                     false, "SELECT " + IndexValid(u), Fill(kConcurrent, td), QuoteName(u), clash});
     }
   }
   auto add_validated = [&](const QualifiedName& table, const std::string& name,
@@ -596,6 +605,16 @@ std::vector<DdlStatement> CompileSwitch(const Step& step, const SwitchFacts& fac
     if (!a.step->name.name.empty()) {
       add_validated(a.table, a.step->name.name,
                     "CHECK (" + b.MappedText(a.table, a.step->expression) + ")");
+      // A constraint of that name that does not check the shadow is someone else's.
+      out[out.size() - 2].refuse_if =
+          "SELECT CASE WHEN EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = " + RegClass(a.table) +
+          " AND conname = " + QuoteLiteral(a.step->name.name) + " AND NOT (SELECT attnum FROM "
+          "pg_attribute WHERE attrelid = " + RegClass(a.table) + " AND attname = " +
+          QuoteLiteral(a.shadow) + ") = ANY (conkey)) THEN " +
+          QuoteLiteral("`check: {name: " + a.step->name.name + "}` of " +
+                       FactsKey(a.step->table, a.step->column) + ": a constraint of that name already "
+                       "exists on the table; give the check another name") +
+          " ELSE '' END";
     }
     for (const auto& fk : a.facts->foreign_keys) {
       if (!seen.insert("fk " + fk.table.Display() + "." + fk.name).second) continue;
