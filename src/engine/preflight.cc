@@ -324,6 +324,19 @@ PreflightReport AssessPlan(const Plan& plan, const CatalogFacts& facts, int64_t 
   r.database = plan.database;
   r.statements = PlannedStatements(plan);
   ListSwitchFromCatalog(plan, facts, &r.statements);
+  for (const auto& s : plan.expand) {
+    if (s.kind != OpKind::kCreateVersionSchema) continue;
+    r.notes.push_back("the new version of the application can run before contract with `SET "
+                      "search_path TO " + VersionSchema(plan.name) + ", <its schemas>`; deploy it "
+                      "once the agree: gates pass (before, rows the backfill has not reached read "
+                      "NULL there, and the new columns have no indexes until contract)");
+    bool altered = false;
+    for (const auto& a : s.alterations) altered |= a.kind == OpKind::kAlterColumn;
+    if (altered) {
+      r.notes.push_back("after the switch each altered column is the last of its table: an INSERT "
+                        "or COPY without a column list would put values in the wrong columns");
+    }
+  }
   for (size_t i = 0; i < plan.backfill.size(); ++i) {
     const BackfillTask& task = plan.backfill[i];
     PreflightTask t = AssessTask(plan, task, FactsOf(facts, task.table), &r.problems);

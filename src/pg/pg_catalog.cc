@@ -247,7 +247,7 @@ Result<PreflightReport> PgPlanDatabase::Preflight(const Plan& plan, bool dry_run
     PreflightReport r = AssessPlan(plan, facts, defaults_.max_rows_per_second, rates);
     r.dry_run = dry_run;
     for (size_t i = 0; i < r.tasks.size(); ++i) r.tasks[i].explain = dry.tasks[i].explain;
-    r.notes = std::move(dry.notes);
+    r.notes.insert(r.notes.end(), dry.notes.begin(), dry.notes.end());
     r.gate_explains = std::move(dry.gate_explains);
     r.problems.insert(r.problems.end(), dry.problems.begin(), dry.problems.end());
     r.problems.insert(r.problems.end(), throttle_problems.begin(), throttle_problems.end());
