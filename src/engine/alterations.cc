@@ -217,18 +217,22 @@ std::string AlterTriggerFunctionSql(const std::string& plan, const Step& a, bool
               : s + " := " + up + ";";
   std::string body = "#variable_conflict use_column\nBEGIN\n";
   // tide's own backfill sets the shadow from `up` itself.
-  body += "  IF current_setting('tide.backfill', true) = 'on' THEN\n    RETURN NEW;\n  END IF;\n";
+  body += "  IF current_setting('tide.backfill', true) = " + QuoteLiteral(plan) +
+          " THEN\n    RETURN NEW;\n  END IF;\n";
   // Which column a write changed says which version wrote it: the old version writes the old
   // column (and never the shadow), the new one the shadow (through the version schema's view).
+  // An insert with an empty shadow fills it from the old column (the old version; the new one
+  // writing the table by its own name, or COPY; a column the view left to its default or
+  // identity). Compared as text: not every type has `=` (json).
   body += "  IF TG_OP = 'INSERT' THEN\n";
-  body += "    IF " + s + " IS NOT NULL OR " + new_version + " THEN\n";
+  body += "    IF " + s + " IS NOT NULL THEN\n";
   body += "      " + c + " := " + down + ";\n";
-  body += "    ELSE\n      " + fill + "\n    END IF;\n";
-  body += "  ELSIF " + s + " IS DISTINCT FROM " + os + " THEN\n";
+  body += "    ELSIF " + c + " IS NOT NULL THEN\n      " + fill + "\n    END IF;\n";
+  body += "  ELSIF " + s + "::text IS DISTINCT FROM " + os + "::text THEN\n";
   body += "    " + c + " := " + down + ";\n";
   // An update of other columns: the old version's may change what `up` reads; the new
   // version's leaves its value alone (up(down(x)) need not be x).
-  body += "  ELSIF " + c + " IS DISTINCT FROM " + oc + " OR NOT " + new_version + " THEN\n";
+  body += "  ELSIF " + c + "::text IS DISTINCT FROM " + oc + "::text OR NOT " + new_version + " THEN\n";
   body += "    " + fill + "\n";
   body += "  END IF;\n  RETURN NEW;\nEND";
   const std::string clash =
@@ -400,13 +404,13 @@ std::vector<DdlStatement> CompileVersionSchema(const Step& step) {
     for (const auto& a : step.alterations) {
       if (!(a.table == table) || a.kind != OpKind::kAlterColumn) continue;
       const std::string t = QuoteLiteral(QuoteName(table)), c = QuoteLiteral(a.column);
+      // (An identity is left to the old column: the trigger fills the shadow from it.)
+      const std::string cast_open = a.type.empty() ? "'('" : QuoteLiteral("CAST((");
+      const std::string cast_close = a.type.empty() ? "')'" : QuoteLiteral(") AS " + a.type + ")");
       sql += "  SELECT COALESCE(" + (a.default_sql ? QuoteLiteral("(" + *a.default_sql + ")") : "NULL") +
-             ", (SELECT pg_get_expr(d.adbin, d.adrelid) FROM pg_attrdef d JOIN pg_attribute a ON "
-             "a.attrelid = d.adrelid AND a.attnum = d.adnum WHERE d.adrelid = " + t +
-             "::regclass AND a.attname = " + c + "), (SELECT 'nextval(' || quote_literal("
-             "pg_get_serial_sequence(" + t + ", " + c + ")) || '::regclass)' FROM pg_attribute "
-             "WHERE attrelid = " + t + "::regclass AND attname = " + c +
-             " AND attidentity <> '')) INTO def;\n";
+             ", (SELECT " + cast_open + " || pg_get_expr(d.adbin, d.adrelid) || " + cast_close +
+             " FROM pg_attrdef d JOIN pg_attribute a ON a.attrelid = d.adrelid AND a.attnum = "
+             "d.adnum WHERE d.adrelid = " + t + "::regclass AND a.attname = " + c + ")) INTO def;\n";
       sql += "  IF def IS NOT NULL THEN EXECUTE " +
              QuoteLiteral("ALTER VIEW " + view + " ALTER COLUMN " + QuoteIdent(a.column) + " SET DEFAULT ") +
              " || def; END IF;\n";
@@ -531,9 +535,15 @@ std::vector<DdlStatement> CompileSwitch(const Step& step, const SwitchFacts& fac
 
   // From now on a write `up` cannot convert fails instead of leaving the shadow empty: what the
   // switch checks just before it takes its locks then holds until it has them.
+  // SHARE ROW EXCLUSIVE waits for the writes in flight (which ran the lenient trigger) to end,
+  // so that the check that every row agrees sees them all.
   for (const auto& a : b.altered) {
-    out.push_back({AlterTriggerFunctionSql(step.plan, *a.step, false), true, "",
-                   "none on the table (the trigger's function is replaced)", "", ""});
+    out.push_back({"LOCK TABLE " + QuoteName(a.table) + " IN SHARE ROW EXCLUSIVE MODE; " +
+                       AlterTriggerFunctionSql(step.plan, *a.step, false),
+                   true, "",
+                   "SHARE ROW EXCLUSIVE on " + a.table.Display() + ", brief: writes queue behind it "
+                   "for at most lock_timeout while those in flight end; reads go on",
+                   "", ""});
   }
   // Slow work first, with no lock that holds the application up: the indexes, then the checks,
   // then the foreign keys (which need the unique indexes they reference).
@@ -565,8 +575,8 @@ std::vector<DdlStatement> CompileSwitch(const Step& step, const SwitchFacts& fac
       const std::string clash =
           "SELECT CASE WHEN " + RegClass(u) + " IS NOT NULL AND NOT EXISTS (SELECT 1 FROM pg_index "
           "WHERE indexrelid = " + RegClass(u) + " AND indrelid = " + RegClass(a.table) +
-          " AND indkey::int2[] = ARRAY[(SELECT attnum FROM pg_attribute WHERE attrelid = " +
-          RegClass(a.table) + " AND attname = " + QuoteLiteral(a.shadow) + ")]) THEN " +
+          " AND indnatts = 1 AND indkey[0] = (SELECT attnum FROM pg_attribute WHERE attrelid = " +
+          RegClass(a.table) + " AND attname = " + QuoteLiteral(a.shadow) + ")) THEN " +
           QuoteLiteral("`unique: {name: " + u.name + "}` of " + FactsKey(a.step->table, a.step->column) +
                        ": a relation of that name already exists; give the constraint another name") +
           " ELSE '' END";
@@ -654,7 +664,13 @@ std::vector<DdlStatement> CompileSwitch(const Step& step, const SwitchFacts& fac
   const int64_t share = std::max<int64_t>(10, lock_timeout.count() / static_cast<int64_t>(objects));
   sql.push_back("SET LOCAL lock_timeout = '" + std::to_string(share) + "ms'");
   sql.push_back("SET LOCAL statement_timeout = '" + std::to_string(statement_timeout.count()) + "ms'");
-  sql.push_back("LOCK TABLE " + tables + " IN ACCESS EXCLUSIVE MODE");
+  // The version schema's views first: a query of the new version locks its view, then the
+  // table; locking in the other order would deadlock with it.
+  const std::string schema = VersionSchema(step.plan);
+  sql.push_back("DO $tide_lock$ BEGIN EXECUTE 'LOCK TABLE ' || COALESCE((SELECT string_agg("
+                "quote_ident(schemaname) || '.' || quote_ident(viewname), ', ' ORDER BY viewname) || "
+                "', ' FROM pg_views WHERE schemaname = " + QuoteLiteral(schema) + "), '') || " +
+                QuoteLiteral(tables) + " || ' IN ACCESS EXCLUSIVE MODE'; END $tide_lock$");
   sql.push_back("SELECT set_config('tide.switch_locked_at', clock_timestamp()::text, true)");
   // What the switch was computed from must still hold: an index or constraint added on an old
   // column since would be dropped with it. When it changed, the error (serialization_failure)
@@ -674,7 +690,7 @@ std::vector<DdlStatement> CompileSwitch(const Step& step, const SwitchFacts& fac
         " AND d.refobjsubid = " + num + "))) <> " + std::to_string(a.facts->indexes.size()) +
         " OR (SELECT count(*) FROM pg_constraint WHERE contype <> 'f' AND conrelid = " + rel +
         " AND " + num + " = ANY (conkey)) <> " + std::to_string(constraints) +
-        " OR (SELECT count(*) FROM pg_constraint WHERE contype = 'f' AND ((conrelid = " + rel +
+        " OR (SELECT count(*) FROM pg_constraint WHERE contype = 'f' AND conparentid = 0 AND ((conrelid = " + rel +
         " AND " + num + " = ANY (conkey)) OR (confrelid = " + rel + " AND " + num +
         " = ANY (confkey)))) <> " + std::to_string(fk_count) +
         " THEN RAISE EXCEPTION USING ERRCODE = 'serialization_failure', MESSAGE = " +
@@ -731,7 +747,11 @@ std::vector<DdlStatement> CompileSwitch(const Step& step, const SwitchFacts& fac
       const size_t to = g.find(" TO ");
       sql.push_back("GRANT " + g.substr(0, to) + " (" + c + ") ON " + t + g.substr(to));
     }
-    const std::string def = a.step->default_sql ? *a.step->default_sql : a.facts->default_expr;
+    const std::string def =
+        a.step->default_sql ? *a.step->default_sql
+        : a.facts->default_expr.empty() || a.step->type.empty()
+            ? a.facts->default_expr
+            : "CAST((" + a.facts->default_expr + ") AS " + a.step->type + ")";
     if (!def.empty()) sql.push_back("ALTER TABLE " + t + " ALTER COLUMN " + c + " SET DEFAULT (" + def + ")");
     if (needs_not_null(a)) {
       sql.push_back("ALTER TABLE " + t + " ALTER COLUMN " + c + " SET NOT NULL");

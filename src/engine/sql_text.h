@@ -35,6 +35,9 @@ struct BatchStatement {
   // The set columns' types as the catalog prints them (format_type), where known: a `where`
   // task's change is judged on the value cast to the column's type.
   std::map<std::string, std::string> column_types;
+  // The plan whose task this is: its batches say so (tide.backfill), so that the plan's own
+  // alter_column triggers leave them alone.
+  std::string plan;
 };
 
 // A batch is three short statements, all on the key's index, with the key values as typed

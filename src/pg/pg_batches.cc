@@ -19,8 +19,9 @@ namespace {
 // of an index range scan) the compile alone takes a third of the batch.
 // tide.backfill marks the batch's writes for the triggers of alter_column, which leave a
 // shadow that the batch sets from `up` itself alone.
-std::string BatchLimitsSql(const StatementLimits& l) {
-  return LimitsSql(l) + "; SET LOCAL jit = off; SET LOCAL tide.backfill = 'on'";
+std::string BatchLimitsSql(const StatementLimits& l, const BatchStatement& b) {
+  return LimitsSql(l) + "; SET LOCAL jit = off; SET LOCAL tide.backfill = " +
+         QuoteLiteral(b.plan.empty() ? "-" : b.plan);
 }
 
 const char* kRangeColumns =
@@ -133,7 +134,7 @@ Result<BatchResult> PgPlanDatabase::RunBatch(const std::string& plan, int task,
   TIDE_CONNECTED();
   try {
     pqxx::work w(*conn_);
-    w.exec0(BatchLimitsSql(limits));
+    w.exec0(BatchLimitsSql(limits, statement));
     const std::vector<std::string>& lower = from.last_key.empty() ? from.lower : from.last_key;
     const bool has_lower = !lower.empty(), has_upper = !from.upper.empty();
     std::vector<std::string> params = lower;
@@ -190,7 +191,7 @@ Result<UnfillableRows> PgPlanDatabase::CountUnfillable(const BatchStatement& sta
   try {
     pqxx::work w(*conn_);
     w.exec0("SET TRANSACTION READ ONLY");
-    w.exec0(BatchLimitsSql(limits));
+    w.exec0(BatchLimitsSql(limits, statement));
     auto r = w.exec1(UnfillableSql(statement));
     return UnfillableRows{r[0].as<int64_t>(), r[1].c_str()};
   } catch (...) {
@@ -203,7 +204,7 @@ Result<BatchResult> PgPlanDatabase::RunSweep(const BatchStatement& statement, in
   TIDE_CONNECTED();
   try {
     pqxx::work w(*conn_);
-    w.exec0(BatchLimitsSql(limits));
+    w.exec0(BatchLimitsSql(limits, statement));
     auto r = w.exec_params1(SweepSql(statement), batch_size);
     BatchResult b;
     b.scanned = r[0].as<int64_t>();

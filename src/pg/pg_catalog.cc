@@ -536,22 +536,23 @@ ColumnFacts ReadColumnFactsIn(pqxx::dbtransaction& w, const Step& a) {
     if (row[10].as<bool>()) fk.actions += row[11].as<bool>() ? " DEFERRABLE INITIALLY DEFERRED" : " DEFERRABLE";
     f.foreign_keys.push_back(fk);
   }
-  // What the switch cannot carry over: views (except tide's own version schemas'), and anything
-  // else that depends on the column other than what the switch moves (indexes, constraints,
-  // its default, its sequence): triggers (UPDATE OF, WHEN), policies, SQL functions with
-  // BEGIN ATOMIC bodies, generated columns. PostgreSQL would refuse the switch's DROP COLUMN.
-  const std::string tide_schema =
-      "(SELECT n.oid FROM pg_namespace n WHERE obj_description(n.oid, 'pg_namespace') LIKE "
-      "'tide version schema of plan %')";
+  // What the switch cannot carry over: views and rules (except this plan's version schema's
+  // views; another plan's would stop the switch's DROP COLUMN too), and anything else that
+  // depends on the column other than what the switch moves (indexes, constraints, its default,
+  // its sequence): triggers (UPDATE OF, WHEN), policies, SQL functions with BEGIN ATOMIC
+  // bodies, generated columns. PostgreSQL would refuse the switch's DROP COLUMN.
   for (const auto& row : w.exec_params(
-           "SELECT DISTINCT v.oid::regclass::text, v.relkind::text FROM pg_depend d "
+           "SELECT DISTINCT v.oid::regclass::text, v.relkind::text, rw.rulename::text FROM pg_depend d "
            "JOIN pg_rewrite rw ON rw.oid = d.objid JOIN pg_class v ON v.oid = rw.ev_class "
            "WHERE d.classid = 'pg_rewrite'::regclass AND d.refobjid = $1 AND d.refobjsubid = $2 "
-           "AND v.oid <> $1 AND v.relnamespace NOT IN " + tide_schema + " ORDER BY 1",
-           relid, attnum)) {
-    const std::string kind = std::string(row[1].c_str()) == "m" ? "materialized view " : "view ";
-    block(kind + row[0].c_str() + " depends on it; drop it and create it again after the plan "
-          "(tide never drops with CASCADE)");
+           "AND v.relnamespace <> COALESCE(to_regnamespace($3), 0) ORDER BY 1",
+           relid, attnum, VersionSchema(a.plan))) {
+    const std::string relkind = row[1].c_str();
+    const std::string what = relkind == "m"   ? std::string("materialized view ") + row[0].c_str()
+                             : relkind == "v" ? std::string("view ") + row[0].c_str()
+                                              : "rule " + std::string(row[2].c_str()) + " on " + row[0].c_str();
+    block(what + " depends on it; drop it and create it again after the plan (tide never drops "
+          "with CASCADE)");
   }
   for (const auto& row : w.exec_params(
            "SELECT DISTINCT pg_describe_object(d.classid, d.objid, d.objsubid) FROM pg_depend d "

@@ -126,6 +126,7 @@ void BackfillRun::RunSetup() {
         }
         Setup setup;
         setup.statement = MakeBatchStatement(task, info->key, info->column_types);
+        setup.statement.plan = plan;
         if (mode == BackfillMode::kSweep) {
           // No stored ranges: a sweep keeps no checkpoint, so one in memory stands for it.
           TaskCheckpoint all;
