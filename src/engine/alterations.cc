@@ -24,23 +24,9 @@ std::string Fill(const char* text, const std::string& t) {
   return out;
 }
 
-std::string RegClass(const QualifiedName& name) {
-  return "to_regclass(" + QuoteLiteral(QuoteName(name)) + ")";
-}
-
 std::string ColumnExists(const QualifiedName& table, const std::string& column) {
   return "EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = " + RegClass(table) +
          " AND attname = " + QuoteLiteral(column) + " AND attnum > 0 AND NOT attisdropped)";
-}
-
-std::string ConstraintExists(const QualifiedName& table, const std::string& name, bool validated) {
-  return "EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = " + RegClass(table) +
-         " AND conname = " + QuoteLiteral(name) + (validated ? " AND convalidated" : "") + ")";
-}
-
-std::string ColumnIsNotNull(const QualifiedName& table, const std::string& column) {
-  return "COALESCE((SELECT attnotnull FROM pg_attribute WHERE attrelid = " + RegClass(table) +
-         " AND attname = " + QuoteLiteral(column) + " AND NOT attisdropped), false)";
 }
 
 std::string IndexValid(const QualifiedName& index) {

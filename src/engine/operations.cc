@@ -34,18 +34,6 @@ std::string Columns(const std::vector<std::string>& columns) {
   return out;
 }
 
-std::string RegClass(const QualifiedName& name) { return "to_regclass(" + QuoteLiteral(QuoteName(name)) + ")"; }
-
-std::string ConstraintExists(const QualifiedName& table, const std::string& name, bool validated) {
-  return "EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = " + RegClass(table) +
-         " AND conname = " + QuoteLiteral(name) + (validated ? " AND convalidated" : "") + ")";
-}
-
-std::string ColumnIsNotNull(const QualifiedName& table, const std::string& column) {
-  return "COALESCE((SELECT attnotnull FROM pg_attribute WHERE attrelid = " + RegClass(table) +
-         " AND attname = " + QuoteLiteral(column) + " AND NOT attisdropped), false)";
-}
-
 std::string Select(const std::string& condition) { return "SELECT " + condition; }
 
 std::string NotNullCheckName(const Step& s) { return ObjectName({s.table.name, s.column}, "_not_null"); }
@@ -162,6 +150,18 @@ std::vector<DdlStatement> AddColumn(const Step& s) {
 }
 
 }  // namespace
+
+std::string RegClass(const QualifiedName& name) { return "to_regclass(" + QuoteLiteral(QuoteName(name)) + ")"; }
+
+std::string ConstraintExists(const QualifiedName& table, const std::string& name, bool validated) {
+  return "EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = " + RegClass(table) +
+         " AND conname = " + QuoteLiteral(name) + (validated ? " AND convalidated" : "") + ")";
+}
+
+std::string ColumnIsNotNull(const QualifiedName& table, const std::string& column) {
+  return "COALESCE((SELECT attnotnull FROM pg_attribute WHERE attrelid = " + RegClass(table) +
+         " AND attname = " + QuoteLiteral(column) + " AND NOT attisdropped), false)";
+}
 
 std::string DropIndexSql(const std::string& index) {
   return "DROP INDEX CONCURRENTLY IF EXISTS " + index;

@@ -60,6 +60,12 @@ std::vector<DdlStatement> GateCheckRemovals(const Plan& plan);
 // and stable; PostgreSQL would cut it silently and the catalog checks would miss it).
 std::string ObjectName(const std::vector<std::string>& parts, const std::string& suffix);
 
+// Catalog conditions for skip_if queries: `to_regclass('<quoted name>')`; a constraint of that
+// name on the table exists (and is validated); the column is NOT NULL.
+std::string RegClass(const QualifiedName& name);
+std::string ConstraintExists(const QualifiedName& table, const std::string& name, bool validated);
+std::string ColumnIsNotNull(const QualifiedName& table, const std::string& column);
+
 // DROP INDEX CONCURRENTLY IF EXISTS `index` (quoted): outside a transaction, blocking no writes.
 std::string DropIndexSql(const std::string& index);
 

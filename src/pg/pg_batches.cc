@@ -11,6 +11,7 @@ namespace tide {
 
 using pg_internal::LimitsSql;
 using pg_internal::RowText;
+using pg_internal::TextArray;
 
 namespace {
 
@@ -27,16 +28,6 @@ std::string BatchLimitsSql(const StatementLimits& l, const BatchStatement& b) {
 const char* kRangeColumns =
     "range, range_lower, range_upper, pass, done, rows_updated, rows_scanned, batches, "
     "rows_estimated, last_key";
-
-std::vector<std::string> TextArray(const pqxx::field& f) {
-  std::vector<std::string> out;
-  auto parser = f.as_array();
-  for (auto item = parser.get_next(); item.first != pqxx::array_parser::done;
-       item = parser.get_next()) {
-    if (item.first == pqxx::array_parser::string_value) out.push_back(item.second);
-  }
-  return out;
-}
 
 std::vector<TaskCheckpoint> RangesFromRows(const pqxx::result& r) {
   std::vector<TaskCheckpoint> out;

@@ -17,6 +17,7 @@ namespace tide {
 
 using pg_internal::LimitsSql;
 using pg_internal::RowText;
+using pg_internal::TextArray;
 using pg_internal::Trim;
 
 namespace {
@@ -363,16 +364,6 @@ std::string Action(const std::string& code, const char* on) {
   if (code == "n") return std::string(" ON ") + on + " SET NULL";
   if (code == "d") return std::string(" ON ") + on + " SET DEFAULT";
   return "";
-}
-
-std::vector<std::string> TextArray(const pqxx::field& f) {
-  std::vector<std::string> out;
-  auto parser = f.as_array();
-  for (auto item = parser.get_next(); item.first != pqxx::array_parser::done;
-       item = parser.get_next()) {
-    if (item.first == pqxx::array_parser::string_value) out.push_back(item.second);
-  }
-  return out;
 }
 
 // The catalog's facts about one altered column (see ColumnFacts), read in `w`.

@@ -18,6 +18,17 @@ inline std::string LimitsSql(const StatementLimits& l) {
          SetTimeoutSql("statement_timeout", l.statement_timeout, true);
 }
 
+// A text[] field's elements (NULLs left out).
+inline std::vector<std::string> TextArray(const pqxx::field& f) {
+  std::vector<std::string> out;
+  auto parser = f.as_array();
+  for (auto item = parser.get_next(); item.first != pqxx::array_parser::done;
+       item = parser.get_next()) {
+    if (item.first == pqxx::array_parser::string_value) out.push_back(item.second);
+  }
+  return out;
+}
+
 // A row's fields as text (a key's values).
 inline std::vector<std::string> RowText(const pqxx::row& row) {
   std::vector<std::string> out;
