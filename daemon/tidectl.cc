@@ -50,6 +50,9 @@ const char* kUsage =
     "  retry PLAN --config FILE                resume a failed plan from the step that failed\n"
     "  abort PLAN --config FILE                stop a plan and run its rollback steps (refused once\n"
     "                                         contract has started)\n"
+    "  revert PLAN --config FILE               switch a done plan's alter_column and rename steps\n"
+    "                                         back, while its `retention` keeps the old columns\n"
+    "  finalize PLAN --config FILE             drop the old columns a done plan's switch kept\n"
     "  history --config FILE [--json]          every plan applied to each database: checksum, who\n"
     "                                         submitted it, start and end, outcome\n"
     "  pause (PLAN | --all) [--phase P] --config FILE\n"
@@ -352,6 +355,55 @@ int Abort(const Args& a) {
   return SendControlRequest(config->spool_dir, r);
 }
 
+// tidectl revert PLAN / tidectl finalize PLAN: checked here first, so that the operator learns
+// at once why not; tided checks again when it takes the request.
+int RevertOrFinalize(const Args& a) {
+  const std::string& cmd = a.command;
+  if (a.positional.size() != 1 || !a.options.count("--config")) {
+    return std::cerr << "tidectl " << cmd << ": usage: tidectl " << cmd << " PLAN --config FILE\n", 2;
+  }
+  auto config = tide::LoadConfigFile(a.options.at("--config"));
+  if (!config.ok()) return std::cerr << "tidectl: invalid config:\n" << config.status().message(), 1;
+  const std::string& plan = a.positional[0];
+  bool found = false;
+  std::string refusal, kept_list;
+  ForEachDatabase(*config, [&](const std::string& db, tide::PgPlanDatabase& conn) {
+    auto p = conn.FindPlan(plan);
+    if (!p.ok() || !p.value()) return;
+    found = true;
+    auto kept = conn.ListRetained(plan);
+    if (!kept.ok()) {
+      refusal += "plan `" + plan + "` on `" + db + "`: " + kept.status().ToString() + "\n";
+      return;
+    }
+    for (const auto& k : *kept) {
+      if (!k.kept.empty()) kept_list += " " + k.table_display + "." + k.kept;
+    }
+    std::string why;
+    if (cmd == "revert") {
+      auto parsed = tide::ParsePlan(p.value()->source, p.value()->file_name);
+      why = parsed.ok() ? tide::RevertRefusal(parsed.plan, p.value()->cursor.state,
+                                              p.value()->failed_in, !kept->empty())
+                        : "its stored text no longer parses";
+    } else if (kept->empty()) {
+      why = "the plan keeps no old columns (already finalized or reverted, or its switch had no "
+            "`retention`)";
+    } else if (p.value()->cursor.state != tide::PlanState::kDone) {
+      why = std::string("the plan is ") + ToString(p.value()->cursor.state) +
+            "; finalize drops the old columns of a done plan";
+    }
+    if (!why.empty()) refusal += "plan `" + plan + "` on `" + db + "`: " + why + "\n";
+  });
+  if (!found) return std::cerr << "tidectl " << cmd << ": no plan `" << plan << "` in any configured database\n", 1;
+  if (!refusal.empty()) return std::cerr << "tidectl " << cmd << ": refused: " << refusal, 1;
+  tide::ControlRequest r;
+  r.action = cmd;
+  r.plan = plan;
+  if (cmd == "finalize") std::cout << "finalizing `" << plan << "`: dropping" << (kept_list.empty() ? " nothing (renames only)" : kept_list) << "\n";
+  else std::cout << "reverting `" << plan << "`; follow it with tidectl status\n";
+  return SendControlRequest(config->spool_dir, r);
+}
+
 // tidectl history: every plan each database has seen, oldest first.
 int History(const Args& a) {
   if (!a.options.count("--config")) return std::cerr << "tidectl history: --config FILE is required\n", 2;
@@ -627,6 +679,7 @@ int main(int argc, char** argv) {
     if (args.command == "audit") return Audit(args);
     if (args.command == "retry") return Retry(args);
     if (args.command == "abort") return Abort(args);
+    if (args.command == "revert" || args.command == "finalize") return RevertOrFinalize(args);
     if (args.command == "history") return History(args);
     if (args.command == "pause") return PauseOrResume(args, "pause");
     if (args.command == "resume") return PauseOrResume(args, "resume");

@@ -242,6 +242,10 @@ int Run(const std::string& config_path) {
       const std::string actor = r.owner + " via tidectl" + (sender.empty() ? "" : "; signal from " + sender);
       if (r.action == "abort") {
         orchestrator.Abort(r.plan, actor, "tidectl");
+      } else if (r.action == "revert") {
+        orchestrator.Revert(r.plan, actor, "tidectl");
+      } else if (r.action == "finalize") {
+        orchestrator.Finalize(r.plan, actor, "tidectl");
       } else if (r.action == "pause") {
         orchestrator.Pause(tide::Pause{r.plan, r.phase, actor, "tidectl", tide::NowRfc3339()});
       } else {

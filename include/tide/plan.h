@@ -65,6 +65,7 @@ enum class OpKind {
   kCreateVersionSchema,  // end of expand: the views of the new version
   kSwitch,               // head of contract: the new shape takes the old names
   kUndoAlterations,      // head of rollback: what expand added for them goes again
+  kRevertSwitch,         // `tidectl revert`: the switch the other way, while the old columns are kept
 };
 
 // "sql", "add_column", ...: the key that introduces the step in a plan file.
@@ -99,6 +100,10 @@ struct Step {
   // Derived steps: the plan's name (the version schema) and the expand steps they stand for.
   std::string plan;
   std::vector<Step> alterations;
+  // kSwitch: how long the old columns are kept after it (see `retention`); nullopt: not kept.
+  std::optional<Millis> retention;
+  // A derived alter_column of the revert: the column that takes the name back ("": the shadow).
+  std::string shadow;
 
   // One line for logs and the audit log: the SQL, or "set_not_null core.users.display_name".
   std::string Describe() const;
@@ -148,6 +153,10 @@ struct Plan {
   std::vector<Gate> gates;
   std::vector<Step> contract;
   std::vector<Step> rollback;  // undoes expand; run by `tidectl abort` before contract starts
+  // How long the switch of alter_column steps keeps the old columns (renamed, kept in step by
+  // a trigger) so that `tidectl revert` can switch back; nullopt: the switch drops them.
+  std::optional<Millis> retention;
+  std::vector<Step> revert;  // derived: run by `tidectl revert` after the switch
 };
 
 // One problem found in a plan or config file, with where it is and how to fix it.

@@ -135,6 +135,15 @@ class PlanStore {
   virtual Status SaveWaitReason(const std::string& plan, const std::string& reason) = 0;
 };
 
+// The old columns that switches kept for `tidectl revert` (tide.retained_columns).
+class RetentionStore {
+ public:
+  virtual ~RetentionStore() = default;
+
+  // The kept columns of `plan` ("": of every plan).
+  virtual Result<std::vector<RetainedColumn>> ListRetained(const std::string& plan) = 0;
+};
+
 // Plan leases, so that of several tided on one database exactly one runs a plan. `owner` names
 // a daemon instance.
 class LeaseStore {
@@ -254,6 +263,7 @@ class HealthProbe {
 
 // One session to one target database: every concern above on one connection.
 class PlanDatabase : public PlanStore,
+                     public RetentionStore,
                      public LeaseStore,
                      public PauseStore,
                      public StepRunner,

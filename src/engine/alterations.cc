@@ -89,6 +89,15 @@ std::string NewVersionSession(const std::string& schema) {
 
 std::string ShadowColumn(const std::string& column) { return ObjectName({"_tide_new", column}, ""); }
 
+std::string KeptColumn(const std::string& column) { return ObjectName({"_tide_old", column}, ""); }
+
+QualifiedName SwitchedTable(const std::vector<Step>& alterations, const QualifiedName& table) {
+  for (const auto& a : alterations) {
+    if (a.kind == OpKind::kRenameTable && a.table == table) return {table.schema, a.to};
+  }
+  return table;
+}
+
 std::string AlterTriggerName(const std::string& plan, const QualifiedName& table,
                              const std::string& column) {
   std::string head = column.substr(0, 30);
@@ -177,6 +186,12 @@ void DeriveAlterations(Plan* plan) {
   plan->contract.insert(plan->contract.begin() + static_cast<std::ptrdiff_t>(at),
                         derived(OpKind::kSwitch));
   plan->rollback.insert(plan->rollback.begin(), derived(OpKind::kUndoAlterations));
+  if (plan->retention) {
+    for (auto& s : plan->contract) {
+      if (s.kind == OpKind::kSwitch) s.retention = plan->retention;
+    }
+    plan->revert.push_back(derived(OpKind::kRevertSwitch));
+  }
 }
 
 std::string AlterTriggerFunctionSql(const std::string& plan, const Step& a, bool lenient) {
@@ -451,6 +466,7 @@ struct Altered {
   const ColumnFacts* facts;
   QualifiedName table;  // with its schema resolved
   std::string shadow;
+  const RetainedColumn* kept = nullptr;  // the revert: the kept column taking its name back
 };
 
 struct SwitchBuilder {
@@ -481,6 +497,13 @@ struct SwitchBuilder {
 
 std::string NewName(const std::string& old) { return ObjectName({old}, "_tide"); }
 
+// In the revert: an index or check the plan's alter_column added (`unique`, `check`), which
+// goes with the new column instead of being built again on the kept one.
+bool AddedByPlan(const Altered& a, const std::string& name) {
+  return a.kept && ((!a.step->unique_name.empty() && name == a.step->unique_name) ||
+                    (!a.step->name.name.empty() && name == a.step->name.name));
+}
+
 // Where the switch keeps an identity's next value between the old column's drop and the new
 // identity: a transaction-local setting.
 std::string IdentitySetting(const Altered& a) {
@@ -489,9 +512,151 @@ std::string IdentitySetting(const Altered& a) {
 
 }  // namespace
 
+namespace {
+
+std::string KeptMark(const std::string& plan, const std::string& table, const std::string& column) {
+  return "tide: the old " + table + "." + column + " kept by plan " + plan +
+         " until `tidectl finalize " + plan + "` (or `tidectl revert " + plan + "`)";
+}
+
+std::string KeepTriggerName(const std::string& plan, const QualifiedName& table,
+                            const std::string& column) {
+  std::string head = column.substr(0, 30);
+  while (!head.empty() && (static_cast<unsigned char>(head.back()) & 0xC0) == 0x80) head.pop_back();
+  if (!head.empty() && static_cast<unsigned char>(head.back()) >= 0xC0) head.pop_back();
+  return "tide_keep_" + head + "_" + Hash8(plan + "/" + table.Display() + "/" + column);
+}
+
+// The trigger function that keeps `kept` (the old column) in step with `column` after the
+// switch: every insert, and every update that changes the column, stores `conversion` of the
+// new row in it. `lenient`: a value it cannot convert leaves it NULL instead of failing the
+// write (the revert then refuses, naming the rows).
+std::string KeepTriggerFunctionSql(const std::string& plan, const std::string& name,
+                                   const std::string& table_alias, const std::string& column,
+                                   const std::string& kept, const std::string& conversion,
+                                   bool lenient) {
+  const std::string fn = "tide." + QuoteIdent(name);
+  const std::string k = "NEW." + QuoteIdent(kept), c = QuoteIdent(column);
+  const std::string value = "(SELECT (" + conversion + ") FROM (SELECT (NEW).*) AS " +
+                            QuoteIdent(table_alias) + ")";
+  const std::string fill = lenient ? "BEGIN\n      " + k + " := " + value +
+                                         ";\n    EXCEPTION WHEN OTHERS THEN\n      " + k +
+                                         " := NULL;\n    END;"
+                                   : k + " := " + value + ";";
+  std::string body = "#variable_conflict use_column\nBEGIN\n";
+  body += "  IF TG_OP = 'INSERT' OR NEW." + c + "::text IS DISTINCT FROM OLD." + c + "::text THEN\n";
+  body += "    " + fill + "\n  END IF;\n  RETURN NEW;\nEND";
+  return "CREATE OR REPLACE FUNCTION " + fn + "() RETURNS trigger LANGUAGE plpgsql AS $tide_keep$\n" +
+         body + "\n$tide_keep$; COMMENT ON FUNCTION " + fn + "() IS " +
+         QuoteLiteral("tide trigger of plan " + plan + " keeping the old column " + kept + " in step");
+}
+
+std::vector<DdlStatement> CompileSwitchImpl(const Step& step, const SwitchFacts& facts,
+                                            std::string* problem, Millis lock_timeout,
+                                            Millis statement_timeout,
+                                            const std::vector<RetainedColumn>* revert);
+
+}  // namespace
+
 std::vector<DdlStatement> CompileSwitch(const Step& step, const SwitchFacts& facts,
                                         std::string* problem, Millis lock_timeout,
                                         Millis statement_timeout) {
+  return CompileSwitchImpl(step, facts, problem, lock_timeout, statement_timeout, nullptr);
+}
+
+std::vector<DdlStatement> CompileRevert(const Step& shape, const SwitchFacts& facts,
+                                        const std::vector<RetainedColumn>& kept,
+                                        std::string* problem, Millis lock_timeout,
+                                        Millis statement_timeout) {
+  // The column as it is now (less what the plan added to it, its `unique` and `check`: see
+  // AddedByPlan), with the old column's default and NOT NULL: what the kept column gets.
+  SwitchFacts now = facts;
+  for (const auto& a : shape.alterations) {
+    if (a.kind != OpKind::kAlterColumn) continue;
+    auto it = now.find(FactsKey(a.table, a.column));
+    if (it == now.end()) continue;
+    ColumnFacts& f = it->second;
+    f.default_expr.clear();
+    f.not_null = a.not_null;
+  }
+  return CompileSwitchImpl(shape, now, problem, lock_timeout, statement_timeout, &kept);
+}
+
+Step RevertShape(const Step& revert, const std::vector<RetainedColumn>& kept, std::string* problem) {
+  Step shape = revert;
+  shape.alterations.clear();
+  for (const auto& a : revert.alterations) {
+    Step m = a;
+    m.table = SwitchedTable(revert.alterations, a.table);
+    if (a.kind == OpKind::kAlterColumn) {
+      auto row = std::find_if(kept.begin(), kept.end(), [&](const RetainedColumn& r) {
+        return r.table_display == m.table.Display() && r.column == a.column;
+      });
+      if (row == kept.end()) {
+        *problem = "the old " + FactsKey(m.table, a.column) + " is not kept (finalized?)";
+        return shape;
+      }
+      m.shadow = row->kept;
+      m.type = row->old_type;
+      m.up = a.down;  // the old value from the new column (by the column's name)
+      m.down = a.up;
+      m.not_null = row->old_not_null;
+      m.default_sql = row->old_default.empty() ? std::nullopt
+                                               : std::optional<std::string>(row->old_default);
+      // Kept to leave out of what the kept column gets: the plan added them.
+      m.unique_name = a.unique_name;
+      m.name = a.name;
+    } else if (a.kind == OpKind::kRenameColumn) {
+      m.column = a.to;
+      m.to = a.column;
+    } else if (a.kind == OpKind::kRenameTable) {
+      m.to = a.table.name;
+    }
+    shape.alterations.push_back(m);
+  }
+  return shape;
+}
+
+std::vector<DdlStatement> CompileFinalize(const std::string& plan,
+                                          const std::vector<RetainedColumn>& kept,
+                                          Millis lock_timeout) {
+  std::set<std::string> tables;
+  for (const auto& r : kept) {
+    if (!r.kept.empty()) tables.insert(r.table);
+  }
+  std::string list;
+  for (const auto& t : tables) list += (list.empty() ? "" : ", ") + t;
+  std::vector<std::string> sql;
+  const int64_t share =
+      std::max<int64_t>(10, lock_timeout.count() / std::max<int64_t>(1, tables.size()));
+  sql.push_back("SET LOCAL lock_timeout = '" + std::to_string(share) + "ms'");
+  if (!list.empty()) sql.push_back("LOCK TABLE " + list + " IN ACCESS EXCLUSIVE MODE");
+  for (const auto& r : kept) {
+    if (r.kept.empty()) continue;
+    sql.push_back("DROP TRIGGER IF EXISTS " + QuoteIdent(r.trigger) + " ON " + r.table);
+    sql.push_back("DROP FUNCTION IF EXISTS tide." + QuoteIdent(r.trigger) + "()");
+    sql.push_back("DO $tide_finalize$ BEGIN IF col_description(" + QuoteLiteral(r.table) +
+                  "::regclass, (SELECT attnum FROM pg_attribute WHERE attrelid = " +
+                  QuoteLiteral(r.table) + "::regclass AND attname = " + QuoteLiteral(r.kept) +
+                  " AND NOT attisdropped)) LIKE 'tide: the old %' THEN ALTER TABLE " + r.table +
+                  " DROP COLUMN " + QuoteIdent(r.kept) + "; END IF; END $tide_finalize$");
+  }
+  sql.push_back("DELETE FROM tide.retained_columns WHERE plan = " + QuoteLiteral(plan));
+  std::string joined;
+  for (const auto& s : sql) joined += (joined.empty() ? "" : ";\n") + s;
+  return {{joined, true, "",
+           "ACCESS EXCLUSIVE on " + (list.empty() ? std::string("nothing") : list) +
+               ", brief: catalog changes only (the old columns' space is reclaimed by later "
+               "writes); queries queue behind it for at most lock_timeout",
+           "", ""}};
+}
+
+namespace {
+
+std::vector<DdlStatement> CompileSwitchImpl(const Step& step, const SwitchFacts& facts,
+                                            std::string* problem, Millis lock_timeout,
+                                            Millis statement_timeout,
+                                            const std::vector<RetainedColumn>* revert) {
   SwitchBuilder b{step, {}};
   for (const auto& a : step.alterations) {
     if (a.kind != OpKind::kAlterColumn) continue;
@@ -504,13 +669,26 @@ std::vector<DdlStatement> CompileSwitch(const Step& step, const SwitchFacts& fac
       *problem = FactsKey(a.table, a.column) + ": " + it->second.blockers.front();
       return {};
     }
+    const std::string shadow = a.shadow.empty() ? ShadowColumn(a.column) : a.shadow;
     if (!it->second.shadow_exists) {
-      *problem = "the shadow " + ShadowColumn(a.column) + " of " + FactsKey(a.table, a.column) +
-                 " is missing (dropped by hand?); abort the plan and submit it again";
+      *problem = revert ? "the kept old column " + shadow + " of " + FactsKey(a.table, a.column) +
+                              " is missing (dropped by hand?); it cannot be switched back"
+                        : "the shadow " + shadow + " of " + FactsKey(a.table, a.column) +
+                              " is missing (dropped by hand?); abort the plan and submit it again";
       return {};
     }
     QualifiedName resolved{it->second.schema, a.table.name};
-    b.altered.push_back({&a, &it->second, resolved, ShadowColumn(a.column)});
+    const RetainedColumn* row = nullptr;
+    if (revert) {
+      for (const auto& r : *revert) {
+        if (r.table_display == a.table.Display() && r.column == a.column) row = &r;
+      }
+      if (!row) {
+        *problem = "the old " + FactsKey(a.table, a.column) + " is not kept (finalized?)";
+        return {};
+      }
+    }
+    b.altered.push_back({&a, &it->second, resolved, shadow, row});
   }
   std::vector<DdlStatement> out;
   std::set<std::string> locked;  // quoted, qualified
@@ -524,8 +702,11 @@ std::vector<DdlStatement> CompileSwitch(const Step& step, const SwitchFacts& fac
   // SHARE ROW EXCLUSIVE waits for the writes in flight (which ran the lenient trigger) to end,
   // so that the check that every row agrees sees them all.
   for (const auto& a : b.altered) {
-    out.push_back({"LOCK TABLE " + QuoteName(a.table) + " IN SHARE ROW EXCLUSIVE MODE; " +
-                       AlterTriggerFunctionSql(step.plan, *a.step, false),
+    const std::string strict =
+        a.kept ? KeepTriggerFunctionSql(step.plan, a.kept->trigger, a.table.name, a.step->column,
+                                        a.shadow, UpExpression(*a.step), false)
+               : AlterTriggerFunctionSql(step.plan, *a.step, false);
+    out.push_back({"LOCK TABLE " + QuoteName(a.table) + " IN SHARE ROW EXCLUSIVE MODE; " + strict,
                    true, "",
                    "SHARE ROW EXCLUSIVE on " + a.table.Display() + ", brief: writes queue behind it "
                    "for at most lock_timeout while those in flight end; reads go on",
@@ -538,7 +719,7 @@ std::vector<DdlStatement> CompileSwitch(const Step& step, const SwitchFacts& fac
   for (const auto& a : b.altered) {
     const std::string t = QuoteName(a.table), td = a.table.Display();
     for (const auto& idx : a.facts->indexes) {
-      if (!seen.insert("index " + td + "." + idx.name).second) continue;
+      if (AddedByPlan(a, idx.name) || !seen.insert("index " + td + "." + idx.name).second) continue;
       const std::vector<std::string> cols = b.MappedAll(a.table, idx.columns);
       std::string list;
       for (size_t i = 0; i < cols.size(); ++i) {
@@ -555,7 +736,7 @@ std::vector<DdlStatement> CompileSwitch(const Step& step, const SwitchFacts& fac
       out.push_back({sql, false, "SELECT " + IndexValid(fresh), Fill(kConcurrent, td),
                      QuoteName(fresh), ""});
     }
-    if (!a.step->unique_name.empty()) {
+    if (!a.step->unique_name.empty() && !a.kept) {
       const QualifiedName u{a.table.schema, a.step->unique_name};
       // A relation of that name that is not this index on the shadow is someone else's.
       const std::string clash =
@@ -595,10 +776,10 @@ std::vector<DdlStatement> CompileSwitch(const Step& step, const SwitchFacts& fac
                     "CHECK (" + QuoteIdent(a.shadow) + " IS NOT NULL)");
     }
     for (const auto& chk : a.facts->checks) {
-      if (!seen.insert("check " + a.table.Display() + "." + chk.name).second) continue;
+      if (AddedByPlan(a, chk.name) || !seen.insert("check " + a.table.Display() + "." + chk.name).second) continue;
       add_validated(a.table, NewName(chk.name), b.MappedText(a.table, chk.definition));
     }
-    if (!a.step->name.name.empty()) {
+    if (!a.step->name.name.empty() && !a.kept) {
       add_validated(a.table, a.step->name.name,
                     "CHECK (" + b.MappedText(a.table, a.step->expression) + ")");
       // A constraint of that name that does not check the shadow is someone else's.
@@ -690,7 +871,8 @@ std::vector<DdlStatement> CompileSwitch(const Step& step, const SwitchFacts& fac
   }
   for (const auto& a : b.altered) {
     const std::string t = QuoteName(a.table);
-    const std::string trigger = AlterTriggerName(step.plan, a.step->table, a.step->column);
+    const std::string trigger =
+        a.kept ? a.kept->trigger : AlterTriggerName(step.plan, a.step->table, a.step->column);
     sql.push_back("DROP TRIGGER IF EXISTS " + QuoteIdent(trigger) + " ON " + t);
     sql.push_back("DROP FUNCTION IF EXISTS tide." + QuoteIdent(trigger) + "()");
     if (a.facts->identity && !a.facts->owned_sequence.empty()) {
@@ -716,8 +898,35 @@ std::vector<DdlStatement> CompileSwitch(const Step& step, const SwitchFacts& fac
       }
     }
   }
+  const bool keeps = !revert && step.retention.has_value();
+  std::set<std::string> dropped;
   for (const auto& a : b.altered) {
-    sql.push_back("ALTER TABLE " + QuoteName(a.table) + " DROP COLUMN " + QuoteIdent(a.step->column));
+    const std::string t = QuoteName(a.table), c = QuoteIdent(a.step->column);
+    if (!keeps) {
+      sql.push_back("ALTER TABLE " + t + " DROP COLUMN " + c);
+      continue;
+    }
+    // Kept for the revert: without its indexes and constraints (built again on the shadow),
+    // its default, identity and NOT NULL (the new version does not write it: the trigger
+    // does), under another name.
+    for (const auto& idx : a.facts->indexes) {
+      if (!dropped.insert("index " + a.table.Display() + "." + idx.name).second) continue;
+      sql.push_back(idx.constraint_type
+                        ? "ALTER TABLE " + t + " DROP CONSTRAINT IF EXISTS " + QuoteIdent(idx.constraint_name)
+                        : "DROP INDEX IF EXISTS " + QuoteName(QualifiedName{a.table.schema, idx.name}));
+    }
+    for (const auto& chk : a.facts->checks) {
+      if (!dropped.insert("check " + a.table.Display() + "." + chk.name).second) continue;
+      sql.push_back("ALTER TABLE " + t + " DROP CONSTRAINT IF EXISTS " + QuoteIdent(chk.name));
+    }
+    if (a.facts->identity) sql.push_back("ALTER TABLE " + t + " ALTER COLUMN " + c + " DROP IDENTITY IF EXISTS");
+    sql.push_back("ALTER TABLE " + t + " ALTER COLUMN " + c + " DROP DEFAULT");
+    sql.push_back("ALTER TABLE " + t + " ALTER COLUMN " + c + " DROP NOT NULL");
+    const std::string kept = KeptColumn(a.step->column);
+    sql.push_back("ALTER TABLE " + t + " RENAME COLUMN " + c + " TO " + QuoteIdent(kept));
+    const QualifiedName after = SwitchedTable(step.alterations, a.step->table);
+    sql.push_back("COMMENT ON COLUMN " + t + "." + QuoteIdent(kept) + " IS " +
+                  QuoteLiteral(KeptMark(step.plan, after.Display(), a.step->column)));
   }
   for (const auto& a : b.altered) {
     const std::string t = QuoteName(a.table), c = QuoteIdent(a.step->column);
@@ -757,7 +966,7 @@ std::vector<DdlStatement> CompileSwitch(const Step& step, const SwitchFacts& fac
   for (const auto& a : b.altered) {
     const std::string t = QuoteName(a.table);
     for (const auto& idx : a.facts->indexes) {
-      if (!renamed.insert("index " + a.table.Display() + "." + idx.name).second) continue;
+      if (AddedByPlan(a, idx.name) || !renamed.insert("index " + a.table.Display() + "." + idx.name).second) continue;
       const std::string fresh = QuoteIdent(NewName(idx.name));
       if (idx.constraint_type == 'p' || idx.constraint_type == 'u') {
         sql.push_back("ALTER TABLE " + t + " ADD CONSTRAINT " + QuoteIdent(idx.constraint_name) +
@@ -768,12 +977,12 @@ std::vector<DdlStatement> CompileSwitch(const Step& step, const SwitchFacts& fac
                       " RENAME TO " + QuoteIdent(idx.name));
       }
     }
-    if (!a.step->unique_name.empty()) {
+    if (!a.step->unique_name.empty() && !a.kept) {
       sql.push_back("ALTER TABLE " + t + " ADD CONSTRAINT " + QuoteIdent(a.step->unique_name) +
                     " UNIQUE USING INDEX " + QuoteIdent(a.step->unique_name));
     }
     for (const auto& chk : a.facts->checks) {
-      if (!renamed.insert("check " + a.table.Display() + "." + chk.name).second) continue;
+      if (AddedByPlan(a, chk.name) || !renamed.insert("check " + a.table.Display() + "." + chk.name).second) continue;
       sql.push_back("ALTER TABLE " + t + " RENAME CONSTRAINT " + QuoteIdent(NewName(chk.name)) +
                     " TO " + QuoteIdent(chk.name));
     }
@@ -781,6 +990,41 @@ std::vector<DdlStatement> CompileSwitch(const Step& step, const SwitchFacts& fac
   for (const ForeignKeyFacts* fk : fks) {
     sql.push_back("ALTER TABLE " + QuoteName(fk->table) + " RENAME CONSTRAINT " +
                   QuoteIdent(NewName(fk->name)) + " TO " + QuoteIdent(fk->name));
+  }
+  if (keeps) {
+    const std::string until =
+        "now() + interval '" + std::to_string(step.retention->count()) + " milliseconds'";
+    for (const auto& a : b.altered) {
+      const QualifiedName after = SwitchedTable(step.alterations, a.step->table);
+      const QualifiedName after_resolved{a.table.schema, after.name};
+      const std::string kept = KeptColumn(a.step->column);
+      const std::string trigger = KeepTriggerName(step.plan, a.step->table, a.step->column);
+      const std::string conversion = a.step->down.empty()
+                                         ? "CAST(" + QuoteIdent(a.step->column) + " AS " + a.facts->type + ")"
+                                         : a.step->down;
+      const std::string t = QuoteName(a.table);
+      sql.push_back(KeepTriggerFunctionSql(step.plan, trigger, a.table.name, a.step->column, kept,
+                                           conversion, true));
+      sql.push_back("CREATE OR REPLACE TRIGGER " + QuoteIdent(trigger) + " BEFORE INSERT OR UPDATE ON " +
+                    t + " FOR EACH ROW EXECUTE FUNCTION tide." + QuoteIdent(trigger) + "()");
+      sql.push_back("ALTER TABLE " + t + " ENABLE ALWAYS TRIGGER " + QuoteIdent(trigger));
+      sql.push_back("INSERT INTO tide.retained_columns (plan, table_name, table_display, column_name, "
+                    "kept_column, trigger_name, old_type, old_default, old_not_null, retain_until) "
+                    "VALUES (" + QuoteLiteral(step.plan) + ", " + QuoteLiteral(QuoteName(after_resolved)) +
+                    ", " + QuoteLiteral(after.Display()) + ", " + QuoteLiteral(a.step->column) + ", " +
+                    QuoteLiteral(kept) + ", " + QuoteLiteral(trigger) + ", " +
+                    QuoteLiteral(a.facts->type) + ", " + QuoteLiteral(a.facts->default_expr) + ", " +
+                    (a.facts->not_null ? "true" : "false") + ", " + until +
+                    ") ON CONFLICT (plan, table_name, column_name) DO NOTHING");
+    }
+    // A plan of renames only keeps nothing, but can be switched back until it is finalized.
+    sql.push_back("INSERT INTO tide.retained_columns (plan, table_name, table_display, column_name, "
+                  "kept_column, trigger_name, old_type, old_default, old_not_null, retain_until) "
+                  "VALUES (" + QuoteLiteral(step.plan) + ", '', '', '', '', '', '', '', false, " +
+                  until + ") ON CONFLICT (plan, table_name, column_name) DO NOTHING");
+  }
+  if (revert) {
+    sql.push_back("DELETE FROM tide.retained_columns WHERE plan = " + QuoteLiteral(step.plan));
   }
   std::string done;
   for (const auto& a : b.altered) {
@@ -807,6 +1051,17 @@ std::vector<DdlStatement> CompileSwitch(const Step& step, const SwitchFacts& fac
   // from here on): a row that does not would lose its value with the old column.
   std::string refuse;
   for (const auto& a : b.altered) {
+    if (a.kept) {
+      refuse += std::string(refuse.empty() ? "" : ", ") + "CASE WHEN EXISTS (SELECT 1 FROM " +
+                QuoteName(a.table) + " WHERE " + QuoteIdent(a.shadow) + " IS NULL AND " +
+                QuoteIdent(a.step->column) + " IS NOT NULL) THEN " +
+                QuoteLiteral("rows of " + a.table.Display() + " written since the switch whose " +
+                             a.step->column + " `down` could not convert back to " + a.step->type +
+                             " (their " + a.shadow + " is empty); switching back would lose them: "
+                             "fix or delete them, then `tidectl revert` again") +
+                " END";
+      continue;
+    }
     refuse += std::string(refuse.empty() ? "" : ", ") + "CASE WHEN EXISTS (SELECT 1 FROM " +
               QuoteName(a.table) + " WHERE " + Disagrees(*a.step) + ") THEN " +
               QuoteLiteral("rows of " + a.table.Display() + " whose " + ShadowColumn(a.step->column) +
@@ -825,6 +1080,8 @@ std::vector<DdlStatement> CompileSwitch(const Step& step, const SwitchFacts& fac
   out.push_back(sw);
   return out;
 }
+
+}  // namespace
 
 std::vector<DdlStatement> DescribeSwitch(const Step& step) {
   std::vector<DdlStatement> out;

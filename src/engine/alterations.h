@@ -38,6 +38,8 @@ namespace tide {
 
 // The shadow of `column` while the plan runs: `_tide_new_<column>` (cut and hashed when long).
 std::string ShadowColumn(const std::string& column);
+// The old column after a switch that keeps it (the plan's `retention`): `_tide_old_<column>`.
+std::string KeptColumn(const std::string& column);
 // The trigger (and its function, in schema tide) that keeps an alter_column's two columns in step.
 std::string AlterTriggerName(const std::string& plan, const QualifiedName& table,
                              const std::string& column);
@@ -59,6 +61,25 @@ std::string Disagrees(const Step& alter);
 // set_not_null steps), and their undoing at the head of rollback. Idempotent per parse: the
 // plan's text alone decides what is derived.
 void DeriveAlterations(Plan* plan);
+
+// A table of the plan by the name it has after the switch (its rename_table applied).
+QualifiedName SwitchedTable(const std::vector<Step>& alterations, const QualifiedName& table);
+
+// An old column the switch kept (a row of tide.retained_columns): renamed to `kept`, filled
+// from `down` of the new column by `trigger` on every write, until finalize or revert.
+struct RetainedColumn {
+  std::string plan;
+  std::string table;          // quoted, qualified, by its name after the switch
+  std::string table_display;  // as the plan names it after the switch: SwitchedTable().Display()
+  std::string column;         // the column, as named after the switch
+  std::string kept;           // the old column under its kept name
+  std::string trigger;        // the trigger and its function (schema tide)
+  std::string old_type;       // the old column's type, default and NOT NULL, for the revert
+  std::string old_default;
+  bool old_not_null = false;
+  bool expired = false;       // its retention has passed
+  std::string retain_until;   // RFC 3339; "": until finalize
+};
 
 // What the catalog says about one altered column, read when contract starts (and by
 // `validate --db`), for the switch.
@@ -125,6 +146,22 @@ std::vector<DdlStatement> CompileUndo(const Step& step);
 std::vector<DdlStatement> CompileSwitch(const Step& step, const SwitchFacts& facts,
                                         std::string* problem, Millis lock_timeout = Millis(2000),
                                         Millis statement_timeout = Millis(30000));
+// The revert (`tidectl revert`, a kRevertSwitch step): the switch the other way, each kept old
+// column taking its name back. Computed like the switch, from the catalog's facts about the
+// columns as they are now (ReadSwitchFacts of RevertShape's step) and the kept columns.
+// RevertShape is the revert as a switch: each alter_column with the kept column as its shadow,
+// each rename the other way; `problem` is set when a kept column is missing.
+Step RevertShape(const Step& revert, const std::vector<RetainedColumn>& kept, std::string* problem);
+std::vector<DdlStatement> CompileRevert(const Step& shape, const SwitchFacts& facts,
+                                        const std::vector<RetainedColumn>& kept,
+                                        std::string* problem, Millis lock_timeout,
+                                        Millis statement_timeout);
+// Finalize (`tidectl finalize`, or the retention passed): the kept columns and their triggers
+// go, in one short transaction under lock_timeout.
+std::vector<DdlStatement> CompileFinalize(const std::string& plan,
+                                          const std::vector<RetainedColumn>& kept,
+                                          Millis lock_timeout);
+
 // The switch as `validate` shows it without a database: what it will do, in words.
 std::vector<DdlStatement> DescribeSwitch(const Step& step);
 

@@ -217,6 +217,11 @@ std::vector<DdlStatement> CompileStep(const Step& s) {
       return {};  // the version schema shows the new name; the switch renames
     case OpKind::kCreateVersionSchema: return CompileVersionSchema(s);
     case OpKind::kUndoAlterations: return CompileUndo(s);
+    case OpKind::kRevertSwitch:
+      return {{"-- the switch the other way, computed from the catalog when `tidectl revert` runs: "
+               "each kept old column gets back its name, indexes, constraints, default and "
+               "sequence; the new column goes",
+               true, "", "as the switch", "", "", false, true}};
     case OpKind::kSwitch: {
       std::vector<DdlStatement> out = DescribeSwitch(s);
       for (auto& st : out) st.describes_only = true;

@@ -16,6 +16,8 @@ const char* ToString(PlanState s) {
     case PlanState::kFailed: return "failed";
     case PlanState::kAborting: return "aborting";
     case PlanState::kAborted: return "aborted";
+    case PlanState::kReverting: return "reverting";
+    case PlanState::kReverted: return "reverted";
   }
   return "unknown";
 }
@@ -24,7 +26,7 @@ const std::vector<PlanState>& AllPlanStates() {
   static const std::vector<PlanState> all = {
       PlanState::kAccepted, PlanState::kExpanding,   PlanState::kBackfilling, PlanState::kGating,
       PlanState::kContracting, PlanState::kDone, PlanState::kFailed, PlanState::kAborting,
-      PlanState::kAborted};
+      PlanState::kAborted, PlanState::kReverting, PlanState::kReverted};
   return all;
 }
 
@@ -36,7 +38,8 @@ std::optional<PlanState> PlanStateFromString(const std::string& s) {
 }
 
 bool IsFinal(PlanState s) {
-  return s == PlanState::kDone || s == PlanState::kFailed || s == PlanState::kAborted;
+  return s == PlanState::kDone || s == PlanState::kFailed || s == PlanState::kAborted ||
+         s == PlanState::kReverted;
 }
 
 std::string AbortRefusal(PlanState state, PlanState failed_in) {
@@ -52,12 +55,32 @@ std::string AbortRefusal(PlanState state, PlanState failed_in) {
              (state == PlanState::kFailed ? " (the plan failed in it)" : "") +
              ": its constraints and drops are not undone by rollback; finish the plan (fix the "
              "cause and `tidectl retry`), or write a new plan that reverses it";
-    case PlanState::kDone: return "the plan is done; write a new plan that reverses it";
+    case PlanState::kDone:
+      return "the plan is done; `tidectl revert` switches its alter_column and rename steps back "
+             "while their old columns are kept (`retention`), else write a new plan that reverses it";
     case PlanState::kAborting: return "the plan is already aborting";
     case PlanState::kAborted: return "the plan was already aborted";
+    case PlanState::kReverting:
+    case PlanState::kReverted: return "the plan is being or was reverted";
     case PlanState::kFailed: break;
   }
   return "the plan's state is unknown";
+}
+
+std::string RevertRefusal(const Plan& plan, PlanState state, PlanState failed_in, bool kept) {
+  if (plan.revert.empty()) {
+    return "the plan keeps nothing to switch back to: only the switch of a plan with "
+           "`retention` keeps the old columns (alter_column, rename_column, rename_table)";
+  }
+  const PlanState at = state == PlanState::kFailed ? failed_in : state;
+  if (at == PlanState::kReverting) return "";
+  if (at == PlanState::kReverted) return "the plan was already reverted";
+  if (at != PlanState::kDone) {
+    return std::string("the plan is ") + ToString(state) +
+           ": revert switches back a done plan; before contract, `tidectl abort` undoes it";
+  }
+  if (!kept) return "the old columns were dropped (finalized, or the retention passed)";
+  return "";
 }
 
 const char* PhaseOf(PlanState s) {
@@ -67,6 +90,7 @@ const char* PhaseOf(PlanState s) {
     case PlanState::kGating: return "gate";
     case PlanState::kContracting: return "contract";
     case PlanState::kAborting: return "rollback";
+    case PlanState::kReverting: return "revert";
     default: return "";
   }
 }
@@ -96,6 +120,8 @@ PlanCursor Normalize(const Plan& plan, PlanCursor c) {
         continue;
       case PlanState::kContracting:
         return c;  // kFinish when every step is done
+      case PlanState::kReverting:
+      case PlanState::kReverted:
       case PlanState::kAborting:  // kFinishAborted when every rollback step is done
       case PlanState::kDone:
       case PlanState::kFailed:
@@ -117,6 +143,9 @@ Action NextAction(const Plan& plan, const PlanCursor& c) {
     case PlanState::kAborting:
       if (i < plan.rollback.size()) return {Action::Kind::kRunRollbackStep, i};
       return {Action::Kind::kFinishAborted, 0};
+    case PlanState::kReverting:
+      if (i < plan.revert.size()) return {Action::Kind::kRunRevertStep, i};
+      return {Action::Kind::kFinishReverted, 0};
     default: return {Action::Kind::kNothing, 0};
   }
 }
@@ -138,6 +167,10 @@ PlanCursor AfterSuccess(const Plan& plan, const PlanCursor& c) {
     case PlanState::kAborting:
       if (c.step < static_cast<int>(plan.rollback.size())) next.step++;
       else next = {PlanState::kAborted, c.step, c.catch_up};
+      break;
+    case PlanState::kReverting:
+      if (c.step < static_cast<int>(plan.revert.size())) next.step++;
+      else next = {PlanState::kReverted, c.step, c.catch_up};
       break;
     default:
       break;

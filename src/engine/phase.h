@@ -4,6 +4,8 @@
 //                   \____________\______________\__________\_______-> failed
 //        \____________\______________\___________\-> aborting -> aborted
 //
+//   done -> reverting -> reverted      (`tidectl revert`, while the switch keeps the old columns)
+//
 // `tidectl abort` moves a plan that has not reached contract (or failed before it) to aborting,
 // which runs the plan's rollback steps; once contract has started, abort is refused.
 // A plan's position is a PlanCursor (state, step within the phase, whether the catch-up backfill
@@ -28,6 +30,8 @@ enum class PlanState {
   kFailed,
   kAborting,
   kAborted,
+  kReverting,
+  kReverted,
 };
 
 const char* ToString(PlanState s);
@@ -54,6 +58,8 @@ struct Action {
     kFinish,           // mark done
     kRunRollbackStep,  // index: the step in plan.rollback
     kFinishAborted,    // mark aborted
+    kRunRevertStep,    // index: the step in plan.revert
+    kFinishReverted,   // mark reverted
     kNothing,          // done or failed: nothing left to do
   };
   Kind kind = Kind::kNothing;
@@ -79,8 +85,13 @@ PlanCursor AfterGateFailure(const PlanCursor& c);
 // it can: abort is allowed until contract starts.
 std::string AbortRefusal(PlanState state, PlanState failed_in);
 
+// Why a plan in `state` (failed in `failed_in`) cannot be reverted; empty when it can: a done
+// plan whose switch kept the old columns (`kept`: tide.retained_columns has its rows), or one
+// whose revert failed.
+std::string RevertRefusal(const Plan& plan, PlanState state, PlanState failed_in, bool kept);
+
 // The phase a state belongs to, for the audit log: "expand", "backfill", "gate", "contract",
-// "rollback", "".
+// "rollback", "revert", "".
 const char* PhaseOf(PlanState s);
 
 // Whether `phase` of `plan` is held by a pause of (pause_plan, pause_phase): "*" matches every

@@ -198,7 +198,7 @@ void AssessOperations(const Plan& plan, const std::vector<Step>& steps, const st
     const Step& s = steps[i];
     if (s.kind == OpKind::kSql || s.kind == OpKind::kDropIndex) continue;
     if (s.kind == OpKind::kCreateVersionSchema || s.kind == OpKind::kSwitch ||
-        s.kind == OpKind::kUndoAlterations) {
+        s.kind == OpKind::kUndoAlterations || s.kind == OpKind::kRevertSwitch) {
       continue;  // derived: their tables are those of the steps they stand for
     }
     const std::string where = phase + " step " + std::to_string(i + 1) + " (" + OpName(s.kind) + ")";

@@ -400,7 +400,7 @@ ColumnFacts ReadColumnFactsIn(pqxx::dbtransaction& w, const Step& a) {
   f.shadow_exists = !w.exec_params(
                          "SELECT 1 FROM pg_attribute WHERE attrelid = $1 AND attname = $2 AND "
                          "attnum > 0 AND NOT attisdropped",
-                         relid, ShadowColumn(a.column)).empty();
+                         relid, a.shadow.empty() ? ShadowColumn(a.column) : a.shadow).empty();
   auto seq = w.exec_params1(
       "SELECT COALESCE(pg_get_serial_sequence($1, $2), ''), COALESCE((SELECT format_type(seqtypid, "
       "NULL) FROM pg_sequence WHERE seqrelid = to_regclass(pg_get_serial_sequence($1, $2))), '')",

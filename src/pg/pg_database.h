@@ -76,6 +76,7 @@ class PgPlanDatabase : public PlanDatabase {
   Status SavePause(const Pause& pause) override;
   Status DeletePauses(const std::string& plan, const std::string& phase) override;
   Result<std::vector<Pause>> ListPauses() override;
+  Result<std::vector<RetainedColumn>> ListRetained(const std::string& plan) override;
 
   // StepRunner (pg_step_runner.cc).
   Result<std::vector<StatementOutcome>> RunStatements(

@@ -11,7 +11,7 @@ using pg_internal::WriteCursor;
 
 namespace {
 
-constexpr int kSchemaVersion = 3;  // 2: tide.leases; 3: tide.plans.waiting_reason
+constexpr int kSchemaVersion = 4;  // 2: tide.leases; 3: tide.plans.waiting_reason; 4: tide.retained_columns
 
 const char* kSchemaSql = R"SQL(
 CREATE SCHEMA IF NOT EXISTS tide;
@@ -79,6 +79,22 @@ CREATE TABLE IF NOT EXISTS tide.task_status (
   PRIMARY KEY (plan, task)
 );
 ALTER TABLE tide.plans ADD COLUMN IF NOT EXISTS waiting_reason text NOT NULL DEFAULT '';
+-- The old columns a switch kept for `tidectl revert`, until `tidectl finalize` or retain_until.
+-- Written by the switch's own transaction; a plan of renames only has one row with no column.
+CREATE TABLE IF NOT EXISTS tide.retained_columns (
+  plan          text NOT NULL,
+  table_name    text NOT NULL,
+  table_display text NOT NULL,
+  column_name   text NOT NULL,
+  kept_column   text NOT NULL,
+  trigger_name  text NOT NULL,
+  old_type      text NOT NULL,
+  old_default   text NOT NULL,
+  old_not_null  boolean NOT NULL,
+  retain_until  timestamptz,
+  kept_at       timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (plan, table_name, column_name)
+);
 )SQL";
 
 // RFC 3339 in UTC, or '' for NULL.
@@ -397,6 +413,37 @@ Result<std::vector<Pause>> PgPlanDatabase::ListPauses() {
     for (const auto& row : r) {
       out.push_back(Pause{row[0].c_str(), row[1].c_str(), row[2].c_str(), row[3].c_str(),
                           row[4].c_str()});
+    }
+    return out;
+  } catch (...) {
+    return FromCurrentException();
+  }
+}
+
+Result<std::vector<RetainedColumn>> PgPlanDatabase::ListRetained(const std::string& plan) {
+  TIDE_CONNECTED();
+  try {
+    pqxx::work w(*conn_);
+    auto r = w.exec_params(
+        "SELECT plan, table_name, table_display, column_name, kept_column, trigger_name, old_type, "
+        "old_default, old_not_null, COALESCE(retain_until <= now(), false), " + Ts("retain_until") +
+        " FROM tide.retained_columns WHERE $1 = '' OR plan = $1 ORDER BY plan, table_name, column_name",
+        plan);
+    std::vector<RetainedColumn> out;
+    for (const auto& row : r) {
+      RetainedColumn c;
+      c.plan = row[0].c_str();
+      c.table = row[1].c_str();
+      c.table_display = row[2].c_str();
+      c.column = row[3].c_str();
+      c.kept = row[4].c_str();
+      c.trigger = row[5].c_str();
+      c.old_type = row[6].c_str();
+      c.old_default = row[7].c_str();
+      c.old_not_null = row[8].as<bool>();
+      c.expired = row[9].as<bool>();
+      c.retain_until = row[10].c_str();
+      out.push_back(c);
     }
     return out;
   } catch (...) {

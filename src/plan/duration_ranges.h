@@ -37,4 +37,7 @@ inline constexpr DurationRange kPauseBetweenBatchesRange{Millis(0), std::chrono:
 
 inline constexpr DurationRange kMaxReplicationLagRange{Millis(0), std::chrono::hours(24)};
 
+// How long a switch keeps the old columns for `tidectl revert`: 0 drops them right after it.
+inline constexpr DurationRange kRetentionRange{Millis(0), std::chrono::hours(24 * 365)};
+
 }  // namespace tide

@@ -20,6 +20,7 @@ const char* OpName(OpKind kind) {
     case OpKind::kCreateVersionSchema: return "create_version_schema";
     case OpKind::kSwitch: return "switch";
     case OpKind::kUndoAlterations: return "undo_alterations";
+    case OpKind::kRevertSwitch: return "revert_switch";
   }
   return "unknown";
 }
@@ -57,7 +58,8 @@ std::string Step::Describe() const {
       return op + " " + table.Display() + " (" + Join(columns) + ")";
     case OpKind::kCreateVersionSchema:
     case OpKind::kSwitch:
-    case OpKind::kUndoAlterations: {
+    case OpKind::kUndoAlterations:
+    case OpKind::kRevertSwitch: {
       std::string out;
       for (const auto& a : alterations) out += (out.empty() ? "" : "; ") + a.Describe();
       return op + " of " + out;

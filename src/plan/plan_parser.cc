@@ -39,6 +39,12 @@ class PlanParser {
     if (!r_.has_errors()) CheckPhases(root, *plan);
     if (!r_.has_errors()) CheckAlterations(*plan);
     if (!r_.has_errors()) DeriveAlterations(plan);
+    if (!r_.has_errors() && plan->retention && plan->revert.empty()) {
+      r_.Error(root["settings"]["retention"],
+               "`retention` keeps the old columns of alter_column, rename_column and rename_table "
+               "steps, and this plan has none",
+               "remove `retention`");
+    }
   }
 
  private:
@@ -61,7 +67,7 @@ class PlanParser {
     if (!r_.ExpectMap(node, "`settings`",
                       {"lock_timeout", "statement_timeout", "gate_timeout", "batch_size",
                        "max_replication_lag", "max_active_sessions", "throttle_query",
-                       "yield_ratio", "ddl_retries"})) {
+                       "yield_ratio", "ddl_retries", "retention"})) {
       if (!node.IsMap()) return;
     }
     StatementSettings& st = plan->settings;
@@ -76,6 +82,7 @@ class PlanParser {
     if (auto q = r_.String(node, "throttle_query", "`settings`", false)) st.throttle_query = *q;
     st.yield_ratio = r_.Ratio(node, "yield_ratio", "`settings`", 10);
     st.ddl_retries = r_.Int(node, "ddl_retries", "`settings`", 0, 1000);
+    plan->retention = r_.Duration(node, "retention", "`settings`", kRetentionRange);
   }
 
   void ParseSteps(const YAML::Node& node, const std::string& phase, std::vector<Step>* out) {

@@ -22,11 +22,13 @@ Result<ControlRequest> ParseControlRequest(const std::string& text) {
   r.action = (*j)["action"];
   r.plan = (*j)["plan"];
   r.phase = (*j)["phase"];
-  if (r.action != "pause" && r.action != "resume" && r.action != "abort") {
-    return Status::Invalid("action `" + r.action + "` is not pause, resume or abort");
+  static const std::vector<std::string> actions = {"pause", "resume", "abort", "revert", "finalize"};
+  if (std::find(actions.begin(), actions.end(), r.action) == actions.end()) {
+    return Status::Invalid("action `" + r.action + "` is not pause, resume, abort, revert or finalize");
   }
-  if (r.action == "abort" && (r.plan == "*" || !r.phase.empty())) {
-    return Status::Invalid("abort names one plan and no phase");
+  if ((r.action == "abort" || r.action == "revert" || r.action == "finalize") &&
+      (r.plan == "*" || !r.phase.empty())) {
+    return Status::Invalid(r.action + " names one plan and no phase");
   }
   if (r.plan.empty()) return Status::Invalid("no plan named (\"*\" for every plan)");
   static const std::vector<std::string> phases = {"", "expand", "backfill", "gate", "contract"};

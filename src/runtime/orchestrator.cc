@@ -344,6 +344,7 @@ struct ResumeResult {
   Status status;
   std::vector<ResumeItem> items;
   std::vector<Pause> pauses;
+  std::vector<std::string> expired;  // plans whose kept old columns' retention has passed
 };
 }  // namespace
 
@@ -365,6 +366,13 @@ void Orchestrator::ResumeDatabase(const std::string& database) {
         out.pauses = std::move(pauses).value();
         auto plans = (*db)->ListPlans();
         if (!plans.ok()) return out.status = plans.status(), out;
+        auto kept = (*db)->ListRetained("");
+        if (!kept.ok()) return out.status = kept.status(), out;
+        for (const auto& k : *kept) {
+          if (k.expired && std::find(out.expired.begin(), out.expired.end(), k.plan) == out.expired.end()) {
+            out.expired.push_back(k.plan);
+          }
+        }
         for (const auto& r : *plans) {
           if (IsFinal(r.cursor.state)) continue;
           // Another tided runs it while its lease lasts; this one takes it over after that.
@@ -420,6 +428,7 @@ void Orchestrator::ResumeDatabase(const std::string& database) {
                        ToString(item.record.cursor.state));
           StartRun(std::move(item.plan), std::move(item.record), std::move(item.db));
         }
+        for (const auto& plan : r.expired) Finalize(plan, "retention", "retention");
         spdlog::debug("database {}: {} unfinished plan(s) to run here; looking again in {}",
                       database, r.items.size(), FormatDuration(options_.takeover_scan));
         // Look again later: a plan whose daemon died is taken over once its lease expires.
@@ -550,6 +559,169 @@ void Orchestrator::Abort(const std::string& plan, const std::string& actor, cons
           run->AbortStopped(actor, !r.was_failed);
           runs_[run->key()] = run;
           run->Start();
+        });
+  }
+}
+
+namespace {
+struct RevertLookup {
+  Status status;
+  bool found = false;
+  std::string refusal;
+  Plan plan;
+  PlanRecord record;
+  std::shared_ptr<PlanDatabase> db;
+};
+}  // namespace
+
+void Orchestrator::Revert(const std::string& plan, const std::string& actor, const std::string& via) {
+  for (auto& kv : runs_) {
+    if (kv.second->name() == plan) {
+      Audit(AuditEvent{"revert_refused", plan, "revert", actor,
+                       JsonObject().Str("via", via).Str("reason", "the plan is running")});
+      spdlog::warn("plan {}: revert by {} refused: the plan is running", plan, actor);
+      return;
+    }
+  }
+  for (const auto& kv : config_.databases) {
+    const std::string database = kv.first;
+    offloader_.Run<RevertLookup>(
+        [this, database, plan] {
+          RevertLookup out;
+          auto db = connector_->Connect(database);
+          if (!db.ok()) return out.status = db.status(), out;
+          if (!(out.status = (*db)->EnsureSchema()).ok()) return out;
+          auto found = (*db)->FindPlan(plan);
+          if (!found.ok()) return out.status = found.status(), out;
+          if (!found.value()) return out;
+          out.found = true;
+          out.record = *found.value();
+          auto parsed = ParsePlan(out.record.source, out.record.file_name);
+          if (!parsed.ok()) return out.refusal = "its stored text no longer parses", out;
+          out.plan = parsed.plan;
+          auto kept = (*db)->ListRetained(plan);
+          if (!kept.ok()) return out.status = kept.status(), out;
+          out.refusal = RevertRefusal(out.plan, out.record.cursor.state, out.record.failed_in,
+                                      !kept->empty());
+          if (!out.refusal.empty()) return out;
+          auto lease = (*db)->AcquireLease(plan, options_.instance, options_.lease_ttl);
+          if (!lease.ok()) return out.status = lease.status(), out;
+          if (!*lease) return out.refusal = "another tided is running the plan", out;
+          out.record.failed_in = PlanState::kReverting;
+          out.record.cursor = PlanCursor{PlanState::kReverting, 0, false};
+          if (!(out.status = (*db)->SaveCursor(plan, out.record.cursor)).ok()) return out;
+          out.db = std::move(db).value();
+          return out;
+        },
+        [this, database, plan, actor, via](RevertLookup r) {
+          if (!r.status.ok()) {
+            spdlog::error("revert of {} on {}: {}", plan, database, r.status.ToString());
+            return;
+          }
+          if (!r.found) return;
+          if (!r.refusal.empty()) {
+            Audit(AuditEvent{"revert_refused", plan, "revert", actor,
+                             JsonObject().Str("via", via).Str("reason", r.refusal)});
+            spdlog::warn("plan {}: revert by {} refused: {}", plan, actor, r.refusal);
+            return;
+          }
+          const std::string key = database + "/" + plan;
+          if (runs_.count(key)) return;  // resumed meanwhile: it reverts already
+          Audit(AuditEvent{"revert_requested", plan, "revert", actor, JsonObject().Str("via", via)});
+          spdlog::info("plan {}: revert requested by {}", plan, actor);
+          auto run = std::make_shared<Run>(*this, std::move(r.plan), r.record, std::move(r.db));
+          run->RevertBy(actor);
+          runs_[run->key()] = run;
+          run->Start();
+        });
+  }
+}
+
+namespace {
+struct FinalizeResult {
+  Status status;
+  bool found = false;
+  std::string refusal;
+  std::vector<RetainedColumn> kept;
+  int64_t duration_ms = 0;
+};
+}  // namespace
+
+void Orchestrator::Finalize(const std::string& plan, const std::string& actor, const std::string& via) {
+  for (auto& kv : runs_) {
+    if (kv.second->name() == plan) {
+      Audit(AuditEvent{"finalize_refused", plan, "", actor,
+                       JsonObject().Str("via", via).Str("reason", "the plan is running")});
+      return;
+    }
+  }
+  for (const auto& kv : config_.databases) {
+    const std::string database = kv.first;
+    offloader_.Run<FinalizeResult>(
+        [this, database, plan] {
+          FinalizeResult out;
+          auto db = connector_->Connect(database);
+          if (!db.ok()) return out.status = db.status(), out;
+          if (!(out.status = (*db)->EnsureSchema()).ok()) return out;
+          auto found = (*db)->FindPlan(plan);
+          if (!found.ok()) return out.status = found.status(), out;
+          if (!found.value()) return out;
+          out.found = true;
+          auto kept = (*db)->ListRetained(plan);
+          if (!kept.ok()) return out.status = kept.status(), out;
+          out.kept = *kept;
+          const PlanRecord& record = *found.value();
+          if (out.kept.empty()) {
+            out.refusal = "the plan keeps no old columns (already finalized or reverted, or its "
+                          "switch had no `retention`)";
+            return out;
+          }
+          if (record.cursor.state != PlanState::kDone) {
+            out.refusal = std::string("the plan is ") + ToString(record.cursor.state) +
+                          "; finalize drops the old columns of a done plan";
+            return out;
+          }
+          auto lease = (*db)->AcquireLease(plan, options_.instance, options_.lease_ttl);
+          if (!lease.ok()) return out.status = lease.status(), out;
+          if (!*lease) return out.refusal = "another tided is running the plan", out;
+          auto parsed = ParsePlan(record.source, record.file_name);
+          const StatementLimits limits =
+              parsed.ok() ? LimitsFor(parsed.plan, config_.defaults)
+                          : StatementLimits{config_.defaults.lock_timeout, config_.defaults.statement_timeout};
+          const auto start = std::chrono::steady_clock::now();
+          auto r = (*db)->RunStatements(plan, CompileFinalize(plan, out.kept, limits.lock_timeout),
+                                        limits, std::nullopt);
+          out.duration_ms = MillisSince(start);
+          (*db)->ReleaseLease(plan, options_.instance);
+          out.status = r.status();
+          return out;
+        },
+        [this, database, plan, actor, via](FinalizeResult r) {
+          if (!r.found && r.status.ok()) return;
+          std::string columns;
+          for (const auto& k : r.kept) {
+            if (!k.kept.empty()) columns += (columns.empty() ? "" : ", ") + k.table_display + "." + k.kept;
+          }
+          if (!r.refusal.empty()) {
+            Audit(AuditEvent{"finalize_refused", plan, "", actor,
+                             JsonObject().Str("via", via).Str("reason", r.refusal)});
+            spdlog::warn("plan {}: finalize by {} refused: {}", plan, actor, r.refusal);
+            return;
+          }
+          if (!r.status.ok()) {
+            JsonObject d;
+            d.Str("via", via).Str("error", r.status.ToString()).Str("columns", columns);
+            if (!r.status.detail().empty()) d.Raw("blockers", r.status.detail());
+            Audit(AuditEvent{"finalize_failed", plan, "", actor, std::move(d)});
+            spdlog::warn("plan {}: finalize on {} failed (tried again with the next request or "
+                         "retention check): {}", plan, database, r.status.ToString());
+            return;
+          }
+          Audit(AuditEvent{"finalized", plan, "", actor,
+                           JsonObject().Str("via", via).Str("dropped", columns).Int(
+                               "duration_ms", r.duration_ms)});
+          spdlog::info("plan {}: finalized; dropped the old columns {}", plan,
+                       columns.empty() ? "(none: renames only)" : columns);
         });
   }
 }

@@ -69,6 +69,10 @@ class Orchestrator {
   // one is loaded and does the same. Refused (and audited with the reason) once contract has
   // started.
   void Abort(const std::string& plan, const std::string& actor, const std::string& via);
+  // `tidectl revert PLAN`: a done plan whose switch kept the old columns switches back.
+  void Revert(const std::string& plan, const std::string& actor, const std::string& via);
+  // `tidectl finalize PLAN` (or its retention passed): the old columns the switch kept go.
+  void Finalize(const std::string& plan, const std::string& actor, const std::string& via);
   // The pause holding `phase` of `plan`, or nullptr.
   const tide::Pause* PausedBy(const std::string& plan, const std::string& phase) const;
   // Applies a reloaded config: defaults and health limits for tasks that start from now on,

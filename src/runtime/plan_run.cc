@@ -118,6 +118,8 @@ void Orchestrator::Run::Next() {
     case Action::Kind::kCheckGates: return CheckGates();
     case Action::Kind::kFinish: return Finish();
     case Action::Kind::kFinishAborted: return FinishAborted();
+    case Action::Kind::kRunRevertStep: return RunStep("revert", plan_.revert[a.index], a.index);
+    case Action::Kind::kFinishReverted: return FinishReverted();
     case Action::Kind::kNothing: return;
   }
 }
@@ -152,6 +154,23 @@ void Orchestrator::Run::FinishAborted() {
                               self->o_.metrics_->PlanFinished(self->plan_.database, "aborted");
                               self->End();
                             });
+}
+
+void Orchestrator::Run::FinishReverted() {
+  auto db = db_;
+  const std::string name = plan_.name;
+  const PlanCursor reverted = AfterSuccess(plan_, cursor_);
+  Do<Status>([db, name, reverted] { return db->SaveCursor(name, reverted); },
+             [self = shared_from_this(), reverted](Status s) {
+               if (!s.ok()) return self->OnError(s);
+               self->cursor_ = reverted;
+               self->AnnouncePhase();
+               self->Audit("plan_reverted", "revert", JsonObject(), self->revert_by_);
+               spdlog::info("plan {}: reverted; the old columns have their names back",
+                            self->plan_.name);
+               self->o_.metrics_->PlanFinished(self->plan_.database, "reverted");
+               self->End();
+             });
 }
 
 void Orchestrator::Run::RunBackup() {
@@ -244,7 +263,7 @@ void Orchestrator::Run::RunStep(const std::string& phase, const Step& step, size
   const std::string name = plan_.name, what = step.Describe(), op = OpName(step.kind);
   // The switch of alter_column steps is computed from the catalog as it is now, just before it
   // runs (what to build again on the shadows); every other step from the plan alone.
-  const bool from_catalog = step.kind == OpKind::kSwitch;
+  const bool from_catalog = step.kind == OpKind::kSwitch || step.kind == OpKind::kRevertSwitch;
   const std::vector<DdlStatement> statements = from_catalog ? std::vector<DdlStatement>{}
                                                             : CompileStep(step);
   StatementLimits limits = limits_;
@@ -255,12 +274,24 @@ void Orchestrator::Run::RunStep(const std::string& phase, const Step& step, size
       [db, name, statements, limits, after, from_catalog, step,
        gate_timeout = GateLimits().statement_timeout]() -> Result<std::vector<StatementOutcome>> {
         if (!from_catalog) return db->RunStatements(name, statements, limits, after);
-        Result<SwitchFacts> facts = db->ReadSwitchFacts(step);
-        if (!facts.ok()) return facts.status();
         std::string problem;
-        const std::vector<DdlStatement> computed =
-            CompileSwitch(step, *facts, &problem, limits.lock_timeout, limits.statement_timeout);
-        if (!problem.empty()) return Status::Fatal("the switch cannot run: " + problem);
+        std::vector<DdlStatement> computed;
+        if (step.kind == OpKind::kRevertSwitch) {
+          auto kept = db->ListRetained(name);
+          if (!kept.ok()) return kept.status();
+          const Step shape = RevertShape(step, *kept, &problem);
+          if (!problem.empty()) return Status::Fatal("the revert cannot run: " + problem);
+          Result<SwitchFacts> facts = db->ReadSwitchFacts(shape);
+          if (!facts.ok()) return facts.status();
+          computed = CompileRevert(shape, *facts, *kept, &problem, limits.lock_timeout,
+                                   limits.statement_timeout);
+          if (!problem.empty()) return Status::Fatal("the revert cannot run: " + problem);
+        } else {
+          Result<SwitchFacts> facts = db->ReadSwitchFacts(step);
+          if (!facts.ok()) return facts.status();
+          computed = CompileSwitch(step, *facts, &problem, limits.lock_timeout, limits.statement_timeout);
+          if (!problem.empty()) return Status::Fatal("the switch cannot run: " + problem);
+        }
         // The index builds, validations and the check that every row agrees scan whole tables:
         // they run under gate_timeout; the switch's own transaction under statement_timeout.
         StatementLimits slow = limits;
@@ -605,7 +636,13 @@ void Orchestrator::Run::Finish() {
                        spdlog::info("plan {}: done", self->plan_.name);
                        self->Report(self->o_.spool_->Finish(self->record_.file_name, true, ""));
                        self->o_.metrics_->PlanFinished(self->plan_.database, "done");
+                       const bool finalize_now = self->plan_.retention &&
+                                                 self->plan_.retention->count() == 0 &&
+                                                 !self->plan_.revert.empty();
+                       Orchestrator& o = self->o_;
+                       const std::string plan = self->plan_.name;
                        self->End();
+                       if (finalize_now) o.Finalize(plan, "retention", "retention");
                      });
 }
 

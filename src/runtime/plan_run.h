@@ -28,6 +28,8 @@ class Orchestrator::Run : public std::enable_shared_from_this<Orchestrator::Run>
   // For a plan that was not running (failed, say) and starts again to abort: who asked, and
   // whether its file is still in active/ (a failed plan's is in failed/ already).
   void AbortStopped(const std::string& actor, bool file_in_spool);
+  // A run started by `tidectl revert` (the plan's cursor already in reverting): who asked.
+  void RevertBy(const std::string& actor) { revert_by_ = actor; }
 
   void Start();
 
@@ -52,6 +54,7 @@ class Orchestrator::Run : public std::enable_shared_from_this<Orchestrator::Run>
   void BeginAbort();
 
   void FinishAborted();
+  void FinishReverted();
 
   // backup_command, before the plan's first step.
   void RunBackup();
@@ -185,6 +188,7 @@ class Orchestrator::Run : public std::enable_shared_from_this<Orchestrator::Run>
   std::vector<Unfillable> unfillable_;
   bool backup_checked_ = false;
   std::string abort_by_;  // who asked for the abort; empty: no abort
+  std::string revert_by_;  // who asked for the revert
   bool file_in_spool_ = true;  // the plan's file is in active/
   bool waiting_ = false;  // on timer_, with no action in flight
   bool stopped_ = false;

@@ -80,6 +80,10 @@ struct Scenario {
   // it works through the plan's version schema then, beside the old one.
   std::chrono::milliseconds both_versions{0};
   std::function<void()> at_deploy;  // runs just before the deploy is recorded
+  // Runs once the plan is done, the new version still running (a revert, a finalize); the plan
+  // is then expected in `final_state`.
+  std::function<void()> after_done;
+  std::string final_state = "done";
 };
 
 class ApplicationTest : public DaemonTest {
@@ -117,10 +121,11 @@ class ApplicationTest : public DaemonTest {
     PgCluster::Shared().Exec(db_, "UPDATE app_version SET version = 2");
     EXPECT_TRUE(WaitFor(reached({"done"}), 60s)) << "state " << state;
     std::this_thread::sleep_for(300ms);  // the new version on the finished schema
+    if (s.after_done) s.after_done();
     app.Stop();
     const AppReport report = app.Report();
 
-    EXPECT_EQ(PlanState(s.plan_name), "done") << Diagnostics(s.plan_name) << report.Describe();
+    EXPECT_EQ(PlanState(s.plan_name), s.final_state) << Diagnostics(s.plan_name) << report.Describe();
     EXPECT_TRUE(report.errors.empty()) << report.Describe();
     EXPECT_LE(report.longest_ms, kLockTimeoutMs + kWaitMarginMs) << report.Describe();
     EXPECT_GT(report.old_statements, 0) << report.Describe();
@@ -134,8 +139,11 @@ class ApplicationTest : public DaemonTest {
                     "pg_attribute a JOIN pg_class c ON c.oid = a.attrelid WHERE c.relkind IN "
                     "('r', 'p') AND attname LIKE '\\_tide\\_%' AND NOT attisdropped"), "")
         << "shadow columns left";
-    EXPECT_EQ(Query("SELECT string_agg(tgname, ', ') FROM pg_trigger WHERE tgname LIKE 'tide\\_alter\\_%'"), "")
+    EXPECT_EQ(Query("SELECT string_agg(tgname, ', ') FROM pg_trigger WHERE tgname LIKE 'tide\\_alter\\_%' "
+                    "OR tgname LIKE 'tide\\_keep\\_%'"), "")
         << "alter_column triggers left";
+    EXPECT_EQ(Query("SELECT count(*) FROM tide.retained_columns WHERE plan = '" + plan + "'"), "0")
+        << "kept old columns recorded";
     EXPECT_EQ(Query("SELECT count(*) FROM pg_namespace WHERE nspname = '" + plan + "'"), "0")
         << "the version schema is left";
     EXPECT_EQ(Query("SELECT string_agg(conrelid::regclass || '.' || conname, ', ') FROM "

@@ -24,7 +24,7 @@ TEST(Control, BadRequestsAreRefusedWithTheReason) {
     return r.ok() ? std::string("accepted") : r.status().message();
   };
   EXPECT_EQ(refused("not json"), "not a JSON object");
-  EXPECT_EQ(refused(R"({"action":"drop","plan":"p","phase":""})"), "action `drop` is not pause, resume or abort");
+  EXPECT_EQ(refused(R"({"action":"drop","plan":"p","phase":""})"), "action `drop` is not pause, resume, abort, revert or finalize");
   EXPECT_EQ(refused(R"({"action":"pause","plan":"","phase":""})"), "no plan named (\"*\" for every plan)");
   EXPECT_EQ(refused(R"({"action":"pause","plan":"p","phase":"later"})"),
             "phase `later` is not one of expand, backfill, gate, contract");

@@ -231,6 +231,9 @@ class FakeDatabase : public PlanDatabase {
     std::lock_guard<std::mutex> l(mu_);
     return pauses_;
   }
+  Result<std::vector<RetainedColumn>> ListRetained(const std::string&) override {
+    return std::vector<RetainedColumn>{};
+  }
   Status Execute(const std::string& sql, const StatementLimits&) override {
     std::lock_guard<std::mutex> l(mu_);
     executed_.push_back(sql);
@@ -377,6 +380,9 @@ class FakeConnector : public DatabaseConnector {
       return d->DeletePauses(p, ph);
     }
     Result<std::vector<Pause>> ListPauses() override { return d->ListPauses(); }
+    Result<std::vector<RetainedColumn>> ListRetained(const std::string& p) override {
+      return d->ListRetained(p);
+    }
   };
   FakeDatabase* db_;
 };
