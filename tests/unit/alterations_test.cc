@@ -273,6 +273,136 @@ TEST(Alterations, TheSwitchBuildsEverythingFirstThenSwapsInOneTransaction) {
   EXPECT_NE(sw.skip_if.find("_tide_new_id"), std::string::npos);
 }
 
+TEST(Alterations, WithRetentionTheSwitchKeepsTheOldColumnUnderAnotherNameInStepByATrigger) {
+  const Plan p = Parse(std::string(kBigint) + "settings: {retention: 2h}\n");
+  ASSERT_TRUE(p.retention.has_value());
+  ASSERT_EQ(p.revert.size(), 1u);
+  EXPECT_EQ(p.revert[0].kind, OpKind::kRevertSwitch);
+  SwitchFacts facts = {{"accounts.id", AccountsId()}, {"orders.account_id", OrdersAccountId()}};
+  std::string problem;
+  const auto sts = CompileSwitch(p.contract[0], facts, &problem);
+  ASSERT_EQ(problem, "");
+  const std::string& sw = sts.back().sql;
+  // Not dropped: stripped of what would fail the new version's writes, and renamed.
+  EXPECT_EQ(sw.find("DROP COLUMN \"id\""), std::string::npos) << sw;
+  const size_t pk = sw.find("DROP CONSTRAINT IF EXISTS \"accounts_pkey\"");
+  const size_t not_null = sw.find("ALTER COLUMN \"id\" DROP NOT NULL");
+  const size_t rename = sw.find("RENAME COLUMN \"id\" TO \"_tide_old_id\"");
+  ASSERT_NE(pk, std::string::npos) << sw;
+  ASSERT_NE(not_null, std::string::npos) << sw;
+  ASSERT_NE(rename, std::string::npos) << sw;
+  EXPECT_LT(pk, not_null);  // a primary key column cannot drop NOT NULL
+  EXPECT_NE(sw.find("ALTER COLUMN \"id\" DROP DEFAULT"), std::string::npos)
+      << "a serial's nextval would take a second value on every insert";
+  // The new column takes the name, then the trigger fills the kept one from it (a cast back).
+  EXPECT_LT(sw.find("RENAME COLUMN \"_tide_new_id\" TO \"id\""), sw.find("tide_keep_id_"));
+  EXPECT_NE(sw.find("\"_tide_old_id\" := (SELECT (CAST(\"id\" AS integer))"), std::string::npos) << sw;
+  EXPECT_NE(sw.find("EXCEPTION WHEN OTHERS THEN"), std::string::npos) << "lenient: writes never fail";
+  EXPECT_NE(sw.find("INSERT INTO tide.retained_columns"), std::string::npos);
+  EXPECT_NE(sw.find("interval '7200000 milliseconds'"), std::string::npos);
+  // Without retention it is dropped, as before.
+  const auto plain = CompileSwitch(Parse(kBigint).contract[0], facts, &problem);
+  EXPECT_NE(plain.back().sql.find("DROP COLUMN \"id\""), std::string::npos);
+  EXPECT_EQ(plain.back().sql.find("retained_columns"), std::string::npos);
+}
+
+TEST(Alterations, TheRevertIsTheSwitchTheOtherWayFromTheKeptColumns) {
+  const Plan p = Parse(
+      "plan: p\ndatabase: app\nsettings: {retention: 24h}\nexpand:\n"
+      "  - alter_column: {table: reviews, column: rating, type: integer, up: \"CAST(rating AS integer)\", "
+      "down: \"CAST(rating AS text)\", unique: {name: reviews_rating_key}}\n"
+      "  - rename_column: {table: reviews, from: body, to: text}\n"
+      "  - rename_table: {from: reviews, to: ratings}\n");
+  RetainedColumn kept;
+  kept.plan = "p";
+  kept.table = "\"public\".\"ratings\"";
+  kept.table_display = "ratings";
+  kept.column = "rating";
+  kept.kept = "_tide_old_rating";
+  kept.trigger = "tide_keep_rating_1";
+  kept.old_type = "text";
+  kept.old_default = "'none'::text";
+  kept.old_not_null = true;
+  std::string problem;
+  const Step shape = RevertShape(p.revert[0], {kept}, &problem);
+  ASSERT_EQ(problem, "");
+  ASSERT_EQ(shape.alterations.size(), 3u);
+  const Step& a = shape.alterations[0];
+  EXPECT_EQ(a.table.name, "ratings");  // by the name it has now
+  EXPECT_EQ(a.shadow, "_tide_old_rating");
+  EXPECT_EQ(a.type, "text");
+  EXPECT_EQ(a.up, "CAST(rating AS text)");  // the old value from the new one: `down`
+  EXPECT_TRUE(a.not_null);
+  EXPECT_EQ(shape.alterations[1].column, "text");
+  EXPECT_EQ(shape.alterations[1].to, "body");
+  EXPECT_EQ(shape.alterations[2].table.name, "ratings");
+  EXPECT_EQ(shape.alterations[2].to, "reviews");
+
+  ColumnFacts now;
+  now.exists = true;
+  now.schema = "public";
+  now.type = "integer";
+  now.shadow_exists = true;
+  now.default_expr = "0";
+  IndexFacts added;  // the plan's `unique`: it goes with the new column
+  added.name = "reviews_rating_key";
+  added.unique = true;
+  added.columns = {"rating"};
+  added.constraint_type = 'u';
+  added.constraint_name = "reviews_rating_key";
+  IndexFacts plain;
+  plain.name = "reviews_rating_idx";
+  plain.columns = {"rating"};
+  now.indexes = {added, plain};
+  const auto sts = CompileRevert(shape, {{"ratings.rating", now}}, {kept}, &problem, Millis(1000),
+                                 Millis(5000));
+  ASSERT_EQ(problem, "");
+  EXPECT_NE(Find(sts, "\"reviews_rating_idx_tide\" ON \"public\".\"ratings\" USING btree (\"_tide_old_rating\")"),
+            std::string::npos);
+  EXPECT_EQ(Find(sts, "reviews_rating_key_tide"), std::string::npos);
+  // Writes the kept column's trigger could not convert: refused before the locks, named.
+  ASSERT_FALSE(sts.empty());
+  EXPECT_NE(sts.back().refuse_if.find("\"_tide_old_rating\" IS NULL AND \"rating\" IS NOT NULL"),
+            std::string::npos);
+  const std::string& sw = sts.back().sql;
+  EXPECT_NE(sw.find("DROP TRIGGER IF EXISTS \"tide_keep_rating_1\""), std::string::npos);
+  EXPECT_NE(sw.find("DROP COLUMN \"rating\""), std::string::npos);
+  EXPECT_NE(sw.find("RENAME COLUMN \"_tide_old_rating\" TO \"rating\""), std::string::npos);
+  EXPECT_NE(sw.find("SET DEFAULT ('none'::text)"), std::string::npos) << sw;
+  EXPECT_NE(sw.find("SET NOT NULL"), std::string::npos);
+  EXPECT_LT(sw.find("RENAME COLUMN \"text\" TO \"body\""), sw.find("RENAME TO \"reviews\""));
+  EXPECT_NE(sw.find("DELETE FROM tide.retained_columns WHERE plan = 'p'"), std::string::npos);
+  EXPECT_EQ(sw.find("INSERT INTO tide.retained_columns"), std::string::npos);
+
+  // A finalized plan keeps nothing to switch back to.
+  RevertShape(p.revert[0], {}, &problem);
+  EXPECT_NE(problem.find("not kept"), std::string::npos);
+}
+
+TEST(Alterations, FinalizeDropsTheKeptColumnsInOneShortTransaction) {
+  RetainedColumn kept;
+  kept.table = "\"public\".\"accounts\"";
+  kept.kept = "_tide_old_id";
+  kept.trigger = "tide_keep_id_1";
+  RetainedColumn rename;  // a plan's row for its renames: nothing to drop
+  const auto sts = CompileFinalize("p", {kept, rename}, Millis(800));
+  ASSERT_EQ(sts.size(), 1u);
+  EXPECT_TRUE(sts[0].transactional);
+  const std::string& sql = sts[0].sql;
+  EXPECT_EQ(sql.find("SET LOCAL lock_timeout = '800ms'"), 0u) << sql;
+  EXPECT_NE(sql.find("LOCK TABLE \"public\".\"accounts\" IN ACCESS EXCLUSIVE MODE"), std::string::npos);
+  EXPECT_NE(sql.find("DROP COLUMN \"_tide_old_id\""), std::string::npos);
+  EXPECT_NE(sql.find("DROP TRIGGER IF EXISTS \"tide_keep_id_1\""), std::string::npos);
+  EXPECT_NE(sql.find("DELETE FROM tide.retained_columns WHERE plan = 'p'"), std::string::npos);
+}
+
+TEST(Alterations, RetentionNeedsAnAlteration) {
+  EXPECT_NE(Errors("plan: p\ndatabase: app\nsettings: {retention: 1h}\nexpand:\n"
+                   "  - add_column: {table: t, column: c, type: int}\n")
+                .find("`retention` keeps the old columns"),
+            std::string::npos);
+}
+
 TEST(Alterations, AnIdentityStartsAgainOnTheNewColumnWhereItStopped) {
   const Plan p = Parse("plan: p\ndatabase: app\nexpand:\n"
                        "  - alter_column: {table: core.tenants, column: id, type: bigint}\n");

@@ -80,6 +80,35 @@ TEST(Phase, FinalStatesHaveNothingToDo) {
   EXPECT_EQ(NextAction(p, {PlanState::kFailed, 1, false}).kind, Action::Kind::kNothing);
 }
 
+TEST(Phase, ARevertRunsTheRevertStepsThenEndsReverted) {
+  Plan plan;
+  plan.revert.resize(1);
+  PlanCursor c{PlanState::kReverting, 0, false};
+  EXPECT_EQ(NextAction(plan, Normalize(plan, c)).kind, Action::Kind::kRunRevertStep);
+  c = AfterSuccess(plan, c);
+  EXPECT_EQ(NextAction(plan, c).kind, Action::Kind::kFinishReverted);
+  c = AfterSuccess(plan, c);
+  EXPECT_EQ(c.state, PlanState::kReverted);
+  EXPECT_TRUE(IsFinal(PlanState::kReverted));
+  EXPECT_FALSE(IsFinal(PlanState::kReverting));
+  EXPECT_STREQ(PhaseOf(PlanState::kReverting), "revert");
+}
+
+TEST(Phase, RevertOnlyOfADonePlanThatKeptItsOldColumns) {
+  Plan plan;
+  EXPECT_NE(RevertRefusal(plan, PlanState::kDone, PlanState::kAccepted, true), "");  // no retention
+  plan.revert.resize(1);
+  EXPECT_EQ(RevertRefusal(plan, PlanState::kDone, PlanState::kAccepted, true), "");
+  EXPECT_NE(RevertRefusal(plan, PlanState::kDone, PlanState::kAccepted, false).find("finalized"),
+            std::string::npos);
+  EXPECT_NE(RevertRefusal(plan, PlanState::kGating, PlanState::kAccepted, true).find("abort"),
+            std::string::npos);
+  EXPECT_EQ(RevertRefusal(plan, PlanState::kFailed, PlanState::kReverting, true), "")
+      << "a failed revert can be asked again";
+  EXPECT_NE(RevertRefusal(plan, PlanState::kReverted, PlanState::kAccepted, true), "");
+  EXPECT_NE(AbortRefusal(PlanState::kReverting, PlanState::kAccepted), "");
+}
+
 TEST(Phase, StateNamesRoundTrip) {
   for (PlanState s : AllPlanStates()) EXPECT_EQ(PlanStateFromString(ToString(s)), s);
   EXPECT_FALSE(PlanStateFromString("paused").has_value());
