@@ -533,6 +533,17 @@ int Status(const Args& a) {
       }
       o.Int("rows_done", done).Int("rows_estimated", est).Num("rows_per_second", rate)
           .Int("eta_seconds", eta).Str("throttled", throttle).Str("paused", paused_by(p.name));
+      // The old columns its switch keeps for `tidectl revert`, and until when.
+      std::string kept, kept_until;
+      bool keeps = false;
+      if (auto k = (*db)->ListRetained(p.name); k.ok()) {
+        for (const auto& c : *k) {
+          keeps = true;
+          kept_until = c.retain_until;
+          if (!c.kept.empty()) kept += (kept.empty() ? "" : ", ") + c.table_display + "." + c.kept;
+        }
+      }
+      o.Str("kept_columns", kept).Str("kept_until", keeps ? (kept_until.empty() ? "finalize" : kept_until) : "");
       if (json) {
         json_out += (json_out.empty() ? "" : ",\n ") + o.ToString();
         continue;
@@ -559,6 +570,11 @@ int Status(const Args& a) {
                   << (t.eta_seconds < 0 ? std::string("unknown") : FormatEta(t.eta_seconds));
         if (!t.throttle_reason.empty()) std::cout << ", throttled: " << t.throttle_reason;
         std::cout << "\n";
+      }
+      if (keeps) {
+        std::cout << "  keeps " << (kept.empty() ? "its renames revertible" : "the old " + kept)
+                  << " until " << (kept_until.empty() ? "`tidectl finalize`" : kept_until)
+                  << ": `tidectl revert " << p.name << "` switches back\n";
       }
       if (!p.last_error.empty()) std::cout << "  error: " << p.last_error << "\n";
       if (!p.waiting_reason.empty() && !tide::IsFinal(p.cursor.state)) {
