@@ -207,6 +207,11 @@ Orchestrator::Admission Orchestrator::Admit(const SpoolFile& file, const Plan& p
                 r->finished_at + "; nothing to do";
       return a;
     }
+    if (r->cursor.state == PlanState::kReverted) {
+      a.error = "plan `" + plan.name + "` was applied to `" + plan.database + "` and reverted at " +
+                r->updated_at + "; to apply it again, give it a new name";
+      return a;
+    }
     a.record = *r;
     a.resumed = true;
     auto lease = (*db)->AcquireLease(plan.name, options_.instance, options_.lease_ttl);
