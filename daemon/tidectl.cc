@@ -51,7 +51,7 @@ const char* kUsage =
     "  abort PLAN --config FILE                stop a plan and run its rollback steps (refused once\n"
     "                                         contract has started)\n"
     "  revert PLAN --config FILE               switch a done plan's alter_column and rename steps\n"
-    "                                         back, while its `retention` keeps the old columns\n"
+    "                                         back without losing a write, until it is finalized\n"
     "  finalize PLAN --config FILE             drop the old columns a done plan's switch kept\n"
     "  history --config FILE [--json]          every plan applied to each database: checksum, who\n"
     "                                         submitted it, start and end, outcome\n"
@@ -385,12 +385,8 @@ int RevertOrFinalize(const Args& a) {
       why = parsed.ok() ? tide::RevertRefusal(parsed.plan, p.value()->cursor.state,
                                               p.value()->failed_in, !kept->empty())
                         : "its stored text no longer parses";
-    } else if (kept->empty()) {
-      why = "the plan keeps no old columns (already finalized or reverted, or its switch had no "
-            "`retention`)";
-    } else if (p.value()->cursor.state != tide::PlanState::kDone) {
-      why = std::string("the plan is ") + ToString(p.value()->cursor.state) +
-            "; finalize drops the old columns of a done plan";
+    } else {
+      why = tide::FinalizeRefusal(p.value()->cursor.state, !kept->empty());
     }
     if (!why.empty()) refusal += "plan `" + plan + "` on `" + db + "`: " + why + "\n";
   });

@@ -100,7 +100,8 @@ struct Step {
   // Derived steps: the plan's name (the version schema) and the expand steps they stand for.
   std::string plan;
   std::vector<Step> alterations;
-  // kSwitch: how long the old columns are kept after it (see `retention`); nullopt: not kept.
+  // kSwitch: how long the old columns are kept after it (see `retention`); nullopt: until
+  // `tidectl finalize`.
   std::optional<Millis> retention;
   // A derived alter_column of the revert: the column that takes the name back ("": the shadow).
   std::string shadow;
@@ -154,7 +155,8 @@ struct Plan {
   std::vector<Step> contract;
   std::vector<Step> rollback;  // undoes expand; run by `tidectl abort` before contract starts
   // How long the switch of alter_column steps keeps the old columns (renamed, kept in step by
-  // a trigger) so that `tidectl revert` can switch back; nullopt: the switch drops them.
+  // a trigger) so that `tidectl revert` can switch back; nullopt: until `tidectl finalize`;
+  // zero: they are dropped as soon as the plan is done.
   std::optional<Millis> retention;
   std::vector<Step> revert;  // derived: run by `tidectl revert` after the switch
 };

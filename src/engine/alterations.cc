@@ -186,12 +186,10 @@ void DeriveAlterations(Plan* plan) {
   plan->contract.insert(plan->contract.begin() + static_cast<std::ptrdiff_t>(at),
                         derived(OpKind::kSwitch));
   plan->rollback.insert(plan->rollback.begin(), derived(OpKind::kUndoAlterations));
-  if (plan->retention) {
-    for (auto& s : plan->contract) {
-      if (s.kind == OpKind::kSwitch) s.retention = plan->retention;
-    }
-    plan->revert.push_back(derived(OpKind::kRevertSwitch));
+  for (auto& s : plan->contract) {
+    if (s.kind == OpKind::kSwitch) s.retention = plan->retention;
   }
+  plan->revert.push_back(derived(OpKind::kRevertSwitch));
 }
 
 std::string AlterTriggerFunctionSql(const std::string& plan, const Step& a, bool lenient) {
@@ -898,7 +896,8 @@ std::vector<DdlStatement> CompileSwitchImpl(const Step& step, const SwitchFacts&
       }
     }
   }
-  const bool keeps = !revert && step.retention.has_value();
+  // The switch keeps the old columns for `tidectl revert`; the revert drops the new ones.
+  const bool keeps = !revert;
   std::set<std::string> dropped;
   for (const auto& a : b.altered) {
     const std::string t = QuoteName(a.table), c = QuoteIdent(a.step->column);
@@ -993,7 +992,8 @@ std::vector<DdlStatement> CompileSwitchImpl(const Step& step, const SwitchFacts&
   }
   if (keeps) {
     const std::string until =
-        "now() + interval '" + std::to_string(step.retention->count()) + " milliseconds'";
+        step.retention ? "now() + interval '" + std::to_string(step.retention->count()) + " milliseconds'"
+                       : std::string("NULL");
     for (const auto& a : b.altered) {
       const QualifiedName after = SwitchedTable(step.alterations, a.step->table);
       const QualifiedName after_resolved{a.table.schema, after.name};

@@ -57,7 +57,7 @@ std::string AbortRefusal(PlanState state, PlanState failed_in) {
              "cause and `tidectl retry`), or write a new plan that reverses it";
     case PlanState::kDone:
       return "the plan is done; `tidectl revert` switches its alter_column and rename steps back "
-             "while their old columns are kept (`retention`), else write a new plan that reverses it";
+             "until they are finalized, else write a new plan that reverses it";
     case PlanState::kAborting: return "the plan is already aborting";
     case PlanState::kAborted: return "the plan was already aborted";
     case PlanState::kReverting:
@@ -69,8 +69,8 @@ std::string AbortRefusal(PlanState state, PlanState failed_in) {
 
 std::string RevertRefusal(const Plan& plan, PlanState state, PlanState failed_in, bool kept) {
   if (plan.revert.empty()) {
-    return "the plan keeps nothing to switch back to: only the switch of a plan with "
-           "`retention` keeps the old columns (alter_column, rename_column, rename_table)";
+    return "the plan has nothing to switch back: revert undoes the switch of alter_column, "
+           "rename_column and rename_table steps";
   }
   const PlanState at = state == PlanState::kFailed ? failed_in : state;
   if (at == PlanState::kReverting) return "";
@@ -80,6 +80,17 @@ std::string RevertRefusal(const Plan& plan, PlanState state, PlanState failed_in
            ": revert switches back a done plan; before contract, `tidectl abort` undoes it";
   }
   if (!kept) return "the old columns were dropped (finalized, or the retention passed)";
+  return "";
+}
+
+std::string FinalizeRefusal(PlanState state, bool kept) {
+  if (!kept) {
+    return "the plan keeps no old columns (already finalized or reverted, or it has not "
+           "switched yet)";
+  }
+  if (state != PlanState::kDone) {
+    return std::string("the plan is ") + ToString(state) + "; finalize drops the old columns of a done plan";
+  }
   return "";
 }
 

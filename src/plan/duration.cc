@@ -6,7 +6,7 @@
 namespace tide {
 
 std::optional<Millis> ParseDuration(const std::string& text, std::string* error) {
-  const std::string accepted = "write a whole number with a unit: 250ms, 2s, 5m or 1h";
+  const std::string accepted = "write a whole number with a unit: 250ms, 2s, 5m, 1h or 7d";
   size_t i = 0;
   while (i < text.size() && std::isdigit(static_cast<unsigned char>(text[i]))) ++i;
   if (i == 0 || i > 12) {
@@ -20,6 +20,7 @@ std::optional<Millis> ParseDuration(const std::string& text, std::string* error)
   else if (unit == "s") scale = 1000;
   else if (unit == "m") scale = 60 * 1000;
   else if (unit == "h") scale = 3600 * 1000;
+  else if (unit == "d") scale = 24 * 3600 * 1000;
   if (scale == 0) {
     *error = unit.empty() ? "`" + text + "` has no unit; " + accepted
                           : "`" + text + "` has an unknown unit `" + unit + "`; " + accepted;

@@ -676,16 +676,8 @@ void Orchestrator::Finalize(const std::string& plan, const std::string& actor, c
           if (!kept.ok()) return out.status = kept.status(), out;
           out.kept = *kept;
           const PlanRecord& record = *found.value();
-          if (out.kept.empty()) {
-            out.refusal = "the plan keeps no old columns (already finalized or reverted, or its "
-                          "switch had no `retention`)";
-            return out;
-          }
-          if (record.cursor.state != PlanState::kDone) {
-            out.refusal = std::string("the plan is ") + ToString(record.cursor.state) +
-                          "; finalize drops the old columns of a done plan";
-            return out;
-          }
+          out.refusal = FinalizeRefusal(record.cursor.state, !out.kept.empty());
+          if (!out.refusal.empty()) return out;
           auto lease = (*db)->AcquireLease(plan, options_.instance, options_.lease_ttl);
           if (!lease.ok()) return out.status = lease.status(), out;
           if (!*lease) return out.refusal = "another tided is running the plan", out;

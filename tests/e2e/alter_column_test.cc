@@ -285,6 +285,11 @@ gates:
   EXPECT_EQ(Query("SELECT string_agg(indexrelid::regclass::text, ',' ORDER BY indexrelid::regclass::text) FROM pg_index "
                   "WHERE indrelid IN ('accounts'::regclass, 'orders'::regclass)"),
             "accounts_pkey,orders_account_id_idx,orders_pkey");
+  EXPECT_EQ(Query("SELECT string_agg(kept_column, ',' ORDER BY kept_column) FROM tide.retained_columns "
+                  "WHERE plan = 'chaos_bigint' AND retain_until IS NULL"),
+            ",_tide_old_account_id,_tide_old_id")
+      << "kept until `tidectl finalize`";
+  Finalize("chaos_bigint");
   ExpectNoLeftovers("chaos_bigint");
   auto verify = Ctl({"audit", "--verify", "--file", dir_ + "/audit.jsonl"});
   EXPECT_EQ(verify.status, 0) << verify.output;
@@ -506,6 +511,7 @@ ALTER TABLE people ALTER COLUMN email SET STATISTICS 500;
   EXPECT_EQ(Query("SELECT col_description('people'::regclass, (SELECT attnum FROM pg_attribute WHERE "
                   "attrelid = 'people'::regclass AND attname = 'email'))"), "where we write");
   EXPECT_EQ(Query("SELECT attstattarget FROM pg_attribute WHERE attrelid = 'people'::regclass AND attname = 'email'"), "500");
+  Finalize("people_text");
   ExpectNoLeftovers("people_text");
 }
 

@@ -122,6 +122,9 @@ class ApplicationTest : public DaemonTest {
     EXPECT_TRUE(WaitFor(reached({"done"}), 60s)) << "state " << state;
     std::this_thread::sleep_for(300ms);  // the new version on the finished schema
     if (s.after_done) s.after_done();
+    // A switch keeps the old columns until `tidectl finalize`: finalized here, the new version
+    // still writing.
+    if (s.final_state == "done") Finalize(s.plan_name);
     app.Stop();
     const AppReport report = app.Report();
 
@@ -132,6 +135,17 @@ class ApplicationTest : public DaemonTest {
     EXPECT_GT(report.new_statements, 0) << report.Describe();
     for (const auto& check : s.checks) EXPECT_EQ(Query(check), "0") << check;
     ExpectNoLeftovers(s.plan_name);
+  }
+
+  // `tidectl finalize PLAN` when the plan's switch kept old columns (or revertible renames):
+  // they are gone once it returns.
+  void Finalize(const std::string& plan) {
+    const std::string kept = "SELECT count(*) FROM tide.retained_columns WHERE plan = '" + plan + "'";
+    if (Query(kept) == "0") return;
+    auto finalize = Ctl({"finalize", plan, "--config", config_});
+    ASSERT_EQ(finalize.status, 0) << finalize.output;
+    EXPECT_TRUE(WaitFor([&] { return Query(kept) == "0"; }, 30s)) << Diagnostics(plan);
+    EXPECT_EQ(PlanState(plan), "done");
   }
 
   void ExpectNoLeftovers(const std::string& plan) {

@@ -184,6 +184,30 @@ TEST_F(ApplicationTest, KeepsWorkingThroughRenameClinicsToPractices) {
   RunScenario(s);
 }
 
+// Prisma 5's primary key for an implicit many-to-many table (text ids on one side), the
+// application linking and unlinking clinics and patients throughout.
+TEST_F(ApplicationTest, KeepsWorkingThroughPrismaClinicToPatientPkey) {
+  Scenario s;
+  s.schema = SmallDemoData() +
+             "CREATE TABLE links_before AS SELECT \"A\", \"B\" FROM \"_ClinicToPatient\";\n";
+  s.plan_name = "prisma_clinic_to_patient_pkey";
+  s.plan = ExamplePlan("prisma_clinic_to_patient_pkey.yaml");
+  s.old_version = {
+      "INSERT INTO \"_ClinicToPatient\" (\"A\", \"B\") VALUES ('clinic-' || (1 + ({id} + 7) % 200), 1 + {id} % 20000) "
+      "ON CONFLICT DO NOTHING",
+      "",
+      "DELETE FROM \"_ClinicToPatient\" WHERE \"A\" = 'clinic-' || (1 + ({own} + 7) % 200) AND \"B\" = 1 + {own} % 20000",
+      "SELECT \"A\" FROM \"_ClinicToPatient\" WHERE \"B\" = {row}"};
+  s.new_version = s.old_version;
+  s.checks = {
+      "SELECT 1 - count(*) FROM pg_constraint WHERE conrelid = '\"_ClinicToPatient\"'::regclass AND "
+      "contype = 'p' AND conname = '_ClinicToPatient_AB_pkey'",
+      "SELECT count(*) FROM pg_class WHERE relname = '_ClinicToPatient_AB_unique'",
+      "SELECT count(*) FROM links_before b LEFT JOIN \"_ClinicToPatient\" l USING (\"A\", \"B\") "
+      "WHERE l.\"A\" IS NULL"};
+  RunScenario(s);
+}
+
 // ---- Each typed operation, on one table of 20,000 rows.
 
 const char* kTable = R"SQL(

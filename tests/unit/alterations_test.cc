@@ -257,9 +257,9 @@ TEST(Alterations, TheSwitchBuildsEverythingFirstThenSwapsInOneTransaction) {
   };
   // The sequence moves to the shadow before the old column (which would take it along) goes.
   EXPECT_LT(at("ALTER SEQUENCE public.accounts_id_seq OWNED BY \"public\".\"accounts\".\"_tide_new_id\""),
-            at("ALTER TABLE \"public\".\"accounts\" DROP COLUMN \"id\""));
+            at("ALTER TABLE \"public\".\"accounts\" RENAME COLUMN \"id\" TO \"_tide_old_id\""));
   at("ALTER SEQUENCE public.accounts_id_seq AS bigint");
-  EXPECT_LT(at("DROP CONSTRAINT \"orders_account_id_fkey\""), at("DROP COLUMN \"id\""));
+  EXPECT_LT(at("DROP CONSTRAINT \"orders_account_id_fkey\""), at("RENAME COLUMN \"id\" TO \"_tide_old_id\""));
   EXPECT_LT(at("RENAME COLUMN \"_tide_new_id\" TO \"id\""),
             at("ADD CONSTRAINT \"accounts_pkey\" PRIMARY KEY USING INDEX \"accounts_pkey_tide\""));
   at("ALTER COLUMN \"id\" SET DEFAULT (CAST((nextval('accounts_id_seq'::regclass)) AS bigint))");
@@ -273,7 +273,7 @@ TEST(Alterations, TheSwitchBuildsEverythingFirstThenSwapsInOneTransaction) {
   EXPECT_NE(sw.skip_if.find("_tide_new_id"), std::string::npos);
 }
 
-TEST(Alterations, WithRetentionTheSwitchKeepsTheOldColumnUnderAnotherNameInStepByATrigger) {
+TEST(Alterations, TheSwitchKeepsTheOldColumnUnderAnotherNameInStepByATrigger) {
   const Plan p = Parse(std::string(kBigint) + "settings: {retention: 2h}\n");
   ASSERT_TRUE(p.retention.has_value());
   ASSERT_EQ(p.revert.size(), 1u);
@@ -300,10 +300,24 @@ TEST(Alterations, WithRetentionTheSwitchKeepsTheOldColumnUnderAnotherNameInStepB
   EXPECT_NE(sw.find("EXCEPTION WHEN OTHERS THEN"), std::string::npos) << "lenient: writes never fail";
   EXPECT_NE(sw.find("INSERT INTO tide.retained_columns"), std::string::npos);
   EXPECT_NE(sw.find("interval '7200000 milliseconds'"), std::string::npos);
-  // Without retention it is dropped, as before.
-  const auto plain = CompileSwitch(Parse(kBigint).contract[0], facts, &problem);
-  EXPECT_NE(plain.back().sql.find("DROP COLUMN \"id\""), std::string::npos);
-  EXPECT_EQ(plain.back().sql.find("retained_columns"), std::string::npos);
+  // Without a retention it is kept too, until `tidectl finalize` (retain_until NULL).
+  const Plan untimed = Parse(kBigint);
+  EXPECT_FALSE(untimed.retention.has_value());
+  ASSERT_EQ(untimed.revert.size(), 1u);
+  const auto plain = CompileSwitch(untimed.contract[0], facts, &problem);
+  ASSERT_EQ(problem, "");
+  EXPECT_EQ(plain.back().sql.find("DROP COLUMN \"id\""), std::string::npos) << plain.back().sql;
+  EXPECT_NE(plain.back().sql.find("RENAME COLUMN \"id\" TO \"_tide_old_id\""), std::string::npos);
+  EXPECT_NE(plain.back().sql.find(", NULL) ON CONFLICT"), std::string::npos) << plain.back().sql;
+  EXPECT_EQ(plain.back().sql.find("milliseconds'"), std::string::npos);
+}
+
+TEST(Alterations, RetentionTakesDays) {
+  const Plan p = Parse(std::string(kBigint) + "settings: {retention: 7d}\n");
+  ASSERT_TRUE(p.retention.has_value());
+  EXPECT_EQ(p.retention->count(), 7LL * 24 * 3600 * 1000);
+  EXPECT_NE(Errors(std::string(kBigint) + "settings: {retention: 400d}\n").find("retention"),
+            std::string::npos);
 }
 
 TEST(Alterations, TheRevertIsTheSwitchTheOtherWayFromTheKeptColumns) {

@@ -24,6 +24,7 @@ TEST(Duration, ParsesEveryUnit) {
   EXPECT_EQ(Parse("5m"), Millis(300000));
   EXPECT_EQ(Parse("1h"), Millis(3600000));
   EXPECT_EQ(Parse("0s"), Millis(0));
+  EXPECT_EQ(Parse("7d"), Millis(7LL * 24 * 3600000));
 }
 
 TEST(Duration, RejectsANumberWithoutUnitAndSaysSo) {
@@ -31,7 +32,7 @@ TEST(Duration, RejectsANumberWithoutUnitAndSaysSo) {
 }
 
 TEST(Duration, RejectsUnknownUnitsNegativesAndJunk) {
-  EXPECT_NE(ErrorOf("3d").find("unknown unit `d`"), std::string::npos);
+  EXPECT_NE(ErrorOf("3w").find("unknown unit `w`"), std::string::npos);
   ErrorOf("-1s");
   ErrorOf("");
   ErrorOf("s");

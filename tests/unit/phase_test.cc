@@ -96,7 +96,7 @@ TEST(Phase, ARevertRunsTheRevertStepsThenEndsReverted) {
 
 TEST(Phase, RevertOnlyOfADonePlanThatKeptItsOldColumns) {
   Plan plan;
-  EXPECT_NE(RevertRefusal(plan, PlanState::kDone, PlanState::kAccepted, true), "");  // no retention
+  EXPECT_NE(RevertRefusal(plan, PlanState::kDone, PlanState::kAccepted, true), "");  // nothing to revert
   plan.revert.resize(1);
   EXPECT_EQ(RevertRefusal(plan, PlanState::kDone, PlanState::kAccepted, true), "");
   EXPECT_NE(RevertRefusal(plan, PlanState::kDone, PlanState::kAccepted, false).find("finalized"),
