@@ -193,7 +193,7 @@ std::string ObjectName(const std::vector<std::string>& parts, const std::string&
 std::vector<DdlStatement> CompileStep(const Step& s) {
   switch (s.kind) {
     case OpKind::kSql:
-      return {{s.sql, !RunsOutsideTransaction(s.sql), "", LockTakenBy(s.sql), ""}};
+      return {{s.sql, !RunsOutsideTransactionBlock(s.sql), "", LockTakenBy(s.sql), ""}};
     case OpKind::kAddColumn: return AddColumn(s);
     case OpKind::kCreateIndex:
       return {BuildIndex(s, s.unique, s.columns, s.expression, IndexIsValidSql(QuoteName(IndexOf(s))))};

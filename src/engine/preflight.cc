@@ -6,6 +6,7 @@
 
 #include "engine/alterations.h"
 #include "engine/operations.h"
+#include "plan/lint.h"
 #include "tide/json.h"
 
 namespace tide {
@@ -23,20 +24,11 @@ std::string Strings(const std::vector<std::string>& items) {
   return JsonArray(quoted);
 }
 
-// True when `sql` names `name` as written or double-quoted, as a whole word.
-bool Mentions(const std::string& sql, const std::string& name) {
-  for (size_t at = sql.find(name); at != std::string::npos; at = sql.find(name, at + 1)) {
-    const auto word = [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_'; };
-    const bool before = at == 0 || !word(sql[at - 1]);
-    const bool after = at + name.size() >= sql.size() || !word(sql[at + name.size()]);
-    if (before && after) return true;
-  }
-  return false;
-}
-
-bool SaysAddColumn(const std::string& sql) {
-  static const std::regex add(R"(\bADD\s+(COLUMN\s+)?)", std::regex::icase);
-  return std::regex_search(sql, add);
+// True when `written` ("users", "core.users", as a statement names it) is `table`.
+bool Names(const std::string& written, const QualifiedName& table) {
+  const size_t dot = written.rfind('.');
+  if (dot == std::string::npos) return written == table.name;
+  return written.substr(dot + 1) == table.name && (table.schema.empty() || written.substr(0, dot) == table.schema);
 }
 
 }  // namespace
@@ -65,26 +57,20 @@ std::set<std::string> ColumnsAddedByExpand(const Plan& plan, const QualifiedName
     if (step.kind == OpKind::kAddColumn && step.table == table) out.insert(step.column);
     if (step.kind == OpKind::kAlterColumn && step.table == table) out.insert(ShadowColumn(step.column));
   }
-  for (const auto& task : plan.backfill) {
-    if (!(task.table == table)) continue;
-    for (const auto& [column, expr] : task.set) {
-      for (const auto& step : plan.expand) {
-        if (step.kind == OpKind::kSql && SaysAddColumn(step.sql) && Mentions(step.sql, table.name) &&
-            Mentions(step.sql, column)) {
-          out.insert(column);
-        }
-      }
+  for (const auto& step : plan.expand) {
+    if (step.kind != OpKind::kSql) continue;
+    for (const auto& [written, column] : ColumnsAddedBy(step.sql)) {
+      if (Names(written, table)) out.insert(column);
     }
   }
   return out;
 }
 
 bool TableCreatedByExpand(const Plan& plan, const QualifiedName& table) {
-  static const std::regex create(R"(\bCREATE\s+TABLE\b)", std::regex::icase);
   for (const auto& step : plan.expand) {
-    if (step.kind == OpKind::kSql && std::regex_search(step.sql, create) &&
-        Mentions(step.sql, table.name)) {
-      return true;
+    if (step.kind != OpKind::kSql) continue;
+    for (const auto& written : TablesCreatedBy(step.sql)) {
+      if (Names(written, table)) return true;
     }
   }
   return false;

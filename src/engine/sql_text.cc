@@ -6,24 +6,6 @@
 namespace tide {
 namespace {
 
-std::string Upper(const std::string& s) {
-  std::string out = s;
-  for (char& c : out) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-  return out;
-}
-
-bool HasWord(const std::string& upper, const std::string& word) {
-  size_t pos = 0;
-  while ((pos = upper.find(word, pos)) != std::string::npos) {
-    bool left = pos == 0 || !(std::isalnum(static_cast<unsigned char>(upper[pos - 1])) || upper[pos - 1] == '_');
-    size_t end = pos + word.size();
-    bool right = end == upper.size() || !(std::isalnum(static_cast<unsigned char>(upper[end])) || upper[end] == '_');
-    if (left && right) return true;
-    pos = end;
-  }
-  return false;
-}
-
 std::string KeyList(const std::vector<KeyColumn>& key, const std::string& prefix) {
   std::string out;
   for (const auto& k : key) out += (out.empty() ? "" : ", ") + prefix + QuoteIdent(k.name);
@@ -258,19 +240,6 @@ SyncTriggerSql MakeSyncTrigger(const std::string& plan, int task_index,
 
 std::string NullCountSql(const QualifiedName& table, const std::string& column) {
   return "SELECT count(*) FROM " + QuoteName(table) + " WHERE " + QuoteIdent(column) + " IS NULL";
-}
-
-bool RunsOutsideTransaction(const std::string& sql) {
-  const std::string u = Upper(sql);
-  if (HasWord(u, "CONCURRENTLY")) return true;
-  size_t start = u.find_first_not_of(" \t\r\n(");
-  if (start == std::string::npos) return false;
-  const std::string head = u.substr(start);
-  for (const char* w : {"VACUUM", "CREATE DATABASE", "DROP DATABASE", "ALTER SYSTEM",
-                        "CREATE TABLESPACE", "DROP TABLESPACE"}) {
-    if (head.rfind(w, 0) == 0) return true;
-  }
-  return false;
 }
 
 std::string SetTimeoutSql(const std::string& setting, Millis value, bool local) {

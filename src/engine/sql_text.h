@@ -105,12 +105,6 @@ SyncTriggerSql MakeSyncTrigger(const std::string& plan, int task_index, const Ba
 // SELECT count(*) of rows that fail a null_count gate.
 std::string NullCountSql(const QualifiedName& table, const std::string& column);
 
-// True for statements PostgreSQL refuses inside a transaction block (CREATE/DROP INDEX
-// CONCURRENTLY, REINDEX CONCURRENTLY, VACUUM, ...): these run on the session, with the timeouts
-// set on it, and are expected to be idempotent (IF NOT EXISTS) since a crash between the statement
-// and the record of it makes tide run it again.
-bool RunsOutsideTransaction(const std::string& sql);
-
 // "SET LOCAL lock_timeout = '2000ms'" and the like.
 std::string SetTimeoutSql(const std::string& setting, Millis value, bool local);
 

@@ -1,7 +1,12 @@
-// Lint of raw `sql:` steps: the statements that lock up production or rewrite a table, as
-// squawk and strong_migrations know them, each with the safe way to write it. Pure.
+// Lint of raw `sql:` steps on PostgreSQL's own parse tree (plan/sql_parse.h): the statements
+// that lock up production, rewrite a table or break the running application, as squawk and
+// strong_migrations know them, each with the safe way to write it. Aware of the plan (a table
+// an earlier step created is new and empty) and, when a database is at hand, of its catalog
+// (LintFacts). Pure.
 #pragma once
 
+#include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -11,30 +16,70 @@ namespace tide {
 
 struct LintFinding {
   std::string rule;   // e.g. "require-concurrent-index-creation"
-  std::string phase;  // "expand" or "contract"
+  std::string phase;  // "expand", "contract" or "rollback"
   size_t step = 0;    // 1-based
-  SourcePos pos;
+  SourcePos pos;      // the step in the plan file
   std::string message;
   std::string fix;
+  std::string where;  // inside the statement: "line 1, column 22" ("" when unknown)
+  std::string table;  // the table it is about, with its size when known: "users, about 50,000 rows, 8 MB"
 
-  // "file:line:col: expand step 2: <rule>: <message>; <fix>"
+  // "file:line:col: expand step 2: <rule>: <message> (table users; at line 1, column 22 of
+  // the step); <fix>"
   std::string ToString(const std::string& file) const;
 };
 
-// True when `sql` calls a function that returns a new value on every call (random(),
-// clock_timestamp(), gen_random_uuid(), nextval(), ...): as a column default it rewrites the table.
-bool IsVolatileExpression(const std::string& sql);
+// What the catalog says about the objects a plan's raw steps name (see LintQuestionsOf),
+// known only with a database at hand: `tidectl validate --db`, and at admission.
+struct LintFacts {
+  std::map<std::string, char> volatility;           // function (lower case) -> 'i', 's' or 'v'
+  std::map<std::string, std::string> table_sizes;   // table as written -> "about 50,000 rows, 8 MB"
+  std::map<std::string, std::string> column_types;  // "table.column" -> format_type, e.g. "character varying(255)"
+  std::map<std::string, char> constraint_types;     // "table.constraint" -> contype ('c', 'f', 'u', 'p', 'x')
+};
+
+// The objects the lint would like the catalog's word on.
+struct LintQuestions {
+  std::set<std::string> functions;    // lower case, as called
+  std::set<std::string> tables;       // as written: "users", "core.users"
+  std::set<std::string> columns;      // "table.column"
+  std::set<std::string> constraints;  // "table.constraint"
+};
+LintQuestions LintQuestionsOf(const Plan& plan);
+
+// True when `sql` calls a function not known to return the same value throughout a statement
+// (random(), clock_timestamp(), gen_random_uuid(), nextval(), a function of the application's,
+// ...): as a column default it rewrites the table. `facts`, when given, has the catalog's word.
+bool IsVolatileExpression(const std::string& sql, const LintFacts* facts = nullptr);
 
 // The lock a raw statement takes, and what it holds up, for the preflight report. A statement
 // it does not recognize is reported as taking ACCESS EXCLUSIVE, the worst case.
 std::string LockTakenBy(const std::string& sql);
 
-// Every finding of every raw step not marked `unsafe:`. Typed operations compile to their safe
-// form and are not linted.
-std::vector<LintFinding> LintPlan(const Plan& plan);
+// True for a statement PostgreSQL refuses inside a transaction block (CREATE/DROP INDEX
+// CONCURRENTLY, REINDEX CONCURRENTLY, DETACH PARTITION CONCURRENTLY, VACUUM, ...).
+bool RunsOutsideTransactionBlock(const std::string& sql);
 
-// The findings for one statement; `earlier` holds the plan's steps before it (for rules that
-// depend on them, such as SET NOT NULL after a validated CHECK).
+// The tables that CREATE TABLE statements in `sql` create ("users", "core.users").
+std::vector<std::string> TablesCreatedBy(const std::string& sql);
+// The columns that ALTER TABLE ... ADD COLUMN statements in `sql` add: {"core.users", "name"}.
+std::vector<std::pair<std::string, std::string>> ColumnsAddedBy(const std::string& sql);
+
+// Every finding of every raw step (a step that does not parse is refused even when marked
+// `unsafe:`; other rules skip `unsafe:` steps). Typed operations compile to their safe form
+// and are not linted.
+std::vector<LintFinding> LintPlan(const Plan& plan, const LintFacts* facts = nullptr);
+
+// What the lint knows of the plan's steps before the one it looks at.
+struct LintContext {
+  std::vector<std::string> earlier;   // their SQL
+  std::set<std::string> new_tables;   // tables they created (new and empty)
+  const LintFacts* facts = nullptr;
+};
+
+// The findings for one statement (or step of several).
+std::vector<LintFinding> LintStep(const std::string& sql, const std::string& phase,
+                                  const LintContext& context);
 std::vector<LintFinding> LintStep(const std::string& sql, const std::string& phase,
                                   const std::vector<std::string>& earlier);
 

@@ -24,7 +24,8 @@ TEST(Lint, CreateIndexNeedsConcurrently) {
 
 TEST(Lint, ConcurrentlyCannotRunInATransaction) {
   EXPECT_EQ(Rules("BEGIN; CREATE INDEX CONCURRENTLY i ON t (c); COMMIT"),
-            (V{"one-statement-per-step", "ban-concurrent-index-creation-in-transaction"}));
+            (V{"one-statement-per-step", "ban-concurrent-index-creation-in-transaction",
+               "transaction-nesting"}));
 }
 
 TEST(Lint, NotNullColumnsNeedADefault) {
@@ -64,8 +65,9 @@ TEST(Lint, ForeignKeysAndChecksGoInNotValid) {
 }
 
 TEST(Lint, RenamesBreakTheApplication) {
-  EXPECT_EQ(Rules("ALTER TABLE t RENAME COLUMN a TO b"), V{"renaming-column-or-table"});
-  EXPECT_EQ(Rules("ALTER TABLE t RENAME TO u"), V{"renaming-column-or-table"});
+  EXPECT_EQ(Rules("ALTER TABLE t RENAME COLUMN a TO b"), V{"renaming-column"});
+  EXPECT_EQ(Rules("ALTER TABLE t RENAME TO u"), V{"renaming-table"});
+  EXPECT_EQ(Rules("ALTER TABLE t RENAME CONSTRAINT a TO b"), V{}) << "catalog only; applications do not name checks";
 }
 
 TEST(Lint, DropsBelongInContract) {
@@ -102,7 +104,8 @@ expand:
   ASSERT_EQ(findings.size(), 1u);
   EXPECT_EQ(findings[0].ToString("p.yaml"),
             "p.yaml:4:5: expand step 1: require-concurrent-index-creation: CREATE INDEX without "
-            "CONCURRENTLY blocks every write to the table while it builds; use `create_index: "
+            "CONCURRENTLY blocks every write to the table while it builds (table t; at line 1, "
+            "column 1 of the step); use `create_index: "
             "{table, name, columns}` (CREATE INDEX CONCURRENTLY, cleaned up and retried if the "
             "build fails), or write CREATE INDEX CONCURRENTLY IF NOT EXISTS (or mark the step "
             "`unsafe: \"why\"` to run it as written)");

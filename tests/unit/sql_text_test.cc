@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include "plan/lint.h"
+
 namespace tide {
 namespace {
 
@@ -147,12 +149,12 @@ TEST(SqlText, NullCountGate) {
 }
 
 TEST(SqlText, KnowsWhichStatementsCannotRunInATransaction) {
-  EXPECT_TRUE(RunsOutsideTransaction("CREATE INDEX CONCURRENTLY i ON t (c)"));
-  EXPECT_TRUE(RunsOutsideTransaction("drop index concurrently if exists i"));
-  EXPECT_TRUE(RunsOutsideTransaction("  VACUUM (ANALYZE) t"));
-  EXPECT_FALSE(RunsOutsideTransaction("ALTER TABLE t ADD COLUMN concurrently_seen int"));
-  EXPECT_FALSE(RunsOutsideTransaction("ALTER TABLE t ADD COLUMN c int"));
-  EXPECT_FALSE(RunsOutsideTransaction("CREATE INDEX i ON t (c)"));
+  EXPECT_TRUE(RunsOutsideTransactionBlock("CREATE INDEX CONCURRENTLY i ON t (c)"));
+  EXPECT_TRUE(RunsOutsideTransactionBlock("drop index concurrently if exists i"));
+  EXPECT_TRUE(RunsOutsideTransactionBlock("  VACUUM (ANALYZE) t"));
+  EXPECT_FALSE(RunsOutsideTransactionBlock("ALTER TABLE t ADD COLUMN concurrently_seen int"));
+  EXPECT_FALSE(RunsOutsideTransactionBlock("ALTER TABLE t ADD COLUMN c int"));
+  EXPECT_FALSE(RunsOutsideTransactionBlock("CREATE INDEX i ON t (c)"));
 }
 
 TEST(SqlText, TimeoutsAndArrays) {
