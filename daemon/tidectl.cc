@@ -386,7 +386,7 @@ int RevertOrFinalize(const Args& a) {
                                               p.value()->failed_in, !kept->empty())
                         : "its stored text no longer parses";
     } else {
-      why = tide::FinalizeRefusal(p.value()->cursor.state, !kept->empty());
+      why = tide::FinalizeRefusal(p.value()->cursor.state, p.value()->failed_in, !kept->empty());
     }
     if (!why.empty()) refusal += "plan `" + plan + "` on `" + db + "`: " + why + "\n";
   });
@@ -396,8 +396,54 @@ int RevertOrFinalize(const Args& a) {
   r.action = cmd;
   r.plan = plan;
   if (cmd == "finalize") std::cout << "finalizing `" << plan << "`: dropping" << (kept_list.empty() ? " nothing (renames only)" : kept_list) << "\n";
-  else std::cout << "reverting `" << plan << "`; follow it with tidectl status\n";
-  return SendControlRequest(config->spool_dir, r);
+  else std::cout << "reverting `" << plan << "`\n";
+  if (const int rc = SendControlRequest(config->spool_dir, r); rc != 0) return rc;
+  // tided takes the request within a second or two: wait for what it did, rather than say
+  // all is well before it has.
+  bool failed_before = false;  // a revert that failed earlier, asked again
+  ForEachDatabase(*config, [&](const std::string&, tide::PgPlanDatabase& conn) {
+    auto p = conn.FindPlan(plan);
+    failed_before |= p.ok() && p.value() && p.value()->cursor.state == tide::PlanState::kFailed;
+  });
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(cmd == "finalize" ? 60 : 20);
+  while (std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(250));
+    bool finished = true;
+    std::string state, error;
+    ForEachDatabase(*config, [&](const std::string&, tide::PgPlanDatabase& conn) {
+      auto p = conn.FindPlan(plan);
+      if (!p.ok() || !p.value()) return;
+      state = ToString(p.value()->cursor.state);
+      if (p.value()->cursor.state == tide::PlanState::kFailed) error = p.value()->last_error;
+      if (cmd == "finalize") {
+        auto kept = conn.ListRetained(plan);
+        finished &= kept.ok() && kept->empty();
+      } else {
+        const tide::PlanState s = p.value()->cursor.state;
+        finished &= s == tide::PlanState::kReverting || s == tide::PlanState::kReverted ||
+                    (s == tide::PlanState::kFailed && !failed_before);
+      }
+    });
+    if (!finished) continue;
+    if (!error.empty() && cmd == "revert") {
+      std::cerr << "tidectl revert: the revert of `" << plan << "` failed: " << error
+                << "\n(`tidectl revert` again once the cause is fixed, or `tidectl finalize` to stay on the "
+                   "new columns)\n";
+      return 1;
+    }
+    if (cmd == "finalize") {
+      std::cout << "finalized `" << plan << "`: the old columns are dropped\n";
+    } else {
+      std::cout << "the revert of `" << plan << "` is under way (state " << state
+                << "): the kept columns' indexes and constraints are built first, then one short "
+                   "switch; follow it with tidectl status\n";
+    }
+    return 0;
+  }
+  std::cerr << "tidectl " << cmd << ": tided has not " << (cmd == "finalize" ? "finalized" : "started reverting")
+            << " `" << plan << "` yet: is it running? `tidectl audit --config FILE` shows whether it "
+               "refused or failed (" << cmd << "_refused, " << cmd << "_failed) and why\n";
+  return 1;
 }
 
 // tidectl history: every plan each database has seen, oldest first.

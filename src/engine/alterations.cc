@@ -112,8 +112,10 @@ std::string FactsKey(const QualifiedName& table, const std::string& column) {
   return table.Display() + "." + column;
 }
 
-std::string Disagrees(const Step& a) {
-  const std::string shadow = QuoteIdent(ShadowColumn(a.column));
+std::string Disagrees(const Step& a) { return DisagreesIn(a, ShadowColumn(a.column)); }
+
+std::string DisagreesIn(const Step& a, const std::string& shadow_column) {
+  const std::string shadow = QuoteIdent(shadow_column);
   const std::string up = a.type.empty() ? "(" + UpExpression(a) + ")"
                                         : "CAST((" + UpExpression(a) + ") AS " + a.type + ")";
   // Compared as text, so that types without equality (json) work; a column that becomes NOT
@@ -389,7 +391,8 @@ std::vector<DdlStatement> CompileVersionSchema(const Step& step) {
     const std::string view = q + "." + QuoteIdent(ViewName(step.alterations, table));
     sql += "  SELECT string_agg(" + names + ", ', ' ORDER BY " + order +
            ") INTO cols FROM pg_attribute a WHERE attrelid = " + QuoteLiteral(QuoteName(table)) +
-           "::regclass AND attnum > 0 AND NOT attisdropped AND (attname NOT LIKE '\\_tide\\_new\\_%'" +
+           "::regclass AND attnum > 0 AND NOT attisdropped AND ((attname NOT LIKE '\\_tide\\_new\\_%' "
+           "AND attname NOT LIKE '\\_tide\\_old\\_%')" +
            (ours.empty() ? "" : " OR attname IN (" + ours.substr(2) + ")") + ")" +
            (hidden.empty() ? "" : " AND attname NOT IN (" + hidden.substr(2) + ")") + ";\n";
     sql += "  EXECUTE " + QuoteLiteral("DROP VIEW IF EXISTS " + view) + ";\n";
@@ -526,9 +529,11 @@ std::string KeepTriggerName(const std::string& plan, const QualifiedName& table,
 }
 
 // The trigger function that keeps `kept` (the old column) in step with `column` after the
-// switch: every insert, and every update that changes the column, stores `conversion` of the
-// new row in it. `lenient`: a value it cannot convert leaves it NULL instead of failing the
-// write (the revert then refuses, naming the rows).
+// switch. `lenient` (until a revert starts): every insert and update stores `conversion` of the
+// new row in it (`down` may read other columns), and nothing in it can fail the write: a value
+// it cannot convert, or a column it names that a later change dropped, leaves it NULL (the
+// revert then refuses, naming the rows). Strict (while a revert runs): every insert, and every
+// update that changes the column, converts or fails.
 std::string KeepTriggerFunctionSql(const std::string& plan, const std::string& name,
                                    const std::string& table_alias, const std::string& column,
                                    const std::string& kept, const std::string& conversion,
@@ -537,13 +542,15 @@ std::string KeepTriggerFunctionSql(const std::string& plan, const std::string& n
   const std::string k = "NEW." + QuoteIdent(kept), c = QuoteIdent(column);
   const std::string value = "(SELECT (" + conversion + ") FROM (SELECT (NEW).*) AS " +
                             QuoteIdent(table_alias) + ")";
-  const std::string fill = lenient ? "BEGIN\n      " + k + " := " + value +
-                                         ";\n    EXCEPTION WHEN OTHERS THEN\n      " + k +
-                                         " := NULL;\n    END;"
-                                   : k + " := " + value + ";";
   std::string body = "#variable_conflict use_column\nBEGIN\n";
-  body += "  IF TG_OP = 'INSERT' OR NEW." + c + "::text IS DISTINCT FROM OLD." + c + "::text THEN\n";
-  body += "    " + fill + "\n  END IF;\n  RETURN NEW;\nEND";
+  if (lenient) {
+    body += "  BEGIN\n    " + k + " := " + value + ";\n  EXCEPTION WHEN OTHERS THEN\n    BEGIN\n      " + k +
+            " := NULL;\n    EXCEPTION WHEN OTHERS THEN\n      NULL;\n    END;\n  END;\n";
+  } else {
+    body += "  IF TG_OP = 'INSERT' OR NEW." + c + "::text IS DISTINCT FROM OLD." + c + "::text THEN\n";
+    body += "    " + k + " := " + value + ";\n  END IF;\n";
+  }
+  body += "  RETURN NEW;\nEND";
   return "CREATE OR REPLACE FUNCTION " + fn + "() RETURNS trigger LANGUAGE plpgsql AS $tide_keep$\n" +
          body + "\n$tide_keep$; COMMENT ON FUNCTION " + fn + "() IS " +
          QuoteLiteral("tide trigger of plan " + plan + " keeping the old column " + kept + " in step");
@@ -628,6 +635,12 @@ std::vector<DdlStatement> CompileFinalize(const std::string& plan,
   const int64_t share =
       std::max<int64_t>(10, lock_timeout.count() / std::max<int64_t>(1, tables.size()));
   sql.push_back("SET LOCAL lock_timeout = '" + std::to_string(share) + "ms'");
+  // Only a done plan (or one whose revert failed) is finalized: the row lock keeps a revert
+  // from starting until this commits.
+  sql.push_back("DO $tide_finalize$ DECLARE s text; BEGIN SELECT state INTO s FROM tide.plans WHERE name = " +
+                QuoteLiteral(plan) + " FOR UPDATE; IF s IS DISTINCT FROM 'done' AND s IS DISTINCT FROM "
+                "'failed' THEN RAISE EXCEPTION 'plan % is %: finalize drops the old columns of a done plan', " +
+                QuoteLiteral(plan) + ", s; END IF; END $tide_finalize$");
   if (!list.empty()) sql.push_back("LOCK TABLE " + list + " IN ACCESS EXCLUSIVE MODE");
   for (const auto& r : kept) {
     if (r.kept.empty()) continue;
@@ -695,6 +708,37 @@ std::vector<DdlStatement> CompileSwitchImpl(const Step& step, const SwitchFacts&
     if (a.kind != OpKind::kAlterColumn) locked.insert(QuoteName(a.table));
   }
 
+  // Every row must agree before the locks are taken (the triggers fail writes that would not
+  // from here on): a row that does not would lose its value with the old column.
+  std::string refuse;
+  for (const auto& a : b.altered) {
+    if (a.kept) {
+      refuse += std::string(refuse.empty() ? "" : ", ") + "CASE WHEN EXISTS (SELECT 1 FROM " +
+                QuoteName(a.table) + " WHERE " + QuoteIdent(a.shadow) + " IS NULL AND " +
+                QuoteIdent(a.step->column) + " IS NOT NULL) THEN " +
+                QuoteLiteral("rows of " + a.table.Display() + " written since the switch whose " +
+                             a.step->column + " `down` could not convert back to " + a.step->type +
+                             " (their " + a.shadow + " is empty); switching back would lose them: "
+                             "fix or delete them, then `tidectl revert` again") +
+                " WHEN EXISTS (SELECT 1 FROM " + QuoteName(a.table) + " WHERE " +
+                DisagreesIn(*a.step, a.shadow) + ") THEN " +
+                QuoteLiteral("rows of " + a.table.Display() + " whose kept old value " + a.shadow +
+                             " is not `down` of " + a.step->column + " (changed since the switch by "
+                             "a trigger of the application's, or by an update tide's trigger could "
+                             "not convert); switching back would bring back stale values: set " +
+                             a.shadow + " from " + a.step->column + " on those rows, then `tidectl "
+                             "revert` again, or `tidectl finalize` to stay on the new column") +
+                " END";
+      continue;
+    }
+    refuse += std::string(refuse.empty() ? "" : ", ") + "CASE WHEN EXISTS (SELECT 1 FROM " +
+              QuoteName(a.table) + " WHERE " + Disagrees(*a.step) + ") THEN " +
+              QuoteLiteral("rows of " + a.table.Display() + " whose " + ShadowColumn(a.step->column) +
+                           " does not hold `up` of " + a.step->column + " (written since the gates "
+                           "passed with a value `up` cannot convert?); switching would lose "
+                           "them: fix or delete them, then `tidectl retry` the plan") +
+              " END";
+  }
   // From now on a write `up` cannot convert fails instead of leaving the shadow empty: what the
   // switch checks just before it takes its locks then holds until it has them.
   // SHARE ROW EXCLUSIVE waits for the writes in flight (which ran the lenient trigger) to end,
@@ -709,6 +753,9 @@ std::vector<DdlStatement> CompileSwitchImpl(const Step& step, const SwitchFacts&
                    "SHARE ROW EXCLUSIVE on " + a.table.Display() + ", brief: writes queue behind it "
                    "for at most lock_timeout while those in flight end; reads go on",
                    "", ""});
+    // A revert that could not switch back is refused before it changes anything (the strict
+    // trigger would fail the writes it could not convert).
+    if (revert && out.size() == 1 && !refuse.empty()) out.back().refuse_if = "SELECT concat_ws('; ', " + refuse + ")";
   }
   // Slow work first, with no lock that holds the application up: the indexes, then the checks,
   // then the foreign keys (which need the unique indexes they reference).
@@ -1003,7 +1050,7 @@ std::vector<DdlStatement> CompileSwitchImpl(const Step& step, const SwitchFacts&
                                          ? "CAST(" + QuoteIdent(a.step->column) + " AS " + a.facts->type + ")"
                                          : a.step->down;
       const std::string t = QuoteName(a.table);
-      sql.push_back(KeepTriggerFunctionSql(step.plan, trigger, a.table.name, a.step->column, kept,
+      sql.push_back(KeepTriggerFunctionSql(step.plan, trigger, after.name, a.step->column, kept,
                                            conversion, true));
       sql.push_back("CREATE OR REPLACE TRIGGER " + QuoteIdent(trigger) + " BEFORE INSERT OR UPDATE ON " +
                     t + " FOR EACH ROW EXECUTE FUNCTION tide." + QuoteIdent(trigger) + "()");
@@ -1047,29 +1094,6 @@ std::vector<DdlStatement> CompileSwitchImpl(const Step& step, const SwitchFacts&
                 "current_setting('tide.switch_locked_at')::timestamptz) * 1000)::bigint");
   std::string joined;
   for (const auto& s : sql) joined += (joined.empty() ? "" : ";\n") + s;
-  // Every row must agree before the locks are taken (the triggers fail writes that would not
-  // from here on): a row that does not would lose its value with the old column.
-  std::string refuse;
-  for (const auto& a : b.altered) {
-    if (a.kept) {
-      refuse += std::string(refuse.empty() ? "" : ", ") + "CASE WHEN EXISTS (SELECT 1 FROM " +
-                QuoteName(a.table) + " WHERE " + QuoteIdent(a.shadow) + " IS NULL AND " +
-                QuoteIdent(a.step->column) + " IS NOT NULL) THEN " +
-                QuoteLiteral("rows of " + a.table.Display() + " written since the switch whose " +
-                             a.step->column + " `down` could not convert back to " + a.step->type +
-                             " (their " + a.shadow + " is empty); switching back would lose them: "
-                             "fix or delete them, then `tidectl revert` again") +
-                " END";
-      continue;
-    }
-    refuse += std::string(refuse.empty() ? "" : ", ") + "CASE WHEN EXISTS (SELECT 1 FROM " +
-              QuoteName(a.table) + " WHERE " + Disagrees(*a.step) + ") THEN " +
-              QuoteLiteral("rows of " + a.table.Display() + " whose " + ShadowColumn(a.step->column) +
-                           " does not hold `up` of " + a.step->column + " (written since the gates "
-                           "passed with a value `up` cannot convert?); switching would lose "
-                           "them: fix or delete them, then `tidectl retry` the plan") +
-              " END";
-  }
   DdlStatement sw{joined, true, "SELECT " + done,
                   "ACCESS EXCLUSIVE on " + tables + " for one short transaction: catalog changes "
                   "only, no scan, no rewrite; queries on them queue behind it for at most "

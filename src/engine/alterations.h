@@ -54,6 +54,8 @@ std::string UpExpression(const Step& alter);
 // value (or, with not_null, holds no value): what the backfill fills, the gate counts and the
 // switch refuses.
 std::string Disagrees(const Step& alter);
+// The same for another column in the shadow's place (the revert's kept old column).
+std::string DisagreesIn(const Step& alter, const std::string& shadow_column);
 
 // Adds to a parsed plan what its alter_column, rename_column and rename_table steps imply: the
 // version schema step at the end of expand, a backfill task per table (its shadows from `up`),

@@ -83,12 +83,13 @@ std::string RevertRefusal(const Plan& plan, PlanState state, PlanState failed_in
   return "";
 }
 
-std::string FinalizeRefusal(PlanState state, bool kept) {
+std::string FinalizeRefusal(PlanState state, PlanState failed_in, bool kept) {
   if (!kept) {
     return "the plan keeps no old columns (already finalized or reverted, or it has not "
            "switched yet)";
   }
-  if (state != PlanState::kDone) {
+  const bool failed_revert = state == PlanState::kFailed && failed_in == PlanState::kReverting;
+  if (state != PlanState::kDone && !failed_revert) {
     return std::string("the plan is ") + ToString(state) + "; finalize drops the old columns of a done plan";
   }
   return "";

@@ -90,9 +90,10 @@ std::string AbortRefusal(PlanState state, PlanState failed_in);
 // whose revert failed.
 std::string RevertRefusal(const Plan& plan, PlanState state, PlanState failed_in, bool kept);
 
-// Why `tidectl finalize` is refused for a plan in `state` ("" when it is not); `kept`: the
-// plan's switch has old columns (or revertible renames) recorded.
-std::string FinalizeRefusal(PlanState state, bool kept);
+// Why `tidectl finalize` is refused for a plan in `state` (failed in `failed_in`); "" when it
+// is not: a done plan whose switch kept old columns (`kept`: recorded in
+// tide.retained_columns), or one whose revert failed (finalize then gives the revert up).
+std::string FinalizeRefusal(PlanState state, PlanState failed_in, bool kept);
 
 // The phase a state belongs to, for the audit log: "expand", "backfill", "gate", "contract",
 // "rollback", "revert", "".

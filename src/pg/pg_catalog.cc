@@ -397,6 +397,17 @@ ColumnFacts ReadColumnFactsIn(pqxx::dbtransaction& w, const Step& a) {
   if (relkind == "p") block("the table is partitioned; alter_column does not handle partitioned tables yet");
   if (rel[0][3].as<bool>()) block("the table is a partition; alter the partitioned table instead");
   if (rel[0][4].as<bool>()) block("the table has inheritance parents or children, whose columns would not follow");
+  if (a.shadow.empty()) {
+    // An earlier plan's switch still keeps this column's old values for its revert.
+    auto kept = w.exec_params(
+        "SELECT COALESCE(col_description($1, attnum), '') FROM pg_attribute WHERE attrelid = $1 AND "
+        "attname = $2 AND attnum > 0 AND NOT attisdropped",
+        relid, KeptColumn(a.column));
+    if (!kept.empty()) {
+      block("an earlier plan's switch still keeps the old " + a.column + " as " + KeptColumn(a.column) +
+            " (" + kept[0][0].c_str() + "); `tidectl finalize` that plan first");
+    }
+  }
   f.shadow_exists = !w.exec_params(
                          "SELECT 1 FROM pg_attribute WHERE attrelid = $1 AND attname = $2 AND "
                          "attnum > 0 AND NOT attisdropped",

@@ -8,6 +8,7 @@
 #include <chrono>
 #include <algorithm>
 #include <random>
+#include <thread>
 
 #include "engine/backfill.h"
 #include "runtime/backfill_run.h"
@@ -433,7 +434,7 @@ void Orchestrator::ResumeDatabase(const std::string& database) {
                        ToString(item.record.cursor.state));
           StartRun(std::move(item.plan), std::move(item.record), std::move(item.db));
         }
-        for (const auto& plan : r.expired) Finalize(plan, "retention", "retention");
+        for (const auto& plan : r.expired) Finalize(plan, "retention", "retention", database);
         spdlog::debug("database {}: {} unfinished plan(s) to run here; looking again in {}",
                       database, r.items.size(), FormatDuration(options_.takeover_scan));
         // Look again later: a plan whose daemon died is taken over once its lease expires.
@@ -588,8 +589,10 @@ void Orchestrator::Revert(const std::string& plan, const std::string& actor, con
       return;
     }
   }
+  if (!BeginRevertOrFinalize(plan, "revert", actor, via)) return;
   for (const auto& kv : config_.databases) {
     const std::string database = kv.first;
+    ++in_flight_[plan];
     offloader_.Run<RevertLookup>(
         [this, database, plan] {
           RevertLookup out;
@@ -619,6 +622,7 @@ void Orchestrator::Revert(const std::string& plan, const std::string& actor, con
           return out;
         },
         [this, database, plan, actor, via](RevertLookup r) {
+          EndRevertOrFinalize(plan);
           if (!r.status.ok()) {
             spdlog::error("revert of {} on {}: {}", plan, database, r.status.ToString());
             return;
@@ -642,6 +646,21 @@ void Orchestrator::Revert(const std::string& plan, const std::string& actor, con
   }
 }
 
+bool Orchestrator::BeginRevertOrFinalize(const std::string& plan, const char* what,
+                                         const std::string& actor, const std::string& via) {
+  if (!in_flight_.count(plan)) return true;
+  const std::string reason = "a revert or finalize of the plan is under way";
+  Audit(AuditEvent{std::string(what) + "_refused", plan, "", actor,
+                   JsonObject().Str("via", via).Str("reason", reason)});
+  spdlog::warn("plan {}: {} by {} refused: {}", plan, what, actor, reason);
+  return false;
+}
+
+void Orchestrator::EndRevertOrFinalize(const std::string& plan) {
+  auto it = in_flight_.find(plan);
+  if (it != in_flight_.end() && --it->second <= 0) in_flight_.erase(it);
+}
+
 namespace {
 struct FinalizeResult {
   Status status;
@@ -649,10 +668,13 @@ struct FinalizeResult {
   std::string refusal;
   std::vector<RetainedColumn> kept;
   int64_t duration_ms = 0;
+  bool gave_up_revert = false;  // finalized after a failed revert
+  int lock_timeouts = 0;        // attempts that timed out on a lock before the last
 };
 }  // namespace
 
-void Orchestrator::Finalize(const std::string& plan, const std::string& actor, const std::string& via) {
+void Orchestrator::Finalize(const std::string& plan, const std::string& actor, const std::string& via,
+                            const std::string& only_database) {
   for (auto& kv : runs_) {
     if (kv.second->name() == plan) {
       Audit(AuditEvent{"finalize_refused", plan, "", actor,
@@ -660,8 +682,11 @@ void Orchestrator::Finalize(const std::string& plan, const std::string& actor, c
       return;
     }
   }
+  if (!BeginRevertOrFinalize(plan, "finalize", actor, via)) return;
   for (const auto& kv : config_.databases) {
     const std::string database = kv.first;
+    if (!only_database.empty() && database != only_database) continue;
+    ++in_flight_[plan];
     offloader_.Run<FinalizeResult>(
         [this, database, plan] {
           FinalizeResult out;
@@ -676,8 +701,9 @@ void Orchestrator::Finalize(const std::string& plan, const std::string& actor, c
           if (!kept.ok()) return out.status = kept.status(), out;
           out.kept = *kept;
           const PlanRecord& record = *found.value();
-          out.refusal = FinalizeRefusal(record.cursor.state, !out.kept.empty());
+          out.refusal = FinalizeRefusal(record.cursor.state, record.failed_in, !out.kept.empty());
           if (!out.refusal.empty()) return out;
+          out.gave_up_revert = record.cursor.state == PlanState::kFailed;
           auto lease = (*db)->AcquireLease(plan, options_.instance, options_.lease_ttl);
           if (!lease.ok()) return out.status = lease.status(), out;
           if (!*lease) return out.refusal = "another tided is running the plan", out;
@@ -685,15 +711,30 @@ void Orchestrator::Finalize(const std::string& plan, const std::string& actor, c
           const StatementLimits limits =
               parsed.ok() ? LimitsFor(parsed.plan, config_.defaults)
                           : StatementLimits{config_.defaults.lock_timeout, config_.defaults.statement_timeout};
-          const auto start = std::chrono::steady_clock::now();
-          auto r = (*db)->RunStatements(plan, CompileFinalize(plan, out.kept, limits.lock_timeout),
-                                        limits, std::nullopt);
-          out.duration_ms = MillisSince(start);
+          // Like any step of tide's, a lock_timeout is retried (ddl_retries, with backoff):
+          // the application went on meanwhile.
+          const int retries = static_cast<int>(
+              parsed.ok() ? parsed.plan.settings.ddl_retries.value_or(config_.defaults.ddl_retries)
+                          : config_.defaults.ddl_retries);
+          const auto statements = CompileFinalize(plan, out.kept, limits.lock_timeout);
+          for (int attempt = 0;; ++attempt) {
+            const auto start = std::chrono::steady_clock::now();
+            auto r = (*db)->RunStatements(plan, statements, limits, std::nullopt);
+            out.duration_ms = MillisSince(start);
+            out.status = r.status();
+            if (out.status.ok() || out.status.sqlstate() != "55P03" || attempt >= retries) break;
+            out.lock_timeouts = attempt + 1;
+            std::this_thread::sleep_for(Backoff(attempt, options_.retry_base, options_.retry_cap));
+          }
+          if (out.status.ok() && out.gave_up_revert) {
+            // The revert is given up: the plan stays switched, as it was when it was done.
+            out.status = (*db)->SaveCursor(plan, PlanCursor{PlanState::kDone, record.cursor.step, false});
+          }
           (*db)->ReleaseLease(plan, options_.instance);
-          out.status = r.status();
           return out;
         },
         [this, database, plan, actor, via](FinalizeResult r) {
+          EndRevertOrFinalize(plan);
           if (!r.found && r.status.ok()) return;
           std::string columns;
           for (const auto& k : r.kept) {
@@ -710,13 +751,17 @@ void Orchestrator::Finalize(const std::string& plan, const std::string& actor, c
             d.Str("via", via).Str("error", r.status.ToString()).Str("columns", columns);
             if (!r.status.detail().empty()) d.Raw("blockers", r.status.detail());
             Audit(AuditEvent{"finalize_failed", plan, "", actor, std::move(d)});
-            spdlog::warn("plan {}: finalize on {} failed (tried again with the next request or "
-                         "retention check): {}", plan, database, r.status.ToString());
+            spdlog::warn("plan {}: finalize on {} failed ({}): {}", plan, database,
+                         r.kept.empty() || r.kept[0].retain_until.empty()
+                             ? "run `tidectl finalize` again"
+                             : "tried again by the next retention check, or run `tidectl finalize` again",
+                         r.status.ToString());
             return;
           }
           Audit(AuditEvent{"finalized", plan, "", actor,
                            JsonObject().Str("via", via).Str("dropped", columns).Int(
-                               "duration_ms", r.duration_ms)});
+                               "duration_ms", r.duration_ms).Int("lock_timeouts", r.lock_timeouts)
+                               .Bool("revert_given_up", r.gave_up_revert)});
           spdlog::info("plan {}: finalized; dropped the old columns {}", plan,
                        columns.empty() ? "(none: renames only)" : columns);
         });

@@ -71,8 +71,11 @@ class Orchestrator {
   void Abort(const std::string& plan, const std::string& actor, const std::string& via);
   // `tidectl revert PLAN`: a done plan whose switch kept the old columns switches back.
   void Revert(const std::string& plan, const std::string& actor, const std::string& via);
-  // `tidectl finalize PLAN` (or its retention passed): the old columns the switch kept go.
-  void Finalize(const std::string& plan, const std::string& actor, const std::string& via);
+  // `tidectl finalize PLAN` (or its retention passed): the old columns the switch kept go, in
+  // every database that has the plan (or only in `only_database`). After a failed revert it
+  // gives the revert up: the plan is done again, on the new columns.
+  void Finalize(const std::string& plan, const std::string& actor, const std::string& via,
+                const std::string& only_database = "");
   // The pause holding `phase` of `plan`, or nullptr.
   const tide::Pause* PausedBy(const std::string& plan, const std::string& phase) const;
   // Applies a reloaded config: defaults and health limits for tasks that start from now on,
@@ -116,6 +119,13 @@ class Orchestrator {
   OrchestratorOptions options_;
 
   std::map<std::string, std::shared_ptr<Run>> runs_;  // key: database + "/" + plan
+  // Plans with a revert or finalize being looked up or run (not in runs_ yet): the databases
+  // still to answer. A revert and a finalize of one plan never overlap in this daemon; the
+  // lease keeps other daemons out.
+  std::map<std::string, int> in_flight_;
+  bool BeginRevertOrFinalize(const std::string& plan, const char* what, const std::string& actor,
+                             const std::string& via);
+  void EndRevertOrFinalize(const std::string& plan);
   std::vector<tide::Pause> pauses_;
   std::set<std::string> pending_files_;               // being admitted
   std::set<std::string> waiting_files_;               // admission waits on a transient error

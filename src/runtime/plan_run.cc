@@ -640,9 +640,9 @@ void Orchestrator::Run::Finish() {
                                                  self->plan_.retention->count() == 0 &&
                                                  !self->plan_.revert.empty();
                        Orchestrator& o = self->o_;
-                       const std::string plan = self->plan_.name;
+                       const std::string plan = self->plan_.name, database = self->plan_.database;
                        self->End();
-                       if (finalize_now) o.Finalize(plan, "retention", "retention");
+                       if (finalize_now) o.Finalize(plan, "retention", "retention", database);
                      });
 }
 

@@ -208,6 +208,42 @@ TEST_F(AlterColumnTest, RetentionZeroFinalizesAtOnceAndRevertIsRefused) {
   EXPECT_NE(revert.output.find("finalized"), std::string::npos) << revert.output;
 }
 
+// A value written after the switch that `down` cannot convert back (a key beyond integer):
+// the kept column stays empty for it and the write succeeds; `tidectl revert` then refuses before
+// it changes anything, naming the rows, and `tidectl finalize` gives the revert up: the plan is
+// done again, on the new column, the old one dropped.
+TEST_F(AlterColumnTest, ARevertThatWouldLoseAWriteIsRefusedAndFinalizeGivesItUp) {
+  PgCluster::Shared().Exec(db_, std::string(R"SQL(
+CREATE TABLE tallies (id bigint PRIMARY KEY, total integer NOT NULL);
+INSERT INTO tallies SELECT g, g FROM generate_series(1, 2000) g;
+)SQL") + kAppVersion);
+  StartDaemon();
+  const std::string plan = "plan: tallies_bigint\ndatabase: app\nexpand:\n"
+                           "  - alter_column: {table: tallies, column: total, type: bigint}\n" + Gates();
+  ASSERT_EQ(Ctl({"submit", "--config", config_, WritePlan("tallies_bigint.yaml", plan)}).status, 0);
+  PgCluster::Shared().Exec(db_, "UPDATE app_version SET version = 2");
+  ASSERT_TRUE(WaitFor([&] { return PlanState("tallies_bigint") == "done"; }, 60s)) << Diagnostics("tallies_bigint");
+  EXPECT_EQ(Query("SELECT count(*) FROM tallies WHERE _tide_old_total IS DISTINCT FROM total"), "0")
+      << "kept in step until finalize";
+  EXPECT_EQ(Query("INSERT INTO tallies (id, total) VALUES (5000, 3000000000) RETURNING total"), "3000000000");
+  EXPECT_EQ(Query("UPDATE tallies SET total = 7 WHERE id = 1 RETURNING _tide_old_total"), "7");
+
+  auto revert = Ctl({"revert", "tallies_bigint", "--config", config_});
+  EXPECT_NE(revert.status, 0) << revert.output;
+  EXPECT_NE(revert.output.find("could not convert back"), std::string::npos) << revert.output;
+  EXPECT_EQ(Query("SELECT data_type FROM information_schema.columns WHERE table_name = 'tallies' "
+                  "AND column_name = 'total'"), "bigint") << "nothing switched back";
+  EXPECT_EQ(Query("INSERT INTO tallies (id, total) VALUES (5001, 4000000000) RETURNING total"), "4000000000")
+      << "the refused revert changed nothing: such writes still succeed";
+
+  auto finalize = Ctl({"finalize", "tallies_bigint", "--config", config_});
+  EXPECT_EQ(finalize.status, 0) << finalize.output;
+  EXPECT_EQ(PlanState("tallies_bigint"), "done");
+  EXPECT_EQ(Query("SELECT total FROM tallies WHERE id = 5000"), "3000000000");
+  EXPECT_NE(Audit().find("\"revert_given_up\":true"), std::string::npos) << Audit();
+  ExpectNoLeftovers("tallies_bigint");
+}
+
 // A long reader holds the tables when contract starts: every statement of tide's that needs a
 // lock the reader holds times out after lock_timeout and is retried with the reader named in the
 // audit log, and no statement of the application waits longer than lock_timeout (plus a margin)
