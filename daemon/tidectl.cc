@@ -95,7 +95,8 @@ bool ParseArgs(int argc, char** argv, Args* a, std::string* error) {
 }
 
 // Parses and checks a plan file; prints every problem. Returns the plan's name or "".
-bool CheckPlanFile(const std::string& path, const std::string& config_path, std::string* text) {
+bool CheckPlanFile(const std::string& path, const std::string& config_path, std::string* text,
+                   bool lint = true) {
   auto content = tide::ReadFile(path, tide::kMaxPlanBytes + 1);
   if (!content.ok()) {
     std::cerr << "tidectl: " << content.status().message() << "\n";
@@ -113,7 +114,7 @@ bool CheckPlanFile(const std::string& path, const std::string& config_path, std:
     for (const auto& kv : config->databases) names.insert(kv.first);
     parsed.errors = tide::CheckPlanAgainstDatabases(parsed.plan, path, names);
   }
-  if (parsed.ok()) {
+  if (parsed.ok() && lint) {
     for (const auto& f : tide::LintPlan(parsed.plan)) {
       parsed.errors.push_back(tide::Diagnostic{"", {}, f.ToString(path), ""});
     }
@@ -145,6 +146,17 @@ int Preflight(const std::string& path, const std::string& text, const std::strin
   tide::PgConnector connector(config->databases, config->defaults);
   auto conn = connector.ConnectPg(db);
   if (!conn.ok()) return std::cerr << "database " << db << ": " << conn.status().ToString() << "\n", 1;
+  // The lint with the catalog at hand: each finding with its table's size, and what only the
+  // catalog can tell (a binary-coercible type change, a stable function) decided.
+  auto facts = (*conn)->ReadLintFacts(tide::LintQuestionsOf(plan));
+  if (!facts.ok()) return std::cerr << "tidectl validate: reading the catalog: " << facts.status().ToString() << "\n", 1;
+  const auto findings = tide::LintPlan(plan, &*facts);
+  for (const auto& f : findings) std::cerr << f.ToString(path) << "\n";
+  if (!findings.empty()) {
+    std::cerr << path << ": " << findings.size() << " problem" << (findings.size() == 1 ? "" : "s")
+              << " on database `" << db << "`; the plan was not accepted\n";
+    return 1;
+  }
   auto report = (*conn)->Preflight(plan, dry_run, tide::LimitsFor(plan, config->defaults));
   if (!report.ok()) return std::cerr << "tidectl validate: " << report.status().ToString() << "\n", 1;
   report.value().database = db;
@@ -161,7 +173,7 @@ int Validate(const Args& a) {
   if (online && config_path.empty()) {
     return std::cerr << "tidectl validate: --db and --dry-run need --config FILE\n", 2;
   }
-  if (!CheckPlanFile(a.positional[0], config_path, &text)) return 1;
+  if (!CheckPlanFile(a.positional[0], config_path, &text, !online)) return 1;
   if (!online) return 0;
   return Preflight(a.positional[0], text, config_path,
                    a.options.count("--db") ? a.options.at("--db") : "", a.flags.count("--dry-run") > 0);

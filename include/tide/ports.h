@@ -15,6 +15,7 @@
 #include "engine/phase.h"
 #include "engine/preflight.h"
 #include "engine/sql_text.h"
+#include "plan/lint.h"
 #include "tide/json.h"
 #include "tide/plan.h"
 #include "tide/status.h"
@@ -213,6 +214,9 @@ class CatalogReader {
       const QualifiedName& table, const std::vector<KeyColumn>& key, double percent) = 0;
   // What the switch of alter_column steps (a kSwitch step) must carry over, for each column.
   virtual Result<SwitchFacts> ReadSwitchFacts(const Step& step) = 0;
+  // What the catalog says of the objects the lint asks about (plan/lint.h): functions'
+  // volatility, tables' sizes, columns' types, constraints' kinds. Unknown objects are left out.
+  virtual Result<LintFacts> ReadLintFacts(const LintQuestions& questions) = 0;
 };
 
 // Backfill batches and the key ranges (rows of tide.backfill) whose checkpoints they advance.

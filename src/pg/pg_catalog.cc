@@ -650,4 +650,61 @@ Result<SwitchFacts> PgPlanDatabase::ReadSwitchFacts(const Step& step) {
   }
 }
 
+namespace {
+
+// "users" or "core.users" (as a statement names it) quoted for to_regclass: the parser has
+// already folded unquoted names to lower case.
+std::string RegclassText(const std::string& written) {
+  const size_t dot = written.rfind('.');
+  if (dot == std::string::npos) return QuoteIdent(written);
+  return QuoteIdent(written.substr(0, dot)) + "." + QuoteIdent(written.substr(dot + 1));
+}
+
+// "core.users.email" -> {"core.users", "email"}.
+std::pair<std::string, std::string> SplitLast(const std::string& key) {
+  const size_t dot = key.rfind('.');
+  if (dot == std::string::npos) return {"", key};
+  return {key.substr(0, dot), key.substr(dot + 1)};
+}
+
+}  // namespace
+
+Result<LintFacts> PgPlanDatabase::ReadLintFacts(const LintQuestions& q) {
+  TIDE_CONNECTED();
+  try {
+    pqxx::work w(*conn_);
+    LintFacts out;
+    for (const auto& f : q.functions) {
+      // Of a name's overloads, the most volatile ('i' < 's' < 'v').
+      auto r = w.exec_params("SELECT max(provolatile::text) FROM pg_proc WHERE lower(proname) = $1", f);
+      if (!r.empty() && !r[0][0].is_null()) out.volatility[f] = r[0][0].c_str()[0];
+    }
+    for (const auto& t : q.tables) {
+      auto r = w.exec_params(
+          "SELECT 'about ' || to_char(greatest(c.reltuples, 0)::bigint, 'FM999,999,999,999') || ' rows, ' || "
+          "pg_size_pretty(pg_total_relation_size(c.oid)) FROM pg_class c WHERE c.oid = to_regclass($1)",
+          RegclassText(t));
+      if (!r.empty()) out.table_sizes[t] = r[0][0].c_str();
+    }
+    for (const auto& key : q.columns) {
+      const auto [table, column] = SplitLast(key);
+      auto r = w.exec_params(
+          "SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = to_regclass($1) "
+          "AND attname = $2 AND attnum > 0 AND NOT attisdropped",
+          RegclassText(table), column);
+      if (!r.empty()) out.column_types[key] = r[0][0].c_str();
+    }
+    for (const auto& key : q.constraints) {
+      const auto [table, name] = SplitLast(key);
+      auto r = w.exec_params("SELECT contype::text FROM pg_constraint WHERE conrelid = to_regclass($1) AND conname = $2",
+                             RegclassText(table), name);
+      if (!r.empty()) out.constraint_types[key] = r[0][0].c_str()[0];
+    }
+    w.abort();
+    return out;
+  } catch (...) {
+    return FromCurrentException();
+  }
+}
+
 }  // namespace tide

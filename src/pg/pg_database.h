@@ -95,6 +95,7 @@ class PgPlanDatabase : public PlanDatabase {
                                                            const std::vector<KeyColumn>& key,
                                                            double percent) override;
   Result<SwitchFacts> ReadSwitchFacts(const Step& step) override;
+  Result<LintFacts> ReadLintFacts(const LintQuestions& questions) override;
 
   // BatchRunner (pg_batches.cc).
   Result<std::vector<TaskCheckpoint>> LoadRanges(const std::string& plan, int task,

@@ -531,6 +531,10 @@ std::string LintFinding::ToString(const std::string& file) const {
   return out + "; " + fix + (rule == "syntax-error" ? "" : " (or mark the step `unsafe: \"why\"` to run it as written)");
 }
 
+bool DependsOnCatalog(const LintFinding& f) {
+  return f.rule == "changing-column-type" || f.rule == "adding-field-with-volatile-default";
+}
+
 bool IsVolatileExpression(const std::string& sql, const LintFacts* facts) {
   const SqlParse p = ParseSql("SELECT " + sql);
   if (!p.ok() || p.statements.size() != 1) return true;  // unreadable: assume the worst

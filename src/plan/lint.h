@@ -65,6 +65,10 @@ std::vector<std::string> TablesCreatedBy(const std::string& sql);
 // The columns that ALTER TABLE ... ADD COLUMN statements in `sql` add: {"core.users", "name"}.
 std::vector<std::pair<std::string, std::string>> ColumnsAddedBy(const std::string& sql);
 
+// True for a finding the catalog may lift (a type change that is binary coercible, a function
+// the catalog knows to be stable): decided again with LintFacts when the database is at hand.
+bool DependsOnCatalog(const LintFinding& finding);
+
 // Every finding of every raw step (a step that does not parse is refused even when marked
 // `unsafe:`; other rules skip `unsafe:` steps). Typed operations compile to their safe form
 // and are not linted.

@@ -122,8 +122,10 @@ void Orchestrator::Submit(SpoolFile file) {
     parsed.errors = CheckPlanAgainstDatabases(parsed.plan, file.name, names);
   }
   if (!parsed.ok()) return Reject(file, parsed.plan.name, FormatDiagnostics(parsed.errors));
+  // Refused at once unless only the catalog can tell (a type change that may be binary
+  // coercible, a function that may be stable): those are decided at admission, with it.
   const auto findings = LintPlan(parsed.plan);
-  if (!findings.empty()) {
+  if (std::any_of(findings.begin(), findings.end(), [](const LintFinding& f) { return !DependsOnCatalog(f); })) {
     std::string text;
     for (const auto& f : findings) text += f.ToString(file.name) + "\n";
     return Reject(file, parsed.plan.name, text);
@@ -235,6 +237,17 @@ Orchestrator::Admission Orchestrator::Admit(const SpoolFile& file, const Plan& p
       a.resumed = false;
     }
   } else {
+    auto facts = (*db)->ReadLintFacts(LintQuestionsOf(plan));
+    if (!facts.ok()) {
+      Undecided(&a, "reading the catalog for the lint: " + facts.status().ToString(), facts.status());
+      return a;
+    }
+    std::string findings;
+    for (const auto& f : LintPlan(plan, &*facts)) findings += f.ToString(file.name) + "\n";
+    if (!findings.empty()) {
+      a.error = findings;
+      return a;
+    }
     for (const auto& task : plan.backfill) {
       auto info = (*db)->DescribeTable(task.table, task.key);
       if (!info.ok()) {

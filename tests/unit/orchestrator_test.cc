@@ -105,6 +105,7 @@ class FakeDatabase : public PlanDatabase {
     return std::vector<std::vector<std::string>>{};  // the fake's key is an integer
   }
   Result<SwitchFacts> ReadSwitchFacts(const Step&) override { return SwitchFacts{}; }
+  Result<LintFacts> ReadLintFacts(const LintQuestions&) override { return LintFacts{}; }
   Result<std::pair<std::optional<int64_t>, std::optional<int64_t>>> IntegerKeyBounds(
       const QualifiedName&, const std::string&) override {
     std::lock_guard<std::mutex> l(mu_);
@@ -339,6 +340,7 @@ class FakeConnector : public DatabaseConnector {
       return d->SampleKeys(t, k, n);
     }
     Result<SwitchFacts> ReadSwitchFacts(const Step& s) override { return d->ReadSwitchFacts(s); }
+    Result<LintFacts> ReadLintFacts(const LintQuestions& q) override { return d->ReadLintFacts(q); }
     Result<std::vector<TaskCheckpoint>> LoadRanges(const std::string& p, int t, int pass) override {
       return d->LoadRanges(p, t, pass);
     }
