@@ -298,6 +298,9 @@ struct Linter {
       Add("renaming-column", st.offset, table, "a rename breaks the application code that uses the old name",
           "use `rename_column: {table, from, to}` in expand: the new version works through the "
           "plan's version schema until contract renames");
+    } else if (type == "OBJECT_SCHEMA") {
+      Add("renaming-schema", st.offset, "", "a rename breaks the application code that uses the old name",
+          "create the new schema and move its objects over several plans, or keep the old name");
     } else if (type == "OBJECT_TABLE" || type == "OBJECT_VIEW" || type == "OBJECT_MATVIEW") {
       Add("renaming-table", st.offset, table, "a rename breaks the application code that uses the old name",
           "use `rename_table: {from, to}` in expand: the new version works through the plan's "

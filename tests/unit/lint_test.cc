@@ -2,6 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <fstream>
+#include <sstream>
+
 #include "plan/plan_parser.h"
 
 namespace tide {
@@ -109,6 +112,148 @@ expand:
             "{table, name, columns}` (CREATE INDEX CONCURRENTLY, cleaned up and retried if the "
             "build fails), or write CREATE INDEX CONCURRENTLY IF NOT EXISTS (or mark the step "
             "`unsafe: \"why\"` to run it as written)");
+}
+
+TEST(Lint, ATableAnEarlierStepCreatedIsNewAndEmpty) {
+  const std::vector<std::string> created = {"CREATE TABLE core.audit (id bigint, body text, at timestamptz)"};
+  EXPECT_EQ(Rules("CREATE INDEX audit_at ON core.audit (at)", "expand", created), V{});
+  EXPECT_EQ(Rules("ALTER TABLE core.audit ADD CONSTRAINT audit_pk PRIMARY KEY (id)", "expand", created), V{});
+  EXPECT_EQ(Rules("ALTER TABLE core.audit ADD CONSTRAINT c CHECK (id > 0), ALTER COLUMN body SET NOT NULL",
+                  "expand", created), V{});
+  EXPECT_EQ(Rules("ALTER TABLE core.audit ADD COLUMN n int NOT NULL", "expand", created), V{});
+  EXPECT_EQ(Rules("ALTER TABLE core.audit ALTER COLUMN body TYPE jsonb USING body::jsonb", "expand", created), V{});
+  EXPECT_EQ(Rules("CREATE INDEX audit_at ON audit (at)", "expand", created), V{"require-concurrent-index-creation"})
+      << "another table (the search_path's audit, not core.audit)";
+  EXPECT_EQ(Rules("CREATE TABLE t (id int); CREATE INDEX i ON t (id)"), V{"one-statement-per-step"});
+}
+
+TEST(Lint, SetNotNullNeedsTheValidatedCheckOfThatColumn) {
+  const std::vector<std::string> other = {"ALTER TABLE t ADD CONSTRAINT k CHECK (b IS NOT NULL) NOT VALID",
+                                          "ALTER TABLE t VALIDATE CONSTRAINT k"};
+  EXPECT_EQ(Rules("ALTER TABLE t ALTER COLUMN c SET NOT NULL", "contract", other),
+            V{"set-not-null-without-validated-check"});
+  const std::vector<std::string> not_validated = {"ALTER TABLE t ADD CONSTRAINT k CHECK (c IS NOT NULL) NOT VALID"};
+  EXPECT_EQ(Rules("ALTER TABLE t ALTER COLUMN c SET NOT NULL", "contract", not_validated),
+            V{"set-not-null-without-validated-check"});
+  const std::vector<std::string> other_table = {"ALTER TABLE u ADD CONSTRAINT k CHECK (c IS NOT NULL)"};
+  EXPECT_EQ(Rules("ALTER TABLE t ALTER COLUMN c SET NOT NULL", "contract", other_table),
+            V{"set-not-null-without-validated-check"});
+  const std::vector<std::string> at_once = {"ALTER TABLE t ADD CONSTRAINT k CHECK (c IS NOT NULL)"};
+  EXPECT_EQ(Rules("ALTER TABLE t ALTER COLUMN c SET NOT NULL", "contract", at_once), V{})
+      << "validated as it was added (that step is refused on its own)";
+}
+
+std::vector<std::string> RulesWith(const std::string& sql, const LintFacts& facts) {
+  LintContext ctx;
+  ctx.facts = &facts;
+  std::vector<std::string> out;
+  for (const auto& f : LintStep(sql, "expand", ctx)) out.push_back(f.rule);
+  return out;
+}
+
+TEST(Lint, TheCatalogTellsWhichTypeChangesRewrite) {
+  LintFacts facts;
+  facts.column_types = {{"users.name", "character varying(255)"}, {"users.n", "numeric(10,2)"},
+                        {"users.id", "integer"}, {"users.ip", "cidr"}, {"users.body", "text"},
+                        {"core.users.at", "timestamp(3) without time zone"}};
+  EXPECT_EQ(RulesWith("ALTER TABLE users ALTER COLUMN name TYPE text", facts), V{});
+  EXPECT_EQ(RulesWith("ALTER TABLE users ALTER COLUMN name TYPE varchar(300)", facts), V{});
+  EXPECT_EQ(RulesWith("ALTER TABLE users ALTER COLUMN name TYPE varchar", facts), V{});
+  EXPECT_EQ(RulesWith("ALTER TABLE users ALTER COLUMN name TYPE varchar(100)", facts), V{"changing-column-type"})
+      << "a shorter limit checks every row";
+  EXPECT_EQ(RulesWith("ALTER TABLE users ALTER COLUMN n TYPE numeric(12,2)", facts), V{});
+  EXPECT_EQ(RulesWith("ALTER TABLE users ALTER COLUMN n TYPE numeric(12,3)", facts), V{"changing-column-type"});
+  EXPECT_EQ(RulesWith("ALTER TABLE users ALTER COLUMN id TYPE bigint", facts), V{"changing-column-type"});
+  EXPECT_EQ(RulesWith("ALTER TABLE users ALTER COLUMN ip TYPE inet", facts), V{});
+  EXPECT_EQ(RulesWith("ALTER TABLE users ALTER COLUMN body TYPE varchar(10)", facts), V{"changing-column-type"});
+  EXPECT_EQ(RulesWith("ALTER TABLE users ALTER COLUMN name TYPE text USING upper(name)", facts),
+            V{"changing-column-type"}) << "USING computes every row";
+  EXPECT_EQ(RulesWith("ALTER TABLE core.users ALTER COLUMN at TYPE timestamp(6)", facts), V{});
+  EXPECT_EQ(RulesWith("ALTER TABLE users ALTER COLUMN unknown TYPE text", facts), V{"changing-column-type"})
+      << "a column the catalog does not know: assume the worst";
+}
+
+TEST(Lint, TheCatalogTellsWhichFunctionsAreStableAndHowBigTheTableIs) {
+  LintFacts facts;
+  facts.volatility = {{"app_default_tenant", 's'}, {"random_code", 'v'}};
+  facts.table_sizes = {{"users", "about 50,000 rows, 8 MB"}};
+  facts.constraint_types = {{"users.users_email_key", 'u'}, {"users.users_age_check", 'c'}};
+  EXPECT_EQ(RulesWith("ALTER TABLE users ADD COLUMN t int DEFAULT app_default_tenant()", facts), V{});
+  EXPECT_EQ(RulesWith("ALTER TABLE users ADD COLUMN t text DEFAULT random_code()", facts),
+            V{"adding-field-with-volatile-default"});
+  EXPECT_EQ(RulesWith("ALTER TABLE users DROP CONSTRAINT users_age_check", facts), V{});
+  EXPECT_EQ(RulesWith("ALTER TABLE users DROP CONSTRAINT users_email_key", facts), V{"ban-drop-in-expand"})
+      << "the old version's ON CONFLICT needs it";
+  LintContext ctx;
+  ctx.facts = &facts;
+  const auto f = LintStep("CREATE INDEX i ON users (email)", "expand", ctx);
+  ASSERT_EQ(f.size(), 1u);
+  EXPECT_NE(f[0].ToString("p.yaml").find("(table users, about 50,000 rows, 8 MB; at line 1, column 1 of the step)"),
+            std::string::npos) << f[0].ToString("p.yaml");
+}
+
+TEST(Lint, QuestionsForTheCatalogComeFromTheRawSteps) {
+  auto parsed = ParsePlan(R"(plan: p
+database: app
+expand:
+  - sql: ALTER TABLE core.users ADD COLUMN t int DEFAULT app.pick()
+  - sql: ALTER TABLE core.users ALTER COLUMN name TYPE text
+  - sql: ALTER TABLE core.users DROP CONSTRAINT users_age_check
+)", "p.yaml");
+  ASSERT_TRUE(parsed.ok()) << FormatDiagnostics(parsed.errors);
+  const LintQuestions q = LintQuestionsOf(parsed.plan);
+  EXPECT_EQ(q.functions, std::set<std::string>{"pick"});
+  EXPECT_EQ(q.tables, std::set<std::string>{"core.users"});
+  EXPECT_EQ(q.columns, std::set<std::string>{"core.users.name"});
+  EXPECT_EQ(q.constraints, std::set<std::string>{"core.users.users_age_check"});
+}
+
+TEST(Lint, DollarQuotingIsOneStatementAndParseErrorsSayWhere) {
+  EXPECT_EQ(Rules("CREATE FUNCTION f() RETURNS trigger LANGUAGE plpgsql AS $body$\nBEGIN\n  NEW.a := 1;\n"
+                  "  RETURN NEW;\nEND\n$body$"),
+            V{});
+  const auto f = LintStep("ALTER TABLE users\n  ADD COLUMN c int DEFALT 0", "expand", std::vector<std::string>{});
+  ASSERT_EQ(f.size(), 1u);
+  EXPECT_EQ(f[0].rule, "syntax-error");
+  EXPECT_NE(f[0].message.find("syntax error at or near \"DEFALT\""), std::string::npos) << f[0].message;
+  EXPECT_EQ(f[0].where, "line 2, column 20");
+}
+
+TEST(Lint, AStepThatDoesNotParseIsRefusedEvenWhenMarkedUnsafe) {
+  auto parsed = ParsePlan(R"(plan: p
+database: app
+expand:
+  - sql: CREATE INDEX i ON t (c
+    unsafe: small table
+)", "p.yaml");
+  ASSERT_TRUE(parsed.ok()) << FormatDiagnostics(parsed.errors);
+  const auto findings = LintPlan(parsed.plan);
+  ASSERT_EQ(findings.size(), 1u);
+  EXPECT_EQ(findings[0].rule, "syntax-error");
+}
+
+// tests/data/lint/corpus.tsv: PHASE, the rule expected (or `ok`), the SQL.
+TEST(Lint, EveryStatementOfTheCorpusGetsItsVerdict) {
+  std::ifstream in(std::string(TIDE_SOURCE_DIR) + "/tests/data/lint/corpus.tsv");
+  ASSERT_TRUE(in) << "tests/data/lint/corpus.tsv is missing";
+  int cases = 0, refused = 0;
+  for (std::string line; std::getline(in, line);) {
+    if (line.empty() || line[0] == '#') continue;
+    const size_t a = line.find('\t'), b = line.find('\t', a + 1);
+    ASSERT_NE(b, std::string::npos) << line;
+    const std::string phase = line.substr(0, a), rule = line.substr(a + 1, b - a - 1), sql = line.substr(b + 1);
+    ++cases;
+    const auto rules = Rules(sql, phase);
+    if (rule == "ok") {
+      EXPECT_EQ(rules, V{}) << phase << ": " << sql;
+    } else {
+      ++refused;
+      EXPECT_NE(std::find(rules.begin(), rules.end(), rule), rules.end())
+          << phase << ": " << sql << "\n  expected " << rule << ", got " << ::testing::PrintToString(rules);
+    }
+  }
+  EXPECT_GE(cases, 150);
+  EXPECT_GE(refused, 80);
 }
 
 }  // namespace
