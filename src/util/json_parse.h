@@ -1,5 +1,5 @@
-// Reads one flat JSON object (string, number, boolean and null values), as the audit log
-// writes them. Pure.
+// Reads one JSON object, as the audit log and the control requests write them (with
+// nlohmann-json). Pure.
 #pragma once
 
 #include <map>
