@@ -1,9 +1,11 @@
 // tidectl: the operator's command line for tide.
+#include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <ctime>
@@ -19,6 +21,7 @@
 #include "engine/backfill.h"
 #include "engine/preflight.h"
 #include "pg/pg_database.h"
+#include "plan/importer.h"
 #include "plan/lint.h"
 #include "plan/plan_parser.h"
 #include "runtime/control.h"
@@ -28,6 +31,7 @@
 #include "tide/json.h"
 #include "tide/version.h"
 #include "util/json_parse.h"
+#include "util/sha256.h"
 #include "obs/audit_log.h"
 
 namespace {
@@ -62,6 +66,12 @@ const char* kUsage =
     "                                         the audit trail as a timeline\n"
     "  audit (--config FILE | --file PATH) --verify\n"
     "                                         check the hash chain; exit 1 naming the first broken line\n"
+    "  import FILE.sql [--down FILE.down.sql] [--database DB] [--name NAME] [-o PLAN.yaml]\n"
+    "                                         turn a SQL migration (numbered, or Prisma's\n"
+    "                                         migration.sql) into a plan; says what became of each statement\n"
+    "  import --history DIR --db DB --config FILE\n"
+    "                                         record the migrations in DIR that schema_migrations or\n"
+    "                                         _prisma_migrations lists as applied: importing them again is refused\n"
     "  version\n";
 
 struct Args {
@@ -73,7 +83,8 @@ struct Args {
 
 bool ParseArgs(int argc, char** argv, Args* a, std::string* error) {
   static const std::set<std::string> with_value = {"--config", "--spool", "--file", "--plan",
-                                                   "--event", "--since", "--phase", "--db"};
+                                                   "--event", "--since", "--phase", "--db",
+                                                   "--down", "--database", "--name", "-o", "--history"};
   static const std::set<std::string> flags = {"--json",  "--verify", "--follow",
                                               "--watch", "--all",    "--dry-run"};
   if (argc < 2) return *error = "no command given", false;
@@ -162,6 +173,152 @@ int Preflight(const std::string& path, const std::string& text, const std::strin
   report.value().database = db;
   std::cout << tide::FormatPreflight(*report);
   return report->ok() ? 0 : 1;
+}
+
+// The down file beside a numbered migration: 019_x.sql -> 019_x.down.sql ("" when none).
+std::string DownFileOf(const std::string& up) {
+  const std::string ext = ".sql";
+  if (up.size() <= ext.size() || up.compare(up.size() - ext.size(), ext.size(), ext) != 0) return "";
+  const std::string down = up.substr(0, up.size() - ext.size()) + ".down.sql";
+  struct stat st;
+  return ::stat(down.c_str(), &st) == 0 ? down : "";
+}
+
+bool ImportFile(const std::string& up_path, const std::string& down_path, const tide::ImportOptions& o,
+                tide::ImportResult* out) {
+  auto up = tide::ReadFile(up_path, tide::kMaxPlanBytes);
+  if (!up.ok()) return std::cerr << "tidectl import: " << up.status().message() << "\n", false;
+  std::string down_text;
+  if (!down_path.empty()) {
+    auto down = tide::ReadFile(down_path, tide::kMaxPlanBytes);
+    if (!down.ok()) return std::cerr << "tidectl import: " << down.status().message() << "\n", false;
+    down_text = *down;
+  }
+  *out = tide::ImportSql(*up, down_text, o);
+  if (!out->error.empty()) return std::cerr << "tidectl import: " << out->error << "\n", false;
+  return true;
+}
+
+// tidectl import --history DIR: every migration in DIR that the application's tool recorded
+// as applied is recorded in tide.plans as done, under the name `tidectl import` gives it.
+int ImportHistory(const Args& a) {
+  if (!a.options.count("--config") || !a.options.count("--db")) {
+    return std::cerr << "tidectl import --history: --db DB and --config FILE are required\n", 2;
+  }
+  auto config = tide::LoadConfigFile(a.options.at("--config"));
+  if (!config.ok()) return std::cerr << "tidectl: invalid config:\n" << config.status().message(), 1;
+  const std::string db = a.options.at("--db");
+  if (!config->databases.count(db)) return std::cerr << "tidectl import: database `" << db << "` is not in the config\n", 2;
+  tide::PgConnector connector(config->databases, config->defaults);
+  auto conn = connector.ConnectPg(db);
+  if (!conn.ok()) return std::cerr << "database " << db << ": " << conn.status().ToString() << "\n", 1;
+  if (auto s = (*conn)->EnsureSchema(); !s.ok()) return std::cerr << "database " << db << ": " << s.ToString() << "\n", 1;
+  std::string source;
+  auto applied = (*conn)->AppliedMigrations(&source);
+  if (!applied.ok()) return std::cerr << "tidectl import: " << applied.status().ToString() << "\n", 1;
+  if (source.empty()) {
+    return std::cerr << "tidectl import: database `" << db << "` has neither schema_migrations nor "
+                        "_prisma_migrations; nothing to record\n", 1;
+  }
+  std::map<std::string, std::string> when(applied->begin(), applied->end());
+  // The files: DIR/NNN_name.sql (not .down.sql), or DIR/<timestamp>_<name>/migration.sql.
+  const std::string dir = a.options.at("--history");
+  std::vector<std::string> files;
+  if (DIR* d = ::opendir(dir.c_str())) {
+    while (dirent* e = ::readdir(d)) {
+      const std::string n = e->d_name;
+      if (n == "." || n == "..") continue;
+      const std::string path = dir + "/" + n;
+      struct stat st;
+      if (::stat((path + "/migration.sql").c_str(), &st) == 0) files.push_back(path + "/migration.sql");
+      else if (n.size() > 4 && n.compare(n.size() - 4, 4, ".sql") == 0 && n.find(".down.") == std::string::npos) files.push_back(path);
+    }
+    ::closedir(d);
+  } else {
+    return std::cerr << "tidectl import: cannot read " << dir << ": " << std::strerror(errno) << "\n", 1;
+  }
+  std::sort(files.begin(), files.end());
+  int recorded = 0, known = 0, pending = 0;
+  for (const auto& f : files) {
+    // The version the tool records: the file's name without .sql, or Prisma's directory.
+    std::string version = f.substr(f.rfind('/') + 1);
+    if (version == "migration.sql") {
+      const std::string parent = f.substr(0, f.rfind('/'));
+      version = parent.substr(parent.rfind('/') + 1);
+    } else {
+      version.resize(version.size() - 4);
+    }
+    if (!when.count(version)) {
+      ++pending;
+      std::cout << "  " << version << ": not applied yet (import it and submit the plan)\n";
+      continue;
+    }
+    tide::ImportOptions o;
+    o.file = f;
+    o.database = db;
+    tide::ImportResult r;
+    if (!ImportFile(f, DownFileOf(f), o, &r)) return 1;
+    tide::PlanRecord rec;
+    rec.name = tide::PlanNameForMigration(f);
+    rec.checksum = tide::Sha256Hex(r.yaml);
+    rec.file_name = rec.name + ".yaml";
+    rec.source = r.yaml;
+    rec.submitted_by = "tidectl import --history (" + source + ")";
+    auto added = (*conn)->RecordAppliedBefore(rec, when[version]);
+    if (!added.ok()) return std::cerr << "tidectl import: " << added.status().ToString() << "\n", 1;
+    if (*added) ++recorded; else ++known;
+    std::cout << "  " << version << ": " << (*added ? "recorded as applied at " + when[version] : std::string("already known to tide"))
+              << " (plan " << rec.name << ")\n";
+  }
+  std::cout << db << ": " << recorded << " recorded from " << source << ", " << known << " already known, "
+            << pending << " not applied yet\n";
+  return 0;
+}
+
+// tidectl import FILE: the plan on stdout (or in -o FILE), what became of each statement on stderr.
+int Import(const Args& a) {
+  if (a.options.count("--history")) return ImportHistory(a);
+  if (a.positional.size() != 1) {
+    return std::cerr << "tidectl import: usage: tidectl import FILE.sql [--down FILE] [--database DB] "
+                        "[--name NAME] [-o PLAN.yaml]\n", 2;
+  }
+  const std::string up = a.positional[0];
+  tide::ImportOptions o;
+  o.file = up;
+  if (a.options.count("--database")) o.database = a.options.at("--database");
+  if (a.options.count("--name")) o.name = a.options.at("--name");
+  const std::string down = a.options.count("--down") ? a.options.at("--down") : DownFileOf(up);
+  tide::ImportResult r;
+  if (!ImportFile(up, down, o, &r)) return 1;
+  int review = 0;
+  for (const auto& n : r.notes) {
+    std::cerr << (n.statement ? "statement " + std::to_string(n.statement) : std::string("plan")) << ": " << n.text << "\n";
+    review += n.needs_review;
+  }
+  // The plan as tide will read it.
+  const std::string plan_file = a.options.count("-o") ? a.options.at("-o") : "plan.yaml";
+  auto parsed = tide::ParsePlan(r.yaml, plan_file);
+  for (const auto& d : parsed.errors) std::cerr << "plan: " << d.message << (d.hint.empty() ? "" : "; " + d.hint) << "\n";
+  if (parsed.ok()) {
+    for (const auto& f : tide::LintPlan(parsed.plan)) {
+      std::cerr << f.ToString(plan_file) << "\n";
+      ++review;
+    }
+  }
+  if (a.options.count("-o")) {
+    const std::string out = a.options.at("-o");
+    std::ofstream f(out);
+    f << r.yaml;
+    if (!f.good()) return std::cerr << "tidectl import: cannot write " << out << "\n", 1;
+    std::cerr << "wrote " << out << "\n";
+  } else {
+    std::cout << r.yaml;
+  }
+  if (review || !parsed.ok()) {
+    std::cerr << (review + parsed.errors.size()) << " thing(s) to review before submitting the plan\n";
+    return 1;
+  }
+  return 0;
 }
 
 int Validate(const Args& a) {
@@ -750,6 +907,7 @@ int main(int argc, char** argv) {
     if (args.command == "retry") return Retry(args);
     if (args.command == "abort") return Abort(args);
     if (args.command == "revert" || args.command == "finalize") return RevertOrFinalize(args);
+    if (args.command == "import") return Import(args);
     if (args.command == "history") return History(args);
     if (args.command == "pause") return PauseOrResume(args, "pause");
     if (args.command == "resume") return PauseOrResume(args, "resume");

@@ -115,6 +115,7 @@ struct BackfillTask {
   std::vector<std::string> key;  // empty: the table's primary key, looked up at run time
   std::vector<std::pair<std::string, std::string>> set;  // column -> SQL expression, in order
   std::string where;  // empty: every set column IS NULL
+  std::string from;   // `from:` (its join folded into each `set` expression), for display
   std::optional<int64_t> batch_size;       // the starting size
   std::optional<int64_t> workers;          // parallel workers on disjoint key ranges
   std::optional<Millis> target_batch_time;  // the batch size adapts toward this

@@ -55,6 +55,12 @@ class PgPlanDatabase : public PlanDatabase {
   Result<std::optional<PlanRecord>> FindPlan(const std::string& name) override;
   Result<std::vector<PlanRecord>> ListPlans() override;
   Status InsertPlan(const PlanRecord& record) override;
+  // `tidectl import --history`: the migrations the application's own tool applied
+  // (schema_migrations.version, or _prisma_migrations.migration_name of finished, not rolled
+  // back ones) with when; `source` says which table. Empty when neither table is there.
+  Result<std::vector<std::pair<std::string, std::string>>> AppliedMigrations(std::string* source);
+  // Records a plan as done before tide (at `applied_at`); false when the name is known already.
+  Result<bool> RecordAppliedBefore(const PlanRecord& record, const std::string& applied_at);
   Status SaveCursor(const std::string& plan, const PlanCursor& cursor) override;
   Status SaveFailure(const std::string& plan, const PlanCursor& at,
                      const std::string& error) override;

@@ -198,6 +198,47 @@ Status PgPlanDatabase::InsertPlan(const PlanRecord& p) {
   }
 }
 
+Result<std::vector<std::pair<std::string, std::string>>> PgPlanDatabase::AppliedMigrations(std::string* source) {
+  TIDE_CONNECTED();
+  try {
+    pqxx::work w(*conn_);
+    std::vector<std::pair<std::string, std::string>> out;
+    source->clear();
+    if (!w.exec1("SELECT to_regclass('schema_migrations') IS NOT NULL")[0].as<bool>() &&
+        !w.exec1("SELECT to_regclass('_prisma_migrations') IS NOT NULL")[0].as<bool>()) {
+      return out;
+    }
+    const bool prisma = !w.exec1("SELECT to_regclass('schema_migrations') IS NOT NULL")[0].as<bool>();
+    *source = prisma ? "_prisma_migrations" : "schema_migrations";
+    const auto rows = w.exec(
+        prisma ? "SELECT migration_name, COALESCE(finished_at::text, '') FROM _prisma_migrations WHERE "
+                 "finished_at IS NOT NULL AND rolled_back_at IS NULL ORDER BY 1"
+               : "SELECT version::text, COALESCE((to_jsonb(m) ->> 'applied_at'), '') FROM schema_migrations m "
+                 "ORDER BY 1");
+    for (const auto& r : rows) out.emplace_back(r[0].c_str(), r[1].c_str());
+    w.abort();
+    return out;
+  } catch (...) {
+    return FromCurrentException();
+  }
+}
+
+Result<bool> PgPlanDatabase::RecordAppliedBefore(const PlanRecord& p, const std::string& applied_at) {
+  TIDE_CONNECTED();
+  try {
+    pqxx::work w(*conn_);
+    const auto r = w.exec_params(
+        "INSERT INTO tide.plans (name, checksum, file_name, source, submitted_by, state, started_at, finished_at) "
+        "VALUES ($1, $2, $3, $4, $5, 'done', COALESCE(NULLIF($6, '')::timestamptz, now()), "
+        "COALESCE(NULLIF($6, '')::timestamptz, now())) ON CONFLICT (name) DO NOTHING RETURNING 1",
+        p.name, p.checksum, p.file_name, p.source, p.submitted_by, applied_at);
+    w.commit();
+    return !r.empty();
+  } catch (...) {
+    return FromCurrentException();
+  }
+}
+
 Status PgPlanDatabase::SaveCursor(const std::string& plan, const PlanCursor& cursor) {
   TIDE_CONNECTED();
   try {

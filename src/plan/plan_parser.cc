@@ -427,7 +427,7 @@ class PlanParser {
       const YAML::Node t = node[i];
       const std::string what = "backfill task " + std::to_string(i + 1);
       if (!r_.ExpectMap(t, what,
-                        {"table", "key", "set", "where", "batch_size", "workers",
+                        {"table", "key", "set", "where", "from", "batch_size", "workers",
                          "target_batch_time", "min_batch_size", "max_batch_size",
                          "max_rows_per_second", "pause_between_batches", "sync_trigger"})) {
         if (!t.IsMap()) continue;
@@ -438,6 +438,19 @@ class PlanParser {
       ParseKey(t, what, &task);
       ParseSet(t, what, &task);
       if (auto w = r_.String(t, "where", what, false)) task.where = *w;
+      if (auto f = r_.String(t, "from", what, false)) {
+        // UPDATE t SET c = e FROM other o WHERE join, batched by t's key: each value is looked
+        // up in `from` by `where` (the join); a row with no match stays as it is.
+        if (task.where.empty()) {
+          r_.Error(t["from"], "`from` in " + what + " needs `where`: the join to " + *f,
+                   "e.g. `where: o.id = patient_offers.\"offerId\"`");
+        }
+        task.from = *f;
+        for (auto& [column, expr] : task.set) {
+          expr = "(SELECT " + expr + " FROM " + *f + " WHERE " + task.where + " LIMIT 1)";
+        }
+        task.where.clear();
+      }
       ParseTuning(t, what, &task);
       CheckSyncTrigger(t, what, task);
       for (const auto& other : plan->backfill) {

@@ -30,8 +30,20 @@ SqlParse ParseSql(const std::string& sql) {
     if (const SqlNode* n = Field(raw, "stmt_len")) len = n->get<size_t>();
     if (begin > sql.size()) begin = sql.size();
     std::string text = sql.substr(begin, len);
+    // Leading blanks and comments (a migration file's "-- AlterTable") are not the statement.
     size_t lead = 0;
-    while (lead < text.size() && std::isspace(static_cast<unsigned char>(text[lead]))) ++lead;
+    for (;;) {
+      while (lead < text.size() && std::isspace(static_cast<unsigned char>(text[lead]))) ++lead;
+      if (text.compare(lead, 2, "--") == 0) {
+        const size_t nl = text.find('\n', lead);
+        lead = nl == std::string::npos ? text.size() : nl + 1;
+      } else if (text.compare(lead, 2, "/*") == 0) {
+        const size_t close = text.find("*/", lead + 2);
+        lead = close == std::string::npos ? text.size() : close + 2;
+      } else {
+        break;
+      }
+    }
     size_t end = text.size();
     while (end > lead && (std::isspace(static_cast<unsigned char>(text[end - 1])) || text[end - 1] == ';')) --end;
     s.text = text.substr(lead, end - lead);

@@ -53,9 +53,8 @@ inline std::string SmallDemoData() {
   return sql + kAppVersion;
 }
 
-// An example plan from plans/, with lock_timeout 500ms and the deploy gate.
-inline std::string ExamplePlan(const std::string& file) {
-  std::string plan = ReadAll(std::string(TIDE_SOURCE_DIR) + "/plans/" + file);
+// A plan with lock_timeout 500ms and the deploy gate.
+inline std::string WithTestSettings(std::string plan) {
   const size_t gates = plan.find("\ngates:\n");
   if (gates == std::string::npos) plan += std::string("gates:\n") + kDeployGate;
   else plan.insert(gates + 8, kDeployGate);
@@ -67,6 +66,11 @@ inline std::string ExamplePlan(const std::string& file) {
   }
   return std::regex_replace(plan, std::regex("\ndatabase: app\n"),
                             "\ndatabase: app\nsettings:\n  lock_timeout: 500ms\n");
+}
+
+// An example plan from plans/, with lock_timeout 500ms and the deploy gate.
+inline std::string ExamplePlan(const std::string& file) {
+  return WithTestSettings(ReadAll(std::string(TIDE_SOURCE_DIR) + "/plans/" + file));
 }
 
 struct Scenario {
