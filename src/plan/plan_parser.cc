@@ -8,6 +8,7 @@
 #include "engine/alterations.h"
 #include "plan/duration_ranges.h"
 #include "plan/lint.h"
+#include "plan/sql_parse.h"
 #include "plan/yaml_reader.h"
 
 namespace tide {
@@ -203,6 +204,7 @@ class PlanParser {
       case OpKind::kAddCheck:
         step->name.name = Name(m, "name", what, true);
         step->expression = Sql(m, "expression", what, true);
+        Expression(m["expression"], "expression", what, step->expression);
         return;
       case OpKind::kAddUnique:
         step->name.name = Name(m, "name", what, true);
@@ -229,13 +231,10 @@ class PlanParser {
     step->type = Sql(m, "type", what, true);
     if (m["default"]) step->default_sql = Sql(m, "default", what, true);
     step->not_null = Bool(m, "not_null", what);
-    for (const char* word : {"NOT NULL", "DEFAULT", "PRIMARY KEY", "REFERENCES", "UNIQUE", "CHECK"}) {
-      if (Upper(step->type).find(word) != std::string::npos) {
-        r_.Error(m["type"], "`type` in " + what + " holds `" + word + "`",
-                 "give only the type (e.g. `text`, `numeric(10,2)`); use `default:`, "
-                 "`not_null:` or a later typed operation for the rest");
-      }
-    }
+    TypeOnly(m["type"], what, step->type,
+             "give only the type (e.g. `text`, `numeric(10,2)`); use `default:`, "
+             "`not_null:` or a later typed operation for the rest");
+    if (step->default_sql) Expression(m["default"], "default", what, *step->default_sql);
     if (step->default_sql && IsVolatileExpression(*step->default_sql)) {
       r_.Error(m["default"], "the default of " + what + " is volatile, which rewrites the whole "
                              "table under an ACCESS EXCLUSIVE lock",
@@ -251,18 +250,18 @@ class PlanParser {
     step->down = Sql(m, "down", what, false);
     if (m["default"]) step->default_sql = Sql(m, "default", what, true);
     step->not_null = Bool(m, "not_null", what);
-    for (const char* word : {"NOT NULL", "DEFAULT", "PRIMARY KEY", "REFERENCES", "UNIQUE", "CHECK"}) {
-      if (Upper(step->type).find(word) != std::string::npos) {
-        r_.Error(m["type"], "`type` in " + what + " holds `" + word + "`",
-                 "give only the type (e.g. `bigint`); use `not_null:`, `default:`, `check:` or "
-                 "`unique:` for the rest");
-      }
-    }
+    TypeOnly(m["type"], what, step->type,
+             "give only the type (e.g. `bigint`); use `not_null:`, `default:`, `check:` or "
+             "`unique:` for the rest");
+    Expression(m["up"], "up", what, step->up);
+    Expression(m["down"], "down", what, step->down);
+    if (step->default_sql) Expression(m["default"], "default", what, *step->default_sql);
     if (const YAML::Node c = m["check"]) {
       const std::string cw = "`check` in " + what;
       if (r_.ExpectMap(c, cw, {"name", "expression"}) || c.IsMap()) {
         step->name.name = Name(c, "name", cw, true);
         step->expression = Sql(c, "expression", cw, true);
+        Expression(c["expression"], "expression", cw, step->expression);
       }
     }
     if (const YAML::Node u = m["unique"]) {
@@ -326,6 +325,8 @@ class PlanParser {
     }
     step->unique = Bool(m, "unique", what);
     step->where = Sql(m, "where", what, false);
+    Expression(m["expression"], "expression", what, step->expression);
+    Expression(m["where"], "where", what, step->where);
     step->method = Sql(m, "method", what, false);
     static const std::set<std::string> methods = {"",    "btree", "hash",  "gist",
                                                   "gin", "brin",  "spgist"};
@@ -408,6 +409,45 @@ class PlanParser {
     return v.value_or("");
   }
 
+  // An SQL expression of the plan (a default, `up`, a check, `where`, a `set` value) must be
+  // one expression PostgreSQL's parser reads: tide places it in its own statements as written.
+  void Expression(const YAML::Node& at, const std::string& key, const std::string& what,
+                  const std::string& text, const std::string& wrap_before = "SELECT (",
+                  const std::string& wrap_after = "\n)") {
+    if (Trim(text).empty()) return;
+    const SqlParse p = ParseSql(wrap_before + text + wrap_after);
+    if (!p.ok()) {
+      r_.Error(at, "`" + key + "` in " + what + " is not SQL PostgreSQL can read: " + p.error,
+               "correct it; tide puts it in its statements as written");
+    } else if (p.statements.size() != 1) {
+      r_.Error(at, "`" + key + "` in " + what + " holds more than one expression",
+               "give one SQL expression, without a semicolon");
+    }
+  }
+
+  // A column type alone (`numeric(10,2)`, `text[]`): read as a column of a table, with nothing
+  // else in its definition.
+  void TypeOnly(const YAML::Node& at, const std::string& what, const std::string& type,
+                const std::string& hint) {
+    if (Trim(type).empty()) return;
+    const SqlParse p = ParseSql("CREATE TABLE t (c " + type + "\n)");
+    const SqlNode* elts = p.ok() && p.statements.size() == 1 ? Field(p.statements[0].body, "tableElts") : nullptr;
+    const bool one_column = elts && elts->is_array() && elts->size() == 1 && KindOf((*elts)[0]) == "ColumnDef";
+    if (!p.ok() || !one_column) {
+      r_.Error(at, "`type` in " + what + " is not a type PostgreSQL can read" + (p.ok() ? "" : ": " + p.error),
+               "give only the type (e.g. `text`, `numeric(10,2)`)");
+    } else if (const SqlNode* cons = Field(BodyOf((*elts)[0]), "constraints")) {
+      static const std::map<std::string, std::string> words = {
+          {"CONSTR_NOTNULL", "NOT NULL"}, {"CONSTR_NULL", "NULL"}, {"CONSTR_DEFAULT", "DEFAULT"},
+          {"CONSTR_PRIMARY", "PRIMARY KEY"}, {"CONSTR_FOREIGN", "REFERENCES"}, {"CONSTR_UNIQUE", "UNIQUE"},
+          {"CONSTR_CHECK", "CHECK"}, {"CONSTR_GENERATED", "GENERATED"}, {"CONSTR_IDENTITY", "GENERATED"}};
+      const auto it = words.find(StringField(BodyOf((*cons)[0]), "contype"));
+      r_.Error(at, "`type` in " + what + " holds `" + (it == words.end() ? "a constraint" : it->second) + "`", hint);
+    } else if (Field(BodyOf((*elts)[0]), "collClause")) {
+      r_.Error(at, "`type` in " + what + " holds `COLLATE`", hint);
+    }
+  }
+
   bool Bool(const YAML::Node& m, const std::string& key, const std::string& what) {
     auto v = r_.String(m, key, what, false);
     if (!v || *v == "false") return false;
@@ -416,10 +456,6 @@ class PlanParser {
     return false;
   }
 
-  static std::string Upper(std::string s) {
-    for (char& c : s) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-    return s;
-  }
 
   void ParseBackfill(const YAML::Node& node, Plan* plan) {
     if (!r_.ExpectList(node, "`backfill`")) return;
@@ -438,7 +474,9 @@ class PlanParser {
       ParseKey(t, what, &task);
       ParseSet(t, what, &task);
       if (auto w = r_.String(t, "where", what, false)) task.where = *w;
+      Expression(t["where"], "where", what, task.where);
       if (auto f = r_.String(t, "from", what, false)) {
+        Expression(t["from"], "from", what, *f, "SELECT 1 FROM ", "\n");
         // UPDATE t SET c = e FROM other o WHERE join, batched by t's key: each value is looked
         // up in `from` by `where` (the join); a row with no match stays as it is.
         if (task.where.empty()) {
@@ -531,6 +569,7 @@ class PlanParser {
                  "quote it if it contains `: ` or starts with a special character");
         continue;
       }
+      Expression(kv.second, "the value of `" + kv.first.Scalar() + "`", "`set` of " + what, kv.second.Scalar());
       task->set.emplace_back(kv.first.Scalar(), kv.second.Scalar());
     }
   }

@@ -302,5 +302,32 @@ TEST(PlanParser, PlanNamesAreLowerCaseDigitsAndUnderscores) {
   EXPECT_FALSE(IsValidPlanName(std::string(64, 'a')));
 }
 
+// Expressions and types of typed operations and backfill tasks are read by PostgreSQL's
+// parser when the plan is: a typo is refused at validate, not when the step runs.
+TEST(PlanParser, ExpressionsAndTypesArePostgreSQLs) {
+  auto errors = [](const std::string& body) {
+    return FormatDiagnostics(ParsePlan("plan: p\ndatabase: app\n" + body, "p.yaml").errors);
+  };
+  EXPECT_NE(errors("expand:\n  - add_column: {table: t, column: c, type: int, default: \"1 +\"}\n")
+                .find("`default` in `add_column` in expand step 1 is not SQL PostgreSQL can read: syntax error"),
+            std::string::npos);
+  EXPECT_NE(errors("expand:\n  - add_column: {table: t, column: c, type: \"numeric(10,\"}\n")
+                .find("is not a type PostgreSQL can read"),
+            std::string::npos);
+  EXPECT_NE(errors("expand:\n  - add_column: {table: t, column: c, type: text COLLATE \"C\"}\n").find("holds `COLLATE`"),
+            std::string::npos);
+  EXPECT_NE(errors("backfill:\n  - table: t\n    set: {c: \"1); DROP TABLE t; SELECT (1\"}\n")
+                .find("holds more than one expression"),
+            std::string::npos);
+  EXPECT_NE(errors("backfill:\n  - table: t\n    set: {c: \"upper(a\"}\n").find("is not SQL PostgreSQL can read"),
+            std::string::npos);
+  EXPECT_EQ(errors("expand:\n  - add_column: {table: t, column: c, type: \"timestamp(3) with time zone[]\", "
+                   "default: \"'{}' -- empty\"}\n"),
+            "");
+  EXPECT_EQ(errors("backfill:\n  - table: t\n    set: {c: \"(SELECT o.x FROM o WHERE o.id = t.o_id)\"}\n"
+                   "    where: \"c IS NULL AND a > 0\"\n"),
+            "");
+}
+
 }  // namespace
 }  // namespace tide
