@@ -175,11 +175,12 @@ int Preflight(const std::string& path, const std::string& text, const std::strin
   return report->ok() ? 0 : 1;
 }
 
-// The down file beside a numbered migration: 019_x.sql -> 019_x.down.sql ("" when none).
+// The down file beside a numbered migration: 019_x.sql -> 019_x.down.sql, 019_x.up.sql ->
+// 019_x.down.sql ("" when none).
 std::string DownFileOf(const std::string& up) {
-  const std::string ext = ".sql";
-  if (up.size() <= ext.size() || up.compare(up.size() - ext.size(), ext.size(), ext) != 0) return "";
-  const std::string down = up.substr(0, up.size() - ext.size()) + ".down.sql";
+  auto ends = [&](const std::string& e) { return up.size() > e.size() && up.compare(up.size() - e.size(), e.size(), e) == 0; };
+  if (!ends(".sql")) return "";
+  const std::string down = up.substr(0, up.size() - (ends(".up.sql") ? 7 : 4)) + ".down.sql";
   struct stat st;
   return ::stat(down.c_str(), &st) == 0 ? down : "";
 }
@@ -221,6 +222,7 @@ int ImportHistory(const Args& a) {
                         "_prisma_migrations; nothing to record\n", 1;
   }
   std::map<std::string, std::string> when(applied->begin(), applied->end());
+  const bool golang = source.find("golang-migrate") != std::string::npos;
   // The files: DIR/NNN_name.sql (not .down.sql), or DIR/<timestamp>_<name>/migration.sql.
   const std::string dir = a.options.at("--history");
   std::vector<std::string> files;
@@ -246,9 +248,25 @@ int ImportHistory(const Args& a) {
       const std::string parent = f.substr(0, f.rfind('/'));
       version = parent.substr(parent.rfind('/') + 1);
     } else {
-      version.resize(version.size() - 4);
+      version.resize(version.size() - (version.size() > 7 && version.compare(version.size() - 7, 7, ".up.sql") == 0 ? 7 : 4));
     }
-    if (!when.count(version)) {
+    // The tool may record the whole name, or only its leading number or timestamp (dbmate,
+    // Rails, golang-migrate).
+    const std::string number = version.substr(0, version.find_first_not_of("0123456789"));
+    std::string applied_key = when.count(version) ? version : (!number.empty() && when.count(number) ? number : "");
+    if (golang && !number.empty() && !when.empty()) {
+      // golang-migrate: every version up to the recorded one, which is applied unless dirty.
+      const auto& [last, dirty] = *when.begin();
+      const bool up_to = number.size() < 19 && last.size() < 19 && std::stoll(number) < std::stoll(last);
+      const bool at = number.size() < 19 && last.size() < 19 && std::stoll(number) == std::stoll(last);
+      if (at && dirty == "dirty") {
+        std::cout << "  " << version << ": failed half-way (dirty in schema_migrations): fix it by hand first\n";
+        ++pending;
+        continue;
+      }
+      applied_key = up_to || at ? last : "";
+    }
+    if (applied_key.empty()) {
       ++pending;
       std::cout << "  " << version << ": not applied yet (import it and submit the plan)\n";
       continue;
@@ -264,10 +282,11 @@ int ImportHistory(const Args& a) {
     rec.file_name = rec.name + ".yaml";
     rec.source = r.yaml;
     rec.submitted_by = "tidectl import --history (" + source + ")";
-    auto added = (*conn)->RecordAppliedBefore(rec, when[version]);
+    const std::string applied_at = golang ? "" : when[applied_key];
+    auto added = (*conn)->RecordAppliedBefore(rec, applied_at);
     if (!added.ok()) return std::cerr << "tidectl import: " << added.status().ToString() << "\n", 1;
     if (*added) ++recorded; else ++known;
-    std::cout << "  " << version << ": " << (*added ? "recorded as applied at " + when[version] : std::string("already known to tide"))
+    std::cout << "  " << version << ": " << (*added ? "recorded as applied" + (applied_at.empty() ? std::string() : " at " + applied_at) : std::string("already known to tide"))
               << " (plan " << rec.name << ")\n";
   }
   std::cout << db << ": " << recorded << " recorded from " << source << ", " << known << " already known, "

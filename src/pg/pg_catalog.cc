@@ -675,24 +675,39 @@ Result<LintFacts> PgPlanDatabase::ReadLintFacts(const LintQuestions& q) {
     pqxx::work w(*conn_);
     LintFacts out;
     for (const auto& f : q.functions) {
-      // Of a name's overloads, the most volatile ('i' < 's' < 'v').
-      auto r = w.exec_params("SELECT max(provolatile::text) FROM pg_proc WHERE lower(proname) = $1", f);
+      // Of a name's overloads, the most volatile ('i' < 's' < 'v'); "app.f" in schema app only.
+      const size_t dot = f.rfind('.');
+      auto r = w.exec_params(
+          "SELECT max(p.provolatile::text) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
+          "WHERE lower(p.proname) = $1 AND ($2 = '' OR lower(n.nspname) = $2)",
+          dot == std::string::npos ? f : f.substr(dot + 1), dot == std::string::npos ? "" : f.substr(0, dot));
       if (!r.empty() && !r[0][0].is_null()) out.volatility[f] = r[0][0].c_str()[0];
     }
     for (const auto& t : q.tables) {
       auto r = w.exec_params(
           "SELECT 'about ' || to_char(greatest(c.reltuples, 0)::bigint, 'FM999,999,999,999') || ' rows, ' || "
-          "pg_size_pretty(pg_total_relation_size(c.oid)) FROM pg_class c WHERE c.oid = to_regclass($1)",
+          "pg_size_pretty(pg_total_relation_size(c.oid)), greatest(c.reltuples, 0)::bigint FROM pg_class c "
+          "WHERE c.oid = to_regclass($1)",
           RegclassText(t));
-      if (!r.empty()) out.table_sizes[t] = r[0][0].c_str();
+      if (!r.empty()) {
+        out.table_sizes[t] = r[0][0].c_str();
+        out.table_rows[t] = r[0][1].as<int64_t>();
+      }
     }
     for (const auto& key : q.columns) {
       const auto [table, column] = SplitLast(key);
+      // A type change rebuilds the column's expression and partial indexes and checks its CHECK
+      // constraints again, even when it is binary coercible: such a column's type is left
+      // unknown (the change is then taken as a rewrite).
       auto r = w.exec_params(
-          "SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = to_regclass($1) "
-          "AND attname = $2 AND attnum > 0 AND NOT attisdropped",
+          "SELECT format_type(a.atttypid, a.atttypmod), EXISTS (SELECT 1 FROM pg_index i JOIN pg_depend d "
+          "ON d.classid = 'pg_class'::regclass AND d.objid = i.indexrelid AND d.refobjid = a.attrelid AND "
+          "d.refobjsubid = a.attnum WHERE i.indrelid = a.attrelid AND (i.indexprs IS NOT NULL OR i.indpred "
+          "IS NOT NULL)) OR EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conrelid = a.attrelid AND "
+          "c.contype IN ('c', 'x') AND a.attnum = ANY (c.conkey)) FROM pg_attribute a WHERE a.attrelid = "
+          "to_regclass($1) AND a.attname = $2 AND a.attnum > 0 AND NOT a.attisdropped",
           RegclassText(table), column);
-      if (!r.empty()) out.column_types[key] = r[0][0].c_str();
+      if (!r.empty() && !r[0][1].as<bool>()) out.column_types[key] = r[0][0].c_str();
     }
     for (const auto& key : q.constraints) {
       const auto [table, name] = SplitLast(key);

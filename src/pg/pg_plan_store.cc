@@ -210,6 +210,16 @@ Result<std::vector<std::pair<std::string, std::string>>> PgPlanDatabase::Applied
     }
     const bool prisma = !w.exec1("SELECT to_regclass('schema_migrations') IS NOT NULL")[0].as<bool>();
     *source = prisma ? "_prisma_migrations" : "schema_migrations";
+    // golang-migrate keeps one row: the last version applied, and whether it failed half-way.
+    if (!prisma && w.exec1("SELECT count(*) FROM pg_attribute WHERE attrelid = 'schema_migrations'::regclass "
+                           "AND attname = 'dirty' AND NOT attisdropped")[0].as<int>() > 0) {
+      *source = "schema_migrations (golang-migrate)";
+      for (const auto& r : w.exec("SELECT version::text, dirty::text FROM schema_migrations")) {
+        out.emplace_back(r[0].c_str(), std::string(r[1].c_str()) == "true" ? "dirty" : "");
+      }
+      w.abort();
+      return out;
+    }
     const auto rows = w.exec(
         prisma ? "SELECT migration_name, COALESCE(finished_at::text, '') FROM _prisma_migrations WHERE "
                  "finished_at IS NOT NULL AND rolled_back_at IS NULL ORDER BY 1"

@@ -35,8 +35,20 @@ size_t FindTopLevel(const std::string& s, size_t from, const std::vector<std::st
   int depth = 0;
   for (size_t i = from; i < s.size(); ++i) {
     const char c = s[i];
+    if (c == '-' && i + 1 < s.size() && s[i + 1] == '-') {  // a comment to the end of the line
+      while (i < s.size() && s[i] != '\n') ++i;
+      continue;
+    }
+    if (c == '/' && i + 1 < s.size() && s[i + 1] == '*') {
+      const size_t close = s.find("*/", i + 2);
+      i = close == std::string::npos ? s.size() : close + 1;
+      continue;
+    }
     if (c == '\'' || c == '"') {
+      // E'...\'...' strings escape with a backslash; '' and "" double.
+      const bool escapes = c == '\'' && i > 0 && (s[i - 1] == 'E' || s[i - 1] == 'e');
       for (++i; i < s.size() && s[i] != c; ++i) {
+        if (escapes && s[i] == '\\') ++i;
       }
       continue;
     }
@@ -78,6 +90,7 @@ struct Builder {
   YAML::Node rollback = YAML::Node(YAML::NodeType::Sequence);
   std::vector<ImportNote> notes;
   std::map<std::string, size_t> backfill_of;  // table -> its task
+  std::set<std::string> added;                // "table.column" of the file's ADD COLUMNs
 
   void Note(size_t n, std::string text, bool review = false) { notes.push_back({n, std::move(text), review}); }
 
@@ -128,8 +141,10 @@ struct Builder {
     const std::string table = Rel(b);
     const std::string name = StringField(b, "idxname");
     std::vector<std::string> columns;
+    const SqlNode* rel = Field(b, "relation");
     bool plain = !name.empty() && !Field(b, "indexIncludingParams") && !Field(b, "options") &&
-                 !Field(b, "tableSpace");
+                 !Field(b, "tableSpace") && !BoolField(b, "nulls_not_distinct") &&
+                 rel && BoolField(*rel, "inh");  // ON ONLY: a partitioned table's parent index
     if (const SqlNode* params = Field(b, "indexParams")) {
       for (const SqlNode& p : *params) {
         const SqlNode& e = BodyOf(p);
@@ -247,8 +262,8 @@ struct Builder {
       YAML::Node s;
       s["sql"] = "ALTER TABLE " + QuotedTable(table) + " ALTER COLUMN " + Quoted(column) +
                  " SET DEFAULT " + default_expr;
-      contract.push_back(s);
-      what += ", filled by a backfill task from its default, which new rows get from contract on";
+      expand.push_back(s);  // a catalog change: new rows get it from now on
+      what += ", its default set for new rows (a catalog change), the existing rows filled by a backfill task";
     }
     if (not_null) {
       YAML::Node s;
@@ -301,7 +316,13 @@ struct Builder {
       const auto cols = KeyNames(Field(c, "fk_attrs"));
       const auto refs = KeyNames(Field(c, "pk_attrs"));
       const std::string ref = RelationName(Field(c, "pktable"));
-      if (cols.empty() || refs.size() != cols.size()) return Raw(&contract, "contract", n, st.text);
+      // What add_foreign_key does not carry stays as written (NOT VALID is added by hand then).
+      const std::string upd = StringField(c, "fk_upd_action"), matchtype = StringField(c, "fk_matchtype");
+      const bool carried = (upd.empty() || upd == "a") && (matchtype.empty() || matchtype == "s") &&
+                           !BoolField(c, "deferrable");
+      if (cols.empty() || refs.size() != cols.size() || (!carried && name.empty())) {
+        return Raw(&contract, "contract", n, st.text);
+      }
       a["columns"] = cols;
       a["columns"].SetStyle(YAML::EmitterStyle::Flow);
       a["references"]["table"] = ref;
@@ -313,7 +334,18 @@ struct Builder {
           {"c", "cascade"}, {"r", "restrict"}, {"n", "set null"}, {"d", "set default"}};
       auto act = actions.find(StringField(c, "fk_del_action"));
       if (act != actions.end()) a["on_delete"] = act->second;
-      contract.push_back(Op("add_foreign_key", a));
+      if (carried) {
+        contract.push_back(Op("add_foreign_key", a));
+      } else {
+        // ON UPDATE, MATCH or DEFERRABLE, which add_foreign_key does not take: as written, in
+        // its two safe steps.
+        YAML::Node add, validate;
+        add["sql"] = st.text + " NOT VALID";
+        validate["sql"] = "ALTER TABLE " + QuotedTable(table) + " VALIDATE CONSTRAINT " + Quoted(name);
+        contract.push_back(add);
+        contract.push_back(validate);
+      }
+      contract_names.insert(name);
       // The gate: no row points nowhere (VALIDATE would fail on it after all the waiting).
       std::string match;
       for (size_t i = 0; i < cols.size(); ++i) {
@@ -340,6 +372,7 @@ struct Builder {
       a["name"] = name;
       a["expression"] = Trim(st.text.substr(open + 1, close - open - 1));
       contract.push_back(Op("add_check", a));
+      contract_names.insert(name);
       return Note(n, "add_check in contract (NOT VALID, then VALIDATE CONSTRAINT)");
     }
     if (ct == "CONSTR_UNIQUE" || ct == "CONSTR_PRIMARY") {
@@ -350,6 +383,7 @@ struct Builder {
       if (!name.empty() || ct == "CONSTR_UNIQUE") a["name"] = name.empty() ? table + "_" + cols[0] + "_key" : name;
       if (ct == "CONSTR_UNIQUE") {
         contract.push_back(Op("add_unique", a));
+        contract_names.insert(a["name"].as<std::string>());
         return Note(n, "add_unique in contract (the index built CONCURRENTLY, then ADD CONSTRAINT ... USING INDEX)");
       }
       expand.push_back(Op("add_primary_key", a));
@@ -358,11 +392,14 @@ struct Builder {
     Raw(&contract, "contract", n, st.text);
   }
 
-  void Update(size_t n, const SqlStatement& st) {
+  // An UPDATE as a backfill task, when that keeps its meaning: it fills columns this file adds
+  // (an UPDATE of values the application already has would become "fill the NULLs"), one
+  // UPDATE per table. False: it stays a raw step, in its place.
+  bool Update(size_t n, const SqlStatement& st) {
     const SqlNode& b = st.body;
     const std::string table = Rel(b);
     const SqlNode* targets = Field(b, "targetList");
-    if (!targets || Field(b, "returningList") || Field(b, "withClause")) return Raw(&expand, "expand", n, st.text);
+    if (!targets || Field(b, "returningList") || Field(b, "withClause")) return false;
     const std::string& t = st.text;
     const size_t set_at = FindTopLevel(t, 0, {"SET"});
     const size_t from_at = FindTopLevel(t, set_at, {"FROM"});
@@ -385,14 +422,18 @@ struct Builder {
       if (c == ',' && depth == 0) {
         const std::string item = Trim(list.substr(start, i - start));
         const size_t eq = item.find('=');
-        if (eq == std::string::npos) return Raw(&expand, "expand", n, st.text);
+        if (eq == std::string::npos) return false;
         std::string col = Trim(item.substr(0, eq));
         if (col.size() > 1 && col.front() == '"') col = col.substr(1, col.size() - 2);
         set.emplace_back(col, Trim(item.substr(eq + 1)));
         start = i + 1;
       }
     }
-    if (set.size() != targets->size()) return Raw(&expand, "expand", n, st.text);
+    if (set.size() != targets->size()) return false;
+    if (backfill_of.count(table)) return false;  // a second UPDATE of the table keeps its own WHERE
+    for (const auto& [c, e] : set) {
+      if (!added.count(table + "." + c)) return false;
+    }
     std::string where = where_at == std::string::npos ? "" : Trim(t.substr(where_at + 5));
     // The backfill names the table itself: an alias of the UPDATE's (`UPDATE t x SET ...`)
     // becomes the table's name.
@@ -421,7 +462,7 @@ struct Builder {
       const std::string from = Trim(t.substr(from_at + 4, where_at == std::string::npos ? std::string::npos
                                                                                     : where_at - from_at - 4));
       auto it = backfill_of.find(table);
-      if (it != backfill_of.end()) return Raw(&expand, "expand", n, st.text);
+      if (it != backfill_of.end()) return false;
       YAML::Node task;
       task["table"] = table;
       task["from"] = from;
@@ -429,19 +470,45 @@ struct Builder {
       for (const auto& [c, e] : set) task["set"][c] = e;
       backfill.push_back(task);
       backfill_of[table] = backfill.size() - 1;
-      for (const auto& [c, e] : set) NullCountGate(table, c);
-      return Note(n, "a backfill task with `from: " + from + "` (batched by " + table +
-                     "'s key, throttled, resumable), and a null_count gate per column");
+      YAML::Node g;
+      std::string empty;
+      for (const auto& [c, e] : set) empty += (empty.empty() ? "" : " OR ") + Quoted(c) + " IS NULL";
+      g["sql"] = "SELECT count(*) FROM " + QuotedTable(table) + " WHERE (" + empty + ") AND EXISTS (SELECT 1 FROM " +
+                 from + (where.empty() ? "" : " WHERE " + where) + ")";
+      g["expect"] = 0;
+      gates.push_back(g);
+      Note(n, "a backfill task with `from: " + from + "` (batched by " + table +
+              "'s key, throttled, resumable), gated on no row with a match left unfilled");
+      return true;
     }
     for (const auto& [c, e] : set) Fill(table, c, e);
     if (!where.empty()) backfill[backfill_of[table]]["where"] = where;
     YAML::Node g;
-    g["sql"] = "SELECT count(*) FROM " + QuotedTable(table) + (where.empty() ? "" : " WHERE " + where);
+    std::string differs;
+    for (const auto& [c, e] : set) differs += (differs.empty() ? "" : " OR ") + Quoted(c) + " IS DISTINCT FROM (" + e + ")";
+    g["sql"] = "SELECT count(*) FROM " + QuotedTable(table) + " WHERE (" + where + ") AND (" + differs + ")";
     g["expect"] = 0;
     if (!where.empty()) gates.push_back(g);
     else for (const auto& [c, e] : set) NullCountGate(table, c);
     Note(n, "a backfill task (batched, throttled, resumable)" +
-                std::string(where.empty() ? ", with a null_count gate per column" : ", gated on no row left matching its WHERE"));
+                std::string(where.empty() ? ", with a null_count gate per column"
+                                          : ", gated on no row its WHERE selects left without the value"));
+    return true;
+  }
+
+  std::vector<std::string> texts;  // every statement of the up file, in order
+  std::set<std::string> contract_names;  // constraints contract adds
+  // True when a statement after the n-th (1-based) names `name` as a word.
+  bool NamedLater(size_t n, const std::string& name) const {
+    for (size_t i = n; i < texts.size(); ++i) {
+      for (size_t at = texts[i].find(name); at != std::string::npos; at = texts[i].find(name, at + 1)) {
+        auto ident = [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_'; };
+        const bool before = at == 0 || !ident(texts[i][at - 1]);
+        const bool after = at + name.size() >= texts[i].size() || !ident(texts[i][at + name.size()]);
+        if (before && after) return true;
+      }
+    }
+    return false;
   }
 
   void Statement(size_t n, const SqlStatement& st) {
@@ -449,7 +516,6 @@ struct Builder {
     if (k == "TransactionStmt") return Note(n, "dropped: tide runs each step in a transaction of its own");
     if (k == "IndexStmt") return Index(n, st);
     if (k == "AlterTableStmt") return AlterTable(n, st);
-    if (k == "UpdateStmt") return Update(n, st);
     if (k == "RenameStmt") {
       const std::string type = StringField(st.body, "renameType");
       YAML::Node a;
@@ -458,18 +524,40 @@ struct Builder {
         a["from"] = StringField(st.body, "subname");
         a["to"] = StringField(st.body, "newname");
         expand.push_back(Op("rename_column", a));
+        if (NamedLater(n, StringField(st.body, "newname"))) {
+          return Note(n, "rename_column: the new name is there only through the plan's version schema until "
+                         "contract, but a later statement uses it: move that statement to a later plan", true);
+        }
         return Note(n, "rename_column: the new name through the plan's version schema until contract");
       }
       if (type == "OBJECT_TABLE") {
         a["from"] = Rel(st.body);
         a["to"] = StringField(st.body, "newname");
         expand.push_back(Op("rename_table", a));
+        if (NamedLater(n, StringField(st.body, "newname"))) {
+          return Note(n, "rename_table: the new name is there only through the plan's version schema until "
+                         "contract, but a later statement uses it: move that statement to a later plan", true);
+        }
         return Note(n, "rename_table: the new name through the plan's version schema until contract");
       }
       return Raw(&expand, "expand", n, st.text);
     }
     if (k == "DropStmt") {
       const std::string type = StringField(st.body, "removeType");
+      // Dropped and made again by a later statement (DROP TRIGGER IF EXISTS t; CREATE TRIGGER
+      // t): it stays where it is, so that contract does not drop what expand made.
+      const SqlNode* objs = Field(st.body, "objects");
+      std::string last;
+      if (objs && !objs->empty()) {
+        const SqlNode& o = (*objs)[0];
+        const auto names = KindOf(o) == "List" ? Names(Field(BodyOf(o), "items")) : std::vector<std::string>{};
+        if (!names.empty()) last = names.back();
+        if (KindOf(o) == "String") last = StringField(BodyOf(o), "sval");
+      }
+      if (!last.empty() && NamedLater(n, last)) {
+        Raw(&expand, "expand", n, st.text);
+        return Note(n, "kept in its place: a later statement makes `" + last + "` again", true);
+      }
       if (type == "OBJECT_INDEX") {
         const SqlNode* objects = Field(st.body, "objects");
         if (objects && objects->size() == 1) {
@@ -530,12 +618,23 @@ ImportResult ImportSql(const std::string& up_sql, const std::string& down_sql, c
     return r;
   }
   Builder b{up_sql};
-  // UPDATEs first: an ADD COLUMN ... NOT NULL is filled by the file's own UPDATE.
+  for (const auto& [table, column] : ColumnsAddedBy(up_sql)) b.added.insert(table + "." + column);
+  for (const auto& st : up.statements) b.texts.push_back(st.text);
+  // UPDATEs that become backfill tasks first (an ADD COLUMN ... NOT NULL is filled by the
+  // file's own UPDATE); everything else in the file's order.
+  std::vector<bool> converted(up.statements.size(), false);
   for (size_t i = 0; i < up.statements.size(); ++i) {
-    if (up.statements[i].kind == "UpdateStmt") b.Update(i + 1, up.statements[i]);
+    if (up.statements[i].kind == "UpdateStmt") converted[i] = b.Update(i + 1, up.statements[i]);
   }
   for (size_t i = 0; i < up.statements.size(); ++i) {
-    if (up.statements[i].kind != "UpdateStmt") b.Statement(i + 1, up.statements[i]);
+    if (converted[i]) continue;
+    if (up.statements[i].kind == "UpdateStmt") {
+      b.Raw(&b.expand, "expand", i + 1, up.statements[i].text);
+      b.Note(i + 1, "an UPDATE of values the table already has (or a second one of the table) is not "
+                    "batched: write it as a backfill task with `where:` selecting the rows to change", true);
+      continue;
+    }
+    b.Statement(i + 1, up.statements[i]);
   }
   for (const auto& st : down.statements) {
     if (st.kind == "TransactionStmt") continue;
@@ -561,7 +660,20 @@ ImportResult ImportSql(const std::string& up_sql, const std::string& down_sql, c
     s["sql"] = st.text;
     b.rollback.push_back(s);
   }
-  if (!down.statements.empty()) b.Note(0, "the down file: " + std::to_string(b.rollback.size()) + " rollback step(s), run by `tidectl abort` before contract");
+  if (!down.statements.empty()) {
+    // Rollback runs before contract, when only expand has happened: a down statement about a
+    // constraint contract adds would fail there.
+    std::string about;
+    for (const auto& st : down.statements) {
+      for (const auto& name : b.contract_names) {
+        if (!name.empty() && st.text.find(name) != std::string::npos) about += (about.empty() ? "" : ", ") + name;
+      }
+    }
+    b.Note(0, "the down file: " + std::to_string(b.rollback.size()) + " rollback step(s), run by `tidectl abort` "
+              "before contract" + (about.empty() ? std::string() : "; it undoes " + about + ", which only contract "
+                                   "adds: remove those statements"),
+           !about.empty());
+  }
   if (b.contract.size() > 0 && b.gates.size() == 0) {
     b.Note(0, "contract has steps but nothing proves the data or the deploy is ready: add a gate "
               "(e.g. `- sql: SELECT count(*) FROM app_version WHERE version < 2` with `expect: 0`)", true);

@@ -39,7 +39,16 @@ bool CallIsVolatile(const std::string& f, const LintFacts* facts) {
     auto it = facts->volatility.find(f);
     if (it != facts->volatility.end()) return it->second == 'v';
   }
-  return !KnownNotVolatile(f);
+  // Only PostgreSQL's own functions are known: `app.now()` is the application's.
+  const std::string bare = f.rfind("pg_catalog.", 0) == 0 ? f.substr(11) : f;
+  return bare.find('.') != std::string::npos || !KnownNotVolatile(bare);
+}
+
+// A called function's name as the catalog is asked about it: "now", "app.new_slug".
+std::string FunctionName(const SqlNode* list) {
+  std::string out;
+  for (const auto& n : Names(list)) out += (out.empty() ? "" : ".") + Lower(n);
+  return out;
 }
 
 // The first volatile call under `node` ("" when none).
@@ -47,7 +56,7 @@ std::string VolatileCallIn(const SqlNode& node, const LintFacts* facts) {
   std::string found;
   Walk(node, [&](const std::string& kind, const SqlNode& body) {
     if (!found.empty() || kind != "FuncCall") return;
-    const std::string f = LastName(Field(body, "funcname"));
+    const std::string f = FunctionName(Field(body, "funcname"));
     if (CallIsVolatile(f, facts)) found = f;
   });
   return found;
@@ -109,7 +118,7 @@ TypeSpec FromFormatType(const std::string& printed) {
       if (std::isdigit(static_cast<unsigned char>(printed[j]))) {
         num += printed[j];
       } else if (!num.empty()) {
-        t.mods.push_back(std::stoll(num));
+        t.mods.push_back(num.size() > 12 ? -1 : std::stoll(num));  // -1: not a type modifier
         num.clear();
       }
     }
@@ -146,6 +155,8 @@ bool TypeChangeRewrites(const TypeSpec& from, const TypeSpec& to) {
   return true;
 }
 
+constexpr int64_t kBigTable = 10000;
+
 struct Linter {
   const std::string& sql;
   const std::string& phase;
@@ -160,6 +171,9 @@ struct Linter {
     f.fix = std::move(fix);
     if (at != std::string::npos) f.where = PositionIn(sql, at);
     f.table = table;
+    const std::string bare = table.rfind("public.", 0) == 0 ? table.substr(7) : table;
+    f.catalog_may_lift = !ctx.facts && !table.empty() &&
+                         (ctx.maybe_new_tables.count(bare) || ctx.maybe_new_tables.count("public." + bare));
     if (!table.empty() && ctx.facts) {
       auto it = ctx.facts->table_sizes.find(table);
       if (it != ctx.facts->table_sizes.end()) f.table += ", " + it->second;
@@ -170,7 +184,16 @@ struct Linter {
     out.push_back(std::move(f));
   }
 
-  bool IsNew(const std::string& table) const { return ctx.new_tables.count(table) > 0; }
+  // A table an earlier step created: `users` and `public.users` are taken as one.
+  bool IsNew(const std::string& table) const {
+    const std::string bare = table.rfind("public.", 0) == 0 ? table.substr(7) : table;
+    if (ctx.new_tables.count(bare) || ctx.new_tables.count("public." + bare)) return true;
+    // CREATE TABLE IF NOT EXISTS: new only when the catalog says it was not there.
+    if (ctx.maybe_new_tables.count(bare) || ctx.maybe_new_tables.count("public." + bare)) {
+      return ctx.facts && !ctx.facts->table_sizes.count(table) && !ctx.facts->table_sizes.count(bare);
+    }
+    return false;
+  }
 
   void Statement(const SqlStatement& st) {
     const SqlNode& b = st.body;
@@ -242,6 +265,36 @@ struct Linter {
             "REFRESH MATERIALIZED VIEW without CONCURRENTLY blocks every read of the view while it runs",
             "give the view a unique index and write REFRESH MATERIALIZED VIEW CONCURRENTLY");
       }
+    } else if (k == "DoStmt" || k == "CallStmt") {
+      Add("opaque-statement", st.offset, "",
+          std::string(k == "DoStmt" ? "a DO block" : "CALL") + " runs statements tide cannot see: "
+          "their locks, scans and rewrites are not checked",
+          "write its statements as steps of their own (typed operations where tide has them), or "
+          "mark the step `unsafe:` once you have checked them");
+    } else if (k == "ExplainStmt") {
+      if (const SqlNode* q = Field(b, "query")) {
+        bool analyze = false;
+        for (const SqlNode& o : Field(b, "options") ? *Field(b, "options") : SqlNode::array()) {
+          analyze |= StringField(BodyOf(o), "defname") == "analyze";
+        }
+        if (analyze) Statement(SqlStatement{KindOf(*q), BodyOf(*q), st.text, st.offset});
+      }
+    } else if (k == "AlterEnumStmt" && !StringField(b, "oldVal").empty()) {
+      Add("renaming-enum-value", st.offset, "", "a renamed enum value breaks the application code that writes the old one",
+          "add the new value (ALTER TYPE ... ADD VALUE), move the rows over with a backfill task, and stop using the old one");
+    } else if (k == "AlterObjectSchemaStmt" &&
+               (StringField(b, "objectType") == "OBJECT_TABLE" || StringField(b, "objectType") == "OBJECT_VIEW")) {
+      Add("renaming-table", st.offset, RelationName(Field(b, "relation")),
+          "moving a table to another schema breaks the application code that names it where it was",
+          "create a view under the old name first, or move it when no running version uses that name");
+    } else if (k == "GrantStmt" && !BoolField(b, "is_grant")) {
+      Add("revoking-privileges", st.offset, "", "REVOKE can make the running application's queries fail with permission denied",
+          "revoke in contract, once no running version needs the privilege (and mark the step `unsafe:`)");
+    } else if (k == "VariableSetStmt" && StringField(b, "kind") == "VAR_RESET_ALL") {
+      Add("ban-setting-timeouts", st.offset, "",
+          "RESET ALL clears the lock_timeout and statement_timeout tide set, leaving later statements "
+          "free to wait on locks without bound",
+          "use `settings: {lock_timeout, statement_timeout}` in the plan, or `statement_timeout:` on the step");
     } else if (k == "VariableSetStmt") {
       const std::string name = Lower(StringField(b, "name"));
       if (name == "lock_timeout" || name == "statement_timeout" || name == "idle_in_transaction_session_timeout") {
@@ -252,7 +305,14 @@ struct Linter {
       }
     } else if (k == "UpdateStmt" || k == "DeleteStmt") {
       const std::string table = RelationName(Field(b, "relation"));
-      if (!Field(b, "whereClause") && !IsNew(table)) {
+      // With a WHERE, only the catalog can tell how many rows it writes: a big table's are
+      // refused (more than 10,000 rows by its statistics).
+      int64_t rows = -1;
+      if (ctx.facts) {
+        auto it = ctx.facts->table_rows.find(table);
+        if (it != ctx.facts->table_rows.end()) rows = it->second;
+      }
+      if ((!Field(b, "whereClause") || rows > kBigTable) && !IsNew(table)) {
         Add("ban-unbatched-data-change", st.offset, table,
             std::string(k == "UpdateStmt" ? "an UPDATE" : "a DELETE") +
                 " of every row in one step holds row locks on the whole table until it commits, "
@@ -261,6 +321,28 @@ struct Linter {
                               : "delete in batches if that is really meant");
       }
     }
+  }
+
+  // What any statement may hide: set_config() of tide's timeouts, and UPDATE or DELETE inside a
+  // WITH.
+  void Nested(const SqlStatement& st) {
+    Walk(st.body, [&](const std::string& kind, const SqlNode& body) {
+      if (kind == "FuncCall" && FunctionName(Field(body, "funcname")) == "set_config") {
+        const SqlNode* args = Field(body, "args");
+        if (args && !args->empty() && KindOf((*args)[0]) == "A_Const") {
+          const SqlNode* sval = Field(BodyOf((*args)[0]), "sval");
+          const std::string name = sval ? Lower(StringField(*sval, "sval")) : "";
+          if (name == "lock_timeout" || name == "statement_timeout") {
+            Add("ban-setting-timeouts", LocationOf(body), "",
+                "set_config('" + name + "') changes the timeout tide set on every statement",
+                "use `settings: {lock_timeout, statement_timeout}` in the plan");
+          }
+        }
+      }
+      if ((kind == "UpdateStmt" || kind == "DeleteStmt") && st.kind != kind && st.kind != "ExplainStmt") {
+        Statement(SqlStatement{kind, body, st.text, st.offset});
+      }
+    });
   }
 
   void Index(const SqlStatement& st, const SqlNode& b) {
@@ -331,6 +413,20 @@ struct Linter {
         Add("ban-set-logged", st.offset, table,
             "SET LOGGED / SET UNLOGGED rewrites the whole table under an ACCESS EXCLUSIVE lock",
             "leave the table's persistence alone, or copy it into a new table outside tide");
+      } else if (sub == "AT_SetAccessMethod" && !fresh) {
+        Add("ban-set-access-method", st.offset, table,
+            "SET ACCESS METHOD rewrites the whole table under an ACCESS EXCLUSIVE lock",
+            "copy it into a new table outside tide");
+      } else if (sub == "AT_AttachPartition") {
+        Add("attach-partition-scans", st.offset, table,
+            "ATTACH PARTITION scans the attached table (and the default partition) under a lock that "
+            "blocks its writes, unless a validated CHECK already proves the bound",
+            "add a CHECK matching the partition bound to the table (`add_check`: NOT VALID, then "
+            "VALIDATE) in an earlier step, then attach it (mark this step `unsafe:`)");
+      } else if (sub == "AT_AddInherit" && !fresh) {
+        Add("ban-inherit", st.offset, table,
+            "INHERIT takes ACCESS EXCLUSIVE on the table and checks its rows against the parent's constraints",
+            "leave inheritance alone, or do it in a maintenance window (mark the step `unsafe:`)");
       } else if (sub == "AT_SetTableSpace" && !fresh) {
         Add("ban-set-tablespace", st.offset, table,
             "SET TABLESPACE copies the whole table under an ACCESS EXCLUSIVE lock",
@@ -465,7 +561,8 @@ struct Linter {
 
   void AlterType(const std::string& table, const std::string& column, const SqlNode& col, size_t at) {
     const SqlNode* type_name = Field(col, "typeName");
-    const bool using_expr = Field(col, "raw_default") != nullptr;
+    // USING computes every row; COLLATE rebuilds every index on the column.
+    const bool using_expr = Field(col, "raw_default") != nullptr || Field(col, "collClause") != nullptr;
     if (ctx.facts && type_name && !using_expr) {
       auto it = ctx.facts->column_types.find(table + "." + column);
       if (it != ctx.facts->column_types.end() &&
@@ -535,7 +632,8 @@ std::string LintFinding::ToString(const std::string& file) const {
 }
 
 bool DependsOnCatalog(const LintFinding& f) {
-  return f.rule == "changing-column-type" || f.rule == "adding-field-with-volatile-default";
+  return f.catalog_may_lift || f.rule == "changing-column-type" ||
+         f.rule == "adding-field-with-volatile-default";
 }
 
 bool IsVolatileExpression(const std::string& sql, const LintFacts* facts) {
@@ -544,7 +642,7 @@ bool IsVolatileExpression(const std::string& sql, const LintFacts* facts) {
   return !VolatileCallIn(p.statements[0].body, facts).empty();
 }
 
-std::vector<std::string> TablesCreatedBy(const std::string& sql) {
+std::vector<std::string> TablesCreatedBy(const std::string& sql, bool maybe) {
   std::vector<std::string> out;
   for (const auto& st : ParseSql(sql).statements) {
     if (st.kind == "CreateStmt" || st.kind == "CreateTableAsStmt") {
@@ -554,7 +652,10 @@ std::vector<std::string> TablesCreatedBy(const std::string& sql) {
         rel = into ? Field(*into, "rel") : nullptr;
       }
       const std::string name = RelationName(rel);
-      if (!name.empty()) out.push_back(name);
+      const SqlNode* r = rel && KindOf(*rel) == "RangeVar" ? &BodyOf(*rel) : rel;
+      const bool temp = r && StringField(*r, "relpersistence") == "t";
+      const bool if_not_exists = BoolField(st.body, "if_not_exists");
+      if (!name.empty() && !temp && if_not_exists == maybe) out.push_back(name);
     }
   }
   return out;
@@ -707,7 +808,9 @@ std::vector<LintFinding> LintStep(const std::string& sql, const std::string& pha
   Linter inner{sql, phase, ctx, {}};
   for (const auto& st : p.statements) {
     inner.Statement(st);
+    inner.Nested(st);
     for (const auto& t : TablesCreatedBy(st.text)) ctx.new_tables.insert(t);
+    for (const auto& t : TablesCreatedBy(st.text, true)) ctx.maybe_new_tables.insert(t);
   }
   for (auto& f : inner.out) {
     if (std::none_of(l.out.begin(), l.out.end(), [&](const LintFinding& o) { return o.rule == f.rule; })) {
@@ -723,6 +826,7 @@ std::vector<LintFinding> LintStep(const std::string& sql, const std::string& pha
   ctx.earlier = earlier;
   for (const auto& e : earlier) {
     for (const auto& t : TablesCreatedBy(e)) ctx.new_tables.insert(t);
+    for (const auto& t : TablesCreatedBy(e, true)) ctx.maybe_new_tables.insert(t);
   }
   return LintStep(sql, phase, ctx);
 }
@@ -734,7 +838,7 @@ LintQuestions LintQuestionsOf(const Plan& plan) {
       if (s.kind != OpKind::kSql) continue;
       for (const auto& st : ParseSql(s.sql).statements) {
         Walk(st.body, [&](const std::string& kind, const SqlNode& body) {
-          if (kind == "FuncCall") q.functions.insert(LastName(Field(body, "funcname")));
+          if (kind == "FuncCall") q.functions.insert(FunctionName(Field(body, "funcname")));
         });
         const std::string table = RelationName(Field(st.body, "relation"));
         if (table.empty()) continue;
@@ -770,12 +874,17 @@ std::vector<LintFinding> LintPlan(const Plan& plan, const LintFacts* facts) {
       }
       ctx.earlier.push_back(steps[i].sql);
       for (const auto& t : TablesCreatedBy(steps[i].sql)) ctx.new_tables.insert(t);
+      for (const auto& t : TablesCreatedBy(steps[i].sql, true)) ctx.maybe_new_tables.insert(t);
     }
   };
   lint(plan.expand, "expand");
-  lint(plan.contract, "contract");
-  // Rollback undoes expand: the tables expand created are not new to it.
+  // By contract the application has been writing the tables expand created: they are not
+  // new any more; nor to rollback, which undoes expand.
   ctx.new_tables.clear();
+  ctx.maybe_new_tables.clear();
+  lint(plan.contract, "contract");
+  ctx.new_tables.clear();
+  ctx.maybe_new_tables.clear();
   lint(plan.rollback, "rollback");
   return out;
 }

@@ -5,6 +5,7 @@
 // (LintFacts). Pure.
 #pragma once
 
+#include <cstdint>
 #include <map>
 #include <set>
 #include <string>
@@ -23,6 +24,7 @@ struct LintFinding {
   std::string fix;
   std::string where;  // inside the statement: "line 1, column 22" ("" when unknown)
   std::string table;  // the table it is about, with its size when known: "users, about 50,000 rows, 8 MB"
+  bool catalog_may_lift = false;  // about a table CREATE TABLE IF NOT EXISTS may have created
 
   // "file:line:col: expand step 2: <rule>: <message> (table users; at line 1, column 22 of
   // the step); <fix>"
@@ -34,6 +36,7 @@ struct LintFinding {
 struct LintFacts {
   std::map<std::string, char> volatility;           // function (lower case) -> 'i', 's' or 'v'
   std::map<std::string, std::string> table_sizes;   // table as written -> "about 50,000 rows, 8 MB"
+  std::map<std::string, int64_t> table_rows;        // table as written -> its estimated rows
   std::map<std::string, std::string> column_types;  // "table.column" -> format_type, e.g. "character varying(255)"
   std::map<std::string, char> constraint_types;     // "table.constraint" -> contype ('c', 'f', 'u', 'p', 'x')
 };
@@ -60,8 +63,10 @@ std::string LockTakenBy(const std::string& sql);
 // CONCURRENTLY, REINDEX CONCURRENTLY, DETACH PARTITION CONCURRENTLY, VACUUM, ...).
 bool RunsOutsideTransactionBlock(const std::string& sql);
 
-// The tables that CREATE TABLE statements in `sql` create ("users", "core.users").
-std::vector<std::string> TablesCreatedBy(const std::string& sql);
+// The tables that CREATE TABLE statements in `sql` create ("users", "core.users"); with
+// `maybe`, those of CREATE TABLE IF NOT EXISTS instead (new only if they were not there).
+// Temporary tables are left out.
+std::vector<std::string> TablesCreatedBy(const std::string& sql, bool maybe = false);
 // The columns that ALTER TABLE ... ADD COLUMN statements in `sql` add: {"core.users", "name"}.
 std::vector<std::pair<std::string, std::string>> ColumnsAddedBy(const std::string& sql);
 
@@ -78,6 +83,7 @@ std::vector<LintFinding> LintPlan(const Plan& plan, const LintFacts* facts = nul
 struct LintContext {
   std::vector<std::string> earlier;   // their SQL
   std::set<std::string> new_tables;   // tables they created (new and empty)
+  std::set<std::string> maybe_new_tables;  // CREATE TABLE IF NOT EXISTS: new if the catalog lacks them
   const LintFacts* facts = nullptr;
 };
 

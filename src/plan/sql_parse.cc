@@ -2,9 +2,13 @@
 
 #include <pg_query.h>
 
+#include <algorithm>
 #include <cctype>
 
 namespace tide {
+namespace {
+constexpr int kMaxTreeDepth = 2000;
+}  // namespace
 
 SqlParse ParseSql(const std::string& sql) {
   SqlParse out;
@@ -15,7 +19,30 @@ SqlParse ParseSql(const std::string& sql) {
     pg_query_free_parse_result(r);
     return out;
   }
-  SqlNode tree = SqlNode::parse(r.parse_tree ? r.parse_tree : "{}", nullptr, false);
+  // A tree nested deeper than any migration needs (1 + 1 + ... thousands of times) is refused
+  // before it is read: reading and walking it recurse.
+  const char* json = r.parse_tree ? r.parse_tree : "{}";
+  int depth = 0, deepest = 0;
+  bool in_string = false;
+  for (const char* c = json; *c; ++c) {
+    if (in_string) {
+      if (*c == '\\' && c[1]) ++c;
+      else if (*c == '"') in_string = false;
+    } else if (*c == '"') {
+      in_string = true;
+    } else if (*c == '{' || *c == '[') {
+      deepest = std::max(deepest, ++depth);
+    } else if (*c == '}' || *c == ']') {
+      --depth;
+    }
+  }
+  if (deepest > kMaxTreeDepth) {
+    pg_query_free_parse_result(r);
+    out.error = "the SQL nests " + std::to_string(deepest) + " levels deep, more than tide reads (" +
+                std::to_string(kMaxTreeDepth) + "); split it or simplify it";
+    return out;
+  }
+  SqlNode tree = SqlNode::parse(json, nullptr, false);
   pg_query_free_parse_result(r);
   if (tree.is_discarded()) {
     out.error = "the parser's output could not be read";

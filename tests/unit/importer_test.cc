@@ -66,6 +66,7 @@ TEST(Import, EachStatementGoesWhereItBelongsAsATypedOperation) {
 TEST(Import, AnUpdateBecomesABackfillTaskAndANotNullItsGate) {
   const auto r = Import(
       "ALTER TABLE users ADD COLUMN display_name text;\n"
+      "ALTER TABLE users ADD COLUMN flag boolean;\n"
       "UPDATE users SET display_name = COALESCE(name, 'x'), flag = (a, b) IS NULL;\n"
       "ALTER TABLE users ALTER COLUMN display_name SET NOT NULL;\n");
   const Plan p = Valid(r);
@@ -79,6 +80,7 @@ TEST(Import, AnUpdateBecomesABackfillTaskAndANotNullItsGate) {
 
 TEST(Import, UpdateFromAJoinBecomesFromOnTheTaskWithTheAliasResolved) {
   const auto r = Import(
+      "ALTER TABLE patient_offers ADD COLUMN \"clinicId\" text;\n"
       "UPDATE \"patient_offers\" po SET \"clinicId\" = o.\"clinicId\" FROM offers o WHERE o.id = po.\"offerId\";\n");
   const Plan p = Valid(r);
   ASSERT_EQ(p.backfill.size(), 1u);
@@ -118,6 +120,36 @@ TEST(Import, FromNeedsItsJoin) {
   auto parsed = ParsePlan("plan: p\ndatabase: app\nbackfill:\n  - table: t\n    from: o\n    set: {c: o.c}\n", "p.yaml");
   EXPECT_NE(FormatDiagnostics(parsed.errors).find("`from` in backfill task 1 needs `where`"), std::string::npos)
       << FormatDiagnostics(parsed.errors);
+}
+
+TEST(Import, AnUpdateOfExistingValuesStaysInItsPlaceForReview) {
+  const auto r = Import("ALTER TABLE accounts ADD COLUMN tier text;\nUPDATE accounts SET plan = 'free';\n"
+                        "UPDATE accounts SET tier = 'gold' WHERE spend > 1000;\n");
+  auto parsed = ParsePlan(r.yaml, "plan.yaml");
+  ASSERT_TRUE(parsed.ok()) << FormatDiagnostics(parsed.errors) << r.yaml;
+  ASSERT_EQ(parsed.plan.expand.size(), 2u);
+  EXPECT_NE(parsed.plan.expand[1].sql.find("SET plan = 'free'"), std::string::npos) << "after the ADD COLUMN, as in the file";
+  ASSERT_EQ(parsed.plan.backfill.size(), 1u);
+  EXPECT_EQ(parsed.plan.backfill[0].where, "spend > 1000");
+  EXPECT_NE(r.yaml.find("WHERE (spend > 1000) AND (tier IS DISTINCT FROM ('gold'))"), std::string::npos)
+      << "a gate that can pass: " << r.yaml;
+  bool review = false;
+  for (const auto& n : r.notes) review |= n.statement == 2 && n.needs_review;
+  EXPECT_TRUE(review);
+}
+
+TEST(Import, ADropOfWhatALaterStatementMakesAgainStaysInPlace) {
+  const auto r = Import("DROP TRIGGER IF EXISTS users_touch ON users;\n"
+                        "CREATE TRIGGER users_touch BEFORE UPDATE ON users FOR EACH ROW EXECUTE FUNCTION touch();\n"
+                        "-- a comment's ' does not hide the WHERE\n"
+                        "ALTER TABLE users ADD COLUMN c int;\nUPDATE users SET c = 1 /* where not */ WHERE c IS NULL;\n");
+  auto parsed = ParsePlan(r.yaml, "plan.yaml");
+  ASSERT_TRUE(parsed.ok()) << FormatDiagnostics(parsed.errors) << r.yaml;
+  ASSERT_GE(parsed.plan.expand.size(), 2u);
+  EXPECT_NE(parsed.plan.expand[0].sql.find("DROP TRIGGER"), std::string::npos) << r.yaml;
+  EXPECT_TRUE(parsed.plan.contract.empty()) << r.yaml;
+  ASSERT_EQ(parsed.plan.backfill.size(), 1u);
+  EXPECT_EQ(parsed.plan.backfill[0].where, "c IS NULL");
 }
 
 }  // namespace

@@ -202,7 +202,7 @@ expand:
 )", "p.yaml");
   ASSERT_TRUE(parsed.ok()) << FormatDiagnostics(parsed.errors);
   const LintQuestions q = LintQuestionsOf(parsed.plan);
-  EXPECT_EQ(q.functions, std::set<std::string>{"pick"});
+  EXPECT_EQ(q.functions, std::set<std::string>{"app.pick"});
   EXPECT_EQ(q.tables, std::set<std::string>{"core.users"});
   EXPECT_EQ(q.columns, std::set<std::string>{"core.users.name"});
   EXPECT_EQ(q.constraints, std::set<std::string>{"core.users.users_age_check"});
@@ -230,6 +230,64 @@ expand:
   const auto findings = LintPlan(parsed.plan);
   ASSERT_EQ(findings.size(), 1u);
   EXPECT_EQ(findings[0].rule, "syntax-error");
+}
+
+TEST(Lint, TablesExpandCreatedAreNotNewInContractAndIfNotExistsAsksTheCatalog) {
+  auto parsed = ParsePlan(R"(plan: p
+database: app
+expand:
+  - sql: CREATE TABLE audit (id bigint, actor text)
+  - sql: CREATE INDEX audit_actor ON audit (actor)
+gates:
+  - sql: SELECT 0
+    expect: 0
+contract:
+  - sql: CREATE INDEX audit_id ON audit (id)
+)", "p.yaml");
+  ASSERT_TRUE(parsed.ok()) << FormatDiagnostics(parsed.errors);
+  const auto findings = LintPlan(parsed.plan);
+  ASSERT_EQ(findings.size(), 1u);
+  EXPECT_EQ(findings[0].phase, "contract") << "the application has written it by then";
+
+  const std::vector<std::string> maybe = {"CREATE TABLE IF NOT EXISTS events (id bigint)"};
+  const auto offline = LintStep("CREATE INDEX e ON events (id)", "expand", maybe);
+  ASSERT_EQ(offline.size(), 1u);
+  EXPECT_TRUE(DependsOnCatalog(offline[0])) << "it may have been there already: the catalog decides";
+  LintFacts absent;  // events is not in the catalog: the step before created it
+  LintContext ctx;
+  ctx.facts = &absent;
+  ctx.earlier = maybe;
+  ctx.maybe_new_tables = {"events"};
+  EXPECT_TRUE(LintStep("CREATE INDEX e ON events (id)", "expand", ctx).empty());
+  LintFacts there;
+  there.table_sizes = {{"events", "about 9,000,000 rows, 2 GB"}};
+  ctx.facts = &there;
+  EXPECT_EQ(LintStep("CREATE INDEX e ON events (id)", "expand", ctx).size(), 1u);
+  EXPECT_EQ(Rules("CREATE INDEX e ON x (id)", "expand", {"CREATE TABLE public.x (id int)"}), V{});
+  EXPECT_EQ(Rules("CREATE INDEX e ON t (id)", "expand", {"CREATE TEMP TABLE t (id int)"}),
+            V{"require-concurrent-index-creation"}) << "a temporary t only hides the real one";
+}
+
+TEST(Lint, AnUpdateOfABigTableIsRefusedEvenWithAWhere) {
+  LintFacts facts;
+  facts.table_rows = {{"users", 5000000}, {"settings", 12}};
+  EXPECT_EQ(RulesWith("UPDATE users SET flag = false WHERE flag IS NULL", facts), V{"ban-unbatched-data-change"});
+  EXPECT_EQ(RulesWith("UPDATE settings SET value = 'on' WHERE key = 'x'", facts), V{});
+}
+
+TEST(Lint, TheCatalogsBinaryCoercibleChangeStillRefusesACollation) {
+  LintFacts facts;
+  facts.column_types = {{"users.name", "character varying(255)"}};
+  EXPECT_EQ(RulesWith("ALTER TABLE users ALTER COLUMN name TYPE text COLLATE \"C\"", facts), V{"changing-column-type"});
+}
+
+TEST(Lint, ADeeplyNestedStatementIsRefusedNotACrash) {
+  std::string sql = "SELECT 1";
+  for (int i = 0; i < 60000; ++i) sql += "+1";
+  const auto f = LintStep(sql, "expand", std::vector<std::string>{});
+  ASSERT_EQ(f.size(), 1u);
+  EXPECT_EQ(f[0].rule, "syntax-error");
+  EXPECT_NE(f[0].message.find("levels deep"), std::string::npos) << f[0].message;
 }
 
 // tests/data/lint/corpus.tsv: PHASE, the rule expected (or `ok`), the SQL.
