@@ -37,7 +37,7 @@ echo "== starting PostgreSQL 15 on 127.0.0.1:$PORT (data in .demo/pg)"
 pg_start "$DEMO/pg" "$PORT"
 psql_app() { psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PORT" -U postgres "$@"; }
 psql_app -d postgres -c "CREATE DATABASE app"
-echo "== loading the data set: $ROWS patient offers, 20,000 offers, 50,000 users, 100,000 grades"
+echo "== loading the data set: $ROWS patient offers, 20,000 offers, 50,000 users, 100,000 grades, 100,000 clinic-patient links"
 psql_app -d app -v rows="$ROWS" -f deploy/demo-data.sql
 
 cat >"$DEMO/tided.yaml" <<YAML

@@ -753,10 +753,10 @@ std::vector<DdlStatement> CompileSwitchImpl(const Step& step, const SwitchFacts&
                    "SHARE ROW EXCLUSIVE on " + a.table.Display() + ", brief: writes queue behind it "
                    "for at most lock_timeout while those in flight end; reads go on",
                    "", ""});
-    // A revert that could not switch back is refused before it changes anything (the strict
-    // trigger would fail the writes it could not convert).
-    if (revert && out.size() == 1 && !refuse.empty()) out.back().refuse_if = "SELECT concat_ws('; ', " + refuse + ")";
   }
+  // A revert that could not switch back is refused before it changes anything (the strict
+  // trigger would fail the writes it could not convert).
+  if (revert && !out.empty() && !refuse.empty()) out.front().refuse_if = "SELECT concat_ws('; ', " + refuse + ")";
   // Slow work first, with no lock that holds the application up: the indexes, then the checks,
   // then the foreign keys (which need the unique indexes they reference).
   std::set<std::string> seen;

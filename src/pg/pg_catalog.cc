@@ -696,9 +696,8 @@ Result<LintFacts> PgPlanDatabase::ReadLintFacts(const LintQuestions& q) {
     }
     for (const auto& key : q.columns) {
       const auto [table, column] = SplitLast(key);
-      // A type change rebuilds the column's expression and partial indexes and checks its CHECK
-      // constraints again, even when it is binary coercible: such a column's type is left
-      // unknown (the change is then taken as a rewrite).
+      // Whether the column has expression or partial indexes or CHECKs (which a type change
+      // rebuilds or checks again: the lint decides what that means).
       auto r = w.exec_params(
           "SELECT format_type(a.atttypid, a.atttypmod), EXISTS (SELECT 1 FROM pg_index i JOIN pg_depend d "
           "ON d.classid = 'pg_class'::regclass AND d.objid = i.indexrelid AND d.refobjid = a.attrelid AND "
@@ -707,7 +706,9 @@ Result<LintFacts> PgPlanDatabase::ReadLintFacts(const LintQuestions& q) {
           "c.contype IN ('c', 'x') AND a.attnum = ANY (c.conkey)) FROM pg_attribute a WHERE a.attrelid = "
           "to_regclass($1) AND a.attname = $2 AND a.attnum > 0 AND NOT a.attisdropped",
           RegclassText(table), column);
-      if (!r.empty() && !r[0][1].as<bool>()) out.column_types[key] = r[0][0].c_str();
+      if (r.empty()) continue;
+      out.column_types[key] = r[0][0].c_str();
+      if (r[0][1].as<bool>()) out.columns_with_dependents.insert(key);
     }
     for (const auto& key : q.constraints) {
       const auto [table, name] = SplitLast(key);

@@ -518,29 +518,22 @@ struct Builder {
     if (k == "AlterTableStmt") return AlterTable(n, st);
     if (k == "RenameStmt") {
       const std::string type = StringField(st.body, "renameType");
+      if (type != "OBJECT_COLUMN" && type != "OBJECT_TABLE") return Raw(&expand, "expand", n, st.text);
+      const std::string op = type == "OBJECT_COLUMN" ? "rename_column" : "rename_table";
       YAML::Node a;
       if (type == "OBJECT_COLUMN") {
         a["table"] = Rel(st.body);
         a["from"] = StringField(st.body, "subname");
-        a["to"] = StringField(st.body, "newname");
-        expand.push_back(Op("rename_column", a));
-        if (NamedLater(n, StringField(st.body, "newname"))) {
-          return Note(n, "rename_column: the new name is there only through the plan's version schema until "
-                         "contract, but a later statement uses it: move that statement to a later plan", true);
-        }
-        return Note(n, "rename_column: the new name through the plan's version schema until contract");
-      }
-      if (type == "OBJECT_TABLE") {
+      } else {
         a["from"] = Rel(st.body);
-        a["to"] = StringField(st.body, "newname");
-        expand.push_back(Op("rename_table", a));
-        if (NamedLater(n, StringField(st.body, "newname"))) {
-          return Note(n, "rename_table: the new name is there only through the plan's version schema until "
-                         "contract, but a later statement uses it: move that statement to a later plan", true);
-        }
-        return Note(n, "rename_table: the new name through the plan's version schema until contract");
       }
-      return Raw(&expand, "expand", n, st.text);
+      a["to"] = StringField(st.body, "newname");
+      expand.push_back(Op(op, a));
+      if (NamedLater(n, StringField(st.body, "newname"))) {
+        return Note(n, op + ": the new name is there only through the plan's version schema until "
+                            "contract, but a later statement uses it: move that statement to a later plan", true);
+      }
+      return Note(n, op + ": the new name through the plan's version schema until contract");
     }
     if (k == "DropStmt") {
       const std::string type = StringField(st.body, "removeType");

@@ -157,6 +157,21 @@ bool TypeChangeRewrites(const TypeSpec& from, const TypeSpec& to) {
 
 constexpr int64_t kBigTable = 10000;
 
+// REINDEX (CONCURRENTLY) / REINDEX ... CONCURRENTLY.
+bool HasConcurrentlyParam(const SqlNode& reindex) {
+  const SqlNode* params = Field(reindex, "params");
+  for (const SqlNode& p : params ? *params : SqlNode::array()) {
+    if (StringField(BodyOf(p), "defname") == "concurrently") return true;
+  }
+  return false;
+}
+
+// "public.users" -> "users": the search_path's usual schema, as an earlier step may have
+// named the table either way.
+std::string Unqualified(const std::string& table) {
+  return table.rfind("public.", 0) == 0 ? table.substr(7) : table;
+}
+
 struct Linter {
   const std::string& sql;
   const std::string& phase;
@@ -171,7 +186,7 @@ struct Linter {
     f.fix = std::move(fix);
     if (at != std::string::npos) f.where = PositionIn(sql, at);
     f.table = table;
-    const std::string bare = table.rfind("public.", 0) == 0 ? table.substr(7) : table;
+    const std::string bare = Unqualified(table);
     f.catalog_may_lift = !ctx.facts && !table.empty() &&
                          (ctx.maybe_new_tables.count(bare) || ctx.maybe_new_tables.count("public." + bare));
     if (!table.empty() && ctx.facts) {
@@ -186,7 +201,7 @@ struct Linter {
 
   // A table an earlier step created: `users` and `public.users` are taken as one.
   bool IsNew(const std::string& table) const {
-    const std::string bare = table.rfind("public.", 0) == 0 ? table.substr(7) : table;
+    const std::string bare = Unqualified(table);
     if (ctx.new_tables.count(bare) || ctx.new_tables.count("public." + bare)) return true;
     // CREATE TABLE IF NOT EXISTS: new only when the catalog says it was not there.
     if (ctx.maybe_new_tables.count(bare) || ctx.maybe_new_tables.count("public." + bare)) {
@@ -208,11 +223,7 @@ struct Linter {
     } else if (k == "DropStmt") {
       Drop(st, b);
     } else if (k == "ReindexStmt") {
-      bool concurrently = false;
-      if (const SqlNode* params = Field(b, "params")) {
-        for (const SqlNode& p : *params) concurrently |= StringField(BodyOf(p), "defname") == "concurrently";
-      }
-      if (!concurrently) {
+      if (!HasConcurrentlyParam(b)) {
         Add("require-concurrent-reindex", st.offset, RelationName(Field(b, "relation")),
             "REINDEX without CONCURRENTLY blocks every write to the table (and reads that use the "
             "index) while it rebuilds",
@@ -565,7 +576,7 @@ struct Linter {
     const bool using_expr = Field(col, "raw_default") != nullptr || Field(col, "collClause") != nullptr;
     if (ctx.facts && type_name && !using_expr) {
       auto it = ctx.facts->column_types.find(table + "." + column);
-      if (it != ctx.facts->column_types.end() &&
+      if (it != ctx.facts->column_types.end() && !ctx.facts->columns_with_dependents.count(table + "." + column) &&
           !TypeChangeRewrites(FromFormatType(it->second), FromTypeName(*type_name))) {
         return;  // a catalog change only
       }
@@ -685,11 +696,7 @@ bool RunsOutsideTransactionBlock(const std::string& sql) {
     if (st.kind == "IndexStmt" || st.kind == "DropStmt") {
       if (BoolField(b, "concurrent")) return true;
     } else if (st.kind == "ReindexStmt") {
-      if (const SqlNode* params = Field(b, "params")) {
-        for (const SqlNode& x : *params) {
-          if (StringField(BodyOf(x), "defname") == "concurrently") return true;
-        }
-      }
+      if (HasConcurrentlyParam(b)) return true;
     } else if (st.kind == "VacuumStmt") {
       return BoolField(b, "is_vacuumcmd");  // ANALYZE alone may run in a transaction
     } else if (st.kind == "CreatedbStmt" || st.kind == "DropdbStmt" || st.kind == "AlterSystemStmt" ||

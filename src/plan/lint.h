@@ -38,6 +38,9 @@ struct LintFacts {
   std::map<std::string, std::string> table_sizes;   // table as written -> "about 50,000 rows, 8 MB"
   std::map<std::string, int64_t> table_rows;        // table as written -> its estimated rows
   std::map<std::string, std::string> column_types;  // "table.column" -> format_type, e.g. "character varying(255)"
+  // "table.column" with an expression or partial index or a CHECK: any type change rebuilds or
+  // checks them again under the lock.
+  std::set<std::string> columns_with_dependents;
   std::map<std::string, char> constraint_types;     // "table.constraint" -> contype ('c', 'f', 'u', 'p', 'x')
 };
 

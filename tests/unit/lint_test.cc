@@ -275,6 +275,13 @@ TEST(Lint, AnUpdateOfABigTableIsRefusedEvenWithAWhere) {
   EXPECT_EQ(RulesWith("UPDATE settings SET value = 'on' WHERE key = 'x'", facts), V{});
 }
 
+TEST(Lint, ABinaryCoercibleChangeOfAColumnWithAnExpressionIndexRebuildsIt) {
+  LintFacts facts;
+  facts.column_types = {{"users.email", "character varying(255)"}};
+  facts.columns_with_dependents = {"users.email"};
+  EXPECT_EQ(RulesWith("ALTER TABLE users ALTER COLUMN email TYPE text", facts), V{"changing-column-type"});
+}
+
 TEST(Lint, TheCatalogsBinaryCoercibleChangeStillRefusesACollation) {
   LintFacts facts;
   facts.column_types = {{"users.name", "character varying(255)"}};
