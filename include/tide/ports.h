@@ -36,10 +36,21 @@ struct PlanRecord {
   std::string submitted_at, started_at, finished_at, updated_at;  // ISO 8601 or empty
 };
 
-// The durable progress of one key range of a backfill task (a row of tide.backfill), committed
-// with every batch. A task has one range per worker; each is filled by one worker at a time.
+// What a range of a backfill task spans: keys in the key's order, or heap pages (a TID range
+// scan, PostgreSQL 14+), which reads the table in its physical order whatever the key's.
+enum class RangeUnit { kKey, kPage };
+const char* ToString(RangeUnit unit);  // "key", "page"
+
+// The durable progress of one range of a backfill task (a row of tide.backfill), committed
+// with every batch. A task has one range per worker (page ranges add one open tail); each is
+// filled by one worker at a time.
+//
+// Key ranges: keys above `lower` up to `upper` (empty: open), done up to `last_key`.
+// Page ranges: pages from `lower` (one number) up to, not including, `upper` (empty: to the
+// table's end when the batch runs), done before `last_key`.
 struct TaskCheckpoint {
   int range = 0;
+  RangeUnit unit = RangeUnit::kKey;
   std::vector<std::string> lower;     // keys above this (empty: from the first key)
   std::vector<std::string> upper;     // keys up to this (empty: to the last key)
   int pass = 1;                       // 2 for the catch-up pass after a failed gate
@@ -56,6 +67,7 @@ struct BatchResult {
   int64_t scanned = 0;
   std::vector<std::string> last_key;  // empty when no row was left
   int64_t unfillable = 0;  // rows taken whose expression yields NULL (still pending)
+  bool reached_end = false;  // a page batch: it reached its range's end
 };
 
 // The rows still pending that no update can fill (see UnfillableSql), and a few of their keys
@@ -71,6 +83,18 @@ struct TableInfo {
   std::vector<KeyColumn> key;  // resolved: the plan's `key`, else the primary key
   int64_t estimated_rows = 0;  // EstimateRows over the table's leaf partitions (or itself)
   std::map<std::string, std::string> column_types;  // every column's format_type
+  // An ordinary table with no partitions or inheritance children: its pages are all its rows,
+  // so it can be batched by page.
+  bool plain_heap = false;
+  int64_t pages = 0;  // its heap's size in pages now
+};
+
+// A range to store for a backfill task (see TaskCheckpoint).
+struct RangeBounds {
+  std::vector<std::string> lower;
+  std::vector<std::string> upper;
+  RangeUnit unit = RangeUnit::kKey;
+  int64_t rows_estimated = 0;
 };
 
 struct StatementLimits {
@@ -232,10 +256,10 @@ class BatchRunner {
   // rows inserted after it finished, from its last key on.
   virtual Status ReopenTail(const std::string& plan, int task) = 0;
   // Stores the task's ranges unless another session already did; returns the stored ones.
-  virtual Result<std::vector<TaskCheckpoint>> CreateRanges(
-      const std::string& plan, int task, const std::string& table_name, int pass,
-      const std::vector<std::pair<std::vector<std::string>, std::vector<std::string>>>& bounds,
-      int64_t rows_estimated) = 0;
+  virtual Result<std::vector<TaskCheckpoint>> CreateRanges(const std::string& plan, int task,
+                                                           const std::string& table_name,
+                                                           int pass,
+                                                           const std::vector<RangeBounds>& ranges) = 0;
   // Runs one batch of `from`'s range after `from.last_key` and advances the range's checkpoint
   // in the same transaction.
   virtual Result<BatchResult> RunBatch(const std::string& plan, int task,

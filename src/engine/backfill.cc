@@ -1,8 +1,11 @@
 #include "engine/backfill.h"
 
 #include <algorithm>
+#include <cmath>
 
 namespace tide {
+
+const char* ToString(RangeUnit unit) { return unit == RangeUnit::kPage ? "page" : "key"; }
 
 StatementLimits LimitsFor(const Plan& plan, const Defaults& defaults) {
   return StatementLimits{plan.settings.lock_timeout.value_or(defaults.lock_timeout),
@@ -28,7 +31,56 @@ BackfillOptions OptionsFor(const Plan& plan, const BackfillTask& task, const Def
   o.health.max_active_sessions = plan.settings.max_active_sessions.value_or(d.max_active_sessions);
   o.health.throttle_query = plan.settings.throttle_query.value_or(d.throttle_query);
   o.health.yield_ratio = plan.settings.yield_ratio.value_or(d.yield_ratio);
+  bool gated = true;
+  for (const auto& [column, expr] : task.set) {
+    bool covered = false;
+    for (const auto& g : plan.gates) {
+      covered |= g.kind == Gate::Kind::kNullCount && g.table == task.table && g.column == column;
+    }
+    gated &= covered;
+  }
+  o.moved_rows_caught = task.sync_trigger || (gated && !task.set.empty());
   return o;
+}
+
+bool BatchesByPage(const BackfillTask& task, const TableInfo& info, bool moved_rows_caught,
+                   std::string* error) {
+  using By = BackfillTask::BatchBy;
+  if (task.batch_by == By::kKey) return false;
+  if (task.batch_by == By::kPages && !info.plain_heap) {
+    *error = "`batch_by: pages` needs an ordinary table, and `" + task.table.Display() +
+             "` is partitioned, has inheritance children or is not a heap table; remove `batch_by` "
+             "(it goes by key)";
+    return false;
+  }
+  if (task.batch_by == By::kPages) return true;
+  return info.plain_heap && task.where.empty() && moved_rows_caught;
+}
+
+int64_t PagesFor(int64_t rows, double rows_per_page) {
+  const double per_page = std::max(1.0, rows_per_page);
+  return std::max<int64_t>(1, static_cast<int64_t>(std::ceil(static_cast<double>(rows) / per_page)));
+}
+
+HeapSpan NextPageSpan(HeapPos from, int64_t rows, double rows_per_page, int64_t end) {
+  HeapSpan s;
+  s.from = from;
+  const double per_page = std::max(1.0, rows_per_page);
+  rows = std::max<int64_t>(1, rows);
+  if (from.offset == 0 && static_cast<double>(rows) >= per_page) {
+    s.to = HeapPos{from.page + PagesFor(rows, per_page), 0};
+  } else {
+    const int64_t to = from.offset + rows;
+    // The page's last share runs to the next page: offsets past the estimate are covered too.
+    if (static_cast<double>(to) >= std::ceil(per_page)) {
+      s.to = HeapPos{from.page + 1, 0};
+    } else {
+      s.to = HeapPos{from.page, to};
+    }
+  }
+  if (s.to.page >= end) s.to = HeapPos{end, 0};
+  s.reaches_end = s.to.page >= end && s.to.offset == 0;
+  return s;
 }
 
 BatchStatement MakeBatchStatement(const BackfillTask& task, const std::vector<KeyColumn>& key,
@@ -48,7 +100,7 @@ TaskCheckpoint AdvanceCheckpoint(const TaskCheckpoint& before, const BatchResult
   after.rows_scanned += batch.scanned;
   after.batches += 1;
   if (!batch.last_key.empty()) after.last_key = batch.last_key;
-  after.done = batch.scanned < batch_size;
+  after.done = before.unit == RangeUnit::kPage ? batch.reached_end : batch.scanned < batch_size;
   return after;
 }
 

@@ -26,14 +26,47 @@ struct BackfillOptions {
   int64_t max_rows_per_second = 0;
   Millis pause_between_batches{0};
   HealthLimits health;
+  // A row the application moves behind a page scan (an UPDATE onto room a vacuum made on a page
+  // already read) is caught: by a null_count gate on every set column (the catch-up fills it
+  // before contract), or by the sync trigger (the UPDATE itself fills it).
+  bool moved_rows_caught = false;
 };
 BackfillOptions OptionsFor(const Plan& plan, const BackfillTask& task, const Defaults& defaults);
+
+// Whether the task's batches go by page (see RangeUnit): `batch_by: pages`, or by default an
+// ordinary heap table (no partitions, no inheritance children), no `where` (a row that still
+// matched it after its update would be found again on the page it moved to), and
+// `moved_rows_caught` (see BackfillOptions). *error says why `batch_by: pages` cannot be
+// honoured.
+bool BatchesByPage(const BackfillTask& task, const TableInfo& info, bool moved_rows_caught,
+                   std::string* error);
+
+// The pages a batch of about `rows` rows spans at `rows_per_page`: at least 1.
+int64_t PagesFor(int64_t rows, double rows_per_page);
+
+// A place in the heap: a tuple id (page, line pointer offset). (p, 0) comes before every tuple
+// of page p.
+struct HeapPos {
+  int64_t page = 0;
+  int64_t offset = 0;
+  bool operator==(const HeapPos& o) const { return page == o.page && offset == o.offset; }
+};
+// The span [from, to) of the next page batch of about `rows` rows, from `from`, in a range that
+// ends before page `end`. Whole pages while the batch holds at least a page's rows; a smaller
+// batch (after statement timeouts, or a small max_batch_size) takes a share of a page's line
+// pointers, the page's last share running to the next page so that no tuple is left behind.
+struct HeapSpan {
+  HeapPos from, to;
+  bool reaches_end = false;  // `to` is the range's end
+};
+HeapSpan NextPageSpan(HeapPos from, int64_t rows, double rows_per_page, int64_t end);
 
 BatchStatement MakeBatchStatement(const BackfillTask& task, const std::vector<KeyColumn>& key,
                                   const std::map<std::string, std::string>& column_types = {});
 
-// The checkpoint after `batch` committed. A batch that found fewer rows than it asked for ends
-// the pass: the keyset is exhausted (rows added later are the catch-up pass's and the gates' job).
+// The checkpoint after `batch` committed. A key batch that found fewer rows than it asked for
+// ends the pass: the keyset is exhausted (rows added later are the catch-up pass's and the
+// gates' job). A page batch ends it when it reached the range's end.
 TaskCheckpoint AdvanceCheckpoint(const TaskCheckpoint& before, const BatchResult& batch,
                                  int64_t batch_size);
 

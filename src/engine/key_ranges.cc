@@ -37,6 +37,29 @@ std::vector<KeyRange> SplitIntegerRange(std::optional<int64_t> min, std::optiona
   return RangesBetween(bounds);
 }
 
+std::vector<RangeBounds> SplitPages(int64_t pages, int64_t rows, int parts) {
+  std::vector<RangeBounds> out;
+  parts = static_cast<int>(std::clamp<int64_t>(pages, 1, std::max(1, parts)));
+  if (pages > 0) {
+    for (int i = 0; i < parts; ++i) {
+      const int64_t from = pages * i / parts, to = pages * (i + 1) / parts;
+      out.push_back(RangeBounds{{std::to_string(from)}, {std::to_string(to)}, RangeUnit::kPage,
+                                rows * (to - from) / pages});
+    }
+  }
+  out.push_back(RangeBounds{{std::to_string(std::max<int64_t>(0, pages))}, {}, RangeUnit::kPage, 0});
+  return out;
+}
+
+bool TailWaits(const std::vector<TaskCheckpoint>& ranges, size_t index) {
+  const TaskCheckpoint& r = ranges[index];
+  if (r.unit != RangeUnit::kPage || !r.upper.empty()) return false;
+  for (size_t i = 0; i < ranges.size(); ++i) {
+    if (i != index && !ranges[i].done) return true;
+  }
+  return false;
+}
+
 int64_t EstimateRows(const std::vector<StoredSize>& parts) {
   double rows = 0;
   for (const auto& p : parts) rows += p.reltuples > 0 ? p.reltuples : p.bytes / 8192 * 50.0;

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "engine/sql_text.h"
+#include "tide/ports.h"
 
 namespace tide {
 
@@ -42,6 +43,17 @@ int64_t KeysToSample(int parts);
 // The share of the table's blocks to read (TABLESAMPLE SYSTEM, in percent) to find about `wanted`
 // keys in a table of about `estimated_rows` rows; 100 for a small or unknown table.
 double SamplePercent(int64_t estimated_rows, int64_t wanted);
+
+// Page ranges for `parts` workers over a heap of `pages` pages with about `rows` rows: `parts`
+// ranges of about equal pages, then an open tail from the last page on, to the table's end
+// as it is when the tail runs (rows the application wrote during the pass, and rows it moved
+// there by updating them). The tail runs last, after every other range (see TailWaits). An
+// empty heap gives the open tail alone.
+std::vector<RangeBounds> SplitPages(int64_t pages, int64_t rows, int parts);
+
+// Whether range `index` of `ranges` waits: an open page tail is taken only once every other
+// range is done, so that it does not chase pages the other workers are still appending.
+bool TailWaits(const std::vector<TaskCheckpoint>& ranges, size_t index);
 
 // Splits at the quantiles of `sorted`, a sample of the key in the key's own order (as the table's
 // index sorts it), into at most `parts` ranges. Bounds are sampled keys, so each range holds

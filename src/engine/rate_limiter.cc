@@ -15,4 +15,9 @@ Millis RateLimiter::Reserve(int64_t rows, TimePoint now) {
   return std::chrono::duration_cast<Millis>(start - now);
 }
 
+void RateLimiter::Return(int64_t rows) {
+  if (rate_ <= 0 || rows <= 0 || !started_) return;
+  next_free_ -= std::chrono::microseconds(rows * 1000000 / rate_);
+}
+
 }  // namespace tide

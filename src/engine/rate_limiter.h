@@ -21,6 +21,9 @@ class RateLimiter {
 
   // Reserves `rows` at `now`; returns how long the batch must wait before it starts.
   Millis Reserve(int64_t rows, TimePoint now);
+  // Gives back `rows` a batch reserved and did not write (pages already filled, rows the
+  // application filled): the cap counts the rows written.
+  void Return(int64_t rows);
   bool enabled() const { return rate_ > 0; }
 
  private:

@@ -138,6 +138,19 @@ std::string BatchUpdateSql(const BatchStatement& b, bool has_lower) {
          "count(*) FILTER (WHERE tide_unfilled) FROM tide_updated";
 }
 
+std::string PageBatchUpdateSql(const BatchStatement& b, bool only_changes) {
+  return "WITH tide_updated AS (UPDATE ONLY " + QuoteName(b.table) + " SET " + SetList(b) +
+         " WHERE ctid >= $1::tid AND ctid < $2::tid AND " + PendingFilter(b) +
+         (only_changes ? " AND " + ChangeFilter(b) : std::string()) + " RETURNING " +
+         PendingFilter(b) + " AS tide_unfilled) SELECT count(*) FILTER (WHERE NOT tide_unfilled), "
+         "count(*) FILTER (WHERE tide_unfilled) FROM tide_updated";
+}
+
+std::string HeapPagesSql(const QualifiedName& table) {
+  return "SELECT pg_relation_size(" + QuoteLiteral(QuoteName(table)) +
+         "::regclass) / current_setting('block_size')::bigint";
+}
+
 std::string BatchCountSql(const BatchStatement& b, bool has_lower) {
   size_t next = 1;
   return "SELECT count(*) FROM " + QuoteName(b.table) + " WHERE " +

@@ -38,6 +38,8 @@ struct BatchStatement {
   // The plan whose task this is: its batches say so (tide.backfill), so that the plan's own
   // alter_column triggers leave them alone.
   std::string plan;
+  // Page batches: about how many rows a heap page holds, to turn a batch size into pages.
+  double rows_per_page = 0;
 };
 
 // A batch is three short statements, all on the key's index, with the key values as typed
@@ -59,6 +61,19 @@ struct BatchStatement {
 std::string BatchBoundSql(const BatchStatement& b, bool has_lower, bool has_upper, bool last);
 std::string BatchUpdateSql(const BatchStatement& b, bool has_lower);
 std::string BatchCountSql(const BatchStatement& b, bool has_lower);
+
+// A page batch: the UPDATE of every row still matching the filter in the heap from $1 up to,
+// not including, $2 (both a tid, '(page,offset)'), read by a TID range scan in physical order;
+// ONLY the table itself, whose pages these are. Returns what BatchUpdateSql returns. A row an
+// earlier batch updated may sit on these pages again (its new version went where there was
+// room); the filter skips it, as it skips a row the application filled. With `only_changes`
+// (the open tail, which reads the row versions the pass itself moved there) a row is taken only
+// when the update would change it (see ChangeFilter), so that a row whose expression yields NULL
+// is never rewritten again; the expressions are then evaluated twice for the rows taken.
+std::string PageBatchUpdateSql(const BatchStatement& b, bool only_changes);
+
+// The table's size in pages now: one row, one number.
+std::string HeapPagesSql(const QualifiedName& table);
 
 // A sweep: updates up to $1 rows still pending wherever they are in the key order (found by a
 // scan of the table, not the key's index), for rows written behind the passes while the gates

@@ -20,14 +20,19 @@ namespace {
 // of an index range scan) the compile alone takes a third of the batch.
 // tide.backfill marks the batch's writes for the triggers of alter_column, which leave a
 // shadow that the batch sets from `up` itself alone.
+// A batch commits without waiting for its WAL to reach the disk (synchronous_commit off): its
+// checkpoint is in the same transaction, so a crash or a failover that loses the batch loses
+// its checkpoint with it, and the batch is done again. Nothing is lost or done twice; only the
+// commit's wait is saved.
 std::string BatchLimitsSql(const StatementLimits& l, const BatchStatement& b) {
-  return LimitsSql(l) + "; SET LOCAL jit = off; SET LOCAL tide.backfill = " +
+  return LimitsSql(l) + "; SET LOCAL jit = off; SET LOCAL synchronous_commit = off; "
+                        "SET LOCAL tide.backfill = " +
          QuoteLiteral(b.plan.empty() ? "-" : b.plan);
 }
 
 const char* kRangeColumns =
     "range, range_lower, range_upper, pass, done, rows_updated, rows_scanned, batches, "
-    "rows_estimated, last_key";
+    "rows_estimated, last_key, unit";
 
 std::vector<TaskCheckpoint> RangesFromRows(const pqxx::result& r) {
   std::vector<TaskCheckpoint> out;
@@ -43,6 +48,7 @@ std::vector<TaskCheckpoint> RangesFromRows(const pqxx::result& r) {
     cp.batches = row[7].as<int64_t>();
     cp.rows_estimated = row[8].as<int64_t>();
     cp.last_key = TextArray(row[9]);
+    cp.unit = std::string(row[10].c_str()) == "page" ? RangeUnit::kPage : RangeUnit::kKey;
     out.push_back(cp);
   }
   return out;
@@ -54,6 +60,84 @@ std::vector<TaskCheckpoint> SelectRanges(pqxx::dbtransaction& w, const std::stri
                                           " FROM tide.backfill WHERE plan = $1 AND task = $2 "
                                           "ORDER BY range",
                                       plan, task));
+}
+
+// A key batch: its last key on the key's index (the batch size-th key after where the range
+// stands, else the range's last), then the UPDATE of that key span.
+BatchResult KeyBatch(pqxx::dbtransaction& w, const BatchStatement& statement,
+                     const TaskCheckpoint& from, int64_t batch_size) {
+  const std::vector<std::string>& lower = from.last_key.empty() ? from.lower : from.last_key;
+  BatchResult b;
+  const bool has_lower = !lower.empty(), has_upper = !from.upper.empty();
+  std::vector<std::string> params = lower;
+  params.insert(params.end(), from.upper.begin(), from.upper.end());
+  std::vector<std::string> bound_params = params;
+  bound_params.push_back(std::to_string(batch_size - 1));
+  auto full = w.exec_params(BatchBoundSql(statement, has_lower, has_upper, false),
+                            pqxx::prepare::make_dynamic_params(bound_params));
+  if (!full.empty()) {
+    b.last_key = RowText(full[0]);
+    b.scanned = batch_size;
+  } else {
+    auto last = w.exec_params(BatchBoundSql(statement, has_lower, has_upper, true),
+                              pqxx::prepare::make_dynamic_params(params));
+    if (!last.empty()) b.last_key = RowText(last[0]);
+  }
+  if (!b.last_key.empty()) {
+    std::vector<std::string> span = lower;
+    span.insert(span.end(), b.last_key.begin(), b.last_key.end());
+    auto updated = w.exec_params(BatchUpdateSql(statement, has_lower),
+                                 pqxx::prepare::make_dynamic_params(span));
+    b.updated = updated[0][0].as<int64_t>();
+    b.unfillable = updated[0][1].as<int64_t>();
+    if (full.empty()) {
+      b.scanned = w.exec_params1(BatchCountSql(statement, has_lower),
+                                 pqxx::prepare::make_dynamic_params(span))[0]
+                      .as<int64_t>();
+    }
+  }
+  return b;
+}
+
+std::string Tid(const HeapPos& at) {
+  return "(" + std::to_string(at.page) + "," + std::to_string(at.offset) + ")";
+}
+
+// A page batch: the UPDATE of the heap from where the range stands on, as much of it as holds
+// about the batch size (see NextPageSpan). An open range ends at the table's end as this batch
+// finds it. `scanned` is the rows the span holds, estimated: the UPDATE returns only the rows it
+// took. The checkpoint is the span's end: {page, offset}.
+BatchResult PageBatch(pqxx::dbtransaction& w, const BatchStatement& statement,
+                      const TaskCheckpoint& from, int64_t batch_size) {
+  HeapPos at{std::stoll(from.lower.at(0)), 0};
+  if (!from.last_key.empty()) {
+    at.page = std::stoll(from.last_key.at(0));
+    at.offset = from.last_key.size() > 1 ? std::stoll(from.last_key[1]) : 0;
+  }
+  const bool open = from.upper.empty();
+  const int64_t end = open ? w.exec1(HeapPagesSql(statement.table))[0].as<int64_t>()
+                           : std::stoll(from.upper.at(0));
+  BatchResult b;
+  if (at.page >= end) {
+    // Nothing left. An open range whose table a vacuum truncated stands at the new end, so
+    // that the pages the table grows back into are read by the next catch-up.
+    b.reached_end = true;
+    b.last_key = open ? std::vector<std::string>{std::to_string(end), "0"} : from.last_key;
+    if (b.last_key.empty()) b.last_key = {std::to_string(end), "0"};
+    return b;
+  }
+  const HeapSpan span = NextPageSpan(at, batch_size, statement.rows_per_page, end);
+  b.reached_end = span.reaches_end;
+  b.last_key = {std::to_string(span.to.page), std::to_string(span.to.offset)};
+  auto updated = w.exec_params(PageBatchUpdateSql(statement, open), Tid(span.from), Tid(span.to));
+  b.updated = updated[0][0].as<int64_t>();
+  b.unfillable = updated[0][1].as<int64_t>();
+  const double per_page = std::max(1.0, statement.rows_per_page);
+  const double held = span.to.offset == 0 && span.from.offset == 0
+                          ? static_cast<double>(span.to.page - span.from.page) * per_page
+                          : static_cast<double>(batch_size);
+  b.scanned = std::max(b.updated + b.unfillable, static_cast<int64_t>(held));
+  return b;
 }
 
 }  // namespace
@@ -93,21 +177,20 @@ Status PgPlanDatabase::ReopenTail(const std::string& plan, int task) {
 
 Result<std::vector<TaskCheckpoint>> PgPlanDatabase::CreateRanges(
     const std::string& plan, int task, const std::string& table_name, int pass,
-    const std::vector<std::pair<std::vector<std::string>, std::vector<std::string>>>& bounds,
-    int64_t rows_estimated) {
+    const std::vector<RangeBounds>& bounds) {
   TIDE_CONNECTED();
   try {
     pqxx::work w(*conn_);
     // One task's ranges are created together or not at all.
     w.exec_params("SELECT pg_advisory_xact_lock(hashtext($1), $2)", plan, task);
     if (SelectRanges(w, plan, task).empty()) {
-      const int64_t share = rows_estimated / static_cast<int64_t>(std::max<size_t>(1, bounds.size()));
       for (size_t i = 0; i < bounds.size(); ++i) {
         w.exec_params0(
             "INSERT INTO tide.backfill (plan, task, range, range_lower, range_upper, table_name, "
-            "pass, rows_estimated) VALUES ($1, $2, $3, $4::text[], $5::text[], $6, $7, $8)",
-            plan, task, static_cast<int>(i), TextArrayLiteral(bounds[i].first),
-            TextArrayLiteral(bounds[i].second), table_name, pass, share);
+            "pass, rows_estimated, unit) VALUES ($1, $2, $3, $4::text[], $5::text[], $6, $7, $8, $9)",
+            plan, task, static_cast<int>(i), TextArrayLiteral(bounds[i].lower),
+            TextArrayLiteral(bounds[i].upper), table_name, pass, bounds[i].rows_estimated,
+            ToString(bounds[i].unit));
       }
     }
     auto ranges = SelectRanges(w, plan, task);
@@ -126,35 +209,11 @@ Result<BatchResult> PgPlanDatabase::RunBatch(const std::string& plan, int task,
   try {
     pqxx::work w(*conn_);
     w.exec0(BatchLimitsSql(limits, statement));
-    const std::vector<std::string>& lower = from.last_key.empty() ? from.lower : from.last_key;
-    const bool has_lower = !lower.empty(), has_upper = !from.upper.empty();
-    std::vector<std::string> params = lower;
-    params.insert(params.end(), from.upper.begin(), from.upper.end());
     BatchResult b;
-    std::vector<std::string> bound_params = params;
-    bound_params.push_back(std::to_string(batch_size - 1));
-    auto full = w.exec_params(BatchBoundSql(statement, has_lower, has_upper, false),
-                              pqxx::prepare::make_dynamic_params(bound_params));
-    if (!full.empty()) {
-      b.last_key = RowText(full[0]);
-      b.scanned = batch_size;
+    if (from.unit == RangeUnit::kPage) {
+      b = PageBatch(w, statement, from, batch_size);
     } else {
-      auto last = w.exec_params(BatchBoundSql(statement, has_lower, has_upper, true),
-                                pqxx::prepare::make_dynamic_params(params));
-      if (!last.empty()) b.last_key = RowText(last[0]);
-    }
-    if (!b.last_key.empty()) {
-      std::vector<std::string> span = lower;
-      span.insert(span.end(), b.last_key.begin(), b.last_key.end());
-      auto updated = w.exec_params(BatchUpdateSql(statement, has_lower),
-                                   pqxx::prepare::make_dynamic_params(span));
-      b.updated = updated[0][0].as<int64_t>();
-      b.unfillable = updated[0][1].as<int64_t>();
-      if (full.empty()) {
-        b.scanned = w.exec_params1(BatchCountSql(statement, has_lower),
-                                   pqxx::prepare::make_dynamic_params(span))[0]
-                        .as<int64_t>();
-      }
+      b = KeyBatch(w, statement, from, batch_size);
     }
     const TaskCheckpoint next = AdvanceCheckpoint(from, b, batch_size);
     // Guarded by the batch count this batch started from: if anything else moved the

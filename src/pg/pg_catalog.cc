@@ -44,6 +44,15 @@ TableInfo DescribeTableIn(pqxx::dbtransaction& w, const QualifiedName& table,
     parts.push_back(StoredSize{row[0].as<double>(), row[1].as<int64_t>()});
   }
   info.estimated_rows = EstimateRows(parts);
+  // A heap (TID range scans are the heap's); relhassubclass can stay true after the last child is gone (until a VACUUM clears it): such a
+  // table is taken as having children, which only costs it the page batches.
+  auto heap = w.exec_params1(
+      "SELECT relkind = 'r' AND NOT relhassubclass AND "
+      "relam = (SELECT oid FROM pg_am WHERE amname = 'heap'), "
+      "pg_relation_size(oid) / current_setting('block_size')::bigint FROM pg_class WHERE oid = $1",
+      relid);
+  info.plain_heap = heap[0].as<bool>();
+  info.pages = heap[1].as<int64_t>();
   auto pk = w.exec_params(
       "SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_index i "
       "CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord) "

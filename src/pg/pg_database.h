@@ -107,10 +107,9 @@ class PgPlanDatabase : public PlanDatabase {
   Result<std::vector<TaskCheckpoint>> LoadRanges(const std::string& plan, int task,
                                                  int pass) override;
   Status ReopenTail(const std::string& plan, int task) override;
-  Result<std::vector<TaskCheckpoint>> CreateRanges(
-      const std::string& plan, int task, const std::string& table_name, int pass,
-      const std::vector<std::pair<std::vector<std::string>, std::vector<std::string>>>& bounds,
-      int64_t rows_estimated) override;
+  Result<std::vector<TaskCheckpoint>> CreateRanges(const std::string& plan, int task,
+                                                   const std::string& table_name, int pass,
+                                                   const std::vector<RangeBounds>& ranges) override;
   Result<BatchResult> RunBatch(const std::string& plan, int task, const BatchStatement& statement,
                                const TaskCheckpoint& from, int64_t batch_size,
                                const StatementLimits& limits) override;

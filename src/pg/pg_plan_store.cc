@@ -7,11 +7,13 @@
 
 namespace tide {
 
+using pg_internal::LimitsSql;
 using pg_internal::WriteCursor;
 
 namespace {
 
-constexpr int kSchemaVersion = 4;  // 2: tide.leases; 3: tide.plans.waiting_reason; 4: tide.retained_columns
+// 2: tide.leases; 3: tide.plans.waiting_reason; 4: tide.retained_columns; 5: tide.backfill.unit
+constexpr int kSchemaVersion = 5;
 
 const char* kSchemaSql = R"SQL(
 CREATE SCHEMA IF NOT EXISTS tide;
@@ -79,6 +81,9 @@ CREATE TABLE IF NOT EXISTS tide.task_status (
   PRIMARY KEY (plan, task)
 );
 ALTER TABLE tide.plans ADD COLUMN IF NOT EXISTS waiting_reason text NOT NULL DEFAULT '';
+-- What a backfill range spans: 'key' (keys above range_lower up to range_upper) or 'page'
+-- (heap pages from range_lower up to, not including, range_upper; '{}': the table's end).
+ALTER TABLE tide.backfill ADD COLUMN IF NOT EXISTS unit text NOT NULL DEFAULT 'key';
 -- The old columns a switch kept for `tidectl revert`, until `tidectl finalize` or retain_until.
 -- Written by the switch's own transaction; a plan of renames only has one row with no column.
 CREATE TABLE IF NOT EXISTS tide.retained_columns (
@@ -140,7 +145,9 @@ Status PgPlanDatabase::EnsureSchema() {
       auto v = w.exec1("SELECT COALESCE(max(version), 0) FROM tide.schema_version");
       if (v[0].as<int>() >= kSchemaVersion) return Status::Ok();
     }
-    // Two daemons starting at once: the second waits here, then finds the schema made.
+    // Two daemons starting at once: the second waits here, then finds the schema made. An
+    // upgrade's ALTER TABLE waits at most lock_timeout behind an older tided's batch.
+    w.exec0(LimitsSql(StatementLimits{defaults_.lock_timeout, defaults_.statement_timeout}));
     w.exec("SELECT pg_advisory_xact_lock(hashtext('tide.schema'))");
     w.exec0(kSchemaSql);
     w.exec_params0("INSERT INTO tide.schema_version (version) VALUES ($1) ON CONFLICT DO NOTHING",

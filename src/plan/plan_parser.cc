@@ -465,7 +465,8 @@ class PlanParser {
       if (!r_.ExpectMap(t, what,
                         {"table", "key", "set", "where", "from", "batch_size", "workers",
                          "target_batch_time", "min_batch_size", "max_batch_size",
-                         "max_rows_per_second", "pause_between_batches", "sync_trigger"})) {
+                         "max_rows_per_second", "pause_between_batches", "sync_trigger",
+                         "batch_by"})) {
         if (!t.IsMap()) continue;
       }
       BackfillTask task;
@@ -514,6 +515,21 @@ class PlanParser {
       r_.Error(t["min_batch_size"], "`min_batch_size` in " + what + " is above `max_batch_size`");
     }
     task->sync_trigger = Bool(t, "sync_trigger", what);
+    if (auto by = r_.String(t, "batch_by", what, false)) {
+      if (*by == "pages") {
+        task->batch_by = BackfillTask::BatchBy::kPages;
+      } else if (*by == "key") {
+        task->batch_by = BackfillTask::BatchBy::kKey;
+      } else {
+        r_.Error(t["batch_by"], "`batch_by` in " + what + " is `" + *by + "`",
+                 "write `pages` (the table in its physical order) or `key` (in the key's order)");
+      }
+    }
+    if (task->batch_by == BackfillTask::BatchBy::kPages && !task->where.empty()) {
+      r_.Error(t["batch_by"], "`batch_by: pages` in " + what + " cannot be used with `where`",
+               "a row that still matches `where` after its update could be found again on a "
+               "later page; remove `batch_by` (a task with `where` goes by key)");
+    }
   }
 
   // The trigger evaluates each expression over the new row under the table's bare name; a

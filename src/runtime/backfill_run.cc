@@ -14,14 +14,21 @@ using SteadyClock = std::chrono::steady_clock;
 
 namespace {
 
-// The task's ranges at `pass`: the stored ones, else split (integer keys by value, others at a
-// sample of their keys) and stored.
+// The task's ranges at `pass`: the stored ones, else split and stored: by page (see
+// BatchesByPage), else by key (integer keys by value, others at a sample of their keys).
 Result<std::vector<TaskCheckpoint>> LoadOrCreateRanges(PlanDatabase& db, const std::string& plan,
                                                        int index, int pass,
                                                        const BackfillTask& task,
-                                                       const TableInfo& info, int workers) {
+                                                       const TableInfo& info, int workers,
+                                                       bool moved_rows_caught) {
   auto ranges = db.LoadRanges(plan, index, pass);
   if (!ranges.ok() || !ranges->empty()) return ranges;
+  std::string error;
+  if (BatchesByPage(task, info, moved_rows_caught, &error)) {
+    return db.CreateRanges(plan, index, task.table.Display(), pass,
+                           SplitPages(info.pages, info.estimated_rows, workers));
+  }
+  if (!error.empty()) return Status::Fatal(error);
   std::vector<KeyRange> split{KeyRange{}};
   if (workers > 1 && SplitsByValue(info.key)) {
     auto bounds = db.IntegerKeyBounds(task.table, info.key[0].name);
@@ -33,9 +40,10 @@ Result<std::vector<TaskCheckpoint>> LoadOrCreateRanges(PlanDatabase& db, const s
     if (!sample.ok()) return sample.status();
     split = SplitAtSamples(*sample, workers);
   }
-  std::vector<std::pair<std::vector<std::string>, std::vector<std::string>>> bounds;
-  for (const auto& r : split) bounds.emplace_back(r.lower, r.upper);
-  return db.CreateRanges(plan, index, task.table.Display(), pass, bounds, info.estimated_rows);
+  std::vector<RangeBounds> bounds;
+  const int64_t share = info.estimated_rows / static_cast<int64_t>(split.size());
+  for (const auto& r : split) bounds.push_back(RangeBounds{r.lower, r.upper, RangeUnit::kKey, share});
+  return db.CreateRanges(plan, index, task.table.Display(), pass, bounds);
 }
 
 }  // namespace
@@ -106,10 +114,11 @@ void BackfillRun::RunSetup() {
   const std::string database = database_, plan = plan_;
   const BackfillTask task = task_;
   const int index = index_, pass = pass_, workers = options_.workers;
+  const bool moved_rows_caught = options_.moved_rows_caught;
   const BackfillMode mode = mode_;
   const StatementLimits limits = limits_;
   env_.offload->Run<Result<Setup>>(
-      [connector, database, plan, task, index, pass, workers, mode,
+      [connector, database, plan, task, index, pass, workers, moved_rows_caught, mode,
        limits]() -> Result<Setup> {
         auto conn = connector->Connect(database);
         if (!conn.ok()) return conn.status();
@@ -127,6 +136,11 @@ void BackfillRun::RunSetup() {
         Setup setup;
         setup.statement = MakeBatchStatement(task, info->key, info->column_types);
         setup.statement.plan = plan;
+        // An empty heap has no density to go by: 50 rows a page, as EstimateRows guesses.
+        setup.statement.rows_per_page =
+            info->pages > 0 && info->estimated_rows > 0
+                ? static_cast<double>(info->estimated_rows) / static_cast<double>(info->pages)
+                : 50.0;
         if (mode == BackfillMode::kSweep) {
           // No stored ranges: a sweep keeps no checkpoint, so one in memory stands for it.
           TaskCheckpoint all;
@@ -141,7 +155,8 @@ void BackfillRun::RunSetup() {
           if (!s.ok()) return s;
         }
         if (mode != BackfillMode::kSweep) {
-          auto ranges = LoadOrCreateRanges(*db, plan, index, pass, task, *info, workers);
+          auto ranges = LoadOrCreateRanges(*db, plan, index, pass, task, *info, workers,
+                                           moved_rows_caught);
           if (!ranges.ok()) return ranges.status();
           setup.ranges = std::move(ranges).value();
         }
@@ -181,6 +196,7 @@ void BackfillRun::OnSetup(Result<Setup> r) {
                                      .Str("table", task_.table.Display())
                                      .Int("pass", pass_)
                                      .Int("ranges", static_cast<int64_t>(ranges_.size()))
+                                     .Str("batch_by", ranges_.front().unit == RangeUnit::kPage ? "pages" : "key")
                                      .Int("workers", options_.workers)
                                      .Int("batch_size", sizer_.size())
                                      .Int("rows_estimated", estimated)
@@ -194,7 +210,9 @@ void BackfillRun::OnSetup(Result<Setup> r) {
 void BackfillRun::AddLanes() {
   if (finished_ || env_.stopping()) return;
   int pending = 0;
-  for (size_t i = 0; i < ranges_.size(); ++i) pending += !ranges_[i].done && !taken_[i];
+  for (size_t i = 0; i < ranges_.size(); ++i) {
+    pending += !ranges_[i].done && !taken_[i] && !TailWaits(ranges_, i);
+  }
   const int want = std::min(options_.workers - open_lanes_, pending);
   if (want <= 0) return;
   const int granted = env_.slots->Acquire(want);
@@ -246,7 +264,7 @@ void BackfillRun::ConnectLane(const std::shared_ptr<Lane>& lane) {
 void BackfillRun::TakeRange(const std::shared_ptr<Lane>& lane) {
   lane->range = -1;
   for (size_t i = 0; i < ranges_.size(); ++i) {
-    if (!ranges_[i].done && !taken_[i]) {
+    if (!ranges_[i].done && !taken_[i] && !TailWaits(ranges_, i)) {
       taken_[i] = true;
       lane->range = static_cast<int>(i);
       break;
@@ -354,6 +372,11 @@ void BackfillRun::OnBatch(const std::shared_ptr<Lane>& lane, int64_t size, Milli
   TaskCheckpoint& cp = ranges_[lane->range];
   const int64_t before = Summary().rows_scanned;
   cp = AdvanceCheckpoint(cp, *r, size);
+  // The cap counts rows written: a batch gives back what it reserved and did not write, and
+  // pays for what it wrote beyond (a page batch over a stale estimate).
+  const int64_t written = r->updated + r->unfillable;
+  if (written < size) limiter_.Return(size - written);
+  if (written > size) limiter_.Reserve(written - size, SteadyClock::now());
   sizer_.OnBatch(r->scanned, elapsed);
   scanned_this_run_ += r->scanned;
   env_.metrics->RecordBatch(plan_, table, r->updated, elapsed.count() / 1000.0, "committed");

@@ -1,14 +1,20 @@
 #!/usr/bin/env bash
 # tide's backfill benchmark, side by side with a single UPDATE on the same machine and data.
-#   bash tests/bench/bench.sh [--rows N] [--seconds S] [--rounds R] [--json FILE]
-# 1. a single `UPDATE t SET c = expr WHERE c IS NULL` (the ceiling);
-# 2. tide unthrottled with 1 and with 2 workers (1 and 2 alternate with the UPDATE over R rounds,
-#    default 3; the median is reported, and each round's ratio to its UPDATE);
-# then tide with 2 workers sharing `max_rows_per_second` (ROWS/20), the rate it held;
-# 3. pgbench -c 4 -j 2 alone for S seconds (TPS, p50/p99 latency), before and after 4;
-# 4. the same pgbench while tide backfills with its defaults, and while the single UPDATE runs
-#    (measured over the seconds the backfill or UPDATE ran).
-# A private PostgreSQL 15 with durable commits (fsync on) is started under a temp folder.
+#   bash tests/bench/bench.sh [--rows N] [--rounds R] [--seconds S] [--json FILE]
+#                             [--only matrix|impact] [--exprs add,md5,join] [--orders key,uuid,shuffled]
+#                             [--settings default,tuned] [--workers 1,2]
+# 1. The speed matrix (tests/bench/matrix.py): for each PostgreSQL settings (`default`: the
+#    server's own defaults; `tuned`: shared_buffers 256MB, max_wal_size 4GB, checkpoint_timeout
+#    30min), each expression (`a + 1`, `md5(a::text)`, a join) and each key order (a bigint key
+#    in heap order, a uuid key, a bigint key with the heap shuffled), the single
+#    `UPDATE t SET c = expr WHERE c IS NULL` against tide unthrottled with each worker count, over
+#    R rounds (default 3) in alternating order on a fresh table each time: the median ratio and
+#    every round's.
+# 2. The impact (tuned settings, the join, N rows): tide with 2 workers sharing
+#    `max_rows_per_second` (N/20), the rate it held; pgbench -c 4 -j 2 alone for S seconds (TPS,
+#    p50/p99 latency), before and after; the same pgbench while tide backfills with its defaults,
+#    and while the single UPDATE runs (measured over the seconds the backfill or UPDATE ran).
+# Each private PostgreSQL 15 has durable commits (fsync on) and is started under a temp folder.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$(pwd)
@@ -16,15 +22,31 @@ ROWS=1000000
 SECONDS_PGBENCH=30
 ROUNDS=3
 JSON=$ROOT/build/bench.json
+ONLY=
+EXPRS=add,md5,join
+ORDERS=key,uuid,shuffled
+SETTINGS=default,tuned
+WORKERS=1,2
+usage() {
+  echo "usage: tests/bench/bench.sh [--rows N] [--rounds R] [--seconds S] [--json FILE] [--only matrix|impact]" >&2
+  echo "       [--exprs add,md5,join] [--orders key,uuid,shuffled] [--settings default,tuned] [--workers 1,2]" >&2
+  exit 2
+}
 while [[ $# -gt 0 ]]; do
   case $1 in
     --rows) ROWS=$2; shift 2 ;;
     --seconds) SECONDS_PGBENCH=$2; shift 2 ;;
     --rounds) ROUNDS=$2; shift 2 ;;
     --json) JSON=$2; shift 2 ;;
-    *) echo "usage: tests/bench/bench.sh [--rows N] [--seconds S] [--rounds R] [--json FILE]" >&2; exit 2 ;;
+    --only) ONLY=$2; shift 2 ;;
+    --exprs) EXPRS=$2; shift 2 ;;
+    --orders) ORDERS=$2; shift 2 ;;
+    --settings) SETTINGS=$2; shift 2 ;;
+    --workers) WORKERS=$2; shift 2 ;;
+    *) usage ;;
   esac
 done
+[[ -z "$ONLY" || "$ONLY" == matrix || "$ONLY" == impact ]] || usage
 
 bash deploy/install-deps.sh
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
@@ -32,15 +54,65 @@ cmake --build build -j2 --target tided tidectl >/dev/null
 source deploy/lib/pg.sh
 WORK=$(mktemp -d /tmp/tide-bench-XXXXXX)
 chmod 755 "$WORK"
-PORT=$(free_port)
 TIDED_PID=
 cleanup() {
   [[ -n "$TIDED_PID" ]] && kill -TERM "$TIDED_PID" 2>/dev/null && wait "$TIDED_PID" 2>/dev/null || true
-  pg_stop "$WORK/pg"
+  for dir in "$WORK"/pg*; do [[ -d "$dir" ]] && pg_stop "$dir"; done
   rm -rf "$WORK"
 }
 trap cleanup EXIT
-PG_OPTS="-c shared_buffers=256MB -c max_wal_size=4GB -c checkpoint_timeout=30min" pg_start "$WORK/pg" "$PORT"
+TUNED_OPTS="-c shared_buffers=256MB -c max_wal_size=4GB -c checkpoint_timeout=30min"
+PSQL_BASE=(psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -U postgres)
+
+# tided on the bench database of the server on $PORT, spool and audit log under $1.
+start_tided() {
+  mkdir -p "$1"
+  cat >"$1/tided.yaml" <<YAML
+spool_dir: $1/spool
+audit_log: $1/audit.jsonl
+metrics_listen: 127.0.0.1:$(free_port)
+databases:
+  app: {dsn: "host=127.0.0.1 port=$PORT dbname=bench user=postgres"}
+YAML
+  build/tided --allow-root --config "$1/tided.yaml" 2>"$1/tided.log" &
+  TIDED_PID=$!
+  for _ in $(seq 100); do [[ -f "$1/audit.jsonl" ]] && break; sleep 0.1; done
+}
+stop_tided() {
+  [[ -n "$TIDED_PID" ]] && kill -TERM "$TIDED_PID" 2>/dev/null && wait "$TIDED_PID" 2>/dev/null || true
+  TIDED_PID=
+}
+
+MATRIX_JSON=$WORK/matrix.json
+if [[ "$ONLY" != impact ]]; then
+  for setting in ${SETTINGS//,/ }; do
+    case $setting in
+      default) opts="" ;;
+      tuned) opts=$TUNED_OPTS ;;
+      *) echo "unknown --settings $setting (default, tuned)" >&2; exit 2 ;;
+    esac
+    PORT=$(free_port)
+    PG_OPTS="$opts" pg_start "$WORK/pg_$setting" "$PORT"
+    "${PSQL_BASE[@]}" -p "$PORT" -d postgres -c "CREATE DATABASE bench"
+    start_tided "$WORK/tide_$setting"
+    python3 tests/bench/matrix.py --port "$PORT" --spool "$WORK/tide_$setting/spool" \
+      --audit "$WORK/tide_$setting/audit.jsonl" --tidectl build/tidectl --label "$setting" \
+      --rows "$ROWS" --rounds "$ROUNDS" --exprs "$EXPRS" --orders "$ORDERS" --workers "$WORKERS" \
+      --json "$MATRIX_JSON"
+    stop_tided
+    pg_stop "$WORK/pg_$setting"
+  done
+fi
+if [[ "$ONLY" == matrix ]]; then
+  python3 -c "import json,sys; json.dump({'matrix': json.load(open(sys.argv[1]))}, open(sys.argv[2], 'w'), indent=2)" \
+    "$MATRIX_JSON" "$JSON"
+  echo "JSON: $JSON"
+  exit 0
+fi
+[[ -f "$MATRIX_JSON" ]] || echo "[]" >"$MATRIX_JSON"
+
+PORT=$(free_port)
+PG_OPTS="$TUNED_OPTS" pg_start "$WORK/pg" "$PORT"
 PSQL=(psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PORT" -U postgres)
 "${PSQL[@]}" -d postgres -c "CREATE DATABASE bench"
 PGBENCH=$PG_BIN/pgbench
@@ -72,16 +144,7 @@ run_update() {  # prints seconds
   echo "$start $end"
 }
 
-cat >"$WORK/tided.yaml" <<YAML
-spool_dir: $WORK/spool
-audit_log: $WORK/audit.jsonl
-metrics_listen: 127.0.0.1:$(free_port)
-databases:
-  app: {dsn: "host=127.0.0.1 port=$PORT dbname=bench user=postgres"}
-YAML
-build/tided --allow-root --config "$WORK/tided.yaml" 2>"$WORK/tided.log" &
-TIDED_PID=$!
-for _ in $(seq 100); do [[ -d "$WORK/spool/incoming" ]] && break; sleep 0.1; done
+start_tided "$WORK"
 
 run_tide() {  # $1: plan name, $2: extra task keys (YAML lines), $3: extra settings; prints "start end"
   local name=$1
@@ -117,12 +180,8 @@ run_pgbench() {
 
 UNTHROTTLED=", max_replication_lag: 0s, max_active_sessions: 0, yield_ratio: 0"
 TIMES=$WORK/times  # "label start end" per measured run
-for round in $(seq "$ROUNDS"); do
-  echo "== round $round/$ROUNDS: 1. single UPDATE, 2. tide unthrottled with 1 and 2 workers"
-  reset_table; echo "single_update $(run_update)" >>"$TIMES"
-  reset_table; echo "tide_1_worker $(run_tide "bench_1_$round" "    workers: 1" "$UNTHROTTLED")" >>"$TIMES"
-  reset_table; echo "tide_2_workers $(run_tide "bench_2_$round" "    workers: 2" "$UNTHROTTLED")" >>"$TIMES"
-done
+echo "== 2. impact: the single UPDATE alone, for reference"
+reset_table; echo "single_update $(run_update)" >>"$TIMES"
 
 CAP=$((ROWS / 20))
 echo "== rate cap: 2 workers sharing max_rows_per_second: $CAP"
@@ -152,11 +211,12 @@ echo "== 3. pgbench alone again (${SECONDS_PGBENCH}s), so that the baseline brac
 P_ALONE2=$(run_pgbench alone_again)
 
 python3 - "$ROWS" "$JSON" "$TIMES" "$WORK/audit.jsonl" "$CAP" "$ROUNDS" \
-  "$P_ALONE" "$P_ALONE2" "$P_TIDE" "$P_UPDATE" <<'PY'
+  "$P_ALONE" "$P_ALONE2" "$P_TIDE" "$P_UPDATE" "$MATRIX_JSON" <<'PY'
 import glob, json, statistics, sys
 rows, out, times_file, audit_file = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
 cap, rounds = int(sys.argv[5]), int(sys.argv[6])
 alone, alone_again, during_tide, during_update = sys.argv[7:11]
+matrix = json.load(open(sys.argv[11]))
 times = {}
 for line in open(times_file):
     label, start, end = line.split()
@@ -186,16 +246,9 @@ def backfill(label):  # the median round, and every round's seconds
     med = statistics.median(secs)
     return {"seconds": med, "rows_per_second": rows / med, "rounds_seconds": secs}
 
-res = {"rows": rows, "rounds": rounds}
-for k in ("single_update", "tide_1_worker", "tide_2_workers"):
-    res[k] = backfill(k)
+res = {"rows": rows, "rounds": rounds, "matrix": matrix}
+res["single_update"] = backfill("single_update")
 base = res["single_update"]["rows_per_second"]
-for k in ("tide_1_worker", "tide_2_workers"):
-    r = res[k]
-    r["ratio_to_single_update"] = r["rows_per_second"] / base
-    # Each round against the single UPDATE of the same round.
-    r["ratio_per_round"] = [(u1 - u0) / (t1 - t0) for (u0, u1), (t0, t1)
-                            in zip(times["single_update"], times[k])]
 
 # The rate cap, over the backfill as tide timed it (setup included).
 cap_done = [json.loads(l) for l in open(audit_file)
@@ -221,17 +274,25 @@ for k in ("pgbench_alone_before", "pgbench_alone_after", "pgbench_during_tide_de
     res[k]["p99_ratio"] = res[k]["p99_ms"] / a["p99_ms"] if a["p99_ms"] else 0
 json.dump(res, open(out, "w"), indent=2)
 
+if matrix:
+    print("\nspeed matrix: tide's rows per second over the single UPDATE's, median of the rounds")
+    variants = [k for k in matrix[0] if k.startswith("tide_")]
+    print(f"{'settings':<8} {'expression':<10} {'key':<9} {'UPDATE s':>8} " +
+          " ".join(f"{k[5:].replace('_workers', 'w'):>6}" for k in variants) + "   rounds")
+    for c in matrix:
+        print(f"{c['settings']:<8} {c['expression']:<10} {c['key']:<9} "
+              f"{statistics.median(c['update_seconds']):>8.2f} " +
+              " ".join(f"{c[k]['ratio_median']:>6.2f}" for k in variants) + "   " +
+              " | ".join(" ".join(f"{x:.2f}" for x in c[k]["ratio_rounds"]) for k in variants))
 print()
-print(f"{'backfill of %d rows, median of %d' % (rows, rounds):<36} {'seconds':>8} {'rows/s':>10} "
-      f"{'x UPDATE':>9}  per round")
-for k, label in (("single_update", "single UPDATE"), ("tide_1_worker", "tide, 1 worker, unthrottled"),
-                 ("tide_2_workers", "tide, 2 workers, unthrottled"),
+print(f"{'backfill of %d rows (the join)' % rows:<36} {'seconds':>8} {'rows/s':>10} "
+      f"{'x UPDATE':>9}")
+for k, label in (("single_update", "single UPDATE"),
                  ("tide_defaults_under_pgbench", "tide, defaults, under pgbench"),
                  ("single_update_under_pgbench", "single UPDATE, under pgbench")):
     r = res[k]
-    rounds_text = " ".join(f"{x:.2f}" for x in r.get("ratio_per_round", []))
     print(f"{label:<36} {r['seconds']:>8.1f} {r['rows_per_second']:>10.0f} "
-          f"{r['rows_per_second'] / base:>9.2f}  {rounds_text}")
+          f"{r['rows_per_second'] / base:>9.2f}")
 c = res["rate_cap"]
 print(f"\nrate cap {cap} rows/s, 2 workers: {c['rows_per_second']:.0f} rows/s over "
       f"{c['seconds']:.1f} s = {c['ratio_to_cap']:.3f} of the cap")

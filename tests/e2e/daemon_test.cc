@@ -65,8 +65,8 @@ TEST_F(DaemonTest, SurvivesSigkillDuringBackfillWithoutRedoingAnyBatch) {
             "100000")
       << "every row has the right value and was updated exactly once";
   EXPECT_EQ(Query("SELECT sum(rows_updated) FROM tide.backfill WHERE plan = 'add_clinic_id'"), "100000");
-  EXPECT_EQ(Query("SELECT count(*) FROM tide.backfill WHERE plan = 'add_clinic_id'"), "3")
-      << "three disjoint ranges";
+  EXPECT_EQ(Query("SELECT count(*) FROM tide.backfill WHERE plan = 'add_clinic_id' AND unit = 'page'"), "4")
+      << "three disjoint page ranges and the open tail";
   EXPECT_EQ(Query("SELECT attnotnull FROM pg_attribute WHERE attrelid = 'patient_offers'::regclass "
                   "AND attname = 'clinicId'"),
             "t");
@@ -268,6 +268,7 @@ database: app
 backfill:
   - table: events
     set: {doubled: n * 2}
+    batch_by: key
     workers: 2
     batch_size: 500
     max_batch_size: 2000
@@ -287,7 +288,7 @@ gates:
   ASSERT_TRUE(WaitFor([&] { return PlanState("double_events") == "done"; }, 60s))
       << ReadAll(dir_ + "/tided.log");
   const std::string audit = ReadAll(dir_ + "/audit.jsonl");
-  EXPECT_NE(audit.find("\"ranges\":2,\"workers\":2"), std::string::npos)
+  EXPECT_NE(audit.find("\"ranges\":2,\"batch_by\":\"key\",\"workers\":2"), std::string::npos)
       << "split at a sample of the uuid keys into two ranges";
   EXPECT_NE(audit.find("\"event\":\"backfill_swept\""), std::string::npos)
       << "rows written behind the passes were swept";

@@ -70,7 +70,7 @@ class PgDatabaseTest : public ::testing::Test {
     task.set = {{"filled", "v * 2"}};
     auto info = db_->DescribeTable(task.table, {});
     EXPECT_TRUE(info.ok()) << info.status().ToString();
-    auto ranges = db_->CreateRanges("p", 0, table, 1, {{{}, {}}}, info->estimated_rows);
+    auto ranges = db_->CreateRanges("p", 0, table, 1, {{{}, {}, RangeUnit::kKey, info->estimated_rows}});
     EXPECT_TRUE(ranges.ok()) << ranges.status().ToString();
     TaskCheckpoint at = ranges->at(0);
     BatchStatement stmt = MakeBatchStatement(task, info->key);
@@ -100,7 +100,7 @@ class PgDatabaseTest : public ::testing::Test {
 };
 
 TEST_F(PgDatabaseTest, SchemaIsCreatedOnceAndSafeToEnsureConcurrently) {
-  EXPECT_EQ(Query("SELECT max(version) FROM tide.schema_version"), "4");
+  EXPECT_EQ(Query("SELECT max(version) FROM tide.schema_version"), "5");
   std::vector<std::thread> threads;
   std::atomic<int> ok{0};
   for (int i = 0; i < 4; ++i) {
@@ -237,7 +237,7 @@ TEST_F(PgDatabaseTest, ABatchRollsBackWhenItsCheckpointMovedUnderIt) {
   task.table = {"", "t"};
   task.set = {{"filled", "v * 2"}};
   auto info = db_->DescribeTable(task.table, {});
-  TaskCheckpoint stale = db_->CreateRanges("p", 0, "t", 1, {{{}, {}}}, 100)->at(0);
+  TaskCheckpoint stale = db_->CreateRanges("p", 0, "t", 1, {{{}, {}, RangeUnit::kKey, 100}})->at(0);
   BatchStatement stmt = MakeBatchStatement(task, info->key);
   ASSERT_TRUE(db_->RunBatch("p", 0, stmt, stale, 10, limits_).ok());
   // Running from the same (now stale) checkpoint again must not update rows twice.
@@ -294,11 +294,11 @@ TEST_F(PgDatabaseTest, RangesSplitTheKeysAndEachCheckpointsOnItsOwn) {
   ASSERT_TRUE(bounds.ok());
   EXPECT_EQ(bounds->first, 1);
   EXPECT_EQ(bounds->second, 1000);
-  auto ranges = db_->CreateRanges("p", 0, "t", 1, {{{}, {"500"}}, {{"500"}, {}}}, 1000);
+  auto ranges = db_->CreateRanges("p", 0, "t", 1, {{{}, {"500"}, RangeUnit::kKey, 500}, {{"500"}, {}, RangeUnit::kKey, 500}});
   ASSERT_TRUE(ranges.ok());
   ASSERT_EQ(ranges->size(), 2u);
   // A second daemon asking to create ranges gets the stored ones.
-  auto again = db_->CreateRanges("p", 0, "t", 1, {{{}, {}}}, 1000);
+  auto again = db_->CreateRanges("p", 0, "t", 1, {{{}, {}, RangeUnit::kKey, 1000}});
   ASSERT_EQ(again->size(), 2u);
   EXPECT_EQ(again->at(1).lower, std::vector<std::string>{"500"});
 
@@ -317,6 +317,87 @@ TEST_F(PgDatabaseTest, RangesSplitTheKeysAndEachCheckpointsOnItsOwn) {
   EXPECT_TRUE(stored->at(0).done);
   EXPECT_TRUE(stored->at(1).done);
   EXPECT_EQ(stored->at(0).last_key, std::vector<std::string>{"500"});
+}
+
+TEST_F(PgDatabaseTest, PageRangesFillEveryRowOnceAndTheTailFollowsTheTableToItsEnd) {
+  ASSERT_TRUE(db_->InsertPlan(Record("p")).ok());
+  MakeCountedTable("t", "uuid", "gen_random_uuid()", 20000);
+  BackfillTask task;
+  task.table = {"", "t"};
+  task.set = {{"filled", "v * 2"}};
+  auto info = db_->DescribeTable(task.table, {});
+  ASSERT_TRUE(info.ok());
+  EXPECT_TRUE(info->plain_heap);
+  EXPECT_GT(info->pages, 50);
+  std::string error;
+  ASSERT_TRUE(BatchesByPage(task, *info, true, &error));
+  auto ranges = db_->CreateRanges("p", 0, "t", 1, SplitPages(info->pages, info->estimated_rows, 2));
+  ASSERT_TRUE(ranges.ok()) << ranges.status().ToString();
+  ASSERT_EQ(ranges->size(), 3u);
+  EXPECT_EQ(ranges->at(2).unit, RangeUnit::kPage);
+  BatchStatement stmt = MakeBatchStatement(task, info->key);
+  stmt.plan = "p";
+  stmt.rows_per_page = static_cast<double>(info->estimated_rows) / static_cast<double>(info->pages);
+  // The first range, then rows written behind it and beyond the table's first end: an update
+  // that moves a row of the second range, and new rows.
+  auto run = [&](TaskCheckpoint at) {
+    int n = 0;
+    while (!at.done && n++ < 10000) {
+      auto b = db_->RunBatch("p", 0, stmt, at, 700, limits_);
+      EXPECT_TRUE(b.ok()) << b.status().ToString();
+      if (!b.ok()) break;
+      at = AdvanceCheckpoint(at, *b, 700);
+    }
+    return at;
+  };
+  run(ranges->at(0));
+  Exec("CREATE TABLE moved AS SELECT id FROM t WHERE ctid >= '(" + ranges->at(1).lower[0] +
+       ",0)' AND v % 10 = 0");
+  Exec("UPDATE t SET v = v WHERE id IN (SELECT id FROM moved)");
+  Exec("INSERT INTO t (id, v) SELECT gen_random_uuid(), g FROM generate_series(1, 500) g");
+  run(ranges->at(1));
+  TaskCheckpoint tail = run(ranges->at(2));
+  EXPECT_TRUE(tail.done);
+  EXPECT_EQ(Query("SELECT count(*) FROM t WHERE filled IS DISTINCT FROM v * 2"), "0");
+  // The test's own UPDATE counts once for the rows it moved; tide's batches once for every row.
+  EXPECT_NE(Query("SELECT count(*) FROM moved"), "0");
+  EXPECT_EQ(Query("SELECT count(*) FROM t WHERE updates <> 1 + (id IN (SELECT id FROM moved))::int"), "0");
+  // A row no update can fill is rewritten once by its range, never again by the tail that
+  // reads the version its range moved to the end.
+  Exec("UPDATE t SET filled = NULL WHERE v = 13");
+  const std::string before = Query("SELECT updates FROM t WHERE v = 13");
+  BackfillTask orphan = task;
+  orphan.set = {{"filled", "NULLIF(v, 13) * 2"}};
+  BatchStatement orphan_stmt = MakeBatchStatement(orphan, info->key);
+  orphan_stmt.plan = "p";
+  orphan_stmt.rows_per_page = stmt.rows_per_page;
+  TaskCheckpoint again = tail;
+  again.done = false;
+  again.last_key = {"0", "0"};
+  for (int i = 0; i < 3 && !again.done; ++i) {
+    auto b = db_->RunBatch("p", 0, orphan_stmt, again, 1000000, limits_);
+    ASSERT_TRUE(b.ok()) << b.status().ToString();
+    again = AdvanceCheckpoint(again, *b, 1000000);
+  }
+  EXPECT_EQ(Query("SELECT updates FROM t WHERE v = 13"), before)
+      << "the open tail changes only what it fills";
+  auto stored = db_->LoadRanges("p", 0, 1);
+  ASSERT_TRUE(stored.ok());
+  for (const auto& r : *stored) EXPECT_TRUE(r.done) << r.range;
+  ASSERT_FALSE(stored->at(0).last_key.empty());
+  EXPECT_EQ(stored->at(0).last_key[0], stored->at(0).upper.at(0)) << "a range ends at its last page";
+}
+
+TEST_F(PgDatabaseTest, AnOlderSchemaGetsTheRangeUnitAndItsRangesStayKeyRanges) {
+  ASSERT_TRUE(db_->InsertPlan(Record("p")).ok());
+  Exec("ALTER TABLE tide.backfill DROP COLUMN unit");
+  Exec("DELETE FROM tide.schema_version WHERE version = 5");
+  Exec("INSERT INTO tide.backfill (plan, task, table_name) VALUES ('p', 0, 't')");
+  ASSERT_TRUE(db_->EnsureSchema().ok());
+  auto stored = db_->LoadRanges("p", 0, 1);
+  ASSERT_TRUE(stored.ok()) << stored.status().ToString();
+  ASSERT_EQ(stored->size(), 1u);
+  EXPECT_EQ(stored->at(0).unit, RangeUnit::kKey);
 }
 
 TEST_F(PgDatabaseTest, UuidAndCompositeKeysSplitAtASampleAndEachRangeFillsItsShareOnce) {
@@ -343,9 +424,11 @@ TEST_F(PgDatabaseTest, UuidAndCompositeKeysSplitAtASampleAndEachRangeFillsItsSha
     EXPECT_LT(sample->size(), 20000u) << "a sample, not the table";
     const std::vector<KeyRange> split = SplitAtSamples(*sample, 2);
     ASSERT_EQ(split.size(), 2u);
-    std::vector<std::pair<std::vector<std::string>, std::vector<std::string>>> bounds;
-    for (const auto& r : split) bounds.emplace_back(r.lower, r.upper);
-    auto ranges = db_->CreateRanges("p", task, table, 1, bounds, info->estimated_rows);
+    std::vector<RangeBounds> bounds;
+    for (const auto& r : split) {
+      bounds.push_back(RangeBounds{r.lower, r.upper, RangeUnit::kKey, info->estimated_rows / 2});
+    }
+    auto ranges = db_->CreateRanges("p", task, table, 1, bounds);
     ASSERT_TRUE(ranges.ok()) << ranges.status().ToString();
     const BatchStatement stmt = MakeBatchStatement(t, info->key);
     std::vector<int64_t> scanned;

@@ -123,7 +123,7 @@ TEST_F(PgSafetyTest, TideSessionsNeverSeeASubsetOfATableTheyCannotSeeWhole) {
   BackfillTask task;
   task.table = {"", "people"};
   task.set = {{"new_name", "old_name"}};
-  auto ranges = owner->CreateRanges("p", 0, "people", 1, {{{}, {}}}, 1000);
+  auto ranges = owner->CreateRanges("p", 0, "people", 1, {{{}, {}, RangeUnit::kKey, 1000}});
   ASSERT_TRUE(ranges.ok()) << ranges.status().ToString();
   auto b = owner->RunBatch("p", 0, MakeBatchStatement(task, {{"id", "integer"}}), ranges->at(0),
                            100, limits_);
@@ -142,7 +142,7 @@ TEST_F(PgSafetyTest, RowsWhoseExpressionYieldsNullAreCountedAndNeverRewrittenAga
   task.table = {"", "po"};
   task.set = {{"clinic", "(SELECT o.clinic FROM offers o WHERE o.id = po.offer_id)"}};
   const BatchStatement stmt = MakeBatchStatement(task, {{"id", "integer"}});
-  auto ranges = db_->CreateRanges("p", 0, "po", 1, {{{}, {}}}, 2000);
+  auto ranges = db_->CreateRanges("p", 0, "po", 1, {{{}, {}, RangeUnit::kKey, 2000}});
   ASSERT_TRUE(ranges.ok());
   TaskCheckpoint at = ranges->at(0);
   int64_t filled = 0;

@@ -26,6 +26,97 @@ TEST(Backfill, AShortBatchEndsThePass) {
   EXPECT_TRUE(AdvanceCheckpoint(cp, BatchResult{5, 99, {"99"}}, 100).done);
 }
 
+TEST(Backfill, APageRangeEndsWhenItsBatchReachesTheEndNotWhenItFindsFewRows) {
+  TaskCheckpoint cp;
+  cp.unit = RangeUnit::kPage;
+  cp.lower = {"0"};
+  cp.upper = {"100"};
+  BatchResult b{0, 0, {"40"}};
+  TaskCheckpoint next = AdvanceCheckpoint(cp, b, 1000);
+  EXPECT_FALSE(next.done) << "pages the application already filled say nothing of the end";
+  EXPECT_EQ(next.last_key, std::vector<std::string>{"40"});
+  b.reached_end = true;
+  b.last_key = {"100"};
+  EXPECT_TRUE(AdvanceCheckpoint(next, b, 1000).done);
+}
+
+TEST(Backfill, PagesOnlyForAnOrdinaryTableWithoutWhere) {
+  BackfillTask task;
+  task.table = {"", "t"};
+  TableInfo heap;
+  heap.plain_heap = true;
+  TableInfo partitioned;
+  std::string error;
+  EXPECT_TRUE(BatchesByPage(task, heap, true, &error));
+  EXPECT_FALSE(BatchesByPage(task, heap, false, &error))
+      << "no gate or sync trigger would catch a row moved behind the scan";
+  EXPECT_FALSE(BatchesByPage(task, partitioned, true, &error));
+  EXPECT_EQ(error, "");
+  task.batch_by = BackfillTask::BatchBy::kKey;
+  EXPECT_FALSE(BatchesByPage(task, heap, true, &error)) << "the operator asked for key order";
+  task.batch_by = BackfillTask::BatchBy::kPages;
+  EXPECT_TRUE(BatchesByPage(task, heap, false, &error)) << "the operator asked for pages";
+  EXPECT_FALSE(BatchesByPage(task, partitioned, true, &error));
+  EXPECT_NE(error.find("`batch_by: pages` needs an ordinary table"), std::string::npos) << error;
+  task.batch_by = BackfillTask::BatchBy::kAuto;
+  task.where = "status = 'old'";
+  error.clear();
+  EXPECT_FALSE(BatchesByPage(task, heap, true, &error)) << "a row could match `where` again";
+  EXPECT_EQ(error, "");
+}
+
+TEST(Backfill, MovedRowsAreCaughtByNullCountGatesOnEverySetColumnOrTheSyncTrigger) {
+  Plan plan;
+  BackfillTask task;
+  task.table = {"", "t"};
+  task.set = {{"a", "1"}, {"b", "2"}};
+  Defaults d;
+  EXPECT_FALSE(OptionsFor(plan, task, d).moved_rows_caught);
+  Gate ga;
+  ga.kind = Gate::Kind::kNullCount;
+  ga.table = task.table;
+  ga.column = "a";
+  plan.gates.push_back(ga);
+  EXPECT_FALSE(OptionsFor(plan, task, d).moved_rows_caught) << "b has no gate";
+  Gate gb = ga;
+  gb.column = "b";
+  plan.gates.push_back(gb);
+  EXPECT_TRUE(OptionsFor(plan, task, d).moved_rows_caught);
+  plan.gates.clear();
+  task.sync_trigger = true;
+  EXPECT_TRUE(OptionsFor(plan, task, d).moved_rows_caught);
+}
+
+TEST(Backfill, APageSpanIsWholePagesOrAShareOfOneNeverLeavingATupleBehind) {
+  // Whole pages while the batch holds a page's rows.
+  HeapSpan s = NextPageSpan({0, 0}, 5000, 157, 100);
+  EXPECT_EQ(s.from, (HeapPos{0, 0}));
+  EXPECT_EQ(s.to, (HeapPos{32, 0}));
+  EXPECT_FALSE(s.reaches_end);
+  s = NextPageSpan({90, 0}, 5000, 157, 100);
+  EXPECT_EQ(s.to, (HeapPos{100, 0})) << "clamped to the range's end";
+  EXPECT_TRUE(s.reaches_end);
+  // Smaller batches take line pointers; the page's last share runs to the next page.
+  s = NextPageSpan({7, 0}, 60, 157, 100);
+  EXPECT_EQ(s.to, (HeapPos{7, 60}));
+  s = NextPageSpan({7, 60}, 60, 157, 100);
+  EXPECT_EQ(s.to, (HeapPos{7, 120}));
+  s = NextPageSpan({7, 120}, 60, 157, 100);
+  EXPECT_EQ(s.to, (HeapPos{8, 0})) << "offsets past the estimate are covered too";
+  s = NextPageSpan({99, 120}, 60, 157, 100);
+  EXPECT_EQ(s.to, (HeapPos{100, 0}));
+  EXPECT_TRUE(s.reaches_end);
+  // A batch in the middle of a page finishes the page's share first, whatever its size.
+  s = NextPageSpan({7, 60}, 5000, 157, 100);
+  EXPECT_EQ(s.to, (HeapPos{8, 0}));
+}
+
+TEST(Backfill, ABatchSizeBecomesPages) {
+  EXPECT_EQ(PagesFor(5000, 157), 32);
+  EXPECT_EQ(PagesFor(1, 157), 1);
+  EXPECT_EQ(PagesFor(5000, 0), 5000) << "no estimate: a row a page at most";
+}
+
 TEST(Backfill, PlanSettingsOverrideDaemonDefaults) {
   Defaults d;
   Plan p;

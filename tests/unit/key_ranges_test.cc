@@ -83,5 +83,43 @@ TEST(KeyRanges, RowsAreEstimatedFromStatisticsElseFromSize) {
   EXPECT_EQ(EstimateRows({}), 0);
 }
 
+TEST(KeyRanges, PagesSplitEvenlyAndEndInAnOpenTail) {
+  const auto r = SplitPages(1000, 157000, 2);
+  ASSERT_EQ(r.size(), 3u);
+  for (const auto& b : r) EXPECT_EQ(b.unit, RangeUnit::kPage);
+  EXPECT_EQ(r[0].lower, std::vector<std::string>{"0"});
+  EXPECT_EQ(r[0].upper, std::vector<std::string>{"500"});
+  EXPECT_EQ(r[1].lower, std::vector<std::string>{"500"}) << "pages: lower inclusive, upper not";
+  EXPECT_EQ(r[1].upper, std::vector<std::string>{"1000"});
+  EXPECT_EQ(r[2].lower, std::vector<std::string>{"1000"});
+  EXPECT_TRUE(r[2].upper.empty()) << "the tail runs to the table's end when it runs";
+  EXPECT_EQ(r[0].rows_estimated + r[1].rows_estimated, 157000);
+  EXPECT_EQ(r[2].rows_estimated, 0);
+  // More workers than pages: one range a page; an empty heap: the tail alone.
+  EXPECT_EQ(SplitPages(2, 100, 8).size(), 3u);
+  const auto empty = SplitPages(0, 0, 4);
+  ASSERT_EQ(empty.size(), 1u);
+  EXPECT_EQ(empty[0].lower, std::vector<std::string>{"0"});
+  EXPECT_TRUE(empty[0].upper.empty());
+}
+
+TEST(KeyRanges, TheOpenPageTailWaitsForEveryOtherRange) {
+  std::vector<TaskCheckpoint> r(3);
+  for (auto& cp : r) cp.unit = RangeUnit::kPage;
+  r[0].upper = {"500"};
+  r[1].upper = {"1000"};
+  EXPECT_FALSE(TailWaits(r, 0));
+  EXPECT_FALSE(TailWaits(r, 1));
+  EXPECT_TRUE(TailWaits(r, 2));
+  r[0].done = true;
+  EXPECT_TRUE(TailWaits(r, 2)) << "range 1 still appends new row versions at the end";
+  r[1].done = true;
+  EXPECT_FALSE(TailWaits(r, 2));
+  // A key range open above never waits: it holds its share of the rows.
+  std::vector<TaskCheckpoint> keys(2);
+  keys[0].upper = {"500"};
+  EXPECT_FALSE(TailWaits(keys, 1));
+}
+
 }  // namespace
 }  // namespace tide

@@ -133,19 +133,19 @@ class FakeDatabase : public PlanDatabase {
     ++tails_reopened_;
     return Status::Ok();
   }
-  Result<std::vector<TaskCheckpoint>> CreateRanges(
-      const std::string& plan, int task, const std::string&, int pass,
-      const std::vector<std::pair<std::vector<std::string>, std::vector<std::string>>>& bounds,
-      int64_t est) override {
+  Result<std::vector<TaskCheckpoint>> CreateRanges(const std::string& plan, int task,
+                                                   const std::string&, int pass,
+                                                   const std::vector<RangeBounds>& bounds) override {
     {
       std::lock_guard<std::mutex> l(mu_);
       for (size_t i = 0; i < bounds.size(); ++i) {
         TaskCheckpoint cp;
         cp.range = static_cast<int>(i);
-        cp.lower = bounds[i].first;
-        cp.upper = bounds[i].second;
+        cp.lower = bounds[i].lower;
+        cp.upper = bounds[i].upper;
+        cp.unit = bounds[i].unit;
         cp.pass = pass;
-        cp.rows_estimated = est / static_cast<int64_t>(bounds.size());
+        cp.rows_estimated = bounds[i].rows_estimated;
         checkpoints_.emplace(std::make_pair(task, cp.range), cp);
       }
       ranges_created_ = bounds.size();
@@ -345,11 +345,10 @@ class FakeConnector : public DatabaseConnector {
       return d->LoadRanges(p, t, pass);
     }
     Status ReopenTail(const std::string& p, int t) override { return d->ReopenTail(p, t); }
-    Result<std::vector<TaskCheckpoint>> CreateRanges(
-        const std::string& p, int t, const std::string& n, int pass,
-        const std::vector<std::pair<std::vector<std::string>, std::vector<std::string>>>& b,
-        int64_t e) override {
-      return d->CreateRanges(p, t, n, pass, b, e);
+    Result<std::vector<TaskCheckpoint>> CreateRanges(const std::string& p, int t,
+                                                     const std::string& n, int pass,
+                                                     const std::vector<RangeBounds>& b) override {
+      return d->CreateRanges(p, t, n, pass, b);
     }
     Result<BatchResult> RunBatch(const std::string& p, int t, const BatchStatement& s,
                                  const TaskCheckpoint& f, int64_t n, const StatementLimits& l) override {

@@ -283,6 +283,17 @@ TEST(PlanParser, KeepsZeroWhereItTurnsASettingOff) {
             "p.yaml:4:24: `max_replication_lag` in `settings` must be at most 24h, not 25h");
 }
 
+TEST(PlanParser, BatchByIsPagesOrKey) {
+  EXPECT_EQ(TaskError("batch_by: pages"), "accepted");
+  EXPECT_EQ(TaskError("batch_by: key"), "accepted");
+  EXPECT_EQ(TaskError("batch_by: ctid"),
+            "p.yaml:6:15: `batch_by` in backfill task 1 is `ctid`; write `pages` (the table "
+            "in its physical order) or `key` (in the key's order)");
+  EXPECT_NE(TaskError("where: \"c <> 1\"\n    batch_by: pages")
+                .find("`batch_by: pages` in backfill task 1 cannot be used with `where`"),
+            std::string::npos);
+}
+
 TEST(PlanParser, IdentifiersAreCheckedButKeptAsWritten) {
   std::string error;
   EXPECT_TRUE(CheckIdentifier("clinicId", &error));

@@ -42,5 +42,20 @@ TEST(RateLimiter, APauseIsNotFollowedByABurst) {
   EXPECT_EQ(r.Reserve(1000, now), Millis(1000));
 }
 
+TEST(RateLimiter, RowsReservedButNotWrittenAreGivenBack) {
+  RateLimiter r(1000);
+  auto now = Clock::time_point{} + std::chrono::hours(1);
+  EXPECT_EQ(r.Reserve(1000, now), Millis(0));
+  EXPECT_EQ(r.Reserve(1000, now), Millis(1000));
+  r.Return(1000);  // the second batch's pages were already filled
+  EXPECT_EQ(r.Reserve(1000, now), Millis(1000)) << "as if the second batch had not been";
+  // Never more than the one second of credit a pause leaves.
+  r.Return(100000);
+  now += std::chrono::seconds(10);
+  EXPECT_EQ(r.Reserve(1000, now), Millis(0));
+  EXPECT_EQ(r.Reserve(1000, now), Millis(0));
+  EXPECT_EQ(r.Reserve(1000, now), Millis(1000));
+}
+
 }  // namespace
 }  // namespace tide

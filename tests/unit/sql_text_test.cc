@@ -63,6 +63,24 @@ TEST(SqlText, TheUpdateIsBoundedByAKeyRangeKeepsValuesAlreadyThereAndCountsRowsL
             "($2::bigint)");
 }
 
+TEST(SqlText, APageBatchReadsATidRangeAndKeepsTheFilter) {
+  EXPECT_EQ(PageBatchUpdateSql(ClinicBatch(), false),
+            "WITH tide_updated AS (UPDATE ONLY \"patient_offers\" SET \"clinicId\" = "
+            "COALESCE(\"clinicId\", ((SELECT 1))) WHERE ctid >= $1::tid AND ctid < $2::tid AND "
+            "(\"clinicId\" IS NULL) RETURNING (\"clinicId\" IS NULL) AS tide_unfilled) SELECT "
+            "count(*) FILTER (WHERE NOT tide_unfilled), count(*) FILTER (WHERE tide_unfilled) FROM "
+            "tide_updated");
+  // The open tail takes only rows the update would change: a row whose expression yields NULL
+  // is not rewritten each time the tail passes it.
+  EXPECT_NE(PageBatchUpdateSql(ClinicBatch(), true)
+                .find("AND (\"clinicId\" IS NULL) AND ((\"clinicId\" IS NULL AND ((SELECT 1)) IS NOT NULL))"),
+            std::string::npos)
+      << PageBatchUpdateSql(ClinicBatch(), true);
+  EXPECT_EQ(HeapPagesSql({"core", "users"}),
+            "SELECT pg_relation_size('\"core\".\"users\"'::regclass) / "
+            "current_setting('block_size')::bigint");
+}
+
 TEST(SqlText, ASweepTakesOnlyRowsTheUpdateWouldChange) {
   // Rows whose expression yields NULL are never taken again: they would be rewritten to the
   // same NULL for ever and crowd fillable rows out of the LIMIT.
