@@ -166,6 +166,10 @@ struct Plan {
   std::vector<Step> revert;  // derived: run by `tidectl revert` after the switch
 };
 
+// Whether a `null_count` gate of `plan` covers `table`.`column`.
+bool NullCountGateCovers(const Plan& plan, const QualifiedName& table, const std::string& column);
+
+
 // One problem found in a plan or config file, with where it is and how to fix it.
 struct Diagnostic {
   std::string file;

@@ -32,13 +32,7 @@ BackfillOptions OptionsFor(const Plan& plan, const BackfillTask& task, const Def
   o.health.throttle_query = plan.settings.throttle_query.value_or(d.throttle_query);
   o.health.yield_ratio = plan.settings.yield_ratio.value_or(d.yield_ratio);
   bool gated = true;
-  for (const auto& [column, expr] : task.set) {
-    bool covered = false;
-    for (const auto& g : plan.gates) {
-      covered |= g.kind == Gate::Kind::kNullCount && g.table == task.table && g.column == column;
-    }
-    gated &= covered;
-  }
+  for (const auto& [column, expr] : task.set) gated &= NullCountGateCovers(plan, task.table, column);
   o.moved_rows_caught = task.sync_trigger || (gated && !task.set.empty());
   return o;
 }
@@ -81,6 +75,34 @@ HeapSpan NextPageSpan(HeapPos from, int64_t rows, double rows_per_page, int64_t 
   if (s.to.page >= end) s.to = HeapPos{end, 0};
   s.reaches_end = s.to.page >= end && s.to.offset == 0;
   return s;
+}
+
+PageBatchPlan PlanPageBatch(const TaskCheckpoint& from, int64_t batch_size,
+                            double rows_per_page, int64_t end) {
+  HeapPos at{std::stoll(from.lower.at(0)), 0};
+  if (!from.last_key.empty()) {
+    at.page = std::stoll(from.last_key.at(0));
+    at.offset = from.last_key.size() > 1 ? std::stoll(from.last_key[1]) : 0;
+  }
+  const bool open = from.upper.empty();
+  PageBatchPlan p;
+  p.only_changes = open;
+  if (at.page >= end) {
+    // Nothing left. An open range whose table a vacuum truncated stands at the new end, so that
+    // the pages the table grows back into are read by the next catch-up.
+    p.empty = true;
+    p.checkpoint = open || from.last_key.empty()
+                       ? std::vector<std::string>{std::to_string(end), "0"}
+                       : from.last_key;
+    return p;
+  }
+  p.span = NextPageSpan(at, batch_size, rows_per_page, end);
+  p.checkpoint = {std::to_string(p.span.to.page), std::to_string(p.span.to.offset)};
+  const double per_page = std::max(1.0, rows_per_page);
+  p.rows_held = p.span.from.offset == 0 && p.span.to.offset == 0
+                    ? static_cast<int64_t>(static_cast<double>(p.span.to.page - p.span.from.page) * per_page)
+                    : batch_size;
+  return p;
 }
 
 BatchStatement MakeBatchStatement(const BackfillTask& task, const std::vector<KeyColumn>& key,

@@ -61,6 +61,18 @@ struct HeapSpan {
 };
 HeapSpan NextPageSpan(HeapPos from, int64_t rows, double rows_per_page, int64_t end);
 
+// The next batch of a page range (see TaskCheckpoint) of about `batch_size` rows, in a heap
+// whose range ends before page `end` (for an open range: the table's size now).
+struct PageBatchPlan {
+  bool empty = false;  // nothing left before `end`: the range is done, no statement runs
+  HeapSpan span;
+  std::vector<std::string> checkpoint;  // last_key after the batch: {page, offset}
+  bool only_changes = false;  // the open tail: see PageBatchUpdateSql
+  int64_t rows_held = 0;      // about how many rows the span holds (the batch's `scanned`)
+};
+PageBatchPlan PlanPageBatch(const TaskCheckpoint& from, int64_t batch_size, double rows_per_page,
+                            int64_t end);
+
 BatchStatement MakeBatchStatement(const BackfillTask& task, const std::vector<KeyColumn>& key,
                                   const std::map<std::string, std::string>& column_types = {});
 

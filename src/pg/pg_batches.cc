@@ -103,40 +103,23 @@ std::string Tid(const HeapPos& at) {
   return "(" + std::to_string(at.page) + "," + std::to_string(at.offset) + ")";
 }
 
-// A page batch: the UPDATE of the heap from where the range stands on, as much of it as holds
-// about the batch size (see NextPageSpan). An open range ends at the table's end as this batch
-// finds it. `scanned` is the rows the span holds, estimated: the UPDATE returns only the rows it
-// took. The checkpoint is the span's end: {page, offset}.
+// A page batch as PlanPageBatch plans it; an open range ends at the table's end as this batch
+// finds it.
 BatchResult PageBatch(pqxx::dbtransaction& w, const BatchStatement& statement,
                       const TaskCheckpoint& from, int64_t batch_size) {
-  HeapPos at{std::stoll(from.lower.at(0)), 0};
-  if (!from.last_key.empty()) {
-    at.page = std::stoll(from.last_key.at(0));
-    at.offset = from.last_key.size() > 1 ? std::stoll(from.last_key[1]) : 0;
-  }
-  const bool open = from.upper.empty();
-  const int64_t end = open ? w.exec1(HeapPagesSql(statement.table))[0].as<int64_t>()
-                           : std::stoll(from.upper.at(0));
+  const int64_t end = from.upper.empty()
+                          ? w.exec1(HeapPagesSql(statement.table))[0].as<int64_t>()
+                          : std::stoll(from.upper.at(0));
+  const PageBatchPlan plan = PlanPageBatch(from, batch_size, statement.rows_per_page, end);
   BatchResult b;
-  if (at.page >= end) {
-    // Nothing left. An open range whose table a vacuum truncated stands at the new end, so
-    // that the pages the table grows back into are read by the next catch-up.
-    b.reached_end = true;
-    b.last_key = open ? std::vector<std::string>{std::to_string(end), "0"} : from.last_key;
-    if (b.last_key.empty()) b.last_key = {std::to_string(end), "0"};
-    return b;
-  }
-  const HeapSpan span = NextPageSpan(at, batch_size, statement.rows_per_page, end);
-  b.reached_end = span.reaches_end;
-  b.last_key = {std::to_string(span.to.page), std::to_string(span.to.offset)};
-  auto updated = w.exec_params(PageBatchUpdateSql(statement, open), Tid(span.from), Tid(span.to));
+  b.last_key = plan.checkpoint;
+  b.reached_end = plan.empty || plan.span.reaches_end;
+  if (plan.empty) return b;
+  auto updated = w.exec_params(PageBatchUpdateSql(statement, plan.only_changes),
+                               Tid(plan.span.from), Tid(plan.span.to));
   b.updated = updated[0][0].as<int64_t>();
   b.unfillable = updated[0][1].as<int64_t>();
-  const double per_page = std::max(1.0, statement.rows_per_page);
-  const double held = span.to.offset == 0 && span.from.offset == 0
-                          ? static_cast<double>(span.to.page - span.from.page) * per_page
-                          : static_cast<double>(batch_size);
-  b.scanned = std::max(b.updated + b.unfillable, static_cast<int64_t>(held));
+  b.scanned = std::max(b.updated + b.unfillable, plan.rows_held);
   return b;
 }
 

@@ -74,6 +74,13 @@ std::string Gate::Label(size_t index) const {
   return "sql#" + std::to_string(index + 1);
 }
 
+bool NullCountGateCovers(const Plan& plan, const QualifiedName& table, const std::string& column) {
+  for (const auto& g : plan.gates) {
+    if (g.kind == Gate::Kind::kNullCount && g.table == table && g.column == column) return true;
+  }
+  return false;
+}
+
 std::string Diagnostic::ToString() const {
   std::string out = file.empty() ? "<plan>" : file;
   if (pos.line > 0) out += ":" + std::to_string(pos.line) + ":" + std::to_string(pos.column);

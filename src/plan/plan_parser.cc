@@ -643,11 +643,7 @@ class PlanParser {
     if (!has_null_gate) return;
     for (const auto& task : plan.backfill) {
       for (const auto& [column, expr] : task.set) {
-        bool covered = false;
-        for (const auto& g : plan.gates) {
-          covered |= g.kind == Gate::Kind::kNullCount && g.table == task.table && g.column == column;
-        }
-        if (!covered) {
+        if (!NullCountGateCovers(plan, task.table, column)) {
           r_.Error(task.pos, "no `null_count` gate covers `" + task.table.Display() + "." +
                                  column + "`, which the backfill sets",
                    "add `- null_count: {table: " + task.table.Display() + ", column: " + column +

@@ -111,6 +111,34 @@ TEST(Backfill, APageSpanIsWholePagesOrAShareOfOneNeverLeavingATupleBehind) {
   EXPECT_EQ(s.to, (HeapPos{8, 0}));
 }
 
+TEST(Backfill, APageBatchGoesOnFromItsCheckpointAndAnOpenTailFollowsATruncatedTable) {
+  TaskCheckpoint cp;
+  cp.unit = RangeUnit::kPage;
+  cp.lower = {"10"};
+  cp.upper = {"20"};
+  PageBatchPlan p = PlanPageBatch(cp, 1000, 100, 20);
+  EXPECT_FALSE(p.empty);
+  EXPECT_EQ(p.span.from, (HeapPos{10, 0}));
+  EXPECT_EQ(p.checkpoint, (std::vector<std::string>{"20", "0"}));
+  EXPECT_TRUE(p.span.reaches_end);
+  EXPECT_EQ(p.rows_held, 1000);
+  EXPECT_FALSE(p.only_changes);
+  cp.last_key = {"15", "40"};
+  p = PlanPageBatch(cp, 30, 100, 20);
+  EXPECT_EQ(p.span.from, (HeapPos{15, 40}));
+  EXPECT_EQ(p.checkpoint, (std::vector<std::string>{"15", "70"}));
+  EXPECT_EQ(p.rows_held, 30);
+  // The open tail, in a table a vacuum cut to 12 pages: done, standing at the new end.
+  TaskCheckpoint tail;
+  tail.unit = RangeUnit::kPage;
+  tail.lower = {"20"};
+  tail.last_key = {"30", "0"};
+  p = PlanPageBatch(tail, 1000, 100, 12);
+  EXPECT_TRUE(p.empty);
+  EXPECT_TRUE(p.only_changes);
+  EXPECT_EQ(p.checkpoint, (std::vector<std::string>{"12", "0"}));
+}
+
 TEST(Backfill, ABatchSizeBecomesPages) {
   EXPECT_EQ(PagesFor(5000, 157), 32);
   EXPECT_EQ(PagesFor(1, 157), 1);
