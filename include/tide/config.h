@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "tide/duration.h"
+#include "tide/guards.h"
 
 namespace tide {
 
@@ -38,6 +39,7 @@ struct Defaults {
   int64_t max_active_sessions = 50;
   std::string throttle_query;
   double yield_ratio = 2.0;  // see HealthLimits::yield_ratio
+  HealthSettings health;     // absent values: the built-in defaults (engine/guards.h)
 };
 
 struct Config {

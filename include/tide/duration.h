@@ -16,4 +16,10 @@ std::optional<Millis> ParseDuration(const std::string& text, std::string* error)
 // The shortest exact form: 1500 -> "1500ms", 2000 -> "2s", 120000 -> "2m".
 std::string FormatDuration(Millis d);
 
+// Sizes are written as PostgreSQL writes them: "512kB", "64MB", "1GB", "2TB" (powers of 1024),
+// or a number of bytes. Returns nullopt and sets *error as ParseDuration does.
+std::optional<int64_t> ParseByteSize(const std::string& text, std::string* error);
+// The shortest exact form: 1073741824 -> "1GB", 1536 -> "1536B" ... "0" for zero.
+std::string FormatByteSize(int64_t bytes);
+
 }  // namespace tide

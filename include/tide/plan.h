@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "tide/duration.h"
+#include "tide/guards.h"
 
 namespace tide {
 
@@ -42,6 +43,7 @@ struct StatementSettings {
   std::optional<std::string> throttle_query;
   std::optional<double> yield_ratio;
   std::optional<int64_t> ddl_retries;
+  HealthSettings health;
 };
 
 // What one step of expand, contract or rollback does: raw SQL, or a typed operation that tide

@@ -112,6 +112,18 @@ struct Pause {
   std::string at;     // RFC 3339
 };
 
+// What a health reading asks besides the WAL positions and sessions.
+struct HealthQuestions {
+  std::vector<int64_t> our_pids;  // the backfill's sessions
+  std::string throttle_query;
+  QualifiedName table;            // for autovacuum; empty name: none
+  bool autovacuum = false;        // whether an autovacuum worker is on `table`
+  bool archive = false;           // WAL files waiting to be archived
+  bool slots = false;             // WAL retained by replication slots
+  bool xmin = false;              // the oldest transaction holding back vacuum
+  bool checkpoints = false;       // checkpoints requested (forced by WAL volume) so far
+};
+
 // The raw health readings of a database, for the throttle.
 struct HealthReading {
   int64_t current_lsn = 0;             // the primary's WAL position, bytes
@@ -119,6 +131,14 @@ struct HealthReading {
   int64_t active_sessions = 0;         // other client sessions running a query or in a transaction
   int64_t blocked_by_us = 0;           // sessions waiting on locks held by `our_pids`
   bool throttle_query_true = false;
+  bool autovacuum = false;             // an autovacuum worker is on the table
+  int64_t archive_backlog = 0;         // WAL files waiting to be archived (.ready)
+  int64_t slot_retained_wal = 0;       // bytes the slot retaining most holds back
+  std::string slot_name;               // that slot
+  bool slot_active = false;
+  int64_t xmin_age_ms = 0;             // the oldest transaction holding back vacuum
+  int64_t xmin_pid = 0;                // its session (0: a prepared transaction or none)
+  int64_t checkpoints_requested = -1;  // pg_stat_bgwriter.checkpoints_req; -1 not read
 };
 
 // What one statement of a step did, for the audit log.
@@ -284,9 +304,16 @@ class HealthProbe {
   virtual Result<int64_t> QueryNumber(const std::string& sql, const StatementLimits& limits) = 0;
   // This session's server process id.
   virtual Result<int64_t> BackendPid() = 0;
-  virtual Result<HealthReading> ReadHealth(const std::vector<int64_t>& our_pids,
-                                           const std::string& throttle_query,
+  virtual Result<HealthReading> ReadHealth(const HealthQuestions& questions,
                                            const StatementLimits& limits) = 0;
+  // The sessions and the throttle_query only.
+  Result<HealthReading> ReadHealth(const std::vector<int64_t>& our_pids,
+                                   const std::string& throttle_query, const StatementLimits& limits) {
+    HealthQuestions q;
+    q.our_pids = our_pids;
+    q.throttle_query = throttle_query;
+    return ReadHealth(q, limits);
+  }
 };
 
 // One session to one target database: every concern above on one connection.

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include "engine/guards.h"
+
 namespace tide {
 
 const char* ToString(RangeUnit unit) { return unit == RangeUnit::kPage ? "page" : "key"; }
@@ -31,6 +33,13 @@ BackfillOptions OptionsFor(const Plan& plan, const BackfillTask& task, const Def
   o.health.max_active_sessions = plan.settings.max_active_sessions.value_or(d.max_active_sessions);
   o.health.throttle_query = plan.settings.throttle_query.value_or(d.throttle_query);
   o.health.yield_ratio = plan.settings.yield_ratio.value_or(d.yield_ratio);
+  const Guards g = EffectiveGuards(plan.settings, d);
+  o.health.hold_on_autovacuum = g.hold_on_autovacuum;
+  o.health.max_archive_backlog = g.max_archive_backlog;
+  o.health.max_slot_retained_wal = g.max_slot_retained_wal;
+  o.health.max_xmin_age = g.max_xmin_age;
+  o.health.slow_on_forced_checkpoints = g.slow_on_forced_checkpoints;
+  o.health.hold = g.throttle_hold;
   bool gated = true;
   for (const auto& [column, expr] : task.set) gated &= NullCountGateCovers(plan, task.table, column);
   o.moved_rows_caught = task.sync_trigger || (gated && !task.set.empty());

@@ -17,6 +17,12 @@ double Pressure(double value, double limit) {
 
 ThrottleDecision Decide(const HealthSample& s, const HealthLimits& l) {
   ThrottleDecision d;
+  auto Wait = [&d](const char* reason) {
+    d.kind = ThrottleDecision::Kind::kWait;
+    d.reason = reason;
+    return d;
+  };
+  if (s.throttle_file) return Wait("throttle_file");
   if (s.throttle_query_true) {
     d.kind = ThrottleDecision::Kind::kWait;
     d.reason = "throttle_query";
@@ -31,14 +37,25 @@ ThrottleDecision Decide(const HealthSample& s, const HealthLimits& l) {
     d.reason = lag > 1 ? "replication_lag" : "active_sessions";
     return d;
   }
+  if (l.hold_on_autovacuum && s.autovacuum) return Wait("autovacuum");
+  if (l.max_archive_backlog > 0 && s.archive_backlog > l.max_archive_backlog) return Wait("archive_backlog");
+  if (l.max_slot_retained_wal > 0 && s.slot_retained_wal > l.max_slot_retained_wal) {
+    return Wait("slot_retained_wal");
+  }
+  if (l.max_xmin_age.count() > 0 && s.xmin_age > l.max_xmin_age) return Wait("xmin_age");
   if (s.blocked_by_us > 0) {
     d.kind = ThrottleDecision::Kind::kSlow;
     d.reason = "blocking";
     d.size_factor = 0.5;
     return d;
   }
+  if (l.slow_on_forced_checkpoints && s.forced_checkpoint) {
+    d.kind = ThrottleDecision::Kind::kSlow;
+    d.reason = "forced_checkpoint";
+    d.size_factor = 0.5;
+  }
   const double p = std::max(lag, sessions);
-  if (p > 0) {
+  if (p > 0 && (d.kind == ThrottleDecision::Kind::kRun || 1.0 - 0.75 * p < d.size_factor)) {
     d.kind = ThrottleDecision::Kind::kSlow;
     d.reason = lag >= sessions ? "replication_lag" : "active_sessions";
     d.size_factor = 1.0 - 0.75 * p;
@@ -53,6 +70,22 @@ ThrottleDecision Decide(const HealthSample& s, const HealthLimits& l) {
     d.size_factor /= 1 + yield;
     d.pause_ratio = yield;
   }
+  return d;
+}
+
+bool IsHeldSignal(const std::string& reason) {
+  return reason == "autovacuum" || reason == "archive_backlog" || reason == "slot_retained_wal" ||
+         reason == "xmin_age" || reason == "forced_checkpoint";
+}
+
+ThrottleDecision ThrottleHold::Apply(const ThrottleDecision& d, TimePoint now, Millis hold) {
+  if (IsHeldSignal(d.reason)) {
+    held_ = d;
+    until_ = now + hold;
+    return d;
+  }
+  if (held_ && now < until_ && d.kind != ThrottleDecision::Kind::kWait) return *held_;
+  held_.reset();
   return d;
 }
 

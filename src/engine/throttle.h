@@ -20,6 +20,16 @@ struct HealthLimits {
   // 1 / (1 + yield_ratio * N) of its size and followed by a pause of yield_ratio * N times its
   // duration (N * yield_ratio capped at 10). 0 turns it off: full speed whatever the load.
   double yield_ratio = 2.0;
+  // PostgreSQL's own signals (see Guards for their defaults): wait while autovacuum works on the
+  // table, while more WAL files than this wait to be archived, while a replication slot retains
+  // more WAL than this (bytes), while a transaction this old holds back vacuum; run at half size
+  // after a checkpoint forced by WAL volume. Once one of them holds, it holds at least `hold`.
+  bool hold_on_autovacuum = false;
+  int64_t max_archive_backlog = 0;
+  int64_t max_slot_retained_wal = 0;
+  Millis max_xmin_age{0};
+  bool slow_on_forced_checkpoints = false;
+  Millis hold{0};
 };
 
 // One reading of the database's health.
@@ -28,12 +38,20 @@ struct HealthSample {
   int64_t active_sessions = 0;     // other sessions running a query
   int64_t blocked_by_us = 0;       // sessions waiting on a lock a backfill worker holds
   bool throttle_query_true = false;
+  bool throttle_file = false;      // <spool>/control/throttle names this plan (or every plan)
+  bool autovacuum = false;         // an autovacuum worker is on the table
+  int64_t archive_backlog = 0;     // WAL files waiting to be archived
+  int64_t slot_retained_wal = 0;   // the most WAL one replication slot retains, bytes
+  Millis xmin_age{0};              // the oldest transaction that holds back vacuum
+  bool forced_checkpoint = false;  // a checkpoint was requested (WAL volume) since the last sample
 };
 
 struct ThrottleDecision {
   enum class Kind { kRun, kSlow, kWait };
   Kind kind = Kind::kRun;
-  std::string reason;        // "replication_lag", "active_sessions", "blocking", "throttle_query"
+  // "replication_lag", "active_sessions", "blocking", "throttle_query", "throttle_file",
+  // "autovacuum", "archive_backlog", "slot_retained_wal", "xmin_age", "forced_checkpoint"
+  std::string reason;
   double size_factor = 1.0;  // multiply the batch size by this (kSlow)
   Millis extra_pause{0};     // add this pause between batches (kSlow)
   double pause_ratio = 0;    // and pause this many times the last batch's duration
@@ -43,7 +61,24 @@ struct ThrottleDecision {
 // to a quarter of the batch size and up to a second's extra pause at the limit. Blocking another
 // session halves the batch at once. Other active sessions below the limits: yield to them (see
 // HealthLimits::yield_ratio); the reason is then "yield", which is not counted as throttled.
+// The throttle file and the throttle_query wait first; then the limits above; a forced
+// checkpoint halves the batch.
 ThrottleDecision Decide(const HealthSample& s, const HealthLimits& l);
+
+// Whether `reason` is one of PostgreSQL's signals that hold for HealthLimits::hold.
+bool IsHeldSignal(const std::string& reason);
+
+// Anti-flapping: once a held signal (IsHeldSignal) holds the backfill, its decision stands for
+// `hold` after the last sample that showed it, unless another reason says wait meanwhile.
+class ThrottleHold {
+ public:
+  using TimePoint = std::chrono::steady_clock::time_point;
+  ThrottleDecision Apply(const ThrottleDecision& d, TimePoint now, Millis hold);
+
+ private:
+  std::optional<ThrottleDecision> held_;
+  TimePoint until_{};
+};
 
 // When the health cannot be read (the reading failed, or the throttle_query errs or returns
 // something other than one boolean): wait, reason "health_unknown". Fail safe: a backfill never

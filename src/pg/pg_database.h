@@ -121,9 +121,9 @@ class PgPlanDatabase : public PlanDatabase {
   // HealthProbe (pg_health.cc; BackendPid in pg_session.cc).
   Result<int64_t> QueryNumber(const std::string& sql, const StatementLimits& limits) override;
   Result<int64_t> BackendPid() override;
-  Result<HealthReading> ReadHealth(const std::vector<int64_t>& our_pids,
-                                   const std::string& throttle_query,
+  Result<HealthReading> ReadHealth(const HealthQuestions& questions,
                                    const StatementLimits& limits) override;
+  using HealthProbe::ReadHealth;
 
  private:
   Status Connected();

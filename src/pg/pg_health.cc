@@ -1,6 +1,8 @@
 // PgPlanDatabase's read-only probes: gate queries and the throttle's health readings.
 #include <pqxx/pqxx>
 
+#include <algorithm>
+
 #include "engine/sql_text.h"
 #include "pg/pg_database.h"
 #include "pg/pg_internal.h"
@@ -21,16 +23,19 @@ std::string pg_internal::ThrottleAnswerProblem(const pqxx::result& r) {
   return "";
 }
 
-Result<HealthReading> PgPlanDatabase::ReadHealth(const std::vector<int64_t>& our_pids,
-                                                 const std::string& throttle_query,
+Result<HealthReading> PgPlanDatabase::ReadHealth(const HealthQuestions& q,
                                                  const StatementLimits& limits) {
   TIDE_CONNECTED();
+  // What a signal needs and tide's role may lack: said, so that the operator can grant it or
+  // turn the signal off. Until then the backfill holds (health_unknown).
+  std::string reading = "the health readings";
   try {
     pqxx::work w(*conn_);
     w.exec0("SET TRANSACTION READ ONLY");
     w.exec0(LimitsSql(limits));
     std::vector<std::string> pids;
-    for (int64_t p : our_pids) pids.push_back(std::to_string(p));
+    for (int64_t p : q.our_pids) pids.push_back(std::to_string(p));
+    const std::string ours = TextArrayLiteral(pids);
     auto r = w.exec_params1(
         "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint, "
         "(SELECT min(pg_wal_lsn_diff(replay_lsn, '0/0'))::bigint FROM pg_stat_replication "
@@ -39,19 +44,78 @@ Result<HealthReading> PgPlanDatabase::ReadHealth(const std::vector<int64_t>& our
         " AND backend_type = 'client backend' AND pid <> pg_backend_pid() "
         " AND pid <> ALL ($1::int[])), "
         "(SELECT count(*) FROM pg_stat_activity WHERE pg_blocking_pids(pid) && $1::int[])",
-        TextArrayLiteral(pids));
+        ours);
     HealthReading h;
     h.current_lsn = r[0].as<int64_t>();
     if (!r[1].is_null()) h.replay_lsn = r[1].as<int64_t>();
     h.active_sessions = r[2].as<int64_t>();
     h.blocked_by_us = r[3].as<int64_t>();
-    if (!throttle_query.empty()) {
-      auto t = w.exec(throttle_query);
+    if (q.autovacuum && !q.table.name.empty()) {
+      reading = "autovacuum's progress (pg_stat_progress_vacuum; grant pg_read_all_stats to "
+                "tide's role, or set hold_on_autovacuum: false)";
+      // Another role's vacuum shows no table without pg_read_all_stats: not seen is not absent.
+      auto a = w.exec_params1(
+          "SELECT count(*) FILTER (WHERE v.relid IN (SELECT relid FROM pg_partition_tree($1::regclass))), "
+          "count(*) FILTER (WHERE v.relid IS NULL) "
+          "FROM pg_stat_progress_vacuum v JOIN pg_stat_activity s ON s.pid = v.pid "
+          "WHERE s.backend_type = 'autovacuum worker' AND v.datid = "
+          "(SELECT oid FROM pg_database WHERE datname = current_database())",
+          QuoteName(q.table));
+      if (a[1].as<int64_t>() > 0) {
+        return Status::Fatal("cannot see which table autovacuum works on: grant "
+                             "pg_read_all_stats to tide's role, or set hold_on_autovacuum: false");
+      }
+      h.autovacuum = a[0].as<int64_t>() > 0;
+    }
+    if (q.archive) {
+      reading = "the WAL archive status (pg_ls_archive_statusdir; grant pg_monitor to tide's "
+                "role, or set max_archive_backlog: 0)";
+      if (w.exec1("SELECT current_setting('archive_mode') <> 'off'")[0].as<bool>()) {
+        h.archive_backlog = w.exec1("SELECT count(*) FROM pg_ls_archive_statusdir() "
+                                    "WHERE name LIKE '%.ready'")[0].as<int64_t>();
+      }
+    }
+    if (q.slots) {
+      reading = "the replication slots (pg_replication_slots)";
+      auto s = w.exec(
+          "SELECT slot_name, active, pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint "
+          "FROM pg_replication_slots WHERE restart_lsn IS NOT NULL ORDER BY 3 DESC LIMIT 1");
+      if (!s.empty()) {
+        h.slot_name = s[0][0].c_str();
+        h.slot_active = s[0][1].as<bool>();
+        h.slot_retained_wal = std::max<int64_t>(0, s[0][2].as<int64_t>());
+      }
+    }
+    if (q.xmin) {
+      reading = "the oldest transaction (pg_stat_activity, pg_prepared_xacts; grant "
+                "pg_read_all_stats to tide's role, or set max_xmin_age: 0)";
+      // Sessions of other roles show their transaction's start only with pg_read_all_stats.
+      auto x = w.exec_params(
+          "SELECT pid, (EXTRACT(epoch FROM now() - xact_start) * 1000)::bigint FROM pg_stat_activity "
+          "WHERE backend_xmin IS NOT NULL AND xact_start IS NOT NULL AND backend_type = 'client backend' "
+          "AND pid <> pg_backend_pid() AND pid <> ALL ($1::int[]) "
+          "UNION ALL SELECT 0, (EXTRACT(epoch FROM now() - prepared) * 1000)::bigint FROM pg_prepared_xacts "
+          "ORDER BY 2 DESC LIMIT 1",
+          ours);
+      if (!x.empty()) {
+        h.xmin_pid = x[0][0].as<int64_t>();
+        h.xmin_age_ms = std::max<int64_t>(0, x[0][1].as<int64_t>());
+      }
+    }
+    if (q.checkpoints) {
+      reading = "the checkpoints (pg_stat_bgwriter)";
+      h.checkpoints_requested = w.exec1("SELECT checkpoints_req FROM pg_stat_bgwriter")[0].as<int64_t>();
+    }
+    if (!q.throttle_query.empty()) {
+      reading = "the throttle_query";
+      auto t = w.exec(q.throttle_query);
       std::string why = ThrottleAnswerProblem(t);
       if (!why.empty()) return Status::Fatal("throttle_query " + why);
       h.throttle_query_true = t[0][0].as<bool>();
     }
     return h;
+  } catch (const pqxx::insufficient_privilege& e) {
+    return Status::Fatal("cannot read " + reading + ": " + e.what());
   } catch (...) {
     return FromCurrentException();
   }

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "plan/duration_ranges.h"
+#include "plan/guards_parser.h"
 #include "plan/plan_parser.h"
 #include "plan/yaml_reader.h"
 
@@ -38,7 +39,7 @@ void ParseDefaults(YamlReader& r, const YAML::Node& node, Defaults* d) {
                     "gate_recheck_interval", "workers", "target_batch_time", "min_batch_size",
                     "max_batch_size", "max_rows_per_second", "pause_between_batches",
                     "max_replication_lag", "max_active_sessions", "throttle_query", "yield_ratio",
-                    "ddl_retries"}) &&
+                    "ddl_retries"}, GuardKeys()) &&
       !node.IsMap()) {
     return;
   }
@@ -59,6 +60,7 @@ void ParseDefaults(YamlReader& r, const YAML::Node& node, Defaults* d) {
   if (auto v = r.Int(node, "max_active_sessions", what, 0, 100000)) d->max_active_sessions = *v;
   if (auto v = r.String(node, "throttle_query", what, false)) d->throttle_query = *v;
   if (auto v = r.Ratio(node, "yield_ratio", what, 10)) d->yield_ratio = *v;
+  ParseGuards(r, node, what, &d->health);
   if (d->min_batch_size > d->max_batch_size) {
     r.Error(node, "`min_batch_size` in `defaults` is above `max_batch_size`");
   }

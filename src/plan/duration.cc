@@ -37,4 +37,41 @@ std::string FormatDuration(Millis d) {
   return std::to_string(ms) + "ms";
 }
 
+std::optional<int64_t> ParseByteSize(const std::string& text, std::string* error) {
+  const std::string accepted = "write a whole number with a unit: 512kB, 64MB, 1GB or 2TB";
+  size_t i = 0;
+  while (i < text.size() && std::isdigit(static_cast<unsigned char>(text[i]))) ++i;
+  if (i == 0 || i > 12) {
+    *error = "`" + text + "` is not a size; " + accepted;
+    return std::nullopt;
+  }
+  const int64_t n = std::stoll(text.substr(0, i));
+  const std::string unit = text.substr(i);
+  int64_t scale = 0;
+  if (unit.empty() || unit == "B") scale = 1;
+  else if (unit == "kB") scale = int64_t{1} << 10;
+  else if (unit == "MB") scale = int64_t{1} << 20;
+  else if (unit == "GB") scale = int64_t{1} << 30;
+  else if (unit == "TB") scale = int64_t{1} << 40;
+  if (scale == 0) {
+    *error = "`" + text + "` has an unknown unit `" + unit + "`; " + accepted;
+    return std::nullopt;
+  }
+  if (n > std::numeric_limits<int64_t>::max() / scale) {
+    *error = "`" + text + "` is too large";
+    return std::nullopt;
+  }
+  return n * scale;
+}
+
+std::string FormatByteSize(int64_t bytes) {
+  if (bytes == 0) return "0";
+  static const char* units[] = {"TB", "GB", "MB", "kB"};
+  for (int i = 0; i < 4; ++i) {
+    const int64_t scale = int64_t{1} << (10 * (4 - i));
+    if (bytes % scale == 0) return std::to_string(bytes / scale) + units[i];
+  }
+  return std::to_string(bytes) + "B";
+}
+
 }  // namespace tide

@@ -7,6 +7,7 @@
 
 #include "engine/alterations.h"
 #include "plan/duration_ranges.h"
+#include "plan/guards_parser.h"
 #include "plan/lint.h"
 #include "plan/sql_parse.h"
 #include "plan/yaml_reader.h"
@@ -68,7 +69,7 @@ class PlanParser {
     if (!r_.ExpectMap(node, "`settings`",
                       {"lock_timeout", "statement_timeout", "gate_timeout", "batch_size",
                        "max_replication_lag", "max_active_sessions", "throttle_query",
-                       "yield_ratio", "ddl_retries", "retention"})) {
+                       "yield_ratio", "ddl_retries", "retention"}, GuardKeys())) {
       if (!node.IsMap()) return;
     }
     StatementSettings& st = plan->settings;
@@ -84,6 +85,7 @@ class PlanParser {
     st.yield_ratio = r_.Ratio(node, "yield_ratio", "`settings`", 10);
     st.ddl_retries = r_.Int(node, "ddl_retries", "`settings`", 0, 1000);
     plan->retention = r_.Duration(node, "retention", "`settings`", kRetentionRange);
+    ParseGuards(r_, node, "`settings`", &st.health);
   }
 
   void ParseSteps(const YAML::Node& node, const std::string& phase, std::vector<Step>* out) {

@@ -42,6 +42,12 @@ class YamlReader {
   // node in messages ("the plan", "backfill task 1").
   bool ExpectMap(const YAML::Node& node, const std::string& what,
                  const std::vector<std::string>& allowed);
+  // The same, with the keys of `allowed` and `more`.
+  bool ExpectMap(const YAML::Node& node, const std::string& what, std::vector<std::string> allowed,
+                 const std::vector<std::string>& more) {
+    allowed.insert(allowed.end(), more.begin(), more.end());
+    return ExpectMap(node, what, allowed);
+  }
   bool ExpectList(const YAML::Node& node, const std::string& what);
 
   // Accessors for map entries. A missing optional key gives nullopt without a diagnostic.
@@ -53,6 +59,13 @@ class YamlReader {
                               const std::string& what, double max);
   std::optional<Millis> Duration(const YAML::Node& map, const std::string& key,
                                  const std::string& what, const DurationRange& range);
+  std::optional<bool> Bool(const YAML::Node& map, const std::string& key, const std::string& what);
+  // A size: "1GB", "512MB" (see ParseByteSize).
+  std::optional<int64_t> ByteSize(const YAML::Node& map, const std::string& key,
+                                  const std::string& what);
+  // A list of strings (a lone string is a list of one).
+  std::optional<std::vector<std::string>> StringList(const YAML::Node& map, const std::string& key,
+                                                     const std::string& what);
 
   bool has_errors() const { return !diags_->empty(); }
 

@@ -446,7 +446,16 @@ void BackfillRun::Monitor() {
     if (!lane->closed && lane->pid) pids.push_back(lane->pid);
   }
   auto db = monitor_db_;
-  const std::string query = (env_.health ? env_.health() : options_.health).throttle_query;
+  const HealthLimits limits_now = env_.health ? env_.health() : options_.health;
+  HealthQuestions questions;
+  questions.our_pids = pids;
+  questions.throttle_query = limits_now.throttle_query;
+  questions.table = task_.table;
+  questions.autovacuum = limits_now.hold_on_autovacuum;
+  questions.archive = limits_now.max_archive_backlog > 0;
+  questions.slots = limits_now.max_slot_retained_wal > 0;
+  questions.xmin = limits_now.max_xmin_age.count() > 0;
+  questions.checkpoints = limits_now.slow_on_forced_checkpoints;
   const StatementLimits limits{Millis(1000), Millis(5000)};
   const std::string plan = plan_;
   const int index = index_;
@@ -456,9 +465,9 @@ void BackfillRun::Monitor() {
       decision_.kind == ThrottleDecision::Kind::kRun || decision_.reason == "yield" ? ""
                                                                                  : decision_.reason;
   env_.offload->Run<Result<HealthReading>>(
-      [db, pids, query, limits, plan, index, rate, eta, reason] {
+      [db, questions, limits, plan, index, rate, eta, reason] {
         db->SaveTaskStatus(plan, index, rate, eta, reason);
-        return db->ReadHealth(pids, query, limits);
+        return db->ReadHealth(questions, limits);
       },
       [self = shared_from_this()](Result<HealthReading> r) { self->OnHealth(std::move(r)); });
 }
@@ -473,13 +482,22 @@ void BackfillRun::OnHealth(Result<HealthReading> r) {
   {
     HealthSample sample;
     ThrottleDecision next = HealthUnknown();
+    const HealthLimits limits = env_.health ? env_.health() : options_.health;
     if (r.ok()) {
       sample.replication_lag = lag_.Observe(now, r->current_lsn, r->replay_lsn);
       sample.active_sessions = r->active_sessions;
       sample.blocked_by_us = r->blocked_by_us;
       sample.throttle_query_true = r->throttle_query_true;
+      sample.throttle_file = env_.throttle_file && env_.throttle_file(plan_);
+      sample.autovacuum = r->autovacuum;
+      sample.archive_backlog = r->archive_backlog;
+      sample.slot_retained_wal = r->slot_retained_wal;
+      sample.xmin_age = Millis(r->xmin_age_ms);
+      sample.forced_checkpoint = checkpoints_requested_ >= 0 &&
+                                 r->checkpoints_requested > checkpoints_requested_;
+      if (r->checkpoints_requested >= 0) checkpoints_requested_ = r->checkpoints_requested;
       env_.metrics->SetReplicationLag(database_, sample.replication_lag.count() / 1000.0);
-      next = Decide(sample, env_.health ? env_.health() : options_.health);
+      next = hold_.Apply(Decide(sample, limits), now, limits.hold);
     } else if (decision_.reason != "health_unknown") {
       spdlog::warn("plan {}: backfill of {} holds: its health reading failed: {}", plan_,
                    task_.table.Display(), r.status().ToString());
@@ -506,6 +524,16 @@ void BackfillRun::OnHealth(Result<HealthReading> r) {
             .Int("replication_lag_ms", sample.replication_lag.count())
             .Int("active_sessions", sample.active_sessions)
             .Int("blocked_sessions", sample.blocked_by_us);
+        if (r.ok()) {
+          // What the signal that holds saw, named for on-call.
+          if (new_reason == "archive_backlog") details.Int("archive_backlog_files", r->archive_backlog);
+          if (new_reason == "slot_retained_wal") {
+            details.Str("slot", r->slot_name).Bool("slot_active", r->slot_active).Int(
+                "slot_retained_wal_bytes", r->slot_retained_wal);
+          }
+          if (new_reason == "xmin_age") details.Int("xmin_age_ms", r->xmin_age_ms).Int("xmin_pid", r->xmin_pid);
+          if (IsHeldSignal(new_reason)) details.Int("hold_ms", limits.hold.count());
+        }
         if (!r.ok()) details.Str("error", r.status().ToString());
         env_.audit("throttle_started", std::move(details));
         spdlog::info("plan {}: backfill of {} throttled: {}", plan_, task_.table.Display(),

@@ -37,6 +37,8 @@ struct BackfillEnv {
   std::function<bool()> stopping;
   std::function<bool()> paused;  // an operator paused the backfill: start no new batch
   std::function<HealthLimits()> health;  // the limits in force now (a SIGHUP may change them)
+  // Whether the operator's throttle file (<spool>/control/throttle) holds `plan` now.
+  std::function<bool(const std::string& plan)> throttle_file;
   int max_retries = 5;
   Millis retry_base{500};
   Millis retry_cap{30000};
@@ -135,6 +137,8 @@ class BackfillRun : public std::enable_shared_from_this<BackfillRun> {
   RateLimiter limiter_;
   LagEstimator lag_;
   ThrottleDecision decision_;
+  ThrottleHold hold_;
+  int64_t checkpoints_requested_ = -1;  // at the last reading; -1: none yet
   std::chrono::steady_clock::time_point throttle_since_, last_throttle_tick_, last_report_,
       started_;
   // (time, rows scanned in this run, ms not throttled) for the rate over the last minute.

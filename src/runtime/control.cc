@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 
 #include "runtime/files.h"
 #include "tide/json.h"
@@ -82,6 +83,36 @@ std::vector<ControlRequest> TakeControlRequests(const std::string& dir,
     out.push_back(req);
   }
   return out;
+}
+
+bool ThrottleFileHolds(const std::string& text, const std::string& plan) {
+  bool any = false;
+  size_t start = 0;
+  while (start <= text.size()) {
+    size_t end = text.find('\n', start);
+    if (end == std::string::npos) end = text.size();
+    std::string line = text.substr(start, end - start);
+    const size_t hash = line.find('#');
+    if (hash != std::string::npos) line.resize(hash);
+    while (!line.empty() && std::isspace(static_cast<unsigned char>(line.back()))) line.pop_back();
+    size_t lead = 0;
+    while (lead < line.size() && std::isspace(static_cast<unsigned char>(line[lead]))) ++lead;
+    line = line.substr(lead);
+    if (!line.empty()) {
+      any = true;
+      if (line == plan || line == "*") return true;
+    }
+    start = end + 1;
+  }
+  return !any;
+}
+
+bool ThrottledByFile(const std::string& path, const std::string& plan) {
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0) return false;
+  auto text = ReadFile(path, 64 * 1024);
+  // There but unreadable: it was put there to throttle.
+  return !text.ok() || ThrottleFileHolds(*text, plan);
 }
 
 }  // namespace tide

@@ -36,4 +36,12 @@ std::string FormatControlRequest(const ControlRequest& r);
 std::vector<ControlRequest> TakeControlRequests(const std::string& dir,
                                                 std::vector<std::string>* errors);
 
+// The operator's throttle file, <spool>/control/throttle (as gh-ost's throttle flag file):
+// while it is there, backfills wait (reason "throttle_file") and go on within a second of its
+// removal. Empty, it holds every plan; else the plans it names, one per line ("*": every plan).
+// Pure: the file's text in, the answer out.
+bool ThrottleFileHolds(const std::string& text, const std::string& plan);
+// Reads the file: whether it holds `plan` now.
+bool ThrottledByFile(const std::string& path, const std::string& plan);
+
 }  // namespace tide

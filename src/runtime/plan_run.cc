@@ -1,5 +1,7 @@
 #include "runtime/plan_run.h"
 
+#include "runtime/control.h"
+
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -353,6 +355,9 @@ BackfillEnv Orchestrator::Run::MakeEnv() {
     auto self = weak_run.lock();
     if (!self || self->plan_.backfill.empty()) return HealthLimits{};
     return OptionsFor(self->plan_, self->plan_.backfill.front(), o->config_.defaults).health;
+  };
+  env.throttle_file = [o](const std::string& plan) {
+    return ThrottledByFile(o->config_.spool_dir + "/control/throttle", plan);
   };
   return env;
 }

@@ -34,3 +34,15 @@ TEST(Control, BadRequestsAreRefusedWithTheReason) {
 
 }  // namespace
 }  // namespace tide
+
+namespace tide {
+namespace {
+TEST(ThrottleFile, EmptyHoldsEveryPlanElseTheNamedOnes) {
+  EXPECT_TRUE(ThrottleFileHolds("", "a"));
+  EXPECT_TRUE(ThrottleFileHolds("\n# comment\n", "a"));
+  EXPECT_TRUE(ThrottleFileHolds("a\nb\n", "b"));
+  EXPECT_FALSE(ThrottleFileHolds("a\nb\n", "ab"));
+  EXPECT_TRUE(ThrottleFileHolds(" * \n", "zzz"));
+}
+}  // namespace
+}  // namespace tide

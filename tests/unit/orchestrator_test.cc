@@ -205,8 +205,8 @@ class FakeDatabase : public PlanDatabase {
     return Status::Ok();
   }
   Result<int64_t> BackendPid() override { return ++pids_; }
-  Result<HealthReading> ReadHealth(const std::vector<int64_t>&, const std::string&,
-                                   const StatementLimits&) override {
+  using HealthProbe::ReadHealth;
+  Result<HealthReading> ReadHealth(const HealthQuestions&, const StatementLimits&) override {
     std::lock_guard<std::mutex> l(mu_);
     if (health_broken_) return Status::Fatal("throttle_query: division by zero", "22012");
     HealthReading h;
@@ -364,9 +364,9 @@ class FakeConnector : public DatabaseConnector {
       return d->SaveWaitReason(p, r);
     }
     Result<int64_t> BackendPid() override { return d->BackendPid(); }
-    Result<HealthReading> ReadHealth(const std::vector<int64_t>& p, const std::string& q,
-                                     const StatementLimits& l) override {
-      return d->ReadHealth(p, q, l);
+    using HealthProbe::ReadHealth;
+    Result<HealthReading> ReadHealth(const HealthQuestions& q, const StatementLimits& l) override {
+      return d->ReadHealth(q, l);
     }
     Status SaveTaskStatus(const std::string& p, int t, double r, int64_t e,
                           const std::string& why) override {

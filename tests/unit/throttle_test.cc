@@ -84,3 +84,54 @@ TEST(LagEstimator, APausedStandbyFallsBehindWithTheClock) {
 
 }  // namespace
 }  // namespace tide
+
+namespace tide {
+namespace {
+
+TEST(HealthSignals, EachSignalWaitsWithItsReasonOnlyWhenItsLimitIsOn) {
+  HealthLimits l;
+  HealthSample s;
+  s.autovacuum = true;
+  s.archive_backlog = 500;
+  s.slot_retained_wal = int64_t{8} << 30;
+  s.xmin_age = Millis(7200 * 1000);
+  EXPECT_EQ(Decide(s, l).kind, ThrottleDecision::Kind::kRun);  // every limit off
+  l.max_xmin_age = Millis(3600 * 1000);
+  EXPECT_EQ(Decide(s, l).reason, "xmin_age");
+  l.max_slot_retained_wal = int64_t{4} << 30;
+  EXPECT_EQ(Decide(s, l).reason, "slot_retained_wal");
+  l.max_archive_backlog = 128;
+  EXPECT_EQ(Decide(s, l).reason, "archive_backlog");
+  l.hold_on_autovacuum = true;
+  EXPECT_EQ(Decide(s, l).reason, "autovacuum");
+  EXPECT_EQ(Decide(s, l).kind, ThrottleDecision::Kind::kWait);
+  s.throttle_file = true;
+  EXPECT_EQ(Decide(s, l).reason, "throttle_file");
+}
+
+TEST(HealthSignals, AForcedCheckpointHalvesTheBatch) {
+  HealthLimits l;
+  l.yield_ratio = 0;
+  l.slow_on_forced_checkpoints = true;
+  HealthSample s;
+  s.forced_checkpoint = true;
+  const ThrottleDecision d = Decide(s, l);
+  EXPECT_EQ(d.kind, ThrottleDecision::Kind::kSlow);
+  EXPECT_EQ(d.reason, "forced_checkpoint");
+  EXPECT_DOUBLE_EQ(d.size_factor, 0.5);
+}
+
+TEST(HealthSignals, AHoldLastsAtLeastTheHoldTimeAfterTheLastBadSample) {
+  ThrottleHold hold;
+  const auto t0 = std::chrono::steady_clock::time_point{} + std::chrono::hours(1);
+  ThrottleDecision wait;
+  wait.kind = ThrottleDecision::Kind::kWait;
+  wait.reason = "autovacuum";
+  const ThrottleDecision run;
+  EXPECT_EQ(hold.Apply(wait, t0, Millis(10000)).reason, "autovacuum");
+  EXPECT_EQ(hold.Apply(run, t0 + Millis(9000), Millis(10000)).reason, "autovacuum");
+  EXPECT_EQ(hold.Apply(run, t0 + Millis(10001), Millis(10000)).kind, ThrottleDecision::Kind::kRun);
+}
+
+}  // namespace
+}  // namespace tide
