@@ -2,6 +2,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <optional>
 #include <string>
 
@@ -19,7 +20,5 @@ std::string FormatDuration(Millis d);
 // Sizes are written as PostgreSQL writes them: "512kB", "64MB", "1GB", "2TB" (powers of 1024),
 // or a number of bytes. Returns nullopt and sets *error as ParseDuration does.
 std::optional<int64_t> ParseByteSize(const std::string& text, std::string* error);
-// The shortest exact form: 1073741824 -> "1GB", 1536 -> "1536B" ... "0" for zero.
-std::string FormatByteSize(int64_t bytes);
 
 }  // namespace tide

@@ -5,8 +5,6 @@
 
 #include <cstdint>
 #include <optional>
-#include <string>
-#include <vector>
 
 #include "tide/duration.h"
 
@@ -20,6 +18,5 @@ struct HealthSettings {
   std::optional<bool> slow_on_forced_checkpoints;  // half speed after a checkpoint WAL forced
   std::optional<Millis> throttle_hold;           // a hold on these signals lasts at least this
 };
-
 
 }  // namespace tide

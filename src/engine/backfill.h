@@ -31,7 +31,6 @@ struct BackfillOptions {
   // before contract), or by the sync trigger (the UPDATE itself fills it).
   bool moved_rows_caught = false;
 };
-
 BackfillOptions OptionsFor(const Plan& plan, const BackfillTask& task, const Defaults& defaults);
 
 // Whether the task's batches go by page (see RangeUnit): `batch_by: pages`, or by default an

@@ -5,16 +5,27 @@
 
 namespace tide {
 
-std::optional<Millis> ParseDuration(const std::string& text, std::string* error) {
-  const std::string accepted = "write a whole number with a unit: 250ms, 2s, 5m, 1h or 7d";
+namespace {
+// "250ms" -> 250 and "ms": at most 12 digits, then the unit (possibly empty). False when the
+// text does not start with a digit or has too many.
+bool SplitNumberUnit(const std::string& text, int64_t* n, std::string* unit) {
   size_t i = 0;
   while (i < text.size() && std::isdigit(static_cast<unsigned char>(text[i]))) ++i;
-  if (i == 0 || i > 12) {
+  if (i == 0 || i > 12) return false;
+  *n = std::stoll(text.substr(0, i));
+  *unit = text.substr(i);
+  return true;
+}
+}  // namespace
+
+std::optional<Millis> ParseDuration(const std::string& text, std::string* error) {
+  const std::string accepted = "write a whole number with a unit: 250ms, 2s, 5m, 1h or 7d";
+  int64_t n = 0;
+  std::string unit;
+  if (!SplitNumberUnit(text, &n, &unit)) {
     *error = "`" + text + "` is not a duration; " + accepted;
     return std::nullopt;
   }
-  const int64_t n = std::stoll(text.substr(0, i));
-  const std::string unit = text.substr(i);
   int64_t scale = 0;
   if (unit == "ms") scale = 1;
   else if (unit == "s") scale = 1000;
@@ -39,14 +50,12 @@ std::string FormatDuration(Millis d) {
 
 std::optional<int64_t> ParseByteSize(const std::string& text, std::string* error) {
   const std::string accepted = "write a whole number with a unit: 512kB, 64MB, 1GB or 2TB";
-  size_t i = 0;
-  while (i < text.size() && std::isdigit(static_cast<unsigned char>(text[i]))) ++i;
-  if (i == 0 || i > 12) {
+  int64_t n = 0;
+  std::string unit;
+  if (!SplitNumberUnit(text, &n, &unit)) {
     *error = "`" + text + "` is not a size; " + accepted;
     return std::nullopt;
   }
-  const int64_t n = std::stoll(text.substr(0, i));
-  const std::string unit = text.substr(i);
   int64_t scale = 0;
   if (unit.empty() || unit == "B") scale = 1;
   else if (unit == "kB") scale = int64_t{1} << 10;
@@ -62,16 +71,6 @@ std::optional<int64_t> ParseByteSize(const std::string& text, std::string* error
     return std::nullopt;
   }
   return n * scale;
-}
-
-std::string FormatByteSize(int64_t bytes) {
-  if (bytes == 0) return "0";
-  static const char* units[] = {"TB", "GB", "MB", "kB"};
-  for (int i = 0; i < 4; ++i) {
-    const int64_t scale = int64_t{1} << (10 * (4 - i));
-    if (bytes % scale == 0) return std::to_string(bytes / scale) + units[i];
-  }
-  return std::to_string(bytes) + "B";
 }
 
 }  // namespace tide

@@ -451,11 +451,7 @@ class PlanParser {
   }
 
   bool Bool(const YAML::Node& m, const std::string& key, const std::string& what) {
-    auto v = r_.String(m, key, what, false);
-    if (!v || *v == "false") return false;
-    if (*v == "true") return true;
-    r_.Error(m[key], "`" + key + "` in " + what + " must be true or false");
-    return false;
+    return r_.Bool(m, key, what).value_or(false);
   }
 
 

@@ -260,7 +260,7 @@ std::optional<bool> YamlReader::Bool(const YAML::Node& map, const std::string& k
   if (!v) return std::nullopt;
   if (*v == "true") return true;
   if (*v == "false") return false;
-  Error(map[key], "`" + key + "` in " + what + " is `" + *v + "`; write true or false");
+  Error(map[key], "`" + key + "` in " + what + " must be true or false, not `" + *v + "`");
   return std::nullopt;
 }
 
@@ -272,28 +272,6 @@ std::optional<int64_t> YamlReader::ByteSize(const YAML::Node& map, const std::st
   auto v = ParseByteSize(*text, &error);
   if (!v) Error(map[key], "`" + key + "` in " + what + ": " + error, "0 turns it off");
   return v;
-}
-
-std::optional<std::vector<std::string>> YamlReader::StringList(const YAML::Node& map,
-                                                               const std::string& key,
-                                                               const std::string& what) {
-  const YAML::Node node = map[key];
-  if (!node.IsDefined() || node.IsNull()) return std::nullopt;
-  std::vector<std::string> out;
-  if (node.IsScalar()) {
-    out.push_back(node.Scalar());
-    return out;
-  }
-  if (!node.IsSequence()) {
-    Error(node, "`" + key + "` in " + what + " must be a list of names, not " + KindName(node),
-          "e.g. `" + key + ": [replicator, backup]`");
-    return std::nullopt;
-  }
-  for (size_t i = 0; i < node.size(); ++i) {
-    auto v = Scalar(node[i], "item " + std::to_string(i + 1) + " of `" + key + "` in " + what);
-    if (v) out.push_back(*v);
-  }
-  return out;
 }
 
 }  // namespace tide

@@ -63,9 +63,6 @@ class YamlReader {
   // A size: "1GB", "512MB" (see ParseByteSize).
   std::optional<int64_t> ByteSize(const YAML::Node& map, const std::string& key,
                                   const std::string& what);
-  // A list of strings (a lone string is a list of one).
-  std::optional<std::vector<std::string>> StringList(const YAML::Node& map, const std::string& key,
-                                                     const std::string& what);
 
   bool has_errors() const { return !diags_->empty(); }
 

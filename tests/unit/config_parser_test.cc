@@ -1,4 +1,5 @@
 #include "plan/config_parser.h"
+#include "engine/guards.h"
 
 #include <dirent.h>
 #include <gtest/gtest.h>
@@ -187,6 +188,32 @@ TEST(ConfigParser, TheExampleConfigIsValid) {
   auto r = ParseConfig(SlurpConfig(f), f);
   ASSERT_TRUE(r.ok()) << FormatDiagnostics(r.errors);
   EXPECT_EQ(r.config.defaults.gate_timeout, Millis(std::chrono::minutes(10)));
+}
+
+}  // namespace
+}  // namespace tide
+
+namespace tide {
+namespace {
+
+TEST(ConfigParser, HealthSignalDefaultsComeFromTheConfigUnlessThePlanSaysOtherwise) {
+  auto r = ParseConfig("spool_dir: /s\naudit_log: /a\ndatabases:\n  app: {dsn: \"dbname=app\"}\n"
+                       "defaults: {max_xmin_age: 5m, max_slot_retained_wal: 512MB}\n",
+                       "tided.yaml");
+  ASSERT_TRUE(r.ok()) << FormatDiagnostics(r.errors);
+  StatementSettings plan;
+  plan.health.max_xmin_age = Millis(20000);
+  const Guards g = EffectiveGuards(plan, r.config.defaults);
+  EXPECT_EQ(g.max_xmin_age, Millis(20000));                  // the plan's
+  EXPECT_EQ(g.max_slot_retained_wal, int64_t{512} << 20);   // the config's
+  EXPECT_EQ(g.max_archive_backlog, 128);                     // the built-in default
+  EXPECT_TRUE(g.hold_on_autovacuum);
+  EXPECT_EQ(g.throttle_hold, Millis(10000));
+  auto bad = ParseConfig("spool_dir: /s\naudit_log: /a\ndatabases:\n  app: {dsn: \"dbname=app\"}\n"
+                         "defaults: {max_slot_retained_wal: 1 GB}\n",
+                         "tided.yaml");
+  EXPECT_NE(FormatDiagnostics(bad.errors).find("tided.yaml:5:"), std::string::npos);
+  EXPECT_NE(FormatDiagnostics(bad.errors).find("unknown unit"), std::string::npos);
 }
 
 }  // namespace

@@ -4,6 +4,7 @@
 #include <dirent.h>
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <fstream>
 #include <sstream>
 
@@ -338,6 +339,51 @@ TEST(PlanParser, ExpressionsAndTypesArePostgreSQLs) {
   EXPECT_EQ(errors("backfill:\n  - table: t\n    set: {c: \"(SELECT o.x FROM o WHERE o.id = t.o_id)\"}\n"
                    "    where: \"c IS NULL AND a > 0\"\n"),
             "");
+}
+
+}  // namespace
+}  // namespace tide
+
+namespace tide {
+namespace {
+
+const char* kHealthPlan = "plan: p\ndatabase: app\nsettings:\n%s\nexpand:\n  - sql: SELECT 1\n";
+
+std::string PlanWithSettings(const std::string& lines) {
+  char buf[1024];
+  std::snprintf(buf, sizeof buf, kHealthPlan, lines.c_str());
+  return buf;
+}
+
+TEST(PlanParser, ReadsTheHealthSignalSettings) {
+  auto r = ParsePlan(PlanWithSettings("  hold_on_autovacuum: false\n  max_archive_backlog: 32\n"
+                                      "  max_slot_retained_wal: 1GB\n  max_xmin_age: 10m\n"
+                                      "  slow_on_forced_checkpoints: false\n  throttle_hold: 30s"),
+                     "p.yaml");
+  ASSERT_TRUE(r.ok()) << FormatDiagnostics(r.errors);
+  const HealthSettings& h = r.plan.settings.health;
+  EXPECT_EQ(h.hold_on_autovacuum, false);
+  EXPECT_EQ(h.max_archive_backlog, 32);
+  EXPECT_EQ(h.max_slot_retained_wal, int64_t{1} << 30);
+  EXPECT_EQ(h.max_xmin_age, Millis(600000));
+  EXPECT_EQ(h.slow_on_forced_checkpoints, false);
+  EXPECT_EQ(h.throttle_hold, Millis(30000));
+}
+
+TEST(PlanParser, BadHealthSignalSettingsSayWhereAndWhatIsAccepted) {
+  auto Errors = [](const std::string& lines) {
+    return FormatDiagnostics(ParsePlan(PlanWithSettings(lines), "p.yaml").errors);
+  };
+  EXPECT_NE(Errors("  max_slot_retained_wal: 1XB").find("p.yaml:4:"), std::string::npos);
+  EXPECT_NE(Errors("  max_slot_retained_wal: 1XB").find("512kB, 64MB, 1GB or 2TB"), std::string::npos);
+  EXPECT_NE(Errors("  max_slot_retained_wal: lots").find("is not a size"), std::string::npos);
+  EXPECT_NE(Errors("  hold_on_autovacuum: maybe").find("must be true or false, not `maybe`"),
+            std::string::npos);
+  EXPECT_NE(Errors("  max_xmin_age: 10").find("has no unit"), std::string::npos);
+  EXPECT_NE(Errors("  throttle_hold: 2h").find("at most 1h"), std::string::npos);
+  EXPECT_NE(Errors("  max_archive_backlog: -1").find("not a whole number"), std::string::npos);
+  EXPECT_NE(Errors("  hold_on_autovacum: true").find("unknown key `hold_on_autovacum`"),
+            std::string::npos);
 }
 
 }  // namespace
