@@ -140,6 +140,10 @@ class PgPlanDatabase : public PlanDatabase {
                                 const std::optional<PlanCursor>& after, std::string* blockers);
   // Runs `sql` outside a transaction with `limits` set on the session, then the defaults again.
   void ExecOnSession(const std::string& sql, const StatementLimits& limits, std::string* blockers);
+  // Waits while another session builds `index` (quoted): an earlier tided's build that outlived
+  // its client goes on to the end, and its index is no leftover. Retryable when it has not ended
+  // by the statement's own timeout.
+  Status AwaitEarlierBuild(const std::string& index, const StatementLimits& limits);
   // Drops `index` (quoted) when it is an INVALID leftover of a failed build; true when it did.
   bool DropInvalidIndex(const std::string& index, const StatementLimits& limits);
   // The dry run of Preflight; throws libpqxx's exceptions.

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <mutex>
 #include <pqxx/pqxx>
+#include <spdlog/spdlog.h>
 #include <thread>
 
 #include "engine/operations.h"
@@ -89,6 +90,10 @@ Result<std::vector<StatementOutcome>> PgPlanDatabase::RunStatements(
         w.commit();
         if (!why.empty()) return Status::Fatal(why);
       }
+      if (!statements[i].invalid_index.empty()) {
+        Status earlier = AwaitEarlierBuild(statements[i].invalid_index, limits);
+        if (!earlier.ok()) return earlier;
+      }
       out.push_back(RunStatement(plan, statements[i], limits, last ? after : std::nullopt,
                                  &blockers));
     }
@@ -162,6 +167,42 @@ StatementOutcome PgPlanDatabase::RunStatement(const std::string& plan, const Ddl
     w.commit();
   }
   return finish(), out;
+}
+
+Status PgPlanDatabase::AwaitEarlierBuild(const std::string& index, const StatementLimits& limits) {
+  // A build by a session whose client is gone (tided killed during the step) goes on inside the
+  // server; its index is INVALID until it ends, and dropping or building it meanwhile fails with
+  // "tuple concurrently updated". Its own statement_timeout bounds it; so does this wait.
+  const Millis bound = limits.statement_timeout.count() > 0
+                           ? limits.statement_timeout + Millis(5000)
+                           : Millis(10 * 60 * 1000);
+  const auto deadline = std::chrono::steady_clock::now() + bound;
+  bool told = false;
+  while (true) {
+    pqxx::result r;
+    {
+      pqxx::nontransaction n(*conn_);
+      r = n.exec_params(
+          "SELECT pid, COALESCE(EXTRACT(epoch FROM now() - a.query_start), 0)::bigint "
+          "FROM pg_stat_progress_create_index p LEFT JOIN pg_stat_activity a USING (pid) "
+          "WHERE p.index_relid = to_regclass($1) AND p.pid <> pg_backend_pid()",
+          index);
+    }
+    if (r.empty()) return Status::Ok();
+    const int64_t pid = r[0][0].as<int64_t>();
+    if (std::chrono::steady_clock::now() >= deadline) {
+      return Status::Retryable("index " + index + " is still being built by session pid " +
+                               std::to_string(pid) + " (running " + r[0][1].c_str() +
+                               " s); tide builds it once that session ends, or after "
+                               "SELECT pg_cancel_backend(" + std::to_string(pid) + ")");
+    }
+    if (!told) {
+      spdlog::info("index {} is being built by session pid {} (an earlier attempt whose client is "
+                   "gone); waiting for it to end", index, pid);
+      told = true;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
 }
 
 bool PgPlanDatabase::DropInvalidIndex(const std::string& index, const StatementLimits& limits) {

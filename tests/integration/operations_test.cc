@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <pqxx/pqxx>
+#include <thread>
 
 #include "engine/operations.h"
 #include "pg/pg_database.h"
@@ -157,6 +158,37 @@ TEST_F(OperationsTest, AFailedConcurrentIndexBuildIsDroppedAndRetried) {
   ASSERT_TRUE(rebuilt.ok()) << rebuilt.status().ToString();
   EXPECT_TRUE(rebuilt->at(0).dropped_invalid_index);
   EXPECT_EQ(Query("SELECT indisvalid FROM pg_index WHERE indexrelid = 'orders_cust_idx'::regclass"), "t");
+}
+
+TEST_F(OperationsTest, ABuildThatOutlivedItsClientIsWaitedForNotDroppedUnderIt) {
+  // tided killed during a CONCURRENTLY build: its session goes on building inside the server,
+  // and the index is INVALID until it ends. The next tided waits for it, then finds it built.
+  const Step step = ParseStep("create_index: {table: orders, name: orders_total_idx, columns: [total]}", "expand");
+  const auto statements = CompileStep(step);
+  pqxx::connection old(PgCluster::Shared().Dsn(db_name_));
+  pqxx::transaction<pqxx::repeatable_read> snapshot(old, "old");
+  snapshot.exec("SELECT count(*) FROM customers");
+  std::thread earlier([&] {
+    pqxx::connection c(PgCluster::Shared().Dsn(db_name_));
+    pqxx::nontransaction n(c);
+    n.exec(statements.at(0).sql);
+  });
+  // The earlier build is in the catalog, INVALID, waiting for the old snapshot.
+  for (int i = 0; i < 100 && Query("SELECT count(*) FROM pg_index WHERE indexrelid = to_regclass('orders_total_idx') AND NOT indisvalid") != "1"; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  ASSERT_EQ(Query("SELECT count(*) FROM pg_index WHERE indexrelid = to_regclass('orders_total_idx') AND NOT indisvalid"), "1");
+  std::thread release([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+    snapshot.abort();
+  });
+  auto r = Run(statements);
+  release.join();
+  earlier.join();
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_TRUE(r->at(0).skipped) << "the earlier build finished the index";
+  EXPECT_FALSE(r->at(0).dropped_invalid_index);
+  EXPECT_EQ(Query("SELECT indisvalid FROM pg_index WHERE indexrelid = 'orders_total_idx'::regclass"), "t");
 }
 
 const char* kPlan = R"(plan: orders_status
