@@ -525,6 +525,45 @@ TEST_F(PgDatabaseTest, HealthReadingsComeFromTheServer) {
   waiter.join();
 }
 
+TEST_F(PgDatabaseTest, HealthSignalsReadTheRealThings) {
+  Exec("CREATE TABLE t (id int PRIMARY KEY)");
+  HealthQuestions q;
+  q.our_pids = {*db_->BackendPid()};
+  q.table = {"", "t"};
+  q.autovacuum = q.archive = q.slots = q.xmin = q.checkpoints = true;
+  auto before = db_->ReadHealth(q, limits_);
+  ASSERT_TRUE(before.ok()) << before.status().ToString();
+  EXPECT_FALSE(before->autovacuum);
+  EXPECT_EQ(before->archive_backlog, 0) << "archive_mode is off";
+  EXPECT_GE(before->checkpoints_requested, 0);
+
+  // A long open transaction holding a snapshot: its age and its session.
+  pqxx::connection oc(PgCluster::Shared().Dsn(db_name_));
+  pqxx::transaction<pqxx::repeatable_read> old(oc);
+  old.exec("SELECT count(*) FROM t");
+  const int64_t old_pid = old.exec1("SELECT pg_backend_pid()")[0].as<int64_t>();
+  std::this_thread::sleep_for(std::chrono::milliseconds(1100));
+  // An inactive slot that retains WAL.
+  Exec("SELECT pg_create_physical_replication_slot('tide_health_test', true)");
+  Exec("INSERT INTO t SELECT generate_series(1, 20000)");
+  // A requested checkpoint.
+  Exec("CHECKPOINT");
+  auto after = db_->ReadHealth(q, limits_);
+  Exec("SELECT pg_drop_replication_slot('tide_health_test')");
+  ASSERT_TRUE(after.ok()) << after.status().ToString();
+  EXPECT_GE(after->xmin_age_ms, 1000);
+  EXPECT_EQ(after->xmin_pid, old_pid);
+  EXPECT_EQ(after->slot_name, "tide_health_test");
+  EXPECT_FALSE(after->slot_active);
+  EXPECT_GT(after->slot_retained_wal, 100000) << "the rows' WAL is held back by the slot";
+  EXPECT_GT(after->checkpoints_requested, before->checkpoints_requested);
+  old.abort();
+  auto gone = db_->ReadHealth(q, limits_);
+  ASSERT_TRUE(gone.ok());
+  EXPECT_LT(gone->xmin_age_ms, 1000) << "the transaction ended";
+  EXPECT_EQ(gone->slot_retained_wal, 0) << "the slot is gone";
+}
+
 TEST_F(PgDatabaseTest, TheSyncTriggerFillsNewAndUpdatedRowsWithTheSameExpressions) {
   Exec("CREATE TABLE offers (id int PRIMARY KEY, \"clinicId\" text)");
   Exec("INSERT INTO offers VALUES (1, 'c1'), (2, 'c2')");
