@@ -10,6 +10,7 @@
 #include "engine/operations.h"
 #include "engine/phase.h"
 #include "engine/sqlstate.h"
+#include "engine/sql_text.h"
 #include "runtime/retry.h"
 
 namespace tide {
@@ -390,8 +391,31 @@ void Orchestrator::Run::StartTask(size_t index) {
                     .Int("rows_scanned", summary.rows_scanned)
                     .Int("batches", summary.batches)
                     .Int("duration_ms", MillisSince(self->task_started_)));
-    self->Advance(AfterSuccess(self->plan_, self->cursor_));
+    self->AnalyzeThenAdvance(index);
   });
+}
+
+void Orchestrator::Run::AnalyzeThenAdvance(size_t index) {
+  auto db = db_;
+  const QualifiedName table = plan_.backfill[index].table;
+  const StatementLimits limits = GateLimits();
+  const auto start = SteadyClock::now();
+  doing_ = "ANALYZE of " + table.Display();
+  Do<Status>([db, table, limits] { return db->Execute("ANALYZE " + QuoteName(table), limits); },
+             [self = shared_from_this(), table, start](Status s) {
+               if (self->stopped_) return;
+               if (!self->abort_by_.empty()) return self->Next();
+               if (s.ok()) {
+                 self->Audit("table_analyzed", "backfill",
+                             JsonObject().Str("table", table.Display()).Int("duration_ms", MillisSince(start)));
+               } else {
+                 spdlog::warn("plan {}: ANALYZE of {} skipped: {}", self->plan_.name, table.Display(),
+                              s.ToString());
+                 self->Audit("analyze_skipped", "backfill",
+                             JsonObject().Str("table", table.Display()).Str("error", s.ToString()));
+               }
+               self->Advance(AfterSuccess(self->plan_, self->cursor_));
+             });
 }
 
 StatementLimits Orchestrator::Run::GateLimits() const {

@@ -78,6 +78,9 @@ class Orchestrator::Run : public std::enable_shared_from_this<Orchestrator::Run>
   std::shared_ptr<BackfillRun> MakeTask(size_t index, BackfillMode mode);
 
   void StartTask(size_t index);
+  // ANALYZE of task `index`'s table once its backfill is done, so that the planner knows the
+  // new column's values; a lock timeout or an error skips it (audited), autovacuum analyzes later.
+  void AnalyzeThenAdvance(size_t index);
 
   // Where the gates stand in this run; the cursor only says "gating". Contract's set_not_null
   // steps add NOT VALID checks (GateChecks) once the gates pass, then the gates are read again
