@@ -84,9 +84,22 @@ ThrottleDecision ThrottleHold::Apply(const ThrottleDecision& d, TimePoint now, M
     until_ = now + hold;
     return d;
   }
-  if (held_ && now < until_ && d.kind != ThrottleDecision::Kind::kWait) return *held_;
-  held_.reset();
-  return d;
+  if (!held_ || now >= until_) {
+    held_.reset();
+    return d;
+  }
+  // Within the hold: a wait wins; otherwise the stricter of the two, so that a held slowdown
+  // never hides a newer one (the lag's pause, a yield, blocking's shrink).
+  if (d.kind == ThrottleDecision::Kind::kWait) return d;
+  if (held_->kind == ThrottleDecision::Kind::kWait || d.kind != ThrottleDecision::Kind::kSlow) {
+    return *held_;
+  }
+  ThrottleDecision out =
+      d.reason == "blocking" || d.size_factor < held_->size_factor ? d : *held_;
+  out.size_factor = std::min(d.size_factor, held_->size_factor);
+  out.extra_pause = std::max(d.extra_pause, held_->extra_pause);
+  out.pause_ratio = std::max(d.pause_ratio, held_->pause_ratio);
+  return out;
 }
 
 Millis LagEstimator::Observe(TimePoint now, int64_t current_lsn, std::optional<int64_t> replay_lsn) {

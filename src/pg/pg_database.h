@@ -142,7 +142,7 @@ class PgPlanDatabase : public PlanDatabase {
   void ExecOnSession(const std::string& sql, const StatementLimits& limits, std::string* blockers);
   // Waits while another session builds `index` (quoted): an earlier tided's build that outlived
   // its client goes on to the end, and its index is no leftover. Retryable when it has not ended
-  // by the statement's own timeout.
+  // within min(statement_timeout, 30 s), and the step is retried.
   Status AwaitEarlierBuild(const std::string& index, const StatementLimits& limits);
   // Drops `index` (quoted) when it is an INVALID leftover of a failed build; true when it did.
   bool DropInvalidIndex(const std::string& index, const StatementLimits& limits);

@@ -54,11 +54,14 @@ Result<HealthReading> PgPlanDatabase::ReadHealth(const HealthQuestions& q,
       reading = "autovacuum's progress (pg_stat_progress_vacuum; grant pg_read_all_stats to "
                 "tide's role, or set hold_on_autovacuum: false)";
       // Another role's vacuum shows no table without pg_read_all_stats: not seen is not absent.
+      // The table and its partitions from pg_inherits, which takes no lock (pg_partition_tree
+      // locks every partition until the reading's transaction ends).
       auto a = w.exec_params1(
-          "SELECT count(*) FILTER (WHERE v.relid IN (SELECT relid FROM pg_partition_tree($1::regclass))), "
+          "WITH RECURSIVE tree(oid) AS (SELECT $1::regclass::oid UNION "
+          " SELECT i.inhrelid FROM pg_inherits i JOIN tree ON i.inhparent = tree.oid) "
+          "SELECT count(*) FILTER (WHERE v.relid IN (SELECT oid FROM tree)), "
           "count(*) FILTER (WHERE v.relid IS NULL) "
-          "FROM pg_stat_progress_vacuum v JOIN pg_stat_activity s ON s.pid = v.pid "
-          "WHERE s.backend_type = 'autovacuum worker' AND v.datid = "
+          "FROM pg_stat_progress_vacuum v WHERE v.pid <> pg_backend_pid() AND v.datid = "
           "(SELECT oid FROM pg_database WHERE datname = current_database())",
           QuoteName(q.table));
       if (a[1].as<int64_t>() > 0) {
@@ -89,10 +92,23 @@ Result<HealthReading> PgPlanDatabase::ReadHealth(const HealthQuestions& q,
     if (q.xmin) {
       reading = "the oldest transaction (pg_stat_activity, pg_prepared_xacts; grant "
                 "pg_read_all_stats to tide's role, or set max_xmin_age: 0)";
-      // Sessions of other roles show their transaction's start only with pg_read_all_stats.
+      // A transaction holds vacuum back by its snapshot (backend_xmin) or, a writer idle under
+      // READ COMMITTED, by its own xid. Sessions of other roles show both to everyone but their
+      // transaction's start only with pg_read_all_stats: not seen is not young.
+      const int64_t masked = w.exec_params1(
+          "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+          "AND (backend_xmin IS NOT NULL OR backend_xid IS NOT NULL) AND xact_start IS NULL "
+          "AND backend_type IS NULL AND pid <> pg_backend_pid() AND pid <> ALL ($1::int[])",
+          ours)[0].as<int64_t>();
+      if (masked > 0) {
+        return Status::Fatal("cannot see how old " + std::to_string(masked) +
+                             " transactions of other roles are: grant pg_read_all_stats to "
+                             "tide's role, or set max_xmin_age: 0");
+      }
       auto x = w.exec_params(
           "SELECT pid, (EXTRACT(epoch FROM now() - xact_start) * 1000)::bigint FROM pg_stat_activity "
-          "WHERE backend_xmin IS NOT NULL AND xact_start IS NOT NULL AND backend_type = 'client backend' "
+          "WHERE (backend_xmin IS NOT NULL OR backend_xid IS NOT NULL) AND xact_start IS NOT NULL "
+          "AND backend_type = 'client backend' "
           "AND pid <> pg_backend_pid() AND pid <> ALL ($1::int[]) "
           "UNION ALL SELECT 0, (EXTRACT(epoch FROM now() - prepared) * 1000)::bigint FROM pg_prepared_xacts "
           "ORDER BY 2 DESC LIMIT 1",

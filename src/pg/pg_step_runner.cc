@@ -1,5 +1,6 @@
 // PgPlanDatabase's steps: DDL statements with their timeouts, the sessions that block them, and
 // the leftovers of failed index builds.
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <mutex>
@@ -172,10 +173,9 @@ StatementOutcome PgPlanDatabase::RunStatement(const std::string& plan, const Ddl
 Status PgPlanDatabase::AwaitEarlierBuild(const std::string& index, const StatementLimits& limits) {
   // A build by a session whose client is gone (tided killed during the step) goes on inside the
   // server; its index is INVALID until it ends, and dropping or building it meanwhile fails with
-  // "tuple concurrently updated". Its own statement_timeout bounds it; so does this wait.
-  const Millis bound = limits.statement_timeout.count() > 0
-                           ? limits.statement_timeout + Millis(5000)
-                           : Millis(10 * 60 * 1000);
+  // "tuple concurrently updated". Its own statement_timeout bounds it. This wait is at most 30 s
+  // at a time (a shutdown or an abort is not held up longer); then the step is retried.
+  const Millis bound = std::min(limits.statement_timeout, Millis(30000));
   const auto deadline = std::chrono::steady_clock::now() + bound;
   bool told = false;
   while (true) {

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cctype>
 
 #include "runtime/files.h"
@@ -109,7 +110,8 @@ bool ThrottleFileHolds(const std::string& text, const std::string& plan) {
 
 bool ThrottledByFile(const std::string& path, const std::string& plan) {
   struct stat st;
-  if (::stat(path.c_str(), &st) != 0) return false;
+  // Absent: no throttle. Present but not to be looked at (EACCES): it may be there, so it holds.
+  if (::stat(path.c_str(), &st) != 0) return errno != ENOENT && errno != ENOTDIR;
   auto text = ReadFile(path, 64 * 1024);
   // There but unreadable: it was put there to throttle.
   return !text.ok() || ThrottleFileHolds(*text, plan);

@@ -562,6 +562,30 @@ TEST_F(PgDatabaseTest, HealthSignalsReadTheRealThings) {
   ASSERT_TRUE(gone.ok());
   EXPECT_LT(gone->xmin_age_ms, 1000) << "the transaction ended";
   EXPECT_EQ(gone->slot_retained_wal, 0) << "the slot is gone";
+
+  // A vacuum of the table, slowed down so that it is seen at work.
+  Exec("UPDATE t SET id = id + 100000");
+  pqxx::connection vc(PgCluster::Shared().Dsn(db_name_));
+  const int64_t vacuum_pid = pqxx::nontransaction(vc).exec1("SELECT pg_backend_pid()")[0].as<int64_t>();
+  std::thread vacuum([&] {
+    try {
+      pqxx::nontransaction n(vc);
+      n.exec("SET vacuum_cost_delay = 100; SET vacuum_cost_limit = 1");
+      n.exec("VACUUM t");  // alone: a VACUUM refuses to run in the implicit block of several
+    } catch (const std::exception&) {
+      // cancelled below
+    }
+  });
+  bool seen = false;
+  for (int i = 0; i < 100 && !seen; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    auto v = db_->ReadHealth(q, limits_);
+    ASSERT_TRUE(v.ok()) << v.status().ToString();
+    seen = v->autovacuum;
+  }
+  Exec("SELECT pg_cancel_backend(" + std::to_string(vacuum_pid) + ")");
+  vacuum.join();
+  EXPECT_TRUE(seen) << "a vacuum at work on the table holds the backfill";
 }
 
 TEST_F(PgDatabaseTest, TheSyncTriggerFillsNewAndUpdatedRowsWithTheSameExpressions) {

@@ -133,5 +133,43 @@ TEST(HealthSignals, AHoldLastsAtLeastTheHoldTimeAfterTheLastBadSample) {
   EXPECT_EQ(hold.Apply(run, t0 + Millis(10001), Millis(10000)).kind, ThrottleDecision::Kind::kRun);
 }
 
+TEST(HealthSignals, AHeldSlowdownNeverHidesAStricterNewerOne) {
+  ThrottleHold hold;
+  const auto t0 = std::chrono::steady_clock::time_point{} + std::chrono::hours(1);
+  ThrottleDecision checkpoint;
+  checkpoint.kind = ThrottleDecision::Kind::kSlow;
+  checkpoint.reason = "forced_checkpoint";
+  checkpoint.size_factor = 0.5;
+  hold.Apply(checkpoint, t0, Millis(10000));
+  ThrottleDecision lag;
+  lag.kind = ThrottleDecision::Kind::kSlow;
+  lag.reason = "replication_lag";
+  lag.size_factor = 0.3;
+  lag.extra_pause = Millis(800);
+  ThrottleDecision d = hold.Apply(lag, t0 + Millis(1000), Millis(10000));
+  EXPECT_EQ(d.reason, "replication_lag");
+  EXPECT_DOUBLE_EQ(d.size_factor, 0.3);
+  EXPECT_EQ(d.extra_pause, Millis(800));
+  ThrottleDecision blocking;
+  blocking.kind = ThrottleDecision::Kind::kSlow;
+  blocking.reason = "blocking";
+  blocking.size_factor = 0.5;
+  EXPECT_EQ(hold.Apply(blocking, t0 + Millis(2000), Millis(10000)).reason, "blocking")
+      << "blocking shrinks the batch size; a hold must not hide it";
+  ThrottleDecision yield;
+  yield.kind = ThrottleDecision::Kind::kSlow;
+  yield.reason = "yield";
+  yield.size_factor = 0.8;
+  yield.pause_ratio = 2;
+  d = hold.Apply(yield, t0 + Millis(3000), Millis(10000));
+  EXPECT_EQ(d.reason, "forced_checkpoint");
+  EXPECT_DOUBLE_EQ(d.size_factor, 0.5);
+  EXPECT_DOUBLE_EQ(d.pause_ratio, 2) << "the yield's pause stays";
+  ThrottleDecision wait;
+  wait.kind = ThrottleDecision::Kind::kWait;
+  wait.reason = "replication_lag";
+  EXPECT_EQ(hold.Apply(wait, t0 + Millis(4000), Millis(10000)).kind, ThrottleDecision::Kind::kWait);
+}
+
 }  // namespace
 }  // namespace tide
