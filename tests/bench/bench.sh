@@ -13,7 +13,9 @@
 # 2. The impact (tuned settings, the join, N rows): tide with 2 workers sharing
 #    `max_rows_per_second` (N/20), the rate it held; pgbench -c 4 -j 2 alone for S seconds (TPS,
 #    p50/p99 latency), before and after; the same pgbench while tide backfills with its defaults,
-#    and while the single UPDATE runs (measured over the seconds the backfill or UPDATE ran).
+#    and while the single UPDATE runs (measured over the seconds the backfill or UPDATE ran);
+#    R rounds, each bracketed by its own runs alone, the loaded runs in alternating order; every
+#    round's ratios and their median.
 # Each private PostgreSQL 15 has durable commits (fsync on) and is started under a temp folder.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -189,34 +191,41 @@ reset_table
 echo "rate_cap $(run_tide bench_cap "    workers: 2
     max_rows_per_second: $CAP" "$UNTHROTTLED")" >>"$TIMES"
 
-echo "== 3. pgbench alone (${SECONDS_PGBENCH}s)"
-P_ALONE=$(run_pgbench alone)
-echo "== 4. pgbench while tide backfills with its defaults"
-reset_table
-run_pgbench tide >"$WORK/p_tide" &
-PB=$!
-sleep 2
-echo "tide_defaults_under_pgbench $(run_tide bench_defaults "" "")" >>"$TIMES"
-wait $PB
-P_TIDE=$(cat "$WORK/p_tide")
-echo "== 4. pgbench while the single UPDATE runs"
-reset_table
-run_pgbench update >"$WORK/p_update" &
-PB=$!
-sleep 2
-echo "single_update_under_pgbench $(run_update)" >>"$TIMES"
-wait $PB
-P_UPDATE=$(cat "$WORK/p_update")
-echo "== 3. pgbench alone again (${SECONDS_PGBENCH}s), so that the baseline brackets the loaded runs"
-P_ALONE2=$(run_pgbench alone_again)
+# The impact, R rounds: each round brackets its two loaded runs (tide, the single UPDATE; their
+# order alternates) between two runs of pgbench alone, and is measured against them.
+IMPACT_ROUNDS=$WORK/impact_rounds  # "round alone tide update alone_again" prefixes per round
+pgbench_under() {  # $1: round, $2: tide or update
+  reset_table
+  run_pgbench "$2_$1" >"$WORK/p_$2_$1" &
+  local pb=$!
+  sleep 2
+  if [[ $2 == tide ]]; then
+    echo "tide_defaults_under_pgbench $(run_tide "bench_defaults_$1" "" "")" >>"$TIMES"
+  else
+    echo "single_update_under_pgbench $(run_update)" >>"$TIMES"
+  fi
+  wait $pb
+}
+for ((r = 1; r <= ROUNDS; r++)); do
+  echo "== impact round $r/$ROUNDS: pgbench alone (${SECONDS_PGBENCH}s)"
+  A1=$(run_pgbench "alone_$r")
+  if ((r % 2)); then order="tide update"; else order="update tide"; fi
+  for what in $order; do
+    echo "== impact round $r/$ROUNDS: pgbench while $([[ $what == tide ]] && echo "tide backfills with its defaults" || echo "the single UPDATE runs")"
+    pgbench_under "$r" "$what"
+  done
+  echo "== impact round $r/$ROUNDS: pgbench alone again, so that the baseline brackets the loaded runs"
+  A2=$(run_pgbench "alone_again_$r")
+  echo "$r $A1 $(cat "$WORK/p_tide_$r") $(cat "$WORK/p_update_$r") $A2" >>"$IMPACT_ROUNDS"
+done
 
 python3 - "$ROWS" "$JSON" "$TIMES" "$WORK/audit.jsonl" "$CAP" "$ROUNDS" \
-  "$P_ALONE" "$P_ALONE2" "$P_TIDE" "$P_UPDATE" "$MATRIX_JSON" <<'PY'
+  "$IMPACT_ROUNDS" "$MATRIX_JSON" <<'PY'
 import glob, json, statistics, sys
 rows, out, times_file, audit_file = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
 cap, rounds = int(sys.argv[5]), int(sys.argv[6])
-alone, alone_again, during_tide, during_update = sys.argv[7:11]
-matrix = json.load(open(sys.argv[11]))
+impact_rounds = [l.split() for l in open(sys.argv[7])]
+matrix = json.load(open(sys.argv[8]))
 times = {}
 for line in open(times_file):
     label, start, end = line.split()
@@ -258,20 +267,35 @@ cap_rate = d["rows_updated"] / (d["duration_ms"] / 1000.0)
 res["rate_cap"] = {"max_rows_per_second": cap, "workers": 2, "seconds": d["duration_ms"] / 1000.0,
                    "rows_per_second": cap_rate, "ratio_to_cap": cap_rate / cap}
 
-(d0, d1), = times["tide_defaults_under_pgbench"]
-(w0, w1), = times["single_update_under_pgbench"]
-a1, a2 = pgbench(alone), pgbench(alone_again)
-res["pgbench_alone"] = {k: (a1[k] + a2[k]) / 2 for k in a1}
-res["pgbench_alone_before"], res["pgbench_alone_after"] = a1, a2
-res["pgbench_during_tide_defaults"] = pgbench(during_tide, d0, d1)
-res["tide_defaults_under_pgbench"] = {"seconds": d1 - d0, "rows_per_second": rows / (d1 - d0)}
-res["pgbench_during_single_update"] = pgbench(during_update, w0, w1)
-res["single_update_under_pgbench"] = {"seconds": w1 - w0, "rows_per_second": rows / (w1 - w0)}
-a = res["pgbench_alone"]
-for k in ("pgbench_alone_before", "pgbench_alone_after", "pgbench_during_tide_defaults",
-          "pgbench_during_single_update"):
-    res[k]["tps_ratio"] = res[k]["tps"] / a["tps"] if a["tps"] else 0
-    res[k]["p99_ratio"] = res[k]["p99_ms"] / a["p99_ms"] if a["p99_ms"] else 0
+# Each impact round against its own bracket of runs alone; the median of the rounds' ratios.
+res["impact_rounds"] = []
+for i, (r, alone, during_tide, during_update, alone_again) in enumerate(impact_rounds):
+    d0, d1 = times["tide_defaults_under_pgbench"][i]
+    w0, w1 = times["single_update_under_pgbench"][i]
+    a1, a2 = pgbench(alone), pgbench(alone_again)
+    rd = {"round": int(r), "pgbench_alone_before": a1, "pgbench_alone_after": a2,
+          "pgbench_alone": {k: (a1[k] + a2[k]) / 2 for k in a1},
+          "pgbench_during_tide_defaults": pgbench(during_tide, d0, d1),
+          "tide_defaults_under_pgbench": {"seconds": d1 - d0, "rows_per_second": rows / (d1 - d0)},
+          "pgbench_during_single_update": pgbench(during_update, w0, w1),
+          "single_update_under_pgbench": {"seconds": w1 - w0, "rows_per_second": rows / (w1 - w0)}}
+    a = rd["pgbench_alone"]
+    for k in ("pgbench_alone_before", "pgbench_alone_after", "pgbench_during_tide_defaults",
+              "pgbench_during_single_update"):
+        rd[k]["tps_ratio"] = rd[k]["tps"] / a["tps"] if a["tps"] else 0
+        rd[k]["p99_ratio"] = rd[k]["p99_ms"] / a["p99_ms"] if a["p99_ms"] else 0
+    res["impact_rounds"].append(rd)
+med = lambda f: statistics.median(f(rd) for rd in res["impact_rounds"])
+res["impact_median"] = {
+    "tide_tps_ratio": med(lambda rd: rd["pgbench_during_tide_defaults"]["tps_ratio"]),
+    "tide_p99_ratio": med(lambda rd: rd["pgbench_during_tide_defaults"]["p99_ratio"]),
+    "update_tps_ratio": med(lambda rd: rd["pgbench_during_single_update"]["tps_ratio"]),
+    "update_p99_ratio": med(lambda rd: rd["pgbench_during_single_update"]["p99_ratio"]),
+    "tide_seconds": med(lambda rd: rd["tide_defaults_under_pgbench"]["seconds"]),
+    "update_seconds": med(lambda rd: rd["single_update_under_pgbench"]["seconds"])}
+m = res["impact_median"]
+res["tide_defaults_under_pgbench"] = {"seconds": m["tide_seconds"], "rows_per_second": rows / m["tide_seconds"]}
+res["single_update_under_pgbench"] = {"seconds": m["update_seconds"], "rows_per_second": rows / m["update_seconds"]}
 json.dump(res, open(out, "w"), indent=2)
 
 if matrix:
@@ -297,13 +321,18 @@ c = res["rate_cap"]
 print(f"\nrate cap {cap} rows/s, 2 workers: {c['rows_per_second']:.0f} rows/s over "
       f"{c['seconds']:.1f} s = {c['ratio_to_cap']:.3f} of the cap")
 print()
-print(f"{'pgbench -c 4 -j 2':<36} {'TPS':>8} {'p50 ms':>8} {'p99 ms':>8} {'TPS x':>7} {'p99 x':>7}")
-for k, label in (("pgbench_alone_before", "alone, before"), ("pgbench_alone_after", "alone, after"),
-                 ("pgbench_during_tide_defaults", "during tide (defaults)"),
-                 ("pgbench_during_single_update", "during the single UPDATE")):
-    r = res[k]
-    print(f"{label:<36} {r['tps']:>8.0f} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} "
-          f"{r['tps_ratio']:>7.2f} {r['p99_ratio']:>7.2f}")
-print("(ratios against the mean of the two runs alone)")
+for rd in res["impact_rounds"]:
+    print(f"{'pgbench -c 4 -j 2, round %d' % rd['round']:<36} {'TPS':>8} {'p50 ms':>8} {'p99 ms':>8} {'TPS x':>7} {'p99 x':>7}")
+    for k, label in (("pgbench_alone_before", "alone, before"), ("pgbench_alone_after", "alone, after"),
+                     ("pgbench_during_tide_defaults", "during tide (defaults)"),
+                     ("pgbench_during_single_update", "during the single UPDATE")):
+        r = rd[k]
+        print(f"{label:<36} {r['tps']:>8.0f} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} "
+              f"{r['tps_ratio']:>7.2f} {r['p99_ratio']:>7.2f}")
+    print()
+print("(each round's ratios against the mean of its two runs alone)")
+print(f"median of {len(res['impact_rounds'])} rounds: during tide's defaults TPS {m['tide_tps_ratio']:.2f}x, "
+      f"p99 {m['tide_p99_ratio']:.2f}x; during the single UPDATE TPS {m['update_tps_ratio']:.2f}x, "
+      f"p99 {m['update_p99_ratio']:.2f}x")
 print(f"\nJSON: {out}")
 PY
