@@ -177,6 +177,12 @@ std::string IndexIsInvalidSql(const std::string& index) {
          QuoteLiteral(index) + ") AND NOT indisvalid)";
 }
 
+std::string IndexBuildsSql(const std::string& index) {
+  return "SELECT p.pid, COALESCE(EXTRACT(epoch FROM now() - a.query_start), 0)::bigint "
+         "FROM pg_stat_progress_create_index p LEFT JOIN pg_stat_activity a USING (pid) "
+         "WHERE p.index_relid = to_regclass(" + QuoteLiteral(index) + ") AND p.pid <> pg_backend_pid()";
+}
+
 std::string ObjectName(const std::vector<std::string>& parts, const std::string& suffix) {
   std::string name;
   for (const auto& p : parts) name += (name.empty() ? "" : "_") + p;

@@ -73,5 +73,7 @@ std::string DropIndexSql(const std::string& index);
 std::string IndexIsValidSql(const std::string& index);
 // A query that is true when `index` (quoted) exists and is not valid (a failed build's leftover).
 std::string IndexIsInvalidSql(const std::string& index);
+// The sessions other than this one building `index` (quoted) now: pid, seconds running.
+std::string IndexBuildsSql(const std::string& index);
 
 }  // namespace tide

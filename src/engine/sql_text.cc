@@ -255,6 +255,8 @@ std::string NullCountSql(const QualifiedName& table, const std::string& column) 
   return "SELECT count(*) FROM " + QuoteName(table) + " WHERE " + QuoteIdent(column) + " IS NULL";
 }
 
+std::string AnalyzeSql(const QualifiedName& table) { return "ANALYZE " + QuoteName(table); }
+
 std::string SetTimeoutSql(const std::string& setting, Millis value, bool local) {
   return std::string("SET ") + (local ? "LOCAL " : "") + setting + " = '" +
          std::to_string(value.count()) + "ms'";

@@ -120,6 +120,9 @@ SyncTriggerSql MakeSyncTrigger(const std::string& plan, int task_index, const Ba
 // SELECT count(*) of rows that fail a null_count gate.
 std::string NullCountSql(const QualifiedName& table, const std::string& column);
 
+// ANALYZE of a table once its backfill is done, so that the planner knows the new column.
+std::string AnalyzeSql(const QualifiedName& table);
+
 // "SET LOCAL lock_timeout = '2000ms'" and the like.
 std::string SetTimeoutSql(const std::string& setting, Millis value, bool local);
 

@@ -182,11 +182,7 @@ Status PgPlanDatabase::AwaitEarlierBuild(const std::string& index, const Stateme
     pqxx::result r;
     {
       pqxx::nontransaction n(*conn_);
-      r = n.exec_params(
-          "SELECT pid, COALESCE(EXTRACT(epoch FROM now() - a.query_start), 0)::bigint "
-          "FROM pg_stat_progress_create_index p LEFT JOIN pg_stat_activity a USING (pid) "
-          "WHERE p.index_relid = to_regclass($1) AND p.pid <> pg_backend_pid()",
-          index);
+      r = n.exec(IndexBuildsSql(index));
     }
     if (r.empty()) return Status::Ok();
     const int64_t pid = r[0][0].as<int64_t>();

@@ -401,7 +401,7 @@ void Orchestrator::Run::AnalyzeThenAdvance(size_t index) {
   const StatementLimits limits = GateLimits();
   const auto start = SteadyClock::now();
   doing_ = "ANALYZE of " + table.Display();
-  Do<Status>([db, table, limits] { return db->Execute("ANALYZE " + QuoteName(table), limits); },
+  Do<Status>([db, table, limits] { return db->Execute(AnalyzeSql(table), limits); },
              [self = shared_from_this(), table, start](Status s) {
                if (self->stopped_) return;
                if (!self->abort_by_.empty()) return self->Next();
