@@ -14,11 +14,13 @@
 #include <fstream>
 #include <iostream>
 #include <map>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
 
 #include "engine/backfill.h"
+#include "engine/live_settings.h"
 #include "engine/preflight.h"
 #include "pg/pg_database.h"
 #include "plan/importer.h"
@@ -62,6 +64,11 @@ const char* kUsage =
     "  pause (PLAN | --all) [--phase P] --config FILE\n"
     "                                         pause a plan (or hold it before phase P); every plan\n"
     "  resume (PLAN | --all) [--phase P] --config FILE\n"
+    "  set PLAN key=value... --config FILE     change a running backfill within one batch, and keep\n"
+    "                                         the change across restarts: max_rows_per_second,\n"
+    "                                         batch_size, target_batch_time, workers, yield_ratio,\n"
+    "                                         pause_between_batches, max_replication_lag;\n"
+    "                                         key=default goes back to the plan's value\n"
     "  audit (--config FILE | --file PATH) [--plan P] [--event E] [--since 2h] [--follow] [--json]\n"
     "                                         the audit trail as a timeline\n"
     "  audit (--config FILE | --file PATH) --verify\n"
@@ -459,6 +466,51 @@ int PauseOrResume(const Args& a, const std::string& action) {
   return SendControlRequest(spool_dir, r);
 }
 
+template <typename Fn>
+int ForEachDatabase(const tide::Config& config, Fn fn);
+
+// tidectl set PLAN key=value... (--config FILE | --spool DIR): checked here (each setting; with
+// --config, that the plan is there and not finished), then sent as a control request.
+int Set(const Args& a) {
+  const char* usage =
+      "tidectl set: usage: tidectl set PLAN key=value... (--config FILE | --spool DIR)\n"
+      "  e.g. tidectl set add_clinic_id max_rows_per_second=5000 workers=2\n";
+  std::string spool_dir = a.options.count("--spool") ? a.options.at("--spool") : "";
+  std::optional<tide::Config> config;
+  if (a.options.count("--config")) {
+    auto loaded = tide::LoadConfigFile(a.options.at("--config"));
+    if (!loaded.ok()) return std::cerr << "tidectl: invalid config:\n" << loaded.status().message(), 1;
+    config = *loaded;
+    spool_dir = config->spool_dir;
+  }
+  if (spool_dir.empty() || a.positional.size() < 2) return std::cerr << usage, 2;
+  const std::string plan = a.positional[0];
+  const std::vector<std::string> items(a.positional.begin() + 1, a.positional.end());
+  auto change = tide::ParseLiveChange(items);
+  if (!change.ok()) return std::cerr << "tidectl set: " << change.status().message() << "\n", 2;
+  if (config) {
+    bool found = false, running = false;
+    ForEachDatabase(*config, [&](const std::string&, tide::PgPlanDatabase& db) {
+      auto p = db.FindPlan(plan);
+      if (p.ok() && *p) found = true, running |= !tide::IsFinal((*p)->cursor.state);
+    });
+    if (!found) {
+      std::cerr << "tidectl set: no plan `" << plan << "` in any configured database; "
+                << "`tidectl status --config " << a.options.at("--config") << "` lists them\n";
+      return 1;
+    }
+    if (!running) {
+      std::cerr << "tidectl set: plan `" << plan << "` has finished; there is nothing to change\n";
+      return 1;
+    }
+  }
+  tide::ControlRequest r;
+  r.action = "set";
+  r.plan = plan;
+  r.settings = tide::DescribeChange(*change);
+  return SendControlRequest(spool_dir, r);
+}
+
 // The signal that tells the tided at `pid` to read the control folder: ControlSignal() when it
 // reads that one (it blocks it, as tided blocks every signal its signalfd reads); SIGUSR1 queued
 // with kControlSignalValue for a tided from before it, which a real-time signal would end, and
@@ -496,7 +548,8 @@ int SendControlRequest(const std::string& spool_dir, const tide::ControlRequest&
     return 0;
   }
   std::cout << action << " of " << (all ? "every plan" : "`" + r.plan + "`")
-            << (r.phase.empty() ? "" : " (" + r.phase + ")") << " sent to tided (pid " << pid << ")\n";
+            << (r.phase.empty() ? "" : " (" + r.phase + ")")
+            << (r.settings.empty() ? "" : " " + r.settings) << " sent to tided (pid " << pid << ")\n";
   return 0;
 }
 
@@ -731,6 +784,14 @@ int Status(const Args& a) {
     auto plans = (*db)->ListPlans();
     auto tasks = (*db)->ListTaskProgress();
     auto pauses = (*db)->ListPauses();
+    auto live = (*db)->ListLiveSettings();
+    auto live_of = [&](const std::string& plan) -> std::optional<tide::LiveSettingsRecord> {
+      if (!live.ok()) return std::nullopt;
+      for (const auto& l : *live) {
+        if (l.plan == plan) return l;
+      }
+      return std::nullopt;
+    };
     auto paused_by = [&](const std::string& plan) {
       std::string out;
       if (!pauses.ok()) return out;
@@ -763,6 +824,10 @@ int Status(const Args& a) {
       }
       o.Int("rows_done", done).Int("rows_estimated", est).Num("rows_per_second", rate)
           .Int("eta_seconds", eta).Str("throttled", throttle).Str("paused", paused_by(p.name));
+      const auto settings = live_of(p.name);
+      o.Str("live_settings", settings ? settings->settings : "")
+          .Str("live_settings_by", settings ? settings->actor : "")
+          .Str("live_settings_at", settings ? settings->at : "");
       // The old columns its switch keeps for `tidectl revert`, and until when.
       std::string kept, kept_until;
       bool keeps = false;
@@ -812,6 +877,10 @@ int Status(const Args& a) {
       }
       if (!tide::IsFinal(p.cursor.state) && !paused_by(p.name).empty()) {
         std::cout << "  " << paused_by(p.name) << "\n";
+      }
+      if (!tide::IsFinal(p.cursor.state) && settings) {
+        std::cout << "  live settings: " << settings->settings << " (set by " << settings->actor
+                  << " at " << settings->at << ")\n";
       }
     }
   }
@@ -930,6 +999,7 @@ int main(int argc, char** argv) {
     if (args.command == "history") return History(args);
     if (args.command == "pause") return PauseOrResume(args, "pause");
     if (args.command == "resume") return PauseOrResume(args, "resume");
+    if (args.command == "set") return Set(args);
     if (args.command == "version") return std::cout << "tidectl " << tide::kTideVersion << "\n", 0;
     if (args.command == "help" || args.command == "--help") return std::cout << kUsage, 0;
   } catch (const std::exception& e) {

@@ -246,6 +246,13 @@ int Run(const std::string& config_path) {
         orchestrator.Revert(r.plan, actor, "tidectl");
       } else if (r.action == "finalize") {
         orchestrator.Finalize(r.plan, actor, "tidectl");
+      } else if (r.action == "set") {
+        auto change = tide::ParseLiveChange(r.settings);
+        if (!change.ok()) {
+          errors.push_back(r.file + ": " + change.status().message());
+          continue;
+        }
+        orchestrator.Set(r.plan, *change, actor, "tidectl");
       } else if (r.action == "pause") {
         orchestrator.Pause(tide::Pause{r.plan, r.phase, actor, "tidectl", tide::NowRfc3339()});
       } else {

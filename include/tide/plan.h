@@ -126,6 +126,9 @@ struct BackfillTask {
   std::optional<int64_t> max_rows_per_second;  // shared by the task's workers
   std::optional<Millis> pause_between_batches;
   bool sync_trigger = false;  // fill the columns on INSERT/UPDATE too, while the plan runs
+  // `verify: true`: before contract, every row's set columns are computed again and compared;
+  // contract waits until no row differs.
+  bool verify = false;
   // `batch_by`: how batches walk the table. kAuto: by page (the heap in its physical order) for
   // an ordinary table without `where`, else by key.
   enum class BatchBy { kAuto, kKey, kPages };

@@ -68,6 +68,10 @@ struct BatchResult {
   std::vector<std::string> last_key;  // empty when no row was left
   int64_t unfillable = 0;  // rows taken whose expression yields NULL (still pending)
   bool reached_end = false;  // a page batch: it reached its range's end
+  // A verification batch: the rows whose stored value differs from their expression's, and the
+  // first few of their keys ("10", "7, b").
+  int64_t differing = 0;
+  std::vector<std::string> differing_keys;
 };
 
 // The rows still pending that no update can fill (see UnfillableSql), and a few of their keys
@@ -219,6 +223,77 @@ class PauseStore {
   virtual Result<std::vector<Pause>> ListPauses() = 0;
 };
 
+// An operator's live settings of a plan (`tidectl set`), stored so that they outlive a restart.
+struct LiveSettingsRecord {
+  std::string plan;
+  std::string settings;  // as FormatLiveSettings writes them (engine/live_settings.h)
+  std::string actor;     // who changed them last
+  std::string at;        // RFC 3339
+};
+class LiveSettingsStore {
+ public:
+  virtual ~LiveSettingsStore() = default;
+
+  // Stores the plan's live settings; empty `settings` removes them.
+  virtual Status SaveLiveSettings(const LiveSettingsRecord& record) = 0;
+  virtual Result<std::vector<LiveSettingsRecord>> ListLiveSettings() = 0;
+};
+
+// A session that held a lock one of tide's statements waited for, as pg_stat_activity shows it
+// now: what the blocker policy (engine/blockers.h) judges.
+struct SessionFacts {
+  int64_t pid = 0;
+  std::string backend_start;  // with the pid, names the session (pids are reused)
+  std::string user;
+  std::string application_name;
+  std::string client_addr;
+  std::string backend_type;  // "client backend", "autovacuum worker", ...
+  std::string state;         // "active", "idle in transaction", ...
+  bool superuser = false;
+  int64_t state_age_ms = 0;        // since its state last changed
+  int64_t query_age_ms = -1;       // while active: since its query started; else -1
+  int64_t transaction_age_ms = -1;  // -1: not in a transaction
+  // Its running query began its transaction: a cancel ends the transaction and its locks too.
+  bool query_began_transaction = false;
+};
+enum class EndOutcome {
+  kEnded,        // cancelled or terminated
+  kGone,         // the session had ended already (or is another one now)
+  kBudgetSpent,  // the plan ended max_per_plan sessions already
+};
+// Cancels or ends sessions that block tide (the blocker policy), with a count per plan.
+class SessionControl {
+ public:
+  virtual ~SessionControl() = default;
+
+  // The sessions among `pids` that are still there.
+  virtual Result<std::vector<SessionFacts>> DescribeSessions(const std::vector<int64_t>& pids) = 0;
+  // pg_cancel_backend (or with `terminate`, pg_terminate_backend) of `session` if it is still the
+  // one described, counted for `plan` in the same transaction unless `plan` has ended
+  // `max_per_plan` already.
+  virtual Result<EndOutcome> EndSession(const std::string& plan, const SessionFacts& session,
+                                        bool terminate, int64_t max_per_plan) = 0;
+  // How many sessions the blocker policy ended for `plan` so far.
+  virtual Result<int64_t> SessionsEnded(const std::string& plan) = 0;
+};
+
+// What vacuum left to do on a table (pg_stat_user_tables over its leaf partitions).
+struct DeadTuples {
+  int64_t live = 0;
+  int64_t dead = 0;
+  bool vacuum_running = false;  // a VACUUM (autovacuum or another session's) works on it now
+};
+// Plain VACUUM between a backfill's batches, so that later batches reuse the room earlier ones
+// freed instead of growing the table.
+class TableMaintenance {
+ public:
+  virtual ~TableMaintenance() = default;
+
+  virtual Result<DeadTuples> ReadDeadTuples(const QualifiedName& table) = 0;
+  // VACUUM (never FULL) of `table`, outside a transaction, under `limits`.
+  virtual Status Vacuum(const QualifiedName& table, const StatementLimits& limits) = 0;
+};
+
 // Runs the statements of plan steps (DDL) and tide's own statements on the target database.
 class StepRunner {
  public:
@@ -293,6 +368,13 @@ class BatchRunner {
   // The rows still pending that no update can fill (a scan of the table).
   virtual Result<UnfillableRows> CountUnfillable(const BatchStatement& statement,
                                                  const StatementLimits& limits) = 0;
+  // One verification batch (see VerifyBatchSql): up to `batch_size` rows after `after` (empty:
+  // from the first key) read in key order, each set column compared with its expression
+  // computed again. `scanned` is the rows read, `differing` those that differ; `last_key` the
+  // last row read (empty: none was left). Writes nothing.
+  virtual Result<BatchResult> RunVerify(const BatchStatement& statement,
+                                         const std::vector<std::string>& after,
+                                         int64_t batch_size, const StatementLimits& limits) = 0;
 };
 
 // Read-only probes of the target database: gate queries and the throttle's health readings.
@@ -321,6 +403,9 @@ class PlanDatabase : public PlanStore,
                      public RetentionStore,
                      public LeaseStore,
                      public PauseStore,
+                     public LiveSettingsStore,
+                     public SessionControl,
+                     public TableMaintenance,
                      public StepRunner,
                      public CatalogReader,
                      public BatchRunner,
@@ -391,6 +476,17 @@ class Metrics {
   virtual void SetUnfillable(const std::string& plan, const std::string& table, int64_t rows) = 0;
   // The switch of alter_column and rename steps ran, holding its locks this long.
   virtual void RecordSwitch(const std::string& /*plan*/, double /*lock_held_seconds*/) {}
+  // The plan's live settings (tidectl set): every one in force, by name (durations in seconds);
+  // settings not listed are not set.
+  virtual void SetLiveSettings(const std::string& /*plan*/,
+                               const std::vector<std::pair<std::string, double>>& /*values*/) {}
+  // The blocker policy cancelled (`action` "cancel") or ended ("terminate") a session.
+  virtual void CountBlockerEnded(const std::string& /*plan*/, const std::string& /*action*/) {}
+  // A VACUUM of the table between batches.
+  virtual void CountVacuum(const std::string& /*plan*/, const std::string& /*table*/) {}
+  // The rows a verification found differing from their expression (so far in this pass).
+  virtual void SetVerifyDiffering(const std::string& /*plan*/, const std::string& /*table*/,
+                                  int64_t /*rows*/) {}
   // A DDL step that finished, and one that timed out waiting for a lock.
   virtual void RecordDdl(const std::string& plan, const std::string& phase, double seconds) = 0;
   virtual void CountLockTimeout(const std::string& plan) = 0;

@@ -40,6 +40,8 @@ BackfillOptions OptionsFor(const Plan& plan, const BackfillTask& task, const Def
   o.health.max_xmin_age = g.max_xmin_age;
   o.health.slow_on_forced_checkpoints = g.slow_on_forced_checkpoints;
   o.health.hold = g.throttle_hold;
+  o.vacuum_between_batches = g.vacuum_between_batches;
+  o.vacuum_timeout = plan.settings.gate_timeout.value_or(d.gate_timeout);
   bool gated = true;
   for (const auto& [column, expr] : task.set) gated &= NullCountGateCovers(plan, task.table, column);
   o.moved_rows_caught = task.sync_trigger || (gated && !task.set.empty());
@@ -156,6 +158,20 @@ bool ShouldReportProgress(int64_t rows_before, int64_t rows_after, int64_t estim
   if (ms_since_last_report >= 30000) return true;
   if (estimated <= 0) return false;
   return rows_before * 10 / estimated != rows_after * 10 / estimated;
+}
+
+bool VacuumSchedule::Due(const DeadTuples& d, int64_t now_ms) {
+  if (d.vacuum_running || d.dead < kMinDead || d.dead * 10 < d.live) return false;
+  return !ran_ || now_ms - ended_ms_ >= gap_ms_;
+}
+
+void VacuumSchedule::Started(const DeadTuples& d) { dead_before_ = d.dead; }
+
+void VacuumSchedule::Ended(int64_t now_ms, const DeadTuples& after) {
+  ran_ = true;
+  ended_ms_ = now_ms;
+  // It left most of them when something (an old snapshot) holds them.
+  gap_ms_ = after.dead * 2 < dead_before_ ? kMinGapMs : std::min(gap_ms_ * 2, kMaxGapMs);
 }
 
 }  // namespace tide

@@ -30,6 +30,10 @@ struct BackfillOptions {
   // already read) is caught: by a null_count gate on every set column (the catch-up fills it
   // before contract), or by the sync trigger (the UPDATE itself fills it).
   bool moved_rows_caught = false;
+  // VACUUM the table when the batches' dead rows pile up (see VacuumSchedule), each under this
+  // statement_timeout (the plan's gate_timeout: a vacuum reads the whole table).
+  bool vacuum_between_batches = true;
+  Millis vacuum_timeout{600000};
 };
 BackfillOptions OptionsFor(const Plan& plan, const BackfillTask& task, const Defaults& defaults);
 
@@ -97,6 +101,30 @@ class SweepSchedule {
  private:
   int skip_ = 0;  // re-checks left to go without
   int next_ = 1;  // to skip after the next sweep that finds nothing
+};
+
+// When tide runs a plain VACUUM of a table it backfills, so that later batches reuse the room
+// earlier ones left instead of growing the table: once its dead rows are at least 10% of its
+// live ones and at least kMinDead, while no vacuum works on it, and at least a gap after
+// tide's last one ended. The gap starts at 5 s and doubles (up to 5 min) after each vacuum that
+// left at least half the dead rows it found: something (an old snapshot) holds them, and vacuum
+// after vacuum would read the table for nothing.
+class VacuumSchedule {
+ public:
+  static constexpr int64_t kMinDead = 10000;
+  static constexpr int64_t kMinGapMs = 5000;
+  static constexpr int64_t kMaxGapMs = 300000;
+  // Whether to vacuum now, with the table's dead rows as read at `now_ms`.
+  bool Due(const DeadTuples& d, int64_t now_ms);
+  void Started(const DeadTuples& d);
+  // A vacuum ended at `now_ms`, leaving `after` (read right after it).
+  void Ended(int64_t now_ms, const DeadTuples& after);
+
+ private:
+  bool ran_ = false;
+  int64_t dead_before_ = 0;
+  int64_t ended_ms_ = 0;
+  int64_t gap_ms_ = kMinGapMs;
 };
 
 // A backfill progress line goes to the audit log at most this often: every 10% of the estimate

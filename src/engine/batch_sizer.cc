@@ -15,6 +15,13 @@ BatchSizer::BatchSizer(BatchSizerOptions o) : o_(o), size_(0) {
   size_ = Clamp(static_cast<double>(o_.initial));
 }
 
+void BatchSizer::Reconfigure(BatchSizerOptions o, bool restart) {
+  o_ = o;
+  o_.min = std::max<int64_t>(1, o_.min);
+  o_.max = std::max(o_.min, o_.max);
+  size_ = Clamp(static_cast<double>(restart ? o_.initial : size_));
+}
+
 int64_t BatchSizer::Clamp(double v) const {
   return std::clamp(static_cast<int64_t>(v), o_.min, o_.max);
 }

@@ -28,6 +28,9 @@ class BatchSizer {
 
   // A batch of `scanned` rows took `elapsed`.
   void OnBatch(int64_t scanned, Millis elapsed);
+  // New options (an operator's live settings): the size starts over from `initial` with
+  // `restart`, else keeps where it stands within the new bounds.
+  void Reconfigure(BatchSizerOptions o, bool restart);
   // The batch hit statement_timeout (or blocked other sessions): halve at once.
   void Shrink();
   // The rows per second the sizer believes in (0 before the first batch).

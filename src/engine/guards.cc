@@ -14,6 +14,8 @@ Guards EffectiveGuards(const StatementSettings& plan, const Defaults& defaults) 
   g.slow_on_forced_checkpoints =
       p.slow_on_forced_checkpoints.value_or(d.slow_on_forced_checkpoints.value_or(g.slow_on_forced_checkpoints));
   g.throttle_hold = p.throttle_hold.value_or(d.throttle_hold.value_or(g.throttle_hold));
+  g.vacuum_between_batches =
+      p.vacuum_between_batches.value_or(d.vacuum_between_batches.value_or(g.vacuum_between_batches));
   return g;
 }
 

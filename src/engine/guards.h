@@ -18,6 +18,7 @@ struct Guards {
   Millis max_xmin_age{3600 * 1000};                  // 1 h
   bool slow_on_forced_checkpoints = true;
   Millis throttle_hold{10000};
+  bool vacuum_between_batches = true;
 };
 
 // A plan's value, else the config's, else the built-in default.

@@ -25,6 +25,7 @@ class RateLimiter {
   // application filled): the cap counts the rows written.
   void Return(int64_t rows);
   bool enabled() const { return rate_ > 0; }
+  int64_t rate() const { return rate_; }
 
  private:
   int64_t rate_;

@@ -167,6 +167,39 @@ std::string SweepSql(const BatchStatement& b) {
          " RETURNING 1) SELECT (SELECT count(*) FROM tide_pending), (SELECT count(*) FROM tide_updated)";
 }
 
+std::string DifferFilter(const BatchStatement& b) {
+  std::string out;
+  for (const auto& [column, expr] : b.set) {
+    auto type = b.column_types.find(column);
+    const std::string value = type == b.column_types.end()
+                                  ? "(" + expr + ")"
+                                  : "CAST((" + expr + ") AS " + type->second + ")";
+    out += (out.empty() ? "" : " OR ") + std::string("(") + QuoteIdent(column) +
+           "::text IS DISTINCT FROM " + value + "::text)";
+  }
+  return "(" + out + ")";
+}
+
+std::string VerifyBatchSql(const BatchStatement& b, bool has_lower) {
+  size_t next = 1;
+  const std::string bounds = KeyBounds(b.key, has_lower, false, &next);
+  std::string keys_text, last_key;
+  for (size_t i = 0; i < b.key.size(); ++i) {
+    const std::string k = QuoteIdent(b.key[i].name);
+    keys_text += (i ? " || ', ' || " : "") + k + "::text";
+    last_key += std::string(i ? ", " : "") + "tide_last.tide_k" + std::to_string(i + 1);
+  }
+  return "WITH tide_rows AS (SELECT " + KeyList(b.key, "") + ", " + DifferFilter(b) +
+         " AS tide_differs FROM " + QuoteName(b.table) + (bounds.empty() ? "" : " WHERE " + bounds) +
+         " ORDER BY " + KeyOrder(b.key, false) + " LIMIT $" + std::to_string(next) +
+         "::bigint) SELECT (SELECT count(*) FROM tide_rows), "
+         "(SELECT count(*) FROM tide_rows WHERE tide_differs), "
+         "ARRAY(SELECT " + keys_text + " AS tide_keys FROM tide_rows WHERE tide_differs ORDER BY " +
+         KeyOrder(b.key, false) + " LIMIT 5)::text, " + last_key +
+         " FROM (SELECT 1) tide_one LEFT JOIN LATERAL (SELECT " + KeyAsText(b.key) +
+         " FROM tide_rows ORDER BY " + KeyOrder(b.key, true) + " LIMIT 1) tide_last ON true";
+}
+
 std::string UnfillableSql(const BatchStatement& b) {
   const std::string unfillable = PendingFilter(b) + " AND NOT " + ChangeFilter(b);
   std::string keys;
@@ -256,6 +289,10 @@ std::string NullCountSql(const QualifiedName& table, const std::string& column) 
 }
 
 std::string AnalyzeSql(const QualifiedName& table) { return "ANALYZE " + QuoteName(table); }
+
+std::string VacuumSql(const QualifiedName& table) {
+  return "VACUUM (SKIP_LOCKED, TRUNCATE false) " + QuoteName(table);
+}
 
 std::string SetTimeoutSql(const std::string& setting, Millis value, bool local) {
   return std::string("SET ") + (local ? "LOCAL " : "") + setting + " = '" +

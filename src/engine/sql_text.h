@@ -91,6 +91,15 @@ std::string ChangeFilter(const BatchStatement& b);
 // The rows still pending that no update can fill (their expression yields NULL: an orphan
 // with no matching row in a join, say): one row, their count and up to 5 of their keys as a
 // text array literal.
+// A verification batch (`verify: true`): the next rows after the lower bound in key order (at
+// most $n, the last parameter), each set column compared as text with its expression computed
+// again (cast to the column's type). Read only. Returns one row: rows read, rows that differ, a
+// text array of up to 5 of their keys, then the last row's key as k text columns (NULL when no
+// row was left).
+std::string VerifyBatchSql(const BatchStatement& b, bool has_lower);
+// "(c1::text IS DISTINCT FROM CAST((e1) AS t1)::text OR ...)": a row whose stored value differs.
+std::string DifferFilter(const BatchStatement& b);
+
 std::string UnfillableSql(const BatchStatement& b);
 
 // A sample of the table's keys as text, in the key's order, for splitting it into ranges.
@@ -122,6 +131,8 @@ std::string NullCountSql(const QualifiedName& table, const std::string& column);
 
 // ANALYZE of a table once its backfill is done, so that the planner knows the new column.
 std::string AnalyzeSql(const QualifiedName& table);
+// A plain VACUUM between batches: never FULL, never waits for its lock, never truncates.
+std::string VacuumSql(const QualifiedName& table);
 
 // "SET LOCAL lock_timeout = '2000ms'" and the like.
 std::string SetTimeoutSql(const std::string& setting, Millis value, bool local);

@@ -5,9 +5,12 @@
 #include <prometheus/histogram.h>
 #include <prometheus/registry.h>
 
+#include "engine/live_settings.h"
 #include "tide/version.h"
 
+#include <algorithm>
 #include <chrono>
+#include <map>
 
 namespace tide {
 
@@ -34,6 +37,10 @@ struct PrometheusMetrics::Families {
   prometheus::Family<prometheus::Gauge>& audit_writable;
   prometheus::Family<prometheus::Gauge>& unfillable;
   prometheus::Family<prometheus::Gauge>& switch_lock;
+  prometheus::Family<prometheus::Gauge>& live_setting;
+  prometheus::Family<prometheus::Counter>& blockers_ended;
+  prometheus::Family<prometheus::Counter>& vacuums;
+  prometheus::Family<prometheus::Gauge>& verify_differing;
 };
 
 PrometheusMetrics::PrometheusMetrics() : registry_(std::make_shared<prometheus::Registry>()) {
@@ -127,6 +134,24 @@ PrometheusMetrics::PrometheusMetrics() : registry_(std::make_shared<prometheus::
           .Help("How long the switch of alter_column and rename steps held its ACCESS EXCLUSIVE "
                 "locks, the last time it ran")
           .Register(r),
+      prometheus::BuildGauge()
+          .Name("tide_live_setting")
+          .Help("A setting an operator changed on the running plan (tidectl set), by name; "
+                "durations in seconds")
+          .Register(r),
+      prometheus::BuildCounter()
+          .Name("tide_blocking_sessions_ended_total")
+          .Help("Sessions the blocker policy cancelled or terminated, by action")
+          .Register(r),
+      prometheus::BuildCounter()
+          .Name("tide_vacuums_total")
+          .Help("VACUUMs tide ran between backfill batches")
+          .Register(r),
+      prometheus::BuildGauge()
+          .Name("tide_verify_differing_rows")
+          .Help("Rows whose stored value differs from their expression, as the last "
+                "verification found them; contract waits while it is above 0")
+          .Register(r),
   });
   f_->build_info.Add({{"version", kTideVersion}}).Set(1);
   f_->audit_writable.Add({}).Set(1);
@@ -181,6 +206,32 @@ void PrometheusMetrics::SetGateRemaining(const std::string& plan, const std::str
 
 void PrometheusMetrics::RecordSwitch(const std::string& plan, double lock_held_seconds) {
   f_->switch_lock.Add({{"plan", plan}}).Set(lock_held_seconds);
+}
+
+void PrometheusMetrics::SetLiveSettings(const std::string& plan,
+                                        const std::vector<std::pair<std::string, double>>& values) {
+  for (const auto& key : LiveSettingKeys()) {
+    auto it = std::find_if(values.begin(), values.end(), [&](const auto& v) { return v.first == key; });
+    const std::map<std::string, std::string> labels{{"plan", plan}, {"setting", key}};
+    if (it != values.end()) {
+      f_->live_setting.Add(labels).Set(it->second);
+    } else if (f_->live_setting.Has(labels)) {
+      f_->live_setting.Remove(&f_->live_setting.Add(labels));
+    }
+  }
+}
+
+void PrometheusMetrics::CountBlockerEnded(const std::string& plan, const std::string& action) {
+  f_->blockers_ended.Add({{"plan", plan}, {"action", action}}).Increment();
+}
+
+void PrometheusMetrics::CountVacuum(const std::string& plan, const std::string& table) {
+  f_->vacuums.Add({{"plan", plan}, {"table", table}}).Increment();
+}
+
+void PrometheusMetrics::SetVerifyDiffering(const std::string& plan, const std::string& table,
+                                           int64_t rows) {
+  f_->verify_differing.Add({{"plan", plan}, {"table", table}}).Set(static_cast<double>(rows));
 }
 
 void PrometheusMetrics::SetUnfillable(const std::string& plan, const std::string& table,

@@ -34,6 +34,11 @@ class PrometheusMetrics : public Metrics {
   void SetGateRemaining(const std::string& plan, const std::string& gate, int64_t value) override;
   void SetUnfillable(const std::string& plan, const std::string& table, int64_t rows) override;
   void RecordSwitch(const std::string& plan, double lock_held_seconds) override;
+  void SetLiveSettings(const std::string& plan,
+                       const std::vector<std::pair<std::string, double>>& values) override;
+  void CountBlockerEnded(const std::string& plan, const std::string& action) override;
+  void CountVacuum(const std::string& plan, const std::string& table) override;
+  void SetVerifyDiffering(const std::string& plan, const std::string& table, int64_t rows) override;
   void RecordDdl(const std::string& plan, const std::string& phase, double seconds) override;
   void CountLockTimeout(const std::string& plan) override;
   void CountRetry(const std::string& plan, const std::string& kind) override;

@@ -249,4 +249,29 @@ Result<BatchResult> PgPlanDatabase::RunSweep(const BatchStatement& statement, in
   }
 }
 
+Result<BatchResult> PgPlanDatabase::RunVerify(const BatchStatement& statement,
+                                               const std::vector<std::string>& after,
+                                               int64_t batch_size, const StatementLimits& limits) {
+  TIDE_CONNECTED();
+  try {
+    pqxx::work w(*conn_);
+    w.exec0("SET TRANSACTION READ ONLY");
+    w.exec0(BatchLimitsSql(limits, statement));
+    std::vector<std::string> params = after;
+    params.push_back(std::to_string(batch_size));
+    auto r = w.exec_params1(VerifyBatchSql(statement, !after.empty()),
+                            pqxx::prepare::make_dynamic_params(params));
+    BatchResult v;
+    v.scanned = r[0].as<int64_t>();
+    v.differing = r[1].as<int64_t>();
+    v.differing_keys = TextArray(r[2]);
+    if (!r[3].is_null()) {
+      for (pqxx::row::size_type i = 3; i < r.size(); ++i) v.last_key.push_back(r[i].c_str());
+    }
+    return v;
+  } catch (...) {
+    return FromCurrentException();
+  }
+}
+
 }  // namespace tide

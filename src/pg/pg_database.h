@@ -84,6 +84,18 @@ class PgPlanDatabase : public PlanDatabase {
   Result<std::vector<Pause>> ListPauses() override;
   Result<std::vector<RetainedColumn>> ListRetained(const std::string& plan) override;
 
+  // LiveSettingsStore (pg_plan_store.cc).
+  Status SaveLiveSettings(const LiveSettingsRecord& record) override;
+  Result<std::vector<LiveSettingsRecord>> ListLiveSettings() override;
+
+  // SessionControl and TableMaintenance (pg_sessions.cc).
+  Result<std::vector<SessionFacts>> DescribeSessions(const std::vector<int64_t>& pids) override;
+  Result<EndOutcome> EndSession(const std::string& plan, const SessionFacts& session,
+                                bool terminate, int64_t max_per_plan) override;
+  Result<int64_t> SessionsEnded(const std::string& plan) override;
+  Result<DeadTuples> ReadDeadTuples(const QualifiedName& table) override;
+  Status Vacuum(const QualifiedName& table, const StatementLimits& limits) override;
+
   // StepRunner (pg_step_runner.cc).
   Result<std::vector<StatementOutcome>> RunStatements(
       const std::string& plan, const std::vector<DdlStatement>& statements,
@@ -117,6 +129,9 @@ class PgPlanDatabase : public PlanDatabase {
                                const StatementLimits& limits) override;
   Result<UnfillableRows> CountUnfillable(const BatchStatement& statement,
                                          const StatementLimits& limits) override;
+  Result<BatchResult> RunVerify(const BatchStatement& statement,
+                                 const std::vector<std::string>& after, int64_t batch_size,
+                                 const StatementLimits& limits) override;
 
   // HealthProbe (pg_health.cc; BackendPid in pg_session.cc).
   Result<int64_t> QueryNumber(const std::string& sql, const StatementLimits& limits) override;

@@ -61,9 +61,10 @@ Result<HealthReading> PgPlanDatabase::ReadHealth(const HealthQuestions& q,
           " SELECT i.inhrelid FROM pg_inherits i JOIN tree ON i.inhparent = tree.oid) "
           "SELECT count(*) FILTER (WHERE v.relid IN (SELECT oid FROM tree)), "
           "count(*) FILTER (WHERE v.relid IS NULL) "
-          "FROM pg_stat_progress_vacuum v WHERE v.pid <> pg_backend_pid() AND v.datid = "
+          "FROM pg_stat_progress_vacuum v WHERE v.pid <> pg_backend_pid() "
+          "AND NOT v.pid = ANY ($2::int[]) AND v.datid = "
           "(SELECT oid FROM pg_database WHERE datname = current_database())",
-          QuoteName(q.table));
+          QuoteName(q.table), ours);
       if (a[1].as<int64_t>() > 0) {
         return Status::Fatal("cannot see which table autovacuum works on: grant "
                              "pg_read_all_stats to tide's role, or set hold_on_autovacuum: false");

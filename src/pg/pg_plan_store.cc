@@ -12,8 +12,9 @@ using pg_internal::WriteCursor;
 
 namespace {
 
-// 2: tide.leases; 3: tide.plans.waiting_reason; 4: tide.retained_columns; 5: tide.backfill.unit
-constexpr int kSchemaVersion = 5;
+// 2: tide.leases; 3: tide.plans.waiting_reason; 4: tide.retained_columns; 5: tide.backfill.unit;
+// 6: tide.live_settings, tide.plans.sessions_ended
+constexpr int kSchemaVersion = 6;
 
 const char* kSchemaSql = R"SQL(
 CREATE SCHEMA IF NOT EXISTS tide;
@@ -100,6 +101,15 @@ CREATE TABLE IF NOT EXISTS tide.retained_columns (
   kept_at       timestamptz NOT NULL DEFAULT now(),
   PRIMARY KEY (plan, table_name, column_name)
 );
+-- Operators' live settings of a plan (tidectl set), laid over the plan's own.
+CREATE TABLE IF NOT EXISTS tide.live_settings (
+  plan       text PRIMARY KEY,
+  settings   text NOT NULL,
+  changed_by text NOT NULL,
+  changed_at timestamptz NOT NULL DEFAULT now()
+);
+-- Sessions the blocker policy cancelled or ended for the plan (bounded by max_per_plan).
+ALTER TABLE tide.plans ADD COLUMN IF NOT EXISTS sessions_ended int NOT NULL DEFAULT 0;
 )SQL";
 
 // RFC 3339 in UTC, or '' for NULL.
@@ -456,6 +466,42 @@ Status PgPlanDatabase::DeletePauses(const std::string& plan, const std::string& 
                    phase);
     w.commit();
     return Status::Ok();
+  } catch (...) {
+    return FromCurrentException();
+  }
+}
+
+Status PgPlanDatabase::SaveLiveSettings(const LiveSettingsRecord& r) {
+  TIDE_CONNECTED();
+  try {
+    pqxx::work w(*conn_);
+    if (r.settings.empty()) {
+      w.exec_params0("DELETE FROM tide.live_settings WHERE plan = $1", r.plan);
+    } else {
+      w.exec_params0(
+          "INSERT INTO tide.live_settings (plan, settings, changed_by) VALUES ($1, $2, $3) "
+          "ON CONFLICT (plan) DO UPDATE SET settings = excluded.settings, "
+          "changed_by = excluded.changed_by, changed_at = now()",
+          r.plan, r.settings, r.actor);
+    }
+    w.commit();
+    return Status::Ok();
+  } catch (...) {
+    return FromCurrentException();
+  }
+}
+
+Result<std::vector<LiveSettingsRecord>> PgPlanDatabase::ListLiveSettings() {
+  TIDE_CONNECTED();
+  try {
+    pqxx::work w(*conn_);
+    auto r = w.exec("SELECT plan, settings, changed_by, " + Ts("changed_at") +
+                    " FROM tide.live_settings ORDER BY plan");
+    std::vector<LiveSettingsRecord> out;
+    for (const auto& row : r) {
+      out.push_back(LiveSettingsRecord{row[0].c_str(), row[1].c_str(), row[2].c_str(), row[3].c_str()});
+    }
+    return out;
   } catch (...) {
     return FromCurrentException();
   }

@@ -464,7 +464,7 @@ class PlanParser {
                         {"table", "key", "set", "where", "from", "batch_size", "workers",
                          "target_batch_time", "min_batch_size", "max_batch_size",
                          "max_rows_per_second", "pause_between_batches", "sync_trigger",
-                         "batch_by"})) {
+                         "batch_by", "verify"})) {
         if (!t.IsMap()) continue;
       }
       BackfillTask task;
@@ -513,6 +513,12 @@ class PlanParser {
       r_.Error(t["min_batch_size"], "`min_batch_size` in " + what + " is above `max_batch_size`");
     }
     task->sync_trigger = Bool(t, "sync_trigger", what);
+    task->verify = Bool(t, "verify", what);
+    if (task->verify && !task->where.empty()) {
+      r_.Error(t["verify"], "`verify: true` in " + what + " compares every row with the `set` "
+                            "expressions, but `where` fills only the rows it matches",
+               "remove `verify`, or add a `sql` gate that counts the rows that differ");
+    }
     if (auto by = r_.String(t, "batch_by", what, false)) {
       if (*by == "pages") {
         task->batch_by = BackfillTask::BatchBy::kPages;

@@ -46,6 +46,22 @@ Result<std::vector<TaskCheckpoint>> LoadOrCreateRanges(PlanDatabase& db, const s
   return db.CreateRanges(plan, index, task.table.Display(), pass, bounds);
 }
 
+// A new session and its backend pid (a lane's, the VACUUM's).
+struct OpenedSession {
+  std::shared_ptr<PlanDatabase> db;
+  int64_t pid = 0;
+};
+Result<OpenedSession> OpenSession(DatabaseConnector* connector, const std::string& database) {
+  auto conn = connector->Connect(database);
+  if (!conn.ok()) return conn.status();
+  OpenedSession o;
+  o.db = std::move(conn).value();
+  auto pid = o.db->BackendPid();
+  if (!pid.ok()) return pid.status();
+  o.pid = *pid;
+  return o;
+}
+
 }  // namespace
 
 struct BackfillRun::Lane {
@@ -59,6 +75,11 @@ struct BackfillRun::Lane {
   bool ran_batch = false;
   Millis last_batch{0};  // how long the lane's last batch took
   std::shared_ptr<asio::steady_timer> timer;
+  // Waiting on `timer` for its next batch of `reserved` rows; `wait_gen` orphans that wait
+  // when live settings start the lane over.
+  bool waiting_batch = false;
+  int64_t reserved = 0;
+  uint64_t wait_gen = 0;
 };
 
 struct BackfillRun::Setup {
@@ -70,14 +91,16 @@ struct BackfillRun::Setup {
 
 BackfillRun::BackfillRun(BackfillEnv env, std::string database, std::string plan, int task_index,
                          BackfillTask task, int pass, BackfillOptions options,
-                         StatementLimits limits, BackfillMode mode)
+                         StatementLimits limits, BackfillMode mode, LiveSettings live)
     : env_(std::move(env)),
       database_(std::move(database)),
       plan_(std::move(plan)),
       index_(task_index),
       task_(std::move(task)),
       pass_(pass),
-      options_(std::move(options)),
+      base_options_(std::move(options)),
+      live_(std::move(live)),
+      options_(Overlay(base_options_, live_)),
       limits_(limits),
       mode_(mode),
       timer_(std::make_shared<asio::steady_timer>(env_.offload->io())),
@@ -141,8 +164,9 @@ void BackfillRun::RunSetup() {
             info->pages > 0 && info->estimated_rows > 0
                 ? static_cast<double>(info->estimated_rows) / static_cast<double>(info->pages)
                 : 50.0;
-        if (mode == BackfillMode::kSweep) {
-          // No stored ranges: a sweep keeps no checkpoint, so one in memory stands for it.
+        if (mode == BackfillMode::kSweep || mode == BackfillMode::kVerify) {
+          // No stored ranges: a sweep or a verification keeps no checkpoint, so one in memory
+          // stands for it (a verification starts over after a restart).
           TaskCheckpoint all;
           all.pass = pass;
           setup.ranges = {all};
@@ -154,7 +178,7 @@ void BackfillRun::RunSetup() {
           Status s = db->Execute(MakeSyncTrigger(plan, index, task).create, limits);
           if (!s.ok()) return s;
         }
-        if (mode != BackfillMode::kSweep) {
+        if (mode != BackfillMode::kSweep && mode != BackfillMode::kVerify) {
           auto ranges = LoadOrCreateRanges(*db, plan, index, pass, task, *info, workers,
                                            moved_rows_caught);
           if (!ranges.ok()) return ranges.status();
@@ -192,6 +216,9 @@ void BackfillRun::OnSetup(Result<Setup> r) {
   bool all_done = true;
   for (const auto& cp : ranges_) all_done &= cp.done;
   if (all_done) return Finish(Status::Ok());
+  if (mode_ == BackfillMode::kVerify) {
+    env_.audit("verify_started", JsonObject().Str("table", task_.table.Display()));
+  }
   if (mode_ == BackfillMode::kPass) env_.audit("backfill_started", JsonObject()
                                      .Str("table", task_.table.Display())
                                      .Int("pass", pass_)
@@ -235,23 +262,10 @@ void BackfillRun::OpenLane(int id) {
 void BackfillRun::ConnectLane(const std::shared_ptr<Lane>& lane) {
   auto connector = env_.connector;
   const std::string database = database_;
-  struct Opened {
-    std::shared_ptr<PlanDatabase> db;
-    int64_t pid = 0;
-  };
   lane->busy = true;
-  env_.offload->Run<Result<Opened>>(
-      [connector, database]() -> Result<Opened> {
-        auto conn = connector->Connect(database);
-        if (!conn.ok()) return conn.status();
-        Opened o;
-        o.db = std::move(conn).value();
-        auto pid = o.db->BackendPid();
-        if (!pid.ok()) return pid.status();
-        o.pid = *pid;
-        return o;
-      },
-      [self = shared_from_this(), lane](Result<Opened> r) {
+  env_.offload->Run<Result<OpenedSession>>(
+      [connector, database] { return OpenSession(connector, database); },
+      [self = shared_from_this(), lane](Result<OpenedSession> r) {
         lane->busy = false;
         if (!r.ok()) return self->OnLaneError(lane, r.status());
         lane->db = r->db;
@@ -317,6 +331,12 @@ void BackfillRun::CountUnfillable() {
 
 void BackfillRun::LaneNext(const std::shared_ptr<Lane>& lane) {
   if (finished_ || env_.stopping()) return CloseLane(lane);
+  if (open_lanes_ > options_.workers) {
+    // Fewer workers (tidectl set): this lane's range goes back for a lane that stays.
+    CloseLane(lane);
+    lane->db.reset();
+    return;
+  }
   if (env_.paused && env_.paused()) {
     return After(lane->timer, Millis(250), [this, lane] { LaneNext(lane); });
   }
@@ -331,9 +351,45 @@ void BackfillRun::LaneNext(const std::shared_ptr<Lane>& lane) {
             Millis(static_cast<int64_t>(lane->last_batch.count() * decision_.pause_ratio));
   }
   if (wait.count() > 0) {
-    return After(lane->timer, wait, [this, lane, size] { LaneBatch(lane, size); });
+    lane->waiting_batch = true;
+    lane->reserved = size;
+    const uint64_t gen = ++lane->wait_gen;
+    return After(lane->timer, wait, [this, lane, size, gen] {
+      if (lane->wait_gen != gen) return;  // started over by ApplyLive
+      lane->waiting_batch = false;
+      LaneBatch(lane, size);
+    });
   }
   LaneBatch(lane, size);
+}
+
+void BackfillRun::ApplyLive(const LiveSettings& live) {
+  if (finished_) return;
+  const BackfillOptions before = options_;
+  const bool new_size = live.batch_size != live_.batch_size;
+  live_ = live;
+  options_ = Overlay(base_options_, live_);
+  const bool new_rate = options_.max_rows_per_second != limiter_.rate();
+  if (new_rate) limiter_ = RateLimiter(options_.max_rows_per_second);
+  const BatchSizerOptions& a = before.sizer;
+  const BatchSizerOptions& b = options_.sizer;
+  if (new_size || a.min != b.min || a.max != b.max || a.target != b.target) {
+    sizer_.Reconfigure(b, new_size && live_.batch_size.has_value());
+  }
+  spdlog::info("plan {}: backfill of {} now runs with {}", plan_, task_.table.Display(),
+               live_.empty() ? std::string("the plan's own settings") : FormatLiveSettings(live_));
+  if (ranges_.empty()) return;  // still setting up: the lanes start with the new values
+  // A lane waiting for its next batch (a rate cap's wait, a pause between batches) starts over
+  // with the new values now, not when the old wait ends.
+  for (auto& lane : lanes_) {
+    if (lane->closed || !lane->waiting_batch) continue;
+    ++lane->wait_gen;
+    lane->timer->cancel();
+    lane->waiting_batch = false;
+    if (!new_rate) limiter_.Return(lane->reserved);
+    LaneNext(lane);
+  }
+  AddLanes();
 }
 
 void BackfillRun::LaneBatch(const std::shared_ptr<Lane>& lane, int64_t size) {
@@ -344,13 +400,14 @@ void BackfillRun::LaneBatch(const std::shared_ptr<Lane>& lane, int64_t size) {
   const BatchStatement stmt = statement_;
   const TaskCheckpoint from = ranges_[lane->range];
   const StatementLimits limits = limits_;
-  const bool sweep = mode_ == BackfillMode::kSweep;
+  const BackfillMode mode = mode_;
   const auto start = SteadyClock::now();
   lane->busy = true;
   env_.offload->Run<Result<BatchResult>>(
-      [db, plan, index, stmt, from, size, limits, sweep] {
-        return sweep ? db->RunSweep(stmt, size, limits)
-                     : db->RunBatch(plan, index, stmt, from, size, limits);
+      [db, plan, index, stmt, from, size, limits, mode] {
+        if (mode == BackfillMode::kSweep) return db->RunSweep(stmt, size, limits);
+        if (mode == BackfillMode::kVerify) return db->RunVerify(stmt, from.last_key, size, limits);
+        return db->RunBatch(plan, index, stmt, from, size, limits);
       },
       [self = shared_from_this(), lane, size, start](Result<BatchResult> r) {
         lane->busy = false;
@@ -374,7 +431,13 @@ void BackfillRun::OnBatch(const std::shared_ptr<Lane>& lane, int64_t size, Milli
   cp = AdvanceCheckpoint(cp, *r, size);
   // The cap counts rows written: a batch gives back what it reserved and did not write, and
   // pays for what it wrote beyond (a page batch over a stale estimate).
-  const int64_t written = r->updated + r->unfillable;
+  // A verification writes nothing: the cap counts the rows it reads.
+  const int64_t written = mode_ == BackfillMode::kVerify ? r->scanned : r->updated + r->unfillable;
+  differing_ += r->differing;
+  for (const auto& k : r->differing_keys) {
+    if (differing_keys_.size() < 5) differing_keys_.push_back(k);
+  }
+  if (r->differing > 0) env_.metrics->SetVerifyDiffering(plan_, task_.table.Display(), differing_);
   if (written < size) limiter_.Return(size - written);
   if (written > size) limiter_.Reserve(written - size, SteadyClock::now());
   sizer_.OnBatch(r->scanned, elapsed);
@@ -416,7 +479,9 @@ void BackfillRun::ReloadRange(const std::shared_ptr<Lane>& lane) {
   if (finished_ || env_.stopping()) return CloseLane(lane);
   if (!lane->db) return ConnectLane(lane);
   if (lane->range < 0) return TakeRange(lane);
-  if (mode_ == BackfillMode::kSweep) return LaneNext(lane);  // nothing stored to read back
+  if (mode_ == BackfillMode::kSweep || mode_ == BackfillMode::kVerify) {
+    return LaneNext(lane);  // nothing stored to read back
+  }
   auto db = lane->db;
   const std::string plan = plan_;
   const int index = index_, pass = pass_;
@@ -445,8 +510,9 @@ void BackfillRun::Monitor() {
   for (const auto& lane : lanes_) {
     if (!lane->closed && lane->pid) pids.push_back(lane->pid);
   }
+  if (vacuum_pid_) pids.push_back(vacuum_pid_);
   auto db = monitor_db_;
-  const HealthLimits limits_now = env_.health ? env_.health() : options_.health;
+  const HealthLimits limits_now = Limits();
   HealthQuestions questions;
   questions.our_pids = pids;
   questions.throttle_query = limits_now.throttle_query;
@@ -464,12 +530,92 @@ void BackfillRun::Monitor() {
   const std::string reason =
       decision_.kind == ThrottleDecision::Kind::kRun || decision_.reason == "yield" ? ""
                                                                                  : decision_.reason;
-  env_.offload->Run<Result<HealthReading>>(
-      [db, questions, limits, plan, index, rate, eta, reason] {
+  // Every 5 s, while the batches write, whether their dead rows call for a VACUUM.
+  const bool read_dead = options_.vacuum_between_batches && !vacuum_running_ &&
+                         (mode_ == BackfillMode::kPass || mode_ == BackfillMode::kTail) &&
+                         monitor_ticks_++ % 5 == 4;
+  const QualifiedName table = task_.table;
+  using Reading = std::pair<Result<HealthReading>, std::optional<Result<DeadTuples>>>;
+  env_.offload->Run<Reading>(
+      [db, questions, limits, plan, index, rate, eta, reason, read_dead, table] {
         db->SaveTaskStatus(plan, index, rate, eta, reason);
-        return db->ReadHealth(questions, limits);
+        Reading out{db->ReadHealth(questions, limits), std::nullopt};
+        if (read_dead) out.second = db->ReadDeadTuples(table);
+        return out;
       },
-      [self = shared_from_this()](Result<HealthReading> r) { self->OnHealth(std::move(r)); });
+      [self = shared_from_this()](Reading r) {
+        if (r.second) self->MaybeVacuum(*r.second);
+        self->OnHealth(std::move(r.first));
+      });
+}
+
+HealthLimits BackfillRun::Limits() const {
+  return Overlay(env_.health ? env_.health() : base_options_.health, live_);
+}
+
+void BackfillRun::MaybeVacuum(const Result<DeadTuples>& dead) {
+  if (finished_ || env_.stopping() || vacuum_running_) return;
+  if (!dead.ok()) {
+    spdlog::debug("plan {}: cannot read the dead rows of {}: {}", plan_, task_.table.Display(),
+                  dead.status().ToString());
+    return;
+  }
+  if (!vacuums_.Due(*dead, MillisSince(started_))) return;
+  RunVacuum(*dead);
+}
+
+// A session of its own, so that the monitor and the lanes go on meanwhile; its pid is one of
+// tide's, so that the autovacuum hold does not wait for tide's own vacuum.
+void BackfillRun::RunVacuum(const DeadTuples& dead) {
+  vacuum_running_ = true;
+  vacuums_.Started(dead);
+  auto connector = env_.connector;
+  const std::string database = database_;
+  const QualifiedName table = task_.table;
+  const StatementLimits limits{limits_.lock_timeout, options_.vacuum_timeout};
+  const auto start = SteadyClock::now();
+  using Vacuumed = std::pair<Status, DeadTuples>;  // and the dead rows it left
+  auto Done = [self = shared_from_this(), dead, start](Vacuumed v) {
+    const Status& s = v.first;
+    self->vacuum_running_ = false;
+    self->vacuum_pid_ = 0;
+    self->vacuums_.Ended(MillisSince(self->started_), s.ok() ? v.second : dead);
+    self->CallDone();
+    const std::string table = self->task_.table.Display();
+    if (s.ok()) {
+      ++self->vacuum_count_;
+      self->env_.metrics->CountVacuum(self->plan_, table);
+      self->env_.audit("vacuumed", JsonObject().Str("table", table).Int("dead_rows", dead.dead).Int(
+                                       "live_rows", dead.live).Int("dead_rows_left", v.second.dead).Int(
+                                       "duration_ms", MillisSince(start)));
+    } else {
+      // Only a missed chance to reuse room: autovacuum still comes.
+      self->env_.audit("vacuum_skipped", JsonObject().Str("table", table).Int("dead_rows", dead.dead).Str(
+                                             "error", s.ToString()));
+      spdlog::warn("plan {}: VACUUM of {} between batches failed: {}", self->plan_, table, s.ToString());
+    }
+  };
+  env_.offload->Run<Result<OpenedSession>>(
+      [connector, database] { return OpenSession(connector, database); },
+      [self = shared_from_this(), table, limits, Done](Result<OpenedSession> r) {
+        if (!r.ok()) return Done(Vacuumed{r.status(), DeadTuples{}});
+        if (self->finished_ || self->env_.stopping()) {
+          self->vacuum_running_ = false;
+          return self->CallDone();
+        }
+        self->vacuum_pid_ = r->pid;
+        auto db = r->db;
+        self->env_.offload->Run<Vacuumed>(
+            [db, table, limits] {
+              Vacuumed v{db->Vacuum(table, limits), DeadTuples{}};
+              if (v.first.ok()) {
+                auto left = db->ReadDeadTuples(table);
+                if (left.ok()) v.second = *left;
+              }
+              return v;
+            },
+            Done);
+      });
 }
 
 void BackfillRun::OnHealth(Result<HealthReading> r) {
@@ -482,7 +628,7 @@ void BackfillRun::OnHealth(Result<HealthReading> r) {
   {
     HealthSample sample;
     ThrottleDecision next = HealthUnknown();
-    const HealthLimits limits = env_.health ? env_.health() : options_.health;
+    const HealthLimits limits = Limits();
     if (r.ok()) {
       sample.replication_lag = lag_.Observe(now, r->current_lsn, r->replay_lsn);
       sample.active_sessions = r->active_sessions;
@@ -595,6 +741,9 @@ BackfillSummary BackfillRun::Summary() const {
   s.pass = pass_;
   s.unfillable = unfillable_.rows;
   s.unfillable_keys = unfillable_.keys;
+  s.differing = differing_;
+  s.differing_keys = differing_keys_;
+  s.vacuums = vacuum_count_;
   for (const auto& cp : ranges_) {
     s.rows_updated += cp.rows_updated;
     s.rows_scanned += cp.rows_scanned;
@@ -615,9 +764,16 @@ void BackfillRun::Finish(const Status& s) {
   for (auto& lane : lanes_) {
     if (!lane->closed && !lane->busy) CloseLane(lane);
   }
+  finish_status_ = s;
+  // The ANALYZE that follows a task would wait behind tide's own VACUUM: done once it ends.
+  if (!vacuum_running_) CallDone();
+}
+
+void BackfillRun::CallDone() {
+  if (!finished_ || !done_) return;
   auto done = std::move(done_);
   done_ = nullptr;
-  if (done) done(s, Summary());
+  done(finish_status_, Summary());
 }
 
 }  // namespace tide

@@ -21,6 +21,7 @@
 
 #include "engine/backfill.h"
 #include "engine/batch_sizer.h"
+#include "engine/live_settings.h"
 #include "engine/rate_limiter.h"
 #include "engine/throttle.h"
 #include "runtime/offloader.h"
@@ -54,6 +55,10 @@ struct BackfillSummary {
   // kSweep: the rows still pending that no update can fill, and a few of their keys.
   int64_t unfillable = 0;
   std::string unfillable_keys;
+  // kVerify: the rows whose stored value differs from their expression's, and a few keys.
+  int64_t differing = 0;
+  std::vector<std::string> differing_keys;
+  int64_t vacuums = 0;  // VACUUMs between batches
 };
 
 // What a BackfillRun covers.
@@ -61,6 +66,7 @@ enum class BackfillMode {
   kPass,   // every range, from its checkpoint (a pass of the task)
   kTail,   // rows added above the last range's last key since it finished
   kSweep,  // rows still pending anywhere, found by a scan (written behind the passes)
+  kVerify,  // every row read in key order, its set columns compared with their expressions
 };
 
 class BackfillRun : public std::enable_shared_from_this<BackfillRun> {
@@ -71,7 +77,7 @@ class BackfillRun : public std::enable_shared_from_this<BackfillRun> {
   // writing: kTail for keys that grow, kSweep for rows written anywhere (random keys).
   BackfillRun(BackfillEnv env, std::string database, std::string plan, int task_index,
               BackfillTask task, int pass, BackfillOptions options, StatementLimits limits,
-              BackfillMode mode = BackfillMode::kPass);
+              BackfillMode mode = BackfillMode::kPass, LiveSettings live = {});
   ~BackfillRun();
 
   // Calls `done` once: Ok when every range is done, else the error that ended the task.
@@ -82,6 +88,10 @@ class BackfillRun : public std::enable_shared_from_this<BackfillRun> {
   // Ends the task now with `why` (an operator's abort): no new batch starts; batches in flight
   // commit. Calls `done` with `why`.
   void Cancel(const Status& why) { Finish(why); }
+  // An operator's live settings (tidectl set), laid over the task's options: lanes waiting for
+  // their next batch start it over with the new values, workers are added or closed, the rate
+  // cap and batch size apply from the next batch.
+  void ApplyLive(const LiveSettings& live);
 
  private:
   struct Lane;
@@ -103,7 +113,14 @@ class BackfillRun : public std::enable_shared_from_this<BackfillRun> {
   void CountUnfillable();
   void Monitor();
   void OnHealth(Result<HealthReading> r);
+  // The health limits in force: the plan's (a SIGHUP may change them), the live values over them.
+  HealthLimits Limits() const;
+  // The VACUUM between batches, on a session of its own.
+  void MaybeVacuum(const Result<DeadTuples>& dead);
+  void RunVacuum(const DeadTuples& dead);
   void Finish(const Status& s);
+  // Calls done_ once finished and no VACUUM of tide's runs.
+  void CallDone();
   void ReportProgress(int64_t before);
   void After(const std::shared_ptr<boost::asio::steady_timer>& timer, Millis wait,
              std::function<void()> then);
@@ -116,7 +133,9 @@ class BackfillRun : public std::enable_shared_from_this<BackfillRun> {
   const int index_;
   const BackfillTask task_;
   const int pass_;
-  const BackfillOptions options_;
+  const BackfillOptions base_options_;  // the plan's
+  LiveSettings live_;
+  BackfillOptions options_;  // base_options_ with live_ over them
   const StatementLimits limits_;
   const BackfillMode mode_;
 
@@ -146,6 +165,14 @@ class BackfillRun : public std::enable_shared_from_this<BackfillRun> {
   int64_t scanned_this_run_ = 0;
   UnfillableRows unfillable_;
   int64_t active_ms_ = 0;
+  int64_t differing_ = 0;
+  std::vector<std::string> differing_keys_;
+  int monitor_ticks_ = 0;
+  VacuumSchedule vacuums_;
+  bool vacuum_running_ = false;
+  int64_t vacuum_pid_ = 0;  // the session of tide's VACUUM while it runs
+  int64_t vacuum_count_ = 0;
+  Status finish_status_;
 };
 
 }  // namespace tide

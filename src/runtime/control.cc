@@ -9,6 +9,7 @@
 #include <cctype>
 #include <cerrno>
 
+#include "engine/live_settings.h"
 #include "runtime/files.h"
 #include "tide/json.h"
 #include "util/json_parse.h"
@@ -24,11 +25,18 @@ Result<ControlRequest> ParseControlRequest(const std::string& text) {
   r.action = (*j)["action"];
   r.plan = (*j)["plan"];
   r.phase = (*j)["phase"];
-  static const std::vector<std::string> actions = {"pause", "resume", "abort", "revert", "finalize"};
+  r.settings = (*j)["settings"];
+  static const std::vector<std::string> actions = {"pause", "resume", "abort", "revert", "finalize", "set"};
   if (std::find(actions.begin(), actions.end(), r.action) == actions.end()) {
-    return Status::Invalid("action `" + r.action + "` is not pause, resume, abort, revert or finalize");
+    return Status::Invalid("action `" + r.action + "` is not pause, resume, abort, revert, finalize or set");
   }
-  if ((r.action == "abort" || r.action == "revert" || r.action == "finalize") &&
+  if (r.action == "set") {
+    auto change = ParseLiveChange(r.settings);
+    if (!change.ok()) return change.status();
+  } else if (!r.settings.empty()) {
+    return Status::Invalid("only set carries settings");
+  }
+  if ((r.action == "abort" || r.action == "revert" || r.action == "finalize" || r.action == "set") &&
       (r.plan == "*" || !r.phase.empty())) {
     return Status::Invalid(r.action + " names one plan and no phase");
   }
@@ -41,8 +49,10 @@ Result<ControlRequest> ParseControlRequest(const std::string& text) {
 }
 
 std::string FormatControlRequest(const ControlRequest& r) {
-  return JsonObject().Str("action", r.action).Str("plan", r.plan).Str("phase", r.phase).ToString() +
-         "\n";
+  JsonObject o;
+  o.Str("action", r.action).Str("plan", r.plan).Str("phase", r.phase);
+  if (!r.settings.empty()) o.Str("settings", r.settings);
+  return o.ToString() + "\n";
 }
 
 std::vector<ControlRequest> TakeControlRequests(const std::string& dir,

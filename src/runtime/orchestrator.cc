@@ -363,6 +363,7 @@ struct ResumeResult {
   Status status;
   std::vector<ResumeItem> items;
   std::vector<Pause> pauses;
+  std::vector<LiveSettingsRecord> live;
   std::vector<std::string> expired;  // plans whose kept old columns' retention has passed
 };
 }  // namespace
@@ -383,6 +384,9 @@ void Orchestrator::ResumeDatabase(const std::string& database) {
         auto pauses = (*db)->ListPauses();
         if (!pauses.ok()) return out.status = pauses.status(), out;
         out.pauses = std::move(pauses).value();
+        auto live = (*db)->ListLiveSettings();
+        if (!live.ok()) return out.status = live.status(), out;
+        out.live = std::move(live).value();
         auto plans = (*db)->ListPlans();
         if (!plans.ok()) return out.status = plans.status(), out;
         auto kept = (*db)->ListRetained("");
@@ -430,6 +434,19 @@ void Orchestrator::ResumeDatabase(const std::string& database) {
               })) {
             pauses_.push_back(p);
           }
+        }
+        for (const auto& l : r.live) {
+          if (live_known_.count(l.plan)) continue;
+          auto parsed = ParseLiveSettings(l.settings);
+          if (!parsed.ok()) {
+            spdlog::error("plan {}: its stored live settings `{}` are not understood ({}); the plan's "
+                          "own apply: run `tidectl set {} key=value...` again",
+                          l.plan, l.settings, parsed.status().message(), l.plan);
+            continue;
+          }
+          live_known_.insert(l.plan);
+          live_[l.plan] = *parsed;
+          metrics_->SetLiveSettings(l.plan, LiveValues(*parsed));
         }
         for (auto& item : r.items) {
           if (!item.error.empty()) {
@@ -811,6 +828,52 @@ void Orchestrator::Pause(const tide::Pause& pause) {
         },
         [database](Status s) {
           if (!s.ok()) spdlog::error("database {}: cannot store the pause: {}", database, s.ToString());
+        });
+  }
+}
+
+LiveSettings Orchestrator::LiveFor(const std::string& plan) const {
+  auto it = live_.find(plan);
+  return it == live_.end() ? LiveSettings{} : it->second;
+}
+
+void Orchestrator::Set(const std::string& plan, const LiveChange& change, const std::string& actor,
+                       const std::string& via) {
+  const LiveSettings now = ApplyChange(LiveFor(plan), change);
+  live_known_.insert(plan);
+  if (now.empty()) {
+    live_.erase(plan);
+  } else {
+    live_[plan] = now;
+  }
+  const std::string text = FormatLiveSettings(now);
+  bool running = false;
+  for (auto& kv : runs_) {
+    if (kv.second->name() != plan) continue;
+    running = true;
+    kv.second->ApplyLive(now);
+  }
+  Audit(AuditEvent{"settings_changed", plan, "", actor,
+                   JsonObject().Str("via", via).Str("changed", DescribeChange(change)).Str(
+                       "settings", text).Bool("running", running)});
+  metrics_->SetLiveSettings(plan, LiveValues(now));
+  spdlog::info("plan {}: live settings now `{}` (by {}){}", plan, text.empty() ? "none" : text, actor,
+               running ? "" : "; the plan is not running here, they apply when it runs");
+  const LiveSettingsRecord record{plan, text, actor, ""};
+  for (const auto& kv : config_.databases) {
+    const std::string database = kv.first;
+    offloader_.Run<Status>(
+        [this, database, record] {
+          auto db = connector_->Connect(database);
+          if (!db.ok()) return db.status();
+          Status s = (*db)->EnsureSchema();
+          return s.ok() ? (*db)->SaveLiveSettings(record) : s;
+        },
+        [database, plan](Status s) {
+          if (!s.ok()) {
+            spdlog::error("database {}: cannot store the live settings of {}: {}", database, plan,
+                          s.ToString());
+          }
         });
   }
 }

@@ -28,6 +28,7 @@ Orchestrator::Run::Run(Orchestrator& o, Plan plan, PlanRecord record,
       limits_(LimitsFor(plan_, o.config_.defaults)),
       timer_(o.io_),
       sweeps_(plan_.backfill.size()),
+      verified_(plan_.backfill.size(), false),
       unfillable_(plan_.backfill.size()) {}
 
 std::string Orchestrator::Run::key() const { return plan_.database + "/" + plan_.name; }
@@ -369,7 +370,12 @@ std::shared_ptr<BackfillRun> Orchestrator::Run::MakeTask(size_t index, BackfillM
   const StatementLimits limits = mode == BackfillMode::kSweep ? GateLimits() : limits_;
   return std::make_shared<BackfillRun>(MakeEnv(), plan_.database, plan_.name,
                                        static_cast<int>(index), task, cursor_.catch_up ? 2 : 1,
-                                       OptionsFor(plan_, task, o_.config_.defaults), limits, mode);
+                                       OptionsFor(plan_, task, o_.config_.defaults), limits, mode,
+                                       o_.LiveFor(plan_.name));
+}
+
+void Orchestrator::Run::ApplyLive(const LiveSettings& live) {
+  if (task_) task_->ApplyLive(live);
 }
 
 void Orchestrator::Run::StartTask(size_t index) {
@@ -497,6 +503,13 @@ void Orchestrator::Run::OnGates(const std::vector<GateValue>& values) {
   if (!pass) {
     attempts_ = 0;  // the gates were read: a wait, not an error
     return OnGatesFailed(Failing(values));
+  }
+  GatesPassed();
+}
+
+void Orchestrator::Run::GatesPassed() {
+  for (size_t i = 0; i < plan_.backfill.size(); ++i) {
+    if (plan_.backfill[i].verify && !verified_[i]) return Verify(i);
   }
   // Errors on the way to contract (a lock timeout adding the checks) keep their count, so that
   // their retry budget runs out.
@@ -626,6 +639,49 @@ void Orchestrator::Run::RemoveGateChecks(const std::string& why, std::function<v
       });
 }
 
+void Orchestrator::Run::Verify(size_t index) {
+  const BackfillTask& task = plan_.backfill[index];
+  doing_ = "verification of " + task.table.Display();
+  const auto started = SteadyClock::now();
+  task_ = MakeTask(index, BackfillMode::kVerify);
+  task_->Start([self = shared_from_this(), index, started](Status s, BackfillSummary summary) {
+    self->task_.reset();
+    if (self->stopped_) return;
+    if (!self->abort_by_.empty()) return self->Next();
+    if (!s.ok()) return self->OnError(s);
+    const std::string table = self->plan_.backfill[index].table.Display();
+    self->o_.metrics_->SetVerifyDiffering(self->plan_.name, table, summary.differing);
+    if (summary.differing == 0) {
+      self->verified_[index] = true;
+      self->Audit("verified", "gate",
+                  JsonObject().Str("table", table).Int("rows", summary.rows_scanned).Int(
+                      "batches", summary.batches).Int("duration_ms", MillisSince(started)));
+      return self->GatesPassed();
+    }
+    std::string keys;
+    for (const auto& k : summary.differing_keys) keys += (keys.empty() ? "" : "; ") + std::string("(") + k + ")";
+    std::string columns;
+    for (const auto& [column, expr] : self->plan_.backfill[index].set) {
+      columns += (columns.empty() ? "" : ", ") + column + " = NULL";
+    }
+    const std::string failing =
+        "verify:" + table + " found " + std::to_string(summary.differing) + " row" +
+        (summary.differing == 1 ? "" : "s") + " whose stored value differs from the task's "
+        "expression (keys " + keys + "); find why (a write that bypassed the sync trigger, a "
+        "changed function), then set them to NULL (UPDATE " + table + " SET " + columns +
+        " WHERE ...) and tide fills them again; verified again every " +
+        FormatDuration(self->o_.config_.defaults.gate_recheck_interval);
+    self->Audit("verify_failed", "gate",
+                JsonObject().Str("table", table).Int("rows", summary.rows_scanned).Int(
+                    "differing", summary.differing).Str("keys", keys));
+    spdlog::warn("plan {}: {}", self->plan_.name, failing);
+    self->attempts_ = 0;
+    self->gate_stage_ = GateStage::kWaiting;
+    self->SaveWaiting(failing);
+    self->After(self->o_.config_.defaults.gate_recheck_interval, [self] { self->Next(); });
+  });
+}
+
 void Orchestrator::Run::CatchUp(size_t index, BackfillMode mode) {
   if (index >= plan_.backfill.size()) return QueryGates();
   task_ = MakeTask(index, mode);
@@ -735,12 +791,108 @@ void Orchestrator::Run::OnError(const Status& s) {
               .Int("of", limit)
               .Raw("blockers", s.detail().empty() ? "[]" : s.detail()));
   }
-  // A lost server is waited for, however long (the backoff is capped); other transient
-  // errors have a budget.
   if (!MayRetry(s, attempts_, limit)) return Fail(s);
+  if (lock_timeout) {
+    const BlockerPolicy policy = BlockerPolicyFor(plan_.settings, o_.config_.defaults);
+    const std::vector<int64_t> pids = BlockerPids(s.detail());
+    if (policy.enabled && attempts_ + 1 >= policy.after_lock_timeouts && !pids.empty()) {
+      return EndBlockers(s, policy, pids);
+    }
+  }
+  RetryAfter(s, false);
+}
+
+namespace {
+struct BlockerOutcome {
+  SessionFacts session;
+  BlockerVerdict verdict;
+  EndOutcome outcome = EndOutcome::kGone;
+  Status error;  // the cancel or terminate failed
+};
+}  // namespace
+
+void Orchestrator::Run::EndBlockers(const Status& s, const BlockerPolicy& policy,
+                                    const std::vector<int64_t>& pids) {
+  auto db = db_;
+  const std::string name = plan_.name;
+  using Outcomes = Result<std::vector<BlockerOutcome>>;
+  Do<Outcomes>(
+      [db, name, policy, pids]() -> Outcomes {
+        auto sessions = db->DescribeSessions(pids);
+        if (!sessions.ok()) return sessions.status();
+        std::vector<BlockerOutcome> out;
+        for (const auto& session : *sessions) {
+          BlockerOutcome o;
+          o.session = session;
+          o.verdict = JudgeBlocker(policy, session);
+          if (o.verdict.action != BlockerVerdict::Action::kLeave) {
+            auto ended = db->EndSession(name, session,
+                                        o.verdict.action == BlockerVerdict::Action::kTerminate,
+                                        policy.max_per_plan);
+            if (ended.ok()) {
+              o.outcome = *ended;
+            } else {
+              o.error = ended.status();
+            }
+          }
+          out.push_back(o);
+        }
+        return out;
+      },
+      [self = shared_from_this(), s, policy](Outcomes r) {
+        bool ended_any = false;
+        if (!r.ok()) {
+          spdlog::warn("plan {}: cannot look at the sessions that block it: {}", self->plan_.name,
+                       r.status().ToString());
+        }
+        for (const auto& o : r.ok() ? *r : std::vector<BlockerOutcome>{}) {
+          const SessionFacts& x = o.session;
+          JsonObject d;
+          // Who, not what: the session's query text may hold row data.
+          d.Str("doing", self->doing_).Int("pid", x.pid).Str("user", x.user)
+              .Str("application_name", x.application_name).Str("client_addr", x.client_addr)
+              .Str("backend_type", x.backend_type).Str("state", x.state)
+              .Int("state_age_ms", x.state_age_ms).Int("transaction_age_ms", x.transaction_age_ms)
+              .Str("why", o.verdict.why);
+          const char* action = ToString(o.verdict.action);
+          if (o.verdict.action == BlockerVerdict::Action::kLeave) {
+            self->Audit("blocker_left", PhaseOf(self->cursor_.state), std::move(d));
+            continue;
+          }
+          d.Str("action", action);
+          if (!o.error.ok()) {
+            d.Str("error", o.error.ToString());
+            if (o.error.sqlstate() == "42501") {
+              d.Str("hint", "grant pg_signal_backend to tide's role, or end the session yourself: "
+                            "SELECT pg_terminate_backend(" + std::to_string(x.pid) + ")");
+            }
+            self->Audit("blocker_not_ended", PhaseOf(self->cursor_.state), std::move(d));
+            spdlog::warn("plan {}: cannot {} blocking session pid {}: {}", self->plan_.name, action,
+                         x.pid, o.error.ToString());
+          } else if (o.outcome == EndOutcome::kBudgetSpent) {
+            d.Str("error", "max_per_plan (" + std::to_string(policy.max_per_plan) +
+                               ") sessions ended already for this plan");
+            self->Audit("blocker_not_ended", PhaseOf(self->cursor_.state), std::move(d));
+          } else if (o.outcome == EndOutcome::kEnded) {
+            ended_any = true;
+            self->o_.metrics_->CountBlockerEnded(self->plan_.name, action);
+            self->Audit("blocker_ended", PhaseOf(self->cursor_.state), std::move(d));
+            spdlog::warn("plan {}: {} blocking session pid {} ({}, {}): {}", self->plan_.name,
+                         o.verdict.action == BlockerVerdict::Action::kTerminate ? "terminated" : "cancelled the query of",
+                         x.pid, x.user, x.application_name, o.verdict.why);
+          }
+        }
+        self->RetryAfter(s, ended_any);
+      });
+}
+
+void Orchestrator::Run::RetryAfter(const Status& s, bool blockers_ended) {
   ++attempts_;
   o_.metrics_->CountRetry(plan_.name, RetryKind(s));
-  const Millis wait = Backoff(attempts_ - 1, o_.options_.retry_base, o_.options_.retry_cap);
+  // Once blockers are ended the next attempt goes at once, before the application's next
+  // transaction takes their place.
+  const Millis wait = blockers_ended ? Millis(100)
+                                     : Backoff(attempts_ - 1, o_.options_.retry_base, o_.options_.retry_cap);
   Audit("retry", PhaseOf(cursor_.state),
         JsonObject()
             .Str("doing", doing_)

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/blockers.h"
 #include "runtime/backfill_run.h"
 #include "runtime/orchestrator.h"
 
@@ -41,6 +42,9 @@ class Orchestrator::Run : public std::enable_shared_from_this<Orchestrator::Run>
   // An operator's abort: the plan stops where it stands (a batch in flight commits) and runs its
   // rollback steps. Refused, with the reason in the audit log, once contract has started.
   void Abort(const std::string& actor, const std::string& via);
+  // The plan's live settings changed (tidectl set): the running task takes them within a batch;
+  // later tasks start with them.
+  void ApplyLive(const LiveSettings& live);
 
   struct GateValue {
     std::string label;
@@ -110,6 +114,12 @@ class Orchestrator::Run : public std::enable_shared_from_this<Orchestrator::Run>
   // Adds the checks, reads the gates again, and removes the checks when a gate fails now.
   void SealGates();
   void OnGatesFailed(const std::string& failing);
+  // Every gate passes: the verifications (`verify: true` tasks) not done yet in this run, then
+  // contract's checks and contract.
+  void GatesPassed();
+  // Task `index`'s verification (BackfillMode::kVerify); rows that differ keep contract waiting,
+  // verified again at every re-check.
+  void Verify(size_t index);
   // Removes the NOT VALID checks of the gates (each only when it is there), then `then`.
   void RemoveGateChecks(const std::string& why, std::function<void()> then);
   // Gates and sweeps scan whole tables: they run with gate_timeout as their statement_timeout.
@@ -137,6 +147,11 @@ class Orchestrator::Run : public std::enable_shared_from_this<Orchestrator::Run>
   // Transient errors are retried after a backoff, from the state the database holds: every piece
   // of progress is committed with the work it stands for, so re-reading it is always right.
   void OnError(const Status& s);
+  // The blocker policy, after a lock timeout: the sessions among `pids` that it matches are
+  // cancelled or terminated (each audited), then the statement is retried.
+  void EndBlockers(const Status& s, const BlockerPolicy& policy, const std::vector<int64_t>& pids);
+  // The retry of what failed with `s`, after a backoff (at once when blockers were ended).
+  void RetryAfter(const Status& s, bool blockers_ended);
 
   void Reload();
 
@@ -183,6 +198,7 @@ class Orchestrator::Run : public std::enable_shared_from_this<Orchestrator::Run>
   bool gate_checks_removed_ = false;  // before the rollback
   bool held_ = false;
   std::vector<SweepSchedule> sweeps_;  // per backfill task
+  std::vector<bool> verified_;         // per backfill task: verified in this run, no row differs
   // Per backfill task: the rows no update can fill, found by the last sweep, and a few keys.
   struct Unfillable {
     int64_t rows = 0;

@@ -201,3 +201,37 @@ TEST(SweepSchedule, SweepsEveryRecheckWhileRowsTurnUpAndBacksOffWhenNoneDo) {
 
 }  // namespace
 }  // namespace tide
+
+namespace tide {
+namespace {
+
+TEST(VacuumSchedule, VacuumsOnceDeadRowsPileUpAndNotWhileAVacuumRuns) {
+  VacuumSchedule v;
+  EXPECT_FALSE(v.Due(DeadTuples{1000000, 5000, false}, 0)) << "below 10,000 dead rows";
+  EXPECT_FALSE(v.Due(DeadTuples{1000000, 90000, false}, 0)) << "below 10% of the live rows";
+  EXPECT_TRUE(v.Due(DeadTuples{1000000, 150000, false}, 0));
+  EXPECT_FALSE(v.Due(DeadTuples{1000000, 150000, true}, 0)) << "autovacuum is at it";
+}
+
+TEST(VacuumSchedule, WaitsAGapAfterEachAndBacksOffWhenAVacuumReclaimsNothing) {
+  VacuumSchedule v;
+  const DeadTuples piled{1000000, 200000, false};
+  ASSERT_TRUE(v.Due(piled, 0));
+  v.Started(piled);
+  v.Ended(1000, DeadTuples{1000000, 1000, false});
+  // It reclaimed them; new ones piled up again.
+  EXPECT_FALSE(v.Due(DeadTuples{1000000, 150000, false}, 3000)) << "within the 5 s gap";
+  EXPECT_TRUE(v.Due(DeadTuples{1000000, 150000, false}, 6000));
+  v.Started(DeadTuples{1000000, 150000, false});
+  v.Ended(7000, DeadTuples{1000000, 149000, false});
+  // An old snapshot keeps them: the dead rows stay, and the gap doubles each time.
+  EXPECT_FALSE(v.Due(DeadTuples{1000000, 150000, false}, 13000)) << "gap now 10 s";
+  EXPECT_TRUE(v.Due(DeadTuples{1000000, 150000, false}, 17001));
+  v.Started(DeadTuples{1000000, 150000, false});
+  v.Ended(18000, DeadTuples{1000000, 150000, false});
+  EXPECT_FALSE(v.Due(DeadTuples{1000000, 150000, false}, 18000 + 19000));
+  EXPECT_TRUE(v.Due(DeadTuples{1000000, 150000, false}, 18000 + 20000));
+}
+
+}  // namespace
+}  // namespace tide

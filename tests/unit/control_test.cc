@@ -24,12 +24,30 @@ TEST(Control, BadRequestsAreRefusedWithTheReason) {
     return r.ok() ? std::string("accepted") : r.status().message();
   };
   EXPECT_EQ(refused("not json"), "not a JSON object");
-  EXPECT_EQ(refused(R"({"action":"drop","plan":"p","phase":""})"), "action `drop` is not pause, resume, abort, revert or finalize");
+  EXPECT_EQ(refused(R"({"action":"drop","plan":"p","phase":""})"), "action `drop` is not pause, resume, abort, revert, finalize or set");
   EXPECT_EQ(refused(R"({"action":"pause","plan":"","phase":""})"), "no plan named (\"*\" for every plan)");
   EXPECT_EQ(refused(R"({"action":"pause","plan":"p","phase":"later"})"),
             "phase `later` is not one of expand, backfill, gate, contract");
   EXPECT_EQ(refused(R"({"action":"abort","plan":"*","phase":""})"), "abort names one plan and no phase");
   EXPECT_EQ(refused(R"({"action":"abort","plan":"p","phase":"backfill"})"), "abort names one plan and no phase");
+  EXPECT_EQ(refused(R"({"action":"set","plan":"*","phase":"","settings":"workers=2"})"),
+            "set names one plan and no phase");
+  EXPECT_NE(refused(R"({"action":"set","plan":"p","phase":"","settings":"workers=zero"})").find("workers=zero"),
+            std::string::npos);
+  EXPECT_EQ(refused(R"({"action":"set","plan":"p","phase":""})").find("no setting given"), 0u);
+  EXPECT_EQ(refused(R"({"action":"pause","plan":"p","phase":"","settings":"workers=2"})"),
+            "only set carries settings");
+}
+
+TEST(Control, ASetRequestCarriesItsSettingsThroughTheFile) {
+  ControlRequest r;
+  r.action = "set";
+  r.plan = "add_clinic_id";
+  r.settings = "max_rows_per_second=5000 workers=default";
+  auto back = ParseControlRequest(FormatControlRequest(r));
+  ASSERT_TRUE(back.ok()) << back.status().message();
+  EXPECT_EQ(back->settings, r.settings);
+  EXPECT_EQ(back->plan, r.plan);
 }
 
 }  // namespace

@@ -4,6 +4,7 @@
 #include "runtime/orchestrator.h"
 
 #include "engine/backfill.h"
+#include "engine/live_settings.h"
 
 #include <gtest/gtest.h>
 
@@ -12,6 +13,7 @@
 #include <atomic>
 #include <deque>
 #include <mutex>
+#include <set>
 
 namespace tide {
 namespace {
@@ -235,6 +237,71 @@ class FakeDatabase : public PlanDatabase {
   Result<std::vector<RetainedColumn>> ListRetained(const std::string&) override {
     return std::vector<RetainedColumn>{};
   }
+  Status SaveLiveSettings(const LiveSettingsRecord& r) override {
+    std::lock_guard<std::mutex> l(mu_);
+    if (r.settings.empty()) {
+      live_.erase(r.plan);
+    } else {
+      live_[r.plan] = r;
+    }
+    return Status::Ok();
+  }
+  Result<std::vector<LiveSettingsRecord>> ListLiveSettings() override {
+    std::lock_guard<std::mutex> l(mu_);
+    std::vector<LiveSettingsRecord> out;
+    for (const auto& kv : live_) out.push_back(kv.second);
+    return out;
+  }
+  Result<std::vector<SessionFacts>> DescribeSessions(const std::vector<int64_t>& pids) override {
+    std::lock_guard<std::mutex> l(mu_);
+    std::vector<SessionFacts> out;
+    for (const auto& s : sessions_) {
+      if (std::find(pids.begin(), pids.end(), s.pid) != pids.end()) out.push_back(s);
+    }
+    return out;
+  }
+  Result<EndOutcome> EndSession(const std::string&, const SessionFacts& s, bool terminate,
+                                int64_t max_per_plan) override {
+    std::lock_guard<std::mutex> l(mu_);
+    if (static_cast<int64_t>(ended_.size()) >= max_per_plan) return EndOutcome::kBudgetSpent;
+    auto it = std::find_if(sessions_.begin(), sessions_.end(),
+                           [&](const SessionFacts& x) { return x.pid == s.pid; });
+    if (it == sessions_.end()) return EndOutcome::kGone;
+    ended_.push_back(std::string(terminate ? "terminate " : "cancel ") + std::to_string(s.pid));
+    sessions_.erase(it);
+    return EndOutcome::kEnded;
+  }
+  Result<int64_t> SessionsEnded(const std::string&) override {
+    std::lock_guard<std::mutex> l(mu_);
+    return static_cast<int64_t>(ended_.size());
+  }
+  Result<DeadTuples> ReadDeadTuples(const QualifiedName&) override {
+    std::lock_guard<std::mutex> l(mu_);
+    return dead_;
+  }
+  Status Vacuum(const QualifiedName& t, const StatementLimits&) override {
+    std::lock_guard<std::mutex> l(mu_);
+    executed_.push_back("VACUUM " + t.Display());
+    dead_.dead = 0;
+    return Status::Ok();
+  }
+  Result<BatchResult> RunVerify(const BatchStatement&, const std::vector<std::string>& after,
+                                 int64_t batch_size, const StatementLimits&) override {
+    std::lock_guard<std::mutex> l(mu_);
+    BatchResult v;
+    const int64_t from = after.empty() ? 1 : std::stoll(after[0]) + 1;
+    const int64_t rows = static_cast<int64_t>(filled_.size()) - 1;
+    for (int64_t k = from; k <= rows && v.scanned < batch_size; ++k) {
+      ++v.scanned;
+      if (differing_.count(k)) {
+        ++v.differing;
+        if (v.differing_keys.size() < 5) v.differing_keys.push_back(std::to_string(k));
+      }
+      v.last_key = {std::to_string(k)};
+    }
+    ++verify_batches_;
+    return v;
+  }
   Status Execute(const std::string& sql, const StatementLimits&) override {
     std::lock_guard<std::mutex> l(mu_);
     executed_.push_back(sql);
@@ -260,6 +327,12 @@ class FakeDatabase : public PlanDatabase {
   int tails_reopened_ = 0;
   std::vector<std::string> executed_;
   std::vector<Pause> pauses_;
+  std::map<std::string, LiveSettingsRecord> live_;
+  std::vector<SessionFacts> sessions_;  // what DescribeSessions finds
+  std::vector<std::string> ended_;      // "terminate 42"
+  DeadTuples dead_;
+  std::set<int64_t> differing_;  // keys whose stored value RunVerify finds differing
+  int verify_batches_ = 0;
   std::vector<int64_t> sizes_;
   std::atomic<int64_t> pids_{0};
   std::atomic<bool> throttle_{false};
@@ -383,6 +456,22 @@ class FakeConnector : public DatabaseConnector {
     Result<std::vector<Pause>> ListPauses() override { return d->ListPauses(); }
     Result<std::vector<RetainedColumn>> ListRetained(const std::string& p) override {
       return d->ListRetained(p);
+    }
+    Status SaveLiveSettings(const LiveSettingsRecord& r) override { return d->SaveLiveSettings(r); }
+    Result<std::vector<LiveSettingsRecord>> ListLiveSettings() override { return d->ListLiveSettings(); }
+    Result<std::vector<SessionFacts>> DescribeSessions(const std::vector<int64_t>& p) override {
+      return d->DescribeSessions(p);
+    }
+    Result<EndOutcome> EndSession(const std::string& p, const SessionFacts& s, bool t,
+                                  int64_t m) override {
+      return d->EndSession(p, s, t, m);
+    }
+    Result<int64_t> SessionsEnded(const std::string& p) override { return d->SessionsEnded(p); }
+    Result<DeadTuples> ReadDeadTuples(const QualifiedName& t) override { return d->ReadDeadTuples(t); }
+    Status Vacuum(const QualifiedName& t, const StatementLimits& l) override { return d->Vacuum(t, l); }
+    Result<BatchResult> RunVerify(const BatchStatement& s, const std::vector<std::string>& a,
+                                   int64_t n, const StatementLimits& l) override {
+      return d->RunVerify(s, a, n, l);
     }
   };
   FakeDatabase* db_;
@@ -1019,6 +1108,144 @@ TEST_F(OrchestratorTest, APauseOfTheGatesHoldsTheirRecheckLoopAndItsCatchUp) {
   std::lock_guard<std::mutex> l(db_.mu_);
   EXPECT_LE(db_.order_.size(), gates + 1) << "gate queries ran while the gates were paused";
   EXPECT_EQ(db_.sweeps_, sweeps) << "catch-up batches ran while the gates were paused";
+}
+
+TEST_F(OrchestratorTest, LiveSettingsChangeARunningBackfillWithinOneBatchAndAreStored) {
+  std::string plan = kPlan;
+  plan.replace(plan.find("batch_size: 10"), 14, "batch_size: 10\n    max_rows_per_second: 10");
+  auto o = Make();
+  Submit(*o, plan);
+  RunUntil([&] { return db_.batches_ >= 2; });
+  const int before = db_.batches_;
+  ASSERT_LT(before, 9) << "the cap of 10 rows/s holds 95 rows for about 9 s";
+  auto change = ParseLiveChange(std::string("max_rows_per_second=0 batch_size=40"));
+  ASSERT_TRUE(change.ok());
+  const auto set_at = std::chrono::steady_clock::now();
+  o->Set("fill_c", *change, "alice (uid 1000) via tidectl", "tidectl");
+  RunUntil([&] { return !spool_.done.empty(); }, std::chrono::seconds(3));
+  ASSERT_EQ(spool_.done.size(), 1u) << "the lane waiting on the old cap started over";
+  EXPECT_LT(std::chrono::steady_clock::now() - set_at, std::chrono::seconds(2));
+  {
+    std::lock_guard<std::mutex> l(db_.mu_);
+    ASSERT_GT(db_.sizes_.size(), static_cast<size_t>(before));
+    EXPECT_EQ(db_.sizes_.back() <= 40, true);
+    EXPECT_EQ(db_.sizes_[before], 40) << "the next batch after the change has the new size";
+    ASSERT_EQ(db_.live_.count("fill_c"), 1u) << "stored, to outlive a restart";
+    EXPECT_EQ(db_.live_["fill_c"].settings, "max_rows_per_second=0 batch_size=40");
+    EXPECT_EQ(db_.live_["fill_c"].actor, "alice (uid 1000) via tidectl");
+  }
+  EXPECT_EQ(audit_.Count("settings_changed"), 1);
+  std::lock_guard<std::mutex> l(audit_.mu);
+  for (const auto& e : audit_.events) {
+    if (e.event != "settings_changed") continue;
+    EXPECT_EQ(e.actor, "alice (uid 1000) via tidectl");
+    EXPECT_NE(e.details.ToString().find("max_rows_per_second=0"), std::string::npos);
+  }
+}
+
+TEST_F(OrchestratorTest, StoredLiveSettingsApplyWhenThePlanResumes) {
+  db_.live_["fill_c"] = LiveSettingsRecord{"fill_c", "batch_size=7", "bob", "t"};
+  PlanRecord r;
+  r.name = "fill_c";
+  r.source = kPlan;
+  r.file_name = "fill_c.yaml";
+  r.cursor = {PlanState::kBackfilling, 0, false};
+  db_.plans_["fill_c"] = r;
+  auto o = Make();
+  o->ResumeAll();
+  RunUntil([&] { return !spool_.done.empty() || db_.StateOf("fill_c") == PlanState::kDone; });
+  std::lock_guard<std::mutex> l(db_.mu_);
+  ASSERT_FALSE(db_.sizes_.empty());
+  EXPECT_EQ(db_.sizes_.front(), 7);
+  for (int64_t n : db_.sizes_) EXPECT_LE(n, 7);
+  EXPECT_EQ(o->LiveFor("fill_c").batch_size.value_or(0), 7);
+}
+
+TEST_F(OrchestratorTest, TheBlockerPolicyEndsAnIdleTransactionAndLeavesASuperuserAlone) {
+  std::string plan = kPlan;
+  plan.replace(plan.find("settings: {lock_timeout: 750ms}"), 31,
+               "settings:\n  lock_timeout: 750ms\n  blockers:\n    after_lock_timeouts: 2\n"
+               "    terminate_idle_in_transaction: 10s\n    max_per_plan: 5");
+  const std::string contract = "ALTER TABLE t ADD CONSTRAINT c_nn CHECK (c IS NOT NULL) NOT VALID";
+  const Status timeout = Status::Retryable("canceling statement due to lock timeout", "55P03")
+                             .WithDetail(R"([{"pid":42,"user":"app"},{"pid":43,"user":"postgres"}])");
+  SessionFacts idle;
+  idle.pid = 42;
+  idle.user = "app";
+  idle.backend_type = "client backend";
+  idle.state = "idle in transaction";
+  idle.state_age_ms = 60000;
+  SessionFacts root = idle;
+  root.pid = 43;
+  root.user = "postgres";
+  root.superuser = true;
+  {
+    std::lock_guard<std::mutex> l(db_.mu_);
+    db_.step_errors_.push_back({contract, timeout});
+    db_.step_errors_.push_back({contract, timeout});
+    db_.sessions_ = {idle, root};
+  }
+  auto o = Make();
+  Submit(*o, plan);
+  RunUntil([&] { return !spool_.done.empty() || !spool_.failed.empty(); });
+  ASSERT_EQ(spool_.done.size(), 1u) << spool_.last_error;
+  std::lock_guard<std::mutex> l(db_.mu_);
+  EXPECT_EQ(db_.ended_, std::vector<std::string>{"terminate 42"})
+      << "after the second lock timeout, not the first; never the superuser";
+  EXPECT_EQ(audit_.Count("lock_timeout"), 2);
+  EXPECT_EQ(audit_.Count("blocker_ended"), 1);
+  EXPECT_EQ(audit_.Count("blocker_left"), 1);
+}
+
+TEST_F(OrchestratorTest, WithoutABlockerPolicyNoSessionIsEverEnded) {
+  const std::string contract = "ALTER TABLE t ADD CONSTRAINT c_nn CHECK (c IS NOT NULL) NOT VALID";
+  const Status timeout = Status::Retryable("canceling statement due to lock timeout", "55P03")
+                             .WithDetail(R"([{"pid":42}])");
+  SessionFacts idle;
+  idle.pid = 42;
+  idle.backend_type = "client backend";
+  idle.state = "idle in transaction";
+  idle.state_age_ms = 3600000;
+  {
+    std::lock_guard<std::mutex> l(db_.mu_);
+    for (int i = 0; i < 4; ++i) db_.step_errors_.push_back({contract, timeout});
+    db_.sessions_ = {idle};
+  }
+  auto o = Make();
+  Submit(*o);
+  RunUntil([&] { return !spool_.done.empty() || !spool_.failed.empty(); }, std::chrono::seconds(10));
+  ASSERT_EQ(spool_.done.size(), 1u);
+  std::lock_guard<std::mutex> l(db_.mu_);
+  EXPECT_TRUE(db_.ended_.empty());
+}
+
+TEST_F(OrchestratorTest, AVerificationThatFindsDifferingRowsHoldsContractUntilTheyAgree) {
+  std::string plan = kPlan;
+  plan.replace(plan.find("batch_size: 10"), 14, "batch_size: 10\n    verify: true");
+  {
+    std::lock_guard<std::mutex> l(db_.mu_);
+    db_.differing_ = {7, 64};
+  }
+  auto o = Make();
+  Submit(*o, plan);
+  RunUntil([&] {
+    std::lock_guard<std::mutex> l(db_.mu_);
+    return !db_.wait_reasons_["fill_c"].empty();
+  });
+  ASSERT_EQ(audit_.Count("verify_failed"), 1);
+  {
+    std::lock_guard<std::mutex> l(db_.mu_);
+    EXPECT_EQ(db_.steps_.size(), 2u) << "contract waits";
+    const std::string why = db_.wait_reasons_["fill_c"];
+    EXPECT_NE(why.find("2 rows"), std::string::npos) << why;
+    EXPECT_NE(why.find("(7); (64)"), std::string::npos) << why;
+    db_.differing_.clear();  // the operator fixed them
+  }
+  RunUntil([&] { return !spool_.done.empty(); });
+  ASSERT_EQ(spool_.done.size(), 1u);
+  EXPECT_EQ(audit_.Count("verified"), 1);
+  std::lock_guard<std::mutex> l(db_.mu_);
+  EXPECT_EQ(db_.steps_.size(), 3u);
 }
 
 }  // namespace

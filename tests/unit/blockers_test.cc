@@ -1,0 +1,108 @@
+// The blocker policy: which sessions blocking a DDL statement tide ends, and how.
+#include "engine/blockers.h"
+
+#include <gtest/gtest.h>
+
+namespace tide {
+namespace {
+
+BlockerPolicy Policy() {
+  BlockerPolicy p;
+  p.enabled = true;
+  p.terminate_idle_in_transaction = Millis(10000);
+  p.cancel_queries_older_than = Millis(300000);
+  p.never = {"replicator"};
+  return p;
+}
+
+SessionFacts IdleInTransaction(int64_t age_ms) {
+  SessionFacts s;
+  s.pid = 42;
+  s.user = "app";
+  s.backend_type = "client backend";
+  s.state = "idle in transaction";
+  s.state_age_ms = age_ms;
+  s.transaction_age_ms = age_ms;
+  return s;
+}
+
+using A = BlockerVerdict::Action;
+
+TEST(BlockersTest, AnIdleTransactionPastTheLimitIsTerminated) {
+  EXPECT_EQ(JudgeBlocker(Policy(), IdleInTransaction(12000)).action, A::kTerminate);
+  EXPECT_EQ(JudgeBlocker(Policy(), IdleInTransaction(3000)).action, A::kLeave);
+  SessionFacts aborted = IdleInTransaction(60000);
+  aborted.state = "idle in transaction (aborted)";
+  EXPECT_EQ(JudgeBlocker(Policy(), aborted).action, A::kTerminate);
+}
+
+TEST(BlockersTest, SuperusersNeverRolesOwnSessionsAndWorkersAreLeftAlone) {
+  SessionFacts s = IdleInTransaction(60000);
+  s.superuser = true;
+  EXPECT_EQ(JudgeBlocker(Policy(), s).action, A::kLeave);
+  s = IdleInTransaction(60000);
+  s.user = "replicator";
+  EXPECT_EQ(JudgeBlocker(Policy(), s).action, A::kLeave);
+  s = IdleInTransaction(60000);
+  s.application_name = "tided";
+  EXPECT_EQ(JudgeBlocker(Policy(), s).action, A::kLeave);
+  s = IdleInTransaction(60000);
+  s.backend_type = "autovacuum worker";
+  EXPECT_EQ(JudgeBlocker(Policy(), s).action, A::kLeave);
+  BlockerPolicy off = Policy();
+  off.enabled = false;
+  EXPECT_EQ(JudgeBlocker(off, IdleInTransaction(60000)).action, A::kLeave);
+}
+
+TEST(BlockersTest, AnOldQueryIsCancelledOrTerminatedWhenACancelWouldKeepItsLocks) {
+  SessionFacts s;
+  s.pid = 7;
+  s.user = "report";
+  s.backend_type = "client backend";
+  s.state = "active";
+  s.query_age_ms = 400000;
+  s.query_began_transaction = true;
+  EXPECT_EQ(JudgeBlocker(Policy(), s).action, A::kCancel);
+  s.query_began_transaction = false;
+  const BlockerVerdict v = JudgeBlocker(Policy(), s);
+  EXPECT_EQ(v.action, A::kTerminate);
+  EXPECT_NE(v.why.find("cancel"), std::string::npos);
+  s.query_age_ms = 1000;
+  EXPECT_EQ(JudgeBlocker(Policy(), s).action, A::kLeave);
+  BlockerPolicy no_cancel = Policy();
+  no_cancel.cancel_queries_older_than = Millis(0);
+  s.query_age_ms = 400000;
+  EXPECT_EQ(JudgeBlocker(no_cancel, s).action, A::kLeave);
+}
+
+TEST(BlockersTest, ThePlansKeysWinOverTheConfigsAndNeverListsAddUp) {
+  StatementSettings plan;
+  Defaults defaults;
+  EXPECT_FALSE(BlockerPolicyFor(plan, defaults).enabled) << "opt in";
+  BlockerSettings d;
+  d.terminate_idle_in_transaction = Millis(30000);
+  d.never = {"replicator"};
+  d.max_per_plan = 2;
+  defaults.health.blockers = d;
+  BlockerSettings p;
+  p.terminate_idle_in_transaction = Millis(10000);
+  p.never = {"batch"};
+  plan.health.blockers = p;
+  const BlockerPolicy policy = BlockerPolicyFor(plan, defaults);
+  EXPECT_TRUE(policy.enabled);
+  EXPECT_EQ(policy.terminate_idle_in_transaction.count(), 10000);
+  EXPECT_EQ(policy.max_per_plan, 2);
+  EXPECT_EQ(policy.after_lock_timeouts, 3);
+  EXPECT_EQ(policy.never.size(), 2u);
+}
+
+TEST(BlockersTest, PidsComeFromALockTimeoutsDetail) {
+  EXPECT_EQ(BlockerPids(R"([{"pid":12,"user":"a"},{"pid":13},{"pid":12}])"),
+            (std::vector<int64_t>{12, 13}));
+  EXPECT_TRUE(BlockerPids("[]").empty());
+  EXPECT_TRUE(BlockerPids("").empty());
+  EXPECT_TRUE(BlockerPids("not json").empty());
+}
+
+}  // namespace
+}  // namespace tide
