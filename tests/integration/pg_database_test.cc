@@ -709,3 +709,145 @@ TEST(ResolveDsn, ReadsFileOrEnvironmentAndRefusesLooseFilePermissions) {
 
 }  // namespace
 }  // namespace tide
+
+namespace tide {
+namespace {
+
+TEST_F(PgDatabaseTest, LiveSettingsAreStoredReplacedAndRemoved) {
+  ASSERT_TRUE(db_->SaveLiveSettings({"p", "max_rows_per_second=5000", "alice", ""}).ok());
+  ASSERT_TRUE(db_->SaveLiveSettings({"p", "max_rows_per_second=5000 workers=2", "bob", ""}).ok());
+  auto listed = db_->ListLiveSettings();
+  ASSERT_TRUE(listed.ok()) << listed.status().ToString();
+  ASSERT_EQ(listed->size(), 1u);
+  EXPECT_EQ(listed->at(0).settings, "max_rows_per_second=5000 workers=2");
+  EXPECT_EQ(listed->at(0).actor, "bob");
+  EXPECT_FALSE(listed->at(0).at.empty());
+  ASSERT_TRUE(db_->SaveLiveSettings({"p", "", "carol", ""}).ok());
+  EXPECT_TRUE(db_->ListLiveSettings()->empty());
+}
+
+// A login role that is no superuser, for the application's sessions.
+std::string AppRole(const std::string& db) {
+  const std::string role = "it_app_" + std::to_string(::getpid());
+  PgCluster::Shared().Exec(db, "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '" + role +
+                                   "') THEN CREATE ROLE " + role + " LOGIN; END IF; END $$");
+  PgCluster::Shared().Exec(db, "GRANT ALL ON SCHEMA public TO " + role);
+  return role;
+}
+
+TEST_F(PgDatabaseTest, ABlockingIdleTransactionIsDescribedAndTerminatedOnlyWhileItIsTheSameSession) {
+  ASSERT_TRUE(db_->InsertPlan(Record("p")).ok());
+  Exec("CREATE TABLE t (id int PRIMARY KEY)");
+  const std::string role = AppRole(db_name_);
+  Exec("GRANT SELECT ON t TO " + role);
+  pqxx::connection app(PgCluster::Shared().Dsn(db_name_) + " user=" + role + " application_name=billing");
+  pqxx::work idle(app);
+  idle.exec("SELECT count(*) FROM t");
+  const int64_t pid = idle.exec1("SELECT pg_backend_pid()")[0].as<int64_t>();
+  pqxx::connection root(PgCluster::Shared().Dsn(db_name_));
+  pqxx::work root_idle(root);
+  root_idle.exec("SELECT count(*) FROM t");
+  const int64_t root_pid = root_idle.exec1("SELECT pg_backend_pid()")[0].as<int64_t>();
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+
+  auto facts = db_->DescribeSessions({pid, root_pid, 999999});
+  ASSERT_TRUE(facts.ok()) << facts.status().ToString();
+  ASSERT_EQ(facts->size(), 2u) << "a pid with no session is left out";
+  SessionFacts app_session, root_session;
+  for (const auto& f : *facts) (f.pid == pid ? app_session : root_session) = f;
+  EXPECT_EQ(app_session.user, role);
+  EXPECT_EQ(app_session.application_name, "billing");
+  EXPECT_EQ(app_session.backend_type, "client backend");
+  EXPECT_EQ(app_session.state, "idle in transaction");
+  EXPECT_FALSE(app_session.superuser);
+  EXPECT_GE(app_session.state_age_ms, 250);
+  EXPECT_GE(app_session.transaction_age_ms, 250);
+  EXPECT_TRUE(root_session.superuser);
+
+  SessionFacts stale = app_session;
+  stale.backend_start = "2000-01-01 00:00:00+00";
+  auto gone = db_->EndSession("p", stale, true, 5);
+  ASSERT_TRUE(gone.ok()) << gone.status().ToString();
+  EXPECT_EQ(*gone, EndOutcome::kGone) << "another session that got the pid is never touched";
+  EXPECT_EQ(*db_->SessionsEnded("p"), 0);
+
+  auto ended = db_->EndSession("p", app_session, true, 5);
+  ASSERT_TRUE(ended.ok()) << ended.status().ToString();
+  EXPECT_EQ(*ended, EndOutcome::kEnded);
+  EXPECT_EQ(*db_->SessionsEnded("p"), 1);
+  bool terminated = false;
+  for (int i = 0; i < 100 && !terminated; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    terminated = Query("SELECT count(*) FROM pg_stat_activity WHERE pid = " + std::to_string(pid)) == "0";
+  }
+  EXPECT_TRUE(terminated);
+  EXPECT_THROW(idle.exec("SELECT 1"), pqxx::broken_connection);
+
+  auto spent = db_->EndSession("p", root_session, false, 1);
+  ASSERT_TRUE(spent.ok());
+  EXPECT_EQ(*spent, EndOutcome::kBudgetSpent) << "max_per_plan is counted in the database";
+  EXPECT_NO_THROW(root_idle.exec("SELECT 1"));
+}
+
+TEST_F(PgDatabaseTest, DeadRowsAreReadAndAPlainVacuumReclaimsThemWithoutWaitingForALock) {
+  Exec("CREATE TABLE t (id int PRIMARY KEY, v int)");
+  Exec("INSERT INTO t SELECT g, g FROM generate_series(1, 30000) g");
+  Exec("UPDATE t SET v = v + 1");
+  Result<DeadTuples> dead = Status::Fatal("not read");
+  for (int i = 0; i < 100; ++i) {  // statistics arrive within a second or so
+    dead = db_->ReadDeadTuples({"", "t"});
+    ASSERT_TRUE(dead.ok()) << dead.status().ToString();
+    if (dead->dead >= 30000) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_GE(dead->dead, 30000);
+  EXPECT_GE(dead->live, 30000);
+  EXPECT_FALSE(dead->vacuum_running);
+
+  // DDL in flight holds the lock a VACUUM needs: it is skipped at once, never queued.
+  pqxx::connection ddl(PgCluster::Shared().Dsn(db_name_));
+  pqxx::work holding(ddl);
+  holding.exec("LOCK TABLE t IN SHARE UPDATE EXCLUSIVE MODE");
+  const auto start = std::chrono::steady_clock::now();
+  EXPECT_TRUE(db_->Vacuum({"", "t"}, StatementLimits{Millis(2000), Millis(30000)}).ok());
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(1500));
+  holding.abort();
+
+  ASSERT_TRUE(db_->Vacuum({"", "t"}, StatementLimits{Millis(2000), Millis(30000)}).ok());
+  auto after = db_->ReadDeadTuples({"", "t"});
+  ASSERT_TRUE(after.ok());
+  EXPECT_LT(after->dead, 1000) << "the vacuum reclaimed the dead rows";
+}
+
+TEST_F(PgDatabaseTest, VerificationFindsARowWrittenBehindTheExpressionsBack) {
+  MakeCountedTable("t", "int", "g", 1000);
+  Exec("UPDATE t SET filled = v * 2");
+  Exec("UPDATE t SET filled = 0 WHERE id IN (17, 733)");
+  BackfillTask task;
+  task.table = {"", "t"};
+  task.set = {{"filled", "v * 2"}};
+  auto info = db_->DescribeTable(task.table, {});
+  ASSERT_TRUE(info.ok());
+  const BatchStatement stmt = MakeBatchStatement(task, info->key, info->column_types);
+  std::vector<std::string> after;
+  int64_t scanned = 0, differing = 0, batches = 0;
+  std::vector<std::string> keys;
+  while (true) {
+    auto b = db_->RunVerify(stmt, after, 300, limits_);
+    ASSERT_TRUE(b.ok()) << b.status().ToString();
+    ++batches;
+    scanned += b->scanned;
+    differing += b->differing;
+    keys.insert(keys.end(), b->differing_keys.begin(), b->differing_keys.end());
+    if (b->scanned < 300) break;
+    after = b->last_key;
+  }
+  EXPECT_EQ(scanned, 1000);
+  EXPECT_EQ(batches, 4);
+  EXPECT_EQ(differing, 2);
+  EXPECT_EQ(keys, (std::vector<std::string>{"17", "733"}));
+  EXPECT_EQ(Query("SELECT max(updates) FROM t"), "2") << "a verification writes nothing";
+}
+
+}  // namespace
+}  // namespace tide
