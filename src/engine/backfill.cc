@@ -161,11 +161,15 @@ bool ShouldReportProgress(int64_t rows_before, int64_t rows_after, int64_t estim
 }
 
 bool VacuumSchedule::Due(const DeadTuples& d, int64_t now_ms) {
-  if (d.vacuum_running || d.dead < kMinDead || d.dead * 10 < d.live) return false;
+  const int64_t dead = std::max(d.dead, written_);
+  if (d.vacuum_running || dead < kMinDead || dead * 10 < d.live) return false;
   return !ran_ || now_ms - ended_ms_ >= gap_ms_;
 }
 
-void VacuumSchedule::Started(const DeadTuples& d) { dead_before_ = d.dead; }
+void VacuumSchedule::Started(const DeadTuples& d) {
+  dead_before_ = std::max(d.dead, written_);
+  written_ = 0;
+}
 
 void VacuumSchedule::Ended(int64_t now_ms, const DeadTuples& after) {
   ran_ = true;

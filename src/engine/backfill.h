@@ -106,16 +106,20 @@ class SweepSchedule {
 // When tide runs a plain VACUUM of a table it backfills, so that later batches reuse the room
 // earlier ones left instead of growing the table: once its dead rows are at least 10% of its
 // live ones and at least kMinDead, while no vacuum works on it, and at least a gap after
-// tide's last one ended. The gap starts at 5 s and doubles (up to 5 min) after each vacuum that
-// left at least half the dead rows it found: something (an old snapshot) holds them, and vacuum
-// after vacuum would read the table for nothing.
+// tide's last one ended. The dead rows are the statistics' count or, when more, the rows tide
+// wrote since its last vacuum began (the statistics arrive a second or more late, and the
+// table grows meanwhile). The gap starts at 0.5 s and doubles (up to 5 min) after each vacuum
+// that left at least half the dead rows it found: something (an old snapshot) holds them, and
+// vacuum after vacuum would read the table for nothing.
 class VacuumSchedule {
  public:
   static constexpr int64_t kMinDead = 10000;
-  static constexpr int64_t kMinGapMs = 5000;
+  static constexpr int64_t kMinGapMs = 500;
   static constexpr int64_t kMaxGapMs = 300000;
   // Whether to vacuum now, with the table's dead rows as read at `now_ms`.
   bool Due(const DeadTuples& d, int64_t now_ms);
+  // Rows tide's batches updated (each leaves a dead row version behind).
+  void Wrote(int64_t rows) { written_ += rows; }
   void Started(const DeadTuples& d);
   // A vacuum ended at `now_ms`, leaving `after` (read right after it).
   void Ended(int64_t now_ms, const DeadTuples& after);
@@ -123,6 +127,7 @@ class VacuumSchedule {
  private:
   bool ran_ = false;
   int64_t dead_before_ = 0;
+  int64_t written_ = 0;  // since the last vacuum began
   int64_t ended_ms_ = 0;
   int64_t gap_ms_ = kMinGapMs;
 };

@@ -441,6 +441,8 @@ void BackfillRun::OnBatch(const std::shared_ptr<Lane>& lane, int64_t size, Milli
   if (written < size) limiter_.Return(size - written);
   if (written > size) limiter_.Reserve(written - size, SteadyClock::now());
   sizer_.OnBatch(r->scanned, elapsed);
+  vacuums_.Wrote(r->updated);
+  if (have_dead_) MaybeVacuum(last_dead_);
   scanned_this_run_ += r->scanned;
   env_.metrics->RecordBatch(plan_, table, r->updated, elapsed.count() / 1000.0, "committed");
   env_.metrics->MarkProgress(plan_);
@@ -530,10 +532,9 @@ void BackfillRun::Monitor() {
   const std::string reason =
       decision_.kind == ThrottleDecision::Kind::kRun || decision_.reason == "yield" ? ""
                                                                                  : decision_.reason;
-  // Every 5 s, while the batches write, whether their dead rows call for a VACUUM.
+  // Every second, while the batches write, whether their dead rows call for a VACUUM.
   const bool read_dead = options_.vacuum_between_batches && !vacuum_running_ &&
-                         (mode_ == BackfillMode::kPass || mode_ == BackfillMode::kTail) &&
-                         monitor_ticks_++ % 5 == 4;
+                         (mode_ == BackfillMode::kPass || mode_ == BackfillMode::kTail);
   const QualifiedName table = task_.table;
   using Reading = std::pair<Result<HealthReading>, std::optional<Result<DeadTuples>>>;
   env_.offload->Run<Reading>(
@@ -560,6 +561,8 @@ void BackfillRun::MaybeVacuum(const Result<DeadTuples>& dead) {
                   dead.status().ToString());
     return;
   }
+  last_dead_ = *dead;
+  have_dead_ = true;
   if (!vacuums_.Due(*dead, MillisSince(started_))) return;
   RunVacuum(*dead);
 }
@@ -580,6 +583,7 @@ void BackfillRun::RunVacuum(const DeadTuples& dead) {
     self->vacuum_running_ = false;
     self->vacuum_pid_ = 0;
     self->vacuums_.Ended(MillisSince(self->started_), s.ok() ? v.second : dead);
+    if (s.ok()) self->last_dead_ = v.second;
     self->CallDone();
     const std::string table = self->task_.table.Display();
     if (s.ok()) {

@@ -167,8 +167,9 @@ class BackfillRun : public std::enable_shared_from_this<BackfillRun> {
   int64_t active_ms_ = 0;
   int64_t differing_ = 0;
   std::vector<std::string> differing_keys_;
-  int monitor_ticks_ = 0;
   VacuumSchedule vacuums_;
+  DeadTuples last_dead_;    // the last reading: between readings, batches decide on it
+  bool have_dead_ = false;
   bool vacuum_running_ = false;
   int64_t vacuum_pid_ = 0;  // the session of tide's VACUUM while it runs
   int64_t vacuum_count_ = 0;

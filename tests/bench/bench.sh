@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # tide's backfill benchmark, side by side with a single UPDATE on the same machine and data.
 #   bash tests/bench/bench.sh [--rows N] [--rounds R] [--seconds S] [--json FILE]
-#                             [--only matrix|impact] [--exprs add,md5,join] [--orders key,uuid,shuffled]
+#                             [--only matrix|impact|bloat] [--exprs add,md5,join] [--orders key,uuid,shuffled]
 #                             [--settings default,tuned] [--workers 1,2]
 # 1. The speed matrix (tests/bench/matrix.py): for each PostgreSQL settings (`default`: the
 #    server's own defaults; `tuned`: shared_buffers 256MB, max_wal_size 4GB, checkpoint_timeout
@@ -16,6 +16,10 @@
 #    and while the single UPDATE runs (measured over the seconds the backfill or UPDATE ran);
 #    R rounds, each bracketed by its own runs alone, the loaded runs in alternating order; every
 #    round's ratios and their median.
+# 3. The bloat (tuned settings, the join, N rows): the table and its index, pg_total_relation_size,
+#    after the single UPDATE and after tide unthrottled with 2 workers, with its VACUUM between
+#    batches and without (vacuum_between_batches: false), over their size before; tide's seconds
+#    with the VACUUM over its seconds without. R rounds, the order alternating.
 # Each private PostgreSQL 15 has durable commits (fsync on) and is started under a temp folder.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -30,7 +34,7 @@ ORDERS=key,uuid,shuffled
 SETTINGS=default,tuned
 WORKERS=1,2
 usage() {
-  echo "usage: tests/bench/bench.sh [--rows N] [--rounds R] [--seconds S] [--json FILE] [--only matrix|impact]" >&2
+  echo "usage: tests/bench/bench.sh [--rows N] [--rounds R] [--seconds S] [--json FILE] [--only matrix|impact|bloat]" >&2
   echo "       [--exprs add,md5,join] [--orders key,uuid,shuffled] [--settings default,tuned] [--workers 1,2]" >&2
   exit 2
 }
@@ -48,7 +52,7 @@ while [[ $# -gt 0 ]]; do
     *) usage ;;
   esac
 done
-[[ -z "$ONLY" || "$ONLY" == matrix || "$ONLY" == impact ]] || usage
+[[ -z "$ONLY" || "$ONLY" == matrix || "$ONLY" == impact || "$ONLY" == bloat ]] || usage
 
 bash deploy/install-deps.sh
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
@@ -86,7 +90,7 @@ stop_tided() {
 }
 
 MATRIX_JSON=$WORK/matrix.json
-if [[ "$ONLY" != impact ]]; then
+if [[ -z "$ONLY" || "$ONLY" == matrix ]]; then
   for setting in ${SETTINGS//,/ }; do
     case $setting in
       default) opts="" ;;
@@ -181,6 +185,73 @@ run_pgbench() {
 }
 
 UNTHROTTLED=", max_replication_lag: 0s, max_active_sessions: 0, yield_ratio: 0"
+
+BLOAT=$WORK/bloat  # "label round start end bytes_before bytes_after heap_after" per run
+table_bytes() { "${PSQL[@]}" -d bench -tA -c "SELECT pg_total_relation_size('t')"; }
+heap_bytes() { "${PSQL[@]}" -d bench -tA -c "SELECT pg_relation_size('t')"; }
+bloat_run() {  # $1: update, tide_vacuum or tide_no_vacuum; $2: round
+  reset_table
+  local before t
+  before=$(table_bytes)
+  case $1 in
+    update) t=$(run_update) ;;
+    tide_vacuum) t=$(run_tide "bloat_vacuum_$2" "    workers: 2" "$UNTHROTTLED") ;;
+    tide_no_vacuum) t=$(run_tide "bloat_no_vacuum_$2" "    workers: 2" "$UNTHROTTLED, vacuum_between_batches: false") ;;
+  esac
+  echo "$1 $2 $t $before $(table_bytes) $(heap_bytes)" >>"$BLOAT"
+}
+if [[ -z "$ONLY" || "$ONLY" == bloat ]]; then
+  for ((r = 1; r <= ROUNDS; r++)); do
+    if ((r % 2)); then order="update tide_vacuum tide_no_vacuum"; else order="tide_no_vacuum tide_vacuum update"; fi
+    for what in $order; do
+      echo "== 3. bloat round $r/$ROUNDS: $what"
+      bloat_run "$what" "$r"
+    done
+  done
+  python3 - "$BLOAT" "$WORK/bloat.json" "$WORK/audit.jsonl" <<'PY'
+import json, statistics, sys
+runs = [l.split() for l in open(sys.argv[1])]
+vacuums, vacuum_ms = {}, {}
+for line in open(sys.argv[3]):
+    if '"event":"vacuumed"' in line:
+        e = json.loads(line)
+        plan = e["plan"]
+        vacuums[plan] = vacuums.get(plan, 0) + 1
+        vacuum_ms[plan] = vacuum_ms.get(plan, 0) + e.get("details", e).get("duration_ms", 0)
+out = {"rounds": []}
+by_round = {}
+for label, r, start, end, before, after, heap in runs:
+    by_round.setdefault(int(r), {})[label] = {
+        "seconds": float(end) - float(start), "bytes_before": int(before), "bytes_after": int(after),
+        "heap_bytes_after": int(heap), "size_ratio": int(after) / int(before),
+        "vacuums": vacuums.get("bloat_vacuum_" + r, 0) if label == "tide_vacuum" else 0,
+        "vacuum_seconds": vacuum_ms.get("bloat_vacuum_" + r, 0) / 1000.0 if label == "tide_vacuum" else 0}
+for r in sorted(by_round):
+    d = by_round[r]
+    d["round"] = r
+    d["vacuum_time_ratio"] = d["tide_vacuum"]["seconds"] / d["tide_no_vacuum"]["seconds"]
+    out["rounds"].append(d)
+med = lambda f: statistics.median(f(d) for d in out["rounds"])
+out["median"] = {k: med(lambda d, k=k: d[k]["size_ratio"]) for k in ("update", "tide_vacuum", "tide_no_vacuum")}
+out["median"]["vacuum_time_ratio"] = med(lambda d: d["vacuum_time_ratio"])
+json.dump(out, open(sys.argv[2], "w"), indent=2)
+print(f"\n{'bloat: size after / before':<40} {'UPDATE':>8} {'tide+VACUUM':>12} {'tide, none':>11} {'time x':>7} {'vacuums':>8}")
+for d in out["rounds"]:
+    print(f"{'round %d' % d['round']:<40} {d['update']['size_ratio']:>8.2f} {d['tide_vacuum']['size_ratio']:>12.2f} "
+          f"{d['tide_no_vacuum']['size_ratio']:>11.2f} {d['vacuum_time_ratio']:>7.2f} {d['tide_vacuum']['vacuums']:>8}")
+m = out["median"]
+print(f"{'median':<40} {m['update']:>8.2f} {m['tide_vacuum']:>12.2f} {m['tide_no_vacuum']:>11.2f} {m['vacuum_time_ratio']:>7.2f}")
+print("(time x: tide's seconds with its VACUUM between batches over its seconds without)")
+PY
+  if [[ "$ONLY" == bloat ]]; then
+    python3 -c "import json,sys; json.dump({'bloat': json.load(open(sys.argv[1]))}, open(sys.argv[2], 'w'), indent=2)" \
+      "$WORK/bloat.json" "$JSON"
+    echo "JSON: $JSON"
+    exit 0
+  fi
+fi
+[[ -f "$WORK/bloat.json" ]] || echo "{}" >"$WORK/bloat.json"
+
 TIMES=$WORK/times  # "label start end" per measured run
 echo "== 2. impact: the single UPDATE alone, for reference"
 reset_table; echo "single_update $(run_update)" >>"$TIMES"
@@ -220,7 +291,7 @@ for ((r = 1; r <= ROUNDS; r++)); do
 done
 
 python3 - "$ROWS" "$JSON" "$TIMES" "$WORK/audit.jsonl" "$CAP" "$ROUNDS" \
-  "$IMPACT_ROUNDS" "$MATRIX_JSON" <<'PY'
+  "$IMPACT_ROUNDS" "$MATRIX_JSON" "$WORK/bloat.json" <<'PY'
 import glob, json, statistics, sys
 rows, out, times_file, audit_file = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
 cap, rounds = int(sys.argv[5]), int(sys.argv[6])
@@ -255,7 +326,7 @@ def backfill(label):  # the median round, and every round's seconds
     med = statistics.median(secs)
     return {"seconds": med, "rows_per_second": rows / med, "rounds_seconds": secs}
 
-res = {"rows": rows, "rounds": rounds, "matrix": matrix}
+res = {"rows": rows, "rounds": rounds, "matrix": matrix, "bloat": json.load(open(sys.argv[9]))}
 res["single_update"] = backfill("single_update")
 base = res["single_update"]["rows_per_second"]
 

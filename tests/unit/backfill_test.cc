@@ -220,17 +220,33 @@ TEST(VacuumSchedule, WaitsAGapAfterEachAndBacksOffWhenAVacuumReclaimsNothing) {
   v.Started(piled);
   v.Ended(1000, DeadTuples{1000000, 1000, false});
   // It reclaimed them; new ones piled up again.
-  EXPECT_FALSE(v.Due(DeadTuples{1000000, 150000, false}, 3000)) << "within the 5 s gap";
-  EXPECT_TRUE(v.Due(DeadTuples{1000000, 150000, false}, 6000));
+  EXPECT_FALSE(v.Due(DeadTuples{1000000, 150000, false}, 1400)) << "within the 0.5 s gap";
+  EXPECT_TRUE(v.Due(DeadTuples{1000000, 150000, false}, 1500));
   v.Started(DeadTuples{1000000, 150000, false});
-  v.Ended(7000, DeadTuples{1000000, 149000, false});
+  v.Ended(2000, DeadTuples{1000000, 149000, false});
   // An old snapshot keeps them: the dead rows stay, and the gap doubles each time.
-  EXPECT_FALSE(v.Due(DeadTuples{1000000, 150000, false}, 13000)) << "gap now 10 s";
-  EXPECT_TRUE(v.Due(DeadTuples{1000000, 150000, false}, 17001));
+  EXPECT_FALSE(v.Due(DeadTuples{1000000, 150000, false}, 2999)) << "gap now 1 s";
+  EXPECT_TRUE(v.Due(DeadTuples{1000000, 150000, false}, 3000));
   v.Started(DeadTuples{1000000, 150000, false});
-  v.Ended(18000, DeadTuples{1000000, 150000, false});
-  EXPECT_FALSE(v.Due(DeadTuples{1000000, 150000, false}, 18000 + 19000));
-  EXPECT_TRUE(v.Due(DeadTuples{1000000, 150000, false}, 18000 + 20000));
+  v.Ended(4000, DeadTuples{1000000, 150000, false});
+  EXPECT_FALSE(v.Due(DeadTuples{1000000, 150000, false}, 4000 + 1999));
+  EXPECT_TRUE(v.Due(DeadTuples{1000000, 150000, false}, 4000 + 2000));
+  for (int i = 0; i < 20; ++i) v.Ended(0, DeadTuples{1000000, 150000, false});
+  EXPECT_FALSE(v.Due(DeadTuples{1000000, 150000, false}, 299999)) << "at most 5 min";
+  EXPECT_TRUE(v.Due(DeadTuples{1000000, 150000, false}, 300000));
+}
+
+TEST(VacuumSchedule, CountsTheRowsTideWroteBeforeTheStatisticsDo) {
+  VacuumSchedule v;
+  const DeadTuples stale{1000000, 0, false};  // the statistics have not caught up yet
+  v.Wrote(60000);
+  EXPECT_FALSE(v.Due(stale, 0));
+  v.Wrote(60000);
+  EXPECT_TRUE(v.Due(stale, 0));
+  v.Started(stale);
+  v.Ended(500, DeadTuples{1000000, 0, false});
+  v.Wrote(50000);
+  EXPECT_FALSE(v.Due(stale, 5000)) << "the count starts again at each vacuum";
 }
 
 }  // namespace
