@@ -388,3 +388,46 @@ TEST(PlanParser, BadHealthSignalSettingsSayWhereAndWhatIsAccepted) {
 
 }  // namespace
 }  // namespace tide
+
+namespace tide {
+namespace {
+
+TEST(PlanParser, ReadsTheBlockerPolicyAndRefusesOneThatEndsNothing) {
+  auto r = ParsePlan("plan: p\ndatabase: app\nsettings:\n  blockers:\n    after_lock_timeouts: 3\n"
+                     "    terminate_idle_in_transaction: 10s\n    cancel_queries_older_than: 5m\n"
+                     "    never: [replicator, batch]\n    max_per_plan: 5\n  vacuum_between_batches: false\n",
+                     "p.yaml");
+  ASSERT_TRUE(r.ok()) << FormatDiagnostics(r.errors);
+  ASSERT_TRUE(r.plan.settings.health.blockers.has_value());
+  const BlockerSettings& b = *r.plan.settings.health.blockers;
+  EXPECT_EQ(*b.after_lock_timeouts, 3);
+  EXPECT_EQ(b.terminate_idle_in_transaction->count(), 10000);
+  EXPECT_EQ(b.cancel_queries_older_than->count(), 300000);
+  EXPECT_EQ(b.never, (std::vector<std::string>{"replicator", "batch"}));
+  EXPECT_EQ(*b.max_per_plan, 5);
+  EXPECT_EQ(r.plan.settings.health.vacuum_between_batches, std::optional<bool>(false));
+
+  auto nothing = ParsePlan("plan: p\ndatabase: app\nsettings:\n  blockers:\n    max_per_plan: 5\n", "p.yaml");
+  ASSERT_EQ(nothing.errors.size(), 1u) << FormatDiagnostics(nothing.errors);
+  EXPECT_NE(nothing.errors[0].message.find("ends no session"), std::string::npos);
+  auto typo = ParsePlan("plan: p\ndatabase: app\nsettings:\n  blockers:\n    terminate_idle: 10s\n", "p.yaml");
+  EXPECT_FALSE(typo.ok());
+  auto never = ParsePlan("plan: p\ndatabase: app\nsettings:\n  blockers:\n    terminate_idle_in_transaction: 1s\n"
+                         "    never: replicator\n", "p.yaml");
+  ASSERT_EQ(never.errors.size(), 1u) << FormatDiagnostics(never.errors);
+  EXPECT_NE(never.errors[0].message.find("not a list of roles"), std::string::npos);
+}
+
+TEST(PlanParser, VerifyIsATaskKeyAndRefusedWithWhere) {
+  auto r = ParsePlan("plan: p\ndatabase: app\nbackfill:\n  - table: t\n    set: {c: \"1\"}\n    verify: true\n",
+                     "p.yaml");
+  ASSERT_TRUE(r.ok()) << FormatDiagnostics(r.errors);
+  EXPECT_TRUE(r.plan.backfill[0].verify);
+  auto with_where = ParsePlan("plan: p\ndatabase: app\nbackfill:\n  - table: t\n    set: {c: \"1\"}\n"
+                              "    where: c <> 1\n    verify: true\n", "p.yaml");
+  ASSERT_EQ(with_where.errors.size(), 1u) << FormatDiagnostics(with_where.errors);
+  EXPECT_NE(with_where.errors[0].message.find("`where` fills only the rows it matches"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace tide
