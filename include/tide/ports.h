@@ -290,8 +290,10 @@ class TableMaintenance {
   virtual ~TableMaintenance() = default;
 
   virtual Result<DeadTuples> ReadDeadTuples(const QualifiedName& table) = 0;
-  // VACUUM (never FULL) of `table`, outside a transaction, under `limits`.
-  virtual Status Vacuum(const QualifiedName& table, const StatementLimits& limits) = 0;
+  // VACUUM (never FULL) of `table`, outside a transaction, under `limits`, with `cost_delay` as
+  // its vacuum_cost_delay (0: as fast as it can).
+  virtual Status Vacuum(const QualifiedName& table, const StatementLimits& limits,
+                        Millis cost_delay) = 0;
 };
 
 // Runs the statements of plan steps (DDL) and tide's own statements on the target database.

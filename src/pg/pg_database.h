@@ -94,7 +94,8 @@ class PgPlanDatabase : public PlanDatabase {
                                 bool terminate, int64_t max_per_plan) override;
   Result<int64_t> SessionsEnded(const std::string& plan) override;
   Result<DeadTuples> ReadDeadTuples(const QualifiedName& table) override;
-  Status Vacuum(const QualifiedName& table, const StatementLimits& limits) override;
+  Status Vacuum(const QualifiedName& table, const StatementLimits& limits,
+                Millis cost_delay) override;
 
   // StepRunner (pg_step_runner.cc).
   Result<std::vector<StatementOutcome>> RunStatements(

@@ -117,18 +117,18 @@ Result<DeadTuples> PgPlanDatabase::ReadDeadTuples(const QualifiedName& table) {
   }
 }
 
-Status PgPlanDatabase::Vacuum(const QualifiedName& table, const StatementLimits& limits) {
+Status PgPlanDatabase::Vacuum(const QualifiedName& table, const StatementLimits& limits,
+                              Millis cost_delay) {
   TIDE_CONNECTED();
   try {
     pqxx::nontransaction n(*conn_);
     // SKIP_LOCKED: never waits for its lock (DDL on the table holds it: the vacuum is skipped);
     // TRUNCATE false: never takes the ACCESS EXCLUSIVE lock that giving back the table's empty
-    // end needs. No cost delay, as a VACUUM run by hand: it reads the pages the batches changed
-    // since the last one (the visibility map skips the others) and the indexes, and it must end
-    // before the batches outrun it.
+    // end needs.
     n.exec0(SetTimeoutSql("lock_timeout", limits.lock_timeout, false) + "; " +
             SetTimeoutSql("statement_timeout", limits.statement_timeout, false) +
-            "; SET vacuum_cost_delay = 0; SET application_name = 'tided vacuum'");
+            "; SET vacuum_cost_delay = '" + std::to_string(cost_delay.count()) +
+            "ms'; SET application_name = 'tided vacuum'");
     n.exec0(VacuumSql(table));
     return Status::Ok();
   } catch (...) {

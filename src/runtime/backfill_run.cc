@@ -576,6 +576,9 @@ void BackfillRun::RunVacuum(const DeadTuples& dead) {
   const std::string database = database_;
   const QualifiedName table = task_.table;
   const StatementLimits limits{limits_.lock_timeout, options_.vacuum_timeout};
+  // While the backfill yields to the application, its vacuum is as gentle as autovacuum's; a
+  // backfill that does not yield (yield_ratio: 0) gets a vacuum that keeps up with it.
+  const Millis cost_delay = Limits().yield_ratio > 0 ? Millis(2) : Millis(0);
   const auto start = SteadyClock::now();
   using Vacuumed = std::pair<Status, DeadTuples>;  // and the dead rows it left
   auto Done = [self = shared_from_this(), dead, start](Vacuumed v) {
@@ -601,7 +604,7 @@ void BackfillRun::RunVacuum(const DeadTuples& dead) {
   };
   env_.offload->Run<Result<OpenedSession>>(
       [connector, database] { return OpenSession(connector, database); },
-      [self = shared_from_this(), table, limits, Done](Result<OpenedSession> r) {
+      [self = shared_from_this(), table, limits, cost_delay, Done](Result<OpenedSession> r) {
         if (!r.ok()) return Done(Vacuumed{r.status(), DeadTuples{}});
         if (self->finished_ || self->env_.stopping()) {
           self->vacuum_running_ = false;
@@ -610,8 +613,8 @@ void BackfillRun::RunVacuum(const DeadTuples& dead) {
         self->vacuum_pid_ = r->pid;
         auto db = r->db;
         self->env_.offload->Run<Vacuumed>(
-            [db, table, limits] {
-              Vacuumed v{db->Vacuum(table, limits), DeadTuples{}};
+            [db, table, limits, cost_delay] {
+              Vacuumed v{db->Vacuum(table, limits, cost_delay), DeadTuples{}};
               if (v.first.ok()) {
                 auto left = db->ReadDeadTuples(table);
                 if (left.ok()) v.second = *left;

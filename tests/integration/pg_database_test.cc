@@ -809,11 +809,11 @@ TEST_F(PgDatabaseTest, DeadRowsAreReadAndAPlainVacuumReclaimsThemWithoutWaitingF
   pqxx::work holding(ddl);
   holding.exec("LOCK TABLE t IN SHARE UPDATE EXCLUSIVE MODE");
   const auto start = std::chrono::steady_clock::now();
-  EXPECT_TRUE(db_->Vacuum({"", "t"}, StatementLimits{Millis(2000), Millis(30000)}).ok());
+  EXPECT_TRUE(db_->Vacuum({"", "t"}, StatementLimits{Millis(2000), Millis(30000)}, Millis(2)).ok());
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(1500));
   holding.abort();
 
-  ASSERT_TRUE(db_->Vacuum({"", "t"}, StatementLimits{Millis(2000), Millis(30000)}).ok());
+  ASSERT_TRUE(db_->Vacuum({"", "t"}, StatementLimits{Millis(2000), Millis(30000)}, Millis(0)).ok());
   auto after = db_->ReadDeadTuples({"", "t"});
   ASSERT_TRUE(after.ok());
   EXPECT_LT(after->dead, 1000) << "the vacuum reclaimed the dead rows";

@@ -279,7 +279,7 @@ class FakeDatabase : public PlanDatabase {
     std::lock_guard<std::mutex> l(mu_);
     return dead_;
   }
-  Status Vacuum(const QualifiedName& t, const StatementLimits&) override {
+  Status Vacuum(const QualifiedName& t, const StatementLimits&, Millis) override {
     std::lock_guard<std::mutex> l(mu_);
     executed_.push_back("VACUUM " + t.Display());
     dead_.dead = 0;
@@ -468,7 +468,9 @@ class FakeConnector : public DatabaseConnector {
     }
     Result<int64_t> SessionsEnded(const std::string& p) override { return d->SessionsEnded(p); }
     Result<DeadTuples> ReadDeadTuples(const QualifiedName& t) override { return d->ReadDeadTuples(t); }
-    Status Vacuum(const QualifiedName& t, const StatementLimits& l) override { return d->Vacuum(t, l); }
+    Status Vacuum(const QualifiedName& t, const StatementLimits& l, Millis c) override {
+      return d->Vacuum(t, l, c);
+    }
     Result<BatchResult> RunVerify(const BatchStatement& s, const std::vector<std::string>& a,
                                    int64_t n, const StatementLimits& l) override {
       return d->RunVerify(s, a, n, l);
