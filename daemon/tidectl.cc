@@ -492,7 +492,10 @@ int Set(const Args& a) {
     bool found = false, running = false;
     ForEachDatabase(*config, [&](const std::string&, tide::PgPlanDatabase& db) {
       auto p = db.FindPlan(plan);
-      if (p.ok() && *p) found = true, running |= !tide::IsFinal((*p)->cursor.state);
+      if (!p.ok() || !*p) return;
+      found = true;
+      const tide::PlanState s = (*p)->cursor.state;
+      running |= s != tide::PlanState::kDone && s != tide::PlanState::kAborted && s != tide::PlanState::kReverted;
     });
     if (!found) {
       std::cerr << "tidectl set: no plan `" << plan << "` in any configured database; "
@@ -878,7 +881,7 @@ int Status(const Args& a) {
       if (!tide::IsFinal(p.cursor.state) && !paused_by(p.name).empty()) {
         std::cout << "  " << paused_by(p.name) << "\n";
       }
-      if (!tide::IsFinal(p.cursor.state) && settings) {
+      if (settings) {
         std::cout << "  live settings: " << settings->settings << " (set by " << settings->actor
                   << " at " << settings->at << ")\n";
       }

@@ -229,13 +229,20 @@ struct LiveSettingsRecord {
   std::string settings;  // as FormatLiveSettings writes them (engine/live_settings.h)
   std::string actor;     // who changed them last
   std::string at;        // RFC 3339
+  int64_t version = 0;   // counts the plan's changes: a newer one is a higher number
 };
+// Stored with the plan, in its own database; gone when the plan starts over.
 class LiveSettingsStore {
  public:
   virtual ~LiveSettingsStore() = default;
 
-  // Stores the plan's live settings; empty `settings` removes them.
-  virtual Status SaveLiveSettings(const LiveSettingsRecord& record) = 0;
+  // Applies `change` (key=value items, key=default clears: see ParseLiveChange) to the plan's
+  // stored live settings in one transaction, when the plan is here and unfinished. Returns the
+  // settings now, or nullopt when there is no such plan here (or it has finished).
+  virtual Result<std::optional<LiveSettingsRecord>> ChangeLiveSettings(const std::string& plan,
+                                                                       const std::string& change,
+                                                                       const std::string& actor) = 0;
+  // The live settings of the unfinished plans.
   virtual Result<std::vector<LiveSettingsRecord>> ListLiveSettings() = 0;
 };
 
@@ -249,7 +256,9 @@ struct SessionFacts {
   std::string client_addr;
   std::string backend_type;  // "client backend", "autovacuum worker", ...
   std::string state;         // "active", "idle in transaction", ...
+  std::string state_change;  // when it entered `state`: with the pid, names what it is doing
   bool superuser = false;
+  bool protected_role = false;  // its role is one of the roles asked about, or a member of one
   int64_t state_age_ms = 0;        // since its state last changed
   int64_t query_age_ms = -1;       // while active: since its query started; else -1
   int64_t transaction_age_ms = -1;  // -1: not in a transaction
@@ -266,11 +275,14 @@ class SessionControl {
  public:
   virtual ~SessionControl() = default;
 
-  // The sessions among `pids` that are still there.
-  virtual Result<std::vector<SessionFacts>> DescribeSessions(const std::vector<int64_t>& pids) = 0;
-  // pg_cancel_backend (or with `terminate`, pg_terminate_backend) of `session` if it is still the
-  // one described, counted for `plan` in the same transaction unless `plan` has ended
-  // `max_per_plan` already.
+  // The sessions among `pids` that are still there; protected_role when the session's role is
+  // in `roles` or a member of one of them.
+  virtual Result<std::vector<SessionFacts>> DescribeSessions(const std::vector<int64_t>& pids,
+                                                             const std::vector<std::string>& roles) = 0;
+  // pg_cancel_backend (or with `terminate`, pg_terminate_backend) of `session` if it is still
+  // the one described, in the state described since the same instant (an idle transaction that
+  // ended and a new one that began are left alone), counted for `plan` in the same transaction
+  // unless `plan` has ended `max_per_plan` already.
   virtual Result<EndOutcome> EndSession(const std::string& plan, const SessionFacts& session,
                                         bool terminate, int64_t max_per_plan) = 0;
   // How many sessions the blocker policy ended for `plan` so far.

@@ -40,10 +40,13 @@ BlockerVerdict JudgeBlocker(const BlockerPolicy& policy, const SessionFacts& s) 
   if (!policy.enabled) return Leave("no blocker policy");
   if (s.backend_type != "client backend") return Leave("not a client session (" + s.backend_type + ")");
   if (s.superuser) return Leave("a superuser's session");
-  if (std::find(policy.never.begin(), policy.never.end(), s.user) != policy.never.end()) {
-    return Leave("role " + s.user + " is in `never`");
+  if (s.protected_role ||
+      std::find(policy.never.begin(), policy.never.end(), s.user) != policy.never.end()) {
+    return Leave("role " + s.user + " is in `never` (or a member of a role there)");
   }
   if (s.application_name.rfind("tided", 0) == 0) return Leave("a session of tide's own");
+  // A backup's long transaction: ending it loses the backup.
+  if (s.application_name.rfind("pg_dump", 0) == 0) return Leave("a pg_dump (a backup)");
   const bool idle_in_transaction = s.state.rfind("idle in transaction", 0) == 0;
   if (idle_in_transaction) {
     if (policy.terminate_idle_in_transaction.count() > 0 &&

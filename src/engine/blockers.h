@@ -34,7 +34,8 @@ struct BlockerVerdict {
 const char* ToString(BlockerVerdict::Action a);
 
 // What the policy does with `s`. Only client backends are touched, never a superuser's, a role in
-// `never`, or a session of tide's own (application_name "tided..."). An idle transaction at least
+// `never` (or a member of one: see SessionFacts::protected_role), a session of tide's own
+// (application_name "tided...") or a pg_dump's (a backup). An idle transaction at least
 // terminate_idle_in_transaction old is terminated. A query running at least
 // cancel_queries_older_than is cancelled when it began its transaction (the cancel ends the
 // transaction and its locks); inside a longer transaction a cancel would leave the locks held,

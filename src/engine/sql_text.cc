@@ -290,6 +290,16 @@ std::string NullCountSql(const QualifiedName& table, const std::string& column) 
 
 std::string AnalyzeSql(const QualifiedName& table) { return "ANALYZE " + QuoteName(table); }
 
+std::string BlockedBySql(int64_t pid) {
+  return "SELECT count(*) FROM pg_stat_activity WHERE " + std::to_string(pid) +
+         " = ANY (pg_blocking_pids(pid))";
+}
+
+std::string CancelVacuumSql(int64_t pid) {
+  return "SELECT count(pg_cancel_backend(pid)) FROM pg_stat_activity WHERE pid = " +
+         std::to_string(pid) + " AND application_name = 'tided vacuum'";
+}
+
 std::string VacuumSql(const QualifiedName& table) {
   return "VACUUM (SKIP_LOCKED, TRUNCATE false) " + QuoteName(table);
 }

@@ -133,6 +133,10 @@ std::string NullCountSql(const QualifiedName& table, const std::string& column);
 std::string AnalyzeSql(const QualifiedName& table);
 // A plain VACUUM between batches: never FULL, never waits for its lock, never truncates.
 std::string VacuumSql(const QualifiedName& table);
+// The sessions waiting for a lock session `pid` holds.
+std::string BlockedBySql(int64_t pid);
+// Cancels tide's VACUUM on session `pid` (application_name 'tided vacuum'); returns a count.
+std::string CancelVacuumSql(int64_t pid);
 
 // "SET LOCAL lock_timeout = '2000ms'" and the like.
 std::string SetTimeoutSql(const std::string& setting, Millis value, bool local);

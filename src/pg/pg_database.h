@@ -85,11 +85,14 @@ class PgPlanDatabase : public PlanDatabase {
   Result<std::vector<RetainedColumn>> ListRetained(const std::string& plan) override;
 
   // LiveSettingsStore (pg_plan_store.cc).
-  Status SaveLiveSettings(const LiveSettingsRecord& record) override;
+  Result<std::optional<LiveSettingsRecord>> ChangeLiveSettings(const std::string& plan,
+                                                               const std::string& change,
+                                                               const std::string& actor) override;
   Result<std::vector<LiveSettingsRecord>> ListLiveSettings() override;
 
   // SessionControl and TableMaintenance (pg_sessions.cc).
-  Result<std::vector<SessionFacts>> DescribeSessions(const std::vector<int64_t>& pids) override;
+  Result<std::vector<SessionFacts>> DescribeSessions(const std::vector<int64_t>& pids,
+                                                     const std::vector<std::string>& roles) override;
   Result<EndOutcome> EndSession(const std::string& plan, const SessionFacts& session,
                                 bool terminate, int64_t max_per_plan) override;
   Result<int64_t> SessionsEnded(const std::string& plan) override;

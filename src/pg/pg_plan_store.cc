@@ -1,6 +1,7 @@
 // PgPlanDatabase's tide schema: the plans and their cursors, leases, pauses and task status.
 #include <pqxx/pqxx>
 
+#include "engine/live_settings.h"
 #include "engine/sql_text.h"
 #include "pg/pg_database.h"
 #include "pg/pg_internal.h"
@@ -106,7 +107,8 @@ CREATE TABLE IF NOT EXISTS tide.live_settings (
   plan       text PRIMARY KEY,
   settings   text NOT NULL,
   changed_by text NOT NULL,
-  changed_at timestamptz NOT NULL DEFAULT now()
+  changed_at timestamptz NOT NULL DEFAULT now(),
+  version    bigint NOT NULL DEFAULT 1
 );
 -- Sessions the blocker policy cancelled or ended for the plan (bounded by max_per_plan).
 ALTER TABLE tide.plans ADD COLUMN IF NOT EXISTS sessions_ended int NOT NULL DEFAULT 0;
@@ -297,8 +299,11 @@ Status PgPlanDatabase::RestartPlan(const std::string& plan) {
     pqxx::work w(*conn_);
     w.exec_params0("DELETE FROM tide.backfill WHERE plan = $1", plan);
     w.exec_params0("DELETE FROM tide.task_status WHERE plan = $1", plan);
+    // The plan starts over: with its own settings, and its own budget of ended sessions.
+    w.exec_params0("DELETE FROM tide.live_settings WHERE plan = $1", plan);
     w.exec_params0(
         "UPDATE tide.plans SET state = 'accepted', step = 0, catch_up = false, failed_in = NULL, "
+        "sessions_ended = 0, "
         "last_error = NULL, started_at = NULL, finished_at = NULL, submitted_at = now(), "
         "updated_at = now() WHERE name = $1",
         plan);
@@ -471,21 +476,38 @@ Status PgPlanDatabase::DeletePauses(const std::string& plan, const std::string& 
   }
 }
 
-Status PgPlanDatabase::SaveLiveSettings(const LiveSettingsRecord& r) {
+Result<std::optional<LiveSettingsRecord>> PgPlanDatabase::ChangeLiveSettings(
+    const std::string& plan, const std::string& change, const std::string& actor) {
   TIDE_CONNECTED();
+  auto parsed = ParseLiveChange(change);
+  if (!parsed.ok()) return parsed.status();
   try {
     pqxx::work w(*conn_);
-    if (r.settings.empty()) {
-      w.exec_params0("DELETE FROM tide.live_settings WHERE plan = $1", r.plan);
-    } else {
-      w.exec_params0(
-          "INSERT INTO tide.live_settings (plan, settings, changed_by) VALUES ($1, $2, $3) "
-          "ON CONFLICT (plan) DO UPDATE SET settings = excluded.settings, "
-          "changed_by = excluded.changed_by, changed_at = now()",
-          r.plan, r.settings, r.actor);
+    w.exec0(LimitsSql(StatementLimits{defaults_.lock_timeout, defaults_.statement_timeout}));
+    // The plan's row, locked: changes of one plan are applied one after the other.
+    // A failed plan takes them (for `tidectl retry`); a finished one does not.
+    auto p = w.exec_params(
+        "SELECT 1 FROM tide.plans WHERE name = $1 AND state NOT IN ('done', 'aborted', 'reverted') "
+        "FOR UPDATE", plan);
+    if (p.empty()) return std::optional<LiveSettingsRecord>();
+    auto stored = w.exec_params("SELECT settings, version FROM tide.live_settings WHERE plan = $1", plan);
+    LiveSettings now;
+    int64_t version = 0;
+    if (!stored.empty()) {
+      auto before = ParseLiveSettings(stored[0][0].c_str());
+      if (before.ok()) now = *before;  // not understood: the change starts from the plan's own
+      version = stored[0][1].as<int64_t>();
     }
+    now = ApplyChange(now, *parsed);
+    const std::string text = FormatLiveSettings(now);
+    auto r = w.exec_params1(
+        "INSERT INTO tide.live_settings (plan, settings, changed_by, version) VALUES ($1, $2, $3, $4) "
+        "ON CONFLICT (plan) DO UPDATE SET settings = excluded.settings, "
+        "changed_by = excluded.changed_by, changed_at = now(), version = excluded.version "
+        "RETURNING " + Ts("changed_at"),
+        plan, text, actor, version + 1);
     w.commit();
-    return Status::Ok();
+    return std::optional<LiveSettingsRecord>(LiveSettingsRecord{plan, text, actor, r[0].c_str(), version + 1});
   } catch (...) {
     return FromCurrentException();
   }
@@ -495,11 +517,13 @@ Result<std::vector<LiveSettingsRecord>> PgPlanDatabase::ListLiveSettings() {
   TIDE_CONNECTED();
   try {
     pqxx::work w(*conn_);
-    auto r = w.exec("SELECT plan, settings, changed_by, " + Ts("changed_at") +
-                    " FROM tide.live_settings ORDER BY plan");
+    auto r = w.exec("SELECT l.plan, l.settings, l.changed_by, " + Ts("l.changed_at") +
+                    ", l.version FROM tide.live_settings l JOIN tide.plans p ON p.name = l.plan "
+                    "WHERE p.state NOT IN ('done', 'aborted', 'reverted') ORDER BY l.plan");
     std::vector<LiveSettingsRecord> out;
     for (const auto& row : r) {
-      out.push_back(LiveSettingsRecord{row[0].c_str(), row[1].c_str(), row[2].c_str(), row[3].c_str()});
+      out.push_back(LiveSettingsRecord{row[0].c_str(), row[1].c_str(), row[2].c_str(), row[3].c_str(),
+                                       row[4].as<int64_t>()});
     }
     return out;
   } catch (...) {

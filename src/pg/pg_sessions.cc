@@ -19,7 +19,8 @@ const char* kTreeSql =
 
 }  // namespace
 
-Result<std::vector<SessionFacts>> PgPlanDatabase::DescribeSessions(const std::vector<int64_t>& pids) {
+Result<std::vector<SessionFacts>> PgPlanDatabase::DescribeSessions(const std::vector<int64_t>& pids,
+                                                                   const std::vector<std::string>& roles) {
   TIDE_CONNECTED();
   try {
     std::vector<std::string> text;
@@ -33,10 +34,13 @@ Result<std::vector<SessionFacts>> PgPlanDatabase::DescribeSessions(const std::ve
         "CASE WHEN a.state = 'active' THEN COALESCE((EXTRACT(epoch FROM clock_timestamp() - "
         "a.query_start) * 1000)::bigint, -1) ELSE -1 END, "
         "COALESCE((EXTRACT(epoch FROM clock_timestamp() - a.xact_start) * 1000)::bigint, -1), "
-        "COALESCE(a.xact_start = a.query_start, false) "
+        "COALESCE(a.xact_start = a.query_start, false), COALESCE(a.state_change::text, ''), "
+        // A role named in `never`, or a member of one (a group role); unknown names match nothing.
+        "a.usesysid IS NOT NULL AND EXISTS (SELECT 1 FROM pg_roles n WHERE n.rolname = ANY ($2::text[]) "
+        "AND pg_has_role(a.usesysid, n.oid, 'MEMBER')) "
         "FROM pg_stat_activity a LEFT JOIN pg_roles r ON r.oid = a.usesysid "
         "WHERE a.pid = ANY ($1::int[]) AND a.pid <> pg_backend_pid() ORDER BY a.pid",
-        TextArrayLiteral(text));
+        TextArrayLiteral(text), TextArrayLiteral(roles));
     std::vector<SessionFacts> out;
     for (const auto& row : r) {
       SessionFacts s;
@@ -52,6 +56,8 @@ Result<std::vector<SessionFacts>> PgPlanDatabase::DescribeSessions(const std::ve
       s.query_age_ms = row[9].as<int64_t>();
       s.transaction_age_ms = row[10].as<int64_t>();
       s.query_began_transaction = row[11].as<bool>();
+      s.state_change = row[12].c_str();
+      s.protected_role = row[13].as<bool>();
       out.push_back(s);
     }
     return out;
@@ -71,11 +77,13 @@ Result<EndOutcome> PgPlanDatabase::EndSession(const std::string& plan, const Ses
         "WHERE name = $1 AND sessions_ended < $2 RETURNING sessions_ended",
         plan, max_per_plan);
     if (counted.empty()) return EndOutcome::kBudgetSpent;
-    // Only the session described: a pid is reused once its session ends.
+    // Only the session described (a pid is reused once its session ends), still doing what was
+    // described: an idle transaction that ended, and the next one begun, is another's business.
     auto ended = w.exec_params(
         std::string("SELECT ") + (terminate ? "pg_terminate_backend" : "pg_cancel_backend") +
-            "(pid) FROM pg_stat_activity WHERE pid = $1 AND backend_start = $2::timestamptz",
-        s.pid, s.backend_start);
+            "(pid) FROM pg_stat_activity WHERE pid = $1 AND backend_start = $2::timestamptz "
+            "AND state = $3 AND state_change::text = $4",
+        s.pid, s.backend_start, s.state, s.state_change);
     if (ended.empty() || !ended[0][0].as<bool>()) return EndOutcome::kGone;  // rolled back
     w.commit();
     return EndOutcome::kEnded;

@@ -32,7 +32,7 @@ void PgPlanDatabase::WatchBlockers(const std::function<void()>& work, std::strin
         auto r = n.exec_params(
             "SELECT a.pid, COALESCE(a.usename, ''), COALESCE(a.application_name, ''), "
             "COALESCE(a.state, ''), COALESCE(EXTRACT(epoch FROM now() - a.xact_start), 0)::bigint, "
-            "left(COALESCE(a.query, ''), 200) FROM pg_stat_activity a "
+            "COALESCE(host(a.client_addr), ''), COALESCE(a.backend_type, '') FROM pg_stat_activity a "
             "WHERE a.pid = ANY (pg_blocking_pids($1))",
             pid);
         if (!r.empty()) {
@@ -45,7 +45,8 @@ void PgPlanDatabase::WatchBlockers(const std::function<void()>& work, std::strin
                         .Str("application_name", row[2].c_str())
                         .Str("state", row[3].c_str())
                         .Int("transaction_age_s", row[4].as<int64_t>())
-                        .Str("query", row[5].c_str())
+                        .Str("client_addr", row[5].c_str())
+                        .Str("backend_type", row[6].c_str())
                         .ToString();
           }
           std::lock_guard<std::mutex> l(mu);

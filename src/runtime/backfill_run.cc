@@ -117,6 +117,7 @@ void BackfillRun::Start(Done done) {
 }
 
 void BackfillRun::Stop() {
+  CancelVacuum();
   timer_->cancel();
   monitor_timer_->cancel();
   for (auto& lane : lanes_) lane->timer->cancel();
@@ -536,17 +537,30 @@ void BackfillRun::Monitor() {
   const bool read_dead = options_.vacuum_between_batches && !vacuum_running_ &&
                          (mode_ == BackfillMode::kPass || mode_ == BackfillMode::kTail);
   const QualifiedName table = task_.table;
-  using Reading = std::pair<Result<HealthReading>, std::optional<Result<DeadTuples>>>;
+  struct Reading {
+    Result<HealthReading> health = Status::Fatal("not read");
+    std::optional<Result<DeadTuples>> dead;
+    int64_t blocked_by_vacuum = 0;
+  };
+  const int64_t vacuum_pid = vacuum_pid_;
   env_.offload->Run<Reading>(
-      [db, questions, limits, plan, index, rate, eta, reason, read_dead, table] {
+      [db, questions, limits, plan, index, rate, eta, reason, read_dead, table, vacuum_pid] {
         db->SaveTaskStatus(plan, index, rate, eta, reason);
-        Reading out{db->ReadHealth(questions, limits), std::nullopt};
-        if (read_dead) out.second = db->ReadDeadTuples(table);
+        Reading out;
+        out.health = db->ReadHealth(questions, limits);
+        if (read_dead) out.dead = db->ReadDeadTuples(table);
+        if (vacuum_pid) {
+          auto blocked = db->QueryNumber(BlockedBySql(vacuum_pid), limits);
+          // Unknown is taken as blocking: the vacuum is what can give way.
+          out.blocked_by_vacuum = blocked.ok() ? *blocked : 1;
+          if (out.blocked_by_vacuum > 0) db->QueryNumber(CancelVacuumSql(vacuum_pid), limits);
+        }
         return out;
       },
       [self = shared_from_this()](Reading r) {
-        if (r.second) self->MaybeVacuum(*r.second);
-        self->OnHealth(std::move(r.first));
+        if (r.dead) self->MaybeVacuum(*r.dead);
+        if (r.blocked_by_vacuum > 0 && self->vacuum_pid_) self->vacuum_gave_way_ = true;
+        self->OnHealth(std::move(r.health));
       });
 }
 
@@ -585,6 +599,7 @@ void BackfillRun::RunVacuum(const DeadTuples& dead) {
     const Status& s = v.first;
     self->vacuum_running_ = false;
     self->vacuum_pid_ = 0;
+    self->vacuum_gave_way_ = false;
     self->vacuums_.Ended(MillisSince(self->started_), s.ok() ? v.second : dead);
     if (s.ok()) self->last_dead_ = v.second;
     self->CallDone();
@@ -598,7 +613,7 @@ void BackfillRun::RunVacuum(const DeadTuples& dead) {
     } else {
       // Only a missed chance to reuse room: autovacuum still comes.
       self->env_.audit("vacuum_skipped", JsonObject().Str("table", table).Int("dead_rows", dead.dead).Str(
-                                             "error", s.ToString()));
+                                             "error", s.ToString()).Bool("gave_way", self->vacuum_gave_way_));
       spdlog::warn("plan {}: VACUUM of {} between batches failed: {}", self->plan_, table, s.ToString());
     }
   };
@@ -651,6 +666,7 @@ void BackfillRun::OnHealth(Result<HealthReading> r) {
       if (r->checkpoints_requested >= 0) checkpoints_requested_ = r->checkpoints_requested;
       env_.metrics->SetReplicationLag(database_, sample.replication_lag.count() / 1000.0);
       next = hold_.Apply(Decide(sample, limits), now, limits.hold);
+
     } else if (decision_.reason != "health_unknown") {
       spdlog::warn("plan {}: backfill of {} holds: its health reading failed: {}", plan_,
                    task_.table.Display(), r.status().ToString());
@@ -772,8 +788,24 @@ void BackfillRun::Finish(const Status& s) {
     if (!lane->closed && !lane->busy) CloseLane(lane);
   }
   finish_status_ = s;
-  // The ANALYZE that follows a task would wait behind tide's own VACUUM: done once it ends.
+  // The ANALYZE that follows a task would wait behind tide's own VACUUM: done once it ends. A
+  // task that ends otherwise (an abort, an error) does not wait for it.
+  if (!s.ok()) CancelVacuum();
   if (!vacuum_running_) CallDone();
+}
+
+void BackfillRun::CancelVacuum() {
+  if (!vacuum_pid_) return;
+  auto connector = env_.connector;
+  const std::string database = database_;
+  const int64_t pid = vacuum_pid_;
+  env_.offload->Run<Status>(
+      [connector, database, pid]() -> Status {
+        auto db = connector->Connect(database);
+        if (!db.ok()) return db.status();
+        return (*db)->QueryNumber(CancelVacuumSql(pid), StatementLimits{Millis(1000), Millis(5000)}).status();
+      },
+      [](Status) {});
 }
 
 void BackfillRun::CallDone() {

@@ -118,6 +118,8 @@ class BackfillRun : public std::enable_shared_from_this<BackfillRun> {
   // The VACUUM between batches, on a session of its own.
   void MaybeVacuum(const Result<DeadTuples>& dead);
   void RunVacuum(const DeadTuples& dead);
+  // Cancels tide's VACUUM while it runs (a shutdown, a task that failed or was aborted).
+  void CancelVacuum();
   void Finish(const Status& s);
   // Calls done_ once finished and no VACUUM of tide's runs.
   void CallDone();
@@ -172,6 +174,7 @@ class BackfillRun : public std::enable_shared_from_this<BackfillRun> {
   bool have_dead_ = false;
   bool vacuum_running_ = false;
   int64_t vacuum_pid_ = 0;  // the session of tide's VACUUM while it runs
+  bool vacuum_gave_way_ = false;  // it was cancelled because a session waited for its lock
   int64_t vacuum_count_ = 0;
   Status finish_status_;
 };

@@ -435,19 +435,7 @@ void Orchestrator::ResumeDatabase(const std::string& database) {
             pauses_.push_back(p);
           }
         }
-        for (const auto& l : r.live) {
-          if (live_known_.count(l.plan)) continue;
-          auto parsed = ParseLiveSettings(l.settings);
-          if (!parsed.ok()) {
-            spdlog::error("plan {}: its stored live settings `{}` are not understood ({}); the plan's "
-                          "own apply: run `tidectl set {} key=value...` again",
-                          l.plan, l.settings, parsed.status().message(), l.plan);
-            continue;
-          }
-          live_known_.insert(l.plan);
-          live_[l.plan] = *parsed;
-          metrics_->SetLiveSettings(l.plan, LiveValues(*parsed));
-        }
+        for (const auto& l : r.live) OnLiveSettings(database, l);
         for (auto& item : r.items) {
           if (!item.error.empty()) {
             spdlog::error("plan {}: stored plan no longer parses:\n{}", item.record.name, item.error);
@@ -832,50 +820,94 @@ void Orchestrator::Pause(const tide::Pause& pause) {
   }
 }
 
-LiveSettings Orchestrator::LiveFor(const std::string& plan) const {
-  auto it = live_.find(plan);
-  return it == live_.end() ? LiveSettings{} : it->second;
+LiveSettings Orchestrator::LiveFor(const std::string& database, const std::string& plan) const {
+  auto it = live_.find(database + "/" + plan);
+  return it == live_.end() ? LiveSettings{} : it->second.settings;
+}
+
+// A stored version newer than the one known here (a restart, another tided's change, a change
+// made here) goes to the plan's run, if it runs here.
+void Orchestrator::OnLiveSettings(const std::string& database, const LiveSettingsRecord& l) {
+  const std::string key = database + "/" + l.plan;
+  auto known = live_.find(key);
+  if (known != live_.end() && known->second.version >= l.version) return;
+  auto parsed = ParseLiveSettings(l.settings);
+  if (!parsed.ok()) {
+    spdlog::error("plan {}: its stored live settings `{}` are not understood ({}); the plan's own "
+                  "apply: run `tidectl set {} key=value...` again",
+                  l.plan, l.settings, parsed.status().message(), l.plan);
+    return;
+  }
+  live_[key] = Live{*parsed, l.version};
+  metrics_->SetLiveSettings(l.plan, LiveValues(*parsed));
+  auto run = runs_.find(key);
+  if (run != runs_.end()) run->second->ApplyLive(*parsed);
 }
 
 void Orchestrator::Set(const std::string& plan, const LiveChange& change, const std::string& actor,
                        const std::string& via) {
-  const LiveSettings now = ApplyChange(LiveFor(plan), change);
-  live_known_.insert(plan);
-  if (now.empty()) {
-    live_.erase(plan);
-  } else {
-    live_[plan] = now;
-  }
-  const std::string text = FormatLiveSettings(now);
-  bool running = false;
-  for (auto& kv : runs_) {
-    if (kv.second->name() != plan) continue;
-    running = true;
-    kv.second->ApplyLive(now);
-  }
-  Audit(AuditEvent{"settings_changed", plan, "", actor,
-                   JsonObject().Str("via", via).Str("changed", DescribeChange(change)).Str(
-                       "settings", text).Bool("running", running)});
-  metrics_->SetLiveSettings(plan, LiveValues(now));
-  spdlog::info("plan {}: live settings now `{}` (by {}){}", plan, text.empty() ? "none" : text, actor,
-               running ? "" : "; the plan is not running here, they apply when it runs");
-  const LiveSettingsRecord record{plan, text, actor, ""};
-  for (const auto& kv : config_.databases) {
-    const std::string database = kv.first;
-    offloader_.Run<Status>(
-        [this, database, record] {
+  live_requests_.push_back(LiveRequest{plan, change, actor, via});
+  NextLiveRequest();
+}
+
+void Orchestrator::NextLiveRequest() {
+  if (live_busy_ || live_requests_.empty() || stopping_) return;
+  live_busy_ = true;
+  const LiveRequest req = live_requests_.front();
+  live_requests_.pop_front();
+  const std::string change = DescribeChange(req.change);
+  struct Outcome {
+    std::string database;
+    Result<std::optional<LiveSettingsRecord>> record = std::optional<LiveSettingsRecord>();
+  };
+  std::vector<std::string> databases;
+  for (const auto& kv : config_.databases) databases.push_back(kv.first);
+  offloader_.Run<std::vector<Outcome>>(
+      [this, databases, req, change] {
+        std::vector<Outcome> out;
+        for (const auto& database : databases) {
+          Outcome o;
+          o.database = database;
           auto db = connector_->Connect(database);
-          if (!db.ok()) return db.status();
-          Status s = (*db)->EnsureSchema();
-          return s.ok() ? (*db)->SaveLiveSettings(record) : s;
-        },
-        [database, plan](Status s) {
-          if (!s.ok()) {
-            spdlog::error("database {}: cannot store the live settings of {}: {}", database, plan,
-                          s.ToString());
+          Status s = db.ok() ? (*db)->EnsureSchema() : db.status();
+          o.record = s.ok() ? (*db)->ChangeLiveSettings(req.plan, change, req.actor)
+                            : Result<std::optional<LiveSettingsRecord>>(s);
+          out.push_back(std::move(o));
+        }
+        return out;
+      },
+      [this, req, change](std::vector<Outcome> outcomes) {
+        live_busy_ = false;
+        std::string changed_in, failed;
+        std::string now;
+        bool running = false;
+        for (const auto& o : outcomes) {
+          if (!o.record.ok()) {
+            failed += (failed.empty() ? "" : "; ") + o.database + ": " + o.record.status().ToString();
+            continue;
           }
-        });
-  }
+          if (!*o.record) continue;  // no such unfinished plan there
+          changed_in += (changed_in.empty() ? "" : ", ") + o.database;
+          now = (*o.record)->settings;
+          running |= runs_.count(o.database + "/" + req.plan) > 0;
+          OnLiveSettings(o.database, **o.record);
+        }
+        JsonObject d;
+        d.Str("via", req.via).Str("changed", change).Str("settings", now).Str("databases", changed_in)
+            .Bool("running", running);
+        if (!failed.empty()) d.Str("error", failed);
+        if (changed_in.empty()) {
+          Audit(AuditEvent{"settings_refused", req.plan, "", req.actor, std::move(d)});
+          spdlog::warn("plan {}: live settings `{}` not applied: {}", req.plan, change,
+                       failed.empty() ? "no configured database has the plan unfinished" : failed);
+        } else {
+          Audit(AuditEvent{"settings_changed", req.plan, "", req.actor, std::move(d)});
+          spdlog::info("plan {}: live settings now `{}` (by {}){}", req.plan, now.empty() ? "none" : now,
+                       req.actor, running ? "" : "; the plan is not running here, they apply when it runs");
+          if (!failed.empty()) spdlog::error("plan {}: live settings not stored in {}", req.plan, failed);
+        }
+        NextLiveRequest();
+      });
 }
 
 void Orchestrator::Resume(const std::string& plan, const std::string& phase,

@@ -77,13 +77,14 @@ class Orchestrator {
   // gives the revert up: the plan is done again, on the new columns.
   void Finalize(const std::string& plan, const std::string& actor, const std::string& via,
                 const std::string& only_database = "");
-  // `tidectl set PLAN key=value...`: the plan's live settings change (stored in every configured
-  // database, so that they outlive a restart; audited with who asked) and apply to its running
-  // backfill within one batch.
+  // `tidectl set PLAN key=value...`: the change is applied to the plan's stored live settings in
+  // each configured database that has the plan unfinished (one change after the other, each in
+  // one transaction), audited with who asked, and applied to its running backfill within one
+  // batch.
   void Set(const std::string& plan, const LiveChange& change, const std::string& actor,
            const std::string& via);
-  // The live settings of `plan` (empty when none).
-  LiveSettings LiveFor(const std::string& plan) const;
+  // The live settings of `plan` in `database` (empty when none).
+  LiveSettings LiveFor(const std::string& database, const std::string& plan) const;
   // The pause holding `phase` of `plan`, or nullptr.
   const tide::Pause* PausedBy(const std::string& plan, const std::string& phase) const;
   // Applies a reloaded config: defaults and health limits for tasks that start from now on,
@@ -135,10 +136,22 @@ class Orchestrator {
                              const std::string& via);
   void EndRevertOrFinalize(const std::string& plan);
   std::vector<tide::Pause> pauses_;
-  std::map<std::string, LiveSettings> live_;  // plan -> its live settings (tidectl set)
-  // Plans whose live settings were read from the databases (at the first ResumeDatabase that
-  // saw them) or set here: later reads do not overwrite them.
-  std::set<std::string> live_known_;
+  // database + "/" + plan -> its live settings (tidectl set), as last read or written.
+  struct Live {
+    LiveSettings settings;
+    int64_t version = 0;
+  };
+  std::map<std::string, Live> live_;
+  void OnLiveSettings(const std::string& database, const LiveSettingsRecord& record);
+  // `tidectl set` requests, applied one at a time so that they are stored in their order.
+  struct LiveRequest {
+    std::string plan;
+    LiveChange change;
+    std::string actor, via;
+  };
+  std::deque<LiveRequest> live_requests_;
+  bool live_busy_ = false;
+  void NextLiveRequest();
   std::set<std::string> pending_files_;               // being admitted
   std::set<std::string> waiting_files_;               // admission waits on a transient error
   Offloader offloader_;

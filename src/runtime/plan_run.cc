@@ -371,7 +371,7 @@ std::shared_ptr<BackfillRun> Orchestrator::Run::MakeTask(size_t index, BackfillM
   return std::make_shared<BackfillRun>(MakeEnv(), plan_.database, plan_.name,
                                        static_cast<int>(index), task, cursor_.catch_up ? 2 : 1,
                                        OptionsFor(plan_, task, o_.config_.defaults), limits, mode,
-                                       o_.LiveFor(plan_.name));
+                                       o_.LiveFor(plan_.database, plan_.name));
 }
 
 void Orchestrator::Run::ApplyLive(const LiveSettings& live) {
@@ -508,15 +508,16 @@ void Orchestrator::Run::OnGates(const std::vector<GateValue>& values) {
 }
 
 void Orchestrator::Run::GatesPassed() {
-  for (size_t i = 0; i < plan_.backfill.size(); ++i) {
-    if (plan_.backfill[i].verify && !verified_[i]) return Verify(i);
-  }
+  bool verifies = false;
+  for (const auto& task : plan_.backfill) verifies |= task.verify;
   // Errors on the way to contract (a lock timeout adding the checks) keep their count, so that
   // their retry budget runs out.
-  if (GateChecks(plan_).empty()) return Advance(AfterSuccess(plan_, cursor_));
+  if (GateChecks(plan_).empty() && !verifies) return Advance(AfterSuccess(plan_, cursor_));
   const tide::Pause* hold = o_.PausedBy(plan_.name, "contract");
   if (hold) {
-    // The checks are contract's first effect: a hold of contract keeps them out too.
+    // The checks are contract's first effect: a hold of contract keeps them out too. A
+    // verification is done once the hold ends, right before contract, never hours before it.
+    verified_.assign(verified_.size(), false);
     if (gate_stage_ != GateStage::kHeld) {
       gate_stage_ = GateStage::kHeld;
       o_.metrics_->SetPaused(plan_.name, true);
@@ -528,9 +529,14 @@ void Orchestrator::Run::GatesPassed() {
     return After(o_.config_.defaults.gate_recheck_interval, [this] { Next(); });
   }
   if (gate_stage_ == GateStage::kHeld) {
+    gate_stage_ = GateStage::kChecking;
     o_.metrics_->SetPaused(plan_.name, false);
     Audit("plan_released", "contract", JsonObject());
   }
+  for (size_t i = 0; i < plan_.backfill.size(); ++i) {
+    if (plan_.backfill[i].verify && !verified_[i]) return Verify(i);
+  }
+  if (GateChecks(plan_).empty()) return Advance(AfterSuccess(plan_, cursor_));
   SealGates();
 }
 
@@ -592,6 +598,8 @@ void Orchestrator::Run::SealGates() {
 }
 
 void Orchestrator::Run::OnGatesFailed(const std::string& failing) {
+  // A verification counts only for the gates that passed with it.
+  verified_.assign(verified_.size(), false);
   if (gate_stage_ == GateStage::kHeld) {
     o_.metrics_->SetPaused(plan_.name, false);
     Audit("plan_released", "contract", JsonObject().Str("reason", "the gates fail again"));
@@ -818,7 +826,7 @@ void Orchestrator::Run::EndBlockers(const Status& s, const BlockerPolicy& policy
   using Outcomes = Result<std::vector<BlockerOutcome>>;
   Do<Outcomes>(
       [db, name, policy, pids]() -> Outcomes {
-        auto sessions = db->DescribeSessions(pids);
+        auto sessions = db->DescribeSessions(pids, policy.never);
         if (!sessions.ok()) return sessions.status();
         std::vector<BlockerOutcome> out;
         for (const auto& session : *sessions) {

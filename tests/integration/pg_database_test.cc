@@ -713,24 +713,48 @@ TEST(ResolveDsn, ReadsFileOrEnvironmentAndRefusesLooseFilePermissions) {
 namespace tide {
 namespace {
 
-TEST_F(PgDatabaseTest, LiveSettingsAreStoredReplacedAndRemoved) {
-  ASSERT_TRUE(db_->SaveLiveSettings({"p", "max_rows_per_second=5000", "alice", ""}).ok());
-  ASSERT_TRUE(db_->SaveLiveSettings({"p", "max_rows_per_second=5000 workers=2", "bob", ""}).ok());
+TEST_F(PgDatabaseTest, LiveSettingsChangeOnTheStoredOnesOnlyForAnUnfinishedPlanAndGoWhenItStartsOver) {
+  auto none = db_->ChangeLiveSettings("p", "workers=2", "alice");
+  ASSERT_TRUE(none.ok()) << none.status().ToString();
+  EXPECT_FALSE(none->has_value()) << "no such plan here";
+  ASSERT_TRUE(db_->InsertPlan(Record("p")).ok());
+  auto first = db_->ChangeLiveSettings("p", "max_rows_per_second=5000", "alice");
+  ASSERT_TRUE(first.ok() && first->has_value()) << first.status().ToString();
+  EXPECT_EQ((*first)->version, 1);
+  // Two tided, or two requests: each change applies to what is stored, not to a stale copy.
+  auto second = db_->ChangeLiveSettings("p", "workers=2", "bob");
+  ASSERT_TRUE(second.ok() && second->has_value());
+  EXPECT_EQ((*second)->settings, "max_rows_per_second=5000 workers=2");
+  EXPECT_EQ((*second)->version, 2);
   auto listed = db_->ListLiveSettings();
   ASSERT_TRUE(listed.ok()) << listed.status().ToString();
   ASSERT_EQ(listed->size(), 1u);
   EXPECT_EQ(listed->at(0).settings, "max_rows_per_second=5000 workers=2");
   EXPECT_EQ(listed->at(0).actor, "bob");
+  EXPECT_EQ(listed->at(0).version, 2);
   EXPECT_FALSE(listed->at(0).at.empty());
-  ASSERT_TRUE(db_->SaveLiveSettings({"p", "", "carol", ""}).ok());
+  auto cleared = db_->ChangeLiveSettings("p", "max_rows_per_second=default", "carol");
+  ASSERT_TRUE(cleared.ok() && cleared->has_value());
+  EXPECT_EQ((*cleared)->settings, "workers=2");
+  EXPECT_FALSE(db_->ChangeLiveSettings("p", "workers=lots", "carol").ok());
+  // A plan that starts over (resubmitted after an abort) starts with its own settings.
+  ASSERT_TRUE(db_->RestartPlan("p").ok());
   EXPECT_TRUE(db_->ListLiveSettings()->empty());
+  ASSERT_TRUE(db_->ChangeLiveSettings("p", "workers=3", "dave").ok());
+  ASSERT_TRUE(db_->SaveCursor("p", PlanCursor{PlanState::kDone, 0, false}).ok());
+  EXPECT_TRUE(db_->ListLiveSettings()->empty()) << "a finished plan has none in force";
+  auto finished = db_->ChangeLiveSettings("p", "workers=1", "erin");
+  ASSERT_TRUE(finished.ok());
+  EXPECT_FALSE(finished->has_value());
 }
 
 // A login role that is no superuser, for the application's sessions.
 std::string AppRole(const std::string& db) {
   const std::string role = "it_app_" + std::to_string(::getpid());
   PgCluster::Shared().Exec(db, "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '" + role +
-                                   "') THEN CREATE ROLE " + role + " LOGIN; END IF; END $$");
+                                   "') THEN CREATE ROLE " + role + " LOGIN; CREATE ROLE " + role +
+                                   "_batch NOLOGIN; GRANT " + role + "_batch TO " + role +
+                                   "; END IF; END $$");
   PgCluster::Shared().Exec(db, "GRANT ALL ON SCHEMA public TO " + role);
   return role;
 }
@@ -750,7 +774,7 @@ TEST_F(PgDatabaseTest, ABlockingIdleTransactionIsDescribedAndTerminatedOnlyWhile
   const int64_t root_pid = root_idle.exec1("SELECT pg_backend_pid()")[0].as<int64_t>();
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
 
-  auto facts = db_->DescribeSessions({pid, root_pid, 999999});
+  auto facts = db_->DescribeSessions({pid, root_pid, 999999}, {"replicator"});
   ASSERT_TRUE(facts.ok()) << facts.status().ToString();
   ASSERT_EQ(facts->size(), 2u) << "a pid with no session is left out";
   SessionFacts app_session, root_session;
@@ -763,6 +787,18 @@ TEST_F(PgDatabaseTest, ABlockingIdleTransactionIsDescribedAndTerminatedOnlyWhile
   EXPECT_GE(app_session.state_age_ms, 250);
   EXPECT_GE(app_session.transaction_age_ms, 250);
   EXPECT_TRUE(root_session.superuser);
+  EXPECT_FALSE(app_session.protected_role);
+  auto grouped = db_->DescribeSessions({pid}, {"no_such_role", role + "_batch"});
+  ASSERT_TRUE(grouped.ok()) << grouped.status().ToString();
+  ASSERT_EQ(grouped->size(), 1u);
+  EXPECT_TRUE(grouped->at(0).protected_role) << "a member of a role in `never` is protected too";
+
+  // The transaction it was in when described ended and a new one began: not the one described.
+  SessionFacts earlier = app_session;
+  earlier.state_change = "2000-01-01 00:00:00+00";
+  auto moved_on = db_->EndSession("p", earlier, true, 5);
+  ASSERT_TRUE(moved_on.ok()) << moved_on.status().ToString();
+  EXPECT_EQ(*moved_on, EndOutcome::kGone);
 
   SessionFacts stale = app_session;
   stale.backend_start = "2000-01-01 00:00:00+00";

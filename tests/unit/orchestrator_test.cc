@@ -237,14 +237,21 @@ class FakeDatabase : public PlanDatabase {
   Result<std::vector<RetainedColumn>> ListRetained(const std::string&) override {
     return std::vector<RetainedColumn>{};
   }
-  Status SaveLiveSettings(const LiveSettingsRecord& r) override {
+  Result<std::optional<LiveSettingsRecord>> ChangeLiveSettings(const std::string& plan,
+                                                               const std::string& change,
+                                                               const std::string& actor) override {
     std::lock_guard<std::mutex> l(mu_);
-    if (r.settings.empty()) {
-      live_.erase(r.plan);
-    } else {
-      live_[r.plan] = r;
+    if (!plans_.count(plan) || plans_[plan].cursor.state == PlanState::kDone) {
+      return std::optional<LiveSettingsRecord>();
     }
-    return Status::Ok();
+    auto parsed = ParseLiveChange(change);
+    if (!parsed.ok()) return parsed.status();
+    LiveSettingsRecord& r = live_[plan];
+    r.plan = plan;
+    r.settings = FormatLiveSettings(ApplyChange(*ParseLiveSettings(r.settings), *parsed));
+    r.actor = actor;
+    ++r.version;
+    return std::optional<LiveSettingsRecord>(r);
   }
   Result<std::vector<LiveSettingsRecord>> ListLiveSettings() override {
     std::lock_guard<std::mutex> l(mu_);
@@ -252,7 +259,8 @@ class FakeDatabase : public PlanDatabase {
     for (const auto& kv : live_) out.push_back(kv.second);
     return out;
   }
-  Result<std::vector<SessionFacts>> DescribeSessions(const std::vector<int64_t>& pids) override {
+  Result<std::vector<SessionFacts>> DescribeSessions(const std::vector<int64_t>& pids,
+                                                     const std::vector<std::string>&) override {
     std::lock_guard<std::mutex> l(mu_);
     std::vector<SessionFacts> out;
     for (const auto& s : sessions_) {
@@ -457,10 +465,14 @@ class FakeConnector : public DatabaseConnector {
     Result<std::vector<RetainedColumn>> ListRetained(const std::string& p) override {
       return d->ListRetained(p);
     }
-    Status SaveLiveSettings(const LiveSettingsRecord& r) override { return d->SaveLiveSettings(r); }
+    Result<std::optional<LiveSettingsRecord>> ChangeLiveSettings(const std::string& p, const std::string& c,
+                                                                 const std::string& a) override {
+      return d->ChangeLiveSettings(p, c, a);
+    }
     Result<std::vector<LiveSettingsRecord>> ListLiveSettings() override { return d->ListLiveSettings(); }
-    Result<std::vector<SessionFacts>> DescribeSessions(const std::vector<int64_t>& p) override {
-      return d->DescribeSessions(p);
+    Result<std::vector<SessionFacts>> DescribeSessions(const std::vector<int64_t>& p,
+                                                       const std::vector<std::string>& r) override {
+      return d->DescribeSessions(p, r);
     }
     Result<EndOutcome> EndSession(const std::string& p, const SessionFacts& s, bool t,
                                   int64_t m) override {
@@ -1146,7 +1158,7 @@ TEST_F(OrchestratorTest, LiveSettingsChangeARunningBackfillWithinOneBatchAndAreS
 }
 
 TEST_F(OrchestratorTest, StoredLiveSettingsApplyWhenThePlanResumes) {
-  db_.live_["fill_c"] = LiveSettingsRecord{"fill_c", "batch_size=7", "bob", "t"};
+  db_.live_["fill_c"] = LiveSettingsRecord{"fill_c", "batch_size=7", "bob", "t", 1};
   PlanRecord r;
   r.name = "fill_c";
   r.source = kPlan;
@@ -1160,7 +1172,7 @@ TEST_F(OrchestratorTest, StoredLiveSettingsApplyWhenThePlanResumes) {
   ASSERT_FALSE(db_.sizes_.empty());
   EXPECT_EQ(db_.sizes_.front(), 7);
   for (int64_t n : db_.sizes_) EXPECT_LE(n, 7);
-  EXPECT_EQ(o->LiveFor("fill_c").batch_size.value_or(0), 7);
+  EXPECT_EQ(o->LiveFor("app", "fill_c").batch_size.value_or(0), 7);
 }
 
 TEST_F(OrchestratorTest, TheBlockerPolicyEndsAnIdleTransactionAndLeavesASuperuserAlone) {
