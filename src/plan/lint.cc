@@ -653,6 +653,26 @@ bool IsVolatileExpression(const std::string& sql, const LintFacts* facts) {
   return !VolatileCallIn(p.statements[0].body, facts).empty();
 }
 
+std::string TimeVaryingCallIn(const std::string& sql) {
+  static const std::set<std::string> varying = {
+      "now", "statement_timestamp", "transaction_timestamp", "clock_timestamp", "timeofday",
+      "random", "nextval", "currval", "lastval", "setval", "gen_random_uuid", "uuid_generate_v1",
+      "uuid_generate_v1mc", "uuid_generate_v4", "txid_current", "pg_current_xact_id",
+      "pg_backend_pid", "inet_client_addr", "current_user", "session_user"};
+  const SqlParse p = ParseSql("SELECT " + sql);
+  if (!p.ok() || p.statements.size() != 1) return "";  // the plan's SQL checks report it
+  std::string found;
+  Walk(p.statements[0].body, [&](const std::string& kind, const SqlNode& body) {
+    if (!found.empty()) return;
+    if (kind == "SQLValueFunction") found = "CURRENT_TIMESTAMP (or CURRENT_DATE, LOCALTIME...)";
+    if (kind != "FuncCall") return;
+    std::string f = FunctionName(Field(body, "funcname"));
+    if (f.rfind("pg_catalog.", 0) == 0) f = f.substr(11);
+    if (varying.count(f)) found = f + "()";
+  });
+  return found;
+}
+
 std::vector<std::string> TablesCreatedBy(const std::string& sql, bool maybe) {
   std::vector<std::string> out;
   for (const auto& st : ParseSql(sql).statements) {

@@ -58,6 +58,11 @@ LintQuestions LintQuestionsOf(const Plan& plan);
 // ...): as a column default it rewrites the table. `facts`, when given, has the catalog's word.
 bool IsVolatileExpression(const std::string& sql, const LintFacts* facts = nullptr);
 
+// The first call in expression `sql` whose value changes from one statement to the next
+// (now(), CURRENT_TIMESTAMP, random(), nextval(), gen_random_uuid(), ...), as written; "" when
+// none. Computed again later, such an expression never agrees with what a backfill stored.
+std::string TimeVaryingCallIn(const std::string& sql);
+
 // The lock a raw statement takes, and what it holds up, for the preflight report. A statement
 // it does not recognize is reported as taking ACCESS EXCLUSIVE, the worst case.
 std::string LockTakenBy(const std::string& sql);

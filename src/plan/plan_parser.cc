@@ -519,6 +519,16 @@ class PlanParser {
                             "expressions, but `where` fills only the rows it matches",
                "remove `verify`, or add a `sql` gate that counts the rows that differ");
     }
+    for (const auto& [column, expr] : task->set) {
+      if (!task->verify) break;
+      const std::string call = TimeVaryingCallIn(expr);
+      if (call.empty()) continue;
+      r_.Error(t["verify"], "`verify: true` in " + what + " would compute `" + column + "` again later, "
+                            "and its expression calls " + call + ", whose value has changed by then: "
+                            "no row would agree",
+               "remove `verify` from this task");
+      break;
+    }
     if (auto by = r_.String(t, "batch_by", what, false)) {
       if (*by == "pages") {
         task->batch_by = BackfillTask::BatchBy::kPages;

@@ -380,6 +380,11 @@ void BackfillRun::ApplyLive(const LiveSettings& live) {
   spdlog::info("plan {}: backfill of {} now runs with {}", plan_, task_.table.Display(),
                live_.empty() ? std::string("the plan's own settings") : FormatLiveSettings(live_));
   if (ranges_.empty()) return;  // still setting up: the lanes start with the new values
+  if (options_.workers > static_cast<int>(ranges_.size())) {
+    // The ranges were split when the task started: one worker a range at most.
+    spdlog::warn("plan {}: backfill of {} has {} range(s): at most {} of the {} workers asked for "
+                 "fill it", plan_, task_.table.Display(), ranges_.size(), ranges_.size(), options_.workers);
+  }
   // A lane waiting for its next batch (a rate cap's wait, a pause between batches) starts over
   // with the new values now, not when the old wait ends.
   for (auto& lane : lanes_) {

@@ -431,3 +431,20 @@ TEST(PlanParser, VerifyIsATaskKeyAndRefusedWithWhere) {
 
 }  // namespace
 }  // namespace tide
+
+namespace tide {
+namespace {
+TEST(PlanParser, VerifyIsRefusedForAnExpressionThatChangesFromOneStatementToTheNext) {
+  for (const char* expr : {"now()", "CURRENT_TIMESTAMP", "gen_random_uuid()", "nextval('s')",
+                           "a + (random() * 10)::int"}) {
+    auto r = ParsePlan(std::string("plan: p\ndatabase: app\nbackfill:\n  - table: t\n    set: {c: \"") + expr +
+                           "\"}\n    verify: true\n", "p.yaml");
+    ASSERT_EQ(r.errors.size(), 1u) << expr << "\n" << FormatDiagnostics(r.errors);
+    EXPECT_NE(r.errors[0].message.find("no row would agree"), std::string::npos) << r.errors[0].message;
+  }
+  auto fine = ParsePlan("plan: p\ndatabase: app\nbackfill:\n  - table: t\n    set: {c: \"md5(a::text) || "
+                        "(SELECT o.x FROM o WHERE o.id = t.oid)\"}\n    verify: true\n", "p.yaml");
+  EXPECT_TRUE(fine.ok()) << FormatDiagnostics(fine.errors);
+}
+}  // namespace
+}  // namespace tide
