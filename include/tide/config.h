@@ -38,7 +38,7 @@ struct Defaults {
   Millis max_replication_lag{10000};
   int64_t max_active_sessions = 50;
   std::string throttle_query;
-  double yield_ratio = 2.0;  // see HealthLimits::yield_ratio
+  double yield_ratio = 4.0;  // see HealthLimits::yield_ratio
   HealthSettings health;     // absent values: the built-in defaults (engine/guards.h)
 };
 

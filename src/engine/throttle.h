@@ -19,7 +19,7 @@ struct HealthLimits {
   // Yielding to production: with N other sessions running a query, a batch is cut to
   // 1 / (1 + yield_ratio * N) of its size and followed by a pause of yield_ratio * N times its
   // duration (N * yield_ratio capped at 10). 0 turns it off: full speed whatever the load.
-  double yield_ratio = 2.0;
+  double yield_ratio = 4.0;
   // PostgreSQL's own signals (see Guards for their defaults): wait while autovacuum works on the
   // table, while more WAL files than this wait to be archived, while a replication slot retains
   // more WAL than this (bytes), while a transaction this old holds back vacuum; run at half size

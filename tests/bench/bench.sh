@@ -2,7 +2,7 @@
 # tide's backfill benchmark, side by side with a single UPDATE on the same machine and data.
 #   bash tests/bench/bench.sh [--rows N] [--rounds R] [--seconds S] [--json FILE]
 #                             [--only matrix|impact|bloat] [--exprs add,md5,join] [--orders key,uuid,shuffled]
-#                             [--settings default,tuned] [--workers 1,2]
+#                             [--settings default,tuned] [--workers 1,2] [--tide-settings "k: v, ..."]
 # 1. The speed matrix (tests/bench/matrix.py): for each PostgreSQL settings (`default`: the
 #    server's own defaults; `tuned`: shared_buffers 256MB, max_wal_size 4GB, checkpoint_timeout
 #    30min), each expression (`a + 1`, `md5(a::text)`, a join) and each key order (a bigint key
@@ -33,6 +33,7 @@ EXPRS=add,md5,join
 ORDERS=key,uuid,shuffled
 SETTINGS=default,tuned
 WORKERS=1,2
+TIDE_SETTINGS=  # plan settings added to tide's "defaults" run of the impact part (to try others)
 usage() {
   echo "usage: tests/bench/bench.sh [--rows N] [--rounds R] [--seconds S] [--json FILE] [--only matrix|impact|bloat]" >&2
   echo "       [--exprs add,md5,join] [--orders key,uuid,shuffled] [--settings default,tuned] [--workers 1,2]" >&2
@@ -49,6 +50,7 @@ while [[ $# -gt 0 ]]; do
     --orders) ORDERS=$2; shift 2 ;;
     --settings) SETTINGS=$2; shift 2 ;;
     --workers) WORKERS=$2; shift 2 ;;
+    --tide-settings) TIDE_SETTINGS=", $2"; shift 2 ;;
     *) usage ;;
   esac
 done
@@ -271,7 +273,7 @@ pgbench_under() {  # $1: round, $2: tide or update
   local pb=$!
   sleep 2
   if [[ $2 == tide ]]; then
-    echo "tide_defaults_under_pgbench $(run_tide "bench_defaults_$1" "" "")" >>"$TIMES"
+    echo "tide_defaults_under_pgbench $(run_tide "bench_defaults_$1" "" "$TIDE_SETTINGS")" >>"$TIMES"
   else
     echo "single_update_under_pgbench $(run_update)" >>"$TIMES"
   fi
