@@ -100,7 +100,7 @@ class PgDatabaseTest : public ::testing::Test {
 };
 
 TEST_F(PgDatabaseTest, SchemaIsCreatedOnceAndSafeToEnsureConcurrently) {
-  EXPECT_EQ(Query("SELECT max(version) FROM tide.schema_version"), "5");
+  EXPECT_EQ(Query("SELECT max(version) FROM tide.schema_version"), "6");
   std::vector<std::thread> threads;
   std::atomic<int> ok{0};
   for (int i = 0; i < 4; ++i) {
@@ -391,13 +391,25 @@ TEST_F(PgDatabaseTest, PageRangesFillEveryRowOnceAndTheTailFollowsTheTableToItsE
 TEST_F(PgDatabaseTest, AnOlderSchemaGetsTheRangeUnitAndItsRangesStayKeyRanges) {
   ASSERT_TRUE(db_->InsertPlan(Record("p")).ok());
   Exec("ALTER TABLE tide.backfill DROP COLUMN unit");
-  Exec("DELETE FROM tide.schema_version WHERE version = 5");
+  Exec("DELETE FROM tide.schema_version WHERE version >= 5");
   Exec("INSERT INTO tide.backfill (plan, task, table_name) VALUES ('p', 0, 't')");
   ASSERT_TRUE(db_->EnsureSchema().ok());
   auto stored = db_->LoadRanges("p", 0, 1);
   ASSERT_TRUE(stored.ok()) << stored.status().ToString();
   ASSERT_EQ(stored->size(), 1u);
   EXPECT_EQ(stored->at(0).unit, RangeUnit::kKey);
+}
+
+TEST_F(PgDatabaseTest, AVersion5SchemaGetsLiveSettingsAndTheCountOfEndedSessions) {
+  ASSERT_TRUE(db_->InsertPlan(Record("p")).ok());
+  Exec("DROP TABLE tide.live_settings; ALTER TABLE tide.plans DROP COLUMN sessions_ended");
+  Exec("DELETE FROM tide.schema_version WHERE version >= 6");
+  ASSERT_TRUE(db_->EnsureSchema().ok());
+  EXPECT_EQ(Query("SELECT max(version) FROM tide.schema_version"), "6");
+  auto changed = db_->ChangeLiveSettings("p", "workers=2", "alice");
+  ASSERT_TRUE(changed.ok()) << changed.status().ToString();
+  EXPECT_TRUE(changed->has_value());
+  EXPECT_EQ(*db_->SessionsEnded("p"), 0);
 }
 
 TEST_F(PgDatabaseTest, UuidAndCompositeKeysSplitAtASampleAndEachRangeFillsItsShareOnce) {
