@@ -494,8 +494,7 @@ int Set(const Args& a) {
       auto p = db.FindPlan(plan);
       if (!p.ok() || !*p) return;
       found = true;
-      const tide::PlanState s = (*p)->cursor.state;
-      running |= s != tide::PlanState::kDone && s != tide::PlanState::kAborted && s != tide::PlanState::kReverted;
+      running |= !tide::IsFinished((*p)->cursor.state);
     });
     if (!found) {
       std::cerr << "tidectl set: no plan `" << plan << "` in any configured database; "

@@ -166,6 +166,10 @@ bool VacuumSchedule::Due(const DeadTuples& d, int64_t now_ms) {
   return !ran_ || now_ms - ended_ms_ >= gap_ms_;
 }
 
+Millis VacuumCostDelay(const HealthLimits& limits) {
+  return limits.yield_ratio > 0 ? Millis(2) : Millis(0);
+}
+
 void VacuumSchedule::Started(const DeadTuples& d) {
   dead_before_ = std::max(d.dead, written_);
   written_ = 0;

@@ -132,6 +132,10 @@ class VacuumSchedule {
   int64_t gap_ms_ = kMinGapMs;
 };
 
+// The vacuum_cost_delay of that VACUUM: autovacuum's 2 ms while the backfill yields to the
+// application (yield_ratio above 0), none for a backfill that does not, so that it keeps up.
+Millis VacuumCostDelay(const HealthLimits& limits);
+
 // A backfill progress line goes to the audit log at most this often: every 10% of the estimate
 // or every 30 s, whichever comes first.
 bool ShouldReportProgress(int64_t rows_before, int64_t rows_after, int64_t estimated,

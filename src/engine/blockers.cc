@@ -76,6 +76,51 @@ BlockerVerdict JudgeBlocker(const BlockerPolicy& policy, const SessionFacts& s) 
   return Leave("state `" + s.state + "` matches no rule");
 }
 
+BlockerReport ReportBlocker(const BlockerOutcome& o, const BlockerPolicy& policy) {
+  const SessionFacts& x = o.session;
+  BlockerReport r;
+  r.details.Int("pid", x.pid).Str("user", x.user).Str("application_name", x.application_name)
+      .Str("client_addr", x.client_addr).Str("backend_type", x.backend_type).Str("state", x.state)
+      .Int("state_age_ms", x.state_age_ms).Int("transaction_age_ms", x.transaction_age_ms)
+      .Str("why", o.verdict.why);
+  const std::string pid = std::to_string(x.pid);
+  if (o.verdict.action == BlockerVerdict::Action::kLeave) return r.event = "blocker_left", r;
+  const std::string action = ToString(o.verdict.action);
+  r.details.Str("action", action);
+  if (!o.error.ok()) {
+    r.event = "blocker_not_ended";
+    r.details.Str("error", o.error.ToString());
+    if (o.error.sqlstate() == "42501") {
+      r.details.Str("hint", "grant pg_signal_backend to tide's role, or end the session yourself: "
+                            "SELECT pg_terminate_backend(" + pid + ")");
+    }
+    r.log = "cannot " + action + " blocking session pid " + pid + ": " + o.error.ToString();
+    return r;
+  }
+  switch (o.outcome) {
+    case EndOutcome::kBudgetSpent:
+      r.event = "blocker_not_ended";
+      r.details.Str("error", "max_per_plan (" + std::to_string(policy.max_per_plan) +
+                                 ") sessions ended already for this plan");
+      r.log = "blocking session pid " + pid + " left alone: max_per_plan (" +
+              std::to_string(policy.max_per_plan) + ") spent";
+      break;
+    case EndOutcome::kGone:
+      r.event = "blocker_left";
+      r.details.Str("why", "it ended, or moved on to another transaction, before it was ended");
+      break;
+    case EndOutcome::kEnded:
+      r.event = "blocker_ended";
+      r.log = std::string(o.verdict.action == BlockerVerdict::Action::kTerminate
+                              ? "terminated"
+                              : "cancelled the query of") +
+              " blocking session pid " + pid + " (" + x.user + ", " + x.application_name + "): " +
+              o.verdict.why;
+      break;
+  }
+  return r;
+}
+
 std::vector<int64_t> BlockerPids(const std::string& detail) {
   std::vector<int64_t> out;
   const nlohmann::json j = nlohmann::json::parse(detail, nullptr, /*allow_exceptions=*/false);

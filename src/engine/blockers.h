@@ -42,6 +42,24 @@ const char* ToString(BlockerVerdict::Action a);
 // so that session is terminated.
 BlockerVerdict JudgeBlocker(const BlockerPolicy& policy, const SessionFacts& s);
 
+// What the policy made of one blocking session.
+struct BlockerOutcome {
+  SessionFacts session;
+  BlockerVerdict verdict;
+  EndOutcome outcome = EndOutcome::kGone;  // when the verdict was to act
+  Status error;                            // the cancel or terminate failed
+};
+
+// How an outcome is reported: the audit event (blocker_ended, blocker_left,
+// blocker_not_ended), its details (who the session was and why, never its query text, which
+// may hold row data), and a line for the log ("" for none).
+struct BlockerReport {
+  std::string event;
+  JsonObject details;
+  std::string log;
+};
+BlockerReport ReportBlocker(const BlockerOutcome& o, const BlockerPolicy& policy);
+
 // The pids in a lock timeout's blockers (Status::detail(), a JSON array of objects with "pid").
 std::vector<int64_t> BlockerPids(const std::string& detail);
 

@@ -37,6 +37,10 @@ std::optional<PlanState> PlanStateFromString(const std::string& s) {
   return std::nullopt;
 }
 
+bool IsFinished(PlanState s) {
+  return s == PlanState::kDone || s == PlanState::kAborted || s == PlanState::kReverted;
+}
+
 bool IsFinal(PlanState s) {
   return s == PlanState::kDone || s == PlanState::kFailed || s == PlanState::kAborted ||
          s == PlanState::kReverted;

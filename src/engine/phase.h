@@ -37,6 +37,8 @@ enum class PlanState {
 const char* ToString(PlanState s);
 std::optional<PlanState> PlanStateFromString(const std::string& s);
 bool IsFinal(PlanState s);
+// Finished for good: done, aborted or reverted (a failed plan can be retried).
+bool IsFinished(PlanState s);
 // Every state, in order, for metrics that export one series per state.
 const std::vector<PlanState>& AllPlanStates();
 

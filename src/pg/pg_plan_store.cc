@@ -486,10 +486,10 @@ Result<std::optional<LiveSettingsRecord>> PgPlanDatabase::ChangeLiveSettings(
     w.exec0(LimitsSql(StatementLimits{defaults_.lock_timeout, defaults_.statement_timeout}));
     // The plan's row, locked: changes of one plan are applied one after the other.
     // A failed plan takes them (for `tidectl retry`); a finished one does not.
-    auto p = w.exec_params(
-        "SELECT 1 FROM tide.plans WHERE name = $1 AND state NOT IN ('done', 'aborted', 'reverted') "
-        "FOR UPDATE", plan);
-    if (p.empty()) return std::optional<LiveSettingsRecord>();
+    auto p = w.exec_params("SELECT state FROM tide.plans WHERE name = $1 FOR UPDATE", plan);
+    if (p.empty() || IsFinished(PlanStateFromString(p[0][0].c_str()).value_or(PlanState::kDone))) {
+      return std::optional<LiveSettingsRecord>();
+    }
     auto stored = w.exec_params("SELECT settings, version FROM tide.live_settings WHERE plan = $1", plan);
     LiveSettings now;
     int64_t version = 0;
@@ -518,10 +518,11 @@ Result<std::vector<LiveSettingsRecord>> PgPlanDatabase::ListLiveSettings() {
   try {
     pqxx::work w(*conn_);
     auto r = w.exec("SELECT l.plan, l.settings, l.changed_by, " + Ts("l.changed_at") +
-                    ", l.version FROM tide.live_settings l JOIN tide.plans p ON p.name = l.plan "
-                    "WHERE p.state NOT IN ('done', 'aborted', 'reverted') ORDER BY l.plan");
+                    ", l.version, p.state FROM tide.live_settings l JOIN tide.plans p ON p.name = l.plan "
+                    "ORDER BY l.plan");
     std::vector<LiveSettingsRecord> out;
     for (const auto& row : r) {
+      if (IsFinished(PlanStateFromString(row[5].c_str()).value_or(PlanState::kDone))) continue;
       out.push_back(LiveSettingsRecord{row[0].c_str(), row[1].c_str(), row[2].c_str(), row[3].c_str(),
                                        row[4].as<int64_t>()});
     }

@@ -595,19 +595,17 @@ void BackfillRun::RunVacuum(const DeadTuples& dead) {
   const std::string database = database_;
   const QualifiedName table = task_.table;
   const StatementLimits limits{limits_.lock_timeout, options_.vacuum_timeout};
-  // While the backfill yields to the application, its vacuum is as gentle as autovacuum's; a
-  // backfill that does not yield (yield_ratio: 0) gets a vacuum that keeps up with it.
-  const Millis cost_delay = Limits().yield_ratio > 0 ? Millis(2) : Millis(0);
+  const Millis cost_delay = VacuumCostDelay(Limits());
   const auto start = SteadyClock::now();
   using Vacuumed = std::pair<Status, DeadTuples>;  // and the dead rows it left
   auto Done = [self = shared_from_this(), dead, start](Vacuumed v) {
     const Status& s = v.first;
+    const bool gave_way = self->vacuum_gave_way_;
     self->vacuum_running_ = false;
     self->vacuum_pid_ = 0;
     self->vacuum_gave_way_ = false;
     self->vacuums_.Ended(MillisSince(self->started_), s.ok() ? v.second : dead);
     if (s.ok()) self->last_dead_ = v.second;
-    self->CallDone();
     const std::string table = self->task_.table.Display();
     if (s.ok()) {
       ++self->vacuum_count_;
@@ -618,9 +616,11 @@ void BackfillRun::RunVacuum(const DeadTuples& dead) {
     } else {
       // Only a missed chance to reuse room: autovacuum still comes.
       self->env_.audit("vacuum_skipped", JsonObject().Str("table", table).Int("dead_rows", dead.dead).Str(
-                                             "error", s.ToString()).Bool("gave_way", self->vacuum_gave_way_));
-      spdlog::warn("plan {}: VACUUM of {} between batches failed: {}", self->plan_, table, s.ToString());
+                                             "error", s.ToString()).Bool("gave_way", gave_way));
+      spdlog::warn("plan {}: VACUUM of {} between batches {}: {}", self->plan_, table,
+                   gave_way ? "gave way to a session waiting for its lock" : "failed", s.ToString());
     }
+    self->CallDone();  // after its audit line: the task's end comes after its vacuum's
   };
   env_.offload->Run<Result<OpenedSession>>(
       [connector, database] { return OpenSession(connector, database); },

@@ -810,15 +810,6 @@ void Orchestrator::Run::OnError(const Status& s) {
   RetryAfter(s, false);
 }
 
-namespace {
-struct BlockerOutcome {
-  SessionFacts session;
-  BlockerVerdict verdict;
-  EndOutcome outcome = EndOutcome::kGone;
-  Status error;  // the cancel or terminate failed
-};
-}  // namespace
-
 void Orchestrator::Run::EndBlockers(const Status& s, const BlockerPolicy& policy,
                                     const std::vector<int64_t>& pids) {
   auto db = db_;
@@ -854,41 +845,15 @@ void Orchestrator::Run::EndBlockers(const Status& s, const BlockerPolicy& policy
                        r.status().ToString());
         }
         for (const auto& o : r.ok() ? *r : std::vector<BlockerOutcome>{}) {
-          const SessionFacts& x = o.session;
-          JsonObject d;
-          // Who, not what: the session's query text may hold row data.
-          d.Str("doing", self->doing_).Int("pid", x.pid).Str("user", x.user)
-              .Str("application_name", x.application_name).Str("client_addr", x.client_addr)
-              .Str("backend_type", x.backend_type).Str("state", x.state)
-              .Int("state_age_ms", x.state_age_ms).Int("transaction_age_ms", x.transaction_age_ms)
-              .Str("why", o.verdict.why);
-          const char* action = ToString(o.verdict.action);
-          if (o.verdict.action == BlockerVerdict::Action::kLeave) {
-            self->Audit("blocker_left", PhaseOf(self->cursor_.state), std::move(d));
-            continue;
-          }
-          d.Str("action", action);
-          if (!o.error.ok()) {
-            d.Str("error", o.error.ToString());
-            if (o.error.sqlstate() == "42501") {
-              d.Str("hint", "grant pg_signal_backend to tide's role, or end the session yourself: "
-                            "SELECT pg_terminate_backend(" + std::to_string(x.pid) + ")");
-            }
-            self->Audit("blocker_not_ended", PhaseOf(self->cursor_.state), std::move(d));
-            spdlog::warn("plan {}: cannot {} blocking session pid {}: {}", self->plan_.name, action,
-                         x.pid, o.error.ToString());
-          } else if (o.outcome == EndOutcome::kBudgetSpent) {
-            d.Str("error", "max_per_plan (" + std::to_string(policy.max_per_plan) +
-                               ") sessions ended already for this plan");
-            self->Audit("blocker_not_ended", PhaseOf(self->cursor_.state), std::move(d));
-          } else if (o.outcome == EndOutcome::kEnded) {
+          const BlockerReport report = ReportBlocker(o, policy);
+          JsonObject details = report.details;
+          details.Str("doing", self->doing_);
+          self->Audit(report.event, PhaseOf(self->cursor_.state), std::move(details));
+          if (o.outcome == EndOutcome::kEnded) {
             ended_any = true;
-            self->o_.metrics_->CountBlockerEnded(self->plan_.name, action);
-            self->Audit("blocker_ended", PhaseOf(self->cursor_.state), std::move(d));
-            spdlog::warn("plan {}: {} blocking session pid {} ({}, {}): {}", self->plan_.name,
-                         o.verdict.action == BlockerVerdict::Action::kTerminate ? "terminated" : "cancelled the query of",
-                         x.pid, x.user, x.application_name, o.verdict.why);
+            self->o_.metrics_->CountBlockerEnded(self->plan_.name, ToString(o.verdict.action));
           }
+          if (!report.log.empty()) spdlog::warn("plan {}: {}", self->plan_.name, report.log);
         }
         self->RetryAfter(s, ended_any);
       });

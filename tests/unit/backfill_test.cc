@@ -251,3 +251,14 @@ TEST(VacuumSchedule, CountsTheRowsTideWroteBeforeTheStatisticsDo) {
 
 }  // namespace
 }  // namespace tide
+
+namespace tide {
+namespace {
+TEST(VacuumSchedule, TheVacuumIsAsGentleAsAutovacuumWhileTheBackfillYields) {
+  HealthLimits l;
+  EXPECT_EQ(VacuumCostDelay(l).count(), 2) << "the default yields";
+  l.yield_ratio = 0;
+  EXPECT_EQ(VacuumCostDelay(l).count(), 0);
+}
+}  // namespace
+}  // namespace tide

@@ -106,3 +106,33 @@ TEST(BlockersTest, PidsComeFromALockTimeoutsDetail) {
 
 }  // namespace
 }  // namespace tide
+
+namespace tide {
+namespace {
+TEST(BlockersTest, EachOutcomeIsReportedWithWhoButNeverWhat) {
+  BlockerOutcome o;
+  o.session = IdleInTransaction(60000);
+  o.session.application_name = "billing";
+  o.verdict = JudgeBlocker(Policy(), o.session);
+  o.outcome = EndOutcome::kEnded;
+  BlockerReport r = ReportBlocker(o, Policy());
+  EXPECT_EQ(r.event, "blocker_ended");
+  EXPECT_NE(r.details.ToString().find("\"action\":\"terminate\""), std::string::npos);
+  EXPECT_NE(r.details.ToString().find("\"application_name\":\"billing\""), std::string::npos);
+  EXPECT_EQ(r.details.ToString().find("query"), std::string::npos);
+  EXPECT_NE(r.log.find("terminated blocking session pid 42"), std::string::npos);
+  o.outcome = EndOutcome::kBudgetSpent;
+  EXPECT_EQ(ReportBlocker(o, Policy()).event, "blocker_not_ended");
+  o.outcome = EndOutcome::kGone;
+  EXPECT_EQ(ReportBlocker(o, Policy()).event, "blocker_left");
+  o.error = Status::Fatal("permission denied to terminate process", "42501");
+  r = ReportBlocker(o, Policy());
+  EXPECT_EQ(r.event, "blocker_not_ended");
+  EXPECT_NE(r.details.ToString().find("pg_signal_backend"), std::string::npos);
+  o.session.superuser = true;
+  o.error = Status::Ok();
+  o.verdict = JudgeBlocker(Policy(), o.session);
+  EXPECT_EQ(ReportBlocker(o, Policy()).event, "blocker_left");
+}
+}  // namespace
+}  // namespace tide

@@ -568,6 +568,16 @@ class OrchestratorTest : public ::testing::Test {
     }
   }
 
+  // kPlan as a crashed daemon left it, in `state`: to be picked up by ResumeAll.
+  void StorePlan(PlanState state) {
+    PlanRecord r;
+    r.name = "fill_c";
+    r.source = kPlan;
+    r.file_name = "fill_c.yaml";
+    r.cursor = {state, 0, false};
+    db_.plans_["fill_c"] = r;
+  }
+
   void Submit(Orchestrator& o, const std::string& text = kPlan) {
     o.Submit(SpoolFile{"fill_c.yaml", text, "alice"});
   }
@@ -608,12 +618,7 @@ TEST_F(OrchestratorTest, RunsEveryPhaseInOrderAndFilesThePlanAsDone) {
 
 TEST_F(OrchestratorTest, ResumesAfterARestartWithoutRedoingFinishedWork) {
   // State as a crashed daemon left it: expand done, backfill half way.
-  PlanRecord r;
-  r.name = "fill_c";
-  r.source = kPlan;
-  r.file_name = "fill_c.yaml";
-  r.cursor = {PlanState::kBackfilling, 0, false};
-  db_.plans_["fill_c"] = r;
+  StorePlan(PlanState::kBackfilling);
   TaskCheckpoint cp;
   cp.last_key = {"50"};
   cp.batches = 5;
@@ -843,12 +848,7 @@ TEST_F(OrchestratorTest, AContractHoldLetsTheBackfillRunAndStopsBeforeTheFirstCo
 
 TEST_F(OrchestratorTest, PausesStoredInTheDatabaseHoldAfterARestart) {
   db_.pauses_.push_back(Pause{"fill_c", "", "alice", "tidectl", "t"});
-  PlanRecord r;
-  r.name = "fill_c";
-  r.source = kPlan;
-  r.file_name = "fill_c.yaml";
-  r.cursor = {PlanState::kExpanding, 0, false};
-  db_.plans_["fill_c"] = r;
+  StorePlan(PlanState::kExpanding);
   auto o = Make();
   o->ResumeAll();
   RunUntil([&] { return audit_.Count("plan_held") > 0; });
@@ -1159,12 +1159,7 @@ TEST_F(OrchestratorTest, LiveSettingsChangeARunningBackfillWithinOneBatchAndAreS
 
 TEST_F(OrchestratorTest, StoredLiveSettingsApplyWhenThePlanResumes) {
   db_.live_["fill_c"] = LiveSettingsRecord{"fill_c", "batch_size=7", "bob", "t", 1};
-  PlanRecord r;
-  r.name = "fill_c";
-  r.source = kPlan;
-  r.file_name = "fill_c.yaml";
-  r.cursor = {PlanState::kBackfilling, 0, false};
-  db_.plans_["fill_c"] = r;
+  StorePlan(PlanState::kBackfilling);
   auto o = Make();
   o->ResumeAll();
   RunUntil([&] { return !spool_.done.empty() || db_.StateOf("fill_c") == PlanState::kDone; });
