@@ -88,17 +88,37 @@ HeapSpan NextPageSpan(HeapPos from, int64_t rows, double rows_per_page, int64_t 
   return s;
 }
 
+namespace {
+
+// The next span of rows by position from `at`, as NextPageSpan gives it.
+PageBatchPlan SpanBatch(HeapPos at, int64_t batch_size, double rows_per_page, int64_t end) {
+  PageBatchPlan p;
+  p.span = NextPageSpan(at, batch_size, rows_per_page, end);
+  p.checkpoint = {std::to_string(p.span.to.page), std::to_string(p.span.to.offset)};
+  const double per_page = std::max(1.0, rows_per_page);
+  p.rows_held = p.span.from.offset == 0 && p.span.to.offset == 0
+                    ? static_cast<int64_t>(static_cast<double>(p.span.to.page - p.span.from.page) * per_page)
+                    : batch_size;
+  return p;
+}
+
+}  // namespace
+
 PageBatchPlan PlanPageBatch(const TaskCheckpoint& from, int64_t batch_size,
                             double rows_per_page, int64_t end) {
   HeapPos at{std::stoll(from.lower.at(0)), 0};
+  std::vector<int64_t> frontier;
   if (!from.last_key.empty()) {
     at.page = std::stoll(from.last_key.at(0));
     at.offset = from.last_key.size() > 1 ? std::stoll(from.last_key[1]) : 0;
+    if (from.last_key.size() == 2 + kPageShares) {
+      for (int s = 0; s < kPageShares; ++s) frontier.push_back(std::stoll(from.last_key[2 + s]));
+    }
   }
   const bool open = from.upper.empty();
-  PageBatchPlan p;
-  p.only_changes = open;
   if (at.page >= end) {
+    PageBatchPlan p;
+    p.only_changes = open;
     // Nothing left. An open range whose table a vacuum truncated stands at the new end, so that
     // the pages the table grows back into are read by the next catch-up.
     p.empty = true;
@@ -107,12 +127,35 @@ PageBatchPlan PlanPageBatch(const TaskCheckpoint& from, int64_t batch_size,
                        : from.last_key;
     return p;
   }
-  p.span = NextPageSpan(at, batch_size, rows_per_page, end);
-  p.checkpoint = {std::to_string(p.span.to.page), std::to_string(p.span.to.offset)};
-  const double per_page = std::max(1.0, rows_per_page);
-  p.rows_held = p.span.from.offset == 0 && p.span.to.offset == 0
-                    ? static_cast<int64_t>(static_cast<double>(p.span.to.page - p.span.from.page) * per_page)
-                    : batch_size;
+  batch_size = std::max<int64_t>(1, batch_size);
+  if (open || (frontier.empty() && at.offset != 0)) {
+    // The open tail, or a range a span left in the middle of a page: spans of whole rows.
+    PageBatchPlan p = SpanBatch(at, batch_size, rows_per_page, end);
+    p.only_changes = open;
+    return p;
+  }
+  if (frontier.empty()) frontier.assign(kPageShares, at.page);
+  // The last share that can move up to the one before it, else share 0 onto new pages.
+  int share = 0;
+  int64_t limit = end;
+  for (int s = kPageShares - 1; s > 0; --s) {
+    if (frontier[s] < frontier[s - 1]) {
+      share = s;
+      limit = frontier[s - 1];
+      break;
+    }
+  }
+  const int64_t pages = PagesFor(batch_size * kPageShares, rows_per_page);
+  PageBatchPlan p;
+  p.share = share;
+  p.span.from = HeapPos{frontier[share], 0};
+  p.span.to = HeapPos{std::min(frontier[share] + pages, limit), 0};
+  frontier[share] = p.span.to.page;
+  p.span.reaches_end = frontier.back() >= end;
+  p.checkpoint = {std::to_string(frontier.back()), "0"};
+  for (int64_t f : frontier) p.checkpoint.push_back(std::to_string(f));
+  p.rows_held = static_cast<int64_t>(static_cast<double>(p.span.to.page - p.span.from.page) *
+                                     std::max(1.0, rows_per_page) / kPageShares);
   return p;
 }
 

@@ -65,14 +65,34 @@ struct HeapSpan {
 };
 HeapSpan NextPageSpan(HeapPos from, int64_t rows, double rows_per_page, int64_t end);
 
+// A closed page range is updated in kPageShares shares: a batch takes, from a span of pages, the
+// rows whose key falls in one share (see ShareFilter), so that no batch transaction rewrites
+// more than about a tenth of any heap page or index page. Every batch then finds room its
+// predecessors left: the row versions earlier batches left behind are pruned as the next batch
+// reads their page, so most new versions stay on their page (HOT: no new index entry), and the
+// index takes the rest in the free tenth its pages are built with (fillfactor 90), removing
+// earlier batches' dead entries before a page would split (bottom-up deletion). A batch that
+// rewrote whole pages at once would move every row to a new page and split every index page it
+// touched: the table and its index double.
+//
+// Share s has done the pages before its frontier f_s, and f_0 >= f_1 >= ... : share s runs only
+// over pages share s-1 has done. The next batch is the last share that can move up to the one
+// before it, else share 0 on new pages (a span of about kPageShares batches' rows); with a
+// steady batch size this runs share 0 to 9 over one span, then the next span.
+// The checkpoint (last_key) of a page range is {f_last, 0, f_0, ..., f_last}: its first two
+// say, as for spans of whole rows ({page, offset}: everything before that tuple is done), where
+// every share has been.
+constexpr int kPageShares = 10;
+
 // The next batch of a page range (see TaskCheckpoint) of about `batch_size` rows, in a heap
 // whose range ends before page `end` (for an open range: the table's size now).
 struct PageBatchPlan {
   bool empty = false;  // nothing left before `end`: the range is done, no statement runs
   HeapSpan span;
-  std::vector<std::string> checkpoint;  // last_key after the batch: {page, offset}
+  std::vector<std::string> checkpoint;  // last_key after the batch (above)
   bool only_changes = false;  // the open tail: see PageBatchUpdateSql
-  int64_t rows_held = 0;      // about how many rows the span holds (the batch's `scanned`)
+  int share = -1;             // the share of the span's rows the batch takes; -1: every row
+  int64_t rows_held = 0;      // about how many rows the batch holds (the batch's `scanned`)
 };
 PageBatchPlan PlanPageBatch(const TaskCheckpoint& from, int64_t batch_size, double rows_per_page,
                             int64_t end);

@@ -138,9 +138,28 @@ std::string BatchUpdateSql(const BatchStatement& b, bool has_lower) {
          "count(*) FILTER (WHERE tide_unfilled) FROM tide_updated";
 }
 
-std::string PageBatchUpdateSql(const BatchStatement& b, bool only_changes) {
+std::string ShareOf(const BatchStatement& b, int shares) {
+  const std::string n = std::to_string(shares);
+  std::string sum;
+  for (const auto& k : b.key) {
+    const std::string c = QuoteIdent(k.name);
+    std::string term;
+    if (k.type == "smallint" || k.type == "integer" || k.type == "bigint") {
+      term = c;
+    } else if (k.type == "uuid") {
+      term = "uuid_hash(" + c + ")";
+    } else {
+      term = "hashtext(" + c + "::text)";
+    }
+    sum += (sum.empty() ? "" : " + ") + term + " % " + n;
+  }
+  return "(((" + sum + ") % " + n + " + " + n + ") % " + n + ")";
+}
+
+std::string PageBatchUpdateSql(const BatchStatement& b, bool only_changes, int shares) {
   return "WITH tide_updated AS (UPDATE ONLY " + QuoteName(b.table) + " SET " + SetList(b) +
-         " WHERE ctid >= $1::tid AND ctid < $2::tid AND " + PendingFilter(b) +
+         " WHERE ctid >= $1::tid AND ctid < $2::tid AND " +
+         (shares > 0 ? ShareOf(b, shares) + " = $3::int AND " : std::string()) + PendingFilter(b) +
          (only_changes ? " AND " + ChangeFilter(b) : std::string()) + " RETURNING " +
          PendingFilter(b) + " AS tide_unfilled) SELECT count(*) FILTER (WHERE NOT tide_unfilled), "
          "count(*) FILTER (WHERE tide_unfilled) FROM tide_updated";

@@ -69,8 +69,14 @@ std::string BatchCountSql(const BatchStatement& b, bool has_lower);
 // room); the filter skips it, as it skips a row the application filled. With `only_changes`
 // (the open tail, which reads the row versions the pass itself moved there) a row is taken only
 // when the update would change it (see ChangeFilter), so that a row whose expression yields NULL
-// is never rewritten again; the expressions are then evaluated twice for the rows taken.
-std::string PageBatchUpdateSql(const BatchStatement& b, bool only_changes);
+// is never rewritten again; the expressions are then evaluated twice for the rows taken. With
+// `shares` above 0, only the rows whose ShareOf is $3 (an integer below `shares`).
+std::string PageBatchUpdateSql(const BatchStatement& b, bool only_changes, int shares = 0);
+
+// The share of `shares` a row falls in by its key, 0 to shares - 1: spread evenly over the rows
+// of a page and of an index page whatever the key's order, and cheap (an integer key's own value,
+// a uuid's or any other key's hash), since a share's batch reads every row of its pages.
+std::string ShareOf(const BatchStatement& b, int shares);
 
 // The table's size in pages now: one row, one number.
 std::string HeapPagesSql(const QualifiedName& table);

@@ -115,8 +115,11 @@ BatchResult PageBatch(pqxx::dbtransaction& w, const BatchStatement& statement,
   b.last_key = plan.checkpoint;
   b.reached_end = plan.empty || plan.span.reaches_end;
   if (plan.empty) return b;
-  auto updated = w.exec_params(PageBatchUpdateSql(statement, plan.only_changes),
-                               Tid(plan.span.from), Tid(plan.span.to));
+  auto updated = plan.share >= 0
+                     ? w.exec_params(PageBatchUpdateSql(statement, false, kPageShares),
+                                     Tid(plan.span.from), Tid(plan.span.to), plan.share)
+                     : w.exec_params(PageBatchUpdateSql(statement, plan.only_changes),
+                                     Tid(plan.span.from), Tid(plan.span.to));
   b.updated = updated[0][0].as<int64_t>();
   b.unfillable = updated[0][1].as<int64_t>();
   b.scanned = std::max(b.updated + b.unfillable, plan.rows_held);

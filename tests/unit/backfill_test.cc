@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <map>
+
 namespace tide {
 namespace {
 
@@ -111,23 +113,97 @@ TEST(Backfill, APageSpanIsWholePagesOrAShareOfOneNeverLeavingATupleBehind) {
   EXPECT_EQ(s.to, (HeapPos{8, 0}));
 }
 
+namespace {
+// Runs PlanPageBatch batch after batch as RunBatch would, returning "share:from-to" of each.
+std::vector<std::string> PageBatches(TaskCheckpoint* cp, const std::vector<int64_t>& sizes,
+                                     double rows_per_page, int64_t end) {
+  std::vector<std::string> out;
+  for (int64_t size : sizes) {
+    PageBatchPlan p = PlanPageBatch(*cp, size, rows_per_page, end);
+    if (p.empty) break;
+    out.push_back(std::to_string(p.share) + ":" + std::to_string(p.span.from.page) + "-" +
+                  std::to_string(p.span.to.page));
+    cp->last_key = p.checkpoint;
+    cp->done = p.span.reaches_end;
+    if (cp->done) break;
+  }
+  return out;
+}
+}  // namespace
+
+TEST(Backfill, APageRangeGoesShareByShareSoNoBatchRewritesMoreThanATenthOfAPage) {
+  TaskCheckpoint cp;
+  cp.unit = RangeUnit::kPage;
+  cp.lower = {"10"};
+  cp.upper = {"40"};
+  // 100 rows a page, batches of 100 rows: spans of 10 pages, each share in turn over it.
+  PageBatchPlan p = PlanPageBatch(cp, 100, 100, 40);
+  EXPECT_EQ(p.share, 0);
+  EXPECT_EQ(p.span.from, (HeapPos{10, 0}));
+  EXPECT_EQ(p.span.to, (HeapPos{20, 0}));
+  EXPECT_EQ(p.rows_held, 100);
+  EXPECT_FALSE(p.only_changes);
+  EXPECT_FALSE(p.span.reaches_end);
+  EXPECT_EQ(p.checkpoint, (std::vector<std::string>{"10", "0", "20", "10", "10", "10", "10", "10",
+                                                    "10", "10", "10", "10"}))
+      << "where every share stands first, then each share's frontier";
+  std::vector<std::string> expected;
+  for (int from : {10, 20, 30}) {
+    for (int s = 0; s < kPageShares; ++s) {
+      expected.push_back(std::to_string(s) + ":" + std::to_string(from) + "-" +
+                         std::to_string(from + 10));
+    }
+  }
+  EXPECT_EQ(PageBatches(&cp, std::vector<int64_t>(100, 100), 100, 40), expected);
+  EXPECT_TRUE(cp.done);
+  EXPECT_EQ(cp.last_key.at(0), "40");
+
+  // A batch size cut to a third after three shares (statement timeouts): the other shares go
+  // over the first three pages, then the fourth share moves on; no page is left to a share and
+  // none is taken twice.
+  TaskCheckpoint shrunk;
+  shrunk.unit = RangeUnit::kPage;
+  shrunk.lower = {"0"};
+  shrunk.upper = {"10"};
+  std::vector<int64_t> sizes = {100, 100, 100};
+  sizes.resize(200, 30);
+  std::vector<std::string> got = PageBatches(&shrunk, sizes, 100, 10);
+  ASSERT_GE(got.size(), 10u);
+  EXPECT_EQ(std::vector<std::string>(got.begin(), got.begin() + 10),
+            (std::vector<std::string>{"0:0-10", "1:0-10", "2:0-10", "3:0-3", "4:0-3", "5:0-3",
+                                      "6:0-3", "7:0-3", "8:0-3", "9:0-3"}));
+  EXPECT_EQ(got.at(10), "3:3-6");
+  EXPECT_TRUE(shrunk.done);
+  std::map<int, std::vector<int>> pages_of_share;
+  for (const auto& b : got) {
+    const int share = std::stoi(b.substr(0, b.find(':')));
+    const int from = std::stoi(b.substr(b.find(':') + 1));
+    const int to = std::stoi(b.substr(b.find('-') + 1));
+    for (int page = from; page < to; ++page) pages_of_share[share].push_back(page);
+  }
+  for (int s = 0; s < kPageShares; ++s) {
+    EXPECT_EQ(pages_of_share[s], (std::vector<int>{0, 1, 2, 3, 4, 5, 6, 7, 8, 9})) << "share " << s;
+  }
+}
+
 TEST(Backfill, APageBatchGoesOnFromItsCheckpointAndAnOpenTailFollowsATruncatedTable) {
   TaskCheckpoint cp;
   cp.unit = RangeUnit::kPage;
   cp.lower = {"10"};
   cp.upper = {"20"};
-  PageBatchPlan p = PlanPageBatch(cp, 1000, 100, 20);
-  EXPECT_FALSE(p.empty);
-  EXPECT_EQ(p.span.from, (HeapPos{10, 0}));
-  EXPECT_EQ(p.checkpoint, (std::vector<std::string>{"20", "0"}));
-  EXPECT_TRUE(p.span.reaches_end);
-  EXPECT_EQ(p.rows_held, 1000);
-  EXPECT_FALSE(p.only_changes);
+  // A checkpoint in the middle of a page (a span of whole rows, as an earlier version of tide
+  // left it) goes on by spans to the page's end, then by shares.
   cp.last_key = {"15", "40"};
-  p = PlanPageBatch(cp, 30, 100, 20);
+  PageBatchPlan p = PlanPageBatch(cp, 30, 100, 20);
+  EXPECT_EQ(p.share, -1);
   EXPECT_EQ(p.span.from, (HeapPos{15, 40}));
   EXPECT_EQ(p.checkpoint, (std::vector<std::string>{"15", "70"}));
   EXPECT_EQ(p.rows_held, 30);
+  cp.last_key = {"16", "0"};
+  p = PlanPageBatch(cp, 30, 100, 20);
+  EXPECT_EQ(p.share, 0);
+  EXPECT_EQ(p.span.from, (HeapPos{16, 0}));
+  EXPECT_EQ(p.span.to, (HeapPos{19, 0}));
   // The open tail, in a table a vacuum cut to 12 pages: done, standing at the new end.
   TaskCheckpoint tail;
   tail.unit = RangeUnit::kPage;
@@ -137,6 +213,13 @@ TEST(Backfill, APageBatchGoesOnFromItsCheckpointAndAnOpenTailFollowsATruncatedTa
   EXPECT_TRUE(p.empty);
   EXPECT_TRUE(p.only_changes);
   EXPECT_EQ(p.checkpoint, (std::vector<std::string>{"12", "0"}));
+  // The open tail takes spans of whole rows, only the rows an update changes.
+  tail.last_key = {"10", "0"};
+  p = PlanPageBatch(tail, 1000, 100, 12);
+  EXPECT_EQ(p.share, -1);
+  EXPECT_TRUE(p.only_changes);
+  EXPECT_EQ(p.span.to, (HeapPos{12, 0}));
+  EXPECT_TRUE(p.span.reaches_end);
 }
 
 TEST(Backfill, ABatchSizeBecomesPages) {

@@ -183,5 +183,19 @@ TEST(SqlText, TimeoutsAndArrays) {
   EXPECT_EQ(TextArrayLiteral({"1", "a \"q\" \\ b"}), "{\"1\",\"a \\\"q\\\" \\\\ b\"}");
 }
 
+TEST(SqlText, AShareOfAPageBatchIsTheKeysOwnValueOrItsHash) {
+  BatchStatement b = ClinicBatch();
+  EXPECT_EQ(ShareOf(b, 10), "(((\"id\" % 10) % 10 + 10) % 10)");
+  b.key = {{"tenant", "integer"}, {"id", "uuid"}, {"code", "text"}};
+  EXPECT_EQ(ShareOf(b, 10),
+            "(((\"tenant\" % 10 + uuid_hash(\"id\") % 10 + hashtext(\"code\"::text) % 10) % 10 + "
+            "10) % 10)");
+  EXPECT_NE(PageBatchUpdateSql(ClinicBatch(), false, 10)
+                .find("WHERE ctid >= $1::tid AND ctid < $2::tid AND (((\"id\" % 10) % 10 + 10) % 10) "
+                      "= $3::int AND (\"clinicId\" IS NULL)"),
+            std::string::npos)
+      << PageBatchUpdateSql(ClinicBatch(), false, 10);
+}
+
 }  // namespace
 }  // namespace tide
