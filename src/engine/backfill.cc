@@ -108,11 +108,16 @@ PageBatchPlan PlanPageBatch(const TaskCheckpoint& from, int64_t batch_size,
                             double rows_per_page, int64_t end) {
   HeapPos at{std::stoll(from.lower.at(0)), 0};
   std::vector<int64_t> frontier;
+  std::vector<std::pair<int64_t, int64_t>> recent;  // the pages of the range's last batches
   if (!from.last_key.empty()) {
     at.page = std::stoll(from.last_key.at(0));
     at.offset = from.last_key.size() > 1 ? std::stoll(from.last_key[1]) : 0;
-    if (from.last_key.size() == 2 + kPageShares) {
+    if (from.last_key.size() == 2 + kPageShares + 2 * kRecentBatches) {
       for (int s = 0; s < kPageShares; ++s) frontier.push_back(std::stoll(from.last_key[2 + s]));
+      for (int b = 0; b < kRecentBatches; ++b) {
+        recent.emplace_back(std::stoll(from.last_key[2 + kPageShares + 2 * b]),
+                            std::stoll(from.last_key[3 + kPageShares + 2 * b]));
+      }
     }
   }
   const bool open = from.upper.empty();
@@ -135,25 +140,51 @@ PageBatchPlan PlanPageBatch(const TaskCheckpoint& from, int64_t batch_size,
     return p;
   }
   if (frontier.empty()) frontier.assign(kPageShares, at.page);
-  // The last share that can move up to the one before it, else share 0 onto new pages.
-  int share = 0;
-  int64_t limit = end;
-  for (int s = kPageShares - 1; s > 0; --s) {
-    if (frontier[s] < frontier[s - 1]) {
-      share = s;
-      limit = frontier[s - 1];
-      break;
-    }
-  }
   const int64_t pages = PagesFor(batch_size * kPageShares, rows_per_page);
+  // The last share that can move up to the one before it, on pages the last batches left alone;
+  // else share 0 onto new pages; else (at the range's end) the last share that can move at all.
+  int share = -1, fallback = -1;
+  int64_t to = 0;
+  for (int s = kPageShares - 1; s > 0 && share < 0; --s) {
+    if (frontier[s] >= frontier[s - 1]) continue;
+    const int64_t f = frontier[s];
+    int64_t limit = std::min(f + pages, frontier[s - 1]);
+    bool blocked = false;
+    for (const auto& [first, last] : recent) {
+      if (f >= first && f < last) blocked = true;
+      if (f < first) limit = std::min(limit, first);
+    }
+    if (blocked) {
+      if (fallback < 0) fallback = s;
+      continue;
+    }
+    share = s;
+    to = limit;
+  }
+  if (share < 0 && frontier[0] < end) {
+    // At most a share of what is left, so that the range's last pages still make enough spans.
+    share = 0;
+    to = frontier[0] + std::min(pages, std::max<int64_t>(1, (end - frontier[0] + kRecentBatches) /
+                                                                (kRecentBatches + 1)));
+  }
+  if (share < 0) {
+    share = fallback;
+    to = std::min(frontier[share] + pages, frontier[share - 1]);
+  }
   PageBatchPlan p;
   p.share = share;
   p.span.from = HeapPos{frontier[share], 0};
-  p.span.to = HeapPos{std::min(frontier[share] + pages, limit), 0};
-  frontier[share] = p.span.to.page;
+  p.span.to = HeapPos{to, 0};
+  frontier[share] = to;
   p.span.reaches_end = frontier.back() >= end;
   p.checkpoint = {std::to_string(frontier.back()), "0"};
   for (int64_t f : frontier) p.checkpoint.push_back(std::to_string(f));
+  recent.insert(recent.begin(), {p.span.from.page, to});
+  recent.resize(kRecentBatches, {0, 0});
+  for (const auto& [first, last] : recent) {
+    p.checkpoint.push_back(std::to_string(first));
+    p.checkpoint.push_back(std::to_string(last));
+  }
   p.rows_held = static_cast<int64_t>(static_cast<double>(p.span.to.page - p.span.from.page) *
                                      std::max(1.0, rows_per_page) / kPageShares);
   return p;

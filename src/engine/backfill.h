@@ -77,12 +77,20 @@ HeapSpan NextPageSpan(HeapPos from, int64_t rows, double rows_per_page, int64_t 
 //
 // Share s has done the pages before its frontier f_s, and f_0 >= f_1 >= ... : share s runs only
 // over pages share s-1 has done. The next batch is the last share that can move up to the one
-// before it, else share 0 on new pages (a span of about kPageShares batches' rows); with a
-// steady batch size this runs share 0 to 9 over one span, then the next span.
-// The checkpoint (last_key) of a page range is {f_last, 0, f_0, ..., f_last}: its first two
-// say, as for spans of whole rows ({page, offset}: everything before that tuple is done), where
-// every share has been.
+// before it on pages the range's last kRecentBatches batches did not touch, else share 0 on new
+// pages (a span of about kPageShares batches' rows, at most 1/(kRecentBatches + 1) of the pages
+// left), else
+// (on the range's last pages) the last share that can move. With a steady batch size a range goes share 0 over spans A, B and C in turn,
+// then share 1 over A, B and C, ... share 9 over C, then the next three spans: a batch reads the
+// pages a batch wrote only two batches later, when the row versions it left behind are dead to
+// every transaction (the other workers' batches that began before it committed have ended), so
+// that they can be pruned and their index entries removed. With one batch between them, two
+// workers still found half of them held.
+// The checkpoint (last_key) of a page range is {f_9, 0, f_0, ..., f_9, then the first and end
+// page of each of the last kRecentBatches batches}: its first two say, as for spans of whole rows
+// ({page, offset}: everything before that tuple is done), where every share has been.
 constexpr int kPageShares = 10;
+constexpr int kRecentBatches = 3;
 
 // The next batch of a page range (see TaskCheckpoint) of about `batch_size` rows, in a heap
 // whose range ends before page `end` (for an open range: the table's size now).

@@ -17,8 +17,9 @@
 #    R rounds, each bracketed by its own runs alone, the loaded runs in alternating order; every
 #    round's ratios and their median.
 # 3. The bloat (tuned settings, the join, N rows): the table and its index, pg_total_relation_size,
-#    after the single UPDATE and after tide unthrottled with 2 workers, with its VACUUM between
-#    batches and without (vacuum_between_batches: false), over their size before; tide's seconds
+#    after the single UPDATE and after tide unthrottled with 2 workers: with its VACUUM between
+#    batches, without (vacuum_between_batches: false), and by key (batch_by: key), over their
+#    size before, with the heap and the index apart and the share of HOT updates; tide's seconds
 #    with the VACUUM over its seconds without. R rounds, the order alternating.
 # Each private PostgreSQL 15 has durable commits (fsync on) and is started under a temp folder.
 set -euo pipefail
@@ -186,25 +187,32 @@ run_pgbench() {
   echo "$prefix"
 }
 
-UNTHROTTLED=", max_replication_lag: 0s, max_active_sessions: 0, yield_ratio: 0"
+UNTHROTTLED=", max_replication_lag: 0s, max_active_sessions: 0, yield_ratio: 0, hold_on_autovacuum: false"
 
-BLOAT=$WORK/bloat  # "label round start end bytes_before bytes_after heap_after" per run
+BLOAT=$WORK/bloat  # "label round start end bytes_before bytes_after heap_before heap_after index_before index_after hot updates" per run
 table_bytes() { "${PSQL[@]}" -d bench -tA -c "SELECT pg_total_relation_size('t')"; }
 heap_bytes() { "${PSQL[@]}" -d bench -tA -c "SELECT pg_relation_size('t')"; }
-bloat_run() {  # $1: update, tide_vacuum or tide_no_vacuum; $2: round
+index_bytes() { "${PSQL[@]}" -d bench -tA -c "SELECT pg_indexes_size('t')"; }
+# HOT updates and all updates of t (the statistics of tide's sessions arrive within a second).
+update_counts() { sleep 1.5; "${PSQL[@]}" -d bench -tA -F' ' -c "SELECT n_tup_hot_upd, n_tup_upd FROM pg_stat_user_tables WHERE relid = 't'::regclass"; }
+bloat_run() {  # $1: update, tide_vacuum, tide_no_vacuum or tide_key; $2: round
   reset_table
-  local before t
-  before=$(table_bytes)
+  local before heap index t
+  before=$(table_bytes); heap=$(heap_bytes); index=$(index_bytes)
   case $1 in
     update) t=$(run_update) ;;
-    tide_vacuum) t=$(run_tide "bloat_vacuum_$2" "    workers: 2" "$UNTHROTTLED") ;;
-    tide_no_vacuum) t=$(run_tide "bloat_no_vacuum_$2" "    workers: 2" "$UNTHROTTLED, vacuum_between_batches: false") ;;
+    tide_vacuum) t=$(run_tide "bloat_vacuum_$2" "    workers: 2
+    batch_by: pages" "$UNTHROTTLED") ;;
+    tide_no_vacuum) t=$(run_tide "bloat_no_vacuum_$2" "    workers: 2
+    batch_by: pages" "$UNTHROTTLED, vacuum_between_batches: false") ;;
+    tide_key) t=$(run_tide "bloat_key_$2" "    workers: 2
+    batch_by: key" "$UNTHROTTLED") ;;
   esac
-  echo "$1 $2 $t $before $(table_bytes) $(heap_bytes)" >>"$BLOAT"
+  echo "$1 $2 $t $before $(table_bytes) $heap $(heap_bytes) $index $(index_bytes) $(update_counts)" >>"$BLOAT"
 }
 if [[ -z "$ONLY" || "$ONLY" == bloat ]]; then
   for ((r = 1; r <= ROUNDS; r++)); do
-    if ((r % 2)); then order="update tide_vacuum tide_no_vacuum"; else order="tide_no_vacuum tide_vacuum update"; fi
+    if ((r % 2)); then order="update tide_vacuum tide_no_vacuum tide_key"; else order="tide_key tide_no_vacuum tide_vacuum update"; fi
     for what in $order; do
       echo "== 3. bloat round $r/$ROUNDS: $what"
       bloat_run "$what" "$r"
@@ -220,30 +228,41 @@ for line in open(sys.argv[3]):
         plan = e["plan"]
         vacuums[plan] = vacuums.get(plan, 0) + 1
         vacuum_ms[plan] = vacuum_ms.get(plan, 0) + e.get("details", e).get("duration_ms", 0)
+plans = {"tide_vacuum": "bloat_vacuum_", "tide_no_vacuum": "bloat_no_vacuum_", "tide_key": "bloat_key_"}
+labels = ("update", "tide_vacuum", "tide_no_vacuum", "tide_key")
 out = {"rounds": []}
 by_round = {}
-for label, r, start, end, before, after, heap in runs:
+for label, r, start, end, before, after, heap0, heap, index0, index, hot, updates in runs:
+    plan = plans.get(label, "-") + r
     by_round.setdefault(int(r), {})[label] = {
         "seconds": float(end) - float(start), "bytes_before": int(before), "bytes_after": int(after),
-        "heap_bytes_after": int(heap), "size_ratio": int(after) / int(before),
-        "vacuums": vacuums.get("bloat_vacuum_" + r, 0) if label == "tide_vacuum" else 0,
-        "vacuum_seconds": vacuum_ms.get("bloat_vacuum_" + r, 0) / 1000.0 if label == "tide_vacuum" else 0}
+        "heap_bytes_after": int(heap), "index_bytes_after": int(index),
+        "size_ratio": int(after) / int(before), "heap_ratio": int(heap) / int(heap0),
+        "index_ratio": int(index) / int(index0), "hot_share": int(hot) / max(1, int(updates)),
+        "vacuums": vacuums.get(plan, 0), "vacuum_seconds": vacuum_ms.get(plan, 0) / 1000.0}
 for r in sorted(by_round):
     d = by_round[r]
     d["round"] = r
     d["vacuum_time_ratio"] = d["tide_vacuum"]["seconds"] / d["tide_no_vacuum"]["seconds"]
     out["rounds"].append(d)
 med = lambda f: statistics.median(f(d) for d in out["rounds"])
-out["median"] = {k: med(lambda d, k=k: d[k]["size_ratio"]) for k in ("update", "tide_vacuum", "tide_no_vacuum")}
+out["median"] = {k: med(lambda d, k=k: d[k]["size_ratio"]) for k in labels}
+for k in labels:
+    for f in ("heap_ratio", "index_ratio", "hot_share", "seconds"):
+        out["median"][k + "_" + f] = med(lambda d, k=k, f=f: d[k][f])
 out["median"]["vacuum_time_ratio"] = med(lambda d: d["vacuum_time_ratio"])
 json.dump(out, open(sys.argv[2], "w"), indent=2)
-print(f"\n{'bloat: size after / before':<40} {'UPDATE':>8} {'tide+VACUUM':>12} {'tide, none':>11} {'time x':>7} {'vacuums':>8}")
-for d in out["rounds"]:
-    print(f"{'round %d' % d['round']:<40} {d['update']['size_ratio']:>8.2f} {d['tide_vacuum']['size_ratio']:>12.2f} "
-          f"{d['tide_no_vacuum']['size_ratio']:>11.2f} {d['vacuum_time_ratio']:>7.2f} {d['tide_vacuum']['vacuums']:>8}")
+names = {"update": "single UPDATE", "tide_vacuum": "tide (VACUUM between batches)",
+         "tide_no_vacuum": "tide, vacuum_between_batches: false", "tide_key": "tide, batch_by: key"}
+print(f"\nbloat: table + index after / before, each round; then the medians")
+print(f"{'':<38} {'rounds':<20} {'total':>6} {'heap':>6} {'index':>6} {'HOT':>5} {'s':>6} {'vacuums':>8}")
 m = out["median"]
-print(f"{'median':<40} {m['update']:>8.2f} {m['tide_vacuum']:>12.2f} {m['tide_no_vacuum']:>11.2f} {m['vacuum_time_ratio']:>7.2f}")
-print("(time x: tide's seconds with its VACUUM between batches over its seconds without)")
+for k in labels:
+    rounds = " ".join(f"{d[k]['size_ratio']:.2f}" for d in out["rounds"])
+    print(f"{names[k]:<38} {rounds:<20} {m[k]:>6.2f} {m[k + '_heap_ratio']:>6.2f} {m[k + '_index_ratio']:>6.2f} "
+          f"{m[k + '_hot_share']:>5.0%} {m[k + '_seconds']:>6.2f} {med(lambda d, k=k: d[k]['vacuums']):>8}")
+rounds = " ".join(f"{d['vacuum_time_ratio']:.2f}" for d in out["rounds"])
+print(f"{'time, VACUUM / none':<38} {rounds:<20} {m['vacuum_time_ratio']:>6.2f}")
 PY
   if [[ "$ONLY" == bloat ]]; then
     python3 -c "import json,sys; json.dump({'bloat': json.load(open(sys.argv[1]))}, open(sys.argv[2], 'w'), indent=2)" \

@@ -42,7 +42,7 @@ def main():
     ap.add_argument("--exprs", default="add,md5,join")
     ap.add_argument("--orders", default="key,uuid,shuffled")
     ap.add_argument("--workers", default="1,2",
-                    help="worker counts; a count with a k (2k) batches by key (batch_by: key)")
+                    help="worker counts, batching by page (batch_by: pages); a count with a k (2k) batches by key (batch_by: key)")
     ap.add_argument("--json", required=True)
     a = ap.parse_args()
     psql = ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p", a.port,
@@ -91,12 +91,12 @@ def main():
 
     def tide(name, expr, variant):
         w = int(variant.rstrip("k"))
-        by = "    batch_by: key\n" if variant.endswith("k") else ""
+        by = "    batch_by: key\n" if variant.endswith("k") else "    batch_by: pages\n"
         plan = os.path.join(os.path.dirname(a.json), name + ".yaml")
         with open(plan, "w") as f:
             f.write(f"plan: {name}\ndatabase: app\n"
                     "settings: {statement_timeout: 5m, max_replication_lag: 0s, "
-                    "max_active_sessions: 0, yield_ratio: 0}\n"
+                    "max_active_sessions: 0, yield_ratio: 0, hold_on_autovacuum: false}\n"
                     f"backfill:\n  - table: t\n    set: {{c: \"{EXPRESSIONS[expr][1]}\"}}\n"
                     f"    workers: {w}\n{by}")
         start = time.monotonic()

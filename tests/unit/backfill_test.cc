@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <map>
 
 namespace tide {
@@ -131,13 +132,50 @@ std::vector<std::string> PageBatches(TaskCheckpoint* cp, const std::vector<int64
 }
 }  // namespace
 
+// Every share takes every page of [from, to) once, and no other.
+void ExpectEveryShareTakesEveryPageOnce(const std::vector<std::string>& batches, int from, int to) {
+  std::map<int, std::vector<int>> pages_of_share;
+  for (const auto& b : batches) {
+    const int share = std::stoi(b.substr(0, b.find(':')));
+    const int first = std::stoi(b.substr(b.find(':') + 1));
+    const int last = std::stoi(b.substr(b.find('-') + 1));
+    for (int page = first; page < last; ++page) pages_of_share[share].push_back(page);
+  }
+  std::vector<int> all;
+  for (int page = from; page < to; ++page) all.push_back(page);
+  for (int s = 0; s < kPageShares; ++s) {
+    std::vector<int> got = pages_of_share[s];
+    std::sort(got.begin(), got.end());
+    EXPECT_EQ(got, all) << "share " << s;
+  }
+}
+
+// No batch reads a page one of the kRecentBatches batches before it wrote, but on the range's
+// last pages (from `last_pages` on), where fewer spans are left.
+void ExpectNoBatchReadsWhatTheLastOnesWrote(const std::vector<std::string>& batches,
+                                                 int last_pages) {
+  auto span = [](const std::string& b) {
+    return std::make_pair(std::stoi(b.substr(b.find(':') + 1)), std::stoi(b.substr(b.find('-') + 1)));
+  };
+  for (size_t i = 0; i < batches.size(); ++i) {
+    const auto [first, last] = span(batches[i]);
+    for (size_t back = 1; back <= kRecentBatches && back <= i; ++back) {
+      const auto [wrote_first, wrote_last] = span(batches[i - back]);
+      if (first < wrote_last && wrote_first < last) {
+        EXPECT_GE(first, last_pages) << "batch " << i << " " << batches[i] << " reads what "
+                                     << batches[i - back] << " wrote";
+      }
+    }
+  }
+}
+
 TEST(Backfill, APageRangeGoesShareByShareSoNoBatchRewritesMoreThanATenthOfAPage) {
   TaskCheckpoint cp;
   cp.unit = RangeUnit::kPage;
   cp.lower = {"10"};
-  cp.upper = {"40"};
-  // 100 rows a page, batches of 100 rows: spans of 10 pages, each share in turn over it.
-  PageBatchPlan p = PlanPageBatch(cp, 100, 100, 40);
+  cp.upper = {"90"};
+  // 100 rows a page, batches of 100 rows: spans of 10 pages, each share over them in turn.
+  PageBatchPlan p = PlanPageBatch(cp, 100, 100, 90);
   EXPECT_EQ(p.share, 0);
   EXPECT_EQ(p.span.from, (HeapPos{10, 0}));
   EXPECT_EQ(p.span.to, (HeapPos{20, 0}));
@@ -145,45 +183,58 @@ TEST(Backfill, APageRangeGoesShareByShareSoNoBatchRewritesMoreThanATenthOfAPage)
   EXPECT_FALSE(p.only_changes);
   EXPECT_FALSE(p.span.reaches_end);
   EXPECT_EQ(p.checkpoint, (std::vector<std::string>{"10", "0", "20", "10", "10", "10", "10", "10",
-                                                    "10", "10", "10", "10"}))
-      << "where every share stands first, then each share's frontier";
+                                                    "10", "10", "10", "10", "10", "20", "0", "0",
+                                                    "0", "0"}))
+      << "where every share stands, each share's frontier, the pages of the last batches";
+  const std::vector<std::string> got = PageBatches(&cp, std::vector<int64_t>(400, 100), 100, 90);
+  // Four spans in turn, so that a batch reads the pages a batch wrote only three batches later.
   std::vector<std::string> expected;
-  for (int from : {10, 20, 30}) {
-    for (int s = 0; s < kPageShares; ++s) {
-      expected.push_back(std::to_string(s) + ":" + std::to_string(from) + "-" +
-                         std::to_string(from + 10));
+  for (int s = 0; s < kPageShares; ++s) {
+    for (int span : {10, 20, 30, 40}) {
+      expected.push_back(std::to_string(s) + ":" + std::to_string(span) + "-" +
+                         std::to_string(span + 10));
     }
   }
-  EXPECT_EQ(PageBatches(&cp, std::vector<int64_t>(100, 100), 100, 40), expected);
+  EXPECT_EQ(std::vector<std::string>(got.begin(), got.begin() + 40), expected);
   EXPECT_TRUE(cp.done);
-  EXPECT_EQ(cp.last_key.at(0), "40");
+  EXPECT_EQ(cp.last_key.at(0), "90");
+  ExpectEveryShareTakesEveryPageOnce(got, 10, 90);
+  ExpectNoBatchReadsWhatTheLastOnesWrote(got, 86);
 
-  // A batch size cut to a third after three shares (statement timeouts): the other shares go
-  // over the first three pages, then the fourth share moves on; no page is left to a share and
-  // none is taken twice.
+  // A range of a few spans: the spans near its end get smaller, so that there are still enough.
+  TaskCheckpoint odd;
+  odd.unit = RangeUnit::kPage;
+  odd.lower = {"0"};
+  odd.upper = {"40"};
+  const std::vector<std::string> odd_batches = PageBatches(&odd, std::vector<int64_t>(400, 100), 100, 40);
+  EXPECT_TRUE(odd.done);
+  ExpectEveryShareTakesEveryPageOnce(odd_batches, 0, 40);
+  ExpectNoBatchReadsWhatTheLastOnesWrote(odd_batches, 36);
+
+  // A batch size cut to a third after three batches (statement timeouts): later batches go over
+  // fewer pages; no page is left to a share and none is taken twice.
   TaskCheckpoint shrunk;
   shrunk.unit = RangeUnit::kPage;
   shrunk.lower = {"0"};
-  shrunk.upper = {"10"};
+  shrunk.upper = {"40"};
   std::vector<int64_t> sizes = {100, 100, 100};
-  sizes.resize(200, 30);
-  std::vector<std::string> got = PageBatches(&shrunk, sizes, 100, 10);
-  ASSERT_GE(got.size(), 10u);
-  EXPECT_EQ(std::vector<std::string>(got.begin(), got.begin() + 10),
-            (std::vector<std::string>{"0:0-10", "1:0-10", "2:0-10", "3:0-3", "4:0-3", "5:0-3",
-                                      "6:0-3", "7:0-3", "8:0-3", "9:0-3"}));
-  EXPECT_EQ(got.at(10), "3:3-6");
+  sizes.resize(400, 30);
+  const std::vector<std::string> shrunk_batches = PageBatches(&shrunk, sizes, 100, 40);
+  EXPECT_EQ(shrunk_batches.at(3), "0:24-27");
   EXPECT_TRUE(shrunk.done);
-  std::map<int, std::vector<int>> pages_of_share;
-  for (const auto& b : got) {
-    const int share = std::stoi(b.substr(0, b.find(':')));
-    const int from = std::stoi(b.substr(b.find(':') + 1));
-    const int to = std::stoi(b.substr(b.find('-') + 1));
-    for (int page = from; page < to; ++page) pages_of_share[share].push_back(page);
-  }
-  for (int s = 0; s < kPageShares; ++s) {
-    EXPECT_EQ(pages_of_share[s], (std::vector<int>{0, 1, 2, 3, 4, 5, 6, 7, 8, 9})) << "share " << s;
-  }
+  ExpectEveryShareTakesEveryPageOnce(shrunk_batches, 0, 40);
+  ExpectNoBatchReadsWhatTheLastOnesWrote(shrunk_batches, 36);
+  // A batch size that grows: wider spans, the same coverage.
+  TaskCheckpoint grown;
+  grown.unit = RangeUnit::kPage;
+  grown.lower = {"0"};
+  grown.upper = {"97"};
+  std::vector<int64_t> growing;
+  for (int i = 0; i < 400; ++i) growing.push_back(20 + 7 * i);
+  const std::vector<std::string> grown_batches = PageBatches(&grown, growing, 100, 97);
+  EXPECT_TRUE(grown.done);
+  ExpectEveryShareTakesEveryPageOnce(grown_batches, 0, 97);
+  ExpectNoBatchReadsWhatTheLastOnesWrote(grown_batches, 93);
 }
 
 TEST(Backfill, APageBatchGoesOnFromItsCheckpointAndAnOpenTailFollowsATruncatedTable) {
@@ -203,7 +254,7 @@ TEST(Backfill, APageBatchGoesOnFromItsCheckpointAndAnOpenTailFollowsATruncatedTa
   p = PlanPageBatch(cp, 30, 100, 20);
   EXPECT_EQ(p.share, 0);
   EXPECT_EQ(p.span.from, (HeapPos{16, 0}));
-  EXPECT_EQ(p.span.to, (HeapPos{19, 0}));
+  EXPECT_EQ(p.span.to, (HeapPos{17, 0})) << "a quarter of the four pages left";
   // The open tail, in a table a vacuum cut to 12 pages: done, standing at the new end.
   TaskCheckpoint tail;
   tail.unit = RangeUnit::kPage;
