@@ -8,6 +8,15 @@
 namespace tide {
 namespace {
 
+// A page range from page `lower` up to `upper` (empty: the open tail).
+TaskCheckpoint PageRange(const std::string& lower, const std::string& upper) {
+  TaskCheckpoint cp;
+  cp.unit = RangeUnit::kPage;
+  cp.lower = {lower};
+  if (!upper.empty()) cp.upper = {upper};
+  return cp;
+}
+
 TEST(Backfill, CheckpointAdvancesByTheBatch) {
   TaskCheckpoint cp;
   cp.rows_estimated = 10;
@@ -30,10 +39,7 @@ TEST(Backfill, AShortBatchEndsThePass) {
 }
 
 TEST(Backfill, APageRangeEndsWhenItsBatchReachesTheEndNotWhenItFindsFewRows) {
-  TaskCheckpoint cp;
-  cp.unit = RangeUnit::kPage;
-  cp.lower = {"0"};
-  cp.upper = {"100"};
+  TaskCheckpoint cp = PageRange("0", "100");
   BatchResult b{0, 0, {"40"}};
   TaskCheckpoint next = AdvanceCheckpoint(cp, b, 1000);
   EXPECT_FALSE(next.done) << "pages the application already filled say nothing of the end";
@@ -170,10 +176,7 @@ void ExpectNoBatchReadsWhatTheLastOnesWrote(const std::vector<std::string>& batc
 }
 
 TEST(Backfill, APageRangeGoesShareByShareSoNoBatchRewritesMoreThanATenthOfAPage) {
-  TaskCheckpoint cp;
-  cp.unit = RangeUnit::kPage;
-  cp.lower = {"10"};
-  cp.upper = {"90"};
+  TaskCheckpoint cp = PageRange("10", "90");
   // 100 rows a page, batches of 100 rows: spans of 10 pages, each share over them in turn.
   PageBatchPlan p = PlanPageBatch(cp, 100, 100, 90);
   EXPECT_EQ(p.share, 0);
@@ -202,10 +205,7 @@ TEST(Backfill, APageRangeGoesShareByShareSoNoBatchRewritesMoreThanATenthOfAPage)
   ExpectNoBatchReadsWhatTheLastOnesWrote(got, 86);
 
   // A range of a few spans: the spans near its end get smaller, so that there are still enough.
-  TaskCheckpoint odd;
-  odd.unit = RangeUnit::kPage;
-  odd.lower = {"0"};
-  odd.upper = {"40"};
+  TaskCheckpoint odd = PageRange("0", "40");
   const std::vector<std::string> odd_batches = PageBatches(&odd, std::vector<int64_t>(400, 100), 100, 40);
   EXPECT_TRUE(odd.done);
   ExpectEveryShareTakesEveryPageOnce(odd_batches, 0, 40);
@@ -213,10 +213,7 @@ TEST(Backfill, APageRangeGoesShareByShareSoNoBatchRewritesMoreThanATenthOfAPage)
 
   // A batch size cut to a third after three batches (statement timeouts): later batches go over
   // fewer pages; no page is left to a share and none is taken twice.
-  TaskCheckpoint shrunk;
-  shrunk.unit = RangeUnit::kPage;
-  shrunk.lower = {"0"};
-  shrunk.upper = {"40"};
+  TaskCheckpoint shrunk = PageRange("0", "40");
   std::vector<int64_t> sizes = {100, 100, 100};
   sizes.resize(400, 30);
   const std::vector<std::string> shrunk_batches = PageBatches(&shrunk, sizes, 100, 40);
@@ -225,10 +222,7 @@ TEST(Backfill, APageRangeGoesShareByShareSoNoBatchRewritesMoreThanATenthOfAPage)
   ExpectEveryShareTakesEveryPageOnce(shrunk_batches, 0, 40);
   ExpectNoBatchReadsWhatTheLastOnesWrote(shrunk_batches, 36);
   // A batch size that grows: wider spans, the same coverage.
-  TaskCheckpoint grown;
-  grown.unit = RangeUnit::kPage;
-  grown.lower = {"0"};
-  grown.upper = {"97"};
+  TaskCheckpoint grown = PageRange("0", "97");
   std::vector<int64_t> growing;
   for (int i = 0; i < 400; ++i) growing.push_back(20 + 7 * i);
   const std::vector<std::string> grown_batches = PageBatches(&grown, growing, 100, 97);
@@ -238,10 +232,7 @@ TEST(Backfill, APageRangeGoesShareByShareSoNoBatchRewritesMoreThanATenthOfAPage)
 }
 
 TEST(Backfill, APageBatchGoesOnFromItsCheckpointAndAnOpenTailFollowsATruncatedTable) {
-  TaskCheckpoint cp;
-  cp.unit = RangeUnit::kPage;
-  cp.lower = {"10"};
-  cp.upper = {"20"};
+  TaskCheckpoint cp = PageRange("10", "20");
   // A checkpoint in the middle of a page (a span of whole rows, as an earlier version of tide
   // left it) goes on by spans to the page's end, then by shares.
   cp.last_key = {"15", "40"};
@@ -256,9 +247,7 @@ TEST(Backfill, APageBatchGoesOnFromItsCheckpointAndAnOpenTailFollowsATruncatedTa
   EXPECT_EQ(p.span.from, (HeapPos{16, 0}));
   EXPECT_EQ(p.span.to, (HeapPos{17, 0})) << "a quarter of the four pages left";
   // The open tail, in a table a vacuum cut to 12 pages: done, standing at the new end.
-  TaskCheckpoint tail;
-  tail.unit = RangeUnit::kPage;
-  tail.lower = {"20"};
+  TaskCheckpoint tail = PageRange("20", "");
   tail.last_key = {"30", "0"};
   p = PlanPageBatch(tail, 1000, 100, 12);
   EXPECT_TRUE(p.empty);
