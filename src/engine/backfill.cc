@@ -105,7 +105,7 @@ PageBatchPlan SpanBatch(HeapPos at, int64_t batch_size, double rows_per_page, in
 }  // namespace
 
 PageBatchPlan PlanPageBatch(const TaskCheckpoint& from, int64_t batch_size,
-                            double rows_per_page, int64_t end) {
+                            double rows_per_page, int64_t end, bool shares) {
   HeapPos at{std::stoll(from.lower.at(0)), 0};
   std::vector<int64_t> frontier;
   std::vector<std::pair<int64_t, int64_t>> recent;  // the pages of the range's last batches
@@ -133,10 +133,14 @@ PageBatchPlan PlanPageBatch(const TaskCheckpoint& from, int64_t batch_size,
     return p;
   }
   batch_size = std::max<int64_t>(1, batch_size);
-  if (open || (frontier.empty() && at.offset != 0)) {
-    // The open tail, or a range a span left in the middle of a page: spans of whole rows.
+  const bool below_a_page = static_cast<double>(batch_size) * kPageShares < rows_per_page;
+  if (open || !shares || below_a_page || (frontier.empty() && at.offset != 0)) {
+    // Spans of whole rows: the open tail, a task without shares, a batch smaller than a page's
+    // share (statement timeouts cut it), or a range a span left in the middle of a page. From
+    // where every share has been, taking only the rows an update changes where some shares have
+    // gone further (a row whose expression yields NULL is not taken twice).
     PageBatchPlan p = SpanBatch(at, batch_size, rows_per_page, end);
-    p.only_changes = open;
+    p.only_changes = open || (!frontier.empty() && frontier.front() > frontier.back());
     return p;
   }
   if (frontier.empty()) frontier.assign(kPageShares, at.page);

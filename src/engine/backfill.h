@@ -66,7 +66,7 @@ struct HeapSpan {
 HeapSpan NextPageSpan(HeapPos from, int64_t rows, double rows_per_page, int64_t end);
 
 // A closed page range is updated in kPageShares shares: a batch takes, from a span of pages, the
-// rows whose key falls in one share (see ShareFilter), so that no batch transaction rewrites
+// rows whose key falls in one share (see ShareOf), so that no batch transaction rewrites
 // more than about a tenth of any heap page or index page. Every batch then finds room its
 // predecessors left: the row versions earlier batches left behind are pruned as the next batch
 // reads their page, so most new versions stay on their page (HOT: no new index entry), and the
@@ -79,13 +79,12 @@ HeapSpan NextPageSpan(HeapPos from, int64_t rows, double rows_per_page, int64_t 
 // over pages share s-1 has done. The next batch is the last share that can move up to the one
 // before it on pages the range's last kRecentBatches batches did not touch, else share 0 on new
 // pages (a span of about kPageShares batches' rows, at most 1/(kRecentBatches + 1) of the pages
-// left), else
-// (on the range's last pages) the last share that can move. With a steady batch size a range goes share 0 over spans A, B and C in turn,
-// then share 1 over A, B and C, ... share 9 over C, then the next three spans: a batch reads the
-// pages a batch wrote only two batches later, when the row versions it left behind are dead to
-// every transaction (the other workers' batches that began before it committed have ended), so
-// that they can be pruned and their index entries removed. With one batch between them, two
-// workers still found half of them held.
+// left), else (on the range's last pages) the last share that can move. With a steady batch size
+// a range goes share 0 over spans A, B, C and D in turn, then share 1 over A to D, ... share 9
+// over D, then the next four spans: a batch reads the pages a batch wrote only three batches
+// later, when the row versions it left behind are dead to every transaction (the other workers'
+// batches that began before it committed have ended), so that they can be pruned and their index
+// entries removed. With one batch between them, two workers found a third of them still held.
 // The checkpoint (last_key) of a page range is {f_9, 0, f_0, ..., f_9, then the first and end
 // page of each of the last kRecentBatches batches}: its first two say, as for spans of whole rows
 // ({page, offset}: everything before that tuple is done), where every share has been.
@@ -102,8 +101,9 @@ struct PageBatchPlan {
   int share = -1;             // the share of the span's rows the batch takes; -1: every row
   int64_t rows_held = 0;      // about how many rows the batch holds (the batch's `scanned`)
 };
+// With `shares` false (see BatchStatement::page_shares) a batch takes every row of a span.
 PageBatchPlan PlanPageBatch(const TaskCheckpoint& from, int64_t batch_size, double rows_per_page,
-                            int64_t end);
+                            int64_t end, bool shares = true);
 
 BatchStatement MakeBatchStatement(const BackfillTask& task, const std::vector<KeyColumn>& key,
                                   const std::map<std::string, std::string>& column_types = {});

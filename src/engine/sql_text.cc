@@ -143,16 +143,23 @@ std::string ShareOf(const BatchStatement& b, int shares) {
   std::string sum;
   for (const auto& k : b.key) {
     const std::string c = QuoteIdent(k.name);
+    const std::string& t = k.type;
     std::string term;
-    if (k.type == "smallint" || k.type == "integer" || k.type == "bigint") {
-      term = c;
-    } else if (k.type == "uuid") {
-      term = "uuid_hash(" + c + ")";
+    if (t == "smallint" || t == "integer" || t == "bigint") {
+      term = "pg_catalog.hashint8(" + c + "::bigint)";
+    } else if (t == "uuid") {
+      term = "pg_catalog.uuid_hash(" + c + ")";
+    } else if (t == "numeric" || t.rfind("numeric(", 0) == 0) {
+      term = "pg_catalog.hash_numeric(" + c + ")";
+    } else if (t == "text" || t.rfind("character varying", 0) == 0 || t.rfind("character(", 0) == 0 ||
+               t == "character" || t == "name") {
+      term = "pg_catalog.hashtext(" + c + "::text)";
     } else {
-      term = "hashtext(" + c + "::text)";
+      continue;
     }
     sum += (sum.empty() ? "" : " + ") + term + " % " + n;
   }
+  if (sum.empty()) return "";
   return "(((" + sum + ") % " + n + " + " + n + ") % " + n + ")";
 }
 

@@ -40,6 +40,14 @@ struct BatchStatement {
   std::string plan;
   // Page batches: about how many rows a heap page holds, to turn a batch size into pages.
   double rows_per_page = 0;
+  // Page batches go by share (see kPageShares) only where a row whose share changes under the
+  // scan (the application changes its key) is caught, as a moved row is (see BackfillOptions),
+  // and where ShareOf can read the key.
+  bool page_shares = false;
+  // The task has met a row whose expression yields NULL: share batches take only rows their
+  // update changes, so that such a row, moved ahead of its share by its own update, is not
+  // taken again (see ChangeFilter).
+  bool skip_unfillable = false;
 };
 
 // A batch is three short statements, all on the key's index, with the key values as typed
@@ -73,9 +81,12 @@ std::string BatchCountSql(const BatchStatement& b, bool has_lower);
 // `shares` above 0, only the rows whose ShareOf is $3 (an integer below `shares`).
 std::string PageBatchUpdateSql(const BatchStatement& b, bool only_changes, int shares = 0);
 
-// The share of `shares` a row falls in by its key, 0 to shares - 1: spread evenly over the rows
-// of a page and of an index page whatever the key's order, and cheap (an integer key's own value,
-// a uuid's or any other key's hash), since a share's batch reads every row of its pages.
+// The share of `shares` a row falls in by its key, 0 to shares - 1: the sum of its key columns'
+// hashes (hashint8, uuid_hash, hash_numeric, hashtext of a text key), cheap, since a share's batch
+// reads every row of its pages, and spread over the rows of a page and of an index page whatever
+// the key's order or step. Only columns whose hash depends on nothing but the value take part:
+// the text form of a timestamp, a date or a float depends on the session's settings, and a row
+// must stay in its share from one batch to the next. Empty when no key column can.
 std::string ShareOf(const BatchStatement& b, int shares);
 
 // The table's size in pages now: one row, one number.

@@ -110,15 +110,18 @@ BatchResult PageBatch(pqxx::dbtransaction& w, const BatchStatement& statement,
   const int64_t end = from.upper.empty()
                           ? w.exec1(HeapPagesSql(statement.table))[0].as<int64_t>()
                           : std::stoll(from.upper.at(0));
-  const PageBatchPlan plan = PlanPageBatch(from, batch_size, statement.rows_per_page, end);
+  const PageBatchPlan plan =
+      PlanPageBatch(from, batch_size, statement.rows_per_page, end, statement.page_shares);
   BatchResult b;
   b.last_key = plan.checkpoint;
   b.reached_end = plan.empty || plan.span.reaches_end;
   if (plan.empty) return b;
   auto updated = plan.share >= 0
-                     ? w.exec_params(PageBatchUpdateSql(statement, false, kPageShares),
+                     ? w.exec_params(PageBatchUpdateSql(statement, statement.skip_unfillable,
+                                                        kPageShares),
                                      Tid(plan.span.from), Tid(plan.span.to), plan.share)
-                     : w.exec_params(PageBatchUpdateSql(statement, plan.only_changes),
+                     : w.exec_params(PageBatchUpdateSql(statement, plan.only_changes ||
+                                                                       statement.skip_unfillable),
                                      Tid(plan.span.from), Tid(plan.span.to));
   b.updated = updated[0][0].as<int64_t>();
   b.unfillable = updated[0][1].as<int64_t>();

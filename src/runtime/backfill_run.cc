@@ -160,6 +160,11 @@ void BackfillRun::RunSetup() {
         Setup setup;
         setup.statement = MakeBatchStatement(task, info->key, info->column_types);
         setup.statement.plan = plan;
+        setup.statement.page_shares =
+            moved_rows_caught && !ShareOf(setup.statement, kPageShares).empty();
+        // A catch-up pass is over rows the pass before left: those whose expression yields NULL
+        // among them were taken once already.
+        setup.statement.skip_unfillable = pass > 1;
         // An empty heap has no density to go by: 50 rows a page, as EstimateRows guesses.
         setup.statement.rows_per_page =
             info->pages > 0 && info->estimated_rows > 0
@@ -439,6 +444,7 @@ void BackfillRun::OnBatch(const std::shared_ptr<Lane>& lane, int64_t size, Milli
   // pays for what it wrote beyond (a page batch over a stale estimate).
   // A verification writes nothing: the cap counts the rows it reads.
   const int64_t written = mode_ == BackfillMode::kVerify ? r->scanned : r->updated + r->unfillable;
+  if (r->unfillable > 0) statement_.skip_unfillable = true;
   differing_ += r->differing;
   for (const auto& k : r->differing_keys) {
     if (differing_keys_.size() < 5) differing_keys_.push_back(k);

@@ -231,6 +231,30 @@ TEST(Backfill, APageRangeGoesShareByShareSoNoBatchRewritesMoreThanATenthOfAPage)
   ExpectNoBatchReadsWhatTheLastOnesWrote(grown_batches, 93);
 }
 
+TEST(Backfill, WithoutSharesOrBelowAPagesShareAPageRangeGoesBySpansOfWholeRows) {
+  TaskCheckpoint cp = PageRange("0", "100");
+  PageBatchPlan p = PlanPageBatch(cp, 500, 100, 100, /*shares=*/false);
+  EXPECT_EQ(p.share, -1);
+  EXPECT_EQ(p.span.to, (HeapPos{5, 0}));
+  EXPECT_FALSE(p.only_changes);
+  // Shares under way, then a batch cut below a tenth of a page: spans from where every share
+  // has been, taking only the rows an update changes while some shares have gone further.
+  std::vector<std::string> got = PageBatches(&cp, {100, 100, 100, 100, 100}, 100, 100);
+  ASSERT_EQ(got.size(), 5u);
+  EXPECT_EQ(got[4], "1:0-10");
+  p = PlanPageBatch(cp, 5, 100, 100);
+  EXPECT_EQ(p.share, -1);
+  EXPECT_EQ(p.span.from, (HeapPos{0, 0}));
+  EXPECT_EQ(p.span.to, (HeapPos{0, 5}));
+  EXPECT_TRUE(p.only_changes);
+  EXPECT_EQ(p.checkpoint, (std::vector<std::string>{"0", "5"}));
+  // Grown back: shares again, once a span has reached a page's start.
+  cp.last_key = {"7", "0"};
+  p = PlanPageBatch(cp, 100, 100, 100);
+  EXPECT_EQ(p.share, 0);
+  EXPECT_EQ(p.span.from, (HeapPos{7, 0}));
+}
+
 TEST(Backfill, APageBatchGoesOnFromItsCheckpointAndAnOpenTailFollowsATruncatedTable) {
   TaskCheckpoint cp = PageRange("10", "20");
   // A checkpoint in the middle of a page (a span of whole rows, as an earlier version of tide

@@ -183,16 +183,22 @@ TEST(SqlText, TimeoutsAndArrays) {
   EXPECT_EQ(TextArrayLiteral({"1", "a \"q\" \\ b"}), "{\"1\",\"a \\\"q\\\" \\\\ b\"}");
 }
 
-TEST(SqlText, AShareOfAPageBatchIsTheKeysOwnValueOrItsHash) {
+TEST(SqlText, AShareOfAPageBatchIsTheHashOfTheKeyColumnsThatHaveAStableOne) {
   BatchStatement b = ClinicBatch();
-  EXPECT_EQ(ShareOf(b, 10), "(((\"id\" % 10) % 10 + 10) % 10)");
-  b.key = {{"tenant", "integer"}, {"id", "uuid"}, {"code", "text"}};
+  EXPECT_EQ(ShareOf(b, 10), "(((pg_catalog.hashint8(\"id\"::bigint) % 10) % 10 + 10) % 10)");
+  b.key = {{"tenant", "integer"}, {"id", "uuid"}, {"code", "character varying(20)"}};
   EXPECT_EQ(ShareOf(b, 10),
-            "(((\"tenant\" % 10 + uuid_hash(\"id\") % 10 + hashtext(\"code\"::text) % 10) % 10 + "
-            "10) % 10)");
+            "(((pg_catalog.hashint8(\"tenant\"::bigint) % 10 + pg_catalog.uuid_hash(\"id\") % 10 + "
+            "pg_catalog.hashtext(\"code\"::text) % 10) % 10 + 10) % 10)");
+  // A date's or a timestamp's text depends on DateStyle and TimeZone: such a column takes no
+  // part, and a key of nothing else has no share.
+  b.key = {{"account", "numeric(12,0)"}, {"day", "date"}};
+  EXPECT_EQ(ShareOf(b, 10), "(((pg_catalog.hash_numeric(\"account\") % 10) % 10 + 10) % 10)");
+  b.key = {{"at", "timestamp with time zone"}, {"ratio", "double precision"}};
+  EXPECT_EQ(ShareOf(b, 10), "");
   EXPECT_NE(PageBatchUpdateSql(ClinicBatch(), false, 10)
-                .find("WHERE ctid >= $1::tid AND ctid < $2::tid AND (((\"id\" % 10) % 10 + 10) % 10) "
-                      "= $3::int AND (\"clinicId\" IS NULL)"),
+                .find("WHERE ctid >= $1::tid AND ctid < $2::tid AND (((pg_catalog.hashint8(\"id\"::bigint) "
+                      "% 10) % 10 + 10) % 10) = $3::int AND (\"clinicId\" IS NULL)"),
             std::string::npos)
       << PageBatchUpdateSql(ClinicBatch(), false, 10);
 }
