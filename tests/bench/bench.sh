@@ -165,6 +165,8 @@ backfill:
   - table: t
     set: {clinic: "$EXPR"}
 $2
+gates:
+  - null_count: {table: t, column: clinic}
 YAML
   local start end
   start=$(now)

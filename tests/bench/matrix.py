@@ -98,7 +98,8 @@ def main():
                     "settings: {statement_timeout: 5m, max_replication_lag: 0s, "
                     "max_active_sessions: 0, yield_ratio: 0, hold_on_autovacuum: false}\n"
                     f"backfill:\n  - table: t\n    set: {{c: \"{EXPRESSIONS[expr][1]}\"}}\n"
-                    f"    workers: {w}\n{by}")
+                    f"    workers: {w}\n{by}"
+                    "gates:\n  - null_count: {table: t, column: c}\n")
         start = time.monotonic()
         subprocess.run([a.tidectl, "submit", "--spool", a.spool, plan], check=True,
                        capture_output=True)
