@@ -25,6 +25,16 @@ BlockerPolicy BlockerPolicyFor(const StatementSettings& plan, const Defaults& de
   return p;
 }
 
+std::string BlockerPolicyProblem(const StatementSettings& plan, const Defaults& defaults) {
+  const BlockerPolicy policy = BlockerPolicyFor(plan, defaults);
+  const int64_t retries = plan.ddl_retries.value_or(defaults.ddl_retries);
+  if (!policy.enabled || policy.after_lock_timeouts <= retries) return "";
+  return "`blockers.after_lock_timeouts` is " + std::to_string(policy.after_lock_timeouts) +
+         ", above `ddl_retries` (" + std::to_string(retries) +
+         "): a statement fails the plan after that many lock timeouts, before the blocker "
+         "policy would act; lower `after_lock_timeouts` or raise `ddl_retries`";
+}
+
 const char* ToString(BlockerVerdict::Action a) {
   switch (a) {
     case BlockerVerdict::Action::kLeave: return "leave";

@@ -26,6 +26,10 @@ struct BlockerPolicy {
 // The plan's `blockers:`, else the config's, each key of the plan's over the config's.
 BlockerPolicy BlockerPolicyFor(const StatementSettings& plan, const Defaults& defaults);
 
+// Why the plan's blocker policy could never act (its after_lock_timeouts is above the
+// ddl_retries a statement gets before the plan fails), with what to change; empty when it can.
+std::string BlockerPolicyProblem(const StatementSettings& plan, const Defaults& defaults);
+
 struct BlockerVerdict {
   enum class Action { kLeave, kCancel, kTerminate };
   Action action = Action::kLeave;

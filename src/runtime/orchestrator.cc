@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "engine/backfill.h"
+#include "engine/blockers.h"
 #include "runtime/backfill_run.h"
 #include "runtime/plan_run.h"
 #include "runtime/retry.h"
@@ -130,6 +131,8 @@ void Orchestrator::Submit(SpoolFile file) {
     for (const auto& f : findings) text += f.ToString(file.name) + "\n";
     return Reject(file, parsed.plan.name, text);
   }
+  const std::string policy = BlockerPolicyProblem(parsed.plan.settings, config_.defaults);
+  if (!policy.empty()) return Reject(file, parsed.plan.name, file.name + ": settings: " + policy);
 
   pending_files_.insert(file.name);
   const std::string checksum = Sha256Hex(file.text);

@@ -136,3 +136,29 @@ TEST(BlockersTest, EachOutcomeIsReportedWithWhoButNeverWhat) {
 }
 }  // namespace
 }  // namespace tide
+
+namespace tide {
+namespace {
+TEST(BlockersTest, APolicyThatCouldNeverActIsNamedWithWhatToChange) {
+  StatementSettings plan;
+  Defaults defaults;
+  defaults.ddl_retries = 5;
+  EXPECT_EQ(BlockerPolicyProblem(plan, defaults), "") << "no policy";
+  BlockerSettings b;
+  b.after_lock_timeouts = 6;
+  plan.health.blockers = b;
+  const std::string problem = BlockerPolicyProblem(plan, defaults);
+  EXPECT_NE(problem.find("`blockers.after_lock_timeouts` is 6, above `ddl_retries` (5)"), std::string::npos)
+      << problem;
+  EXPECT_NE(problem.find("lower `after_lock_timeouts` or raise `ddl_retries`"), std::string::npos);
+  plan.ddl_retries = 6;
+  EXPECT_EQ(BlockerPolicyProblem(plan, defaults), "") << "the plan's ddl_retries counts";
+  plan.ddl_retries.reset();
+  b.after_lock_timeouts.reset();
+  defaults.health.blockers = b;
+  plan.health.blockers.reset();
+  defaults.ddl_retries = 2;
+  EXPECT_NE(BlockerPolicyProblem(plan, defaults), "") << "the default of 3 against 2 retries";
+}
+}  // namespace
+}  // namespace tide
