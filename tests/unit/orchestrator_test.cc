@@ -725,6 +725,20 @@ TEST_F(OrchestratorTest, RejectsAnInvalidPlanWithEveryError) {
   EXPECT_EQ(audit_.Count("plan_rejected"), 1);
 }
 
+TEST_F(OrchestratorTest, RejectsAPlanWhoseBlockerPolicyCouldNeverAct) {
+  auto o = Make();
+  o->Submit(SpoolFile{"b.yaml",
+                      "plan: b\ndatabase: app\nsettings:\n  ddl_retries: 2\n  blockers:\n"
+                      "    after_lock_timeouts: 4\n    terminate_idle_in_transaction: 10s\n"
+                      "expand:\n  - add_column: {table: t, column: c, type: int}\n",
+                      "bob"});
+  ASSERT_EQ(spool_.rejected, std::vector<std::string>{"b.yaml"}) << spool_.last_error;
+  EXPECT_NE(spool_.last_error.find("`blockers.after_lock_timeouts` is 4, above `ddl_retries` (2)"),
+            std::string::npos)
+      << spool_.last_error;
+  EXPECT_EQ(audit_.Count("plan_rejected"), 1);
+}
+
 TEST_F(OrchestratorTest, RejectsAPlanWhoseStepsWouldLockUpProduction) {
   auto o = Make();
   o->Submit(SpoolFile{"x.yaml", "plan: x\ndatabase: app\nexpand:\n  - sql: CREATE INDEX i ON t (c)\n", "bob"});
