@@ -80,16 +80,17 @@ HeapSpan NextPageSpan(HeapPos from, int64_t rows, double rows_per_page, int64_t 
 // before it on pages the range's last kRecentBatches batches did not touch, else share 0 on new
 // pages (a span of about kPageShares batches' rows, at most 1/(kRecentBatches + 1) of the pages
 // left), else (on the range's last pages) the last share that can move. With a steady batch size
-// a range goes share 0 over spans A, B, C and D in turn, then share 1 over A to D, ... share 9
-// over D, then the next four spans: a batch reads the pages a batch wrote only three batches
-// later, when the row versions it left behind are dead to every transaction (the other workers'
-// batches that began before it committed have ended), so that they can be pruned and their index
-// entries removed. With one batch between them, two workers found a third of them still held.
+// a range goes share 0 over spans A to F in turn, then share 1 over A to F, ... share 9 over F,
+// then the next six spans: a batch reads the pages a batch wrote only five batches later, when
+// the row versions it left behind are dead to every transaction (the other workers' batches that
+// began before it committed have ended), so that they can be pruned and their index entries
+// removed. With one batch between them, two workers found a third of them still held; with
+// three, a few (the index 1.05x); with five, it stays at 1.02x.
 // The checkpoint (last_key) of a page range is {f_9, 0, f_0, ..., f_9, then the first and end
 // page of each of the last kRecentBatches batches}: its first two say, as for spans of whole rows
 // ({page, offset}: everything before that tuple is done), where every share has been.
 constexpr int kPageShares = 10;
-constexpr int kRecentBatches = 3;
+constexpr int kRecentBatches = 5;
 
 // The next batch of a page range (see TaskCheckpoint) of about `batch_size` rows, in a heap
 // whose range ends before page `end` (for an open range: the table's size now).
