@@ -396,7 +396,9 @@ class HealthProbe {
  public:
   virtual ~HealthProbe() = default;
 
-  // Runs a query that returns one number (a gate).
+  // Runs a query that returns one number (a gate), read-only and on this session's process
+  // alone (no parallel workers: a count over a big table takes one core, not all of them, from
+  // the application).
   virtual Result<int64_t> QueryNumber(const std::string& sql, const StatementLimits& limits) = 0;
   // This session's server process id.
   virtual Result<int64_t> BackendPid() = 0;

@@ -143,7 +143,7 @@ Result<int64_t> PgPlanDatabase::QueryNumber(const std::string& sql, const Statem
   try {
     pqxx::work w(*conn_);
     w.exec0("SET TRANSACTION READ ONLY");
-    w.exec0(LimitsSql(limits));
+    w.exec0(LimitsSql(limits) + "; SET LOCAL max_parallel_workers_per_gather = 0");
     auto r = w.exec(sql);
     if (r.size() != 1 || r.columns() != 1 || r[0][0].is_null()) {
       return Status::Fatal("the query must return one number; it returned " +

@@ -3,6 +3,7 @@
 #   bash tests/bench/bench.sh [--rows N] [--rounds R] [--seconds S] [--json FILE]
 #                             [--only matrix|impact|bloat] [--exprs add,md5,join] [--orders key,uuid,shuffled]
 #                             [--settings default,tuned] [--workers 1,2] [--tide-settings "k: v, ..."]
+#                             [--tide-task "batch_by: key"]
 # 1. The speed matrix (tests/bench/matrix.py): for each PostgreSQL settings (`default`: the
 #    server's own defaults; `tuned`: shared_buffers 256MB, max_wal_size 4GB, checkpoint_timeout
 #    30min), each expression (`a + 1`, `md5(a::text)`, a join) and each key order (a bigint key
@@ -35,6 +36,7 @@ ORDERS=key,uuid,shuffled
 SETTINGS=default,tuned
 WORKERS=1,2
 TIDE_SETTINGS=  # plan settings added to tide's "defaults" run of the impact part (to try others)
+TIDE_TASK=      # task keys added to that run (e.g. "batch_by: key")
 usage() {
   echo "usage: tests/bench/bench.sh [--rows N] [--rounds R] [--seconds S] [--json FILE] [--only matrix|impact|bloat]" >&2
   echo "       [--exprs add,md5,join] [--orders key,uuid,shuffled] [--settings default,tuned] [--workers 1,2]" >&2
@@ -52,6 +54,7 @@ while [[ $# -gt 0 ]]; do
     --settings) SETTINGS=$2; shift 2 ;;
     --workers) WORKERS=$2; shift 2 ;;
     --tide-settings) TIDE_SETTINGS=", $2"; shift 2 ;;
+    --tide-task) TIDE_TASK="    $2"; shift 2 ;;
     *) usage ;;
   esac
 done
@@ -294,7 +297,7 @@ pgbench_under() {  # $1: round, $2: tide or update
   local pb=$!
   sleep 2
   if [[ $2 == tide ]]; then
-    echo "tide_defaults_under_pgbench $(run_tide "bench_defaults_$1" "" "$TIDE_SETTINGS")" >>"$TIMES"
+    echo "tide_defaults_under_pgbench $(run_tide "bench_defaults_$1" "$TIDE_TASK" "$TIDE_SETTINGS")" >>"$TIMES"
   else
     echo "single_update_under_pgbench $(run_update)" >>"$TIMES"
   fi
