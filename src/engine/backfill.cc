@@ -104,8 +104,10 @@ PageBatchPlan SpanBatch(HeapPos at, int64_t batch_size, double rows_per_page, in
 
 }  // namespace
 
-PageBatchPlan PlanPageBatch(const TaskCheckpoint& from, int64_t batch_size,
-                            double rows_per_page, int64_t end, bool shares) {
+namespace {
+
+PageBatchPlan PlanPageBatchOf(const TaskCheckpoint& from, int64_t batch_size,
+                              double rows_per_page, int64_t end, bool shares) {
   HeapPos at{std::stoll(from.lower.at(0)), 0};
   std::vector<int64_t> frontier;
   std::vector<std::pair<int64_t, int64_t>> recent;  // the pages of the range's last batches
@@ -177,6 +179,7 @@ PageBatchPlan PlanPageBatch(const TaskCheckpoint& from, int64_t batch_size,
   }
   PageBatchPlan p;
   p.share = share;
+  p.shares = kPageShares;
   p.span.from = HeapPos{frontier[share], 0};
   p.span.to = HeapPos{to, 0};
   frontier[share] = to;
@@ -191,6 +194,16 @@ PageBatchPlan PlanPageBatch(const TaskCheckpoint& from, int64_t batch_size,
   }
   p.rows_held = static_cast<int64_t>(static_cast<double>(p.span.to.page - p.span.from.page) *
                                      std::max(1.0, rows_per_page) / kPageShares);
+  return p;
+}
+
+}  // namespace
+
+PageBatchPlan PlanPageBatch(const TaskCheckpoint& from, int64_t batch_size,
+                            double rows_per_page, int64_t end, bool shares,
+                            bool skip_unfillable) {
+  PageBatchPlan p = PlanPageBatchOf(from, batch_size, rows_per_page, end, shares);
+  p.only_changes = p.only_changes || skip_unfillable;
   return p;
 }
 

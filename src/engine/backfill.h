@@ -98,13 +98,15 @@ struct PageBatchPlan {
   bool empty = false;  // nothing left before `end`: the range is done, no statement runs
   HeapSpan span;
   std::vector<std::string> checkpoint;  // last_key after the batch (above)
-  bool only_changes = false;  // the open tail: see PageBatchUpdateSql
+  bool only_changes = false;  // see PageBatchUpdateSql
   int share = -1;             // the share of the span's rows the batch takes; -1: every row
+  int shares = 0;             // kPageShares for a share batch, else 0 (PageBatchUpdateSql's)
   int64_t rows_held = 0;      // about how many rows the batch holds (the batch's `scanned`)
 };
-// With `shares` false (see BatchStatement::page_shares) a batch takes every row of a span.
+// With `shares` false (see BatchStatement::page_shares) a batch takes every row of a span. With
+// `skip_unfillable` (see BatchStatement) every batch takes only the rows its update changes.
 PageBatchPlan PlanPageBatch(const TaskCheckpoint& from, int64_t batch_size, double rows_per_page,
-                            int64_t end, bool shares = true);
+                            int64_t end, bool shares = true, bool skip_unfillable = false);
 
 BatchStatement MakeBatchStatement(const BackfillTask& task, const std::vector<KeyColumn>& key,
                                   const std::map<std::string, std::string>& column_types = {});

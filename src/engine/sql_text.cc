@@ -163,6 +163,8 @@ std::string ShareOf(const BatchStatement& b, int shares) {
   return "(((" + sum + ") % " + n + " + " + n + ") % " + n + ")";
 }
 
+bool HasShareKey(const BatchStatement& b) { return !ShareOf(b, 2).empty(); }
+
 std::string PageBatchUpdateSql(const BatchStatement& b, bool only_changes, int shares) {
   return "WITH tide_updated AS (UPDATE ONLY " + QuoteName(b.table) + " SET " + SetList(b) +
          " WHERE ctid >= $1::tid AND ctid < $2::tid AND " +

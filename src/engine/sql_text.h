@@ -88,6 +88,8 @@ std::string PageBatchUpdateSql(const BatchStatement& b, bool only_changes, int s
 // the text form of a timestamp, a date or a float depends on the session's settings, and a row
 // must stay in its share from one batch to the next. Empty when no key column can.
 std::string ShareOf(const BatchStatement& b, int shares);
+// Whether ShareOf can read some column of `b`'s key.
+bool HasShareKey(const BatchStatement& b);
 
 // The table's size in pages now: one row, one number.
 std::string HeapPagesSql(const QualifiedName& table);

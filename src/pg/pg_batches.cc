@@ -110,19 +110,16 @@ BatchResult PageBatch(pqxx::dbtransaction& w, const BatchStatement& statement,
   const int64_t end = from.upper.empty()
                           ? w.exec1(HeapPagesSql(statement.table))[0].as<int64_t>()
                           : std::stoll(from.upper.at(0));
-  const PageBatchPlan plan =
-      PlanPageBatch(from, batch_size, statement.rows_per_page, end, statement.page_shares);
+  const PageBatchPlan plan = PlanPageBatch(from, batch_size, statement.rows_per_page, end,
+                                           statement.page_shares, statement.skip_unfillable);
   BatchResult b;
   b.last_key = plan.checkpoint;
   b.reached_end = plan.empty || plan.span.reaches_end;
   if (plan.empty) return b;
-  auto updated = plan.share >= 0
-                     ? w.exec_params(PageBatchUpdateSql(statement, statement.skip_unfillable,
-                                                        kPageShares),
-                                     Tid(plan.span.from), Tid(plan.span.to), plan.share)
-                     : w.exec_params(PageBatchUpdateSql(statement, plan.only_changes ||
-                                                                       statement.skip_unfillable),
-                                     Tid(plan.span.from), Tid(plan.span.to));
+  const std::string sql = PageBatchUpdateSql(statement, plan.only_changes, plan.shares);
+  auto updated = plan.shares > 0
+                     ? w.exec_params(sql, Tid(plan.span.from), Tid(plan.span.to), plan.share)
+                     : w.exec_params(sql, Tid(plan.span.from), Tid(plan.span.to));
   b.updated = updated[0][0].as<int64_t>();
   b.unfillable = updated[0][1].as<int64_t>();
   b.scanned = std::max(b.updated + b.unfillable, plan.rows_held);

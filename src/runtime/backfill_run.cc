@@ -160,8 +160,7 @@ void BackfillRun::RunSetup() {
         Setup setup;
         setup.statement = MakeBatchStatement(task, info->key, info->column_types);
         setup.statement.plan = plan;
-        setup.statement.page_shares =
-            moved_rows_caught && !ShareOf(setup.statement, kPageShares).empty();
+        setup.statement.page_shares = moved_rows_caught && HasShareKey(setup.statement);
         // A catch-up pass is over rows the pass before left: those whose expression yields NULL
         // among them were taken once already.
         setup.statement.skip_unfillable = pass > 1;

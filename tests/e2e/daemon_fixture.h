@@ -148,6 +148,19 @@ class DaemonTest : public ::testing::Test {
 
 // 1,000 offers of 50 clinics and `rows` patient offers, with a trigger that counts the updates
 // of each row (so a test can prove every row was updated exactly once).
+// A trigger on table t counting, in its column tide_updates, the updates made by tide's
+// batches and sweeps (they set tide.backfill), not the application's.
+inline const char* kCountTideUpdatesOnT = R"SQL(
+CREATE FUNCTION count_tide_updates() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  IF coalesce(current_setting('tide.backfill', true), '') NOT IN ('', '-') THEN
+    NEW.tide_updates := OLD.tide_updates + 1;
+  END IF;
+  RETURN NEW;
+END $$;
+CREATE TRIGGER counted BEFORE UPDATE ON t FOR EACH ROW EXECUTE FUNCTION count_tide_updates();
+)SQL";
+
 inline std::string OffersSchema(int rows) {
   return R"SQL(
 CREATE TABLE offers (id bigint PRIMARY KEY, "clinicId" text NOT NULL);

@@ -21,15 +21,7 @@ CREATE TABLE t (id uuid PRIMARY KEY, n bigint NOT NULL UNIQUE, k int NOT NULL, a
 INSERT INTO t (id, n, k, a)
   SELECT md5(g::text)::uuid, g, g % 1000, 'a' || g FROM generate_series(1, )SQL" +
          std::to_string(rows) + R"SQL() g ORDER BY md5('heap' || g);
-CREATE FUNCTION count_tide_updates() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-  IF coalesce(current_setting('tide.backfill', true), '') NOT IN ('', '-') THEN
-    NEW.tide_updates := OLD.tide_updates + 1;
-  END IF;
-  RETURN NEW;
-END $$;
-CREATE TRIGGER counted BEFORE UPDATE ON t FOR EACH ROW EXECUTE FUNCTION count_tide_updates();
-ANALYZE;
+)SQL" + std::string(kCountTideUpdatesOnT) + R"SQL(ANALYZE;
 )SQL";
 }
 
@@ -42,32 +34,43 @@ AppStatements OldApp() {
 
 class PageBatchTest : public ApplicationTest {};
 
-// Without a sync trigger the old version's updates move rows while the passes run (to the
-// table's end, or to room on a page the scan has passed) and its inserts land anywhere in the
-// key's order: the open page tail and the catch-up fill them, and no row is taken twice.
-TEST_F(PageBatchTest, EveryRowIsFilledOnceWhileTheApplicationMovesRowsUnderTheScan) {
+// A scenario on ShuffledUuidTable(20000) that fills b with `expression` by two workers in small
+// batches, with `task` lines added to the backfill task and `gate` as the plan's gate. The
+// application runs OldApp in both versions, the new one inserting `inserted` (the expression's
+// value for row {id}) into b itself.
+Scenario UuidScenario(const std::string& name, const std::string& expression,
+                      const std::string& inserted, const std::string& task,
+                      const std::string& gate) {
   Scenario s;
   s.schema = ShuffledUuidTable(20000) + kAppVersion;
-  s.plan_name = "uuid_pages";
-  s.plan = WithTestSettings(R"(plan: uuid_pages
+  s.plan_name = name;
+  s.plan = WithTestSettings("plan: " + name + R"(
 database: app
 expand:
   - add_column: {table: t, column: b, type: text}
 backfill:
   - table: t
-    set: {b: "'k' || k"}
-    workers: 2
+    set: {b: ")" + expression + R"("}
+)" + task + R"(    workers: 2
     batch_size: 300
     max_batch_size: 600
     pause_between_batches: 20ms
 gates:
-  - null_count: {table: t, column: b}
-)");
+  - )" + gate + "\n");
   s.old_version = OldApp();
   s.new_version = OldApp();
   s.new_version.insert =
-      "INSERT INTO t (id, n, k, a, b) VALUES (md5({id}::text)::uuid, {id}, {id} % 1000, 'a' || {id}, "
-      "'k' || ({id} % 1000))";
+      "INSERT INTO t (id, n, k, a, b) VALUES (md5({id}::text)::uuid, {id}, {id} % 1000, "
+      "'a' || {id}, " + inserted + ")";
+  return s;
+}
+
+// Without a sync trigger the old version's updates move rows while the passes run (to the
+// table's end, or to room on a page the scan has passed) and its inserts land anywhere in the
+// key's order: the open page tail and the catch-up fill them, and no row is taken twice.
+TEST_F(PageBatchTest, EveryRowIsFilledOnceWhileTheApplicationMovesRowsUnderTheScan) {
+  Scenario s = UuidScenario("uuid_pages", "'k' || k", "'k' || ({id} % 1000)", "",
+                            "null_count: {table: t, column: b}");
   s.checks = {"SELECT count(*) FROM t WHERE b IS DISTINCT FROM 'k' || k",
               "SELECT count(*) FROM t WHERE tide_updates > 1",
               // Every row the old version knew was filled by tide (the new one writes b itself).
@@ -83,31 +86,13 @@ gates:
 // update can move it ahead of its share): every row is right, and no row is taken by tide's
 // batches twice.
 TEST_F(PageBatchTest, SharesSurviveKeysChangedUnderTheScanAndRowsThatStayNull) {
-  Scenario s;
-  s.schema = ShuffledUuidTable(20000) + kAppVersion;
-  s.plan_name = "uuid_shares";
-  s.plan = WithTestSettings(R"(plan: uuid_shares
-database: app
-expand:
-  - add_column: {table: t, column: b, type: text}
-backfill:
-  - table: t
-    set: {b: "CASE WHEN k % 7 = 0 THEN NULL ELSE 'k' || k END"}
-    sync_trigger: true
-    workers: 2
-    batch_size: 300
-    max_batch_size: 600
-    pause_between_batches: 20ms
-gates:
-  - sql: "SELECT count(*) FROM t WHERE b IS NULL AND k % 7 <> 0"
-    expect: 0
-)");
-  s.old_version = OldApp();
+  Scenario s = UuidScenario(
+      "uuid_shares", "CASE WHEN k % 7 = 0 THEN NULL ELSE 'k' || k END",
+      "CASE WHEN {id} % 1000 % 7 = 0 THEN NULL ELSE 'k' || ({id} % 1000) END",
+      "    sync_trigger: true\n",
+      "sql: \"SELECT count(*) FROM t WHERE b IS NULL AND k % 7 <> 0\"\n    expect: 0");
   s.old_version.update = "UPDATE t SET id = gen_random_uuid(), a = 'u' || {v} WHERE n = {row}";
-  s.new_version = s.old_version;
-  s.new_version.insert =
-      "INSERT INTO t (id, n, k, a, b) VALUES (md5({id}::text)::uuid, {id}, {id} % 1000, 'a' || {id}, "
-      "CASE WHEN {id} % 1000 % 7 = 0 THEN NULL ELSE 'k' || ({id} % 1000) END)";
+  s.new_version.update = s.old_version.update;
   s.checks = {"SELECT count(*) FROM t WHERE b IS DISTINCT FROM (CASE WHEN k % 7 = 0 THEN NULL ELSE 'k' || k END)",
               "SELECT count(*) FROM t WHERE tide_updates > 1"};
   RunScenario(s);

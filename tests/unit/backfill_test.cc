@@ -258,6 +258,17 @@ TEST(Backfill, WithoutSharesOrBelowAPagesShareAPageRangeGoesBySpansOfWholeRows) 
   p = PlanPageBatch(cp, 100, 100, 100);
   EXPECT_EQ(p.share, 0);
   EXPECT_EQ(p.span.from, (HeapPos{7, 0}));
+  EXPECT_EQ(p.shares, kPageShares);
+}
+
+TEST(Backfill, OnceARowStaysNullEveryPageBatchTakesOnlyTheRowsItsUpdateChanges) {
+  const TaskCheckpoint cp = PageRange("0", "100");
+  for (bool shares : {true, false}) {
+    EXPECT_FALSE(PlanPageBatch(cp, 100, 100, 100, shares).only_changes);
+    const PageBatchPlan p = PlanPageBatch(cp, 100, 100, 100, shares, /*skip_unfillable=*/true);
+    EXPECT_TRUE(p.only_changes);
+    EXPECT_EQ(p.shares, shares ? kPageShares : 0);
+  }
 }
 
 TEST(Backfill, APageBatchGoesOnFromItsCheckpointAndAnOpenTailFollowsATruncatedTable) {
