@@ -21,6 +21,7 @@
 
 #include "engine/backfill.h"
 #include "engine/live_settings.h"
+#include "engine/rollout.h"
 #include "engine/preflight.h"
 #include "pg/pg_database.h"
 #include "plan/importer.h"
@@ -50,20 +51,26 @@ const char* kUsage =
     "                                         is rolled back and EXPLAINs the first batch and the gates\n"
     "  submit [--spool DIR | --config FILE] PLAN.yaml\n"
     "                                         validate, then drop the plan into the spool\n"
-    "  status --config FILE [--json] [--watch]\n"
+    "  status --config FILE [--json] [--watch] [--database DB]\n"
     "                                         every plan: state, progress, rows/s, ETA, throttling,\n"
-    "                                         who paused it; --watch repeats every 2 s\n"
-    "  retry PLAN --config FILE                resume a failed plan from the step that failed\n"
-    "  abort PLAN --config FILE                stop a plan and run its rollback steps (refused once\n"
-    "                                         contract has started)\n"
+    "                                         who paused it; a rollout over a database group at a\n"
+    "                                         glance (--database DB: that database in detail);\n"
+    "                                         --watch repeats every 2 s\n"
+    "  retry PLAN [--database DB] --config FILE\n"
+    "                                         resume a failed plan from the step that failed (a\n"
+    "                                         rollout: its failed databases, or DB)\n"
+    "  abort PLAN [--database DB] --config FILE\n"
+    "                                         stop a plan and run its rollback steps (refused once\n"
+    "                                         contract has started); a rollout: every database, or DB\n"
     "  revert PLAN --config FILE               switch a done plan's alter_column and rename steps\n"
     "                                         back without losing a write, until it is finalized\n"
     "  finalize PLAN --config FILE             drop the old columns a done plan's switch kept\n"
     "  history --config FILE [--json]          every plan applied to each database: checksum, who\n"
     "                                         submitted it, start and end, outcome\n"
-    "  pause (PLAN | --all) [--phase P] --config FILE\n"
-    "                                         pause a plan (or hold it before phase P); every plan\n"
-    "  resume (PLAN | --all) [--phase P] --config FILE\n"
+    "  pause (PLAN | --all) [--phase P] [--database DB] --config FILE\n"
+    "                                         pause a plan (or hold it before phase P); every plan;\n"
+    "                                         one database of a plan on a database group\n"
+    "  resume (PLAN | --all) [--phase P] [--database DB] --config FILE\n"
     "  set PLAN key=value... --config FILE     change a running backfill within one batch, and keep\n"
     "                                         the change across restarts: max_rows_per_second,\n"
     "                                         batch_size, target_batch_time, workers, yield_ratio,\n"
@@ -128,9 +135,7 @@ bool CheckPlanFile(const std::string& path, const std::string& config_path, std:
       std::cerr << "tidectl: invalid config:\n" << config.status().message();
       return false;
     }
-    std::set<std::string> names;
-    for (const auto& kv : config->databases) names.insert(kv.first);
-    parsed.errors = tide::CheckPlanAgainstDatabases(parsed.plan, path, names);
+    parsed.errors = tide::CheckPlanAgainstConfig(parsed.plan, path, *config);
   }
   if (parsed.ok() && lint) {
     for (const auto& f : tide::LintPlan(parsed.plan)) {
@@ -393,15 +398,33 @@ int DropIntoSpool(const std::string& spool_dir, std::string name, const std::str
 }
 
 // Resubmits a failed plan's stored text: the daemon resumes it from the step that failed.
+int SendControlRequest(const std::string& spool_dir, const tide::ControlRequest& r);
+
+// Whether the stored plan `p` names a database group of `config`: its group, or "".
+std::string GroupOf(const tide::PlanRecord& p, const tide::Config& config) {
+  auto parsed = tide::ParsePlan(p.source, p.file_name);
+  return config.database_groups.count(parsed.plan.database) ? parsed.plan.database : "";
+}
+
+// tidectl retry PLAN [--database DB]: a plan on one database is submitted again (it goes on
+// from the step that failed); a plan on a database group has its failed databases (only DB's
+// with --database) go on, by a control request to tided.
 int Retry(const Args& a) {
   if (a.positional.size() != 1 || !a.options.count("--config")) {
-    return std::cerr << "tidectl retry: usage: tidectl retry PLAN --config FILE\n", 2;
+    return std::cerr << "tidectl retry: usage: tidectl retry PLAN [--database DB] --config FILE\n", 2;
   }
   auto config = tide::LoadConfigFile(a.options.at("--config"));
   if (!config.ok()) return std::cerr << "tidectl: invalid config:\n" << config.status().message(), 1;
   tide::PgConnector connector(config->databases, config->defaults);
   const std::string& name = a.positional[0];
+  const std::string only = a.options.count("--database") ? a.options.at("--database") : "";
+  if (!only.empty() && !config->databases.count(only)) {
+    return std::cerr << "tidectl retry: database `" << only << "` is not in the config\n", 1;
+  }
+  std::string group;
+  std::vector<std::string> failed;
   for (const auto& [db_name, db_config] : config->databases) {
+    if (!only.empty() && db_name != only) continue;
     auto db = connector.ConnectPg(db_name);
     if (!db.ok()) {
       std::cerr << "database " << db_name << ": " << db.status().ToString() << "\n";
@@ -410,6 +433,21 @@ int Retry(const Args& a) {
     auto found = (*db)->FindPlan(name);
     if (!found.ok() || !found.value()) continue;
     const tide::PlanRecord& p = *found.value();
+    const std::string g = GroupOf(p, *config);
+    if (g.empty() && !only.empty()) {
+      std::cerr << "tidectl retry: plan `" << name << "` runs on one database; leave out --database\n";
+      return 2;
+    }
+    if (!g.empty()) {
+      group = g;
+      if (p.cursor.state == tide::PlanState::kFailed) {
+        failed.push_back(db_name);
+        std::cout << "retrying `" << name << "` on `" << db_name << "` from "
+                  << ToString(p.failed_in) << " step " << p.cursor.step + 1 << " (failed: "
+                  << p.last_error << ")\n";
+      }
+      continue;
+    }
     if (p.cursor.state != tide::PlanState::kFailed) {
       std::cerr << "tidectl retry: plan `" << name << "` on `" << db_name << "` is "
                 << ToString(p.cursor.state) << ", not failed; nothing to retry\n";
@@ -420,7 +458,20 @@ int Retry(const Args& a) {
               << p.last_error << ")\n";
     return DropIntoSpool(config->spool_dir, p.file_name, p.source);
   }
-  std::cerr << "tidectl retry: no plan `" << name << "` in any configured database\n";
+  if (!group.empty()) {
+    if (failed.empty()) {
+      std::cerr << "tidectl retry: no database of `" << name << "` (group " << group << ")"
+                << (only.empty() ? "" : " named " + only) << " has failed; nothing to retry\n";
+      return 1;
+    }
+    tide::ControlRequest r;
+    r.action = "retry";
+    r.plan = name;
+    r.database = only;
+    return SendControlRequest(config->spool_dir, r);
+  }
+  std::cerr << "tidectl retry: no plan `" << name << "` in "
+            << (only.empty() ? "any configured database" : "database " + only) << "\n";
   return 1;
 }
 
@@ -442,7 +493,6 @@ int Submit(const Args& a) {
   return DropIntoSpool(spool_dir, base.substr(base.find_last_of('/') + 1), text);
 }
 
-int SendControlRequest(const std::string& spool_dir, const tide::ControlRequest& r);
 
 // tidectl pause|resume (PLAN | --all) [--phase P] (--config FILE | --spool DIR): the request goes
 // into <spool>/control/, then the queued signal ControlSignal() tells tided to read it.
@@ -456,13 +506,18 @@ int PauseOrResume(const Args& a, const std::string& action) {
   const bool all = a.flags.count("--all") > 0;
   if (spool_dir.empty() || (a.positional.size() != 1) == !all) {
     std::cerr << "tidectl " << action << ": usage: tidectl " << action
-              << " (PLAN | --all) [--phase expand|backfill|gate|contract] (--config FILE | --spool DIR)\n";
+              << " (PLAN | --all) [--phase expand|backfill|gate|contract] [--database DB] "
+                 "(--config FILE | --spool DIR)\n";
     return 2;
   }
   tide::ControlRequest r;
   r.action = action;
   r.plan = all ? "*" : a.positional[0];
   r.phase = a.options.count("--phase") ? a.options.at("--phase") : "";
+  r.database = a.options.count("--database") ? a.options.at("--database") : "";
+  if (all && !r.database.empty()) {
+    return std::cerr << "tidectl " << action << ": --database goes with one plan, not --all\n", 2;
+  }
   return SendControlRequest(spool_dir, r);
 }
 
@@ -576,25 +631,36 @@ int ForEachDatabase(const tide::Config& config, Fn fn) {
 // that the operator learns it at once; tided checks again when it takes the request.
 int Abort(const Args& a) {
   if (a.positional.size() != 1 || !a.options.count("--config")) {
-    return std::cerr << "tidectl abort: usage: tidectl abort PLAN --config FILE\n", 2;
+    return std::cerr << "tidectl abort: usage: tidectl abort PLAN [--database DB] --config FILE\n", 2;
   }
   auto config = tide::LoadConfigFile(a.options.at("--config"));
   if (!config.ok()) return std::cerr << "tidectl: invalid config:\n" << config.status().message(), 1;
   const std::string& plan = a.positional[0];
-  bool found = false;
+  const std::string only = a.options.count("--database") ? a.options.at("--database") : "";
+  bool found = false, of_group = false;
   std::string refusal;
   ForEachDatabase(*config, [&](const std::string& db, tide::PgPlanDatabase& conn) {
+    if (!only.empty() && db != only) return;
     auto p = conn.FindPlan(plan);
     if (!p.ok() || !p.value()) return;
     found = true;
+    of_group |= !GroupOf(*p.value(), *config).empty();
     const std::string why = tide::AbortRefusal(p.value()->cursor.state, p.value()->failed_in);
     if (!why.empty()) refusal += "plan `" + plan + "` on `" + db + "`: " + why + "\n";
   });
-  if (!found) return std::cerr << "tidectl abort: no plan `" << plan << "` in any configured database\n", 1;
-  if (!refusal.empty()) return std::cerr << "tidectl abort: refused: " << refusal, 1;
+  if (!found) {
+    return std::cerr << "tidectl abort: no plan `" << plan << "` in "
+                     << (only.empty() ? "any configured database" : "database " + only) << "\n", 1;
+  }
+  // A rollout's databases that are done stay done; the others are aborted.
+  if (!refusal.empty() && (!of_group || !only.empty())) {
+    return std::cerr << "tidectl abort: refused: " << refusal, 1;
+  }
+  if (!refusal.empty()) std::cerr << "tidectl abort: these stay as they are: " << refusal;
   tide::ControlRequest r;
   r.action = "abort";
   r.plan = plan;
+  r.database = only;
   return SendControlRequest(config->spool_dir, r);
 }
 
@@ -767,6 +833,10 @@ int WatchStatus(const Args& a) {
   }
 }
 
+// The waiting reason of a database of a rollout whose gates pass while contract waits for the
+// others' (contract: together); see Orchestrator::Run::GatesPassed.
+constexpr const char* kReadyReason = "the gates pass; contract waits for the other databases";
+
 int Status(const Args& a) {
   if (a.flags.count("--watch")) return WatchStatus(a);
   if (!a.options.count("--config")) return std::cerr << "tidectl status: --config FILE is required\n", 2;
@@ -776,10 +846,17 @@ int Status(const Args& a) {
   tide::PgConnector connector(config->databases, config->defaults);
   int rc = 0;
   std::string json_out;
+  const std::string only = a.options.count("--database") ? a.options.at("--database") : "";
+  // Plans on a database group: (group, plan) -> its databases, and their objects for --json.
+  std::map<std::pair<std::string, std::string>, std::vector<tide::RolloutMember>> rollouts;
+  std::map<std::pair<std::string, std::string>, std::vector<std::string>> rollout_errors;
+  std::vector<std::pair<std::pair<std::string, std::string>, tide::JsonObject>> member_json;
+  std::set<std::string> unreachable;
   for (const auto& [name, db_config] : config->databases) {
     auto db = connector.ConnectPg(name);
     if (!db.ok()) {
       std::cerr << "database " << name << ": " << db.status().ToString() << "\n";
+      unreachable.insert(name);
       rc = 1;
       continue;
     }
@@ -841,6 +918,30 @@ int Status(const Args& a) {
         }
       }
       o.Str("kept_columns", kept).Str("kept_until", keeps ? (kept_until.empty() ? "finalize" : kept_until) : "");
+      const std::string group = GroupOf(p, *config);
+      if (!group.empty()) {
+        const auto key = std::make_pair(group, p.name);
+        tide::RolloutMember m;
+        m.database = name;
+        m.known = true;
+        m.state = p.cursor.state;
+        m.started = !(p.cursor.state == tide::PlanState::kAccepted && p.started_at.empty());
+        m.ready = p.cursor.state == tide::PlanState::kGating &&
+                  p.waiting_reason.rfind(kReadyReason, 0) == 0;
+        rollouts[key].push_back(m);
+        if (!p.last_error.empty() && p.cursor.state == tide::PlanState::kFailed) {
+          rollout_errors[key].push_back(name + " failed in " + ToString(p.failed_in) + ": " +
+                                        p.last_error);
+        }
+        o.Str("group", group).Str("rollout_state", tide::RolloutLabel(m));
+        if (json) {
+          member_json.emplace_back(key, o);
+          continue;
+        }
+        if (only != name) continue;  // one database in detail on request
+      } else if (!only.empty() && only != name) {
+        continue;
+      }
       if (json) {
         json_out += (json_out.empty() ? "" : ",\n ") + o.ToString();
         continue;
@@ -885,6 +986,30 @@ int Status(const Args& a) {
                   << " at " << settings->at << ")\n";
       }
     }
+  }
+  // Each rollout at a glance: its databases by state, the failures, the unreachable ones.
+  std::map<std::pair<std::string, std::string>, std::string> summaries;
+  for (auto& [key, members] : rollouts) {
+    for (const auto& d : config->database_groups.at(key.first)) {
+      if (!unreachable.count(d)) continue;
+      tide::RolloutMember m;
+      m.database = d;
+      members.push_back(m);
+    }
+    summaries[key] = tide::RolloutSummary(members);
+    if (json) continue;
+    std::cout << key.first << "/" << key.second << ": " << summaries[key] << "\n";
+    for (const auto& e : rollout_errors[key]) std::cout << "  " << e << "\n";
+    for (const auto& m : members) {
+      if (!m.known) std::cout << "  " << m.database << ": unreachable\n";
+    }
+    if (only.empty()) {
+      std::cout << "  one database in detail: tidectl status --database DB; all: --json\n";
+    }
+  }
+  for (auto& [key, o] : member_json) {
+    o.Str("rollout", summaries[key]);
+    json_out += (json_out.empty() ? "" : ",\n ") + o.ToString();
   }
   if (json) std::cout << "[" << json_out << "]\n";
   return rc;

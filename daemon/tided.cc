@@ -241,7 +241,9 @@ int Run(const std::string& config_path) {
     for (const auto& r : tide::TakeControlRequests(control_dir, &errors)) {
       const std::string actor = r.owner + " via tidectl" + (sender.empty() ? "" : "; signal from " + sender);
       if (r.action == "abort") {
-        orchestrator.Abort(r.plan, actor, "tidectl");
+        orchestrator.Abort(r.plan, actor, "tidectl", r.database);
+      } else if (r.action == "retry") {
+        orchestrator.Retry(r.plan, r.database, actor, "tidectl");
       } else if (r.action == "revert") {
         orchestrator.Revert(r.plan, actor, "tidectl");
       } else if (r.action == "finalize") {
@@ -254,9 +256,10 @@ int Run(const std::string& config_path) {
         }
         orchestrator.Set(r.plan, *change, actor, "tidectl");
       } else if (r.action == "pause") {
-        orchestrator.Pause(tide::Pause{r.plan, r.phase, actor, "tidectl", tide::NowRfc3339()});
+        orchestrator.Pause(tide::Pause{tide::PauseTarget(r.plan, r.database), r.phase, actor,
+                                       "tidectl", tide::NowRfc3339()});
       } else {
-        orchestrator.Resume(r.plan, r.phase, actor, "tidectl");
+        orchestrator.Resume(tide::PauseTarget(r.plan, r.database), r.phase, actor, "tidectl");
       }
     }
     for (const auto& e : errors) spdlog::warn("control request refused: {}", e);

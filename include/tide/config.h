@@ -54,6 +54,9 @@ struct Config {
   // The users whose files in incoming/ are taken; empty: the daemon's own user and root.
   std::vector<std::string> allowed_submitters;
   std::map<std::string, DatabaseConfig> databases;
+  // database_groups: a plan whose `database` names a group runs on each of its databases, in
+  // this order (a pattern's matches in name order), as its `rollout` says.
+  std::map<std::string, std::vector<std::string>> database_groups;
   Defaults defaults;
 };
 

@@ -152,10 +152,26 @@ struct Gate {
   std::string Label(size_t index) const;
 };
 
+// How a plan whose `database` names a database group goes over its databases.
+struct Rollout {
+  enum class OnFailure { kHalt, kContinue };
+  enum class Contract { kEach, kTogether };
+  int64_t canary = 1;        // the group's first databases, run alone before any other
+  int64_t max_parallel = 1;  // databases in flight at once after the canary
+  OnFailure on_failure = OnFailure::kHalt;  // halt: no new database starts after a failure
+  Contract contract = Contract::kEach;  // together: no contract before every database's gates pass
+  bool given = false;        // the plan has a `rollout:` block
+  SourcePos pos;
+};
+
 struct Plan {
   std::string name;
-  std::string database;
+  std::string database;  // a database, or a database group (see `group`)
   SourcePos database_pos;
+  // Set for one database of a group's plan: the group the plan names (`database` is then the
+  // database this copy runs on). Empty for a plan on one database.
+  std::string group;
+  Rollout rollout;
   std::string description;
   StatementSettings settings;
   std::optional<int64_t> batch_size;

@@ -474,13 +474,17 @@ class Metrics {
   virtual ~Metrics() = default;
   virtual void SetPlanState(const std::string& plan, const std::string& database,
                             PlanState state) = 0;
-  virtual void SetBackfillEstimate(const std::string& plan, const std::string& table,
-                                   int64_t rows) = 0;
-  virtual void RecordBatch(const std::string& plan, const std::string& table, int64_t rows,
-                           double seconds, const std::string& outcome) = 0;
+  // A backfill task's series carry its plan, its database (the plan's copies on a database
+  // group's databases each have their own) and its table.
+  virtual void SetBackfillEstimate(const std::string& plan, const std::string& database,
+                                   const std::string& table, int64_t rows) = 0;
+  virtual void RecordBatch(const std::string& plan, const std::string& database,
+                           const std::string& table, int64_t rows, double seconds,
+                           const std::string& outcome) = 0;
   // The task's current batch size, workers and ETA (-1: unknown).
-  virtual void SetBackfillShape(const std::string& plan, const std::string& table,
-                                int64_t batch_size, int workers, int64_t eta_seconds) = 0;
+  virtual void SetBackfillShape(const std::string& plan, const std::string& database,
+                                const std::string& table, int64_t batch_size, int workers,
+                                int64_t eta_seconds) = 0;
   // Whether the plan is held back for `reason`, and for how long it was since the last call.
   virtual void SetThrottled(const std::string& plan, const std::string& reason, bool active,
                             double seconds) = 0;
@@ -515,15 +519,21 @@ class Metrics {
   virtual void PlanStarted(const std::string& plan) = 0;
   // Whether the audit log can be written; while it cannot, tide starts no new work.
   virtual void SetAuditWritable(bool writable) = 0;
+  // A rollout over a database group: its databases by state (RolloutLabel), and whether a
+  // failure halted it.
+  virtual void SetRollout(const std::string& /*plan*/, const std::string& /*group*/,
+                          const std::map<std::string, int>& /*databases*/, bool /*halted*/) {}
 };
 
 class NullMetrics : public Metrics {
  public:
   void SetPlanState(const std::string&, const std::string&, PlanState) override {}
-  void SetBackfillEstimate(const std::string&, const std::string&, int64_t) override {}
-  void RecordBatch(const std::string&, const std::string&, int64_t, double,
+  void SetBackfillEstimate(const std::string&, const std::string&, const std::string&,
+                           int64_t) override {}
+  void RecordBatch(const std::string&, const std::string&, const std::string&, int64_t, double,
                    const std::string&) override {}
-  void SetBackfillShape(const std::string&, const std::string&, int64_t, int, int64_t) override {}
+  void SetBackfillShape(const std::string&, const std::string&, const std::string&, int64_t, int,
+                        int64_t) override {}
   void SetThrottled(const std::string&, const std::string&, bool, double) override {}
   void SetReplicationLag(const std::string&, double) override {}
   void SetGateRemaining(const std::string&, const std::string&, int64_t) override {}

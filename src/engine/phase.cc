@@ -112,8 +112,15 @@ const char* PhaseOf(PlanState s) {
 }
 
 bool PauseCovers(const std::string& pause_plan, const std::string& pause_phase,
-                 const std::string& plan, const std::string& phase) {
-  return (pause_plan == "*" || pause_plan == plan) && (pause_phase.empty() || pause_phase == phase);
+                 const std::string& plan, const std::string& phase,
+                 const std::string& database) {
+  const bool covers_plan = pause_plan == "*" || pause_plan == plan ||
+                           (!database.empty() && pause_plan == PauseTarget(plan, database));
+  return covers_plan && (pause_phase.empty() || pause_phase == phase);
+}
+
+std::string PauseTarget(const std::string& plan, const std::string& database) {
+  return database.empty() ? plan : plan + "@" + database;
 }
 
 PlanCursor Normalize(const Plan& plan, PlanCursor c) {

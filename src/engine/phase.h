@@ -102,8 +102,12 @@ std::string FinalizeRefusal(PlanState state, PlanState failed_in, bool kept);
 const char* PhaseOf(PlanState s);
 
 // Whether `phase` of `plan` is held by a pause of (pause_plan, pause_phase): "*" matches every
-// plan, "" every phase.
+// plan, "" every phase. A pause of one database of a plan on a database group has the plan
+// "plan@database" (see PauseTarget); it holds `plan` when `database` is that database.
 bool PauseCovers(const std::string& pause_plan, const std::string& pause_phase,
-                 const std::string& plan, const std::string& phase);
+                 const std::string& plan, const std::string& phase,
+                 const std::string& database = "");
+// What a pause (or resume) of `plan` names: the plan, or "plan@database" for one database.
+std::string PauseTarget(const std::string& plan, const std::string& database);
 
 }  // namespace tide

@@ -41,6 +41,8 @@ struct PrometheusMetrics::Families {
   prometheus::Family<prometheus::Counter>& blockers_ended;
   prometheus::Family<prometheus::Counter>& vacuums;
   prometheus::Family<prometheus::Gauge>& verify_differing;
+  prometheus::Family<prometheus::Gauge>& rollout_databases;
+  prometheus::Family<prometheus::Gauge>& rollout_halted;
 };
 
 PrometheusMetrics::PrometheusMetrics() : registry_(std::make_shared<prometheus::Registry>()) {
@@ -152,6 +154,15 @@ PrometheusMetrics::PrometheusMetrics() : registry_(std::make_shared<prometheus::
           .Help("Rows whose stored value differs from their expression, as the last "
                 "verification found them; contract waits while it is above 0")
           .Register(r),
+      prometheus::BuildGauge()
+          .Name("tide_rollout_databases")
+          .Help("The databases of a plan's rollout over a database group, by state "
+                "(waiting, backfilling, ready, done, failed...)")
+          .Register(r),
+      prometheus::BuildGauge()
+          .Name("tide_rollout_halted")
+          .Help("1 while a plan's rollout is halted by a failed database")
+          .Register(r),
   });
   f_->build_info.Add({{"version", kTideVersion}}).Set(1);
   f_->audit_writable.Add({}).Set(1);
@@ -167,16 +178,20 @@ void PrometheusMetrics::SetPlanState(const std::string& plan, const std::string&
   }
 }
 
-void PrometheusMetrics::SetBackfillEstimate(const std::string& plan, const std::string& table,
-                                            int64_t rows) {
-  f_->rows_estimated.Add({{"plan", plan}, {"table", table}}).Set(static_cast<double>(rows));
+void PrometheusMetrics::SetBackfillEstimate(const std::string& plan, const std::string& database,
+                                            const std::string& table, int64_t rows) {
+  f_->rows_estimated.Add({{"plan", plan}, {"database", database}, {"table", table}})
+      .Set(static_cast<double>(rows));
 }
 
-void PrometheusMetrics::SetBackfillShape(const std::string& plan, const std::string& table,
-                                         int64_t batch_size, int workers, int64_t eta_seconds) {
-  f_->batch_size.Add({{"plan", plan}, {"table", table}}).Set(static_cast<double>(batch_size));
-  f_->workers.Add({{"plan", plan}, {"table", table}}).Set(workers);
-  f_->eta.Add({{"plan", plan}, {"table", table}}).Set(static_cast<double>(eta_seconds));
+void PrometheusMetrics::SetBackfillShape(const std::string& plan, const std::string& database,
+                                         const std::string& table, int64_t batch_size,
+                                         int workers, int64_t eta_seconds) {
+  const std::map<std::string, std::string> labels = {
+      {"plan", plan}, {"database", database}, {"table", table}};
+  f_->batch_size.Add(labels).Set(static_cast<double>(batch_size));
+  f_->workers.Add(labels).Set(workers);
+  f_->eta.Add(labels).Set(static_cast<double>(eta_seconds));
 }
 
 void PrometheusMetrics::SetThrottled(const std::string& plan, const std::string& reason,
@@ -189,14 +204,18 @@ void PrometheusMetrics::SetReplicationLag(const std::string& database, double se
   f_->replication_lag.Add({{"database", database}}).Set(seconds);
 }
 
-void PrometheusMetrics::RecordBatch(const std::string& plan, const std::string& table,
-                                    int64_t rows, double seconds, const std::string& outcome) {
-  f_->batches.Add({{"plan", plan}, {"table", table}, {"outcome", outcome}}).Increment();
+void PrometheusMetrics::RecordBatch(const std::string& plan, const std::string& database,
+                                    const std::string& table, int64_t rows, double seconds,
+                                    const std::string& outcome) {
+  f_->batches.Add({{"plan", plan}, {"database", database}, {"table", table}, {"outcome", outcome}})
+      .Increment();
   if (outcome != "committed") return;
-  f_->rows.Add({{"plan", plan}, {"table", table}}).Increment(static_cast<double>(rows));
+  const std::map<std::string, std::string> labels = {
+      {"plan", plan}, {"database", database}, {"table", table}};
+  f_->rows.Add(labels).Increment(static_cast<double>(rows));
   static const prometheus::Histogram::BucketBoundaries buckets = {
       0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30};
-  f_->batch_duration.Add({{"plan", plan}, {"table", table}}, buckets).Observe(seconds);
+  f_->batch_duration.Add(labels, buckets).Observe(seconds);
 }
 
 void PrometheusMetrics::SetGateRemaining(const std::string& plan, const std::string& gate,
@@ -284,6 +303,19 @@ void PrometheusMetrics::PlanStarted(const std::string& plan) {
 
 void PrometheusMetrics::PlanFinished(const std::string& database, const std::string& outcome) {
   f_->plans.Add({{"database", database}, {"outcome", outcome}}).Increment();
+}
+
+void PrometheusMetrics::SetRollout(const std::string& plan, const std::string& group,
+                                   const std::map<std::string, int>& databases, bool halted) {
+  std::lock_guard<std::mutex> lock(rollout_mu_);
+  auto& known = rollout_states_[plan];
+  for (const auto& [state, n] : databases) known.insert(state);
+  for (const auto& state : known) {
+    auto it = databases.find(state);
+    f_->rollout_databases.Add({{"plan", plan}, {"group", group}, {"state", state}})
+        .Set(it == databases.end() ? 0 : it->second);
+  }
+  f_->rollout_halted.Add({{"plan", plan}, {"group", group}}).Set(halted ? 1 : 0);
 }
 
 }  // namespace tide

@@ -2,6 +2,8 @@
 #pragma once
 
 #include <memory>
+#include <set>
+#include <map>
 #include <mutex>
 #include <string>
 
@@ -22,12 +24,13 @@ class PrometheusMetrics : public Metrics {
 
   void SetPlanState(const std::string& plan, const std::string& database,
                     PlanState state) override;
-  void SetBackfillEstimate(const std::string& plan, const std::string& table,
-                           int64_t rows) override;
-  void RecordBatch(const std::string& plan, const std::string& table, int64_t rows,
-                   double seconds, const std::string& outcome) override;
-  void SetBackfillShape(const std::string& plan, const std::string& table, int64_t batch_size,
-                        int workers, int64_t eta_seconds) override;
+  void SetBackfillEstimate(const std::string& plan, const std::string& database,
+                           const std::string& table, int64_t rows) override;
+  void RecordBatch(const std::string& plan, const std::string& database, const std::string& table,
+                   int64_t rows, double seconds, const std::string& outcome) override;
+  void SetBackfillShape(const std::string& plan, const std::string& database,
+                        const std::string& table, int64_t batch_size, int workers,
+                        int64_t eta_seconds) override;
   void SetThrottled(const std::string& plan, const std::string& reason, bool active,
                     double seconds) override;
   void SetReplicationLag(const std::string& database, double seconds) override;
@@ -47,8 +50,12 @@ class PrometheusMetrics : public Metrics {
   void PlanStarted(const std::string& plan) override;
   void SetAuditWritable(bool writable) override;
   void PlanFinished(const std::string& database, const std::string& outcome) override;
+  void SetRollout(const std::string& plan, const std::string& group,
+                  const std::map<std::string, int>& databases, bool halted) override;
 
  private:
+  std::mutex rollout_mu_;
+  std::map<std::string, std::set<std::string>> rollout_states_;  // per plan: states shown
   struct Families;
   std::shared_ptr<prometheus::Registry> registry_;
   std::unique_ptr<Families> f_;

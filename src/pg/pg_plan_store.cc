@@ -467,8 +467,10 @@ Status PgPlanDatabase::DeletePauses(const std::string& plan, const std::string& 
   TIDE_CONNECTED();
   try {
     pqxx::work w(*conn_);
-    w.exec_params0("DELETE FROM tide.pauses WHERE plan = $1 AND ($2 = '' OR phase = $2)", plan,
-                   phase);
+    // A plan's resume lifts its databases' pauses too ("plan@database", see PauseTarget).
+    w.exec_params0("DELETE FROM tide.pauses WHERE (plan = $1 OR starts_with(plan, $1 || '@')) "
+                   "AND ($2 = '' OR phase = $2)",
+                   plan, phase);
     w.commit();
     return Status::Ok();
   } catch (...) {

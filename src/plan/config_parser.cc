@@ -1,5 +1,7 @@
 #include "plan/config_parser.h"
 
+#include <fnmatch.h>
+
 #include <algorithm>
 
 #include "plan/duration_ranges.h"
@@ -30,6 +32,53 @@ void ParseDatabases(YamlReader& r, const YAML::Node& node, Config* config) {
     config->databases[name] = db;
   }
   if (config->databases.empty()) r.Error(node, "`databases` names no database");
+}
+
+// database_groups: {name: [database or pattern, ...]}; a pattern ("shard_*", fnmatch's) stands
+// for the databases it matches, in name order; a database named twice runs once.
+void ParseGroups(YamlReader& r, const YAML::Node& node, Config* config) {
+  if (!r.ExpectMap(node, "`database_groups`", {}) && !node.IsMap()) return;
+  for (const auto& kv : node) {
+    const std::string name = kv.first.Scalar();
+    const std::string what = "database group `" + name + "`";
+    if (config->databases.count(name)) {
+      r.Error(kv.first, what + " has the name of a database",
+              "give the group a name of its own, e.g. `" + name + "_all`");
+      continue;
+    }
+    if (!r.ExpectList(kv.second, what)) continue;
+    std::vector<std::string> members;
+    auto add = [&](const std::string& db) {
+      if (std::find(members.begin(), members.end(), db) == members.end()) members.push_back(db);
+    };
+    for (const auto& entry : kv.second) {
+      const std::string e = entry.IsScalar() ? entry.Scalar() : "";
+      if (e.empty()) {
+        r.Error(entry, "each entry of " + what + " must be a database name or a pattern");
+        continue;
+      }
+      if (e.find_first_of("*?[") == std::string::npos) {
+        if (!config->databases.count(e)) {
+          r.Error(entry, what + " names `" + e + "`, which is not under `databases`",
+                  "add it under `databases:` or remove it from the group");
+        } else {
+          add(e);
+        }
+        continue;
+      }
+      size_t matched = 0;
+      for (const auto& db : config->databases) {
+        if (::fnmatch(e.c_str(), db.first.c_str(), 0) == 0) add(db.first), ++matched;
+      }
+      if (matched == 0) {
+        r.Error(entry, what + ": the pattern `" + e + "` matches no database under `databases`");
+      }
+    }
+    if (members.empty() && kv.second.IsSequence() && kv.second.size() == 0) {
+      r.Error(kv.second, what + " names no database");
+    }
+    config->database_groups[name] = members;
+  }
 }
 
 void ParseDefaults(YamlReader& r, const YAML::Node& node, Defaults* d) {
@@ -99,7 +148,7 @@ void ParseConfigInto(const std::string& text, const std::string& file, ConfigPar
   if (!r.Load(text, &root, 1 << 20)) return;
   const std::vector<std::string> keys = {"spool_dir", "audit_log", "metrics_listen", "log_level",
                                          "max_workers", "databases", "defaults", "backup_command",
-                                         "allowed_submitters"};
+                                         "allowed_submitters", "database_groups"};
   if (!r.ExpectMap(root, "the config", keys) && !root.IsMap()) return;
   Config& c = result.config;
   c.spool_dir = r.String(root, "spool_dir", "the config", true).value_or("");
@@ -131,6 +180,7 @@ void ParseConfigInto(const std::string& text, const std::string& file, ConfigPar
   if (root["databases"]) ParseDatabases(r, root["databases"], &c);
   else r.Error(root, "the config is missing the required key `databases`",
                "add `databases: {app: {dsn: \"host=... dbname=app user=tide\"}}`");
+  if (root["database_groups"]) ParseGroups(r, root["database_groups"], &c);
   if (root["defaults"]) ParseDefaults(r, root["defaults"], &c.defaults);
 }
 }  // namespace

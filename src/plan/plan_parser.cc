@@ -27,12 +27,13 @@ class PlanParser {
     if (!r_.Load(text, &root, kMaxPlanBytes)) return;
     if (!r_.ExpectMap(root, "the plan",
                       {"plan", "database", "description", "settings", "expand", "backfill",
-                       "gates", "contract", "rollback"}) &&
+                       "gates", "contract", "rollback", "rollout"}) &&
         !root.IsMap()) {
       return;
     }
     ParseHeader(root, plan);
     if (root["settings"]) ParseSettings(root["settings"], plan);
+    if (root["rollout"]) ParseRollout(root["rollout"], plan);
     if (root["expand"]) ParseSteps(root["expand"], "expand", &plan->expand);
     if (root["backfill"]) ParseBackfill(root["backfill"], plan);
     if (root["gates"]) ParseGates(root["gates"], plan);
@@ -63,6 +64,32 @@ class PlanParser {
       plan->database_pos = r_.Pos(root["database"]);
     }
     if (auto d = r_.String(root, "description", "the plan", false)) plan->description = *d;
+  }
+
+  void ParseRollout(const YAML::Node& node, Plan* plan) {
+    const std::string what = "`rollout`";
+    Rollout& ro = plan->rollout;
+    ro.given = true;
+    ro.pos = r_.Pos(node);
+    if (!r_.ExpectMap(node, what, {"canary", "max_parallel", "on_failure", "contract"}) &&
+        !node.IsMap()) {
+      return;
+    }
+    if (auto v = r_.Int(node, "canary", what, 0, 100000)) ro.canary = *v;
+    if (auto v = r_.Int(node, "max_parallel", what, 1, 1000)) ro.max_parallel = *v;
+    if (auto v = r_.String(node, "on_failure", what, false)) {
+      if (*v == "halt") ro.on_failure = Rollout::OnFailure::kHalt;
+      else if (*v == "continue") ro.on_failure = Rollout::OnFailure::kContinue;
+      else r_.Error(node["on_failure"], "`on_failure` in `rollout` is `" + *v + "`",
+                    "use `halt` (start no new database after a failure) or `continue`");
+    }
+    if (auto v = r_.String(node, "contract", what, false)) {
+      if (*v == "each") ro.contract = Rollout::Contract::kEach;
+      else if (*v == "together") ro.contract = Rollout::Contract::kTogether;
+      else r_.Error(node["contract"], "`contract` in `rollout` is `" + *v + "`",
+                    "use `together` (no database contracts before every database's gates pass) "
+                    "or `each`");
+    }
   }
 
   void ParseSettings(const YAML::Node& node, Plan* plan) {
@@ -772,16 +799,36 @@ PlanParseResult ParsePlan(const std::string& text, const std::string& file) {
 }
 
 std::vector<Diagnostic> CheckPlanAgainstDatabases(const Plan& plan, const std::string& file,
-                                                  const std::set<std::string>& databases) {
+                                                  const std::set<std::string>& databases,
+                                                  const std::set<std::string>& groups) {
   std::vector<Diagnostic> out;
-  if (databases.count(plan.database)) return out;
+  if (groups.count(plan.database)) return out;
+  if (databases.count(plan.database)) {
+    if (plan.rollout.given) {
+      out.push_back(Diagnostic{file, plan.rollout.pos,
+                               "`rollout` is for a plan on a database group, and `" +
+                                   plan.database + "` is one database",
+                               "remove `rollout`, or name a group of `database_groups` in "
+                               "`database`"});
+    }
+    return out;
+  }
   std::string known;
   for (const auto& d : databases) known += (known.empty() ? "" : ", ") + d;
+  for (const auto& g : groups) known += (known.empty() ? "" : ", ") + g + " (a group)";
   out.push_back(Diagnostic{file, plan.database_pos,
                            "database `" + plan.database + "` is not in the daemon's config",
                            known.empty() ? "add it under `databases:` in tided.yaml"
                                          : "use one of: " + known});
   return out;
+}
+
+std::vector<Diagnostic> CheckPlanAgainstConfig(const Plan& plan, const std::string& file,
+                                               const Config& config) {
+  std::set<std::string> names, groups;
+  for (const auto& kv : config.databases) names.insert(kv.first);
+  for (const auto& kv : config.database_groups) groups.insert(kv.first);
+  return CheckPlanAgainstDatabases(plan, file, names, groups);
 }
 
 }  // namespace tide

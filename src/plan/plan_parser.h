@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "tide/config.h"
 #include "tide/plan.h"
 
 namespace tide {
@@ -28,9 +29,13 @@ PlanParseResult ParsePlan(const std::string& text, const std::string& file);
 constexpr const char* kInternalError = "internal error while reading the file";
 Diagnostic InternalError(const std::string& file, const std::string& what);
 
-// The checks that need the daemon's config: the plan's database must be one it knows.
+// The checks that need the daemon's config: the plan's database must be a database or a
+// database group it knows; `rollout` only goes with a group.
 std::vector<Diagnostic> CheckPlanAgainstDatabases(const Plan& plan, const std::string& file,
-                                                  const std::set<std::string>& databases);
+                                                  const std::set<std::string>& databases,
+                                                  const std::set<std::string>& groups = {});
+std::vector<Diagnostic> CheckPlanAgainstConfig(const Plan& plan, const std::string& file,
+                                               const Config& config);
 
 // Splits "schema.table" on the dot. Returns false and sets *error when the name is empty, has
 // more than one dot, is longer than 63 bytes a part, or holds a quote, semicolon or control

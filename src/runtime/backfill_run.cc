@@ -217,7 +217,7 @@ void BackfillRun::OnSetup(Result<Setup> r) {
   const BackfillSummary s = Summary();
   int64_t estimated = 0;
   for (const auto& cp : ranges_) estimated += cp.rows_estimated;
-  env_.metrics->SetBackfillEstimate(plan_, task_.table.Display(), estimated);
+  env_.metrics->SetBackfillEstimate(plan_, database_, task_.table.Display(), estimated);
   bool all_done = true;
   for (const auto& cp : ranges_) all_done &= cp.done;
   if (all_done) return Finish(Status::Ok());
@@ -429,7 +429,7 @@ void BackfillRun::OnBatch(const std::shared_ptr<Lane>& lane, int64_t size, Milli
                           Result<BatchResult> r) {
   const std::string table = task_.table.Display();
   if (!r.ok()) {
-    env_.metrics->RecordBatch(plan_, table, 0, elapsed.count() / 1000.0,
+    env_.metrics->RecordBatch(plan_, database_, table, 0, elapsed.count() / 1000.0,
                               r.status().sqlstate() == "57014" ? "timeout" : "error");
     return OnLaneError(lane, r.status());
   }
@@ -455,7 +455,7 @@ void BackfillRun::OnBatch(const std::shared_ptr<Lane>& lane, int64_t size, Milli
   vacuums_.Wrote(r->updated);
   if (have_dead_) MaybeVacuum(last_dead_);
   scanned_this_run_ += r->scanned;
-  env_.metrics->RecordBatch(plan_, table, r->updated, elapsed.count() / 1000.0, "committed");
+  env_.metrics->RecordBatch(plan_, database_, table, r->updated, elapsed.count() / 1000.0, "committed");
   env_.metrics->MarkProgress(plan_);
   ReportProgress(before);
   if (finished_) return CloseLane(lane);
@@ -721,7 +721,7 @@ void BackfillRun::OnHealth(Result<HealthReading> r) {
     }
     decision_ = next;
   }
-  env_.metrics->SetBackfillShape(plan_, task_.table.Display(), sizer_.size(), open_lanes_,
+  env_.metrics->SetBackfillShape(plan_, database_, task_.table.Display(), sizer_.size(), open_lanes_,
                                  EtaSeconds());
   After(monitor_timer_, Millis(1000), [this] { Monitor(); });
 }
@@ -792,7 +792,7 @@ void BackfillRun::Finish(const Status& s) {
   if (decision_.kind != ThrottleDecision::Kind::kRun && decision_.reason != "yield") {
     env_.metrics->SetThrottled(plan_, decision_.reason, false, 0);
   }
-  env_.metrics->SetBackfillShape(plan_, task_.table.Display(), sizer_.size(), 0, s.ok() ? 0 : -1);
+  env_.metrics->SetBackfillShape(plan_, database_, task_.table.Display(), sizer_.size(), 0, s.ok() ? 0 : -1);
   // Lanes waiting on a timer close now; a lane with a job in flight closes when it returns.
   for (auto& lane : lanes_) {
     if (!lane->closed && !lane->busy) CloseLane(lane);

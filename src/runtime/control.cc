@@ -26,17 +26,25 @@ Result<ControlRequest> ParseControlRequest(const std::string& text) {
   r.plan = (*j)["plan"];
   r.phase = (*j)["phase"];
   r.settings = (*j)["settings"];
-  static const std::vector<std::string> actions = {"pause", "resume", "abort", "revert", "finalize", "set"};
+  r.database = (*j)["database"];
+  static const std::vector<std::string> actions = {"pause",  "resume",   "abort", "retry",
+                                                   "revert", "finalize", "set"};
   if (std::find(actions.begin(), actions.end(), r.action) == actions.end()) {
-    return Status::Invalid("action `" + r.action + "` is not pause, resume, abort, revert, finalize or set");
+    return Status::Invalid("action `" + r.action +
+                           "` is not pause, resume, abort, retry, revert, finalize or set");
   }
+  if (!r.database.empty() && r.action != "pause" && r.action != "resume" && r.action != "abort" &&
+      r.action != "retry") {
+    return Status::Invalid("only pause, resume, abort and retry take a database");
+  }
+  if (!r.database.empty() && r.plan == "*") return Status::Invalid("a database goes with one plan");
   if (r.action == "set") {
     auto change = ParseLiveChange(r.settings);
     if (!change.ok()) return change.status();
   } else if (!r.settings.empty()) {
     return Status::Invalid("only set carries settings");
   }
-  if ((r.action == "abort" || r.action == "revert" || r.action == "finalize" || r.action == "set") &&
+  if ((r.action == "abort" || r.action == "retry" || r.action == "revert" || r.action == "finalize" || r.action == "set") &&
       (r.plan == "*" || !r.phase.empty())) {
     return Status::Invalid(r.action + " names one plan and no phase");
   }
@@ -52,6 +60,7 @@ std::string FormatControlRequest(const ControlRequest& r) {
   JsonObject o;
   o.Str("action", r.action).Str("plan", r.plan).Str("phase", r.phase);
   if (!r.settings.empty()) o.Str("settings", r.settings);
+  if (!r.database.empty()) o.Str("database", r.database);
   return o.ToString() + "\n";
 }
 

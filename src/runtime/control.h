@@ -19,10 +19,12 @@ inline int ControlSignal() { return SIGRTMIN + 1; }
 constexpr int kControlSignalValue = 1;
 
 struct ControlRequest {
-  std::string action;  // "pause", "resume", "abort", "revert", "finalize" or "set"
+  std::string action;  // "pause", "resume", "abort", "retry", "revert", "finalize" or "set"
   std::string plan;    // "*": every plan
   std::string phase;   // "" or expand, backfill, gate, contract
   std::string settings;  // set: "max_rows_per_second=5000 batch_size=default"
+  // pause, resume, abort, retry: only this database of a plan on a database group; "": all
+  std::string database;
   std::string file;    // where it came from
   std::string owner;   // the file's owner, "alice (uid 1000)"
 };

@@ -29,15 +29,6 @@ using SteadyClock = std::chrono::steady_clock;
 
 // ---------------------------------------------------------------------------------------------
 
-struct Orchestrator::Admission {
-  enum class Kind { kAccept, kReject, kLater } kind = Kind::kLater;
-  std::string error;
-  Plan plan;
-  PlanRecord record;
-  bool resumed = false;
-  std::string preflight;  // the report, as JSON, for a new plan
-  std::unique_ptr<PlanDatabase> db;
-};
 
 Orchestrator::Orchestrator(asio::io_context& io, asio::thread_pool& pool, Config config,
                            DatabaseConnector* connector, SpoolPort* spool, AuditSink* audit,
@@ -118,11 +109,10 @@ void Orchestrator::Submit(SpoolFile file) {
   Audit(AuditEvent{"plan_submitted", parsed.plan.name, "", file.owner,
                    JsonObject().Str("file", file.name).Int("bytes", file.text.size())});
   if (parsed.ok()) {
-    std::set<std::string> names;
-    for (const auto& kv : config_.databases) names.insert(kv.first);
-    parsed.errors = CheckPlanAgainstDatabases(parsed.plan, file.name, names);
+    parsed.errors = CheckPlanAgainstConfig(parsed.plan, file.name, config_);
   }
   if (!parsed.ok()) return Reject(file, parsed.plan.name, FormatDiagnostics(parsed.errors));
+  const bool group = config_.database_groups.count(parsed.plan.database) > 0;
   // Refused at once unless only the catalog can tell (a type change that may be binary
   // coercible, a function that may be stable): those are decided at admission, with it.
   const auto findings = LintPlan(parsed.plan);
@@ -134,8 +124,9 @@ void Orchestrator::Submit(SpoolFile file) {
   const std::string policy = BlockerPolicyProblem(parsed.plan.settings, config_.defaults);
   if (!policy.empty()) return Reject(file, parsed.plan.name, file.name + ": settings: " + policy);
 
-  pending_files_.insert(file.name);
   const std::string checksum = Sha256Hex(file.text);
+  if (group) return SubmitRollout(file, parsed.plan, checksum);
+  pending_files_.insert(file.name);
   offloader_.Run<std::shared_ptr<Admission>>(
       [this, file, plan = parsed.plan, checksum] {
         return std::make_shared<Admission>(Admit(file, plan, checksum));
@@ -170,21 +161,56 @@ void Orchestrator::Reject(const SpoolFile& file, const std::string& plan,
   if (!s.ok()) spdlog::error("spool: {}", s.ToString());
 }
 
+
+// On the pool.
+bool Orchestrator::CheckNewPlan(PlanDatabase& db, const SpoolFile& file, const Plan& plan,
+                                Admission* a) {
+  a->kind = Admission::Kind::kReject;
+  auto facts = db.ReadLintFacts(LintQuestionsOf(plan));
+  if (!facts.ok()) {
+    Undecided(a, "reading the catalog for the lint: " + facts.status().ToString(), facts.status());
+    return false;
+  }
+  std::string findings;
+  for (const auto& f : LintPlan(plan, &*facts)) findings += f.ToString(file.name) + "\n";
+  if (!findings.empty()) {
+    a->error = findings;
+    return false;
+  }
+  for (const auto& task : plan.backfill) {
+    auto info = db.DescribeTable(task.table, task.key);
+    if (!info.ok()) {
+      Undecided(a, info.status().ToString(), info.status());
+      return false;
+    }
+    if (info->exists && info->key.empty()) {
+      a->error = file.name + ":" + std::to_string(task.pos.line) + ":" +
+                 std::to_string(task.pos.column) + ": table `" + task.table.Display() +
+                 "` has no primary key; add `key: <column>` (a unique, not-null column) to the "
+                 "backfill task";
+      return false;
+    }
+  }
+  auto report = db.Preflight(plan, false, LimitsFor(plan, config_.defaults));
+  if (!report.ok()) {
+    Undecided(a, "preflight: " + report.status().ToString(), report.status());
+    return false;
+  }
+  if (!report->ok()) {
+    std::string problems;
+    for (const auto& p : report->problems) problems += file.name + ": " + p + "\n";
+    a->error = problems;
+    return false;
+  }
+  a->preflight = PreflightJson(*report);
+  return true;
+}
+
 // On the pool.
 Orchestrator::Admission Orchestrator::Admit(const SpoolFile& file, const Plan& plan,
                                             const std::string& checksum) {
   Admission a;
   a.plan = plan;
-  // An admission that could not be decided: tried again later when `s` is transient (a lost
-  // server, a lock timeout), else rejected with the reason, so that a permanent error
-  // (permission denied, say) is in rejected/ and the audit log instead of retried for ever.
-  auto Undecided = [](Admission* a, const std::string& error, const Status& s) {
-    a->error = error;
-    const bool transient = s.code() == Status::Code::kRetryable ||
-                           s.code() == Status::Code::kInDoubt || IsConnectionLoss(s);
-    a->kind = transient ? Admission::Kind::kLater : Admission::Kind::kReject;
-    if (!transient) a->error += "; fix the cause and submit the plan again";
-  };
   auto db = connector_->Connect(plan.database);
   if (!db.ok()) {
     a.error = "cannot reach database `" + plan.database + "`: " + db.status().ToString();
@@ -240,43 +266,7 @@ Orchestrator::Admission Orchestrator::Admit(const SpoolFile& file, const Plan& p
       a.resumed = false;
     }
   } else {
-    auto facts = (*db)->ReadLintFacts(LintQuestionsOf(plan));
-    if (!facts.ok()) {
-      Undecided(&a, "reading the catalog for the lint: " + facts.status().ToString(), facts.status());
-      return a;
-    }
-    std::string findings;
-    for (const auto& f : LintPlan(plan, &*facts)) findings += f.ToString(file.name) + "\n";
-    if (!findings.empty()) {
-      a.error = findings;
-      return a;
-    }
-    for (const auto& task : plan.backfill) {
-      auto info = (*db)->DescribeTable(task.table, task.key);
-      if (!info.ok()) {
-        Undecided(&a, info.status().ToString(), info.status());
-        return a;
-      }
-      if (info->exists && info->key.empty()) {
-        a.error = file.name + ":" + std::to_string(task.pos.line) + ":" +
-                  std::to_string(task.pos.column) + ": table `" + task.table.Display() +
-                  "` has no primary key; add `key: <column>` (a unique, not-null column) to the "
-                  "backfill task";
-        return a;
-      }
-    }
-    auto report = (*db)->Preflight(plan, false, LimitsFor(plan, config_.defaults));
-    if (!report.ok()) {
-      Undecided(&a, "preflight: " + report.status().ToString(), report.status());
-      return a;
-    }
-    if (!report->ok()) {
-      std::string problems;
-      for (const auto& p : report->problems) problems += file.name + ": " + p + "\n";
-      a.error = problems;
-      return a;
-    }
-    a.preflight = PreflightJson(*report);
+    if (!CheckNewPlan(**db, file, plan, &a)) return a;
     a.record.name = plan.name;
     a.record.checksum = checksum;
     a.record.file_name = file.name;
@@ -365,6 +355,9 @@ struct ResumeItem {
 struct ResumeResult {
   Status status;
   std::vector<ResumeItem> items;
+  // Plans of a database group, to their rollout: those that have not started (no lease taken
+  // here: the rollout starts them in turn) and those that finished.
+  std::vector<ResumeItem> members;
   std::vector<Pause> pauses;
   std::vector<LiveSettingsRecord> live;
   std::vector<std::string> expired;  // plans whose kept old columns' retention has passed
@@ -372,8 +365,15 @@ struct ResumeResult {
 }  // namespace
 
 void Orchestrator::ResumeDatabase(const std::string& database) {
+  // The rollouts that know this database's state already.
+  std::set<std::string> known;
+  for (const auto& [name, rollout] : rollouts_) {
+    for (const auto& m : rollout.members) {
+      if (m.database == database && m.known) known.insert(name);
+    }
+  }
   offloader_.Run<ResumeResult>(
-      [this, database] {
+      [this, database, known] {
         ResumeResult out;
         auto db = connector_->Connect(database);
         if (!db.ok()) return out.status = db.status(), out;
@@ -400,6 +400,22 @@ void Orchestrator::ResumeDatabase(const std::string& database) {
           }
         }
         for (const auto& r : *plans) {
+          Plan member;
+          bool of_group = false;
+          // Finished plans are many: only those that may name a group are parsed.
+          const bool may_be_member = std::any_of(
+              config_.database_groups.begin(), config_.database_groups.end(),
+              [&](const auto& g) { return r.source.find(g.first) != std::string::npos; });
+          if (may_be_member && (!IsFinal(r.cursor.state) || !known.count(r.name))) {
+            auto parsed = ParsePlan(r.source, r.file_name);
+            member = parsed.plan;
+            of_group = parsed.ok() && AsMember(&member, database);
+          }
+          if (of_group && (IsFinal(r.cursor.state) ||
+                           (r.cursor.state == PlanState::kAccepted && r.started_at.empty()))) {
+            out.members.push_back(ResumeItem{member, r, nullptr, ""});
+            continue;
+          }
           if (IsFinal(r.cursor.state)) continue;
           // Another tided runs it while its lease lasts; this one takes it over after that.
           auto lease = (*db)->AcquireLease(r.name, options_.instance, options_.lease_ttl);
@@ -412,6 +428,7 @@ void Orchestrator::ResumeDatabase(const std::string& database) {
           auto parsed = ParsePlan(r.source, r.file_name);
           if (!parsed.ok()) item.error = FormatDiagnostics(parsed.errors);
           item.plan = parsed.plan;
+          if (of_group) item.plan = member;
           item.record = r;
           auto conn = connector_->Connect(database);
           if (!conn.ok()) return out.status = conn.status(), out;
@@ -431,6 +448,9 @@ void Orchestrator::ResumeDatabase(const std::string& database) {
           return;
         }
         for (const auto& p : r.pauses) {
+          // Lifted here while this database still held it (the resume reaches the databases
+          // one after the other): it stays lifted.
+          if (lifted_.count({p.plan, p.phase})) continue;
           if (!PausedBy(p.plan, p.phase) ||
               std::none_of(pauses_.begin(), pauses_.end(), [&](const tide::Pause& q) {
                 return q.plan == p.plan && q.phase == p.phase;
@@ -439,6 +459,26 @@ void Orchestrator::ResumeDatabase(const std::string& database) {
           }
         }
         for (const auto& l : r.live) OnLiveSettings(database, l);
+        std::set<std::string> rollouts;
+        for (const auto& m : r.members) {
+          NoteMember(m.plan, m.record, database);
+          rollouts.insert(m.plan.name);
+        }
+        for (const auto& item : r.items) {
+          if (item.plan.group.empty()) continue;
+          NoteMember(item.plan, item.record, database);
+          rollouts.insert(item.plan.name);
+        }
+        // This database has answered: a rollout of its group that it holds no copy of does not
+        // run here.
+        for (auto& [name, rollout] : rollouts_) {
+          RolloutMember* m = MemberOf(name, database);
+          if (m && !m->known) {
+            m->known = true;
+            m->recorded = false;
+            rollouts.insert(name);
+          }
+        }
         for (auto& item : r.items) {
           if (!item.error.empty()) {
             spdlog::error("plan {}: stored plan no longer parses:\n{}", item.record.name, item.error);
@@ -455,6 +495,7 @@ void Orchestrator::ResumeDatabase(const std::string& database) {
                        ToString(item.record.cursor.state));
           StartRun(std::move(item.plan), std::move(item.record), std::move(item.db));
         }
+        for (const auto& name : rollouts) AdvanceRollout(name);
         for (const auto& plan : r.expired) Finalize(plan, "retention", "retention", database);
         spdlog::debug("database {}: {} unfinished plan(s) to run here; looking again in {}",
                       database, r.items.size(), FormatDuration(options_.takeover_scan));
@@ -522,6 +563,7 @@ struct AbortLookup {
   Status status;
   bool found = false;
   bool was_failed = false;  // else it was not running yet (a request left while tided was down)
+  bool not_started = false;  // accepted, never started (a rollout's database waiting its turn)
   std::string refusal;
   Plan plan;
   PlanRecord record;
@@ -529,17 +571,30 @@ struct AbortLookup {
 };
 }  // namespace
 
-void Orchestrator::Abort(const std::string& plan, const std::string& actor, const std::string& via) {
+void Orchestrator::Abort(const std::string& plan, const std::string& actor, const std::string& via,
+                         const std::string& database) {
+  auto rollout = rollouts_.find(plan);
+  const bool of_group = rollout != rollouts_.end();
+  // The whole rollout: no database starts any more.
+  if (of_group && database.empty()) rollout->second.aborted = true;
+  std::vector<std::shared_ptr<Run>> running;
   for (auto& kv : runs_) {
-    if (kv.second->name() == plan) return kv.second->Abort(actor, via);
+    if (kv.second->name() == plan && (database.empty() || kv.first == database + "/" + plan)) {
+      running.push_back(kv.second);
+    }
   }
-  // Not running: a failed plan (or none), in whichever database knows it.
+  for (auto& run : running) run->Abort(actor, via);
+  if (!running.empty() && !of_group) return;
+  // Not running: a failed plan (or none), in whichever database knows it; for a rollout, every
+  // database not running it (one that has not started is marked aborted at once).
   for (const auto& kv : config_.databases) {
-    const std::string database = kv.first;
+    const std::string db_name = kv.first;
+    if (!database.empty() && db_name != database) continue;
+    if (runs_.count(db_name + "/" + plan)) continue;
     offloader_.Run<AbortLookup>(
-        [this, database, plan] {
+        [this, db_name, plan] {
           AbortLookup out;
-          auto db = connector_->Connect(database);
+          auto db = connector_->Connect(db_name);
           if (!db.ok()) return out.status = db.status(), out;
           if (!(out.status = (*db)->EnsureSchema()).ok()) return out;
           auto found = (*db)->FindPlan(plan);
@@ -554,34 +609,55 @@ void Orchestrator::Abort(const std::string& plan, const std::string& actor, cons
             if (!*lease) out.refusal = "another tided is running the plan; abort it there";
           }
           out.was_failed = out.record.cursor.state == PlanState::kFailed;
+          out.not_started =
+              out.record.cursor.state == PlanState::kAccepted && out.record.started_at.empty();
           if (!out.was_failed) out.record.failed_in = out.record.cursor.state;
           if (!out.refusal.empty()) return out;
           auto parsed = ParsePlan(out.record.source, out.record.file_name);
           if (!parsed.ok()) return out.refusal = "its stored text no longer parses", out;
           out.plan = parsed.plan;
+          AsMember(&out.plan, db_name);
+          if (out.not_started && !out.plan.group.empty()) {
+            // A database of a rollout that never started: nothing to roll back.
+            out.record.cursor = PlanCursor{PlanState::kAborted, 0, false};
+            out.status = (*db)->SaveCursor(plan, out.record.cursor);
+            (*db)->ReleaseLease(plan, options_.instance);
+            return out;
+          }
           out.record.cursor = PlanCursor{PlanState::kAborting, 0, out.record.cursor.catch_up};
           if (!(out.status = (*db)->SaveCursor(plan, out.record.cursor)).ok()) return out;
           out.db = std::move(db).value();
           return out;
         },
-        [this, database, plan, actor, via](AbortLookup r) {
+        [this, db_name, plan, actor, via](AbortLookup r) {
           if (!r.status.ok()) {
-            spdlog::error("abort of {} on {}: {}", plan, database, r.status.ToString());
+            spdlog::error("abort of {} on {}: {}", plan, db_name, r.status.ToString());
             return;
           }
           if (!r.found) return;
           const std::string phase = PhaseOf(r.record.failed_in);
+          JsonObject where;
+          if (!r.plan.group.empty()) where.Str("database", db_name);
           if (!r.refusal.empty()) {
             Audit(AuditEvent{"abort_refused", plan, phase, actor,
-                             JsonObject().Str("via", via).Str("reason", r.refusal)});
+                             where.Str("via", via).Str("reason", r.refusal)});
             spdlog::warn("plan {}: abort by {} refused: {}", plan, actor, r.refusal);
             return;
           }
+          if (r.record.cursor.state == PlanState::kAborted) {
+            Audit(AuditEvent{"plan_aborted", plan, "", actor,
+                             where.Str("via", via).Str("reason", "aborted before it started")});
+            if (RolloutMember* m = MemberOf(plan, db_name)) {
+              m->state = PlanState::kAborted;
+              AdvanceRollout(plan);
+            }
+            return;
+          }
           // A resumed run may have started meanwhile: it takes the request itself.
-          const std::string key = database + "/" + plan;
+          const std::string key = db_name + "/" + plan;
           if (runs_.count(key)) return runs_[key]->Abort(actor, via);
           Audit(AuditEvent{"abort_requested", plan, phase, actor,
-                           JsonObject().Str("via", via).Str("state", ToString(r.record.failed_in))});
+                           where.Str("via", via).Str("state", ToString(r.record.failed_in))});
           auto run = std::make_shared<Run>(*this, std::move(r.plan), r.record, std::move(r.db));
           run->AbortStopped(actor, !r.was_failed);
           runs_[run->key()] = run;
@@ -789,14 +865,16 @@ void Orchestrator::Finalize(const std::string& plan, const std::string& actor, c
   }
 }
 
-const tide::Pause* Orchestrator::PausedBy(const std::string& plan, const std::string& phase) const {
+const tide::Pause* Orchestrator::PausedBy(const std::string& plan, const std::string& phase,
+                                          const std::string& database) const {
   for (const auto& p : pauses_) {
-    if (PauseCovers(p.plan, p.phase, plan, phase)) return &p;
+    if (PauseCovers(p.plan, p.phase, plan, phase, database)) return &p;
   }
   return nullptr;
 }
 
 void Orchestrator::Pause(const tide::Pause& pause) {
+  lifted_.erase({pause.plan, pause.phase});
   pauses_.erase(std::remove_if(pauses_.begin(), pauses_.end(),
                                [&](const tide::Pause& p) {
                                  return p.plan == pause.plan && p.phase == pause.phase;
@@ -915,9 +993,15 @@ void Orchestrator::NextLiveRequest() {
 
 void Orchestrator::Resume(const std::string& plan, const std::string& phase,
                           const std::string& actor, const std::string& via) {
+  for (const auto& p : pauses_) {
+    if ((p.plan == plan || p.plan.rfind(plan + "@", 0) == 0) && (phase.empty() || p.phase == phase)) {
+      lifted_.insert({p.plan, p.phase});
+    }
+  }
   pauses_.erase(std::remove_if(pauses_.begin(), pauses_.end(),
                                [&](const tide::Pause& p) {
-                                 return p.plan == plan && (phase.empty() || p.phase == phase);
+                                 return (p.plan == plan || p.plan.rfind(plan + "@", 0) == 0) &&
+                                        (phase.empty() || p.phase == phase);
                                }),
                 pauses_.end());
   Audit(AuditEvent{"resumed", plan, phase, actor, JsonObject().Str("via", via)});

@@ -18,6 +18,8 @@
 #include <string>
 
 #include "engine/live_settings.h"
+#include "engine/rollout.h"
+#include "engine/sqlstate.h"
 #include "runtime/offloader.h"
 #include "runtime/spool.h"
 #include "tide/config.h"
@@ -63,13 +65,21 @@ class Orchestrator {
   // Operators' pauses. Stored in every configured database (so they outlive a restart and hold
   // plans not submitted yet), audited with who asked, and applied within one batch.
   void Pause(const tide::Pause& pause);
-  // Lifts the pauses of `plan` ("*": the global ones) for `phase` ("": all of them).
+  // Lifts the pauses of `plan` ("*": the global ones; "plan@database": one database's; a plan
+  // lifts its databases' too) for `phase` ("": all of them).
   void Resume(const std::string& plan, const std::string& phase, const std::string& actor,
               const std::string& via);
   // An operator's abort of `plan`: a running plan stops and runs its rollback steps; a failed
   // one is loaded and does the same. Refused (and audited with the reason) once contract has
-  // started.
-  void Abort(const std::string& plan, const std::string& actor, const std::string& via);
+  // started. For a plan on a database group: on each of its databases (only `database`'s
+  // when given); a database that has not started is marked aborted, and the rollout starts no
+  // new database.
+  void Abort(const std::string& plan, const std::string& actor, const std::string& via,
+             const std::string& database = "");
+  // `tidectl retry PLAN --database DB` for a plan on a database group: its failed databases
+  // (only `database`'s when given) go on from where they failed, and the rollout goes on.
+  void Retry(const std::string& plan, const std::string& database, const std::string& actor,
+             const std::string& via);
   // `tidectl revert PLAN`: a done plan whose switch kept the old columns switches back.
   void Revert(const std::string& plan, const std::string& actor, const std::string& via);
   // `tidectl finalize PLAN` (or its retention passed): the old columns the switch kept go, in
@@ -86,7 +96,9 @@ class Orchestrator {
   // The live settings of `plan` in `database` (empty when none).
   LiveSettings LiveFor(const std::string& database, const std::string& plan) const;
   // The pause holding `phase` of `plan`, or nullptr.
-  const tide::Pause* PausedBy(const std::string& plan, const std::string& phase) const;
+  // (`database`: the run's database, for a plan on a database group; see PauseTarget.)
+  const tide::Pause* PausedBy(const std::string& plan, const std::string& phase,
+                              const std::string& database = "") const;
   // Applies a reloaded config: defaults and health limits for tasks that start from now on,
   // and max_workers.
   void UpdateConfig(const Config& config);
@@ -95,6 +107,8 @@ class Orchestrator {
   void Audit(AuditEvent event);
 
   size_t running_plans() const { return runs_.size(); }
+  // The databases of the rollout of `plan`, as this daemon knows them (empty: no rollout).
+  std::vector<RolloutMember> RolloutMembers(const std::string& plan) const;
   // Why the audit log cannot be written, or "" when it can.
   const std::string& audit_blocked() const { return audit_blocked_; }
   bool is_pending(const std::string& file_name) const { return pending_files_.count(file_name) > 0; }
@@ -103,8 +117,62 @@ class Orchestrator {
   class Run;
   friend class Run;
 
-  struct Admission;
+  // An admission that could not be decided: tried again later when `s` is transient (a lost
+  // server, a lock timeout), else rejected with the reason, so that a permanent error
+  // (permission denied, say) is in rejected/ and the audit log instead of retried for ever.
+  template <typename A>
+  static void Undecided(A* a, const std::string& error, const Status& s) {
+    a->error = error;
+    const bool transient = s.code() == Status::Code::kRetryable ||
+                           s.code() == Status::Code::kInDoubt || IsConnectionLoss(s);
+    a->kind = transient ? A::Kind::kLater : A::Kind::kReject;
+    if (!transient) a->error += "; fix the cause and submit the plan again";
+  }
+
+  struct Admission {
+    enum class Kind { kAccept, kReject, kLater } kind = Kind::kLater;
+    std::string error;
+    Plan plan;
+    PlanRecord record;
+    bool resumed = false;
+    std::string preflight;  // the report, as JSON, for a new plan
+    std::unique_ptr<PlanDatabase> db;
+  };
   Admission Admit(const SpoolFile& file, const Plan& plan, const std::string& checksum);
+  // The checks of a plan new to `db` (the lint with the catalog, the tables' keys, the
+  // preflight); false with a->kind and a->error set when it cannot be admitted.
+  bool CheckNewPlan(PlanDatabase& db, const SpoolFile& file, const Plan& plan, Admission* a);
+
+  // Plans on a database group (see rollouts.cc): each database of the group holds its own
+  // copy of the plan (the truth stays with the data), admitted on all of them before any
+  // starts; the rollout here decides when each starts and when contract may begin.
+  struct RolloutRun {
+    Plan plan;  // as submitted: `database` is the group
+    std::string file_name;
+    std::vector<RolloutMember> members;  // the group's order
+    bool aborted = false;                // an operator aborted the whole rollout
+    bool halted_announced = false;
+    bool file_finished = false;
+    std::string summary;  // as last logged
+  };
+  std::map<std::string, RolloutRun> rollouts_;  // by plan name
+  struct RolloutAdmission;
+  void SubmitRollout(const SpoolFile& file, const Plan& plan, const std::string& checksum);
+  RolloutAdmission AdmitRollout(const SpoolFile& file, const Plan& plan, const std::string& checksum);
+  // Re-decides the rollout of `plan`: starts databases whose turn came, notes a halt, finishes
+  // the spool file once every database finished for good.
+  void AdvanceRollout(const std::string& plan);
+  void StartMember(const std::string& plan, const std::string& database);
+  RolloutMember* MemberOf(const std::string& plan, const std::string& database);
+  // Whether contract of `plan` (one database's copy) must wait for the rollout's other
+  // databases (contract: together).
+  bool RolloutHoldsContract(const Plan& plan);
+  // A database's run of a group's plan reached a final state.
+  void MemberEnded(const Plan& plan, PlanState state);
+  // Whether a stored plan of `database` names a group `database` belongs to; fills `plan` for
+  // that database (group set) when it does.
+  bool AsMember(Plan* plan, const std::string& database) const;
+  void NoteMember(const Plan& plan, const PlanRecord& record, const std::string& database);
   void OnAdmitted(const SpoolFile& file, Admission admission);
   void Reject(const SpoolFile& file, const std::string& plan, const std::string& error);
   void ResumeDatabase(const std::string& database);
@@ -136,6 +204,9 @@ class Orchestrator {
                              const std::string& via);
   void EndRevertOrFinalize(const std::string& plan);
   std::vector<tide::Pause> pauses_;
+  // (plan, phase) of the pauses lifted by this daemon: a database that still holds one (the
+  // resume had not reached it yet) does not bring it back.
+  std::set<std::pair<std::string, std::string>> lifted_;
   // database + "/" + plan -> its live settings (tidectl set), as last read or written.
   struct Live {
     LiveSettings settings;

@@ -150,11 +150,8 @@ void Orchestrator::Run::FinishAborted() {
                                           JsonObject().Str("file", self->record_.file_name),
                                           self->abort_by_);
                               spdlog::info("plan {}: aborted; rollback done", self->plan_.name);
-                              if (self->file_in_spool_) {
-                                self->Report(self->o_.spool_->Finish(
-                                    self->record_.file_name, false,
-                                    "aborted by " + self->abort_by_ + "; the rollback steps ran"));
-                              }
+                              self->FinishFile(false, "aborted by " + self->abort_by_ +
+                                                          "; the rollback steps ran");
                               self->o_.metrics_->PlanFinished(self->plan_.database, "aborted");
                               self->End();
                             });
@@ -173,6 +170,7 @@ void Orchestrator::Run::FinishReverted() {
                spdlog::info("plan {}: reverted; the old columns have their names back",
                             self->plan_.name);
                self->o_.metrics_->PlanFinished(self->plan_.database, "reverted");
+               self->FinishFile(true, "");
                self->End();
              });
 }
@@ -207,7 +205,7 @@ void Orchestrator::Run::RunBackup() {
 
 bool Orchestrator::Run::HeldByPause() {
   const char* phase = PhaseOf(cursor_.state);
-  const tide::Pause* by = o_.PausedBy(plan_.name, phase);
+  const tide::Pause* by = o_.PausedBy(plan_.name, phase, member_of());
   if (by && !held_) {
     held_ = true;
     o_.metrics_->SetPaused(plan_.name, true);
@@ -347,8 +345,9 @@ BackfillEnv Orchestrator::Run::MakeEnv() {
     auto self = weak.lock();
     if (!self) return true;
     const std::string& plan = self->plan_.name;
-    return o->PausedBy(plan, "backfill") != nullptr ||
-           o->PausedBy(plan, PhaseOf(self->cursor_.state)) != nullptr ||
+    const std::string database = self->member_of();
+    return o->PausedBy(plan, "backfill", database) != nullptr ||
+           o->PausedBy(plan, PhaseOf(self->cursor_.state), database) != nullptr ||
            !o->audit_blocked_.empty();
   };
   // Health limits are read at every check, so that a reloaded config applies at once.
@@ -508,12 +507,31 @@ void Orchestrator::Run::OnGates(const std::vector<GateValue>& values) {
 }
 
 void Orchestrator::Run::GatesPassed() {
+  if (!plan_.group.empty() && plan_.rollout.contract == Rollout::Contract::kTogether) {
+    const bool was = rollout_ready_;
+    rollout_ready_ = true;
+    const bool holds = o_.RolloutHoldsContract(plan_);
+    if (!was) {
+      Audit("rollout_ready", "contract",
+            JsonObject().Bool("held", holds).Str(
+                "reason", holds ? "the gates pass; contract waits until every database of group `" +
+                                      plan_.group + "` is ready"
+                                : "the gates pass; every database of group `" + plan_.group +
+                                      "` is ready"));
+      if (holds) {
+        SaveWaiting("the gates pass; contract waits for the other databases of group `" +
+                    plan_.group + "` (contract: together)");
+      }
+      o_.AdvanceRollout(plan_.name);
+    }
+    if (holds) return After(o_.config_.defaults.gate_recheck_interval, [this] { Next(); });
+  }
   bool verifies = false;
   for (const auto& task : plan_.backfill) verifies |= task.verify;
   // Errors on the way to contract (a lock timeout adding the checks) keep their count, so that
   // their retry budget runs out.
   if (GateChecks(plan_).empty() && !verifies) return Advance(AfterSuccess(plan_, cursor_));
-  const tide::Pause* hold = o_.PausedBy(plan_.name, "contract");
+  const tide::Pause* hold = o_.PausedBy(plan_.name, "contract", member_of());
   if (hold) {
     // The checks are contract's first effect: a hold of contract keeps them out too. A
     // verification is done once the hold ends, right before contract, never hours before it.
@@ -598,6 +616,10 @@ void Orchestrator::Run::SealGates() {
 }
 
 void Orchestrator::Run::OnGatesFailed(const std::string& failing) {
+  if (rollout_ready_) {
+    rollout_ready_ = false;
+    o_.AdvanceRollout(plan_.name);
+  }
   // A verification counts only for the gates that passed with it.
   verified_.assign(verified_.size(), false);
   if (gate_stage_ == GateStage::kHeld) {
@@ -727,7 +749,7 @@ void Orchestrator::Run::Finish() {
                        self->AnnouncePhase();
                        self->Audit("plan_done", "", JsonObject().Str("file", self->record_.file_name));
                        spdlog::info("plan {}: done", self->plan_.name);
-                       self->Report(self->o_.spool_->Finish(self->record_.file_name, true, ""));
+                       self->FinishFile(true, "");
                        self->o_.metrics_->PlanFinished(self->plan_.database, "done");
                        const bool finalize_now = self->plan_.retention &&
                                                  self->plan_.retention->count() == 0 &&
@@ -921,7 +943,7 @@ void Orchestrator::Run::Fail(const Status& s) {
         self->Audit("plan_failed", phase,
                     JsonObject().Str("error", error).Str("sqlstate", s.sqlstate()).Bool(
                         "recorded", saved.ok()));
-        self->Report(self->o_.spool_->Finish(self->record_.file_name, false, error));
+        self->FinishFile(false, error);
         self->o_.metrics_->PlanFinished(self->plan_.database, "failed");
         self->End();
       });
@@ -943,6 +965,7 @@ void Orchestrator::Run::After(Millis wait, std::function<void()> then) {
 
 void Orchestrator::Run::Audit(const std::string& event, const std::string& phase, JsonObject details,
              const std::string& actor) {
+  if (!plan_.group.empty()) details.Str("database", plan_.database);
   o_.Audit(AuditEvent{event, plan_.name, phase, actor, std::move(details)});
 }
 
@@ -957,6 +980,19 @@ std::string Orchestrator::Run::OutcomesJson(const std::vector<StatementOutcome>&
     out += (out.size() > 1 ? "," : "") + j.ToString();
   }
   return out + "]";
+}
+
+// A plan on one database moves its file to done/ or failed/; a database of a group's plan
+// tells the rollout instead, which moves the file once every database finished.
+void Orchestrator::Run::FinishFile(bool ok, const std::string& error) {
+  if (!plan_.group.empty()) {
+    if (!IsFinal(cursor_.state)) return;
+    rollout_ready_ = false;
+    return o_.MemberEnded(plan_, cursor_.state);
+  }
+  // A reverted plan's file went to done/ when it was done; a failed plan's, to failed/.
+  if (!file_in_spool_ || cursor_.state == PlanState::kReverted) return;
+  Report(o_.spool_->Finish(record_.file_name, ok, error));
 }
 
 // The plan reached a final state: its lease goes back (so that a retry may run on any tided at

@@ -25,6 +25,11 @@ class Orchestrator::Run : public std::enable_shared_from_this<Orchestrator::Run>
   std::string key() const;
 
   const std::string& name() const;
+  PlanState state() const { return cursor_.state; }
+  // A database of a group's plan whose gates pass, waiting for the others' (contract: together).
+  bool rollout_ready() const { return rollout_ready_; }
+  // The database, for a plan on a database group (its pauses may name it); else "".
+  std::string member_of() const { return plan_.group.empty() ? "" : plan_.database; }
 
   // For a plan that was not running (failed, say) and starts again to abort: who asked, and
   // whether its file is still in active/ (a failed plan's is in failed/ already).
@@ -140,6 +145,8 @@ class Orchestrator::Run : public std::enable_shared_from_this<Orchestrator::Run>
   void SaveWaiting(const std::string& reason);
 
   void Finish();
+  // The plan's file: to done/ or failed/, or, for a database of a group's plan, to its rollout.
+  void FinishFile(bool ok, const std::string& error);
 
   // Stores `next` as the plan's cursor, then goes on.
   void Advance(PlanCursor next);
@@ -197,6 +204,7 @@ class Orchestrator::Run : public std::enable_shared_from_this<Orchestrator::Run>
   bool sync_triggers_dropped_ = false;
   bool gate_checks_removed_ = false;  // before the rollback
   bool held_ = false;
+  bool rollout_ready_ = false;  // see rollout_ready()
   std::vector<SweepSchedule> sweeps_;  // per backfill task
   std::vector<bool> verified_;         // per backfill task: verified in this run, no row differs
   // Per backfill task: the rows no update can fill, found by the last sweep, and a few keys.

@@ -164,7 +164,7 @@ TEST_F(DaemonTest, SigtermStopsCleanlyAndMetricsAreServed) {
   ASSERT_EQ(metrics.status, 0) << metrics.output;
   EXPECT_NE(metrics.output.find("tide_plan_state{database=\"app\",plan=\"add_clinic_id\",state=\"backfilling\"} 1"),
             std::string::npos) << metrics.output;
-  EXPECT_NE(metrics.output.find("tide_backfill_rows_total{plan=\"add_clinic_id\",table=\"patient_offers\"}"),
+  EXPECT_NE(metrics.output.find("tide_backfill_rows_total{database=\"app\",plan=\"add_clinic_id\",table=\"patient_offers\"}"),
             std::string::npos);
   EXPECT_NE(metrics.output.find("tide_backfill_batch_duration_seconds_bucket"), std::string::npos);
 

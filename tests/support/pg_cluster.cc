@@ -10,6 +10,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
+#include <map>
+#include <mutex>
 #include <pqxx/pqxx>
 #include <stdexcept>
 
@@ -57,6 +59,24 @@ PgCluster& PgCluster::Shared() {
     return c;
   }();
   return *cluster;
+}
+
+PgCluster& PgCluster::Instance(int index) {
+  if (index == 0) return Shared();
+  static std::mutex mu;
+  static std::map<int, PgCluster*> clusters;
+  std::lock_guard<std::mutex> lock(mu);
+  auto it = clusters.find(index);
+  if (it != clusters.end()) return *it->second;
+  auto* c = new PgCluster();
+  c->Start();
+  if (clusters.empty()) {
+    std::atexit([] {
+      for (auto& kv : clusters) kv.second->Stop();
+    });
+  }
+  clusters[index] = c;
+  return *c;
 }
 
 void PgCluster::Start() {

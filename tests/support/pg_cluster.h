@@ -12,6 +12,9 @@ class PgCluster {
   // The cluster shared by every test of this binary, started on first use. Aborts the test run
   // with the server's log when it cannot start: a missing PostgreSQL is a failure, not a skip.
   static PgCluster& Shared();
+  // Further clusters (index 1, 2, ...; 0 is Shared()), each started on first use and stopped at
+  // exit: for tests of several PostgreSQL servers.
+  static PgCluster& Instance(int index);
 
   int port() const { return port_; }
   const std::string& dir() const { return dir_; }

@@ -30,6 +30,39 @@ defaults: {lock_timeout: 2s, statement_timeout: 30s, batch_size: 1000}
   EXPECT_EQ(r.config.defaults.batch_size, 1000);
 }
 
+TEST(ConfigParser, DatabaseGroupsNameDatabasesOrPatternsInOrder) {
+  auto r = ParseConfig(R"(spool_dir: /s
+audit_log: /a
+databases:
+  shard_03: {dsn: "dbname=s3"}
+  shard_01: {dsn: "dbname=s1"}
+  shard_02: {dsn: "dbname=s2"}
+  billing: {dsn: "dbname=b"}
+database_groups:
+  shards: ["shard_*"]
+  mixed: [billing, "shard_0[12]", shard_01]
+)", "tided.yaml");
+  ASSERT_TRUE(r.ok()) << FormatDiagnostics(r.errors);
+  EXPECT_EQ(r.config.database_groups.at("shards"),
+            (std::vector<std::string>{"shard_01", "shard_02", "shard_03"}));
+  EXPECT_EQ(r.config.database_groups.at("mixed"),
+            (std::vector<std::string>{"billing", "shard_01", "shard_02"}));
+
+  auto bad = ParseConfig(R"(spool_dir: /s
+audit_log: /a
+databases:
+  a: {dsn: "dbname=a"}
+database_groups:
+  a: [a]
+  g: [b, "x_*"]
+)", "tided.yaml");
+  const std::string text = FormatDiagnostics(bad.errors);
+  EXPECT_NE(text.find("database group `a` has the name of a database"), std::string::npos) << text;
+  EXPECT_NE(text.find("tided.yaml:7:7: database group `g` names `b`, which is not under `databases`"),
+            std::string::npos) << text;
+  EXPECT_NE(text.find("the pattern `x_*` matches no database"), std::string::npos) << text;
+}
+
 TEST(ConfigParser, DefaultsApplyWhenLeftOut) {
   auto r = ParseConfig("spool_dir: /s\naudit_log: /a\ndatabases: {app: {dsn_env: APP_DSN}}\n", "c");
   ASSERT_TRUE(r.ok()) << FormatDiagnostics(r.errors);

@@ -24,7 +24,7 @@ TEST(Control, BadRequestsAreRefusedWithTheReason) {
     return r.ok() ? std::string("accepted") : r.status().message();
   };
   EXPECT_EQ(refused("not json"), "not a JSON object");
-  EXPECT_EQ(refused(R"({"action":"drop","plan":"p","phase":""})"), "action `drop` is not pause, resume, abort, revert, finalize or set");
+  EXPECT_EQ(refused(R"({"action":"drop","plan":"p","phase":""})"), "action `drop` is not pause, resume, abort, retry, revert, finalize or set");
   EXPECT_EQ(refused(R"({"action":"pause","plan":"","phase":""})"), "no plan named (\"*\" for every plan)");
   EXPECT_EQ(refused(R"({"action":"pause","plan":"p","phase":"later"})"),
             "phase `later` is not one of expand, backfill, gate, contract");
@@ -37,6 +37,23 @@ TEST(Control, BadRequestsAreRefusedWithTheReason) {
   EXPECT_EQ(refused(R"({"action":"set","plan":"p","phase":""})").find("no setting given"), 0u);
   EXPECT_EQ(refused(R"({"action":"pause","plan":"p","phase":"","settings":"workers=2"})"),
             "only set carries settings");
+  EXPECT_EQ(refused(R"({"action":"retry","plan":"*","phase":""})"), "retry names one plan and no phase");
+  EXPECT_EQ(refused(R"({"action":"set","plan":"p","database":"shard_01","settings":"workers=2"})"),
+            "only pause, resume, abort and retry take a database");
+  EXPECT_EQ(refused(R"({"action":"pause","plan":"*","database":"shard_01"})"),
+            "a database goes with one plan");
+}
+
+TEST(Control, ARetryOrPauseOfOneDatabaseCarriesTheDatabase) {
+  for (const char* action : {"retry", "pause", "resume", "abort"}) {
+    ControlRequest r;
+    r.action = action;
+    r.plan = "add_clinic_id";
+    r.database = "shard_07";
+    auto back = ParseControlRequest(FormatControlRequest(r));
+    ASSERT_TRUE(back.ok()) << back.status().message();
+    EXPECT_EQ(back->database, "shard_07");
+  }
 }
 
 TEST(Control, ASetRequestCarriesItsSettingsThroughTheFile) {

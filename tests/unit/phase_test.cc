@@ -114,5 +114,15 @@ TEST(Phase, StateNamesRoundTrip) {
   EXPECT_FALSE(PlanStateFromString("paused").has_value());
 }
 
+TEST(Phase, APauseOfOneDatabaseHoldsThatDatabasesCopyOfTheGroupsPlanOnly) {
+  EXPECT_TRUE(PauseCovers("p", "", "p", "backfill"));
+  EXPECT_TRUE(PauseCovers("*", "contract", "p", "contract", "shard_01"));
+  EXPECT_TRUE(PauseCovers(PauseTarget("p", "shard_01"), "", "p", "backfill", "shard_01"));
+  EXPECT_FALSE(PauseCovers(PauseTarget("p", "shard_01"), "", "p", "backfill", "shard_02"));
+  EXPECT_FALSE(PauseCovers(PauseTarget("p", "shard_01"), "", "p", "backfill"));
+  EXPECT_FALSE(PauseCovers(PauseTarget("p", "shard_01"), "contract", "p", "backfill", "shard_01"));
+  EXPECT_EQ(PauseTarget("p", ""), "p");
+}
+
 }  // namespace
 }  // namespace tide

@@ -115,7 +115,8 @@ TEST(PlanParser, DiagnosticsNameFileLineColumnAndFix) {
   ASSERT_EQ(r.errors.size(), 1u);
   EXPECT_EQ(r.errors[0].ToString(),
             "plans/x.yaml:3:1: unknown key `backfil` in the plan; did you mean `backfill`? Allowed "
-            "keys: plan, database, description, settings, expand, backfill, gates, contract, rollback");
+            "keys: plan, database, description, settings, expand, backfill, gates, contract, rollback, "
+            "rollout");
 }
 
 TEST(PlanParser, DatabaseMustBeInTheConfig) {
@@ -128,13 +129,46 @@ TEST(PlanParser, DatabaseMustBeInTheConfig) {
   EXPECT_TRUE(CheckPlanAgainstDatabases(r.plan, "p.yaml", {"billing"}).empty());
 }
 
+TEST(PlanParser, APlanOnADatabaseGroupTakesARollout) {
+  auto r = ParsePlan(
+      "plan: p\ndatabase: shards\nrollout:\n  canary: 2\n  max_parallel: 4\n"
+      "  on_failure: continue\n  contract: together\n",
+      "p.yaml");
+  ASSERT_TRUE(r.ok()) << FormatDiagnostics(r.errors);
+  EXPECT_EQ(r.plan.rollout.canary, 2);
+  EXPECT_EQ(r.plan.rollout.max_parallel, 4);
+  EXPECT_EQ(r.plan.rollout.on_failure, Rollout::OnFailure::kContinue);
+  EXPECT_EQ(r.plan.rollout.contract, Rollout::Contract::kTogether);
+  EXPECT_TRUE(CheckPlanAgainstDatabases(r.plan, "p.yaml", {"a", "b"}, {"shards"}).empty());
+  auto defaults = ParsePlan("plan: p\ndatabase: shards\n", "p.yaml");
+  EXPECT_EQ(defaults.plan.rollout.canary, 1);
+  EXPECT_EQ(defaults.plan.rollout.max_parallel, 1);
+  EXPECT_EQ(defaults.plan.rollout.on_failure, Rollout::OnFailure::kHalt);
+  EXPECT_EQ(defaults.plan.rollout.contract, Rollout::Contract::kEach);
+
+  auto bad = ParsePlan("plan: p\ndatabase: shards\nrollout:\n  on_failure: stop\n  contract: all\n"
+                       "  max_parallel: 0\n", "p.yaml");
+  ASSERT_EQ(bad.errors.size(), 3u) << FormatDiagnostics(bad.errors);
+  EXPECT_NE(FormatDiagnostics(bad.errors).find("p.yaml:4:15: `on_failure` in `rollout` is `stop`"),
+            std::string::npos) << FormatDiagnostics(bad.errors);
+  // A rollout on one database says what to do.
+  auto one = ParsePlan("plan: p\ndatabase: a\nrollout: {canary: 1}\n", "p.yaml");
+  ASSERT_TRUE(one.ok());
+  auto errors = CheckPlanAgainstDatabases(one.plan, "p.yaml", {"a"}, {"shards"});
+  ASSERT_EQ(errors.size(), 1u);
+  EXPECT_NE(errors[0].ToString().find("`rollout` is for a plan on a database group"), std::string::npos);
+}
+
 TEST(PlanParser, EveryExamplePlanIsValid) {
   auto files = FilesIn(std::string(TIDE_SOURCE_DIR) + "/plans", ".yaml");
   ASSERT_GE(files.size(), 3u);
+  const auto fleet = FilesIn(std::string(TIDE_SOURCE_DIR) + "/plans/fleet", ".yaml");
+  ASSERT_GE(fleet.size(), 1u);
+  files.insert(files.end(), fleet.begin(), fleet.end());
   for (const auto& f : files) {
     auto r = ParsePlan(Slurp(f), f);
     EXPECT_TRUE(r.ok()) << FormatDiagnostics(r.errors);
-    EXPECT_TRUE(CheckPlanAgainstDatabases(r.plan, f, {"app"}).empty()) << f;
+    EXPECT_TRUE(CheckPlanAgainstDatabases(r.plan, f, {"app"}, {"shards"}).empty()) << f;
     for (const auto& finding : LintPlan(r.plan)) ADD_FAILURE() << finding.ToString(f);
   }
 }

@@ -1,0 +1,95 @@
+#include "engine/rollout.h"
+
+#include <algorithm>
+#include <map>
+
+namespace tide {
+
+namespace {
+
+bool Failed(const RolloutMember& m) {
+  return m.state == PlanState::kFailed || m.state == PlanState::kAborting ||
+         m.state == PlanState::kAborted || m.state == PlanState::kReverting ||
+         m.state == PlanState::kReverted;
+}
+
+bool Waiting(const RolloutMember& m) { return m.state == PlanState::kAccepted && !m.started; }
+
+// Started and still working (a ready database only waits: it holds no worker).
+bool InFlight(const RolloutMember& m) {
+  return m.started && !IsFinal(m.state) && !m.ready && m.state != PlanState::kAborting;
+}
+
+bool PastGates(const RolloutMember& m) {
+  return m.ready || m.state == PlanState::kContracting || m.state == PlanState::kDone;
+}
+
+}  // namespace
+
+RolloutDecision DecideRollout(const Rollout& rollout, const std::vector<RolloutMember>& members) {
+  RolloutDecision d;
+  const bool together = rollout.contract == Rollout::Contract::kTogether;
+  std::vector<const RolloutMember*> part;
+  bool all_known = true;
+  for (const auto& m : members) {
+    if (!m.known) all_known = false;
+    else if (m.recorded) part.push_back(&m);
+  }
+  int64_t in_flight = 0;
+  bool failed = false, all_final = all_known, all_done = all_known;
+  for (const auto* m : part) {
+    in_flight += InFlight(*m);
+    failed |= Failed(*m);
+    all_final &= IsFinal(m->state) && m->state != PlanState::kFailed;
+    all_done &= m->state == PlanState::kDone;
+    if (together && !PastGates(*m)) d.contract_allowed = false;
+  }
+  if (!all_known && together) d.contract_allowed = false;
+  d.over = all_final && !part.empty();
+  d.all_done = all_done && !part.empty();
+  const size_t canaries = std::min<size_t>(static_cast<size_t>(rollout.canary), part.size());
+  bool canary_failed = false;
+  for (size_t i = 0; i < canaries; ++i) {
+    const RolloutMember& m = *part[i];
+    const bool through = m.state == PlanState::kDone || (together && PastGates(m));
+    if (!through) d.canary = true;
+    canary_failed |= Failed(m);
+  }
+  d.halted = canary_failed || (failed && rollout.on_failure == Rollout::OnFailure::kHalt);
+  if (!all_known || d.halted) return d;
+  int64_t slots = rollout.max_parallel - in_flight;
+  const size_t candidates = d.canary ? canaries : part.size();
+  for (size_t i = 0; i < candidates && slots > 0; ++i) {
+    if (!Waiting(*part[i])) continue;
+    d.start.push_back(part[i]->database);
+    --slots;
+  }
+  return d;
+}
+
+std::string RolloutLabel(const RolloutMember& m) {
+  if (!m.known) return "unreachable";
+  if (Waiting(m)) return "waiting";
+  if (m.ready) return "ready";
+  return ToString(m.state);
+}
+
+std::string RolloutSummary(const std::vector<RolloutMember>& members) {
+  static const std::vector<std::string> order = {
+      "done",    "contracting", "ready",   "gating",   "backfilling", "expanding", "accepted",
+      "failed",  "aborting",    "aborted", "reverting", "reverted",   "waiting",   "unreachable"};
+  std::map<std::string, int> counts;
+  for (const auto& m : members) {
+    if (m.known && !m.recorded) continue;
+    ++counts[RolloutLabel(m)];
+  }
+  std::string out;
+  for (const auto& label : order) {
+    auto it = counts.find(label);
+    if (it == counts.end()) continue;
+    out += (out.empty() ? "" : ", ") + std::to_string(it->second) + " " + label;
+  }
+  return out.empty() ? "no databases" : out;
+}
+
+}  // namespace tide

@@ -1,0 +1,47 @@
+// A plan on a database group: which databases start when, whether contract may begin, and the
+// rollout at a glance. Pure: the databases' states in, decisions out.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "engine/phase.h"
+#include "tide/plan.h"
+
+namespace tide {
+
+// One database of a rollout, as its tide schema (and this daemon's runs) say.
+struct RolloutMember {
+  std::string database;
+  bool known = false;     // its database has answered (else unreachable so far)
+  bool recorded = true;   // its tide schema holds the plan (else it is not part of the rollout)
+  PlanState state = PlanState::kAccepted;
+  bool started = false;   // a run began (or begins now); false with kAccepted: waits its turn
+  bool ready = false;     // its gates pass and contract waits for the others' (together)
+};
+
+struct RolloutDecision {
+  std::vector<std::string> start;  // databases to start now, in the group's order
+  bool contract_allowed = true;    // contract may begin (together: every database is ready)
+  bool halted = false;             // on_failure halt and a database failed: nothing new starts
+  bool canary = false;             // the canary databases are still on their way
+  bool over = false;               // every database finished for good (done or aborted)
+  bool all_done = false;           // every database is done
+};
+
+// The canary (the group's first `canary` databases) runs alone, up to max_parallel at once,
+// until each is done (with contract: together, until each is ready); then the others, in
+// order, max_parallel in flight (started, not finished, not ready) at once. A database that
+// failed or was aborted halts the rollout with on_failure: halt (a canary's, whatever
+// on_failure says: that is what a canary is for), and keeps a together contract waiting, since
+// its gates never pass. Nothing starts while a database has not answered: the
+// rollout cannot tell what it holds.
+RolloutDecision DecideRollout(const Rollout& rollout, const std::vector<RolloutMember>& members);
+
+// A member's state in words: "waiting", "ready" (for contract), or its PlanState ("backfilling").
+std::string RolloutLabel(const RolloutMember& m);
+
+// "37 done, 2 backfilling, 1 failed, 20 waiting": counts by label, in the order of the phases.
+std::string RolloutSummary(const std::vector<RolloutMember>& members);
+
+}  // namespace tide

@@ -1,0 +1,344 @@
+// The Orchestrator's plans on a database group: admission on every database of the group, the
+// rollout's decisions (engine/rollout.h) applied, retries of failed databases.
+//
+// Threading: as the Orchestrator's: on the io thread, blocking work on the pool.
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+
+#include "engine/sqlstate.h"
+#include "plan/plan_parser.h"
+#include "runtime/orchestrator.h"
+#include "runtime/plan_run.h"
+
+namespace tide {
+
+struct Orchestrator::RolloutAdmission {
+  enum class Kind { kAccept, kReject, kLater } kind = Kind::kLater;
+  std::string error;
+  std::vector<RolloutMember> members;
+  std::vector<std::string> recorded;  // databases where the plan was recorded now
+};
+
+bool Orchestrator::AsMember(Plan* plan, const std::string& database) const {
+  auto g = config_.database_groups.find(plan->group.empty() ? plan->database : plan->group);
+  if (g == config_.database_groups.end()) return false;
+  if (std::find(g->second.begin(), g->second.end(), database) == g->second.end()) return false;
+  plan->group = g->first;
+  plan->database = database;
+  return true;
+}
+
+void Orchestrator::SubmitRollout(const SpoolFile& file, const Plan& plan,
+                                 const std::string& checksum) {
+  pending_files_.insert(file.name);
+  offloader_.Run<std::shared_ptr<RolloutAdmission>>(
+      [this, file, plan, checksum] {
+        return std::make_shared<RolloutAdmission>(AdmitRollout(file, plan, checksum));
+      },
+      [this, file, plan](std::shared_ptr<RolloutAdmission> a) {
+        pending_files_.erase(file.name);
+        if (a->kind == RolloutAdmission::Kind::kLater) {
+          spdlog::warn("{}: {}; will try again", file.name, a->error);
+          if (waiting_files_.insert(file.name).second) {
+            Audit(AuditEvent{"plan_waiting", plan.name, "", file.owner,
+                             JsonObject().Str("file", file.name).Str("reason", a->error)});
+          }
+          return;
+        }
+        waiting_files_.erase(file.name);
+        if (a->kind == RolloutAdmission::Kind::kAccept && rollouts_.count(plan.name) &&
+            !rollouts_[plan.name].file_finished) {
+          a->kind = RolloutAdmission::Kind::kReject;
+          a->error = "the rollout of plan `" + plan.name + "` is already under way; see `tidectl "
+                     "status`, and `tidectl retry " + plan.name + "` for its failed databases";
+        }
+        if (a->kind == RolloutAdmission::Kind::kReject) return Reject(file, plan.name, a->error);
+        Status s = spool_->Accept(file.name);
+        if (!s.ok()) spdlog::error("spool: {}", s.ToString());
+        std::string databases;
+        for (const auto& m : a->members) databases += (databases.empty() ? "" : ",") + m.database;
+        Audit(AuditEvent{"rollout_accepted", plan.name, "", file.owner,
+                         JsonObject()
+                             .Str("file", file.name)
+                             .Str("group", plan.database)
+                             .Str("databases", databases)
+                             .Int("canary", plan.rollout.canary)
+                             .Int("max_parallel", plan.rollout.max_parallel)
+                             .Str("on_failure", plan.rollout.on_failure == Rollout::OnFailure::kHalt
+                                                    ? "halt" : "continue")
+                             .Str("contract", plan.rollout.contract == Rollout::Contract::kTogether
+                                                  ? "together" : "each")});
+        spdlog::info("plan {}: rollout accepted on group {} ({} databases)", plan.name,
+                     plan.database, a->members.size());
+        RolloutRun& r = rollouts_[plan.name];
+        r = RolloutRun{};
+        r.plan = plan;
+        r.file_name = file.name;
+        r.members = a->members;
+        AdvanceRollout(plan.name);
+      });
+}
+
+// On the pool. Every database is checked before the plan is recorded in any, so that a plan
+// one of them cannot take (a missing table, a lint finding) is rejected as a whole; a database
+// that holds the plan already (a file submitted again) keeps its state, a failed one retries.
+Orchestrator::RolloutAdmission Orchestrator::AdmitRollout(const SpoolFile& file, const Plan& plan,
+                                                          const std::string& checksum) {
+  RolloutAdmission out;
+  const std::vector<std::string> group = config_.database_groups.at(plan.database);
+  std::vector<std::shared_ptr<PlanDatabase>> conns;
+  for (const auto& database : group) {
+    Plan copy = plan;
+    AsMember(&copy, database);
+    auto db = connector_->Connect(database);
+    if (!db.ok()) {
+      out.error = "cannot reach database `" + database + "` of group `" + plan.database +
+                  "`: " + db.status().ToString();
+      return out;
+    }
+    Status s = (*db)->EnsureSchema();
+    if (!s.ok()) {
+      Undecided(&out, "cannot prepare the tide schema in `" + database + "`: " + s.ToString(), s);
+      return out;
+    }
+    auto existing = (*db)->FindPlan(plan.name);
+    if (!existing.ok()) {
+      Undecided(&out, database + ": " + existing.status().ToString(), existing.status());
+      return out;
+    }
+    RolloutMember m;
+    m.database = database;
+    m.known = true;
+    if (const auto& r = existing.value()) {
+      if (r->checksum != checksum) {
+        out.kind = RolloutAdmission::Kind::kReject;
+        out.error = "a different plan named `" + plan.name + "` is already known to database `" +
+                    database + "` (state " + ToString(r->cursor.state) +
+                    "); give the new plan a new name";
+        return out;
+      }
+      m.state = r->cursor.state;
+      m.started = !(r->cursor.state == PlanState::kAccepted && r->started_at.empty());
+    } else {
+      Admission a;
+      if (!CheckNewPlan(**db, file, copy, &a)) {
+        out.kind = a.kind == Admission::Kind::kLater ? RolloutAdmission::Kind::kLater
+                                                     : RolloutAdmission::Kind::kReject;
+        out.error = "database `" + database + "` of group `" + plan.database + "`: " + a.error;
+        return out;
+      }
+      out.recorded.push_back(database);
+    }
+    out.members.push_back(m);
+    conns.push_back(std::move(db).value());
+  }
+  for (size_t i = 0; i < group.size(); ++i) {
+    if (std::find(out.recorded.begin(), out.recorded.end(), group[i]) == out.recorded.end()) continue;
+    PlanRecord record;
+    record.name = plan.name;
+    record.checksum = checksum;
+    record.file_name = file.name;
+    record.source = file.text;
+    record.submitted_by = file.owner;
+    Status ins = conns[i]->InsertPlan(record);
+    if (!ins.ok()) {
+      Undecided(&out, "cannot record plan `" + plan.name + "` in `" + group[i] + "`: " + ins.ToString(), ins);
+      return out;
+    }
+  }
+  out.kind = RolloutAdmission::Kind::kAccept;
+  return out;
+}
+
+RolloutMember* Orchestrator::MemberOf(const std::string& plan, const std::string& database) {
+  auto it = rollouts_.find(plan);
+  if (it == rollouts_.end()) return nullptr;
+  for (auto& m : it->second.members) {
+    if (m.database == database) return &m;
+  }
+  return nullptr;
+}
+
+std::vector<RolloutMember> Orchestrator::RolloutMembers(const std::string& plan) const {
+  auto it = rollouts_.find(plan);
+  if (it == rollouts_.end()) return {};
+  std::vector<RolloutMember> out = it->second.members;
+  for (auto& m : out) {
+    auto run = runs_.find(m.database + "/" + plan);
+    if (run == runs_.end()) continue;
+    m.state = run->second->state();
+    m.ready = run->second->rollout_ready();
+  }
+  return out;
+}
+
+void Orchestrator::AdvanceRollout(const std::string& plan) {
+  auto it = rollouts_.find(plan);
+  if (it == rollouts_.end() || stopping_) return;
+  RolloutRun& r = it->second;
+  const std::vector<RolloutMember> members = RolloutMembers(plan);
+  const RolloutDecision d = DecideRollout(r.plan.rollout, members);
+  const std::string summary = RolloutSummary(members);
+  if (summary != r.summary) {
+    spdlog::info("rollout {} on {}: {}", plan, r.plan.database, summary);
+    r.summary = summary;
+  }
+  if (d.halted && !r.halted_announced) {
+    std::string failed;
+    for (const auto& m : members) {
+      if (m.state == PlanState::kFailed || m.state == PlanState::kAborted) {
+        failed += (failed.empty() ? "" : ",") + m.database;
+      }
+    }
+    Audit(AuditEvent{"rollout_halted", plan, "", "",
+                     JsonObject().Str("group", r.plan.database).Str("failed", failed).Str(
+                         "reason", "a database failed; no new database starts until `tidectl "
+                                   "retry " + plan + " --database DB` or an abort")});
+    spdlog::error("rollout {}: halted ({} failed)", plan, failed);
+  }
+  r.halted_announced = d.halted;
+  std::map<std::string, int> by_state;
+  for (const auto& m : members) {
+    if (!m.known || m.recorded) ++by_state[RolloutLabel(m)];
+  }
+  metrics_->SetRollout(plan, r.plan.database, by_state, d.halted);
+  if (!r.aborted && audit_blocked_.empty()) {
+    for (const auto& database : d.start) {
+      RolloutMember* m = MemberOf(plan, database);
+      m->started = true;
+      Audit(AuditEvent{"rollout_database_started", plan, "", "",
+                       JsonObject().Str("database", database).Str(
+                           "stage", d.canary ? "canary" : "rollout")});
+      StartMember(plan, database);
+    }
+  }
+  if (d.over && !r.file_finished) {
+    r.file_finished = true;
+    Audit(AuditEvent{d.all_done ? "rollout_done" : "rollout_ended", plan, "", "",
+                     JsonObject().Str("group", r.plan.database).Str("databases", summary)});
+    Status s = spool_->Finish(r.file_name, d.all_done, d.all_done ? "" : summary);
+    if (!s.ok()) spdlog::error("spool: {}", s.ToString());
+  }
+}
+
+namespace {
+struct MemberStart {
+  Status status;
+  bool elsewhere = false;  // another tided holds the plan's lease on this database
+  Plan plan;
+  PlanRecord record;
+  std::shared_ptr<PlanDatabase> db;
+};
+}  // namespace
+
+void Orchestrator::StartMember(const std::string& plan, const std::string& database) {
+  const Plan group_plan = rollouts_.at(plan).plan;
+  offloader_.Run<MemberStart>(
+      [this, plan, database, group_plan] {
+        MemberStart out;
+        auto db = connector_->Connect(database);
+        if (!db.ok()) return out.status = db.status(), out;
+        auto lease = (*db)->AcquireLease(plan, options_.instance, options_.lease_ttl);
+        if (!lease.ok()) return out.status = lease.status(), out;
+        if (!*lease) return out.elsewhere = true, out;
+        auto found = (*db)->FindPlan(plan);
+        if (!found.ok()) return out.status = found.status(), out;
+        if (!found.value()) return out.status = Status::Fatal("the plan is not recorded there"), out;
+        out.record = *found.value();
+        out.plan = group_plan;
+        AsMember(&out.plan, database);
+        out.db = std::move(db).value();
+        return out;
+      },
+      [this, plan, database](MemberStart r) {
+        RolloutMember* m = MemberOf(plan, database);
+        if (!m) return;
+        if (!r.status.ok() || r.elsewhere) {
+          spdlog::warn("rollout {}: cannot start on {}: {}; trying again in {}", plan, database,
+                       r.elsewhere ? "another tided holds it" : r.status.ToString(),
+                       FormatDuration(options_.reconnect_interval));
+          m->started = false;
+          auto timer = std::make_shared<boost::asio::steady_timer>(io_, options_.reconnect_interval);
+          timer->async_wait([this, timer, plan](const boost::system::error_code& ec) {
+            if (!ec && !stopping_) AdvanceRollout(plan);
+          });
+          return;
+        }
+        if (runs_.count(database + "/" + plan)) return;
+        if (r.record.cursor.state == PlanState::kFailed) r.record.cursor.state = r.record.failed_in;
+        m->state = r.record.cursor.state;
+        spdlog::info("rollout {}: starting on {}", plan, database);
+        StartRun(std::move(r.plan), std::move(r.record), std::move(r.db));
+      });
+}
+
+bool Orchestrator::RolloutHoldsContract(const Plan& plan) {
+  if (plan.group.empty() || plan.rollout.contract != Rollout::Contract::kTogether) return false;
+  auto it = rollouts_.find(plan.name);
+  if (it == rollouts_.end()) return true;  // the rollout is not known yet: wait
+  return !DecideRollout(plan.rollout, RolloutMembers(plan.name)).contract_allowed;
+}
+
+void Orchestrator::MemberEnded(const Plan& plan, PlanState state) {
+  RolloutMember* m = MemberOf(plan.name, plan.database);
+  if (!m) return;
+  m->state = state;
+  m->ready = false;
+  // After the run is gone from runs_.
+  boost::asio::post(io_, [this, name = plan.name] { AdvanceRollout(name); });
+}
+
+// A stored plan found while resuming a database: its rollout learns the database's state.
+void Orchestrator::NoteMember(const Plan& plan, const PlanRecord& record,
+                              const std::string& database) {
+  RolloutRun& r = rollouts_[plan.name];
+  if (r.members.empty()) {
+    r.plan = plan;
+    r.plan.database = plan.group;
+    r.plan.group.clear();
+    r.file_name = record.file_name;
+    for (const auto& d : config_.database_groups.at(plan.group)) {
+      RolloutMember m;
+      m.database = d;
+      r.members.push_back(m);
+    }
+  }
+  RolloutMember* m = MemberOf(plan.name, database);
+  if (!m || m->known) return;
+  m->known = true;
+  m->state = record.cursor.state;
+  m->started = !(record.cursor.state == PlanState::kAccepted && record.started_at.empty());
+}
+
+void Orchestrator::Retry(const std::string& plan, const std::string& database,
+                         const std::string& actor, const std::string& via) {
+  auto it = rollouts_.find(plan);
+  if (it == rollouts_.end()) {
+    Audit(AuditEvent{"retry_refused", plan, "", actor,
+                     JsonObject().Str("via", via).Str("database", database).Str(
+                         "reason", "no rollout of this plan is known to tided")});
+    return;
+  }
+  int retried = 0;
+  for (auto& m : it->second.members) {
+    if (!database.empty() && m.database != database) continue;
+    if (m.state != PlanState::kFailed || runs_.count(m.database + "/" + plan)) continue;
+    ++retried;
+    m.started = true;
+    Audit(AuditEvent{"retry_requested", plan, "", actor,
+                     JsonObject().Str("via", via).Str("database", m.database)});
+    Audit(AuditEvent{"rollout_database_started", plan, "", actor,
+                     JsonObject().Str("database", m.database).Str("stage", "retry")});
+    StartMember(plan, m.database);
+  }
+  if (retried == 0) {
+    Audit(AuditEvent{"retry_refused", plan, "", actor,
+                     JsonObject().Str("via", via).Str("database", database).Str(
+                         "reason", "no failed database to retry")});
+    return;
+  }
+  it->second.aborted = false;
+}
+
+}  // namespace tide

@@ -1,0 +1,267 @@
+// One plan over a database group: 8 databases on 3 PostgreSQL servers, each with an application
+// writing to the table. The canary runs first, alone; then at most max_parallel databases at a
+// time, in the group's order (read back from the audit log); contract: together holds every
+// database's contract until the last one's gates pass; a failing database halts the rollout
+// and `tidectl retry --database` resumes it; kill -9 of tided mid-rollout loses nothing.
+#include <signal.h>
+
+#include <sstream>
+
+#include "e2e/daemon_fixture.h"
+#include "support/app_sim.h"
+#include "util/json_parse.h"
+
+#include <set>
+
+namespace tide {
+namespace {
+
+constexpr int kShards = 8;
+constexpr int kRows = 3000;
+
+// Rows counted by a trigger: tide_updates is how many times tide's batches updated the row.
+const std::string kShardSchema = R"SQL(
+CREATE TABLE t (id bigint PRIMARY KEY, a int NOT NULL, note text,
+                tide_updates int NOT NULL DEFAULT 0);
+INSERT INTO t (id, a) SELECT g, g % 100 + 1 FROM generate_series(1, 3000) g;
+)SQL" + std::string(kCountTideUpdatesOnT) + R"SQL(ANALYZE t;
+)SQL";
+
+const char* kRolloutPlan = R"(plan: add_b
+database: shards
+rollout:
+  canary: 1
+  max_parallel: 2
+  on_failure: halt
+  contract: together
+expand:
+  - add_column: {table: t, column: b, type: int}
+backfill:
+  - table: t
+    set: {b: "100 / a"}
+    sync_trigger: true
+    batch_size: 300
+    max_rows_per_second: 3000
+gates:
+  - null_count: {table: t, column: b}
+contract:
+  - set_not_null: {table: t, column: b}
+)";
+
+class FleetTest : public DaemonTest {
+ protected:
+  struct Shard {
+    std::string name;      // shard_01 ...
+    testing::PgCluster* cluster;
+    std::string db;
+  };
+
+  void SetUp() override {
+    DaemonTest::SetUp();
+    std::string databases;
+    for (int i = 1; i <= kShards; ++i) {
+      Shard s;
+      s.name = std::string("shard_0") + std::to_string(i);
+      s.cluster = &testing::PgCluster::Instance(i % 3);
+      s.db = s.cluster->CreateDatabase("fleet");
+      s.cluster->Exec(s.db, kShardSchema);
+      databases += "  " + s.name + ":\n    dsn: \"" + s.cluster->Dsn(s.db) + "\"\n";
+      shards_.push_back(s);
+    }
+    WriteAll(config_, ConfigYaml("", metrics_port_, databases) +
+                          "database_groups:\n  shards: [\"shard_*\"]\n");
+  }
+
+  std::string ShardQuery(const Shard& s, const std::string& sql) {
+    try {
+      return s.cluster->Query(s.db, sql);
+    } catch (const pqxx::undefined_table&) {
+      return "";
+    }
+  }
+  std::string StateOf(const Shard& s) {
+    return ShardQuery(s, "SELECT state FROM tide.plans WHERE name = 'add_b'");
+  }
+  bool AllDone() {
+    for (const auto& s : shards_) {
+      if (StateOf(s) != "done") return false;
+    }
+    return true;
+  }
+
+  // The audit log's events, in order.
+  std::vector<FlatJson> Events() {
+    std::vector<FlatJson> out;
+    std::istringstream in(ReadAll(dir_ + "/audit.jsonl"));
+    for (std::string line; std::getline(in, line);) {
+      if (auto e = ParseFlatJson(line)) out.push_back(*e);
+    }
+    return out;
+  }
+  static std::string Get(const FlatJson& e, const std::string& k) {
+    auto it = e.find(k);
+    return it == e.end() ? "" : it->second;
+  }
+
+  // An application on each shard writing through the whole rollout: the old version inserts
+  // and updates without b (the sync trigger fills it on insert; its updates leave a alone, as
+  // the trigger fills only a NULL b), the new one writes b itself.
+  void StartApplications() {
+    for (const auto& s : shards_) {
+      testing::AppOptions o;
+      o.dsn = s.cluster->Dsn(s.db);
+      o.seeded_rows = kRows;
+      testing::AppStatements old_version{
+          "INSERT INTO t (id, a) VALUES ({id}, {id} % 100 + 1)",
+          "UPDATE t SET note = 'u' || {v} WHERE id = {row}", "DELETE FROM t WHERE id = {own}",
+          "SELECT * FROM t WHERE id = {row}"};
+      testing::AppStatements new_version{
+          "INSERT INTO t (id, a, b) VALUES ({id}, {id} % 100 + 1, 100 / ({id} % 100 + 1))",
+          "UPDATE t SET a = {v} % 100 + 1, b = 100 / ({v} % 100 + 1) WHERE id = {row}",
+          "DELETE FROM t WHERE id = {own}", "SELECT * FROM t WHERE id = {row}"};
+      apps_.push_back(std::make_unique<testing::AppSim>(o, old_version, new_version));
+      apps_.back()->Start();
+    }
+  }
+  // As an operator deploys the new version: with contract held, once every shard has the
+  // column, then contract goes on.
+  void DeployNewVersionBeforeContract() {
+    ASSERT_TRUE(WaitFor([&] {
+      for (const auto& s : shards_) {
+        if (ShardQuery(s, "SELECT count(*) FROM pg_attribute WHERE attrelid = 't'::regclass AND "
+                          "attname = 'b'") != "1") {
+          return false;
+        }
+      }
+      return true;
+    }, 240s)) << ReadAll(dir_ + "/tided.log");
+    for (auto& a : apps_) a->SwitchToNew();
+    ASSERT_EQ(Ctl({"resume", "add_b", "--phase", "contract", "--config", config_}).status, 0);
+  }
+  void StopApplications() {
+    for (auto& a : apps_) {
+      a->Stop();
+      const testing::AppReport r = a->Report();
+      EXPECT_TRUE(r.errors.empty()) << r.Describe();
+      EXPECT_GT(r.old_statements, 0);
+      EXPECT_GT(r.new_statements, 0);
+    }
+  }
+
+  // Every row of every shard filled right, and updated by tide's batches at most once.
+  void ExpectEveryRowFilledOnce() {
+    for (const auto& s : shards_) {
+      EXPECT_EQ(ShardQuery(s, "SELECT count(*) FROM t WHERE b IS DISTINCT FROM 100 / a"), "0") << s.name;
+      EXPECT_EQ(ShardQuery(s, "SELECT count(*) FROM t WHERE tide_updates > 1"), "0") << s.name;
+      EXPECT_EQ(ShardQuery(s, "SELECT attnotnull FROM pg_attribute WHERE attrelid = 't'::regclass "
+                              "AND attname = 'b'"), "t") << s.name;
+    }
+  }
+
+  std::vector<Shard> shards_;
+  std::vector<std::unique_ptr<testing::AppSim>> apps_;
+};
+
+TEST_F(FleetTest, CanaryFirstThenTwoAtATimeAndContractTogether) {
+  StartDaemon();
+  StartApplications();
+  ASSERT_EQ(Ctl({"pause", "add_b", "--phase", "contract", "--config", config_}).status, 0);
+  ASSERT_EQ(Ctl({"submit", "--config", config_, WritePlan("add_b.yaml", kRolloutPlan)}).status, 0);
+  DeployNewVersionBeforeContract();
+  ASSERT_TRUE(WaitFor([&] { return AllDone(); }, 240s)) << ReadAll(dir_ + "/tided.log");
+  StopApplications();
+  ExpectEveryRowFilledOnce();
+
+  // From the audit log: the order of starts, how many ran at once, when contracts began.
+  std::vector<std::string> started;
+  std::set<std::string> in_flight, ready;
+  size_t most_at_once = 0;
+  bool contract_before_all_ready = false;
+  int contracts = 0;
+  std::string canary_ready_or_done_first;
+  for (const auto& e : Events()) {
+    const std::string ev = Get(e, "event"), db = Get(e, "database");
+    if (ev == "rollout_database_started") {
+      if (started.size() == 1) {
+        EXPECT_TRUE(ready.count("shard_01")) << "the canary reached its gates before " << db << " started";
+      }
+      started.push_back(db);
+      in_flight.insert(db);
+      most_at_once = std::max(most_at_once, in_flight.size());
+    } else if (ev == "rollout_ready" || ev == "plan_done" || ev == "plan_failed") {
+      in_flight.erase(db);
+      if (ev == "rollout_ready") ready.insert(db);
+    } else if (ev == "phase_started" && Get(e, "phase") == "contract") {
+      ++contracts;
+      if (ready.size() < static_cast<size_t>(kShards)) contract_before_all_ready = true;
+    }
+  }
+  std::vector<std::string> expected;
+  for (const auto& s : shards_) expected.push_back(s.name);
+  EXPECT_EQ(started, expected) << "the group's order, the canary first";
+  EXPECT_EQ(most_at_once, 2u) << "max_parallel 2";
+  EXPECT_EQ(contracts, kShards);
+  EXPECT_FALSE(contract_before_all_ready) << "no contract before every database's gates passed";
+
+  const auto status = Ctl({"status", "--config", config_});
+  EXPECT_NE(status.output.find("shards/add_b: 8 done"), std::string::npos) << status.output;
+  const auto json = Ctl({"status", "--config", config_, "--json"});
+  EXPECT_NE(json.output.find("\"group\":\"shards\""), std::string::npos) << json.output;
+  EXPECT_TRUE(Exists(dir_ + "/spool/done/add_b.yaml")) << "the file is done once every database is";
+}
+
+TEST_F(FleetTest, AFailedDatabaseHaltsTheRolloutAndRetryOfThatDatabaseFinishesIt) {
+  // shard_03 has a row the expression cannot take (100 / 0): its backfill fails.
+  const Shard& bad = shards_[2];
+  bad.cluster->Exec(bad.db, "UPDATE t SET a = 0 WHERE id = 2500");
+  StartDaemon();
+  std::string plan = kRolloutPlan;
+  plan.replace(plan.find("contract: together"), 18, "contract: each");
+  ASSERT_EQ(Ctl({"submit", "--config", config_, WritePlan("add_b.yaml", plan)}).status, 0);
+  ASSERT_TRUE(WaitFor([&] { return StateOf(bad) == "failed"; }, 120s)) << ReadAll(dir_ + "/tided.log");
+  // What was in flight ends; nothing new starts.
+  std::this_thread::sleep_for(5s);
+  int waiting = 0;
+  for (const auto& s : shards_) {
+    const std::string st = StateOf(s);
+    if (st == "accepted") ++waiting;
+    EXPECT_TRUE(st == "done" || st == "accepted" || st == "failed") << s.name << " " << st;
+  }
+  EXPECT_GE(waiting, 4) << "the databases after the failure were left as they were";
+  const std::string audit = ReadAll(dir_ + "/audit.jsonl");
+  EXPECT_NE(audit.find("\"event\":\"rollout_halted\""), std::string::npos);
+  auto status = Ctl({"status", "--config", config_});
+  EXPECT_NE(status.output.find("1 failed"), std::string::npos) << status.output;
+  EXPECT_NE(status.output.find("waiting"), std::string::npos) << status.output;
+  EXPECT_NE(status.output.find("shard_03 failed in"), std::string::npos) << status.output;
+
+  bad.cluster->Exec(bad.db, "UPDATE t SET a = 5 WHERE a = 0");
+  const auto retry = Ctl({"retry", "add_b", "--database", "shard_03", "--config", config_});
+  ASSERT_EQ(retry.status, 0) << retry.output;
+  ASSERT_TRUE(WaitFor([&] { return AllDone(); }, 240s)) << ReadAll(dir_ + "/tided.log");
+  ExpectEveryRowFilledOnce();
+  EXPECT_NE(ReadAll(dir_ + "/audit.jsonl").find("\"event\":\"rollout_done\""), std::string::npos);
+}
+
+TEST_F(FleetTest, KillNineDuringTheRolloutAndItResumesFromTheDatabases) {
+  StartDaemon();
+  StartApplications();
+  ASSERT_EQ(Ctl({"pause", "add_b", "--phase", "contract", "--config", config_}).status, 0);
+  ASSERT_EQ(Ctl({"submit", "--config", config_, WritePlan("add_b.yaml", kRolloutPlan)}).status, 0);
+  // Twice: once during the canary, once with two databases in flight.
+  for (const char* when : {"shard_01", "shard_03"}) {
+    const Shard& s = *std::find_if(shards_.begin(), shards_.end(),
+                                   [&](const Shard& x) { return x.name == when; });
+    ASSERT_TRUE(WaitFor([&] { return StateOf(s) == "backfilling"; }, 120s)) << ReadAll(dir_ + "/tided.log");
+    daemon_->Signal(SIGKILL);
+    daemon_->Wait(10s);
+    StartDaemon();
+  }
+  DeployNewVersionBeforeContract();
+  ASSERT_TRUE(WaitFor([&] { return AllDone(); }, 240s)) << ReadAll(dir_ + "/tided.log");
+  StopApplications();
+  ExpectEveryRowFilledOnce();
+}
+
+}  // namespace
+}  // namespace tide

@@ -1,0 +1,128 @@
+#include "engine/rollout.h"
+
+#include <gtest/gtest.h>
+
+namespace tide {
+namespace {
+
+std::vector<RolloutMember> Fleet(int n) {
+  std::vector<RolloutMember> m;
+  for (int i = 1; i <= n; ++i) {
+    RolloutMember r;
+    r.database = "shard_0" + std::to_string(i);
+    r.known = true;
+    m.push_back(r);
+  }
+  return m;
+}
+
+void Begin(RolloutMember* m, PlanState s) {
+  m->started = true;
+  m->state = s;
+}
+
+Rollout Spec(int64_t canary, int64_t max_parallel, bool together = false,
+             Rollout::OnFailure on_failure = Rollout::OnFailure::kHalt) {
+  Rollout r;
+  r.canary = canary;
+  r.max_parallel = max_parallel;
+  r.on_failure = on_failure;
+  r.contract = together ? Rollout::Contract::kTogether : Rollout::Contract::kEach;
+  return r;
+}
+
+TEST(Rollout, TheCanaryRunsAloneToDoneThenMaxParallelInTheGroupsOrder) {
+  auto m = Fleet(5);
+  const Rollout r = Spec(1, 2);
+  EXPECT_EQ(DecideRollout(r, m).start, std::vector<std::string>{"shard_01"});
+  Begin(&m[0], PlanState::kBackfilling);
+  RolloutDecision d = DecideRollout(r, m);
+  EXPECT_TRUE(d.start.empty()) << "nothing else while the canary runs";
+  EXPECT_TRUE(d.canary);
+  Begin(&m[0], PlanState::kDone);
+  d = DecideRollout(r, m);
+  EXPECT_FALSE(d.canary);
+  EXPECT_EQ(d.start, (std::vector<std::string>{"shard_02", "shard_03"}));
+  Begin(&m[1], PlanState::kAccepted);
+  Begin(&m[2], PlanState::kExpanding);
+  EXPECT_TRUE(DecideRollout(r, m).start.empty()) << "two in flight already";
+  Begin(&m[1], PlanState::kDone);
+  EXPECT_EQ(DecideRollout(r, m).start, std::vector<std::string>{"shard_04"});
+  for (auto& x : m) Begin(&x, PlanState::kDone);
+  d = DecideRollout(r, m);
+  EXPECT_TRUE(d.over);
+  EXPECT_TRUE(d.all_done);
+}
+
+TEST(Rollout, AFailureHaltsNewStartsAndContinueGoesOn) {
+  auto m = Fleet(4);
+  Begin(&m[0], PlanState::kDone);
+  Begin(&m[1], PlanState::kFailed);
+  Begin(&m[2], PlanState::kBackfilling);
+  RolloutDecision d = DecideRollout(Spec(1, 2), m);
+  EXPECT_TRUE(d.halted);
+  EXPECT_TRUE(d.start.empty());
+  EXPECT_FALSE(d.over) << "a failed database waits for a retry";
+  d = DecideRollout(Spec(1, 2, false, Rollout::OnFailure::kContinue), m);
+  EXPECT_FALSE(d.halted);
+  EXPECT_EQ(d.start, std::vector<std::string>{"shard_04"});
+  // A failed canary halts whatever on_failure says.
+  auto c = Fleet(3);
+  Begin(&c[0], PlanState::kFailed);
+  d = DecideRollout(Spec(1, 2, false, Rollout::OnFailure::kContinue), c);
+  EXPECT_TRUE(d.halted);
+  EXPECT_TRUE(d.start.empty());
+}
+
+TEST(Rollout, ContractTogetherWaitsForEveryDatabasesGates) {
+  auto m = Fleet(3);
+  const Rollout r = Spec(1, 3, /*together=*/true);
+  Begin(&m[0], PlanState::kGating);
+  m[0].ready = true;
+  RolloutDecision d = DecideRollout(r, m);
+  EXPECT_FALSE(d.canary) << "a ready canary has done what it can before the others";
+  EXPECT_FALSE(d.contract_allowed);
+  EXPECT_EQ(d.start, (std::vector<std::string>{"shard_02", "shard_03"}))
+      << "a ready database holds no worker";
+  Begin(&m[1], PlanState::kGating);
+  m[1].ready = true;
+  Begin(&m[2], PlanState::kBackfilling);
+  EXPECT_FALSE(DecideRollout(r, m).contract_allowed);
+  Begin(&m[2], PlanState::kGating);
+  m[2].ready = true;
+  EXPECT_TRUE(DecideRollout(r, m).contract_allowed);
+  m[1].ready = false;
+  Begin(&m[1], PlanState::kFailed);
+  EXPECT_FALSE(DecideRollout(r, m).contract_allowed) << "a failed database's gates never pass";
+  EXPECT_TRUE(DecideRollout(Spec(1, 3), m).contract_allowed) << "contract: each";
+}
+
+TEST(Rollout, NothingStartsWhileADatabaseHasNotAnswered) {
+  auto m = Fleet(3);
+  Begin(&m[0], PlanState::kDone);
+  m[2].known = false;
+  RolloutDecision d = DecideRollout(Spec(1, 2, true), m);
+  EXPECT_TRUE(d.start.empty());
+  EXPECT_FALSE(d.contract_allowed);
+  // A database without the plan is not part of the rollout.
+  m[2].known = true;
+  m[2].recorded = false;
+  d = DecideRollout(Spec(1, 2), m);
+  EXPECT_EQ(d.start, std::vector<std::string>{"shard_02"});
+}
+
+TEST(Rollout, SummaryCountsTheDatabasesByStateInPhaseOrder) {
+  auto m = Fleet(6);
+  Begin(&m[0], PlanState::kDone);
+  Begin(&m[1], PlanState::kDone);
+  Begin(&m[2], PlanState::kBackfilling);
+  Begin(&m[3], PlanState::kFailed);
+  m[5].known = false;
+  EXPECT_EQ(RolloutSummary(m), "2 done, 1 backfilling, 1 failed, 1 waiting, 1 unreachable");
+  EXPECT_EQ(RolloutLabel(m[4]), "waiting");
+  m[2].ready = true;
+  EXPECT_EQ(RolloutLabel(m[2]), "ready");
+}
+
+}  // namespace
+}  // namespace tide
