@@ -8,7 +8,7 @@ PACKAGES=(
   libpqxx-dev libboost-dev libyaml-cpp-dev libspdlog-dev libfmt-dev
   prometheus-cpp-dev libgtest-dev libgmock-dev libsystemd-dev libssl-dev
   libpg-query-dev nlohmann-json3-dev
-  postgresql postgresql-contrib prometheus
+  postgresql postgresql-contrib prometheus pgbouncer
   clang-14 libclang-rt-14-dev
   ca-certificates procps util-linux python3 curl
 )

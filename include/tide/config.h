@@ -18,6 +18,15 @@ struct DatabaseConfig {
   std::string dsn;
   std::string dsn_file;
   std::string dsn_env;
+  // A direct connection to PostgreSQL (not through a pooler), for the statements that cannot
+  // run inside a transaction (CREATE INDEX CONCURRENTLY, VACUUM) and the session that watches
+  // for blockers. Empty: those use `dsn`, which tide refuses for them when `dsn` reaches a
+  // transaction pooler.
+  std::string ddl_dsn;
+  // How `dsn` reaches PostgreSQL: "" (tide detects a pooler: the port it connects to is not
+  // the server's), "transaction" (a transaction pooler, as PgBouncer's pool_mode = transaction),
+  // "none" (directly, or a session pooler).
+  std::string pooler;
 };
 
 struct Defaults {

@@ -132,7 +132,7 @@ Result<std::vector<TaskCheckpoint>> PgPlanDatabase::LoadRanges(const std::string
                                                                int pass) {
   TIDE_CONNECTED();
   try {
-    pqxx::work w(*conn_);
+    pg_internal::Work w(*conn_, TxLocals());
     // A new pass starts every range from its first key again; the row counters keep adding up.
     w.exec_params0(
         "UPDATE tide.backfill SET pass = $3, last_key = '{}', done = false, updated_at = now() "
@@ -149,7 +149,7 @@ Result<std::vector<TaskCheckpoint>> PgPlanDatabase::LoadRanges(const std::string
 Status PgPlanDatabase::ReopenTail(const std::string& plan, int task) {
   TIDE_CONNECTED();
   try {
-    pqxx::work w(*conn_);
+    pg_internal::Work w(*conn_, TxLocals());
     w.exec_params0(
         "UPDATE tide.backfill SET done = false, updated_at = now() WHERE plan = $1 AND task = $2 "
         "AND range = (SELECT max(range) FROM tide.backfill WHERE plan = $1 AND task = $2)",
@@ -166,7 +166,7 @@ Result<std::vector<TaskCheckpoint>> PgPlanDatabase::CreateRanges(
     const std::vector<RangeBounds>& bounds) {
   TIDE_CONNECTED();
   try {
-    pqxx::work w(*conn_);
+    pg_internal::Work w(*conn_, TxLocals());
     // One task's ranges are created together or not at all.
     w.exec_params("SELECT pg_advisory_xact_lock(hashtext($1), $2)", plan, task);
     if (SelectRanges(w, plan, task).empty()) {
@@ -193,7 +193,7 @@ Result<BatchResult> PgPlanDatabase::RunBatch(const std::string& plan, int task,
                                              const StatementLimits& limits) {
   TIDE_CONNECTED();
   try {
-    pqxx::work w(*conn_);
+    pg_internal::Work w(*conn_, TxLocals());
     w.exec0(BatchLimitsSql(limits, statement));
     BatchResult b;
     if (from.unit == RangeUnit::kPage) {
@@ -225,7 +225,7 @@ Result<UnfillableRows> PgPlanDatabase::CountUnfillable(const BatchStatement& sta
                                                        const StatementLimits& limits) {
   TIDE_CONNECTED();
   try {
-    pqxx::work w(*conn_);
+    pg_internal::Work w(*conn_, TxLocals());
     w.exec0("SET TRANSACTION READ ONLY");
     w.exec0(BatchLimitsSql(limits, statement));
     auto r = w.exec1(UnfillableSql(statement));
@@ -239,7 +239,7 @@ Result<BatchResult> PgPlanDatabase::RunSweep(const BatchStatement& statement, in
                                              const StatementLimits& limits) {
   TIDE_CONNECTED();
   try {
-    pqxx::work w(*conn_);
+    pg_internal::Work w(*conn_, TxLocals());
     w.exec0(BatchLimitsSql(limits, statement));
     auto r = w.exec_params1(SweepSql(statement), batch_size);
     BatchResult b;
@@ -257,7 +257,7 @@ Result<BatchResult> PgPlanDatabase::RunVerify(const BatchStatement& statement,
                                                int64_t batch_size, const StatementLimits& limits) {
   TIDE_CONNECTED();
   try {
-    pqxx::work w(*conn_);
+    pg_internal::Work w(*conn_, TxLocals());
     w.exec0("SET TRANSACTION READ ONLY");
     w.exec0(BatchLimitsSql(limits, statement));
     std::vector<std::string> params = after;

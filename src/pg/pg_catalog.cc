@@ -227,7 +227,7 @@ Result<TableInfo> PgPlanDatabase::DescribeTable(const QualifiedName& table,
                                                 const std::vector<std::string>& key) {
   TIDE_CONNECTED();
   try {
-    pqxx::work w(*conn_);
+    pg_internal::Work w(*conn_, TxLocals());
     std::string error;
     TableInfo info = DescribeTableIn(w, table, key, &error);
     if (!error.empty()) return Status::Fatal(error);
@@ -241,7 +241,7 @@ Result<PreflightReport> PgPlanDatabase::Preflight(const Plan& plan, bool dry_run
                                                   const StatementLimits& limits) {
   TIDE_CONNECTED();
   try {
-    pqxx::work w(*conn_);
+    pg_internal::Work w(*conn_, TxLocals());
     w.exec0(LimitsSql(limits));
     CatalogFacts facts;
     for (const auto& q : TablesToDescribe(plan)) facts[q.table.Display()] = ReadTableFacts(w, q);
@@ -335,7 +335,7 @@ Result<std::pair<std::optional<int64_t>, std::optional<int64_t>>> PgPlanDatabase
     const QualifiedName& table, const std::string& column) {
   TIDE_CONNECTED();
   try {
-    pqxx::work w(*conn_);
+    pg_internal::Work w(*conn_, TxLocals());
     const std::string c = QuoteIdent(column);
     auto r = w.exec1("SELECT min(" + c + ")::bigint, max(" + c + ")::bigint FROM " + QuoteName(table));
     std::pair<std::optional<int64_t>, std::optional<int64_t>> out;
@@ -351,7 +351,7 @@ Result<std::vector<std::vector<std::string>>> PgPlanDatabase::SampleKeys(
     const QualifiedName& table, const std::vector<KeyColumn>& key, double percent) {
   TIDE_CONNECTED();
   try {
-    pqxx::work w(*conn_);
+    pg_internal::Work w(*conn_, TxLocals());
     std::vector<std::vector<std::string>> out;
     for (const auto& row : w.exec_params(SampleKeysSql(table, key), percent)) {
       out.push_back(RowText(row));
@@ -647,7 +647,7 @@ ColumnFacts ReadColumnFactsIn(pqxx::dbtransaction& w, const Step& a) {
 Result<SwitchFacts> PgPlanDatabase::ReadSwitchFacts(const Step& step) {
   TIDE_CONNECTED();
   try {
-    pqxx::work w(*conn_);
+    pg_internal::Work w(*conn_, TxLocals());
     SwitchFacts out;
     for (const auto& a : step.alterations) {
       if (a.kind == OpKind::kAlterColumn) out[FactsKey(a.table, a.column)] = ReadColumnFactsIn(w, a);
@@ -681,7 +681,7 @@ std::pair<std::string, std::string> SplitLast(const std::string& key) {
 Result<LintFacts> PgPlanDatabase::ReadLintFacts(const LintQuestions& q) {
   TIDE_CONNECTED();
   try {
-    pqxx::work w(*conn_);
+    pg_internal::Work w(*conn_, TxLocals());
     LintFacts out;
     for (const auto& f : q.functions) {
       // Of a name's overloads, the most volatile ('i' < 's' < 'v'); "app.f" in schema app only.

@@ -2,7 +2,11 @@
 //
 // Every session sets application_name = 'tided' and a session-wide lock_timeout and
 // statement_timeout (the daemon defaults), so no statement of tide's can wait on a lock without
-// a bound; steps, batches and gates override them with SET LOCAL. libpqxx exceptions never leave
+// a bound; steps, batches and gates override them with SET LOCAL. Through a transaction pooler
+// (PgBouncer's pool_mode = transaction; see DatabaseConfig::pooler) no session setting is made,
+// since it would hold for whichever client gets that server connection next: every transaction
+// begins with its own SET LOCALs instead, and what cannot run in a transaction (CONCURRENTLY,
+// VACUUM) runs on `ddl_dsn`'s direct session, or is refused naming `ddl_dsn`. libpqxx exceptions never leave
 // src/pg: they become Status values (see ClassifySqlstate). A lost connection is re-opened on
 // the next call. Not thread-safe: one instance per plan runner.
 #pragma once
@@ -44,7 +48,8 @@ class PgPlanDatabase : public PlanDatabase {
   // `lease_owner`, when set, fences every cursor this session stores: it is stored only while
   // no other daemon holds the plan's lease, in the transaction of the step it records, so a
   // step that finishes after the lease went elsewhere rolls back instead of committing.
-  PgPlanDatabase(std::string dsn, Defaults defaults, std::string lease_owner = "");
+  PgPlanDatabase(std::string dsn, Defaults defaults, std::string lease_owner = "",
+                 DatabaseConfig config = {}, std::string name = "");
   ~PgPlanDatabase() override;
 
   // Opens the session now (else the first call does). The error never contains the DSN.
@@ -149,9 +154,20 @@ class PgPlanDatabase : public PlanDatabase {
   Status FromCurrentException();
   std::vector<PlanRecord> SelectPlans(const std::string& where, const std::string& name);
 
-  // Runs `work` while a second session records who blocks this one (pg_blocking_pids), every
-  // 100 ms; *out gets the last sessions seen, as a JSON array, also when `work` throws.
-  void WatchBlockers(const std::function<void()>& work, std::string* out);
+  // Runs `work` while a second session records who blocks the session `pid`
+  // (pg_blocking_pids), every 100 ms; *out gets the last sessions seen, as a JSON array, also
+  // when `work` throws.
+  void WatchBlockers(int64_t pid, const std::function<void()>& work, std::string* out);
+  // Whether `dsn` reaches PostgreSQL through a transaction pooler (known once connected).
+  bool pooled() const { return pooled_; }
+  // The SET LOCALs every transaction begins with: the session's settings, through a pooler;
+  // else none (the session has them).
+  std::string TxLocals() const;
+  // The session for statements that cannot run in a transaction: `ddl_dsn`'s, or the main one
+  // when it is not pooled. Throws, naming `ddl_dsn`, when neither can; `what` is the statement
+  // in words.
+  pqxx::connection& OwnSession(const std::string& what);
+  int64_t OwnSessionPid() const;
   // One statement of RunStatements; throws libpqxx's exceptions, with the blockers seen in
   // *blockers.
   StatementOutcome RunStatement(const std::string& plan, const DdlStatement& st,
@@ -172,8 +188,13 @@ class PgPlanDatabase : public PlanDatabase {
   std::string dsn_;
   Defaults defaults_;
   std::string lease_owner_;
+  DatabaseConfig config_;  // ddl_dsn (resolved) and pooler
+  std::string name_;       // the database's name in the config, for messages
   std::unique_ptr<pqxx::connection> conn_;
   int64_t backend_pid_ = 0;
+  bool pooled_ = false;
+  std::unique_ptr<pqxx::connection> ddl_conn_;
+  int64_t ddl_pid_ = 0;
 };
 
 class PgConnector : public DatabaseConnector {

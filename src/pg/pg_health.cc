@@ -30,7 +30,7 @@ Result<HealthReading> PgPlanDatabase::ReadHealth(const HealthQuestions& q,
   // turn the signal off. Until then the backfill holds (health_unknown).
   std::string reading = "the health readings";
   try {
-    pqxx::work w(*conn_);
+    pg_internal::Work w(*conn_, TxLocals());
     w.exec0("SET TRANSACTION READ ONLY");
     w.exec0(LimitsSql(limits));
     std::vector<std::string> pids;
@@ -141,7 +141,7 @@ Result<HealthReading> PgPlanDatabase::ReadHealth(const HealthQuestions& q,
 Result<int64_t> PgPlanDatabase::QueryNumber(const std::string& sql, const StatementLimits& limits) {
   TIDE_CONNECTED();
   try {
-    pqxx::work w(*conn_);
+    pg_internal::Work w(*conn_, TxLocals());
     w.exec0("SET TRANSACTION READ ONLY");
     w.exec0(LimitsSql(limits) + "; SET LOCAL max_parallel_workers_per_gather = 0");
     auto r = w.exec(sql);

@@ -12,6 +12,18 @@
 
 namespace tide::pg_internal {
 
+// A transaction of tide's that begins with `locals` (SET LOCAL statements; "" for none): through a
+// transaction pooler, where each transaction may land on another server connection and a
+// session's settings do not follow, a transaction brings its settings with it and they end
+// with it.
+class Work : public pqxx::work {
+ public:
+  Work(pqxx::connection& c, const std::string& locals)
+      : pqxx::internal::namedclass("transaction"), pqxx::work(c) {
+    if (!locals.empty()) exec0(locals);
+  }
+};
+
 // SET LOCAL of both timeouts, for the start of a transaction.
 inline std::string LimitsSql(const StatementLimits& l) {
   return SetTimeoutSql("lock_timeout", l.lock_timeout, true) + "; " +

@@ -151,7 +151,7 @@ PlanRecord RecordFromRow(const pqxx::row& r) {
 Status PgPlanDatabase::EnsureSchema() {
   TIDE_CONNECTED();
   try {
-    pqxx::work w(*conn_);
+    pg_internal::Work w(*conn_, TxLocals());
     auto r = w.exec1("SELECT to_regclass('tide.schema_version') IS NOT NULL");
     if (r[0].as<bool>()) {
       auto v = w.exec1("SELECT COALESCE(max(version), 0) FROM tide.schema_version");
@@ -173,7 +173,7 @@ Status PgPlanDatabase::EnsureSchema() {
 
 std::vector<PlanRecord> PgPlanDatabase::SelectPlans(const std::string& where,
                                                     const std::string& name) {
-  pqxx::work w(*conn_);
+  pg_internal::Work w(*conn_, TxLocals());
   pqxx::result r = name.empty()
                        ? w.exec("SELECT " + kPlanColumns + " FROM tide.plans " + where)
                        : w.exec_params("SELECT " + kPlanColumns + " FROM tide.plans " + where, name);
@@ -205,7 +205,7 @@ Result<std::vector<PlanRecord>> PgPlanDatabase::ListPlans() {
 Status PgPlanDatabase::InsertPlan(const PlanRecord& p) {
   TIDE_CONNECTED();
   try {
-    pqxx::work w(*conn_);
+    pg_internal::Work w(*conn_, TxLocals());
     w.exec_params0(
         "INSERT INTO tide.plans (name, checksum, file_name, source, submitted_by, state) "
         "VALUES ($1, $2, $3, $4, $5, $6)",
@@ -220,7 +220,7 @@ Status PgPlanDatabase::InsertPlan(const PlanRecord& p) {
 Result<std::vector<std::pair<std::string, std::string>>> PgPlanDatabase::AppliedMigrations(std::string* source) {
   TIDE_CONNECTED();
   try {
-    pqxx::work w(*conn_);
+    pg_internal::Work w(*conn_, TxLocals());
     std::vector<std::pair<std::string, std::string>> out;
     source->clear();
     if (!w.exec1("SELECT to_regclass('schema_migrations') IS NOT NULL")[0].as<bool>() &&
@@ -255,7 +255,7 @@ Result<std::vector<std::pair<std::string, std::string>>> PgPlanDatabase::Applied
 Result<bool> PgPlanDatabase::RecordAppliedBefore(const PlanRecord& p, const std::string& applied_at) {
   TIDE_CONNECTED();
   try {
-    pqxx::work w(*conn_);
+    pg_internal::Work w(*conn_, TxLocals());
     const auto r = w.exec_params(
         "INSERT INTO tide.plans (name, checksum, file_name, source, submitted_by, state, started_at, finished_at) "
         "VALUES ($1, $2, $3, $4, $5, 'done', COALESCE(NULLIF($6, '')::timestamptz, now()), "
@@ -271,7 +271,7 @@ Result<bool> PgPlanDatabase::RecordAppliedBefore(const PlanRecord& p, const std:
 Status PgPlanDatabase::SaveCursor(const std::string& plan, const PlanCursor& cursor) {
   TIDE_CONNECTED();
   try {
-    pqxx::work w(*conn_);
+    pg_internal::Work w(*conn_, TxLocals());
     WriteCursor(w, lease_owner_, plan, cursor);
     w.commit();
     return Status::Ok();
@@ -284,7 +284,7 @@ Status PgPlanDatabase::SaveFailure(const std::string& plan, const PlanCursor& at
                                    const std::string& error) {
   TIDE_CONNECTED();
   try {
-    pqxx::work w(*conn_);
+    pg_internal::Work w(*conn_, TxLocals());
     WriteCursor(w, lease_owner_, plan, at, error, true);
     w.commit();
     return Status::Ok();
@@ -296,7 +296,7 @@ Status PgPlanDatabase::SaveFailure(const std::string& plan, const PlanCursor& at
 Status PgPlanDatabase::RestartPlan(const std::string& plan) {
   TIDE_CONNECTED();
   try {
-    pqxx::work w(*conn_);
+    pg_internal::Work w(*conn_, TxLocals());
     w.exec_params0("DELETE FROM tide.backfill WHERE plan = $1", plan);
     w.exec_params0("DELETE FROM tide.task_status WHERE plan = $1", plan);
     // The plan starts over: with its own settings, and its own budget of ended sessions.
@@ -318,7 +318,7 @@ Status PgPlanDatabase::SaveTaskStatus(const std::string& plan, int task, double 
                                       int64_t eta_seconds, const std::string& throttle_reason) {
   TIDE_CONNECTED();
   try {
-    pqxx::work w(*conn_);
+    pg_internal::Work w(*conn_, TxLocals());
     w.exec_params0(
         "INSERT INTO tide.task_status (plan, task, rows_per_second, eta_seconds, throttle_reason) "
         "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (plan, task) DO UPDATE SET "
@@ -335,7 +335,7 @@ Status PgPlanDatabase::SaveTaskStatus(const std::string& plan, int task, double 
 Result<std::vector<TaskProgress>> PgPlanDatabase::ListTaskProgress() {
   TIDE_CONNECTED();
   try {
-    pqxx::work w(*conn_);
+    pg_internal::Work w(*conn_, TxLocals());
     auto r = w.exec("SELECT b.plan, b.task, min(table_name), max(pass), bool_and(done), "
                     "sum(rows_updated)::bigint, sum(rows_scanned)::bigint, "
                     "sum(rows_estimated)::bigint, sum(batches)::bigint, " +
@@ -374,7 +374,7 @@ Result<bool> PgPlanDatabase::AcquireLease(const std::string& plan, const std::st
                                           Millis ttl) {
   TIDE_CONNECTED();
   try {
-    pqxx::work w(*conn_);
+    pg_internal::Work w(*conn_, TxLocals());
     auto r = w.exec_params(
         "INSERT INTO tide.leases AS l (plan, owner, expires_at) "
         "VALUES ($1, $2, clock_timestamp() + $3 * interval '1 millisecond') "
@@ -391,7 +391,7 @@ Result<bool> PgPlanDatabase::AcquireLease(const std::string& plan, const std::st
 Result<int64_t> PgPlanDatabase::ReclaimLeases(const std::string& prefix, const std::string& owner) {
   TIDE_CONNECTED();
   try {
-    pqxx::work w(*conn_);
+    pg_internal::Work w(*conn_, TxLocals());
     auto r = w.exec_params(
         "UPDATE tide.leases SET owner = $2 WHERE (owner = $1 OR starts_with(owner, $1 || ':')) "
         "AND owner <> $2",
@@ -406,7 +406,7 @@ Result<int64_t> PgPlanDatabase::ReclaimLeases(const std::string& prefix, const s
 Status PgPlanDatabase::SaveWaitReason(const std::string& plan, const std::string& reason) {
   TIDE_CONNECTED();
   try {
-    pqxx::work w(*conn_);
+    pg_internal::Work w(*conn_, TxLocals());
     w.exec_params0("UPDATE tide.plans SET waiting_reason = $2 WHERE name = $1 AND waiting_reason <> $2",
                    plan, reason);
     w.commit();
@@ -421,7 +421,7 @@ Result<std::vector<std::string>> PgPlanDatabase::RenewLeases(const std::string& 
                                                              Millis ttl) {
   TIDE_CONNECTED();
   try {
-    pqxx::work w(*conn_);
+    pg_internal::Work w(*conn_, TxLocals());
     auto r = w.exec_params(
         "UPDATE tide.leases SET expires_at = clock_timestamp() + $3 * interval '1 millisecond' "
         "WHERE owner = $1 AND plan = ANY ($2::text[]) RETURNING plan",
@@ -438,7 +438,7 @@ Result<std::vector<std::string>> PgPlanDatabase::RenewLeases(const std::string& 
 Status PgPlanDatabase::ReleaseLease(const std::string& plan, const std::string& owner) {
   TIDE_CONNECTED();
   try {
-    pqxx::work w(*conn_);
+    pg_internal::Work w(*conn_, TxLocals());
     w.exec_params0("DELETE FROM tide.leases WHERE plan = $1 AND owner = $2", plan, owner);
     w.commit();
     return Status::Ok();
@@ -450,7 +450,7 @@ Status PgPlanDatabase::ReleaseLease(const std::string& plan, const std::string& 
 Status PgPlanDatabase::SavePause(const Pause& p) {
   TIDE_CONNECTED();
   try {
-    pqxx::work w(*conn_);
+    pg_internal::Work w(*conn_, TxLocals());
     w.exec_params0(
         "INSERT INTO tide.pauses (plan, phase, actor, via) VALUES ($1, $2, $3, $4) "
         "ON CONFLICT (plan, phase) DO UPDATE SET actor = excluded.actor, via = excluded.via, "
@@ -466,7 +466,7 @@ Status PgPlanDatabase::SavePause(const Pause& p) {
 Status PgPlanDatabase::DeletePauses(const std::string& plan, const std::string& phase) {
   TIDE_CONNECTED();
   try {
-    pqxx::work w(*conn_);
+    pg_internal::Work w(*conn_, TxLocals());
     // A plan's resume lifts its databases' pauses too ("plan@database", see PauseTarget).
     w.exec_params0("DELETE FROM tide.pauses WHERE (plan = $1 OR starts_with(plan, $1 || '@')) "
                    "AND ($2 = '' OR phase = $2)",
@@ -484,7 +484,7 @@ Result<std::optional<LiveSettingsRecord>> PgPlanDatabase::ChangeLiveSettings(
   auto parsed = ParseLiveChange(change);
   if (!parsed.ok()) return parsed.status();
   try {
-    pqxx::work w(*conn_);
+    pg_internal::Work w(*conn_, TxLocals());
     w.exec0(LimitsSql(StatementLimits{defaults_.lock_timeout, defaults_.statement_timeout}));
     // The plan's row, locked: changes of one plan are applied one after the other.
     // A failed plan takes them (for `tidectl retry`); a finished one does not.
@@ -518,7 +518,7 @@ Result<std::optional<LiveSettingsRecord>> PgPlanDatabase::ChangeLiveSettings(
 Result<std::vector<LiveSettingsRecord>> PgPlanDatabase::ListLiveSettings() {
   TIDE_CONNECTED();
   try {
-    pqxx::work w(*conn_);
+    pg_internal::Work w(*conn_, TxLocals());
     auto r = w.exec("SELECT l.plan, l.settings, l.changed_by, " + Ts("l.changed_at") +
                     ", l.version, p.state FROM tide.live_settings l JOIN tide.plans p ON p.name = l.plan "
                     "ORDER BY l.plan");
@@ -537,7 +537,7 @@ Result<std::vector<LiveSettingsRecord>> PgPlanDatabase::ListLiveSettings() {
 Result<std::vector<Pause>> PgPlanDatabase::ListPauses() {
   TIDE_CONNECTED();
   try {
-    pqxx::work w(*conn_);
+    pg_internal::Work w(*conn_, TxLocals());
     auto r = w.exec("SELECT plan, phase, actor, via, " + Ts("paused_at") +
                     " FROM tide.pauses ORDER BY paused_at");
     std::vector<Pause> out;
@@ -554,7 +554,7 @@ Result<std::vector<Pause>> PgPlanDatabase::ListPauses() {
 Result<std::vector<RetainedColumn>> PgPlanDatabase::ListRetained(const std::string& plan) {
   TIDE_CONNECTED();
   try {
-    pqxx::work w(*conn_);
+    pg_internal::Work w(*conn_, TxLocals());
     auto r = w.exec_params(
         "SELECT plan, table_name, table_display, column_name, kept_column, trigger_name, old_type, "
         "old_default, old_not_null, COALESCE(retain_until <= now(), false), " + Ts("retain_until") +

@@ -17,8 +17,67 @@ namespace tide {
 
 using pg_internal::Trim;
 
-PgPlanDatabase::PgPlanDatabase(std::string dsn, Defaults defaults, std::string lease_owner)
-    : dsn_(std::move(dsn)), defaults_(defaults), lease_owner_(std::move(lease_owner)) {}
+PgPlanDatabase::PgPlanDatabase(std::string dsn, Defaults defaults, std::string lease_owner,
+                               DatabaseConfig config, std::string name)
+    : dsn_(std::move(dsn)),
+      defaults_(defaults),
+      lease_owner_(std::move(lease_owner)),
+      config_(std::move(config)),
+      name_(std::move(name)) {}
+
+namespace {
+
+// The settings of every session of tide's; SET LOCAL ones (`local`) for a transaction.
+std::string SessionSettingsSql(const Defaults& d, bool local) {
+  const std::string set = local ? "SET LOCAL " : "SET ";
+  // row_security = off: a query that row-level security would filter raises an error
+  // instead, so tide never fills, counts or gates on a subset of a table it cannot see.
+  return set + "row_security = off; " + SetTimeoutSql("lock_timeout", d.lock_timeout, local) +
+         "; " + SetTimeoutSql("statement_timeout", d.statement_timeout, local);
+}
+
+// Whether a session reaches PostgreSQL through a transaction pooler: the config says so, or
+// the port the client connected to is not the one the server listens on (PgBouncer listens on
+// its own). Over a Unix socket the server's port is unknown: `pooler: transaction` says it.
+bool Pooled(const DatabaseConfig& config, pqxx::connection& c, const pqxx::field& server_port) {
+  if (config.pooler == "transaction") return true;
+  if (config.pooler == "none" || server_port.is_null()) return false;
+  const char* port = c.port();
+  return port && *port && server_port.as<std::string>() != port;
+}
+
+}  // namespace
+
+std::string PgPlanDatabase::TxLocals() const {
+  return pooled_ ? SessionSettingsSql(defaults_, true) : std::string();
+}
+
+pqxx::connection& PgPlanDatabase::OwnSession(const std::string& what) {
+  if (!config_.ddl_dsn.empty()) {
+    if (!ddl_conn_ || !ddl_conn_->is_open()) {
+      ddl_conn_.reset();
+      auto c = std::make_unique<pqxx::connection>(config_.ddl_dsn);
+      pqxx::nontransaction n(*c);
+      n.exec0("SET application_name = 'tided ddl'; SET standard_conforming_strings = on; " +
+              SessionSettingsSql(defaults_, false));
+      ddl_pid_ = n.exec1("SELECT pg_backend_pid()")[0].as<int64_t>();
+      ddl_conn_ = std::move(c);
+    }
+    return *ddl_conn_;
+  }
+  if (pooled_) {
+    throw std::runtime_error(
+        what + " cannot run inside a transaction, and database `" + name_ +
+        "` is reached through a transaction pooler, where a session's settings (its "
+        "lock_timeout) would not hold for it: add `ddl_dsn:` (a direct connection to "
+        "PostgreSQL, not through the pooler) to database `" + name_ + "` in tided.yaml");
+  }
+  return *conn_;
+}
+
+int64_t PgPlanDatabase::OwnSessionPid() const {
+  return config_.ddl_dsn.empty() ? backend_pid_ : ddl_pid_;
+}
 
 PgPlanDatabase::~PgPlanDatabase() = default;
 
@@ -30,13 +89,14 @@ Status PgPlanDatabase::Connected() {
   try {
     auto c = std::make_unique<pqxx::connection>(dsn_);
     pqxx::nontransaction n(*c);
-    // row_security = off: a query that row-level security would filter raises an error
-    // instead, so tide never fills, counts or gates on a subset of a table it cannot see.
-    n.exec0("SET application_name = 'tided'; SET standard_conforming_strings = on; "
-            "SET row_security = off; " +
-            SetTimeoutSql("lock_timeout", defaults_.lock_timeout, false) + "; " +
-            SetTimeoutSql("statement_timeout", defaults_.statement_timeout, false));
-    backend_pid_ = n.exec1("SELECT pg_backend_pid()")[0].as<int64_t>();
+    const pqxx::row r = n.exec1("SELECT pg_backend_pid(), inet_server_port()");
+    backend_pid_ = r[0].as<int64_t>();
+    pooled_ = Pooled(config_, *c, r[1]);
+    // Through a pooler the settings come with each transaction (TxLocals), never the session.
+    if (!pooled_) {
+      n.exec0("SET application_name = 'tided'; SET standard_conforming_strings = on; " +
+              SessionSettingsSql(defaults_, false));
+    }
     conn_ = std::move(c);
     return Status::Ok();
   } catch (const pqxx::broken_connection& e) {
@@ -74,7 +134,7 @@ Status PgPlanDatabase::FromCurrentException() {
 Result<int64_t> PgPlanDatabase::BackendPid() {
   TIDE_CONNECTED();
   try {
-    pqxx::nontransaction n(*conn_);
+    pg_internal::Work n(*conn_, TxLocals());
     return n.exec1("SELECT pg_backend_pid()")[0].as<int64_t>();
   } catch (...) {
     return FromCurrentException();
@@ -112,7 +172,8 @@ Result<std::unique_ptr<PgPlanDatabase>> PgConnector::ConnectPg(const std::string
   if (it == databases_.end()) return Status::Invalid("database `" + database + "` is not in the config");
   auto dsn = ResolveDsn(database, it->second);
   if (!dsn.ok()) return dsn.status();
-  auto db = std::make_unique<PgPlanDatabase>(*dsn, defaults_, lease_owner_);
+  DatabaseConfig config = it->second;
+  auto db = std::make_unique<PgPlanDatabase>(*dsn, defaults_, lease_owner_, config, database);
   Status s = db->Open();
   if (!s.ok()) return s;
   return db;

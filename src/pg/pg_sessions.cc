@@ -25,7 +25,7 @@ Result<std::vector<SessionFacts>> PgPlanDatabase::DescribeSessions(const std::ve
   try {
     std::vector<std::string> text;
     for (int64_t p : pids) text.push_back(std::to_string(p));
-    pqxx::nontransaction n(*conn_);
+    pg_internal::Work n(*conn_, TxLocals());
     auto r = n.exec_params(
         "SELECT a.pid, a.backend_start::text, COALESCE(a.usename, ''), "
         "COALESCE(a.application_name, ''), COALESCE(host(a.client_addr), ''), "
@@ -70,7 +70,7 @@ Result<EndOutcome> PgPlanDatabase::EndSession(const std::string& plan, const Ses
                                               bool terminate, int64_t max_per_plan) {
   TIDE_CONNECTED();
   try {
-    pqxx::work w(*conn_);
+    pg_internal::Work w(*conn_, TxLocals());
     w.exec0(LimitsSql(StatementLimits{defaults_.lock_timeout, defaults_.statement_timeout}));
     auto counted = w.exec_params(
         "UPDATE tide.plans SET sessions_ended = sessions_ended + 1 "
@@ -95,7 +95,7 @@ Result<EndOutcome> PgPlanDatabase::EndSession(const std::string& plan, const Ses
 Result<int64_t> PgPlanDatabase::SessionsEnded(const std::string& plan) {
   TIDE_CONNECTED();
   try {
-    pqxx::work w(*conn_);
+    pg_internal::Work w(*conn_, TxLocals());
     auto r = w.exec_params("SELECT COALESCE((SELECT sessions_ended FROM tide.plans WHERE name = $1), 0)",
                            plan);
     return r[0][0].as<int64_t>();
@@ -107,7 +107,7 @@ Result<int64_t> PgPlanDatabase::SessionsEnded(const std::string& plan) {
 Result<DeadTuples> PgPlanDatabase::ReadDeadTuples(const QualifiedName& table) {
   TIDE_CONNECTED();
   try {
-    pqxx::nontransaction n(*conn_);
+    pg_internal::Work n(*conn_, TxLocals());
     auto r = n.exec_params1(
         std::string(kTreeSql) +
             "SELECT COALESCE(sum(s.n_live_tup), 0)::bigint, COALESCE(sum(s.n_dead_tup), 0)::bigint, "
@@ -129,7 +129,7 @@ Status PgPlanDatabase::Vacuum(const QualifiedName& table, const StatementLimits&
                               Millis cost_delay) {
   TIDE_CONNECTED();
   try {
-    pqxx::nontransaction n(*conn_);
+    pqxx::nontransaction n(OwnSession("VACUUM"));
     // SKIP_LOCKED: never waits for its lock (DDL on the table holds it: the vacuum is skipped);
     // TRUNCATE false: never takes the ACCESS EXCLUSIVE lock that giving back the table's empty
     // end needs.

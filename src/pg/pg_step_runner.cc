@@ -18,17 +18,24 @@ namespace tide {
 using pg_internal::LimitsSql;
 using pg_internal::WriteCursor;
 
-void PgPlanDatabase::WatchBlockers(const std::function<void()>& work, std::string* out) {
+void PgPlanDatabase::WatchBlockers(int64_t pid, const std::function<void()>& work,
+                                   std::string* out) {
   std::atomic<bool> done{false};
   std::mutex mu;
   std::string seen = "[]";
-  const int64_t pid = backend_pid_;
+  // Its own session: `ddl_dsn`'s when there is one; through a pooler, each look is a
+  // transaction with its own SET LOCAL, so no setting of tide's stays on a pooled connection.
+  const bool direct = !config_.ddl_dsn.empty() || !pooled_;
+  const std::string dsn = config_.ddl_dsn.empty() ? dsn_ : config_.ddl_dsn;
   std::thread watcher([&] {
     try {
-      pqxx::connection c(dsn_);
-      pqxx::nontransaction n(c);
-      n.exec0("SET application_name = 'tided watcher'; SET statement_timeout = '1s'");
+      pqxx::connection c(dsn);
+      if (direct) {
+        pqxx::nontransaction s(c);
+        s.exec0("SET application_name = 'tided watcher'; SET statement_timeout = '1s'");
+      }
       while (!done) {
+        pg_internal::Work n(c, direct ? "" : "SET LOCAL statement_timeout = '1s'");
         auto r = n.exec_params(
             "SELECT a.pid, COALESCE(a.usename, ''), COALESCE(a.application_name, ''), "
             "COALESCE(a.state, ''), COALESCE(EXTRACT(epoch FROM now() - a.xact_start), 0)::bigint, "
@@ -86,7 +93,7 @@ Result<std::vector<StatementOutcome>> PgPlanDatabase::RunStatements(
         return Status::Fatal("internal error: a description was about to run: " + statements[i].sql);
       }
       if (!statements[i].refuse_if.empty()) {
-        pqxx::work w(*conn_);
+        pg_internal::Work w(*conn_, TxLocals());
         w.exec0(LimitsSql(limits));
         const std::string why = w.exec1(statements[i].refuse_if)[0].c_str();
         w.commit();
@@ -100,7 +107,7 @@ Result<std::vector<StatementOutcome>> PgPlanDatabase::RunStatements(
                                  &blockers));
     }
     if (statements.empty() && after) {
-      pqxx::work w(*conn_);
+      pg_internal::Work w(*conn_, TxLocals());
       WriteCursor(w, lease_owner_, plan, *after);
       w.commit();
     }
@@ -124,11 +131,13 @@ StatementOutcome PgPlanDatabase::RunStatement(const std::string& plan, const Ddl
                           std::chrono::steady_clock::now() - start).count();
   };
   if (st.transactional) {
-    pqxx::work w(*conn_);
+    pg_internal::Work w(*conn_, TxLocals());
     w.exec0(LimitsSql(limits));
+    // Through a pooler the transaction's server session is its own: the one blockers block.
+    if (pooled_) backend_pid_ = w.exec1("SELECT pg_backend_pid()")[0].as<int64_t>();
     out.skipped = !st.skip_if.empty() && w.exec1(st.skip_if)[0].as<bool>();
     if (!out.skipped) {
-      WatchBlockers(
+      WatchBlockers(backend_pid_, 
           [&] {
             const pqxx::result r = w.exec(st.sql);
             if (st.reports_lock_held && !r.empty() && !r[0][0].is_null()) {
@@ -142,7 +151,7 @@ StatementOutcome PgPlanDatabase::RunStatement(const std::string& plan, const Ddl
     return finish(), out;
   }
   {
-    pqxx::nontransaction n(*conn_);
+    pg_internal::Work n(*conn_, TxLocals());
     out.skipped = !st.skip_if.empty() && n.exec1(st.skip_if)[0].as<bool>();
   }
   if (!out.skipped) {
@@ -164,7 +173,7 @@ StatementOutcome PgPlanDatabase::RunStatement(const std::string& plan, const Ddl
     }
   }
   if (after) {
-    pqxx::work w(*conn_);
+    pg_internal::Work w(*conn_, TxLocals());
     WriteCursor(w, lease_owner_, plan, *after);
     w.commit();
   }
@@ -182,7 +191,7 @@ Status PgPlanDatabase::AwaitEarlierBuild(const std::string& index, const Stateme
   while (true) {
     pqxx::result r;
     {
-      pqxx::nontransaction n(*conn_);
+      pg_internal::Work n(*conn_, TxLocals());
       r = n.exec(IndexBuildsSql(index));
     }
     if (r.empty()) return Status::Ok();
@@ -204,7 +213,7 @@ Status PgPlanDatabase::AwaitEarlierBuild(const std::string& index, const Stateme
 
 bool PgPlanDatabase::DropInvalidIndex(const std::string& index, const StatementLimits& limits) {
   {
-    pqxx::nontransaction n(*conn_);
+    pg_internal::Work n(*conn_, TxLocals());
     if (!n.exec1(IndexIsInvalidSql(index))[0].as<bool>()) return false;
   }
   std::string ignored;
@@ -217,11 +226,18 @@ void PgPlanDatabase::ExecOnSession(const std::string& sql, const StatementLimits
   const std::string restore =
       SetTimeoutSql("lock_timeout", defaults_.lock_timeout, false) + "; " +
       SetTimeoutSql("statement_timeout", defaults_.statement_timeout, false);
-  pqxx::nontransaction n(*conn_);
+  // The statement's first words ("CREATE INDEX CONCURRENTLY"), for the refusal.
+  std::string words;
+  for (size_t at = 0, n = 0; at < sql.size() && n < 4; ++n) {
+    const size_t end = std::min(sql.find(' ', at), sql.size());
+    words += (words.empty() ? "" : " ") + sql.substr(at, end - at);
+    at = end + 1;
+  }
+  pqxx::nontransaction n(OwnSession("`" + words + " ...`"));
   n.exec0(SetTimeoutSql("lock_timeout", limits.lock_timeout, false) + "; " +
           SetTimeoutSql("statement_timeout", limits.statement_timeout, false));
   try {
-    WatchBlockers([&] { n.exec(sql); }, blockers);
+    WatchBlockers(OwnSessionPid(), [&] { n.exec(sql); }, blockers);
   } catch (const pqxx::broken_connection&) {
     throw;
   } catch (...) {
@@ -234,7 +250,7 @@ void PgPlanDatabase::ExecOnSession(const std::string& sql, const StatementLimits
 Status PgPlanDatabase::Execute(const std::string& sql, const StatementLimits& limits) {
   TIDE_CONNECTED();
   try {
-    pqxx::work w(*conn_);
+    pg_internal::Work w(*conn_, TxLocals());
     w.exec0(LimitsSql(limits));
     w.exec(sql);
     w.commit();

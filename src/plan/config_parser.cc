@@ -17,13 +17,21 @@ void ParseDatabases(YamlReader& r, const YAML::Node& node, Config* config) {
   for (const auto& kv : node) {
     const std::string name = kv.first.Scalar();
     const std::string what = "database `" + name + "`";
-    if (!r.ExpectMap(kv.second, what, {"dsn", "dsn_file", "dsn_env"}) && !kv.second.IsMap()) {
+    if (!r.ExpectMap(kv.second, what, {"dsn", "dsn_file", "dsn_env", "ddl_dsn", "pooler"}) &&
+        !kv.second.IsMap()) {
       continue;
     }
     DatabaseConfig db;
     db.dsn = r.String(kv.second, "dsn", what, false).value_or("");
     db.dsn_file = r.String(kv.second, "dsn_file", what, false).value_or("");
     db.dsn_env = r.String(kv.second, "dsn_env", what, false).value_or("");
+    db.ddl_dsn = r.String(kv.second, "ddl_dsn", what, false).value_or("");
+    db.pooler = r.String(kv.second, "pooler", what, false).value_or("");
+    if (!db.pooler.empty() && db.pooler != "transaction" && db.pooler != "none") {
+      r.Error(kv.second["pooler"], what + ": `pooler` is `" + db.pooler + "`",
+              "use `transaction` (PgBouncer's pool_mode = transaction) or `none`; leave it out "
+              "and tide detects a pooler itself");
+    }
     const int set = !db.dsn.empty() + !db.dsn_file.empty() + !db.dsn_env.empty();
     if (set != 1) {
       r.Error(kv.second, what + " must have exactly one of `dsn`, `dsn_file` or `dsn_env`",
