@@ -440,7 +440,10 @@ int Retry(const Args& a) {
     }
     if (!g.empty()) {
       group = g;
-      if (p.cursor.state == tide::PlanState::kFailed) {
+      if (p.cursor.state == tide::PlanState::kAborted) {
+        failed.push_back(db_name);
+        std::cout << "starting `" << name << "` over on `" << db_name << "` (it was aborted)\n";
+      } else if (p.cursor.state == tide::PlanState::kFailed) {
         failed.push_back(db_name);
         std::cout << "retrying `" << name << "` on `" << db_name << "` from "
                   << ToString(p.failed_in) << " step " << p.cursor.step + 1 << " (failed: "

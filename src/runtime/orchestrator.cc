@@ -422,6 +422,8 @@ void Orchestrator::ResumeDatabase(const std::string& database) {
           if (!lease.ok()) return out.status = lease.status(), out;
           if (!*lease) {
             spdlog::debug("plan {} ({}): another tided holds its lease", r.name, ToString(r.cursor.state));
+            // Its rollout still learns where it stands.
+            if (of_group) out.members.push_back(ResumeItem{member, r, nullptr, ""});
             continue;
           }
           ResumeItem item;
@@ -450,7 +452,8 @@ void Orchestrator::ResumeDatabase(const std::string& database) {
         for (const auto& p : r.pauses) {
           // Lifted here while this database still held it (the resume reaches the databases
           // one after the other): it stays lifted.
-          if (lifted_.count({p.plan, p.phase})) continue;
+          auto lifted = lifted_.find({p.plan, p.phase});
+          if (lifted != lifted_.end() && SteadyClock::now() - lifted->second < kLiftedFor) continue;
           if (!PausedBy(p.plan, p.phase) ||
               std::none_of(pauses_.begin(), pauses_.end(), [&](const tide::Pause& q) {
                 return q.plan == p.plan && q.phase == p.phase;
@@ -591,6 +594,8 @@ void Orchestrator::Abort(const std::string& plan, const std::string& actor, cons
     const std::string db_name = kv.first;
     if (!database.empty() && db_name != database) continue;
     if (runs_.count(db_name + "/" + plan)) continue;
+    // A rollout starts no run on it until the lookup has decided (see StartMember).
+    if (of_group) abort_pending_.insert(db_name + "/" + plan);
     offloader_.Run<AbortLookup>(
         [this, db_name, plan] {
           AbortLookup out;
@@ -630,6 +635,7 @@ void Orchestrator::Abort(const std::string& plan, const std::string& actor, cons
           return out;
         },
         [this, db_name, plan, actor, via](AbortLookup r) {
+          abort_pending_.erase(db_name + "/" + plan);
           if (!r.status.ok()) {
             spdlog::error("abort of {} on {}: {}", plan, db_name, r.status.ToString());
             return;
@@ -704,6 +710,7 @@ void Orchestrator::Revert(const std::string& plan, const std::string& actor, con
           auto parsed = ParsePlan(out.record.source, out.record.file_name);
           if (!parsed.ok()) return out.refusal = "its stored text no longer parses", out;
           out.plan = parsed.plan;
+          AsMember(&out.plan, database);
           auto kept = (*db)->ListRetained(plan);
           if (!kept.ok()) return out.status = kept.status(), out;
           out.refusal = RevertRefusal(out.plan, out.record.cursor.state, out.record.failed_in,
@@ -995,7 +1002,7 @@ void Orchestrator::Resume(const std::string& plan, const std::string& phase,
                           const std::string& actor, const std::string& via) {
   for (const auto& p : pauses_) {
     if ((p.plan == plan || p.plan.rfind(plan + "@", 0) == 0) && (phase.empty() || p.phase == phase)) {
-      lifted_.insert({p.plan, p.phase});
+      lifted_[{p.plan, p.phase}] = SteadyClock::now();
     }
   }
   pauses_.erase(std::remove_if(pauses_.begin(), pauses_.end(),

@@ -155,14 +155,17 @@ class Orchestrator {
     bool file_finished = false;
     std::string summary;  // as last logged
   };
-  std::map<std::string, RolloutRun> rollouts_;  // by plan name
+  std::map<std::string, RolloutRun> rollouts_;  // by plan name, while its file is active
+  // database + "/" + plan of a rollout's databases an abort is deciding about: none starts.
+  std::set<std::string> abort_pending_;
   struct RolloutAdmission;
   void SubmitRollout(const SpoolFile& file, const Plan& plan, const std::string& checksum);
   RolloutAdmission AdmitRollout(const SpoolFile& file, const Plan& plan, const std::string& checksum);
   // Re-decides the rollout of `plan`: starts databases whose turn came, notes a halt, finishes
   // the spool file once every database finished for good.
   void AdvanceRollout(const std::string& plan);
-  void StartMember(const std::string& plan, const std::string& database);
+  // `restart`: the database's copy was aborted and starts over (tidectl retry).
+  void StartMember(const std::string& plan, const std::string& database, bool restart = false);
   RolloutMember* MemberOf(const std::string& plan, const std::string& database);
   // Whether contract of `plan` (one database's copy) must wait for the rollout's other
   // databases (contract: together).
@@ -204,9 +207,11 @@ class Orchestrator {
                              const std::string& via);
   void EndRevertOrFinalize(const std::string& plan);
   std::vector<tide::Pause> pauses_;
-  // (plan, phase) of the pauses lifted by this daemon: a database that still holds one (the
-  // resume had not reached it yet) does not bring it back.
-  std::set<std::pair<std::string, std::string>> lifted_;
+  // (plan, phase) of the pauses lifted by this daemon, and when: for a minute, a database that
+  // still holds one (the resume had not reached it yet) does not bring it back. After that, a
+  // database that holds it (it was unreachable during the resume) does: a pause is the safe side.
+  static constexpr std::chrono::seconds kLiftedFor{60};
+  std::map<std::pair<std::string, std::string>, std::chrono::steady_clock::time_point> lifted_;
   // database + "/" + plan -> its live settings (tidectl set), as last read or written.
   struct Live {
     LiveSettings settings;

@@ -507,24 +507,13 @@ void Orchestrator::Run::OnGates(const std::vector<GateValue>& values) {
 }
 
 void Orchestrator::Run::GatesPassed() {
-  if (!plan_.group.empty() && plan_.rollout.contract == Rollout::Contract::kTogether) {
-    const bool was = rollout_ready_;
-    rollout_ready_ = true;
-    const bool holds = o_.RolloutHoldsContract(plan_);
-    if (!was) {
-      Audit("rollout_ready", "contract",
-            JsonObject().Bool("held", holds).Str(
-                "reason", holds ? "the gates pass; contract waits until every database of group `" +
-                                      plan_.group + "` is ready"
-                                : "the gates pass; every database of group `" + plan_.group +
-                                      "` is ready"));
-      if (holds) {
-        SaveWaiting("the gates pass; contract waits for the other databases of group `" +
-                    plan_.group + "` (contract: together)");
-      }
-      o_.AdvanceRollout(plan_.name);
+  if (!plan_.group.empty() && plan_.rollout.contract == Rollout::Contract::kTogether &&
+      !together_released_) {
+    // Ready once the gates pass and the verifications find no row that differs.
+    for (size_t i = 0; i < plan_.backfill.size(); ++i) {
+      if (plan_.backfill[i].verify && !verified_[i]) return Verify(i);
     }
-    if (holds) return After(o_.config_.defaults.gate_recheck_interval, [this] { Next(); });
+    return HoldForRollout();
   }
   bool verifies = false;
   for (const auto& task : plan_.backfill) verifies |= task.verify;
@@ -556,6 +545,41 @@ void Orchestrator::Run::GatesPassed() {
   }
   if (GateChecks(plan_).empty()) return Advance(AfterSuccess(plan_, cursor_));
   SealGates();
+}
+
+void Orchestrator::Run::HoldForRollout() {
+  const bool was = rollout_ready_;
+  rollout_ready_ = true;
+  const bool holds = o_.RolloutHoldsContract(plan_);
+  if (!was) {
+    Audit("rollout_ready", "contract",
+          JsonObject().Bool("held", holds).Str(
+              "reason", holds ? "the gates pass; contract waits until every database of group `" +
+                                    plan_.group + "` is ready"
+                              : "the gates pass; every database of group `" + plan_.group +
+                                    "` is ready"));
+    if (holds) {
+      SaveWaiting("the gates pass; contract waits for the other databases of group `" +
+                  plan_.group + "` (contract: together)");
+    }
+    o_.AdvanceRollout(plan_.name);
+  }
+  if (!holds) {
+    // Released: the gates (and verifications) are read once more, right before contract.
+    together_released_ = true;
+    verified_.assign(verified_.size(), false);
+    return Next();
+  }
+  // The gates are not read again while the others catch up (that can be days of full-table
+  // counts): only once the rollout releases this database.
+  After(o_.config_.defaults.gate_recheck_interval, [this] { HoldForRollout(); });
+}
+
+void Orchestrator::Run::NotReadyForRollout() {
+  together_released_ = false;
+  if (!rollout_ready_) return;
+  rollout_ready_ = false;
+  o_.AdvanceRollout(plan_.name);
 }
 
 void Orchestrator::Run::SealGates() {
@@ -616,10 +640,7 @@ void Orchestrator::Run::SealGates() {
 }
 
 void Orchestrator::Run::OnGatesFailed(const std::string& failing) {
-  if (rollout_ready_) {
-    rollout_ready_ = false;
-    o_.AdvanceRollout(plan_.name);
-  }
+  NotReadyForRollout();
   // A verification counts only for the gates that passed with it.
   verified_.assign(verified_.size(), false);
   if (gate_stage_ == GateStage::kHeld) {
@@ -705,6 +726,7 @@ void Orchestrator::Run::Verify(size_t index) {
                 JsonObject().Str("table", table).Int("rows", summary.rows_scanned).Int(
                     "differing", summary.differing).Str("keys", keys));
     spdlog::warn("plan {}: {}", self->plan_.name, failing);
+    self->NotReadyForRollout();
     self->attempts_ = 0;
     self->gate_stage_ = GateStage::kWaiting;
     self->SaveWaiting(failing);

@@ -118,6 +118,11 @@ class Orchestrator::Run : public std::enable_shared_from_this<Orchestrator::Run>
   void OnGates(const std::vector<GateValue>& values);
   // Adds the checks, reads the gates again, and removes the checks when a gate fails now.
   void SealGates();
+  // contract: together: this database is ready; waits until every database of the rollout is
+  // (without reading its gates meanwhile), then goes on to read them once more and contract.
+  void HoldForRollout();
+  // The gates or a verification fail: this database is not ready any more.
+  void NotReadyForRollout();
   void OnGatesFailed(const std::string& failing);
   // Every gate passes: the verifications (`verify: true` tasks) not done yet in this run, then
   // contract's checks and contract.
@@ -205,6 +210,7 @@ class Orchestrator::Run : public std::enable_shared_from_this<Orchestrator::Run>
   bool gate_checks_removed_ = false;  // before the rollback
   bool held_ = false;
   bool rollout_ready_ = false;  // see rollout_ready()
+  bool together_released_ = false;  // the rollout let this database go on to contract
   std::vector<SweepSchedule> sweeps_;  // per backfill task
   std::vector<bool> verified_;         // per backfill task: verified in this run, no row differs
   // Per backfill task: the rows no update can fill, found by the last sweep, and a few keys.

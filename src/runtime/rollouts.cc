@@ -87,6 +87,7 @@ Orchestrator::RolloutAdmission Orchestrator::AdmitRollout(const SpoolFile& file,
                                                           const std::string& checksum) {
   RolloutAdmission out;
   const std::vector<std::string> group = config_.database_groups.at(plan.database);
+  std::vector<std::string> restart;  // aborted copies, to start over
   std::vector<std::shared_ptr<PlanDatabase>> conns;
   for (const auto& database : group) {
     Plan copy = plan;
@@ -120,6 +121,12 @@ Orchestrator::RolloutAdmission Orchestrator::AdmitRollout(const SpoolFile& file,
       }
       m.state = r->cursor.state;
       m.started = !(r->cursor.state == PlanState::kAccepted && r->started_at.empty());
+      if (r->cursor.state == PlanState::kAborted) {
+        // The same file again after an abort: this database starts over.
+        restart.push_back(database);
+        m.state = PlanState::kAccepted;
+        m.started = false;
+      }
     } else {
       Admission a;
       if (!CheckNewPlan(**db, file, copy, &a)) {
@@ -134,6 +141,14 @@ Orchestrator::RolloutAdmission Orchestrator::AdmitRollout(const SpoolFile& file,
     conns.push_back(std::move(db).value());
   }
   for (size_t i = 0; i < group.size(); ++i) {
+    if (std::find(restart.begin(), restart.end(), group[i]) != restart.end()) {
+      Status s = conns[i]->RestartPlan(plan.name);
+      if (!s.ok()) {
+        Undecided(&out, "cannot restart plan `" + plan.name + "` in `" + group[i] + "`: " + s.ToString(), s);
+        return out;
+      }
+      continue;
+    }
     if (std::find(out.recorded.begin(), out.recorded.end(), group[i]) == out.recorded.end()) continue;
     PlanRecord record;
     record.name = plan.name;
@@ -175,7 +190,7 @@ std::vector<RolloutMember> Orchestrator::RolloutMembers(const std::string& plan)
 
 void Orchestrator::AdvanceRollout(const std::string& plan) {
   auto it = rollouts_.find(plan);
-  if (it == rollouts_.end() || stopping_) return;
+  if (it == rollouts_.end() || stopping_ || it->second.file_finished) return;
   RolloutRun& r = it->second;
   const std::vector<RolloutMember> members = RolloutMembers(plan);
   const RolloutDecision d = DecideRollout(r.plan.rollout, members);
@@ -205,6 +220,7 @@ void Orchestrator::AdvanceRollout(const std::string& plan) {
   metrics_->SetRollout(plan, r.plan.database, by_state, d.halted);
   if (!r.aborted && audit_blocked_.empty()) {
     for (const auto& database : d.start) {
+      if (abort_pending_.count(database + "/" + plan)) continue;
       RolloutMember* m = MemberOf(plan, database);
       m->started = true;
       Audit(AuditEvent{"rollout_database_started", plan, "", "",
@@ -219,6 +235,7 @@ void Orchestrator::AdvanceRollout(const std::string& plan) {
                      JsonObject().Str("group", r.plan.database).Str("databases", summary)});
     Status s = spool_->Finish(r.file_name, d.all_done, d.all_done ? "" : summary);
     if (!s.ok()) spdlog::error("spool: {}", s.ToString());
+    rollouts_.erase(it);  // over: the databases hold what is left to know
   }
 }
 
@@ -232,16 +249,18 @@ struct MemberStart {
 };
 }  // namespace
 
-void Orchestrator::StartMember(const std::string& plan, const std::string& database) {
+void Orchestrator::StartMember(const std::string& plan, const std::string& database,
+                               bool restart) {
   const Plan group_plan = rollouts_.at(plan).plan;
   offloader_.Run<MemberStart>(
-      [this, plan, database, group_plan] {
+      [this, plan, database, group_plan, restart] {
         MemberStart out;
         auto db = connector_->Connect(database);
         if (!db.ok()) return out.status = db.status(), out;
         auto lease = (*db)->AcquireLease(plan, options_.instance, options_.lease_ttl);
         if (!lease.ok()) return out.status = lease.status(), out;
         if (!*lease) return out.elsewhere = true, out;
+        if (restart && !(out.status = (*db)->RestartPlan(plan)).ok()) return out;
         auto found = (*db)->FindPlan(plan);
         if (!found.ok()) return out.status = found.status(), out;
         if (!found.value()) return out.status = Status::Fatal("the plan is not recorded there"), out;
@@ -266,6 +285,14 @@ void Orchestrator::StartMember(const std::string& plan, const std::string& datab
           return;
         }
         if (runs_.count(database + "/" + plan)) return;
+        // An abort came meanwhile (of the rollout, or of this database), or the database
+        // finished for good: it does not start.
+        const bool aborted = rollouts_.at(plan).aborted || abort_pending_.count(database + "/" + plan) > 0;
+        if (aborted || (IsFinal(r.record.cursor.state) && r.record.cursor.state != PlanState::kFailed)) {
+          m->started = IsFinal(r.record.cursor.state);
+          if (IsFinal(r.record.cursor.state)) m->state = r.record.cursor.state;
+          return;
+        }
         if (r.record.cursor.state == PlanState::kFailed) r.record.cursor.state = r.record.failed_in;
         m->state = r.record.cursor.state;
         spdlog::info("rollout {}: starting on {}", plan, database);
@@ -292,6 +319,12 @@ void Orchestrator::MemberEnded(const Plan& plan, PlanState state) {
 // A stored plan found while resuming a database: its rollout learns the database's state.
 void Orchestrator::NoteMember(const Plan& plan, const PlanRecord& record,
                               const std::string& database) {
+  if (!rollouts_.count(plan.name)) {
+    // Not while its admission is deciding (it records the plan database after database), and
+    // not for a rollout that is over (its file left active/, every database finished).
+    if (pending_files_.count(record.file_name) || waiting_files_.count(record.file_name)) return;
+    if (IsFinal(record.cursor.state) && !spool_->IsActive(record.file_name)) return;
+  }
   RolloutRun& r = rollouts_[plan.name];
   if (r.members.empty()) {
     r.plan = plan;
@@ -305,10 +338,21 @@ void Orchestrator::NoteMember(const Plan& plan, const PlanRecord& record,
     }
   }
   RolloutMember* m = MemberOf(plan.name, database);
-  if (!m || m->known) return;
-  m->known = true;
-  m->state = record.cursor.state;
-  m->started = !(record.cursor.state == PlanState::kAccepted && record.started_at.empty());
+  if (!m) return;
+  const bool started = !(record.cursor.state == PlanState::kAccepted && record.started_at.empty());
+  if (!m->known) {
+    m->known = true;
+    m->state = record.cursor.state;
+    m->started = started;
+    return;
+  }
+  // Known already: a database this daemon does not run (another tided does, or did) moves on
+  // in its tide schema; one it runs reports through its run.
+  if (runs_.count(database + "/" + plan.name)) return;
+  if (IsFinal(record.cursor.state) || started) {
+    m->state = record.cursor.state;
+    m->started = true;
+  }
 }
 
 void Orchestrator::Retry(const std::string& plan, const std::string& database,
@@ -323,14 +367,17 @@ void Orchestrator::Retry(const std::string& plan, const std::string& database,
   int retried = 0;
   for (auto& m : it->second.members) {
     if (!database.empty() && m.database != database) continue;
-    if (m.state != PlanState::kFailed || runs_.count(m.database + "/" + plan)) continue;
+    // A failed database goes on from where it failed; an aborted one starts over.
+    const bool aborted = m.state == PlanState::kAborted;
+    if ((m.state != PlanState::kFailed && !aborted) || runs_.count(m.database + "/" + plan)) continue;
     ++retried;
     m.started = true;
+    if (aborted) m.state = PlanState::kAccepted;
     Audit(AuditEvent{"retry_requested", plan, "", actor,
-                     JsonObject().Str("via", via).Str("database", m.database)});
+                     JsonObject().Str("via", via).Str("database", m.database).Bool("starts_over", aborted)});
     Audit(AuditEvent{"rollout_database_started", plan, "", actor,
                      JsonObject().Str("database", m.database).Str("stage", "retry")});
-    StartMember(plan, m.database);
+    StartMember(plan, m.database, aborted);
   }
   if (retried == 0) {
     Audit(AuditEvent{"retry_refused", plan, "", actor,

@@ -181,4 +181,8 @@ Status Spool::Reject(const std::string& name, const std::string& error) {
   return Move("incoming", name, "rejected", error);
 }
 
+bool Spool::IsActive(const std::string& name) const {
+  return ::access((dir_ + "/active/" + name).c_str(), F_OK) == 0;
+}
+
 }  // namespace tide

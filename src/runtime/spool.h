@@ -35,6 +35,8 @@ class SpoolPort {
   virtual Status Finish(const std::string& name, bool success, const std::string& error) = 0;
   // incoming -> rejected, with <file>.error.
   virtual Status Reject(const std::string& name, const std::string& error) = 0;
+  // Whether `name` is in active/ (accepted, not finished).
+  virtual bool IsActive(const std::string& /*name*/) const { return false; }
 };
 
 class Spool : public SpoolPort {
@@ -56,6 +58,7 @@ class Spool : public SpoolPort {
   Status Accept(const std::string& name) override;
   Status Finish(const std::string& name, bool success, const std::string& error) override;
   Status Reject(const std::string& name, const std::string& error) override;
+  bool IsActive(const std::string& name) const override;
 
  private:
   Status Move(const std::string& from_dir, const std::string& name, const std::string& to_dir,
