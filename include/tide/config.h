@@ -57,6 +57,9 @@ struct Config {
   std::string metrics_listen = "127.0.0.1:9717";
   std::string log_level = "info";
   int64_t max_workers = 4;  // backfill workers across all plans
+  // A rollout starts no database on a server whose databases in flight would need more
+  // sessions than this (see RolloutMember::sessions); 0: no budget.
+  int64_t max_connections_per_server = 0;
   // Run with /bin/sh -c before a plan's first step (a pg_dump wrapper, say), with TIDE_PLAN and
   // TIDE_DATABASE set; a non-zero exit fails the plan before anything changed. Empty: none.
   std::string backup_command;

@@ -448,6 +448,9 @@ class DatabaseConnector {
   virtual ~DatabaseConnector() = default;
   // A new session to the database the config names `database`.
   virtual Result<std::unique_ptr<PlanDatabase>> Connect(const std::string& database) = 0;
+  // The PostgreSQL server `database` is on ("host:port" as its DSN says), so that databases
+  // that share one share its connection budget; "" when unknown.
+  virtual std::string ServerOf(const std::string& /*database*/) { return ""; }
 };
 
 // One line of the audit log. Thread-safe implementations only.

@@ -26,7 +26,14 @@ bool PastGates(const RolloutMember& m) {
 
 }  // namespace
 
-RolloutDecision DecideRollout(const Rollout& rollout, const std::vector<RolloutMember>& members) {
+int64_t SessionsOf(const Plan& plan, int64_t default_workers) {
+  int64_t widest = 0;
+  for (const auto& t : plan.backfill) widest = std::max(widest, t.workers.value_or(default_workers));
+  return 4 + widest;
+}
+
+RolloutDecision DecideRollout(const Rollout& rollout, const std::vector<RolloutMember>& members,
+                              int64_t server_budget) {
   RolloutDecision d;
   const bool together = rollout.contract == Rollout::Contract::kTogether;
   std::vector<const RolloutMember*> part;
@@ -36,9 +43,11 @@ RolloutDecision DecideRollout(const Rollout& rollout, const std::vector<RolloutM
     else if (m.recorded) part.push_back(&m);
   }
   int64_t in_flight = 0;
+  std::map<std::string, int64_t> server_sessions;  // of the databases in flight
   bool failed = false, all_final = all_known, all_done = all_known;
   for (const auto* m : part) {
     in_flight += InFlight(*m);
+    if (InFlight(*m)) server_sessions[m->server] += m->sessions;
     failed |= Failed(*m);
     all_final &= IsFinal(m->state) && m->state != PlanState::kFailed;
     all_done &= m->state == PlanState::kDone;
@@ -60,8 +69,12 @@ RolloutDecision DecideRollout(const Rollout& rollout, const std::vector<RolloutM
   int64_t slots = rollout.max_parallel - in_flight;
   const size_t candidates = d.canary ? canaries : part.size();
   for (size_t i = 0; i < candidates && slots > 0; ++i) {
-    if (!Waiting(*part[i])) continue;
-    d.start.push_back(part[i]->database);
+    const RolloutMember& m = *part[i];
+    if (!Waiting(m)) continue;
+    int64_t& used = server_sessions[m.server];
+    if (server_budget > 0 && used > 0 && used + m.sessions > server_budget) continue;
+    used += m.sessions;
+    d.start.push_back(m.database);
     --slots;
   }
   return d;

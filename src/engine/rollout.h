@@ -18,7 +18,14 @@ struct RolloutMember {
   PlanState state = PlanState::kAccepted;
   bool started = false;   // a run began (or begins now); false with kAccepted: waits its turn
   bool ready = false;     // its gates pass and contract waits for the others' (together)
+  std::string server;     // the PostgreSQL server it is on ("host:port"; "" unknown)
+  int64_t sessions = 0;   // the sessions its run needs at most (SessionsOf)
 };
+
+// The sessions one database's run of `plan` holds at most: its own, the health monitor's, the
+// lease keeper's, the blocker watcher's (during a step), and one per worker of its widest
+// backfill task (`default_workers` where a task says none).
+int64_t SessionsOf(const Plan& plan, int64_t default_workers);
 
 struct RolloutDecision {
   std::vector<std::string> start;  // databases to start now, in the group's order
@@ -35,8 +42,12 @@ struct RolloutDecision {
 // failed or was aborted halts the rollout with on_failure: halt (a canary's, whatever
 // on_failure says: that is what a canary is for), and keeps a together contract waiting, since
 // its gates never pass. Nothing starts while a database has not answered: the
-// rollout cannot tell what it holds.
-RolloutDecision DecideRollout(const Rollout& rollout, const std::vector<RolloutMember>& members);
+// rollout cannot tell what it holds. With `server_budget` above 0, a database does not start
+// while the databases in flight on its server need so many sessions that its own would go over
+// the budget (one database always may, on a server with none in flight); a later one on
+// another server may start meanwhile.
+RolloutDecision DecideRollout(const Rollout& rollout, const std::vector<RolloutMember>& members,
+                              int64_t server_budget = 0);
 
 // A member's state in words: "waiting", "ready" (for contract), or its PlanState ("backfilling").
 std::string RolloutLabel(const RolloutMember& m);

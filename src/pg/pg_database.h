@@ -203,6 +203,7 @@ class PgConnector : public DatabaseConnector {
               std::string lease_owner = "")
       : databases_(std::move(databases)), defaults_(defaults), lease_owner_(std::move(lease_owner)) {}
   Result<std::unique_ptr<PlanDatabase>> Connect(const std::string& database) override;
+  std::string ServerOf(const std::string& database) override;
   Result<std::unique_ptr<PgPlanDatabase>> ConnectPg(const std::string& database);
 
  private:

@@ -6,6 +6,7 @@
 
 #include <cstdlib>
 #include <fstream>
+#include <libpq-fe.h>
 #include <pqxx/pqxx>
 #include <sstream>
 
@@ -177,6 +178,27 @@ Result<std::unique_ptr<PgPlanDatabase>> PgConnector::ConnectPg(const std::string
   Status s = db->Open();
   if (!s.ok()) return s;
   return db;
+}
+
+std::string PgConnector::ServerOf(const std::string& database) {
+  auto it = databases_.find(database);
+  if (it == databases_.end()) return "";
+  auto dsn = ResolveDsn(database, it->second);
+  if (!dsn.ok()) return "";
+  char* error = nullptr;
+  PQconninfoOption* options = PQconninfoParse(dsn->c_str(), &error);
+  if (!options) {
+    PQfreemem(error);
+    return "";
+  }
+  std::string host, port;
+  for (PQconninfoOption* o = options; o->keyword; ++o) {
+    if (!o->val) continue;
+    if (std::string(o->keyword) == "host" || (host.empty() && std::string(o->keyword) == "hostaddr")) host = o->val;
+    if (std::string(o->keyword) == "port") port = o->val;
+  }
+  PQconninfoFree(options);
+  return (host.empty() ? "localhost" : host) + ":" + (port.empty() ? "5432" : port);
 }
 
 Result<std::unique_ptr<PlanDatabase>> PgConnector::Connect(const std::string& database) {

@@ -156,7 +156,8 @@ void ParseConfigInto(const std::string& text, const std::string& file, ConfigPar
   if (!r.Load(text, &root, 1 << 20)) return;
   const std::vector<std::string> keys = {"spool_dir", "audit_log", "metrics_listen", "log_level",
                                          "max_workers", "databases", "defaults", "backup_command",
-                                         "allowed_submitters", "database_groups"};
+                                         "allowed_submitters", "database_groups",
+                                         "max_connections_per_server"};
   if (!r.ExpectMap(root, "the config", keys) && !root.IsMap()) return;
   Config& c = result.config;
   c.spool_dir = r.String(root, "spool_dir", "the config", true).value_or("");
@@ -173,6 +174,9 @@ void ParseConfigInto(const std::string& text, const std::string& file, ConfigPar
             "use one of trace, debug, info, warn, error");
   }
   if (auto v = r.Int(root, "max_workers", "the config", 1, 256)) c.max_workers = *v;
+  if (auto v = r.Int(root, "max_connections_per_server", "the config", 0, 100000)) {
+    c.max_connections_per_server = *v;
+  }
   c.backup_command = r.String(root, "backup_command", "the config", false).value_or("");
   if (const YAML::Node subs = root["allowed_submitters"]) {
     if (r.ExpectList(subs, "`allowed_submitters`")) {

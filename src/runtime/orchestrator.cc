@@ -521,6 +521,10 @@ void Orchestrator::RenewLeases() {
       const std::string database = kv.first.substr(0, kv.first.find('/'));
       plans[database].push_back(kv.second->name());
     }
+    // A database with no plan running here keeps no session open for leases.
+    for (auto it = keepers_.begin(); it != keepers_.end();) {
+      it = plans.count(it->first) ? std::next(it) : keepers_.erase(it);
+    }
     if (plans.empty()) return RenewLeases();
     auto pending = std::make_shared<size_t>(plans.size());
     for (const auto& [database, names] : plans) {
@@ -1032,6 +1036,7 @@ void Orchestrator::Resume(const std::string& plan, const std::string& phase,
 void Orchestrator::UpdateConfig(const Config& config) {
   config_.defaults = config.defaults;
   config_.max_workers = config.max_workers;
+  config_.max_connections_per_server = config.max_connections_per_server;
   config_.log_level = config.log_level;
   config_.backup_command = config.backup_command;
   slots_.set_capacity(static_cast<int>(config.max_workers));

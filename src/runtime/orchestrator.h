@@ -167,6 +167,8 @@ class Orchestrator {
   // `restart`: the database's copy was aborted and starts over (tidectl retry).
   void StartMember(const std::string& plan, const std::string& database, bool restart = false);
   RolloutMember* MemberOf(const std::string& plan, const std::string& database);
+  // Its server and the sessions its run needs, for max_connections_per_server.
+  void PlaceMember(const Plan& plan, RolloutMember* m);
   // Whether contract of `plan` (one database's copy) must wait for the rollout's other
   // databases (contract: together).
   bool RolloutHoldsContract(const Plan& plan);

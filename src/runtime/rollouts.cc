@@ -76,6 +76,7 @@ void Orchestrator::SubmitRollout(const SpoolFile& file, const Plan& plan,
         r.plan = plan;
         r.file_name = file.name;
         r.members = a->members;
+        for (auto& m : r.members) PlaceMember(r.plan, &m);
         AdvanceRollout(plan.name);
       });
 }
@@ -88,7 +89,7 @@ Orchestrator::RolloutAdmission Orchestrator::AdmitRollout(const SpoolFile& file,
   RolloutAdmission out;
   const std::vector<std::string> group = config_.database_groups.at(plan.database);
   std::vector<std::string> restart;  // aborted copies, to start over
-  std::vector<std::shared_ptr<PlanDatabase>> conns;
+  // One session at a time: a group of hundreds of databases must not hold hundreds.
   for (const auto& database : group) {
     Plan copy = plan;
     AsMember(&copy, database);
@@ -138,25 +139,32 @@ Orchestrator::RolloutAdmission Orchestrator::AdmitRollout(const SpoolFile& file,
       out.recorded.push_back(database);
     }
     out.members.push_back(m);
-    conns.push_back(std::move(db).value());
   }
   for (size_t i = 0; i < group.size(); ++i) {
-    if (std::find(restart.begin(), restart.end(), group[i]) != restart.end()) {
-      Status s = conns[i]->RestartPlan(plan.name);
+    const bool restarts = std::find(restart.begin(), restart.end(), group[i]) != restart.end();
+    const bool records =
+        std::find(out.recorded.begin(), out.recorded.end(), group[i]) != out.recorded.end();
+    if (!restarts && !records) continue;
+    auto db = connector_->Connect(group[i]);
+    if (!db.ok()) {
+      Undecided(&out, "cannot reach database `" + group[i] + "`: " + db.status().ToString(), db.status());
+      return out;
+    }
+    if (restarts) {
+      Status s = (*db)->RestartPlan(plan.name);
       if (!s.ok()) {
         Undecided(&out, "cannot restart plan `" + plan.name + "` in `" + group[i] + "`: " + s.ToString(), s);
         return out;
       }
       continue;
     }
-    if (std::find(out.recorded.begin(), out.recorded.end(), group[i]) == out.recorded.end()) continue;
     PlanRecord record;
     record.name = plan.name;
     record.checksum = checksum;
     record.file_name = file.name;
     record.source = file.text;
     record.submitted_by = file.owner;
-    Status ins = conns[i]->InsertPlan(record);
+    Status ins = (*db)->InsertPlan(record);
     if (!ins.ok()) {
       Undecided(&out, "cannot record plan `" + plan.name + "` in `" + group[i] + "`: " + ins.ToString(), ins);
       return out;
@@ -193,7 +201,8 @@ void Orchestrator::AdvanceRollout(const std::string& plan) {
   if (it == rollouts_.end() || stopping_ || it->second.file_finished) return;
   RolloutRun& r = it->second;
   const std::vector<RolloutMember> members = RolloutMembers(plan);
-  const RolloutDecision d = DecideRollout(r.plan.rollout, members);
+  const RolloutDecision d =
+      DecideRollout(r.plan.rollout, members, config_.max_connections_per_server);
   const std::string summary = RolloutSummary(members);
   if (summary != r.summary) {
     spdlog::info("rollout {} on {}: {}", plan, r.plan.database, summary);
@@ -307,6 +316,11 @@ bool Orchestrator::RolloutHoldsContract(const Plan& plan) {
   return !DecideRollout(plan.rollout, RolloutMembers(plan.name)).contract_allowed;
 }
 
+void Orchestrator::PlaceMember(const Plan& plan, RolloutMember* m) {
+  m->server = connector_->ServerOf(m->database);
+  m->sessions = SessionsOf(plan, config_.defaults.workers);
+}
+
 void Orchestrator::MemberEnded(const Plan& plan, PlanState state) {
   RolloutMember* m = MemberOf(plan.name, plan.database);
   if (!m) return;
@@ -334,6 +348,7 @@ void Orchestrator::NoteMember(const Plan& plan, const PlanRecord& record,
     for (const auto& d : config_.database_groups.at(plan.group)) {
       RolloutMember m;
       m.database = d;
+      PlaceMember(r.plan, &m);
       r.members.push_back(m);
     }
   }

@@ -263,5 +263,71 @@ TEST_F(FleetTest, KillNineDuringTheRolloutAndItResumesFromTheDatabases) {
   ExpectEveryRowFilledOnce();
 }
 
+// 200 small databases on one server, with a connection budget: the rollout finishes, every
+// database filled, and tided's sessions on the server (sampled from pg_stat_activity) stay
+// within the budget plus what its pool of max_workers + 4 threads may hold for the scans of the
+// databases (each scan is one short session). tided's peak memory is printed.
+TEST_F(DaemonTest, TwoHundredDatabasesRollOutWithinTheConnectionBudget) {
+  constexpr int kDatabases = 200, kBudget = 15, kMaxWorkers = 2;
+  auto& pg = PgCluster::Shared();
+  const std::string tmpl = pg.CreateDatabase("fleet_tmpl");
+  pg.Exec(tmpl, "CREATE TABLE t (id bigint PRIMARY KEY, a int NOT NULL); "
+                "INSERT INTO t SELECT g, g FROM generate_series(1, 500) g");
+  std::string databases;
+  std::vector<std::string> names;
+  for (int i = 1; i <= kDatabases; ++i) {
+    const std::string name = tmpl + "_" + std::to_string(i);
+    pg.Exec("postgres", "CREATE DATABASE " + name + " TEMPLATE " + tmpl);
+    names.push_back(name);
+    char key[16];
+    std::snprintf(key, sizeof key, "s%03d", i);
+    databases += std::string("  ") + key + ":\n    dsn: \"" + pg.Dsn(name) + "\"\n";
+  }
+  WriteAll(config_, ConfigYaml("", metrics_port_, databases) +
+                        "database_groups:\n  fleet: [\"s*\"]\nmax_connections_per_server: " +
+                        std::to_string(kBudget) + "\nmax_workers: " + std::to_string(kMaxWorkers) + "\n");
+  std::atomic<bool> stop{false};
+  std::atomic<int64_t> most{0};
+  std::thread sampler([&] {
+    pqxx::connection c(pg.Dsn("postgres"));
+    while (!stop) {
+      pqxx::nontransaction n(c);
+      const int64_t now = n.exec1("SELECT count(*) FROM pg_stat_activity WHERE application_name "
+                                  "LIKE 'tided%'")[0].as<int64_t>();
+      if (now > most) most = now;
+      std::this_thread::sleep_for(10ms);
+    }
+  });
+  StartDaemon();
+  ASSERT_EQ(Ctl({"submit", "--config", config_, WritePlan("fleet.yaml", R"(plan: fleet_b
+database: fleet
+rollout: {canary: 1, max_parallel: 8}
+expand:
+  - add_column: {table: t, column: b, type: int}
+backfill:
+  - table: t
+    set: {b: "a * 2"}
+gates:
+  - null_count: {table: t, column: b}
+)")}).status, 0);
+  const bool done = WaitFor([&] {
+    return ReadAll(dir_ + "/audit.jsonl").find("\"event\":\"rollout_done\"") != std::string::npos;
+  }, 600s);
+  stop = true;
+  sampler.join();
+  ASSERT_TRUE(done) << Ctl({"status", "--config", config_}).output;
+  for (const auto& name : names) {
+    ASSERT_EQ(pg.Query(name, "SELECT count(*) FROM t WHERE b IS DISTINCT FROM a * 2"), "0") << name;
+  }
+  const std::string status = ReadAll("/proc/" + std::to_string(daemon_->pid()) + "/status");
+  const size_t hwm = status.find("VmHWM:");
+  std::cout << "200 databases: at most " << most << " sessions of tided on the server (budget "
+            << kBudget << " for the runs, + " << kMaxWorkers + 4 << " pool threads); tided "
+            << (hwm == std::string::npos ? "VmHWM unknown" : status.substr(hwm, status.find('\n', hwm) - hwm))
+            << "\n";
+  EXPECT_LE(most, kBudget + kMaxWorkers + 4);
+  EXPECT_NE(Ctl({"status", "--config", config_}).output.find("fleet/fleet_b: 200 done"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace tide

@@ -111,6 +111,34 @@ TEST(Rollout, NothingStartsWhileADatabaseHasNotAnswered) {
   EXPECT_EQ(d.start, std::vector<std::string>{"shard_02"});
 }
 
+TEST(Rollout, AServersConnectionBudgetHoldsBackItsDatabasesNotOthers) {
+  auto m = Fleet(6);
+  for (size_t i = 0; i < m.size(); ++i) {
+    m[i].server = i < 4 ? "pg-a:5432" : "pg-b:5432";
+    m[i].sessions = 4;
+  }
+  Begin(&m[0], PlanState::kDone);  // the canary
+  // Budget 8 on each server: two databases of 4 sessions each at a time per server.
+  RolloutDecision d = DecideRollout(Spec(1, 10), m, 8);
+  EXPECT_EQ(d.start, (std::vector<std::string>{"shard_02", "shard_03", "shard_05", "shard_06"}));
+  Begin(&m[1], PlanState::kBackfilling);
+  Begin(&m[2], PlanState::kBackfilling);
+  d = DecideRollout(Spec(1, 10), m, 8);
+  EXPECT_EQ(d.start, (std::vector<std::string>{"shard_05", "shard_06"})) << "pg-a is full";
+  // A database that alone needs more than the budget still runs, alone on its server.
+  m[3].sessions = 20;
+  Begin(&m[1], PlanState::kDone);
+  Begin(&m[2], PlanState::kDone);
+  d = DecideRollout(Spec(1, 10), m, 8);
+  EXPECT_EQ(d.start.front(), "shard_04");
+  Plan p;
+  BackfillTask t;
+  t.workers = 3;
+  p.backfill = {t, BackfillTask{}};
+  EXPECT_EQ(SessionsOf(p, 1), 7);
+  EXPECT_EQ(SessionsOf(Plan{}, 4), 4);
+}
+
 TEST(Rollout, SummaryCountsTheDatabasesByStateInPhaseOrder) {
   auto m = Fleet(6);
   Begin(&m[0], PlanState::kDone);
