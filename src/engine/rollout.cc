@@ -21,6 +21,7 @@ bool InFlight(const RolloutMember& m) {
 }
 
 bool PastGates(const RolloutMember& m) {
+  if (Failed(m)) return false;  // an abort of a ready database: its gates count no more
   return m.ready || m.state == PlanState::kContracting || m.state == PlanState::kDone;
 }
 

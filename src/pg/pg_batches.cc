@@ -193,8 +193,7 @@ Result<BatchResult> PgPlanDatabase::RunBatch(const std::string& plan, int task,
                                              const StatementLimits& limits) {
   TIDE_CONNECTED();
   try {
-    pg_internal::Work w(*conn_, TxLocals());
-    w.exec0(BatchLimitsSql(limits, statement));
+    pg_internal::Work w(*conn_, TxLocals() + "; " + BatchLimitsSql(limits, statement));
     BatchResult b;
     if (from.unit == RangeUnit::kPage) {
       b = PageBatch(w, statement, from, batch_size);
@@ -225,9 +224,8 @@ Result<UnfillableRows> PgPlanDatabase::CountUnfillable(const BatchStatement& sta
                                                        const StatementLimits& limits) {
   TIDE_CONNECTED();
   try {
-    pg_internal::Work w(*conn_, TxLocals());
-    w.exec0("SET TRANSACTION READ ONLY");
-    w.exec0(BatchLimitsSql(limits, statement));
+    pg_internal::Work w(*conn_, "SET TRANSACTION READ ONLY; " + TxLocals() + "; " +
+                                    BatchLimitsSql(limits, statement));
     auto r = w.exec1(UnfillableSql(statement));
     return UnfillableRows{r[0].as<int64_t>(), r[1].c_str()};
   } catch (...) {
@@ -239,8 +237,7 @@ Result<BatchResult> PgPlanDatabase::RunSweep(const BatchStatement& statement, in
                                              const StatementLimits& limits) {
   TIDE_CONNECTED();
   try {
-    pg_internal::Work w(*conn_, TxLocals());
-    w.exec0(BatchLimitsSql(limits, statement));
+    pg_internal::Work w(*conn_, TxLocals() + "; " + BatchLimitsSql(limits, statement));
     auto r = w.exec_params1(SweepSql(statement), batch_size);
     BatchResult b;
     b.scanned = r[0].as<int64_t>();
@@ -257,9 +254,8 @@ Result<BatchResult> PgPlanDatabase::RunVerify(const BatchStatement& statement,
                                                int64_t batch_size, const StatementLimits& limits) {
   TIDE_CONNECTED();
   try {
-    pg_internal::Work w(*conn_, TxLocals());
-    w.exec0("SET TRANSACTION READ ONLY");
-    w.exec0(BatchLimitsSql(limits, statement));
+    pg_internal::Work w(*conn_, "SET TRANSACTION READ ONLY; " + TxLocals() + "; " +
+                                    BatchLimitsSql(limits, statement));
     std::vector<std::string> params = after;
     params.push_back(std::to_string(batch_size));
     auto r = w.exec_params1(VerifyBatchSql(statement, !after.empty()),

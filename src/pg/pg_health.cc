@@ -35,7 +35,14 @@ Result<HealthReading> PgPlanDatabase::ReadHealth(const HealthQuestions& q,
     w.exec0(LimitsSql(limits));
     std::vector<std::string> pids;
     for (int64_t p : q.our_pids) pids.push_back(std::to_string(p));
-    const std::string ours = TextArrayLiteral(pids);
+    std::string ours = TextArrayLiteral(pids);
+    if (pooled_) {
+      // Through a pooler a batch runs on whichever server session the pooler gives it: tide's
+      // are those inside a transaction of tide's now (they name themselves in TxLocals).
+      ours = w.exec_params1("SELECT coalesce(array_agg(pid), '{}')::text FROM pg_stat_activity "
+                            "WHERE pid = ANY ($1::int[]) OR application_name = 'tided'",
+                            ours)[0].c_str();
+    }
     auto r = w.exec_params1(
         "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint, "
         "(SELECT min(pg_wal_lsn_diff(replay_lsn, '0/0'))::bigint FROM pg_stat_replication "

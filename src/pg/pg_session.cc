@@ -50,7 +50,10 @@ bool Pooled(const DatabaseConfig& config, pqxx::connection& c, const pqxx::field
 }  // namespace
 
 std::string PgPlanDatabase::TxLocals() const {
-  return pooled_ ? SessionSettingsSql(defaults_, true) : std::string();
+  // Also on a direct session: libpqxx may reopen a lost connection by itself, and a session
+  // thought direct may be pooled after all; a transaction's own settings hold either way.
+  return SessionSettingsSql(defaults_, true) +
+         (pooled_ ? "; SET LOCAL application_name = 'tided'" : "");
 }
 
 pqxx::connection& PgPlanDatabase::OwnSession(const std::string& what) {
@@ -93,11 +96,10 @@ Status PgPlanDatabase::Connected() {
     const pqxx::row r = n.exec1("SELECT pg_backend_pid(), inet_server_port()");
     backend_pid_ = r[0].as<int64_t>();
     pooled_ = Pooled(config_, *c, r[1]);
-    // Through a pooler the settings come with each transaction (TxLocals), never the session.
-    if (!pooled_) {
-      n.exec0("SET application_name = 'tided'; SET standard_conforming_strings = on; " +
-              SessionSettingsSql(defaults_, false));
-    }
+    // The settings come with each transaction (TxLocals); a direct session also carries its
+    // name, for pg_stat_activity. Through a pooler it carries nothing: that would stay on the
+    // server connection for whichever client gets it next.
+    if (!pooled_) n.exec0("SET application_name = 'tided'");
     conn_ = std::move(c);
     return Status::Ok();
   } catch (const pqxx::broken_connection& e) {

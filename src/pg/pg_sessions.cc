@@ -129,7 +129,8 @@ Status PgPlanDatabase::Vacuum(const QualifiedName& table, const StatementLimits&
                               Millis cost_delay) {
   TIDE_CONNECTED();
   try {
-    pqxx::nontransaction n(OwnSession("VACUUM"));
+    // On the plan's own session unless it is pooled (the caller knows this session's pid).
+    pqxx::nontransaction n(pooled_ ? OwnSession("VACUUM") : *conn_);
     // SKIP_LOCKED: never waits for its lock (DDL on the table holds it: the vacuum is skipped);
     // TRUNCATE false: never takes the ACCESS EXCLUSIVE lock that giving back the table's empty
     // end needs.

@@ -26,6 +26,14 @@ void PgPlanDatabase::WatchBlockers(int64_t pid, const std::function<void()>& wor
   // Its own session: `ddl_dsn`'s when there is one; through a pooler, each look is a
   // transaction with its own SET LOCAL, so no setting of tide's stays on a pooled connection.
   const bool direct = !config_.ddl_dsn.empty() || !pooled_;
+  if (!direct) {
+    // Through the pooler each look would wait for a server connection, and the step's commit
+    // for the look: with the pool full of sessions queued behind the step's lock, never. The
+    // blockers go unnamed (the policy cannot act) without `ddl_dsn`.
+    work();
+    *out = "[]";
+    return;
+  }
   const std::string dsn = config_.ddl_dsn.empty() ? dsn_ : config_.ddl_dsn;
   std::thread watcher([&] {
     try {

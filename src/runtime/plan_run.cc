@@ -129,6 +129,7 @@ void Orchestrator::Run::Next() {
 }
 
 void Orchestrator::Run::BeginAbort() {
+  NotReadyForRollout();
   Audit("abort_started", "rollback",
         JsonObject()
             .Str("from", ToString(cursor_.state))

@@ -31,6 +31,12 @@ bool Orchestrator::AsMember(Plan* plan, const std::string& database) const {
 
 void Orchestrator::SubmitRollout(const SpoolFile& file, const Plan& plan,
                                  const std::string& checksum) {
+  auto under_way = rollouts_.find(plan.name);
+  if (under_way != rollouts_.end() && !under_way->second.file_finished) {
+    return Reject(file, plan.name,
+                  "the rollout of plan `" + plan.name + "` is already under way; see `tidectl "
+                  "status`, and `tidectl retry " + plan.name + "` for its failed databases");
+  }
   pending_files_.insert(file.name);
   offloader_.Run<std::shared_ptr<RolloutAdmission>>(
       [this, file, plan, checksum] {
@@ -296,7 +302,9 @@ void Orchestrator::StartMember(const std::string& plan, const std::string& datab
         if (runs_.count(database + "/" + plan)) return;
         // An abort came meanwhile (of the rollout, or of this database), or the database
         // finished for good: it does not start.
-        const bool aborted = rollouts_.at(plan).aborted || abort_pending_.count(database + "/" + plan) > 0;
+        const bool aborted = rollouts_.at(plan).aborted ||
+                             abort_pending_.count(database + "/" + plan) > 0 ||
+                             m->state == PlanState::kAborted;
         if (aborted || (IsFinal(r.record.cursor.state) && r.record.cursor.state != PlanState::kFailed)) {
           m->started = IsFinal(r.record.cursor.state);
           if (IsFinal(r.record.cursor.state)) m->state = r.record.cursor.state;
