@@ -146,6 +146,11 @@ int PgCluster::StartStandby() {
   return standby_port_;
 }
 
+void PgCluster::PromoteStandby() {
+  Shell(AsPostgres(std::string(kPgBin) + "/pg_ctl -D " + standby_dir_ + " -w promote") +
+        " > /dev/null 2>&1");
+}
+
 std::string PgCluster::StandbyDsn(const std::string& database) const {
   return "host=127.0.0.1 port=" + std::to_string(standby_port_) + " dbname=" + database +
          " user=postgres";

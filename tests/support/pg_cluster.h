@@ -36,6 +36,8 @@ class PgCluster {
   // again on the same port (crash recovery).
   void Crash();
   void Restart();
+  // Promotes the standby (StartStandby) to a primary; returns once it takes writes.
+  void PromoteStandby();
 
   void Stop();
   ~PgCluster();
