@@ -6,6 +6,7 @@
 #include <pqxx/pqxx>
 #include <thread>
 
+#include "e2e/daemon_fixture.h"
 #include "support/pg_cluster.h"
 #include "support/process.h"
 
@@ -24,6 +25,21 @@ bool WaitFor(const std::function<bool()>& cond, std::chrono::milliseconds timeou
   return cond();
 }
 
+// tided in `dir` on database `app` at `dsn`, with `defaults` (a YAML map, or "") in its config;
+// returns once it takes plans.
+std::unique_ptr<testing::Process> StartTided(const std::string& dir, const std::string& dsn,
+                                             const std::string& defaults) {
+  const std::string config = dir + "/tided.yaml";
+  testing::WriteAll(config, "spool_dir: " + dir + "/spool\naudit_log: " + dir +
+                                "/audit.jsonl\nmetrics_listen: 127.0.0.1:" +
+                                std::to_string(testing::FreePort()) + "\ndatabases:\n  app:\n    dsn: \"" +
+                                dsn + "\"\n" + (defaults.empty() ? "" : "defaults: " + defaults + "\n"));
+  auto tided = std::make_unique<testing::Process>(
+      std::vector<std::string>{TIDED_PATH, "--allow-root", "--config", config}, dir + "/tided.log");
+  EXPECT_TRUE(WaitFor([&] { return access((dir + "/spool/incoming").c_str(), F_OK) == 0; }, 10s));
+  return tided;
+}
+
 TEST(Standby, BackfillWaitsWhileReplayIsPausedAndFinishesAfterItResumes) {
   PgCluster& pg = PgCluster::Shared();
   const std::string db = pg.CreateDatabase("standby");
@@ -39,12 +55,7 @@ TEST(Standby, BackfillWaitsWhileReplayIsPausedAndFinishesAfterItResumes) {
 
   const std::string dir = testing::MakeTempDir("tide-standby");
   const std::string config = dir + "/tided.yaml";
-  testing::WriteAll(config, "spool_dir: " + dir + "/spool\naudit_log: " + dir +
-                                "/audit.jsonl\nmetrics_listen: 127.0.0.1:" +
-                                std::to_string(testing::FreePort()) + "\ndatabases:\n  app:\n    dsn: \"" +
-                                pg.Dsn(db) + "\"\ndefaults: {max_replication_lag: 2s}\n");
-  testing::Process tided({TIDED_PATH, "--allow-root", "--config", config}, dir + "/tided.log");
-  ASSERT_TRUE(WaitFor([&] { return access((dir + "/spool/incoming").c_str(), F_OK) == 0; }, 10s));
+  auto tided = StartTided(dir, pg.Dsn(db), "{max_replication_lag: 2s}");
   testing::WriteAll(dir + "/plan.yaml", R"(plan: fill
 database: app
 backfill:
@@ -76,8 +87,8 @@ backfill:
       << testing::ReadAll(dir + "/tided.log");
   EXPECT_NE(audit().find("\"event\":\"throttle_ended\""), std::string::npos);
   EXPECT_EQ(pg.Query(db, "SELECT count(*) FROM t WHERE filled = v * 2"), "200000");
-  tided.Signal(SIGTERM);
-  EXPECT_EQ(tided.Wait(15s), 0);
+  tided->Signal(SIGTERM);
+  EXPECT_EQ(tided->Wait(15s), 0);
   testing::Shell("rm -rf " + dir);
 }
 
@@ -91,29 +102,16 @@ TEST(Standby, APrimaryFailoverMidBackfillEndsWithEveryRowUpdatedOnce) {
   pg.Exec(db, R"SQL(
 CREATE TABLE t (id bigint PRIMARY KEY, v int NOT NULL, filled int, tide_updates int NOT NULL DEFAULT 0);
 INSERT INTO t (id, v) SELECT g, g FROM generate_series(1, 100000) g;
-CREATE FUNCTION count_tide_updates() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-  IF coalesce(current_setting('tide.backfill', true), '') NOT IN ('', '-') THEN
-    NEW.tide_updates := OLD.tide_updates + 1;
-  END IF;
-  RETURN NEW;
-END $$;
-CREATE TRIGGER counted BEFORE UPDATE ON t FOR EACH ROW EXECUTE FUNCTION count_tide_updates();
-ANALYZE t;
+)SQL" + std::string(kCountTideUpdatesOnT) + R"SQL(ANALYZE t;
 )SQL");
   const int standby_port = pg.StartStandby();
   ASSERT_TRUE(WaitFor([&] { return pg.Query(db, "SELECT count(*) FROM pg_stat_replication") == "1"; }, 30s));
   const std::string dir = testing::MakeTempDir("tide-failover");
   const std::string config = dir + "/tided.yaml";
-  testing::WriteAll(config, "spool_dir: " + dir + "/spool\naudit_log: " + dir +
-                                "/audit.jsonl\nmetrics_listen: 127.0.0.1:" +
-                                std::to_string(testing::FreePort()) +
-                                "\ndatabases:\n  app:\n    dsn: \"host=127.0.0.1,127.0.0.1 port=" +
-                                std::to_string(pg.port()) + "," + std::to_string(standby_port) +
-                                " dbname=" + db + " user=postgres target_session_attrs=read-write "
-                                "connect_timeout=2\"\n");
-  testing::Process tided({TIDED_PATH, "--allow-root", "--config", config}, dir + "/tided.log");
-  ASSERT_TRUE(WaitFor([&] { return access((dir + "/spool/incoming").c_str(), F_OK) == 0; }, 10s));
+  auto tided = StartTided(dir, "host=127.0.0.1,127.0.0.1 port=" + std::to_string(pg.port()) + "," +
+                                   std::to_string(standby_port) + " dbname=" + db +
+                                   " user=postgres target_session_attrs=read-write connect_timeout=2",
+                          "");
   testing::WriteAll(dir + "/plan.yaml", R"(plan: fill
 database: app
 backfill:
@@ -144,8 +142,8 @@ gates:
   EXPECT_EQ(query("SELECT count(*) FROM t WHERE filled IS DISTINCT FROM v * 2"), "0");
   EXPECT_EQ(query("SELECT count(*) FROM t WHERE tide_updates <> 1"), "0")
       << "every row updated by tide exactly once across the failover";
-  tided.Signal(SIGTERM);
-  EXPECT_EQ(tided.Wait(15s), 0);
+  tided->Signal(SIGTERM);
+  EXPECT_EQ(tided->Wait(15s), 0);
 }
 
 }  // namespace
