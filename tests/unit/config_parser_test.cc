@@ -63,6 +63,25 @@ database_groups:
   EXPECT_NE(text.find("the pattern `x_*` matches no database"), std::string::npos) << text;
 }
 
+TEST(ConfigParser, ADatabaseTakesADdlDsnAndAPoolerOfTransactionOrNone) {
+  auto r = ParseConfig(R"(spool_dir: /s
+audit_log: /a
+databases:
+  app: {dsn: "port=6432 dbname=app", ddl_dsn: "port=5432 dbname=app", pooler: transaction}
+)", "tided.yaml");
+  ASSERT_TRUE(r.ok()) << FormatDiagnostics(r.errors);
+  EXPECT_EQ(r.config.databases.at("app").ddl_dsn, "port=5432 dbname=app");
+  EXPECT_EQ(r.config.databases.at("app").pooler, "transaction");
+  auto bad = ParseConfig(R"(spool_dir: /s
+audit_log: /a
+databases:
+  app: {dsn: "port=6432 dbname=app", pooler: session}
+)", "tided.yaml");
+  const std::string text = FormatDiagnostics(bad.errors);
+  EXPECT_NE(text.find("tided.yaml:4:46: database `app`: `pooler` is `session`; use `transaction`"),
+            std::string::npos) << text;
+}
+
 TEST(ConfigParser, DefaultsApplyWhenLeftOut) {
   auto r = ParseConfig("spool_dir: /s\naudit_log: /a\ndatabases: {app: {dsn_env: APP_DSN}}\n", "c");
   ASSERT_TRUE(r.ok()) << FormatDiagnostics(r.errors);
