@@ -118,7 +118,13 @@ struct Pause {
 
 // What a health reading asks besides the WAL positions and sessions.
 struct HealthQuestions {
-  std::vector<int64_t> our_pids;  // the backfill's sessions
+  std::vector<int64_t> our_pids;  // the backfill's sessions: the sessions they block are counted
+  // Every session of tide's on the server, not counted as the application's (empty: our_pids).
+  std::vector<int64_t> tide_pids;
+  // Whether to read the server's signals (WAL positions, sessions, archive, slots, oldest
+  // transaction, checkpoints); false: only the sessions our_pids block, autovacuum on `table`
+  // and the throttle_query.
+  bool server = true;
   std::string throttle_query;
   QualifiedName table;            // for autovacuum; empty name: none
   bool autovacuum = false;        // whether an autovacuum worker is on `table`
@@ -526,6 +532,8 @@ class Metrics {
   // failure halted it.
   virtual void SetRollout(const std::string& /*plan*/, const std::string& /*group*/,
                           const std::map<std::string, int>& /*databases*/, bool /*halted*/) {}
+  // A reading of a server's health signals, shared by the backfills of its databases.
+  virtual void CountHealthReading(const std::string& /*server*/) {}
 };
 
 class NullMetrics : public Metrics {

@@ -43,6 +43,7 @@ struct PrometheusMetrics::Families {
   prometheus::Family<prometheus::Gauge>& verify_differing;
   prometheus::Family<prometheus::Gauge>& rollout_databases;
   prometheus::Family<prometheus::Gauge>& rollout_halted;
+  prometheus::Family<prometheus::Counter>& health_readings;
 };
 
 PrometheusMetrics::PrometheusMetrics() : registry_(std::make_shared<prometheus::Registry>()) {
@@ -162,6 +163,10 @@ PrometheusMetrics::PrometheusMetrics() : registry_(std::make_shared<prometheus::
       prometheus::BuildGauge()
           .Name("tide_rollout_halted")
           .Help("1 while a plan's rollout is halted by a failed database")
+          .Register(r),
+      prometheus::BuildCounter()
+          .Name("tide_server_health_readings_total")
+          .Help("Readings of a server's health signals, shared by the backfills of its databases")
           .Register(r),
   });
   f_->build_info.Add({{"version", kTideVersion}}).Set(1);
@@ -316,6 +321,10 @@ void PrometheusMetrics::SetRollout(const std::string& plan, const std::string& g
         .Set(it == databases.end() ? 0 : it->second);
   }
   f_->rollout_halted.Add({{"plan", plan}, {"group", group}}).Set(halted ? 1 : 0);
+}
+
+void PrometheusMetrics::CountHealthReading(const std::string& server) {
+  f_->health_readings.Add({{"server", server}}).Increment();
 }
 
 }  // namespace tide

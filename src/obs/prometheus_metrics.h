@@ -52,6 +52,7 @@ class PrometheusMetrics : public Metrics {
   void PlanFinished(const std::string& database, const std::string& outcome) override;
   void SetRollout(const std::string& plan, const std::string& group,
                   const std::map<std::string, int>& databases, bool halted) override;
+  void CountHealthReading(const std::string& server) override;
 
  private:
   std::mutex rollout_mu_;

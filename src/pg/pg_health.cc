@@ -33,30 +33,35 @@ Result<HealthReading> PgPlanDatabase::ReadHealth(const HealthQuestions& q,
     pg_internal::Work w(*conn_, TxLocals());
     w.exec0("SET TRANSACTION READ ONLY");
     w.exec0(LimitsSql(limits));
-    std::vector<std::string> pids;
-    for (int64_t p : q.our_pids) pids.push_back(std::to_string(p));
-    std::string ours = TextArrayLiteral(pids);
-    if (pooled_) {
-      // Through a pooler a batch runs on whichever server session the pooler gives it: tide's
-      // are those inside a transaction of tide's now (they name themselves in TxLocals).
-      ours = w.exec_params1("SELECT coalesce(array_agg(pid), '{}')::text FROM pg_stat_activity "
-                            "WHERE pid = ANY ($1::int[]) OR application_name = 'tided'",
-                            ours)[0].c_str();
-    }
-    auto r = w.exec_params1(
-        "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint, "
-        "(SELECT min(pg_wal_lsn_diff(replay_lsn, '0/0'))::bigint FROM pg_stat_replication "
-        " WHERE replay_lsn IS NOT NULL), "
-        "(SELECT count(*) FROM pg_stat_activity WHERE state IN ('active', 'idle in transaction') "
-        " AND backend_type = 'client backend' AND pid <> pg_backend_pid() "
-        " AND pid <> ALL ($1::int[])), "
-        "(SELECT count(*) FROM pg_stat_activity WHERE pg_blocking_pids(pid) && $1::int[])",
-        ours);
+    // Through a pooler a batch runs on whichever server session the pooler gives it: tide's
+    // are those inside a transaction of tide's now (they name themselves in TxLocals).
+    auto Ours = [&](const std::vector<int64_t>& pids) {
+      std::vector<std::string> text;
+      for (int64_t p : pids) text.push_back(std::to_string(p));
+      std::string ours = TextArrayLiteral(text);
+      if (!pooled_) return ours;
+      return std::string(w.exec_params1("SELECT coalesce(array_agg(pid), '{}')::text FROM pg_stat_activity "
+                                        "WHERE pid = ANY ($1::int[]) OR application_name = 'tided'",
+                                        ours)[0].c_str());
+    };
+    const std::string ours = Ours(q.our_pids);
+    const std::string tide = q.tide_pids.empty() ? ours : Ours(q.tide_pids);
     HealthReading h;
-    h.current_lsn = r[0].as<int64_t>();
-    if (!r[1].is_null()) h.replay_lsn = r[1].as<int64_t>();
-    h.active_sessions = r[2].as<int64_t>();
-    h.blocked_by_us = r[3].as<int64_t>();
+    h.blocked_by_us = w.exec_params1("SELECT count(*) FROM pg_stat_activity WHERE pg_blocking_pids(pid) && $1::int[]",
+                                     ours)[0].as<int64_t>();
+    if (q.server) {
+      auto r = w.exec_params1(
+          "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint, "
+          "(SELECT min(pg_wal_lsn_diff(replay_lsn, '0/0'))::bigint FROM pg_stat_replication "
+          " WHERE replay_lsn IS NOT NULL), "
+          "(SELECT count(*) FROM pg_stat_activity WHERE state IN ('active', 'idle in transaction') "
+          " AND backend_type = 'client backend' AND pid <> pg_backend_pid() "
+          " AND pid <> ALL ($1::int[]))",
+          tide);
+      h.current_lsn = r[0].as<int64_t>();
+      if (!r[1].is_null()) h.replay_lsn = r[1].as<int64_t>();
+      h.active_sessions = r[2].as<int64_t>();
+    }
     if (q.autovacuum && !q.table.name.empty()) {
       reading = "autovacuum's progress (pg_stat_progress_vacuum; grant pg_read_all_stats to "
                 "tide's role, or set hold_on_autovacuum: false)";
@@ -71,14 +76,14 @@ Result<HealthReading> PgPlanDatabase::ReadHealth(const HealthQuestions& q,
           "FROM pg_stat_progress_vacuum v WHERE v.pid <> pg_backend_pid() "
           "AND NOT v.pid = ANY ($2::int[]) AND v.datid = "
           "(SELECT oid FROM pg_database WHERE datname = current_database())",
-          QuoteName(q.table), ours);
+          QuoteName(q.table), tide);
       if (a[1].as<int64_t>() > 0) {
         return Status::Fatal("cannot see which table autovacuum works on: grant "
                              "pg_read_all_stats to tide's role, or set hold_on_autovacuum: false");
       }
       h.autovacuum = a[0].as<int64_t>() > 0;
     }
-    if (q.archive) {
+    if (q.server && q.archive) {
       reading = "the WAL archive status (pg_ls_archive_statusdir; grant pg_monitor to tide's "
                 "role, or set max_archive_backlog: 0)";
       if (w.exec1("SELECT current_setting('archive_mode') <> 'off'")[0].as<bool>()) {
@@ -86,7 +91,7 @@ Result<HealthReading> PgPlanDatabase::ReadHealth(const HealthQuestions& q,
                                     "WHERE name LIKE '%.ready'")[0].as<int64_t>();
       }
     }
-    if (q.slots) {
+    if (q.server && q.slots) {
       reading = "the replication slots (pg_replication_slots)";
       auto s = w.exec(
           "SELECT slot_name, active, pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint "
@@ -97,7 +102,7 @@ Result<HealthReading> PgPlanDatabase::ReadHealth(const HealthQuestions& q,
         h.slot_retained_wal = std::max<int64_t>(0, s[0][2].as<int64_t>());
       }
     }
-    if (q.xmin) {
+    if (q.server && q.xmin) {
       reading = "the oldest transaction (pg_stat_activity, pg_prepared_xacts; grant "
                 "pg_read_all_stats to tide's role, or set max_xmin_age: 0)";
       // A transaction holds vacuum back by its snapshot (backend_xmin) or, a writer idle under
@@ -107,7 +112,7 @@ Result<HealthReading> PgPlanDatabase::ReadHealth(const HealthQuestions& q,
           "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
           "AND (backend_xmin IS NOT NULL OR backend_xid IS NOT NULL) AND xact_start IS NULL "
           "AND backend_type IS NULL AND pid <> pg_backend_pid() AND pid <> ALL ($1::int[])",
-          ours)[0].as<int64_t>();
+          tide)[0].as<int64_t>();
       if (masked > 0) {
         return Status::Fatal("cannot see how old " + std::to_string(masked) +
                              " transactions of other roles are: grant pg_read_all_stats to "
@@ -120,13 +125,13 @@ Result<HealthReading> PgPlanDatabase::ReadHealth(const HealthQuestions& q,
           "AND pid <> pg_backend_pid() AND pid <> ALL ($1::int[]) "
           "UNION ALL SELECT 0, (EXTRACT(epoch FROM now() - prepared) * 1000)::bigint FROM pg_prepared_xacts "
           "ORDER BY 2 DESC LIMIT 1",
-          ours);
+          tide);
       if (!x.empty()) {
         h.xmin_pid = x[0][0].as<int64_t>();
         h.xmin_age_ms = std::max<int64_t>(0, x[0][1].as<int64_t>());
       }
     }
-    if (q.checkpoints) {
+    if (q.server && q.checkpoints) {
       reading = "the checkpoints (pg_stat_bgwriter)";
       h.checkpoints_requested = w.exec1("SELECT checkpoints_req FROM pg_stat_bgwriter")[0].as<int64_t>();
     }

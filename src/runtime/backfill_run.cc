@@ -6,6 +6,7 @@
 #include "engine/key_ranges.h"
 #include "engine/sqlstate.h"
 #include "runtime/retry.h"
+#include "runtime/server_health.h"
 
 namespace tide {
 
@@ -108,7 +109,9 @@ BackfillRun::BackfillRun(BackfillEnv env, std::string database, std::string plan
       sizer_(options_.sizer),
       limiter_(options_.max_rows_per_second) {}
 
-BackfillRun::~BackfillRun() = default;
+BackfillRun::~BackfillRun() {
+  if (env_.server_health) env_.server_health->Forget(this);
+}
 
 void BackfillRun::Start(Done done) {
   done_ = std::move(done);
@@ -214,6 +217,7 @@ void BackfillRun::OnSetup(Result<Setup> r) {
   ranges_ = r->ranges;
   taken_.assign(ranges_.size(), false);
   monitor_db_ = r->monitor_db;
+  monitor_pid_ = r->pid;
   const BackfillSummary s = Summary();
   int64_t estimated = 0;
   for (const auto& cp : ranges_) estimated += cp.rows_estimated;
@@ -345,6 +349,8 @@ void BackfillRun::LaneNext(const std::shared_ptr<Lane>& lane) {
   if (env_.paused && env_.paused()) {
     return After(lane->timer, Millis(250), [this, lane] { LaneNext(lane); });
   }
+  // No batch before the first health reading: a busy server holds the first batch too.
+  if (!health_read_) return After(lane->timer, Millis(50), [this, lane] { LaneNext(lane); });
   if (decision_.kind == ThrottleDecision::Kind::kWait) {
     return After(lane->timer, Millis(1000), [this, lane] { LaneNext(lane); });
   }
@@ -509,12 +515,29 @@ void BackfillRun::ReloadRange(const std::shared_ptr<Lane>& lane) {
         for (const auto& cp : *r) {
           if (cp.range == mine.range) mine = cp;
         }
+        self->ReopenLostRanges(*r);
         if (mine.done) {
           self->taken_[lane->range] = false;
           return self->TakeRange(lane);
         }
         self->LaneNext(lane);
       });
+}
+
+// A range that another lane finished in memory and that the database holds unfinished lost
+// its last batches (a failover with asynchronous replication loses the newest commits): it is
+// done again from its stored checkpoint. A range a lane holds is that lane's to reload.
+void BackfillRun::ReopenLostRanges(const std::vector<TaskCheckpoint>& stored) {
+  for (const auto& cp : stored) {
+    for (size_t i = 0; i < ranges_.size(); ++i) {
+      if (ranges_[i].range != cp.range || taken_[i] || !ranges_[i].done || cp.done) continue;
+      spdlog::warn("plan {}: backfill of {}: range {} is unfinished in the database though its "
+                   "batches committed (lost in a failover?); doing it again from its checkpoint",
+                   plan_, task_.table.Display(), cp.range);
+      env_.audit("range_reopened", JsonObject().Str("table", task_.table.Display()).Int("range", cp.range));
+      ranges_[i] = cp;
+    }
+  }
 }
 
 void BackfillRun::Monitor() {
@@ -524,6 +547,11 @@ void BackfillRun::Monitor() {
     if (!lane->closed && lane->pid) pids.push_back(lane->pid);
   }
   if (vacuum_pid_) pids.push_back(vacuum_pid_);
+  if (env_.server_health) {
+    std::vector<int64_t> sessions = pids;
+    sessions.push_back(monitor_pid_);
+    env_.server_health->Track(env_.server, this, std::move(sessions));
+  }
   auto db = monitor_db_;
   const HealthLimits limits_now = Limits();
   HealthQuestions questions;
@@ -553,11 +581,15 @@ void BackfillRun::Monitor() {
     int64_t blocked_by_vacuum = 0;
   };
   const int64_t vacuum_pid = vacuum_pid_;
+  ServerHealth* shared = env_.server_health;
+  const std::string server = env_.server;
   env_.offload->Run<Reading>(
-      [db, questions, limits, plan, index, rate, eta, reason, read_dead, table, vacuum_pid] {
+      [db, questions, limits, plan, index, rate, eta, reason, read_dead, table, vacuum_pid, shared,
+       server] {
         db->SaveTaskStatus(plan, index, rate, eta, reason);
         Reading out;
-        out.health = db->ReadHealth(questions, limits);
+        out.health = shared ? shared->Read(server, questions, *db, limits, SteadyClock::now())
+                            : db->ReadHealth(questions, limits);
         if (read_dead) out.dead = db->ReadDeadTuples(table);
         if (vacuum_pid) {
           auto blocked = db->QueryNumber(BlockedBySql(vacuum_pid), limits);
@@ -652,6 +684,7 @@ void BackfillRun::RunVacuum(const DeadTuples& dead) {
 
 void BackfillRun::OnHealth(Result<HealthReading> r) {
   if (finished_ || env_.stopping()) return;
+  health_read_ = true;
   const auto now = SteadyClock::now();
   const int64_t tick = std::chrono::duration_cast<Millis>(now - last_throttle_tick_).count();
   last_throttle_tick_ = now;
@@ -789,6 +822,7 @@ void BackfillRun::Finish(const Status& s) {
   if (finished_) return;
   finished_ = true;
   Stop();
+  if (env_.server_health) env_.server_health->Forget(this);
   if (decision_.kind != ThrottleDecision::Kind::kRun && decision_.reason != "yield") {
     env_.metrics->SetThrottled(plan_, decision_.reason, false, 0);
   }

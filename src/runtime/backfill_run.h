@@ -29,6 +29,8 @@
 
 namespace tide {
 
+class ServerHealth;
+
 struct BackfillEnv {
   Offloader* offload;
   DatabaseConnector* connector;
@@ -40,6 +42,10 @@ struct BackfillEnv {
   std::function<HealthLimits()> health;  // the limits in force now (a SIGHUP may change them)
   // Whether the operator's throttle file (<spool>/control/throttle) holds `plan` now.
   std::function<bool(const std::string& plan)> throttle_file;
+  // The health readings shared with the other backfills on the database's server (null: the
+  // task reads its own), and that server.
+  ServerHealth* server_health = nullptr;
+  std::string server;
   int max_retries = 5;
   Millis retry_base{500};
   Millis retry_cap{30000};
@@ -112,6 +118,7 @@ class BackfillRun : public std::enable_shared_from_this<BackfillRun> {
   void CloseLane(const std::shared_ptr<Lane>& lane);
   void CountUnfillable();
   void Monitor();
+  void ReopenLostRanges(const std::vector<TaskCheckpoint>& stored);
   void OnHealth(Result<HealthReading> r);
   // The health limits in force: the plan's (a SIGHUP may change them), the live values over them.
   HealthLimits Limits() const;
@@ -147,6 +154,7 @@ class BackfillRun : public std::enable_shared_from_this<BackfillRun> {
   std::shared_ptr<boost::asio::steady_timer> timer_;  // setup retries, lane top-ups, monitor
   std::shared_ptr<boost::asio::steady_timer> monitor_timer_;
   std::shared_ptr<PlanDatabase> monitor_db_;
+  int64_t monitor_pid_ = 0;
 
   BatchStatement statement_;
   std::vector<TaskCheckpoint> ranges_;
@@ -158,6 +166,7 @@ class BackfillRun : public std::enable_shared_from_this<BackfillRun> {
   RateLimiter limiter_;
   LagEstimator lag_;
   ThrottleDecision decision_;
+  bool health_read_ = false;  // the first reading has come (and decision_ stems from one)
   ThrottleHold hold_;
   int64_t checkpoints_requested_ = -1;  // at the last reading; -1: none yet
   std::chrono::steady_clock::time_point throttle_since_, last_throttle_tick_, last_report_,

@@ -44,7 +44,8 @@ Orchestrator::Orchestrator(asio::io_context& io, asio::thread_pool& pool, Config
       offloader_(io, pool),
       audit_timer_(io),
       lease_timer_(io),
-      slots_(static_cast<int>(config_.max_workers)) {
+      slots_(static_cast<int>(config_.max_workers)),
+      server_health_(Millis(900), metrics) {
   offloader_.set_on_complete([this] { CheckIdle(); });
   if (options_.instance.empty()) {
     char host[256] = {0};

@@ -21,6 +21,7 @@
 #include "engine/rollout.h"
 #include "engine/sqlstate.h"
 #include "runtime/offloader.h"
+#include "runtime/server_health.h"
 #include "runtime/spool.h"
 #include "tide/config.h"
 #include "tide/ports.h"
@@ -240,6 +241,7 @@ class Orchestrator {
   std::string audit_blocked_;         // why the audit log cannot be written; "": it can
   std::chrono::steady_clock::time_point audit_blocked_since_;
   WorkerSlots slots_;
+  ServerHealth server_health_;  // one health reading per server, shared by its backfills
   bool stopping_ = false;
   std::function<void()> on_idle_;
 };

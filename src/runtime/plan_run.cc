@@ -332,6 +332,8 @@ BackfillEnv Orchestrator::Run::MakeEnv() {
   env.connector = o_.connector_;
   env.metrics = o_.metrics_;
   env.slots = &o_.slots_;
+  env.server_health = &o_.server_health_;
+  env.server = o_.connector_->ServerOf(plan_.database);
   env.max_retries = o_.options_.max_retries;
   env.retry_base = o_.options_.retry_base;
   env.retry_cap = o_.options_.retry_cap;

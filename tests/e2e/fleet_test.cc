@@ -106,11 +106,12 @@ class FleetTest : public DaemonTest {
   // An application on each shard writing through the whole rollout: the old version inserts
   // and updates without b (the sync trigger fills it on insert; its updates leave a alone, as
   // the trigger fills only a NULL b), the new one writes b itself.
-  void StartApplications() {
+  // `seeded` of the rows are the application's to update.
+  void StartApplications(int64_t seeded = kRows) {
     for (const auto& s : shards_) {
       testing::AppOptions o;
       o.dsn = s.cluster->Dsn(s.db);
-      o.seeded_rows = kRows;
+      o.seeded_rows = seeded;
       testing::AppStatements old_version{
           "INSERT INTO t (id, a) VALUES ({id}, {id} % 100 + 1)",
           "UPDATE t SET note = 'u' || {v} WHERE id = {row}", "DELETE FROM t WHERE id = {own}",
@@ -138,6 +139,19 @@ class FleetTest : public DaemonTest {
     for (auto& a : apps_) a->SwitchToNew();
     ASSERT_EQ(Ctl({"resume", "add_b", "--phase", "contract", "--config", config_}).status, 0);
   }
+  // As operators deploy shard by shard: the new version on each shard whose column is there
+  // (its backfill takes longer than the polls between, so it comes before that shard's contract).
+  void SwitchWhereDeployed() {
+    for (size_t i = 0; i < shards_.size() && i < apps_.size(); ++i) {
+      if (switched_.count(i)) continue;
+      if (ShardQuery(shards_[i], "SELECT count(*) FROM pg_attribute WHERE attrelid = 't'::regclass "
+                                 "AND attname = 'b'") != "1") {
+        continue;
+      }
+      apps_[i]->SwitchToNew();
+      switched_.insert(i);
+    }
+  }
   void StopApplications() {
     for (auto& a : apps_) {
       a->Stop();
@@ -160,6 +174,7 @@ class FleetTest : public DaemonTest {
 
   std::vector<Shard> shards_;
   std::vector<std::unique_ptr<testing::AppSim>> apps_;
+  std::set<size_t> switched_;
 };
 
 TEST_F(FleetTest, CanaryFirstThenTwoAtATimeAndContractTogether) {
@@ -215,10 +230,14 @@ TEST_F(FleetTest, AFailedDatabaseHaltsTheRolloutAndRetryOfThatDatabaseFinishesIt
   const Shard& bad = shards_[2];
   bad.cluster->Exec(bad.db, "UPDATE t SET a = 0 WHERE id = 2500");
   StartDaemon();
+  // The application never writes that row: its writes would fail in the sync trigger, as they
+  // would without tide on a check the row breaks.
+  StartApplications(2000);
   std::string plan = kRolloutPlan;
   plan.replace(plan.find("contract: together"), 18, "contract: each");
   ASSERT_EQ(Ctl({"submit", "--config", config_, WritePlan("add_b.yaml", plan)}).status, 0);
-  ASSERT_TRUE(WaitFor([&] { return StateOf(bad) == "failed"; }, 120s)) << ReadAll(dir_ + "/tided.log");
+  ASSERT_TRUE(WaitFor([&] { return SwitchWhereDeployed(), StateOf(bad) == "failed"; }, 120s))
+      << ReadAll(dir_ + "/tided.log");
   // What was in flight ends; nothing new starts.
   std::this_thread::sleep_for(5s);
   int waiting = 0;
@@ -238,7 +257,8 @@ TEST_F(FleetTest, AFailedDatabaseHaltsTheRolloutAndRetryOfThatDatabaseFinishesIt
   bad.cluster->Exec(bad.db, "UPDATE t SET a = 5 WHERE a = 0");
   const auto retry = Ctl({"retry", "add_b", "--database", "shard_03", "--config", config_});
   ASSERT_EQ(retry.status, 0) << retry.output;
-  ASSERT_TRUE(WaitFor([&] { return AllDone(); }, 240s)) << ReadAll(dir_ + "/tided.log");
+  ASSERT_TRUE(WaitFor([&] { return SwitchWhereDeployed(), AllDone(); }, 240s)) << ReadAll(dir_ + "/tided.log");
+  StopApplications();
   ExpectEveryRowFilledOnce();
   EXPECT_NE(ReadAll(dir_ + "/audit.jsonl").find("\"event\":\"rollout_done\""), std::string::npos);
 }
@@ -261,6 +281,73 @@ TEST_F(FleetTest, KillNineDuringTheRolloutAndItResumesFromTheDatabases) {
   ASSERT_TRUE(WaitFor([&] { return AllDone(); }, 240s)) << ReadAll(dir_ + "/tided.log");
   StopApplications();
   ExpectEveryRowFilledOnce();
+}
+
+// The three databases on one server (shard_01, _04, _07) read its health once a second between
+// them and hold together: sessions idle in a transaction on that server hold all three at once
+// (max_active_sessions), while the databases of the other servers go on; tide's own sessions on
+// the server, of all three backfills, are never counted as the application's.
+TEST_F(FleetTest, TheDatabasesOfOneServerShareItsHealthReadingAndHoldTogether) {
+  testing::PgCluster& held = testing::PgCluster::Instance(1);
+  std::vector<std::unique_ptr<pqxx::connection>> idle;
+  std::vector<std::unique_ptr<pqxx::work>> open;
+  for (int i = 0; i < 4; ++i) {
+    idle.push_back(std::make_unique<pqxx::connection>(held.Dsn("postgres")));
+    open.push_back(std::make_unique<pqxx::work>(*idle.back()));
+    open.back()->exec("SELECT 1");
+  }
+  // Enough workers for every database at once: a held backfill keeps its workers.
+  std::string config = ReadAll(config_);
+  WriteAll(config_, config + "max_workers: 16\n");
+  StartDaemon();
+  const auto start = std::chrono::steady_clock::now();
+  ASSERT_EQ(Ctl({"submit", "--config", config_, WritePlan("add_b.yaml", R"(plan: add_b
+database: shards
+rollout: {canary: 0, max_parallel: 8}
+settings:
+  max_active_sessions: 3
+expand:
+  - add_column: {table: t, column: b, type: int}
+backfill:
+  - table: t
+    set: {b: "100 / a"}
+    workers: 2
+    batch_size: 300
+gates:
+  - null_count: {table: t, column: b}
+)")}).status, 0);
+  auto on_held = [&](const Shard& s) { return s.cluster == &held; };
+  ASSERT_TRUE(WaitFor([&] {
+    for (const auto& s : shards_) {
+      if (!on_held(s) && StateOf(s) != "done") return false;
+    }
+    return true;
+  }, 120s)) << ReadAll(dir_ + "/tided.log");
+  std::this_thread::sleep_for(5s);  // the held ones have had time to go on, were they not held
+  for (const auto& s : shards_) {
+    if (!on_held(s)) continue;
+    EXPECT_EQ(StateOf(s), "backfilling") << s.name;
+    EXPECT_EQ(ShardQuery(s, "SELECT count(b) FROM t"), "0") << s.name << " wrote while its server was busy";
+  }
+  const auto held_for = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - start);
+  const std::string metrics = RunCommand({"/usr/bin/curl", "-sf", "http://127.0.0.1:" + std::to_string(metrics_port_) + "/metrics"}).output;
+  open.clear();
+  idle.clear();
+  ASSERT_TRUE(WaitFor([&] { return AllDone(); }, 120s)) << ReadAll(dir_ + "/tided.log");
+  std::map<std::string, int> held_reason;
+  for (const auto& e : Events()) {
+    if (Get(e, "event") == "throttle_started") ++held_reason[Get(e, "database") + " " + Get(e, "reason")];
+  }
+  for (const auto& s : shards_) {
+    EXPECT_EQ(held_reason.count(s.name + " active_sessions"), on_held(s) ? 1u : 0u) << s.name;
+  }
+  // One reading a second for the server, not one for each of its three databases.
+  const std::string series = "tide_server_health_readings_total{server=\"127.0.0.1:" + std::to_string(held.port()) + "\"} ";
+  const size_t at = metrics.find(series);
+  ASSERT_NE(at, std::string::npos) << metrics;
+  const double readings = std::stod(metrics.substr(at + series.size()));
+  std::cout << "server of shard_01/04/07: " << readings << " health readings in " << held_for.count() << " s\n";
+  EXPECT_LE(readings, 1.4 * held_for.count() + 3);
 }
 
 // 200 small databases on one server, with a connection budget: the rollout finishes, every
