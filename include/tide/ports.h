@@ -408,6 +408,9 @@ class HealthProbe {
   virtual Result<int64_t> QueryNumber(const std::string& sql, const StatementLimits& limits) = 0;
   // This session's server process id.
   virtual Result<int64_t> BackendPid() = 0;
+  // Whether this session reaches its server through a transaction pooler (known once connected):
+  // the server behind it is not known, so its health is not shared with other databases'.
+  virtual bool ThroughPooler() const { return false; }
   virtual Result<HealthReading> ReadHealth(const HealthQuestions& questions,
                                            const StatementLimits& limits) = 0;
   // The sessions and the throttle_query only.

@@ -27,6 +27,10 @@ bool PastGates(const RolloutMember& m) {
 
 }  // namespace
 
+bool ReadyForContract(PlanState state, const std::string& waiting_reason) {
+  return state == PlanState::kGating && waiting_reason.rfind(kReadyForContract, 0) == 0;
+}
+
 int64_t SessionsOf(const Plan& plan, int64_t default_workers) {
   int64_t widest = 0;
   for (const auto& t : plan.backfill) widest = std::max(widest, t.workers.value_or(default_workers));
@@ -47,7 +51,7 @@ RolloutDecision DecideRollout(const Rollout& rollout, const std::vector<RolloutM
   std::map<std::string, int64_t> server_sessions;  // of the databases in flight
   bool failed = false, all_final = all_known, all_done = all_known;
   for (const auto* m : part) {
-    in_flight += InFlight(*m);
+    in_flight += InFlight(*m) && !m->elsewhere;
     if (InFlight(*m)) server_sessions[m->server] += m->sessions;
     failed |= Failed(*m);
     all_final &= IsFinal(m->state) && m->state != PlanState::kFailed;

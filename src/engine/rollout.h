@@ -18,9 +18,17 @@ struct RolloutMember {
   PlanState state = PlanState::kAccepted;
   bool started = false;   // a run began (or begins now); false with kAccepted: waits its turn
   bool ready = false;     // its gates pass and contract waits for the others' (together)
+  // Run by another tided (it holds the database's lease): it counts against that one's
+  // max_parallel, not this one's, and its sessions against its server's budget all the same.
+  bool elsewhere = false;
   std::string server;     // the PostgreSQL server it is on ("host:port"; "" unknown)
   int64_t sessions = 0;   // the sessions its run needs at most (SessionsOf)
 };
+
+// The waiting reason a database of a `contract: together` rollout stores while it is ready: how
+// a tided that does not run it learns that it is.
+constexpr const char* kReadyForContract = "the gates pass; contract waits for the other databases of group `";
+bool ReadyForContract(PlanState state, const std::string& waiting_reason);
 
 // The sessions one database's run of `plan` holds at most: its own, the health monitor's, the
 // lease keeper's, the blocker watcher's (during a step), and one per worker of its widest

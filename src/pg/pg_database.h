@@ -145,6 +145,7 @@ class PgPlanDatabase : public PlanDatabase {
   // HealthProbe (pg_health.cc; BackendPid in pg_session.cc).
   Result<int64_t> QueryNumber(const std::string& sql, const StatementLimits& limits) override;
   Result<int64_t> BackendPid() override;
+  bool ThroughPooler() const override { return pooled_; }
   Result<HealthReading> ReadHealth(const HealthQuestions& questions,
                                    const StatementLimits& limits) override;
   using HealthProbe::ReadHealth;

@@ -56,7 +56,7 @@ Result<HealthReading> PgPlanDatabase::ReadHealth(const HealthQuestions& q,
           " WHERE replay_lsn IS NOT NULL), "
           "(SELECT count(*) FROM pg_stat_activity WHERE state IN ('active', 'idle in transaction') "
           " AND backend_type = 'client backend' AND pid <> pg_backend_pid() "
-          " AND pid <> ALL ($1::int[]))",
+          " AND pid <> ALL ($1::int[]) AND application_name NOT LIKE 'tided%')",
           tide);
       h.current_lsn = r[0].as<int64_t>();
       if (!r[1].is_null()) h.replay_lsn = r[1].as<int64_t>();

@@ -216,6 +216,7 @@ void BackfillRun::OnSetup(Result<Setup> r) {
   statement_ = r->statement;
   ranges_ = r->ranges;
   taken_.assign(ranges_.size(), false);
+  done_at_.assign(ranges_.size(), 0);
   monitor_db_ = r->monitor_db;
   monitor_pid_ = r->pid;
   const BackfillSummary s = Summary();
@@ -309,7 +310,7 @@ void BackfillRun::CloseLane(const std::shared_ptr<Lane>& lane) {
   for (const auto& cp : ranges_) all_done &= cp.done;
   if (!all_done || open_lanes_ != 0) return;
   if (mode_ == BackfillMode::kSweep) return CountUnfillable();
-  Finish(Status::Ok());
+  ConfirmDone();
 }
 
 // After a sweep, the rows it left because no update can fill them, for the summary.
@@ -466,6 +467,7 @@ void BackfillRun::OnBatch(const std::shared_ptr<Lane>& lane, int64_t size, Milli
   ReportProgress(before);
   if (finished_) return CloseLane(lane);
   if (cp.done) {
+    done_at_[lane->range] = ++done_seq_;
     taken_[lane->range] = false;
     return TakeRange(lane);
   }
@@ -504,18 +506,30 @@ void BackfillRun::ReloadRange(const std::shared_ptr<Lane>& lane) {
   auto db = lane->db;
   const std::string plan = plan_;
   const int index = index_, pass = pass_;
+  const uint64_t seq = done_seq_;
   lane->busy = true;
-  env_.offload->Run<Result<std::vector<TaskCheckpoint>>>(
-      [db, plan, index, pass] { return db->LoadRanges(plan, index, pass); },
-      [self = shared_from_this(), lane](Result<std::vector<TaskCheckpoint>> r) {
+  struct Reloaded {
+    Result<std::vector<TaskCheckpoint>> ranges = Status::Fatal("not read");
+    int64_t pid = 0;  // the lane's session's, new after a reconnect
+  };
+  env_.offload->Run<Reloaded>(
+      [db, plan, index, pass] {
+        Reloaded out;
+        out.ranges = db->LoadRanges(plan, index, pass);
+        auto pid = db->BackendPid();
+        if (pid.ok()) out.pid = *pid;
+        return out;
+      },
+      [self = shared_from_this(), lane, seq](Reloaded r) {
         lane->busy = false;
-        if (!r.ok()) return self->OnLaneError(lane, r.status());
+        if (!r.ranges.ok()) return self->OnLaneError(lane, r.ranges.status());
+        if (r.pid) lane->pid = r.pid;
         if (self->finished_ || self->env_.stopping()) return self->CloseLane(lane);
         TaskCheckpoint& mine = self->ranges_[lane->range];
-        for (const auto& cp : *r) {
+        for (const auto& cp : *r.ranges) {
           if (cp.range == mine.range) mine = cp;
         }
-        self->ReopenLostRanges(*r);
+        self->ReopenLostRanges(*r.ranges, seq);
         if (mine.done) {
           self->taken_[lane->range] = false;
           return self->TakeRange(lane);
@@ -524,20 +538,57 @@ void BackfillRun::ReloadRange(const std::shared_ptr<Lane>& lane) {
       });
 }
 
+// Before the task ends: every range the database holds, done there too. A failover with
+// asynchronous replication (or batches committed with synchronous_commit off) may have lost the
+// last batches of the last ranges, with no lane left to find out by an error.
+void BackfillRun::ConfirmDone() {
+  if (mode_ == BackfillMode::kSweep || mode_ == BackfillMode::kVerify) return Finish(Status::Ok());
+  if (confirming_) return;
+  // A closed lane's session: the monitor's is the monitor's own, in use every second.
+  std::shared_ptr<PlanDatabase> db;
+  for (const auto& lane : lanes_) {
+    if (lane->closed && !lane->busy && lane->db) db = lane->db;
+  }
+  if (!db) return Finish(Status::Ok());  // no lane ever ran a batch here: nothing to confirm
+  confirming_ = true;
+  const std::string plan = plan_;
+  const int index = index_, pass = pass_;
+  const uint64_t seq = done_seq_;
+  env_.offload->Run<Result<std::vector<TaskCheckpoint>>>(
+      [db, plan, index, pass] { return db->LoadRanges(plan, index, pass); },
+      [self = shared_from_this(), seq](Result<std::vector<TaskCheckpoint>> r) {
+        self->confirming_ = false;
+        if (self->finished_ || self->env_.stopping()) return;
+        if (!r.ok()) {
+          if (!MayRetry(r.status(), self->setup_attempts_, self->env_.max_retries)) return self->Finish(r.status());
+          const Millis wait = Backoff(self->setup_attempts_++, self->env_.retry_base, self->env_.retry_cap);
+          return self->After(self->timer_, wait, [self] { self->ConfirmDone(); });
+        }
+        if (!self->ReopenLostRanges(*r, seq)) return self->Finish(Status::Ok());
+        self->AddLanes();
+      });
+}
+
 // A range that another lane finished in memory and that the database holds unfinished lost
 // its last batches (a failover with asynchronous replication loses the newest commits): it is
 // done again from its stored checkpoint. A range a lane holds is that lane's to reload.
-void BackfillRun::ReopenLostRanges(const std::vector<TaskCheckpoint>& stored) {
+bool BackfillRun::ReopenLostRanges(const std::vector<TaskCheckpoint>& stored, uint64_t read_at) {
+  bool reopened = false;
   for (const auto& cp : stored) {
     for (size_t i = 0; i < ranges_.size(); ++i) {
       if (ranges_[i].range != cp.range || taken_[i] || !ranges_[i].done || cp.done) continue;
+      // Finished after the read was asked for: the read is older than the finish.
+      if (done_at_[i] > read_at) continue;
+      reopened = true;
       spdlog::warn("plan {}: backfill of {}: range {} is unfinished in the database though its "
                    "batches committed (lost in a failover?); doing it again from its checkpoint",
                    plan_, task_.table.Display(), cp.range);
       env_.audit("range_reopened", JsonObject().Str("table", task_.table.Display()).Int("range", cp.range));
       ranges_[i] = cp;
+      done_at_[i] = 0;
     }
   }
+  return reopened;
 }
 
 void BackfillRun::Monitor() {
@@ -579,16 +630,23 @@ void BackfillRun::Monitor() {
     Result<HealthReading> health = Status::Fatal("not read");
     std::optional<Result<DeadTuples>> dead;
     int64_t blocked_by_vacuum = 0;
+    int64_t monitor_pid = 0;  // read again: 0 if not
   };
   const int64_t vacuum_pid = vacuum_pid_;
   ServerHealth* shared = env_.server_health;
   const std::string server = env_.server;
   env_.offload->Run<Reading>(
       [db, questions, limits, plan, index, rate, eta, reason, read_dead, table, vacuum_pid, shared,
-       server] {
+       server, refresh_pid = !last_health_ok_] {
         db->SaveTaskStatus(plan, index, rate, eta, reason);
         Reading out;
-        out.health = shared ? shared->Read(server, questions, *db, limits, SteadyClock::now())
+        if (refresh_pid) {
+          // After a lost session: a new one has a new pid, which must not count as the
+          // application's.
+          auto pid = db->BackendPid();
+          if (pid.ok()) out.monitor_pid = *pid;
+        }
+        out.health = shared ? shared->Read(server, questions, *db, limits)
                             : db->ReadHealth(questions, limits);
         if (read_dead) out.dead = db->ReadDeadTuples(table);
         if (vacuum_pid) {
@@ -600,6 +658,8 @@ void BackfillRun::Monitor() {
         return out;
       },
       [self = shared_from_this()](Reading r) {
+        if (r.monitor_pid) self->monitor_pid_ = r.monitor_pid;
+        self->last_health_ok_ = r.health.ok();
         if (r.dead) self->MaybeVacuum(*r.dead);
         if (r.blocked_by_vacuum > 0 && self->vacuum_pid_) self->vacuum_gave_way_ = true;
         self->OnHealth(std::move(r.health));
@@ -822,7 +882,6 @@ void BackfillRun::Finish(const Status& s) {
   if (finished_) return;
   finished_ = true;
   Stop();
-  if (env_.server_health) env_.server_health->Forget(this);
   if (decision_.kind != ThrottleDecision::Kind::kRun && decision_.reason != "yield") {
     env_.metrics->SetThrottled(plan_, decision_.reason, false, 0);
   }
@@ -854,6 +913,7 @@ void BackfillRun::CancelVacuum() {
 
 void BackfillRun::CallDone() {
   if (!finished_ || !done_) return;
+  if (env_.server_health && !vacuum_running_) env_.server_health->Forget(this);
   auto done = std::move(done_);
   done_ = nullptr;
   done(finish_status_, Summary());

@@ -118,7 +118,10 @@ class BackfillRun : public std::enable_shared_from_this<BackfillRun> {
   void CloseLane(const std::shared_ptr<Lane>& lane);
   void CountUnfillable();
   void Monitor();
-  void ReopenLostRanges(const std::vector<TaskCheckpoint>& stored);
+  // Ranges finished in memory (before `read_at`, a done_seq_) that `stored` holds unfinished:
+  // done again from their stored checkpoint. Whether there were any.
+  bool ReopenLostRanges(const std::vector<TaskCheckpoint>& stored, uint64_t read_at);
+  void ConfirmDone();
   void OnHealth(Result<HealthReading> r);
   // The health limits in force: the plan's (a SIGHUP may change them), the live values over them.
   HealthLimits Limits() const;
@@ -155,6 +158,10 @@ class BackfillRun : public std::enable_shared_from_this<BackfillRun> {
   std::shared_ptr<boost::asio::steady_timer> monitor_timer_;
   std::shared_ptr<PlanDatabase> monitor_db_;
   int64_t monitor_pid_ = 0;
+  bool last_health_ok_ = true;
+  std::vector<uint64_t> done_at_;  // per range: done_seq_ when it was finished here (0: not)
+  uint64_t done_seq_ = 0;
+  bool confirming_ = false;  // ConfirmDone's read is in flight (on a closed lane's session)  // false: the monitor's session may be new (its pid read again)
 
   BatchStatement statement_;
   std::vector<TaskCheckpoint> ranges_;

@@ -352,6 +352,7 @@ struct ResumeItem {
   PlanRecord record;
   std::shared_ptr<PlanDatabase> db;
   std::string error;  // the stored source no longer parses
+  bool elsewhere = false;  // another tided holds its lease
 };
 struct ResumeResult {
   Status status;
@@ -366,11 +367,12 @@ struct ResumeResult {
 }  // namespace
 
 void Orchestrator::ResumeDatabase(const std::string& database) {
-  // The rollouts that know this database's state already.
+  // The rollouts that know this database's state already, and for good: it is final there.
+  // (One that another tided runs moves on in its tide schema alone.)
   std::set<std::string> known;
   for (const auto& [name, rollout] : rollouts_) {
     for (const auto& m : rollout.members) {
-      if (m.database == database && m.known) known.insert(name);
+      if (m.database == database && m.known && IsFinal(m.state)) known.insert(name);
     }
   }
   offloader_.Run<ResumeResult>(
@@ -424,7 +426,15 @@ void Orchestrator::ResumeDatabase(const std::string& database) {
           if (!*lease) {
             spdlog::debug("plan {} ({}): another tided holds its lease", r.name, ToString(r.cursor.state));
             // Its rollout still learns where it stands.
-            if (of_group) out.members.push_back(ResumeItem{member, r, nullptr, ""});
+            if (of_group) out.members.push_back(ResumeItem{member, r, nullptr, "", true});
+            continue;
+          }
+          // Read again under the lease: the tided that held it may have finished the plan
+          // between the listing and now.
+          auto fresh = (*db)->FindPlan(r.name);
+          if (!fresh.ok()) return out.status = fresh.status(), out;
+          if (!fresh.value() || IsFinal(fresh.value()->cursor.state)) {
+            (*db)->ReleaseLease(r.name, options_.instance);
             continue;
           }
           ResumeItem item;
@@ -432,7 +442,7 @@ void Orchestrator::ResumeDatabase(const std::string& database) {
           if (!parsed.ok()) item.error = FormatDiagnostics(parsed.errors);
           item.plan = parsed.plan;
           if (of_group) item.plan = member;
-          item.record = r;
+          item.record = *fresh.value();
           auto conn = connector_->Connect(database);
           if (!conn.ok()) return out.status = conn.status(), out;
           item.db = std::move(conn).value();
@@ -465,12 +475,12 @@ void Orchestrator::ResumeDatabase(const std::string& database) {
         for (const auto& l : r.live) OnLiveSettings(database, l);
         std::set<std::string> rollouts;
         for (const auto& m : r.members) {
-          NoteMember(m.plan, m.record, database);
+          NoteMember(m.plan, m.record, database, m.elsewhere);
           rollouts.insert(m.plan.name);
         }
         for (const auto& item : r.items) {
           if (item.plan.group.empty()) continue;
-          NoteMember(item.plan, item.record, database);
+          NoteMember(item.plan, item.record, database, false);
           rollouts.insert(item.plan.name);
         }
         // This database has answered: a rollout of its group that it holds no copy of does not

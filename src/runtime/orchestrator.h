@@ -159,6 +159,9 @@ class Orchestrator {
   std::map<std::string, RolloutRun> rollouts_;  // by plan name, while its file is active
   // database + "/" + plan of a rollout's databases an abort is deciding about: none starts.
   std::set<std::string> abort_pending_;
+  std::set<std::string> starting_;  // "database/plan" of the StartMembers in flight
+  // "database/plan" of databases another tided took (its lease) before this one: since when.
+  std::map<std::string, std::chrono::steady_clock::time_point> elsewhere_since_;
   struct RolloutAdmission;
   void SubmitRollout(const SpoolFile& file, const Plan& plan, const std::string& checksum);
   RolloutAdmission AdmitRollout(const SpoolFile& file, const Plan& plan, const std::string& checksum);
@@ -166,6 +169,8 @@ class Orchestrator {
   // the spool file once every database finished for good.
   void AdvanceRollout(const std::string& plan);
   // `restart`: the database's copy was aborted and starts over (tidectl retry).
+  // Takes the database's lease of the plan and starts its run there (audited with `stage`), or
+  // learns that another tided runs it.
   void StartMember(const std::string& plan, const std::string& database, bool restart = false);
   RolloutMember* MemberOf(const std::string& plan, const std::string& database);
   // Its server and the sessions its run needs, for max_connections_per_server.
@@ -178,7 +183,9 @@ class Orchestrator {
   // Whether a stored plan of `database` names a group `database` belongs to; fills `plan` for
   // that database (group set) when it does.
   bool AsMember(Plan* plan, const std::string& database) const;
-  void NoteMember(const Plan& plan, const PlanRecord& record, const std::string& database);
+  // `elsewhere`: another tided holds the database's lease of the plan.
+  void NoteMember(const Plan& plan, const PlanRecord& record, const std::string& database,
+                  bool elsewhere);
   void OnAdmitted(const SpoolFile& file, Admission admission);
   void Reject(const SpoolFile& file, const std::string& plan, const std::string& error);
   void ResumeDatabase(const std::string& database);

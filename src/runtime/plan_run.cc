@@ -43,6 +43,15 @@ void Orchestrator::Run::AbortStopped(const std::string& actor, bool file_in_spoo
 void Orchestrator::Run::Start() {
   o_.metrics_->PlanStarted(plan_.name);
   o_.metrics_->SetPaused(plan_.name, false);
+  if (!plan_.group.empty() && plan_.rollout.contract == Rollout::Contract::kTogether &&
+      cursor_.state == PlanState::kGating) {
+    // A run that starts here (a restart, a takeover) reads the gates again before it is ready:
+    // what an earlier run stored, that it was, no longer holds for the other tided.
+    auto db = db_;
+    const std::string name = plan_.name;
+    return Do<Status>([db, name] { return db->SaveWaitReason(name, "the gates are read again"); },
+                      [self = shared_from_this()](Status) { self->Next(); });
+  }
   Next();
 }
 
@@ -561,12 +570,11 @@ void Orchestrator::Run::HoldForRollout() {
                                     plan_.group + "` is ready"
                               : "the gates pass; every database of group `" + plan_.group +
                                     "` is ready"));
-    if (holds) {
-      SaveWaiting("the gates pass; contract waits for the other databases of group `" +
-                  plan_.group + "` (contract: together)");
-    }
     o_.AdvanceRollout(plan_.name);
   }
+  // Stored again at every look, so that a write lost (an error, a failover) is made good: the
+  // other tided that share the rollout read it there.
+  if (holds) SaveWaiting(kReadyForContract + plan_.group + "` (contract: together)");
   if (!holds) {
     // Released: the gates (and verifications) are read once more, right before contract.
     together_released_ = true;

@@ -13,6 +13,8 @@
 
 namespace tide {
 
+using SteadyClock = std::chrono::steady_clock;
+
 struct Orchestrator::RolloutAdmission {
   enum class Kind { kAccept, kReject, kLater } kind = Kind::kLater;
   std::string error;
@@ -198,6 +200,7 @@ std::vector<RolloutMember> Orchestrator::RolloutMembers(const std::string& plan)
     if (run == runs_.end()) continue;
     m.state = run->second->state();
     m.ready = run->second->rollout_ready();
+    m.elsewhere = false;  // it runs here
   }
   return out;
 }
@@ -238,6 +241,7 @@ void Orchestrator::AdvanceRollout(const std::string& plan) {
       if (abort_pending_.count(database + "/" + plan)) continue;
       RolloutMember* m = MemberOf(plan, database);
       m->started = true;
+      m->elsewhere = false;
       Audit(AuditEvent{"rollout_database_started", plan, "", "",
                        JsonObject().Str("database", database).Str(
                            "stage", d.canary ? "canary" : "rollout")});
@@ -248,8 +252,11 @@ void Orchestrator::AdvanceRollout(const std::string& plan) {
     r.file_finished = true;
     Audit(AuditEvent{d.all_done ? "rollout_done" : "rollout_ended", plan, "", "",
                      JsonObject().Str("group", r.plan.database).Str("databases", summary)});
-    Status s = spool_->Finish(r.file_name, d.all_done, d.all_done ? "" : summary);
-    if (!s.ok()) spdlog::error("spool: {}", s.ToString());
+    // The file is in the spool of the tided it was submitted to; the others took part only.
+    if (spool_->IsActive(r.file_name)) {
+      Status s = spool_->Finish(r.file_name, d.all_done, d.all_done ? "" : summary);
+      if (!s.ok()) spdlog::error("spool: {}", s.ToString());
+    }
     rollouts_.erase(it);  // over: the databases hold what is left to know
   }
 }
@@ -267,6 +274,7 @@ struct MemberStart {
 void Orchestrator::StartMember(const std::string& plan, const std::string& database,
                                bool restart) {
   const Plan group_plan = rollouts_.at(plan).plan;
+  starting_.insert(database + "/" + plan);
   offloader_.Run<MemberStart>(
       [this, plan, database, group_plan, restart] {
         MemberStart out;
@@ -286,12 +294,20 @@ void Orchestrator::StartMember(const std::string& plan, const std::string& datab
         return out;
       },
       [this, plan, database](MemberStart r) {
+        starting_.erase(database + "/" + plan);
         RolloutMember* m = MemberOf(plan, database);
         if (!m) return;
-        if (!r.status.ok() || r.elsewhere) {
+        if (r.elsewhere) {
+          // Another tided started it first: it runs there, and this one takes the next.
+          spdlog::info("rollout {}: {} runs on another tided", plan, database);
+          m->elsewhere = true;
+          elsewhere_since_[database + "/" + plan] = SteadyClock::now();
+          boost::asio::post(io_, [this, plan] { AdvanceRollout(plan); });
+          return;
+        }
+        if (!r.status.ok()) {
           spdlog::warn("rollout {}: cannot start on {}: {}; trying again in {}", plan, database,
-                       r.elsewhere ? "another tided holds it" : r.status.ToString(),
-                       FormatDuration(options_.reconnect_interval));
+                       r.status.ToString(), FormatDuration(options_.reconnect_interval));
           m->started = false;
           auto timer = std::make_shared<boost::asio::steady_timer>(io_, options_.reconnect_interval);
           timer->async_wait([this, timer, plan](const boost::system::error_code& ec) {
@@ -312,6 +328,7 @@ void Orchestrator::StartMember(const std::string& plan, const std::string& datab
         }
         if (r.record.cursor.state == PlanState::kFailed) r.record.cursor.state = r.record.failed_in;
         m->state = r.record.cursor.state;
+        elsewhere_since_.erase(database + "/" + plan);
         spdlog::info("rollout {}: starting on {}", plan, database);
         StartRun(std::move(r.plan), std::move(r.record), std::move(r.db));
       });
@@ -340,7 +357,7 @@ void Orchestrator::MemberEnded(const Plan& plan, PlanState state) {
 
 // A stored plan found while resuming a database: its rollout learns the database's state.
 void Orchestrator::NoteMember(const Plan& plan, const PlanRecord& record,
-                              const std::string& database) {
+                              const std::string& database, bool elsewhere) {
   if (!rollouts_.count(plan.name)) {
     // Not while its admission is deciding (it records the plan database after database), and
     // not for a rollout that is over (its file left active/, every database finished).
@@ -363,10 +380,18 @@ void Orchestrator::NoteMember(const Plan& plan, const PlanRecord& record,
   RolloutMember* m = MemberOf(plan.name, database);
   if (!m) return;
   const bool started = !(record.cursor.state == PlanState::kAccepted && record.started_at.empty());
+  // Another tided runs it: how far it is, and whether it is ready, come from its tide schema.
+  const std::string key = database + "/" + plan.name;
+  auto Elsewhere = [&] {
+    if (IsFinal(record.cursor.state)) elsewhere_since_.erase(key);
+    m->elsewhere = (elsewhere || elsewhere_since_.count(key)) && !IsFinal(record.cursor.state);
+    m->ready = m->elsewhere && ReadyForContract(record.cursor.state, record.waiting_reason);
+  };
   if (!m->known) {
     m->known = true;
     m->state = record.cursor.state;
     m->started = started;
+    Elsewhere();
     return;
   }
   // Known already: a database this daemon does not run (another tided does, or did) moves on
@@ -375,7 +400,18 @@ void Orchestrator::NoteMember(const Plan& plan, const PlanRecord& record,
   if (IsFinal(record.cursor.state) || started) {
     m->state = record.cursor.state;
     m->started = true;
+  } else if (m->started && !starting_.count(database + "/" + plan.name)) {
+    // Taken by another tided (its lease) and still not started there: once that lease may have
+    // lapsed (its tided died before it started it), it waits its turn here again.
+    auto since = elsewhere_since_.find(database + "/" + plan.name);
+    if (since == elsewhere_since_.end() || SteadyClock::now() - since->second > options_.lease_ttl) {
+      m->started = false;
+      m->elsewhere = false;
+      if (since != elsewhere_since_.end()) elsewhere_since_.erase(since);
+      return;
+    }
   }
+  Elsewhere();
 }
 
 void Orchestrator::Retry(const std::string& plan, const std::string& database,

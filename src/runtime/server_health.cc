@@ -9,7 +9,8 @@ bool Covers(const HealthQuestions& had, const HealthQuestions& want) {
          (had.checkpoints || !want.checkpoints);
 }
 
-ServerHealth::ServerHealth(Millis max_age, Metrics* metrics) : max_age_(max_age), metrics_(metrics) {}
+ServerHealth::ServerHealth(Millis max_age, Metrics* metrics, Clock clock)
+    : max_age_(max_age), metrics_(metrics), clock_(std::move(clock)) {}
 
 void ServerHealth::Track(const std::string& server, const void* owner, std::vector<int64_t> pids) {
   std::lock_guard<std::mutex> lock(mu_);
@@ -39,42 +40,58 @@ std::vector<int64_t> ServerHealth::TidePids(const std::string& server, const std
   return out;
 }
 
+std::optional<Result<HealthReading>> ServerHealth::Recent(Server& s, const HealthQuestions& q, Millis age) {
+  const auto now = clock_();
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!s.have || now < s.at || now - s.at >= age || !Covers(s.asked, q)) return std::nullopt;
+  return s.last;
+}
+
+Result<HealthReading> ServerHealth::WithOwn(const Result<HealthReading>& shared, HealthQuestions q,
+                                            HealthProbe& probe, const StatementLimits& limits) {
+  if (!shared.ok()) return shared;  // the server could not be read: every backfill on it holds
+  q.server = false;
+  auto own = probe.ReadHealth(q, limits);
+  if (!own.ok()) return own;
+  HealthReading merged = *shared;
+  merged.blocked_by_us = own->blocked_by_us;
+  merged.throttle_query_true = own->throttle_query_true;
+  merged.autovacuum = own->autovacuum;
+  return merged;
+}
+
 Result<HealthReading> ServerHealth::Read(const std::string& server, HealthQuestions q,
-                                         HealthProbe& probe, const StatementLimits& limits,
-                                         std::chrono::steady_clock::time_point now) {
-  if (server.empty()) return probe.ReadHealth(q, limits);
+                                         HealthProbe& probe, const StatementLimits& limits) {
+  if (server.empty() || probe.ThroughPooler()) return probe.ReadHealth(q, limits);
   q.tide_pids = TidePids(server, q.our_pids);
   Server& s = ServerNamed(server);
-  std::lock_guard<std::mutex> reading(s.reading);
-  if (s.have && now - s.at < max_age_ && now >= s.at && Covers(s.asked, q)) {
-    HealthQuestions own = q;
-    own.server = false;
-    auto r = probe.ReadHealth(own, limits);
-    if (!r.ok()) return r;
-    HealthReading merged = s.last;
-    merged.blocked_by_us = r->blocked_by_us;
-    merged.throttle_query_true = r->throttle_query_true;
-    merged.autovacuum = r->autovacuum;
-    return merged;
+  if (auto r = Recent(s, q, max_age_)) return WithOwn(*r, q, probe, limits);
+  std::unique_lock<std::mutex> reading(s.reading, std::try_to_lock);
+  if (!reading.owns_lock()) {
+    // Another backfill reads the server now: a reading of the last few intervals will do,
+    // else this one waits for that reading.
+    if (auto r = Recent(s, q, max_age_ * 3)) return WithOwn(*r, q, probe, limits);
+    reading.lock();
+    if (auto r = Recent(s, q, max_age_)) {
+      reading.unlock();
+      return WithOwn(*r, q, probe, limits);
+    }
   }
-  // What earlier readings asked is asked again, so that one reading serves every backfill.
-  if (s.have) {
-    q.archive |= s.asked.archive;
-    q.slots |= s.asked.slots;
-    q.xmin |= s.asked.xmin;
-    q.checkpoints |= s.asked.checkpoints;
-  }
-  auto r = probe.ReadHealth(q, limits);
+  // The server's part alone, so that what fails in this backfill's own part is not shared.
+  HealthQuestions server_part = q;
+  server_part.throttle_query.clear();
+  server_part.autovacuum = false;
+  auto r = probe.ReadHealth(server_part, limits);
   if (metrics_) metrics_->CountHealthReading(server);
-  if (!r.ok()) {
-    s.have = false;  // the next backfill tries for itself
-    return r;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    s.have = true;
+    s.at = clock_();
+    s.asked = server_part;
+    s.last = r;
   }
-  s.have = true;
-  s.at = now;
-  s.asked = q;
-  s.last = *r;
-  return r;
+  reading.unlock();
+  return WithOwn(r, q, probe, limits);
 }
 
 }  // namespace tide

@@ -58,7 +58,7 @@ class FleetTest : public DaemonTest {
 
   void SetUp() override {
     DaemonTest::SetUp();
-    std::string databases;
+    std::string& databases = databases_;
     for (int i = 1; i <= kShards; ++i) {
       Shard s;
       s.name = std::string("shard_0") + std::to_string(i);
@@ -175,6 +175,7 @@ class FleetTest : public DaemonTest {
   std::vector<Shard> shards_;
   std::vector<std::unique_ptr<testing::AppSim>> apps_;
   std::set<size_t> switched_;
+  std::string databases_;  // the config's databases section
 };
 
 TEST_F(FleetTest, CanaryFirstThenTwoAtATimeAndContractTogether) {
@@ -281,6 +282,77 @@ TEST_F(FleetTest, KillNineDuringTheRolloutAndItResumesFromTheDatabases) {
   ASSERT_TRUE(WaitFor([&] { return AllDone(); }, 240s)) << ReadAll(dir_ + "/tided.log");
   StopApplications();
   ExpectEveryRowFilledOnce();
+}
+
+// Two tided with the same databases share one rollout submitted to one of them: each takes
+// databases by their leases (so a second host adds throughput: max_parallel counts each
+// tided's own), every database is run by exactly one of them, the canary still runs alone,
+// contract: together still waits for every database whichever tided runs it, and the rollout
+// ends done with every row filled once while the applications write.
+TEST_F(FleetTest, TwoTidedShareOneRolloutDatabaseByDatabase) {
+  const std::string config_b = dir_ + "/tided-b.yaml";
+  WriteAll(config_b, ConfigYaml("-b", testing::FreePort(), databases_) +
+                         "database_groups:\n  shards: [\"shard_*\"]\n");
+  StartDaemon();
+  Process b({TIDED_PATH, "--allow-root", "--config", config_b}, dir_ + "/tided-b.log");
+  ASSERT_TRUE(WaitFor([&] { return Exists(dir_ + "/spool-b/incoming"); }, 10s));
+  StartApplications();
+  ASSERT_EQ(Ctl({"pause", "add_b", "--phase", "contract", "--config", config_}).status, 0);
+  ASSERT_EQ(Ctl({"pause", "add_b", "--phase", "contract", "--config", config_b}).status, 0);
+  std::string plan = kRolloutPlan;
+  plan.replace(plan.find("max_rows_per_second: 3000"), 25, "max_rows_per_second: 600");
+  ASSERT_EQ(Ctl({"submit", "--config", config_, WritePlan("add_b.yaml", plan)}).status, 0);
+  DeployNewVersionBeforeContract();
+  ASSERT_EQ(Ctl({"resume", "add_b", "--phase", "contract", "--config", config_b}).status, 0);
+  ASSERT_TRUE(WaitFor([&] { return AllDone(); }, 300s))
+      << ReadAll(dir_ + "/tided.log") << ReadAll(dir_ + "/tided-b.log");
+  StopApplications();
+  ExpectEveryRowFilledOnce();
+
+  // Who ran what, from each tided's audit log: a database is done by exactly one of them.
+  std::map<std::string, int> done_by;  // database -> 1 (a), 2 (b)
+  bool contract_before_all_ready = false;
+  std::set<std::string> ready;
+  for (int which : {1, 2}) {
+    std::istringstream in(ReadAll(dir_ + (which == 1 ? "/audit.jsonl" : "/audit-b.jsonl")));
+    for (std::string line; std::getline(in, line);) {
+      auto e = ParseFlatJson(line);
+      if (!e || Get(*e, "plan") != "add_b") continue;
+      const std::string ev = Get(*e, "event"), db = Get(*e, "database");
+      if (ev == "plan_done") {
+        EXPECT_EQ(done_by.count(db), 0u) << db << " done by both";
+        done_by[db] = which;
+      }
+    }
+  }
+  // Readiness and contracts in time order across both logs.
+  std::vector<std::pair<std::string, FlatJson>> timeline;
+  for (const char* log : {"/audit.jsonl", "/audit-b.jsonl"}) {
+    std::istringstream in(ReadAll(dir_ + log));
+    for (std::string line; std::getline(in, line);) {
+      auto e = ParseFlatJson(line);
+      if (e && Get(*e, "plan") == "add_b") timeline.push_back({Get(*e, "ts"), *e});
+    }
+  }
+  std::stable_sort(timeline.begin(), timeline.end(),
+                   [](const auto& x, const auto& y) { return x.first < y.first; });
+  for (const auto& [at, e] : timeline) {
+    if (Get(e, "event") == "rollout_ready") ready.insert(Get(e, "database"));
+    if (Get(e, "event") == "phase_started" && Get(e, "phase") == "contract" && ready.size() < shards_.size()) {
+      contract_before_all_ready = true;
+    }
+  }
+  EXPECT_EQ(done_by.size(), shards_.size());
+  int by_b = 0;
+  for (const auto& [db, which] : done_by) by_b += which == 2;
+  EXPECT_GE(by_b, 1) << "the second tided ran databases too";
+  EXPECT_LE(by_b, static_cast<int>(shards_.size()) - 1) << "the first tided ran databases too";
+  EXPECT_FALSE(contract_before_all_ready);
+  EXPECT_EQ(done_by["shard_01"], 1) << "the canary ran where the plan was submitted";
+  std::cout << "two tided: " << shards_.size() - by_b << " databases on the first, " << by_b
+            << " on the second\n";
+  b.Signal(SIGTERM);
+  EXPECT_EQ(b.Wait(15s), 0);
 }
 
 // The three databases on one server (shard_01, _04, _07) read its health once a second between

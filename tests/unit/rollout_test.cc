@@ -152,5 +152,39 @@ TEST(Rollout, SummaryCountsTheDatabasesByStateInPhaseOrder) {
   EXPECT_EQ(RolloutLabel(m[2]), "ready");
 }
 
+TEST(Rollout, DatabasesAnotherTidedRunsCountAgainstItsMaxParallelNotThisOnes) {
+  auto m = Fleet(6);
+  const Rollout r = Spec(1, 2);
+  Begin(&m[0], PlanState::kDone);
+  Begin(&m[1], PlanState::kBackfilling);
+  Begin(&m[2], PlanState::kBackfilling);
+  m[1].elsewhere = m[2].elsewhere = true;
+  EXPECT_EQ(DecideRollout(r, m).start, (std::vector<std::string>{"shard_04", "shard_05"}))
+      << "a second tided adds throughput";
+  // The canary another tided runs still runs alone.
+  auto c = Fleet(3);
+  Begin(&c[0], PlanState::kBackfilling);
+  c[0].elsewhere = true;
+  EXPECT_TRUE(DecideRollout(r, c).start.empty());
+}
+
+TEST(Rollout, DatabasesAnotherTidedRunsCountAgainstTheirServersBudget) {
+  auto m = Fleet(4);
+  const Rollout r = Spec(0, 4);
+  for (auto& x : m) {
+    x.server = "pg-a:5432";
+    x.sessions = 6;
+  }
+  Begin(&m[0], PlanState::kBackfilling);
+  m[0].elsewhere = true;
+  EXPECT_EQ(DecideRollout(r, m, 13).start, std::vector<std::string>{"shard_02"});
+}
+
+TEST(Rollout, ReadinessIsReadFromTheStoredWaitingReason) {
+  EXPECT_TRUE(ReadyForContract(PlanState::kGating, std::string(kReadyForContract) + "shards` (contract: together)"));
+  EXPECT_FALSE(ReadyForContract(PlanState::kGating, "gates fail (null_count:t.b = 3)"));
+  EXPECT_FALSE(ReadyForContract(PlanState::kContracting, kReadyForContract));
+}
+
 }  // namespace
 }  // namespace tide
