@@ -38,7 +38,7 @@ int64_t SessionsOf(const Plan& plan, int64_t default_workers) {
 }
 
 RolloutDecision DecideRollout(const Rollout& rollout, const std::vector<RolloutMember>& members,
-                              int64_t server_budget) {
+                              int64_t server_budget, bool released) {
   RolloutDecision d;
   const bool together = rollout.contract == Rollout::Contract::kTogether;
   std::vector<const RolloutMember*> part;
@@ -59,6 +59,8 @@ RolloutDecision DecideRollout(const Rollout& rollout, const std::vector<RolloutM
     if (together && !PastGates(*m)) d.contract_allowed = false;
   }
   if (!all_known && together) d.contract_allowed = false;
+  if (together && released) d.contract_allowed = true;
+  d.release = together && d.contract_allowed;
   d.over = all_final && !part.empty();
   d.all_done = all_done && !part.empty();
   const size_t canaries = std::min<size_t>(static_cast<size_t>(rollout.canary), part.size());
@@ -75,7 +77,7 @@ RolloutDecision DecideRollout(const Rollout& rollout, const std::vector<RolloutM
   const size_t candidates = d.canary ? canaries : part.size();
   for (size_t i = 0; i < candidates && slots > 0; ++i) {
     const RolloutMember& m = *part[i];
-    if (!Waiting(m)) continue;
+    if (!Waiting(m) && !(d.release && m.parked && !IsFinal(m.state))) continue;
     int64_t& used = server_sessions[m.server];
     if (server_budget > 0 && used > 0 && used + m.sessions > server_budget) continue;
     used += m.sessions;

@@ -21,6 +21,9 @@ struct RolloutMember {
   // Run by another tided (it holds the database's lease): it counts against that one's
   // max_parallel, not this one's, and its sessions against its server's budget all the same.
   bool elsewhere = false;
+  // Ready and parked: its run ended (no session, no lease) until the rollout releases the
+  // contract; then it starts again like a waiting database, its gates read once more.
+  bool parked = false;
   std::string server;     // the PostgreSQL server it is on ("host:port"; "" unknown)
   int64_t sessions = 0;   // the sessions its run needs at most (SessionsOf)
 };
@@ -42,6 +45,7 @@ struct RolloutDecision {
   bool canary = false;             // the canary databases are still on their way
   bool over = false;               // every database finished for good (done or aborted)
   bool all_done = false;           // every database is done
+  bool release = false;            // together: every database was ready; parked ones go on
 };
 
 // The canary (the group's first `canary` databases) runs alone, up to max_parallel at once,
@@ -53,9 +57,12 @@ struct RolloutDecision {
 // rollout cannot tell what it holds. With `server_budget` above 0, a database does not start
 // while the databases in flight on its server need so many sessions that its own would go over
 // the budget (one database always may, on a server with none in flight); a later one on
-// another server may start meanwhile.
+// another server may start meanwhile. With contract: together, once every database is ready
+// (`released`: it was once; the caller keeps that), the parked databases start again in the
+// same way, max_parallel at a time within the budget, each to read its gates once more and
+// contract: so the ready databases that wait hold no session.
 RolloutDecision DecideRollout(const Rollout& rollout, const std::vector<RolloutMember>& members,
-                              int64_t server_budget = 0);
+                              int64_t server_budget = 0, bool released = false);
 
 // A member's state in words: "waiting", "ready" (for contract), or its PlanState ("backfilling").
 std::string RolloutLabel(const RolloutMember& m);

@@ -531,6 +531,7 @@ void BackfillRun::ReloadRange(const std::shared_ptr<Lane>& lane) {
         }
         self->ReopenLostRanges(*r.ranges, seq);
         if (mine.done) {
+          self->done_at_[lane->range] = ++self->done_seq_;
           self->taken_[lane->range] = false;
           return self->TakeRange(lane);
         }
@@ -560,8 +561,8 @@ void BackfillRun::ConfirmDone() {
         self->confirming_ = false;
         if (self->finished_ || self->env_.stopping()) return;
         if (!r.ok()) {
-          if (!MayRetry(r.status(), self->setup_attempts_, self->env_.max_retries)) return self->Finish(r.status());
-          const Millis wait = Backoff(self->setup_attempts_++, self->env_.retry_base, self->env_.retry_cap);
+          if (!MayRetry(r.status(), self->confirm_attempts_, self->env_.max_retries)) return self->Finish(r.status());
+          const Millis wait = Backoff(self->confirm_attempts_++, self->env_.retry_base, self->env_.retry_cap);
           return self->After(self->timer_, wait, [self] { self->ConfirmDone(); });
         }
         if (!self->ReopenLostRanges(*r, seq)) return self->Finish(Status::Ok());

@@ -158,10 +158,11 @@ class BackfillRun : public std::enable_shared_from_this<BackfillRun> {
   std::shared_ptr<boost::asio::steady_timer> monitor_timer_;
   std::shared_ptr<PlanDatabase> monitor_db_;
   int64_t monitor_pid_ = 0;
-  bool last_health_ok_ = true;
+  bool last_health_ok_ = true;  // false: the monitor's session may be new (its pid read again)
   std::vector<uint64_t> done_at_;  // per range: done_seq_ when it was finished here (0: not)
   uint64_t done_seq_ = 0;
-  bool confirming_ = false;  // ConfirmDone's read is in flight (on a closed lane's session)  // false: the monitor's session may be new (its pid read again)
+  bool confirming_ = false;  // ConfirmDone's read is in flight (on a closed lane's session)
+  int confirm_attempts_ = 0;
 
   BatchStatement statement_;
   std::vector<TaskCheckpoint> ranges_;

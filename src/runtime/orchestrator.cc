@@ -414,8 +414,11 @@ void Orchestrator::ResumeDatabase(const std::string& database) {
             member = parsed.plan;
             of_group = parsed.ok() && AsMember(&member, database);
           }
+          // Parked ready (contract: together) is the rollout's to start again, as one that
+          // never started is.
           if (of_group && (IsFinal(r.cursor.state) ||
-                           (r.cursor.state == PlanState::kAccepted && r.started_at.empty()))) {
+                           (r.cursor.state == PlanState::kAccepted && r.started_at.empty()) ||
+                           ReadyForContract(r.cursor.state, r.waiting_reason))) {
             out.members.push_back(ResumeItem{member, r, nullptr, ""});
             continue;
           }
@@ -480,14 +483,18 @@ void Orchestrator::ResumeDatabase(const std::string& database) {
         }
         for (const auto& item : r.items) {
           if (item.plan.group.empty()) continue;
+          // Taken here under its lease: whatever another tided did with it is over.
+          elsewhere_since_.erase(database + "/" + item.plan.name);
           NoteMember(item.plan, item.record, database, false);
+          if (RolloutMember* m = MemberOf(item.plan.name, database)) m->ready = m->parked = false;
           rollouts.insert(item.plan.name);
         }
         // This database has answered: a rollout of its group that it holds no copy of does not
-        // run here.
+        // run here. Only the tided it was submitted to knows that: another may look while the
+        // admission still records the plan database by database.
         for (auto& [name, rollout] : rollouts_) {
           RolloutMember* m = MemberOf(name, database);
-          if (m && !m->known) {
+          if (m && !m->known && spool_->IsActive(rollout.file_name)) {
             m->known = true;
             m->recorded = false;
             rollouts.insert(name);

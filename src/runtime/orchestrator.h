@@ -154,6 +154,8 @@ class Orchestrator {
     bool aborted = false;                // an operator aborted the whole rollout
     bool halted_announced = false;
     bool file_finished = false;
+    // contract: together: every database was ready once; parked ones go on, none parks again.
+    bool released = false;
     std::string summary;  // as last logged
   };
   std::map<std::string, RolloutRun> rollouts_;  // by plan name, while its file is active
@@ -172,6 +174,8 @@ class Orchestrator {
   // Takes the database's lease of the plan and starts its run there (audited with `stage`), or
   // learns that another tided runs it.
   void StartMember(const std::string& plan, const std::string& database, bool restart = false);
+  // A database of `plan` (contract: together) parked ready: its run ended, no session held.
+  void MemberParked(const Plan& plan);
   RolloutMember* MemberOf(const std::string& plan, const std::string& database);
   // Its server and the sessions its run needs, for max_connections_per_server.
   void PlaceMember(const Plan& plan, RolloutMember* m);

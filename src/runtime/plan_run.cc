@@ -572,18 +572,40 @@ void Orchestrator::Run::HoldForRollout() {
                                     "` is ready"));
     o_.AdvanceRollout(plan_.name);
   }
-  // Stored again at every look, so that a write lost (an error, a failover) is made good: the
-  // other tided that share the rollout read it there.
-  if (holds) SaveWaiting(kReadyForContract + plan_.group + "` (contract: together)");
   if (!holds) {
-    // Released: the gates (and verifications) are read once more, right before contract.
     together_released_ = true;
+    rollout_ready_ = false;  // in flight again: it counts against max_parallel
+    // The gates and verifications were read just now: on to contract. One that held reads them
+    // once more, right before contract.
+    if (!was) return GatesPassed();
     verified_.assign(verified_.size(), false);
     return Next();
   }
-  // The gates are not read again while the others catch up (that can be days of full-table
-  // counts): only once the rollout releases this database.
-  After(o_.config_.defaults.gate_recheck_interval, [this] { HoldForRollout(); });
+  Park();
+}
+
+// Ready, and the rollout holds the contract: the run ends here, its session and lease given
+// back, and the database waits with nothing open (its readiness stored in its tide schema) until
+// the rollout starts it again. A ready database of a 200-database rollout costs no session.
+void Orchestrator::Run::Park() {
+  auto db = db_;
+  const std::string name = plan_.name;
+  const std::string ready = kReadyForContract + plan_.group + "` (contract: together)";
+  Do<Status>([db, name, ready] { return db->SaveWaitReason(name, ready); },
+             [self = shared_from_this()](Status s) {
+               if (!self->abort_by_.empty()) return self->Next();
+               if (!s.ok()) {
+                 // Not stored: it holds here, and tries again.
+                 spdlog::warn("plan {}: cannot store that it is ready: {}", self->plan_.name, s.ToString());
+                 return self->After(self->o_.config_.defaults.gate_recheck_interval,
+                                    [self] { self->HoldForRollout(); });
+               }
+               self->Audit("rollout_parked", "contract",
+                           JsonObject().Str("reason", "ready; waits for the other databases of group `" +
+                                                          self->plan_.group + "` with no session open"));
+               self->o_.MemberParked(self->plan_);
+               self->End();
+             });
 }
 
 void Orchestrator::Run::NotReadyForRollout() {
@@ -675,8 +697,7 @@ void Orchestrator::Run::OnGatesFailed(const std::string& failing) {
                  failing, FormatDuration(o_.config_.defaults.gate_recheck_interval));
   }
   gate_stage_ = GateStage::kWaiting;
-  SaveWaiting(failing);
-  After(o_.config_.defaults.gate_recheck_interval, [this] { Next(); });
+  SaveWaiting(failing, [this] { After(o_.config_.defaults.gate_recheck_interval, [this] { Next(); }); });
 }
 
 void Orchestrator::Run::RemoveGateChecks(const std::string& why, std::function<void()> then) {
@@ -740,8 +761,9 @@ void Orchestrator::Run::Verify(size_t index) {
     self->NotReadyForRollout();
     self->attempts_ = 0;
     self->gate_stage_ = GateStage::kWaiting;
-    self->SaveWaiting(failing);
-    self->After(self->o_.config_.defaults.gate_recheck_interval, [self] { self->Next(); });
+    self->SaveWaiting(failing, [self] {
+      self->After(self->o_.config_.defaults.gate_recheck_interval, [self] { self->Next(); });
+    });
   });
 }
 
@@ -827,12 +849,13 @@ void Orchestrator::Run::NoteUnfillable(size_t index, const BackfillSummary& summ
   }
 }
 
-void Orchestrator::Run::SaveWaiting(const std::string& reason) {
+void Orchestrator::Run::SaveWaiting(const std::string& reason, std::function<void()> then) {
   auto db = db_;
   const std::string name = plan_.name;
   Do<Status>([db, name, reason] { return db->SaveWaitReason(name, reason); },
-             [name](Status s) {
+             [name, then = std::move(then)](Status s) {
                if (!s.ok()) spdlog::debug("plan {}: wait reason not stored: {}", name, s.ToString());
+               then();
              });
 }
 
@@ -1028,8 +1051,9 @@ void Orchestrator::Run::FinishFile(bool ok, const std::string& error) {
   Report(o_.spool_->Finish(record_.file_name, ok, error));
 }
 
-// The plan reached a final state: its lease goes back (so that a retry may run on any tided at
-// once) and the orchestrator forgets the run. No action is in flight, so the session is free.
+// The plan reached a final state, or parked: its lease goes back (so that a retry may run on
+// any tided at once) and the orchestrator forgets the run. No action is in flight, so the
+// session is free.
 void Orchestrator::Run::End() {
   auto db = db_;
   const std::string plan = plan_.name, owner = o_.options_.instance;

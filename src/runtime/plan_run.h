@@ -122,6 +122,9 @@ class Orchestrator::Run : public std::enable_shared_from_this<Orchestrator::Run>
   // (without reading its gates meanwhile), then goes on to read them once more and contract.
   void HoldForRollout();
   // The gates or a verification fail: this database is not ready any more.
+  // contract: together, ready while the rollout holds the contract: stores that it is ready,
+  // then ends the run (no session, no lease) until the rollout starts it again.
+  void Park();
   void NotReadyForRollout();
   void OnGatesFailed(const std::string& failing);
   // Every gate passes: the verifications (`verify: true` tasks) not done yet in this run, then
@@ -147,7 +150,9 @@ class Orchestrator::Run : public std::enable_shared_from_this<Orchestrator::Run>
   // audit (when the count changes) and the reason the gates wait.
   void NoteUnfillable(size_t index, const BackfillSummary& summary);
   // Why the plan waits, for `tidectl status` ("" once it goes on).
-  void SaveWaiting(const std::string& reason);
+  // Stores why the plan waits, then goes on with `then` (the session is the run's: one job at a
+  // time).
+  void SaveWaiting(const std::string& reason, std::function<void()> then);
 
   void Finish();
   // The plan's file: to done/ or failed/, or, for a database of a group's plan, to its rollout.

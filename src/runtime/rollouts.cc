@@ -201,6 +201,7 @@ std::vector<RolloutMember> Orchestrator::RolloutMembers(const std::string& plan)
     m.state = run->second->state();
     m.ready = run->second->rollout_ready();
     m.elsewhere = false;  // it runs here
+    m.parked = false;
   }
   return out;
 }
@@ -211,7 +212,13 @@ void Orchestrator::AdvanceRollout(const std::string& plan) {
   RolloutRun& r = it->second;
   const std::vector<RolloutMember> members = RolloutMembers(plan);
   const RolloutDecision d =
-      DecideRollout(r.plan.rollout, members, config_.max_connections_per_server);
+      DecideRollout(r.plan.rollout, members, config_.max_connections_per_server, r.released);
+  if (d.release && !r.released) {
+    r.released = true;
+    Audit(AuditEvent{"rollout_released", plan, "contract", "",
+                     JsonObject().Str("group", r.plan.database).Str(
+                         "reason", "every database's gates pass: contract goes on, max_parallel at a time")});
+  }
   const std::string summary = RolloutSummary(members);
   if (summary != r.summary) {
     spdlog::info("rollout {} on {}: {}", plan, r.plan.database, summary);
@@ -240,11 +247,14 @@ void Orchestrator::AdvanceRollout(const std::string& plan) {
     for (const auto& database : d.start) {
       if (abort_pending_.count(database + "/" + plan)) continue;
       RolloutMember* m = MemberOf(plan, database);
+      const bool parked = m->parked;
       m->started = true;
       m->elsewhere = false;
-      Audit(AuditEvent{"rollout_database_started", plan, "", "",
-                       JsonObject().Str("database", database).Str(
-                           "stage", d.canary ? "canary" : "rollout")});
+      m->parked = false;
+      m->ready = false;
+      Audit(AuditEvent{parked ? "rollout_database_released" : "rollout_database_started", plan,
+                       "", "", JsonObject().Str("database", database).Str(
+                                   "stage", parked ? "contract" : d.canary ? "canary" : "rollout")});
       StartMember(plan, database);
     }
   }
@@ -338,7 +348,17 @@ bool Orchestrator::RolloutHoldsContract(const Plan& plan) {
   if (plan.group.empty() || plan.rollout.contract != Rollout::Contract::kTogether) return false;
   auto it = rollouts_.find(plan.name);
   if (it == rollouts_.end()) return true;  // the rollout is not known yet: wait
+  if (it->second.released) return false;
   return !DecideRollout(plan.rollout, RolloutMembers(plan.name)).contract_allowed;
+}
+
+void Orchestrator::MemberParked(const Plan& plan) {
+  RolloutMember* m = MemberOf(plan.name, plan.database);
+  if (!m) return;
+  m->state = PlanState::kGating;
+  m->ready = true;
+  m->parked = true;
+  boost::asio::post(io_, [this, name = plan.name] { AdvanceRollout(name); });
 }
 
 void Orchestrator::PlaceMember(const Plan& plan, RolloutMember* m) {
@@ -385,8 +405,12 @@ void Orchestrator::NoteMember(const Plan& plan, const PlanRecord& record,
   auto Elsewhere = [&] {
     if (IsFinal(record.cursor.state)) elsewhere_since_.erase(key);
     m->elsewhere = (elsewhere || elsewhere_since_.count(key)) && !IsFinal(record.cursor.state);
-    m->ready = m->elsewhere && ReadyForContract(record.cursor.state, record.waiting_reason);
+    // Ready, as its tide schema says: parked (no run anywhere holds it), or held by the tided
+    // that took its lease.
+    m->ready = ReadyForContract(record.cursor.state, record.waiting_reason);
+    m->parked = m->ready && !elsewhere;
   };
+  m->recorded = true;
   if (!m->known) {
     m->known = true;
     m->state = record.cursor.state;
@@ -397,8 +421,8 @@ void Orchestrator::NoteMember(const Plan& plan, const PlanRecord& record,
   // Known already: a database this daemon does not run (another tided does, or did) moves on
   // in its tide schema; one it runs reports through its run.
   if (runs_.count(database + "/" + plan.name)) return;
+  m->state = record.cursor.state;  // a retry elsewhere makes a failed one accepted again
   if (IsFinal(record.cursor.state) || started) {
-    m->state = record.cursor.state;
     m->started = true;
   } else if (m->started && !starting_.count(database + "/" + plan.name)) {
     // Taken by another tided (its lease) and still not started there: once that lease may have

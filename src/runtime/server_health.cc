@@ -66,16 +66,19 @@ Result<HealthReading> ServerHealth::Read(const std::string& server, HealthQuesti
   q.tide_pids = TidePids(server, q.our_pids);
   Server& s = ServerNamed(server);
   if (auto r = Recent(s, q, max_age_)) return WithOwn(*r, q, probe, limits);
-  std::unique_lock<std::mutex> reading(s.reading, std::try_to_lock);
+  std::unique_lock<std::timed_mutex> reading(s.reading, std::try_to_lock);
   if (!reading.owns_lock()) {
     // Another backfill reads the server now: a reading of the last few intervals will do,
-    // else this one waits for that reading.
+    // else this one waits a while for that reading, and holds if it does not come.
     if (auto r = Recent(s, q, max_age_ * 3)) return WithOwn(*r, q, probe, limits);
-    reading.lock();
-    if (auto r = Recent(s, q, max_age_)) {
-      reading.unlock();
-      return WithOwn(*r, q, probe, limits);
+    if (!reading.try_lock_for(max_age_ * 3)) {
+      return Status::Retryable("the server's health reading by another backfill takes too long");
     }
+  }
+  // A reading may have come between the look above and the lock.
+  if (auto r = Recent(s, q, max_age_)) {
+    reading.unlock();
+    return WithOwn(*r, q, probe, limits);
   }
   // The server's part alone, so that what fails in this backfill's own part is not shared.
   HealthQuestions server_part = q;

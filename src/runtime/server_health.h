@@ -48,7 +48,7 @@ class ServerHealth {
 
  private:
   struct Server {
-    std::mutex reading;  // held by the backfill reading this server now
+    std::timed_mutex reading;  // held by the backfill reading this server now
     // Guarded by ServerHealth::mu_:
     bool have = false;
     std::chrono::steady_clock::time_point at;

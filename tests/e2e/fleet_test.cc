@@ -5,6 +5,7 @@
 // and `tidectl retry --database` resumes it; kill -9 of tided mid-rollout loses nothing.
 #include <signal.h>
 
+#include <atomic>
 #include <sstream>
 
 #include "e2e/daemon_fixture.h"
@@ -234,11 +235,25 @@ TEST_F(FleetTest, AFailedDatabaseHaltsTheRolloutAndRetryOfThatDatabaseFinishesIt
   // The application never writes that row: its writes would fail in the sync trigger, as they
   // would without tide on a check the row breaks.
   StartApplications(2000);
+  std::atomic<bool> stop_deploying{false};
+  std::thread deployer([&] {
+    while (!stop_deploying) {
+      SwitchWhereDeployed();
+      std::this_thread::sleep_for(20ms);
+    }
+  });
+  auto stop = [&] {
+    stop_deploying = true;
+    if (deployer.joinable()) deployer.join();
+  };
+  struct Joiner {
+    std::function<void()> f;
+    ~Joiner() { f(); }
+  } joiner{stop};  // also on a failed assertion's early return
   std::string plan = kRolloutPlan;
   plan.replace(plan.find("contract: together"), 18, "contract: each");
   ASSERT_EQ(Ctl({"submit", "--config", config_, WritePlan("add_b.yaml", plan)}).status, 0);
-  ASSERT_TRUE(WaitFor([&] { return SwitchWhereDeployed(), StateOf(bad) == "failed"; }, 120s))
-      << ReadAll(dir_ + "/tided.log");
+  ASSERT_TRUE(WaitFor([&] { return StateOf(bad) == "failed"; }, 120s)) << ReadAll(dir_ + "/tided.log");
   // What was in flight ends; nothing new starts.
   std::this_thread::sleep_for(5s);
   int waiting = 0;
@@ -258,7 +273,9 @@ TEST_F(FleetTest, AFailedDatabaseHaltsTheRolloutAndRetryOfThatDatabaseFinishesIt
   bad.cluster->Exec(bad.db, "UPDATE t SET a = 5 WHERE a = 0");
   const auto retry = Ctl({"retry", "add_b", "--database", "shard_03", "--config", config_});
   ASSERT_EQ(retry.status, 0) << retry.output;
-  ASSERT_TRUE(WaitFor([&] { return SwitchWhereDeployed(), AllDone(); }, 240s)) << ReadAll(dir_ + "/tided.log");
+  const bool all_done = WaitFor([&] { return AllDone(); }, 240s);
+  stop();
+  ASSERT_TRUE(all_done) << ReadAll(dir_ + "/tided.log");
   StopApplications();
   ExpectEveryRowFilledOnce();
   EXPECT_NE(ReadAll(dir_ + "/audit.jsonl").find("\"event\":\"rollout_done\""), std::string::npos);
@@ -309,8 +326,11 @@ TEST_F(FleetTest, TwoTidedShareOneRolloutDatabaseByDatabase) {
   StopApplications();
   ExpectEveryRowFilledOnce();
 
-  // Who ran what, from each tided's audit log: a database is done by exactly one of them.
-  std::map<std::string, int> done_by;  // database -> 1 (a), 2 (b)
+  // Who ran what, from each tided's audit log: each database backfilled by exactly one of them,
+  // and done once (a ready database parks with no session; whichever tided then takes its lease
+  // contracts it).
+  std::map<std::string, int> filled_by;  // database -> 1 (a), 2 (b)
+  std::map<std::string, int> done;
   bool contract_before_all_ready = false;
   std::set<std::string> ready;
   for (int which : {1, 2}) {
@@ -319,12 +339,14 @@ TEST_F(FleetTest, TwoTidedShareOneRolloutDatabaseByDatabase) {
       auto e = ParseFlatJson(line);
       if (!e || Get(*e, "plan") != "add_b") continue;
       const std::string ev = Get(*e, "event"), db = Get(*e, "database");
-      if (ev == "plan_done") {
-        EXPECT_EQ(done_by.count(db), 0u) << db << " done by both";
-        done_by[db] = which;
+      if (ev == "backfill_finished") {
+        EXPECT_EQ(filled_by.count(db), 0u) << db << " backfilled by both";
+        filled_by[db] = which;
       }
+      if (ev == "plan_done") ++done[db];
     }
   }
+  for (const auto& s : shards_) EXPECT_EQ(done[s.name], 1) << s.name;
   // Readiness and contracts in time order across both logs.
   std::vector<std::pair<std::string, FlatJson>> timeline;
   for (const char* log : {"/audit.jsonl", "/audit-b.jsonl"}) {
@@ -342,13 +364,13 @@ TEST_F(FleetTest, TwoTidedShareOneRolloutDatabaseByDatabase) {
       contract_before_all_ready = true;
     }
   }
-  EXPECT_EQ(done_by.size(), shards_.size());
+  EXPECT_EQ(filled_by.size(), shards_.size());
   int by_b = 0;
-  for (const auto& [db, which] : done_by) by_b += which == 2;
+  for (const auto& [db, which] : filled_by) by_b += which == 2;
   EXPECT_GE(by_b, 1) << "the second tided ran databases too";
   EXPECT_LE(by_b, static_cast<int>(shards_.size()) - 1) << "the first tided ran databases too";
   EXPECT_FALSE(contract_before_all_ready);
-  EXPECT_EQ(done_by["shard_01"], 1) << "the canary ran where the plan was submitted";
+  EXPECT_EQ(filled_by["shard_01"], 1) << "the canary ran where the plan was submitted";
   std::cout << "two tided: " << shards_.size() - by_b << " databases on the first, " << by_b
             << " on the second\n";
   b.Signal(SIGTERM);
@@ -422,8 +444,9 @@ gates:
   EXPECT_LE(readings, 1.4 * held_for.count() + 3);
 }
 
-// 200 small databases on one server, with a connection budget: the rollout finishes, every
-// database filled, and tided's sessions on the server (sampled from pg_stat_activity) stay
+// 200 small databases on one server, with a connection budget and contract: together (a ready
+// database parks with no session until all are ready): the rollout finishes, every
+// database filled and NOT NULL, and tided's sessions on the server (sampled from pg_stat_activity) stay
 // within the budget plus what its pool of max_workers + 4 threads may hold for the scans of the
 // databases (each scan is one short session). tided's peak memory is printed.
 TEST_F(DaemonTest, TwoHundredDatabasesRollOutWithinTheConnectionBudget) {
@@ -460,7 +483,7 @@ TEST_F(DaemonTest, TwoHundredDatabasesRollOutWithinTheConnectionBudget) {
   StartDaemon();
   ASSERT_EQ(Ctl({"submit", "--config", config_, WritePlan("fleet.yaml", R"(plan: fleet_b
 database: fleet
-rollout: {canary: 1, max_parallel: 8}
+rollout: {canary: 1, max_parallel: 8, contract: together}
 expand:
   - add_column: {table: t, column: b, type: int}
 backfill:
@@ -468,6 +491,8 @@ backfill:
     set: {b: "a * 2"}
 gates:
   - null_count: {table: t, column: b}
+contract:
+  - set_not_null: {table: t, column: b}
 )")}).status, 0);
   const bool done = WaitFor([&] {
     return ReadAll(dir_ + "/audit.jsonl").find("\"event\":\"rollout_done\"") != std::string::npos;
@@ -477,6 +502,8 @@ gates:
   ASSERT_TRUE(done) << Ctl({"status", "--config", config_}).output;
   for (const auto& name : names) {
     ASSERT_EQ(pg.Query(name, "SELECT count(*) FROM t WHERE b IS DISTINCT FROM a * 2"), "0") << name;
+    ASSERT_EQ(pg.Query(name, "SELECT attnotnull FROM pg_attribute WHERE attrelid = 't'::regclass "
+                             "AND attname = 'b'"), "t") << name;
   }
   const std::string status = ReadAll("/proc/" + std::to_string(daemon_->pid()) + "/status");
   const size_t hwm = status.find("VmHWM:");

@@ -186,5 +186,53 @@ TEST(Rollout, ReadinessIsReadFromTheStoredWaitingReason) {
   EXPECT_FALSE(ReadyForContract(PlanState::kContracting, kReadyForContract));
 }
 
+// `n` databases, every one parked ready.
+std::vector<RolloutMember> ParkedFleet(int n) {
+  auto m = Fleet(n);
+  for (auto& x : m) {
+    Begin(&x, PlanState::kGating);
+    x.ready = x.parked = true;
+  }
+  return m;
+}
+
+TEST(Rollout, ParkedReadyDatabasesStartAgainMaxParallelAtATimeOnceEveryDatabaseIsReady) {
+  auto m = ParkedFleet(4);
+  const Rollout r = Spec(1, 2, /*together=*/true);
+  m[3].ready = m[3].parked = false;  // still backfilling
+  m[3].state = PlanState::kBackfilling;
+  RolloutDecision d = DecideRollout(r, m);
+  EXPECT_FALSE(d.release);
+  EXPECT_TRUE(d.start.empty()) << "parked databases wait, holding nothing";
+  // The last one ready (held in its run): the contract is released, parked ones go on two at
+  // a time, the one in its run counting as in flight once it goes on.
+  m[3].state = PlanState::kGating;
+  m[3].ready = true;
+  d = DecideRollout(r, m);
+  EXPECT_TRUE(d.release);
+  EXPECT_TRUE(d.contract_allowed);
+  EXPECT_EQ(d.start, (std::vector<std::string>{"shard_01", "shard_02"}));
+  // Once released, it stays so: databases re-reading their gates do not hold the rest.
+  m[0].parked = m[0].ready = false;
+  m[1].parked = m[1].ready = false;
+  m[3].ready = false;
+  m[3].state = PlanState::kContracting;
+  d = DecideRollout(r, m, 0, /*released=*/true);
+  EXPECT_TRUE(d.contract_allowed);
+  EXPECT_TRUE(d.start.empty()) << "three in flight, max_parallel 2";
+  m[0].state = m[1].state = m[3].state = PlanState::kDone;
+  EXPECT_EQ(DecideRollout(r, m, 0, true).start, std::vector<std::string>{"shard_03"});
+}
+
+TEST(Rollout, ParkedDatabasesRestartWithinTheServersBudget) {
+  auto m = ParkedFleet(3);
+  const Rollout r = Spec(0, 3, /*together=*/true);
+  for (auto& x : m) {
+    x.server = "pg-a:5432";
+    x.sessions = 6;
+  }
+  EXPECT_EQ(DecideRollout(r, m, 13).start, (std::vector<std::string>{"shard_01", "shard_02"}));
+}
+
 }  // namespace
 }  // namespace tide
