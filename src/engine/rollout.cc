@@ -15,9 +15,9 @@ bool Failed(const RolloutMember& m) {
 
 bool Waiting(const RolloutMember& m) { return m.state == PlanState::kAccepted && !m.started; }
 
-// Started and still working (a ready database only waits: it holds no worker).
+// Started and still working (a parked database only waits: it holds no session).
 bool InFlight(const RolloutMember& m) {
-  return m.started && !IsFinal(m.state) && !m.ready && m.state != PlanState::kAborting;
+  return m.started && !IsFinal(m.state) && !m.parked && m.state != PlanState::kAborting;
 }
 
 bool PastGates(const RolloutMember& m) {
@@ -58,8 +58,13 @@ RolloutDecision DecideRollout(const Rollout& rollout, const std::vector<RolloutM
     all_done &= m->state == PlanState::kDone;
     if (together && !PastGates(*m)) d.contract_allowed = false;
   }
-  if (!all_known && together) d.contract_allowed = false;
+  // No database contracts before the release: one that did says it happened, as its tide
+  // schema tells every tided, after a restart too.
+  for (const auto* m : part) {
+    released |= m->state == PlanState::kContracting || m->state == PlanState::kDone;
+  }
   if (together && released) d.contract_allowed = true;
+  if (!all_known && together) d.contract_allowed = false;  // nothing is decided blind
   d.release = together && d.contract_allowed;
   d.over = all_final && !part.empty();
   d.all_done = all_done && !part.empty();
@@ -67,7 +72,7 @@ RolloutDecision DecideRollout(const Rollout& rollout, const std::vector<RolloutM
   bool canary_failed = false;
   for (size_t i = 0; i < canaries; ++i) {
     const RolloutMember& m = *part[i];
-    const bool through = m.state == PlanState::kDone || (together && PastGates(m));
+    const bool through = m.state == PlanState::kDone || (together && (PastGates(m) || released));
     if (!through) d.canary = true;
     canary_failed |= Failed(m);
   }

@@ -58,7 +58,8 @@ struct RolloutDecision {
 // while the databases in flight on its server need so many sessions that its own would go over
 // the budget (one database always may, on a server with none in flight); a later one on
 // another server may start meanwhile. With contract: together, once every database is ready
-// (`released`: it was once; the caller keeps that), the parked databases start again in the
+// (`released`: it was once, as the caller kept; or a database is contracting or done), the
+// parked databases start again in the
 // same way, max_parallel at a time within the budget, each to read its gates once more and
 // contract: so the ready databases that wait hold no session.
 RolloutDecision DecideRollout(const Rollout& rollout, const std::vector<RolloutMember>& members,

@@ -375,8 +375,18 @@ void Orchestrator::ResumeDatabase(const std::string& database) {
       if (m.database == database && m.known && IsFinal(m.state)) known.insert(name);
     }
   }
+  // Plans this tided runs, or is starting, on this database: the scan leaves them alone (their
+  // lease is this tided's already; a run that just parked is the rollout's to start again).
+  std::set<std::string> here;
+  const std::string prefix = database + "/";
+  for (const auto& key : starting_) {
+    if (key.rfind(prefix, 0) == 0) here.insert(key.substr(prefix.size()));
+  }
+  for (const auto& [key, run] : runs_) {
+    if (key.rfind(prefix, 0) == 0) here.insert(key.substr(prefix.size()));
+  }
   offloader_.Run<ResumeResult>(
-      [this, database, known] {
+      [this, database, known, here] {
         ResumeResult out;
         auto db = connector_->Connect(database);
         if (!db.ok()) return out.status = db.status(), out;
@@ -422,7 +432,7 @@ void Orchestrator::ResumeDatabase(const std::string& database) {
             out.members.push_back(ResumeItem{member, r, nullptr, ""});
             continue;
           }
-          if (IsFinal(r.cursor.state)) continue;
+          if (IsFinal(r.cursor.state) || here.count(r.name)) continue;
           // Another tided runs it while its lease lasts; this one takes it over after that.
           auto lease = (*db)->AcquireLease(r.name, options_.instance, options_.lease_ttl);
           if (!lease.ok()) return out.status = lease.status(), out;
@@ -438,6 +448,12 @@ void Orchestrator::ResumeDatabase(const std::string& database) {
           if (!fresh.ok()) return out.status = fresh.status(), out;
           if (!fresh.value() || IsFinal(fresh.value()->cursor.state)) {
             (*db)->ReleaseLease(r.name, options_.instance);
+            continue;
+          }
+          if (of_group && ReadyForContract(fresh.value()->cursor.state, fresh.value()->waiting_reason)) {
+            // Parked meanwhile: the rollout's to start again.
+            (*db)->ReleaseLease(r.name, options_.instance);
+            out.members.push_back(ResumeItem{member, *fresh.value(), nullptr, ""});
             continue;
           }
           ResumeItem item;

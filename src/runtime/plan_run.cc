@@ -589,9 +589,15 @@ void Orchestrator::Run::HoldForRollout() {
 // the rollout starts it again. A ready database of a 200-database rollout costs no session.
 void Orchestrator::Run::Park() {
   auto db = db_;
-  const std::string name = plan_.name;
+  const std::string name = plan_.name, owner = o_.options_.instance;
   const std::string ready = kReadyForContract + plan_.group + "` (contract: together)";
-  Do<Status>([db, name, ready] { return db->SaveWaitReason(name, ready); },
+  // The lease goes in the same job, once the readiness is stored: the rollout may start the
+  // database again at once, here or on another tided.
+  Do<Status>([db, name, ready, owner] {
+               Status s = db->SaveWaitReason(name, ready);
+               if (s.ok()) db->ReleaseLease(name, owner);
+               return s;
+             },
              [self = shared_from_this()](Status s) {
                if (!self->abort_by_.empty()) return self->Next();
                if (!s.ok()) {
@@ -603,8 +609,8 @@ void Orchestrator::Run::Park() {
                self->Audit("rollout_parked", "contract",
                            JsonObject().Str("reason", "ready; waits for the other databases of group `" +
                                                           self->plan_.group + "` with no session open"));
+               self->o_.OnRunFinished(self->key());
                self->o_.MemberParked(self->plan_);
-               self->End();
              });
 }
 
@@ -697,7 +703,10 @@ void Orchestrator::Run::OnGatesFailed(const std::string& failing) {
                  failing, FormatDuration(o_.config_.defaults.gate_recheck_interval));
   }
   gate_stage_ = GateStage::kWaiting;
-  SaveWaiting(failing, [this] { After(o_.config_.defaults.gate_recheck_interval, [this] { Next(); }); });
+  SaveWaiting(failing, [this] {
+    if (!abort_by_.empty()) return Next();
+    After(o_.config_.defaults.gate_recheck_interval, [this] { Next(); });
+  });
 }
 
 void Orchestrator::Run::RemoveGateChecks(const std::string& why, std::function<void()> then) {
@@ -762,6 +771,7 @@ void Orchestrator::Run::Verify(size_t index) {
     self->attempts_ = 0;
     self->gate_stage_ = GateStage::kWaiting;
     self->SaveWaiting(failing, [self] {
+      if (!self->abort_by_.empty()) return self->Next();
       self->After(self->o_.config_.defaults.gate_recheck_interval, [self] { self->Next(); });
     });
   });

@@ -370,7 +370,7 @@ void Orchestrator::MemberEnded(const Plan& plan, PlanState state) {
   RolloutMember* m = MemberOf(plan.name, plan.database);
   if (!m) return;
   m->state = state;
-  m->ready = false;
+  m->ready = m->parked = false;
   // After the run is gone from runs_.
   boost::asio::post(io_, [this, name = plan.name] { AdvanceRollout(name); });
 }
@@ -408,7 +408,7 @@ void Orchestrator::NoteMember(const Plan& plan, const PlanRecord& record,
     // Ready, as its tide schema says: parked (no run anywhere holds it), or held by the tided
     // that took its lease.
     m->ready = ReadyForContract(record.cursor.state, record.waiting_reason);
-    m->parked = m->ready && !elsewhere;
+    m->parked = m->ready && !elsewhere && !starting_.count(key);
   };
   m->recorded = true;
   if (!m->known) {

@@ -78,12 +78,12 @@ TEST(Rollout, ContractTogetherWaitsForEveryDatabasesGates) {
   auto m = Fleet(3);
   const Rollout r = Spec(1, 3, /*together=*/true);
   Begin(&m[0], PlanState::kGating);
-  m[0].ready = true;
+  m[0].ready = m[0].parked = true;
   RolloutDecision d = DecideRollout(r, m);
   EXPECT_FALSE(d.canary) << "a ready canary has done what it can before the others";
   EXPECT_FALSE(d.contract_allowed);
   EXPECT_EQ(d.start, (std::vector<std::string>{"shard_02", "shard_03"}))
-      << "a ready database holds no worker";
+      << "a parked database holds no worker";
   Begin(&m[1], PlanState::kGating);
   m[1].ready = true;
   Begin(&m[2], PlanState::kBackfilling);
@@ -204,14 +204,18 @@ TEST(Rollout, ParkedReadyDatabasesStartAgainMaxParallelAtATimeOnceEveryDatabaseI
   RolloutDecision d = DecideRollout(r, m);
   EXPECT_FALSE(d.release);
   EXPECT_TRUE(d.start.empty()) << "parked databases wait, holding nothing";
-  // The last one ready (held in its run): the contract is released, parked ones go on two at
-  // a time, the one in its run counting as in flight once it goes on.
+  // The last one ready (in its run, going on to contract): the contract is released; it counts
+  // as in flight, and the parked ones go on with what max_parallel leaves.
   m[3].state = PlanState::kGating;
   m[3].ready = true;
   d = DecideRollout(r, m);
   EXPECT_TRUE(d.release);
   EXPECT_TRUE(d.contract_allowed);
-  EXPECT_EQ(d.start, (std::vector<std::string>{"shard_01", "shard_02"}));
+  EXPECT_EQ(d.start, (std::vector<std::string>{"shard_01"}));
+  m[1].parked = m[1].ready = false;  // one in flight besides
+  d = DecideRollout(r, m, 0, true);
+  EXPECT_TRUE(d.start.empty());
+  m[1].parked = m[1].ready = true;
   // Once released, it stays so: databases re-reading their gates do not hold the rest.
   m[0].parked = m[0].ready = false;
   m[1].parked = m[1].ready = false;
@@ -222,6 +226,14 @@ TEST(Rollout, ParkedReadyDatabasesStartAgainMaxParallelAtATimeOnceEveryDatabaseI
   EXPECT_TRUE(d.start.empty()) << "three in flight, max_parallel 2";
   m[0].state = m[1].state = m[3].state = PlanState::kDone;
   EXPECT_EQ(DecideRollout(r, m, 0, true).start, std::vector<std::string>{"shard_03"});
+  // A tided that restarted knows the release from a database that is contracting or done, and
+  // the canary, read its gates again, holds none back.
+  m[0].state = PlanState::kGating;
+  m[0].ready = m[0].parked = false;
+  d = DecideRollout(r, m);
+  EXPECT_TRUE(d.release);
+  EXPECT_FALSE(d.canary);
+  EXPECT_EQ(d.start, std::vector<std::string>{"shard_03"});
 }
 
 TEST(Rollout, ParkedDatabasesRestartWithinTheServersBudget) {
