@@ -318,10 +318,12 @@ std::string NullCountSql(const QualifiedName& table, const std::string& column) 
 
 std::string AnalyzeSql(const QualifiedName& table) { return "ANALYZE " + QuoteName(table); }
 
-std::string BlockedBySql(int64_t pid) {
-  return "SELECT count(*) FROM pg_stat_activity WHERE " + std::to_string(pid) +
-         " = ANY (pg_blocking_pids(pid))";
+std::string BlockedBySql(const std::string& pids) {
+  return "SELECT count(*) FROM pg_stat_activity WHERE CASE WHEN wait_event_type = 'Lock' "
+         "THEN pg_blocking_pids(pid) && " + pids + " ELSE false END";
 }
+
+std::string BlockedBySql(int64_t pid) { return BlockedBySql("ARRAY[" + std::to_string(pid) + "]"); }
 
 std::string CancelVacuumSql(int64_t pid) {
   return "SELECT count(pg_cancel_backend(pid)) FROM pg_stat_activity WHERE pid = " +

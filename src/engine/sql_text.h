@@ -152,8 +152,11 @@ std::string NullCountSql(const QualifiedName& table, const std::string& column);
 std::string AnalyzeSql(const QualifiedName& table);
 // A plain VACUUM between batches: never FULL, never waits for its lock, never truncates.
 std::string VacuumSql(const QualifiedName& table);
-// The sessions waiting for a lock session `pid` holds.
+// How many sessions wait for a lock session `pid` holds; with `pids`, an int[] expression, one
+// of those sessions. pg_blocking_pids takes every lock manager partition while it reads: it runs
+// only for the sessions that wait on a lock, not once for every session of the server.
 std::string BlockedBySql(int64_t pid);
+std::string BlockedBySql(const std::string& pids);
 // Cancels tide's VACUUM on session `pid` (application_name 'tided vacuum'); returns a count.
 std::string CancelVacuumSql(int64_t pid);
 

@@ -61,7 +61,7 @@ ThrottleDecision Decide(const HealthSample& s, const HealthLimits& l) {
     d.size_factor = 1.0 - 0.75 * p;
     d.extra_pause = Millis(static_cast<int64_t>(1000 * p));
   }
-  const double yield = std::min(10.0, l.yield_ratio * static_cast<double>(s.active_sessions));
+  const double yield = std::min(HealthLimits::kMaxYield, l.yield_ratio * static_cast<double>(s.active_sessions));
   if (yield > 0) {
     if (d.kind == ThrottleDecision::Kind::kRun) {
       d.kind = ThrottleDecision::Kind::kSlow;

@@ -16,10 +16,14 @@ struct HealthLimits {
   Millis max_replication_lag{0};
   int64_t max_active_sessions = 0;
   std::string throttle_query;  // returns true while tide should wait
-  // Yielding to production: with N other sessions running a query, a batch is cut to
+  // Yielding to production: with N other sessions in a transaction, a batch is cut to
   // 1 / (1 + yield_ratio * N) of its size and followed by a pause of yield_ratio * N times its
-  // duration (N * yield_ratio capped at 10). 0 turns it off: full speed whatever the load.
+  // duration (N * yield_ratio capped at kMaxYield). 0 turns it off: full speed whatever the load.
   double yield_ratio = 4.0;
+  // A busy server's batches run at most 1/21 of the time. The p99 latency of an application
+  // that keeps two cores busy rises with the rows tide writes meanwhile, not with how long
+  // each batch is (see the README's Performance).
+  static constexpr double kMaxYield = 20;
   // PostgreSQL's own signals (see Guards for their defaults): wait while autovacuum works on the
   // table, while more WAL files than this wait to be archived, while a replication slot retains
   // more WAL than this (bytes), while a transaction this old holds back vacuum; run at half size

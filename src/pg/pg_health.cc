@@ -47,8 +47,7 @@ Result<HealthReading> PgPlanDatabase::ReadHealth(const HealthQuestions& q,
     const std::string ours = Ours(q.our_pids);
     const std::string tide = q.tide_pids.empty() ? ours : Ours(q.tide_pids);
     HealthReading h;
-    h.blocked_by_us = w.exec_params1("SELECT count(*) FROM pg_stat_activity WHERE pg_blocking_pids(pid) && $1::int[]",
-                                     ours)[0].as<int64_t>();
+    h.blocked_by_us = w.exec_params1(BlockedBySql("$1::int[]"), ours)[0].as<int64_t>();
     if (q.server) {
       auto r = w.exec_params1(
           "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint, "

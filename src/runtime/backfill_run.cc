@@ -11,7 +11,6 @@
 namespace tide {
 
 namespace asio = boost::asio;
-using SteadyClock = std::chrono::steady_clock;
 
 namespace {
 

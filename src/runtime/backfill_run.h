@@ -25,6 +25,7 @@
 #include "engine/rate_limiter.h"
 #include "engine/throttle.h"
 #include "runtime/offloader.h"
+#include "runtime/retry.h"
 #include "tide/ports.h"
 
 namespace tide {
@@ -177,10 +178,10 @@ class BackfillRun : public std::enable_shared_from_this<BackfillRun> {
   bool health_read_ = false;  // the first reading has come (and decision_ stems from one)
   ThrottleHold hold_;
   int64_t checkpoints_requested_ = -1;  // at the last reading; -1: none yet
-  std::chrono::steady_clock::time_point throttle_since_, last_throttle_tick_, last_report_,
+  SteadyClock::time_point throttle_since_, last_throttle_tick_, last_report_,
       started_;
   // (time, rows scanned in this run, ms not throttled) for the rate over the last minute.
-  std::deque<std::tuple<std::chrono::steady_clock::time_point, int64_t, int64_t>> window_;
+  std::deque<std::tuple<SteadyClock::time_point, int64_t, int64_t>> window_;
   int64_t scanned_this_run_ = 0;
   UnfillableRows unfillable_;
   int64_t active_ms_ = 0;

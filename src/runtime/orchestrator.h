@@ -21,6 +21,7 @@
 #include "engine/rollout.h"
 #include "engine/sqlstate.h"
 #include "runtime/offloader.h"
+#include "runtime/retry.h"
 #include "runtime/server_health.h"
 #include "runtime/spool.h"
 #include "tide/config.h"
@@ -163,7 +164,7 @@ class Orchestrator {
   std::set<std::string> abort_pending_;
   std::set<std::string> starting_;  // "database/plan" of the StartMembers in flight
   // "database/plan" of databases another tided took (its lease) before this one: since when.
-  std::map<std::string, std::chrono::steady_clock::time_point> elsewhere_since_;
+  std::map<std::string, SteadyClock::time_point> elsewhere_since_;
   struct RolloutAdmission;
   void SubmitRollout(const SpoolFile& file, const Plan& plan, const std::string& checksum);
   RolloutAdmission AdmitRollout(const SpoolFile& file, const Plan& plan, const std::string& checksum);
@@ -225,7 +226,7 @@ class Orchestrator {
   // still holds one (the resume had not reached it yet) does not bring it back. After that, a
   // database that holds it (it was unreachable during the resume) does: a pause is the safe side.
   static constexpr std::chrono::seconds kLiftedFor{60};
-  std::map<std::pair<std::string, std::string>, std::chrono::steady_clock::time_point> lifted_;
+  std::map<std::pair<std::string, std::string>, SteadyClock::time_point> lifted_;
   // database + "/" + plan -> its live settings (tidectl set), as last read or written.
   struct Live {
     LiveSettings settings;
@@ -250,7 +251,7 @@ class Orchestrator {
   std::map<std::string, std::shared_ptr<PlanDatabase>> keepers_;  // per database, for leases
   std::deque<AuditEvent> unwritten_;  // in order; written before anything newer
   std::string audit_blocked_;         // why the audit log cannot be written; "": it can
-  std::chrono::steady_clock::time_point audit_blocked_since_;
+  SteadyClock::time_point audit_blocked_since_;
   WorkerSlots slots_;
   ServerHealth server_health_;  // one health reading per server, shared by its backfills
   bool stopping_ = false;

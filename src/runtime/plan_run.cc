@@ -16,7 +16,6 @@
 namespace tide {
 
 namespace asio = boost::asio;
-using SteadyClock = std::chrono::steady_clock;
 
 Orchestrator::Run::Run(Orchestrator& o, Plan plan, PlanRecord record,
                        std::shared_ptr<PlanDatabase> db)

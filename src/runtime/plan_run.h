@@ -208,7 +208,7 @@ class Orchestrator::Run : public std::enable_shared_from_this<Orchestrator::Run>
 
   bool announced_ = false;
   PlanState announced_state_ = PlanState::kAccepted;
-  std::chrono::steady_clock::time_point phase_started_;
+  SteadyClock::time_point phase_started_;
   GateStage gate_stage_ = GateStage::kEntering;
   // Cleanup before contract or the rollback, once per run.
   bool sync_triggers_dropped_ = false;
@@ -235,7 +235,7 @@ class Orchestrator::Run : public std::enable_shared_from_this<Orchestrator::Run>
 
   // The backfill task in progress.
   std::shared_ptr<BackfillRun> task_;
-  std::chrono::steady_clock::time_point task_started_;
+  SteadyClock::time_point task_started_;
 };
 
 }  // namespace tide

@@ -8,8 +8,10 @@
 
 namespace tide {
 
+using SteadyClock = std::chrono::steady_clock;
+
 // Milliseconds since `t` on the steady clock.
-int64_t MillisSince(std::chrono::steady_clock::time_point t);
+int64_t MillisSince(SteadyClock::time_point t);
 
 // The wait before retry `attempt` (0 for the first): `base` doubled per attempt, capped at
 // `cap`, with jitter (a random point in its upper half) so that workers do not retry in step.

@@ -13,7 +13,6 @@
 
 namespace tide {
 
-using SteadyClock = std::chrono::steady_clock;
 
 struct Orchestrator::RolloutAdmission {
   enum class Kind { kAccept, kReject, kLater } kind = Kind::kLater;

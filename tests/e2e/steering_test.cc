@@ -1,6 +1,9 @@
 // Steering a running plan and protecting production, with tided as a process and a simulated
 // application writing the table throughout: live settings (tidectl set), the blocker policy, and
 // the verification before contract.
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <sstream>
 
 #include "e2e/application_fixture.h"
@@ -76,6 +79,17 @@ class SteeringTest : public ApplicationTest {
     return out;
   }
 
+  // fill_b uncapped to its gates, the new application deployed, the plan done: every row right.
+  void FinishFillB(AppSim& app) {
+    ASSERT_EQ(Ctl({"set", "fill_b", "max_rows_per_second=0", "--config", config_}).status, 0);
+    ASSERT_TRUE(WaitFor([&] { return PlanState("fill_b") == "gating"; }, 60s)) << Diagnostics("fill_b");
+    app.SwitchToNew();
+    PgCluster::Shared().Exec(db_, "UPDATE app_version SET version = 2");
+    ASSERT_TRUE(WaitFor([&] { return PlanState("fill_b") == "done"; }, 60s)) << Diagnostics("fill_b");
+    ExpectUnharmed(app);
+    EXPECT_EQ(Query("SELECT count(*) FROM items WHERE b IS DISTINCT FROM a * 2"), "0");
+  }
+
   std::string Metrics() {
     return RunCommand({"/usr/bin/curl", "-sf", "http://127.0.0.1:" + std::to_string(metrics_port_) + "/metrics"})
         .output;
@@ -147,13 +161,7 @@ TEST_F(SteeringTest, LiveSettingsChangeTheRateWithinOneBatchAreAuditedAndOutlive
   auto json = Ctl({"status", "--config", config_, "--json"});
   EXPECT_NE(json.output.find("\"live_settings\":\"max_rows_per_second=100\""), std::string::npos) << json.output;
 
-  ASSERT_EQ(Ctl({"set", "fill_b", "max_rows_per_second=0", "--config", config_}).status, 0);
-  ASSERT_TRUE(WaitFor([&] { return PlanState("fill_b") == "gating"; }, 60s)) << Diagnostics("fill_b");
-  app->SwitchToNew();
-  PgCluster::Shared().Exec(db_, "UPDATE app_version SET version = 2");
-  ASSERT_TRUE(WaitFor([&] { return PlanState("fill_b") == "done"; }, 60s)) << Diagnostics("fill_b");
-  ExpectUnharmed(*app);
-  EXPECT_EQ(Query("SELECT count(*) FROM items WHERE b IS DISTINCT FROM a * 2"), "0");
+  FinishFillB(*app);
 }
 
 const char* kAddColumnPlan = R"(plan: NAME
@@ -245,6 +253,108 @@ TEST_F(SteeringTest, VerificationCatchesARowChangedWithTheSyncTriggerDisabled) {
   EXPECT_FALSE(AuditLines("fill_b", "verified").empty());
   ExpectUnharmed(*app);
   EXPECT_EQ(Query("SELECT count(*) FROM items WHERE b IS DISTINCT FROM a * 2"), "0");
+}
+
+// PostgreSQL's own signals, each the real thing, hold a running backfill until they clear: an
+// open transaction older than max_xmin_age, an inactive replication slot retaining more WAL than
+// max_slot_retained_wal, and the throttle file. Each hold names its signal in the audit log, the
+// status and tide_throttled; the application writes through it all.
+TEST_F(SteeringTest, PostgresOwnSignalsHoldARunningBackfillUntilTheyClear) {
+  std::string plan = kFillPlan;
+  auto Replace = [&plan](const std::string& from, const std::string& to) {
+    plan.replace(plan.find(from), from.size(), to);
+  };
+  Replace("  lock_timeout: 500ms\n",
+          "  lock_timeout: 500ms\n  max_xmin_age: 2s\n  max_slot_retained_wal: 1MB\n  throttle_hold: 1s\n");
+  Replace("max_rows_per_second: 200", "max_rows_per_second: 300");
+  StartDaemon();
+  auto app = StartApp();
+  ASSERT_EQ(Ctl({"submit", "--config", config_, WritePlan("fill_b.yaml", plan)}).status, 0);
+  ASSERT_TRUE(WaitFor([&] { return RowsUpdated("fill_b") > 0; }, 30s)) << Diagnostics("fill_b");
+
+  auto Held = [&](const std::string& reason) {
+    for (const auto& line : AuditLines("fill_b", "throttle_started")) {
+      if (line.find("\"reason\":\"" + reason + "\"") != std::string::npos) return true;
+    }
+    return false;
+  };
+  auto Ended = [&](const std::string& reason) {
+    for (const auto& line : AuditLines("fill_b", "throttle_ended")) {
+      if (line.find("\"reason\":\"" + reason + "\"") != std::string::npos) return true;
+    }
+    return false;
+  };
+  // While held, no batch commits (the one in flight when the signal was read may).
+  auto ExpectHeld = [&](const std::string& reason) {
+    // The status is stored with the next reading, within a second.
+    std::string status;
+    EXPECT_TRUE(WaitFor([&] {
+      status = Ctl({"status", "--config", config_}).output;
+      return status.find("throttled: " + reason) != std::string::npos;
+    }, 5s)) << status;
+    EXPECT_NE(Metrics().find("reason=\"" + reason + "\"} 1"), std::string::npos) << reason;
+    std::this_thread::sleep_for(500ms);
+    const int64_t before = RowsUpdated("fill_b");
+    std::this_thread::sleep_for(2000ms);
+    EXPECT_EQ(RowsUpdated("fill_b"), before) << reason << " holds the batches";
+  };
+  auto ExpectGoesOn = [&](const std::string& reason) {
+    ASSERT_TRUE(WaitFor([&] { return Ended(reason); }, 15s)) << Diagnostics("fill_b");
+    const int64_t before = RowsUpdated("fill_b");
+    ASSERT_TRUE(WaitFor([&] { return RowsUpdated("fill_b") > before; }, 10s)) << reason;
+  };
+
+  // A transaction left open holds back vacuum: the backfill waits once it is 2 s old.
+  {
+    pqxx::connection report(PgCluster::Shared().Dsn(db_) + " application_name=report");
+    pqxx::work open(report);
+    const std::string pid = open.exec1("SELECT pg_backend_pid()")[0].c_str();
+    open.exec("SELECT txid_current()");
+    ASSERT_TRUE(WaitFor([&] { return Held("xmin_age"); }, 15s)) << Diagnostics("fill_b");
+    for (const auto& line : AuditLines("fill_b", "throttle_started")) {
+      if (line.find("xmin_age") != std::string::npos) {
+        EXPECT_NE(line.find("\"xmin_pid\":" + pid), std::string::npos) << line;
+      }
+    }
+    ExpectHeld("xmin_age");
+    open.abort();
+  }
+  ExpectGoesOn("xmin_age");
+
+  // An inactive slot retains the WAL the backfill writes: the backfill waits past 1MB.
+  const std::string slot = "e2e_slot_" + std::to_string(::getpid());
+  PgCluster::Shared().Exec(db_, "SELECT pg_create_physical_replication_slot('" + slot + "', true)");
+  struct DropSlot {
+    std::string db, slot;
+    ~DropSlot() {
+      try {
+        PgCluster::Shared().Exec(db, "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
+                                     "WHERE slot_name = '" + slot + "'");
+      } catch (...) {
+      }
+    }
+  } drop{db_, slot};
+  ASSERT_TRUE(WaitFor([&] { return Held("slot_retained_wal"); }, 30s)) << Diagnostics("fill_b");
+  for (const auto& line : AuditLines("fill_b", "throttle_started")) {
+    if (line.find("slot_retained_wal") != std::string::npos) {
+      EXPECT_NE(line.find("\"slot\":\"" + slot + "\""), std::string::npos) << line;
+      EXPECT_NE(line.find("\"slot_active\":false"), std::string::npos) << line;
+    }
+  }
+  ExpectHeld("slot_retained_wal");
+  PgCluster::Shared().Exec(db_, "SELECT pg_drop_replication_slot('" + slot + "')");
+  ExpectGoesOn("slot_retained_wal");
+
+  // The throttle file, naming the plan.
+  const std::string file = dir_ + "/spool/control/throttle";
+  ::mkdir((dir_ + "/spool/control").c_str(), 0755);
+  WriteAll(file, "# maintenance window\nfill_b\n");
+  ASSERT_TRUE(WaitFor([&] { return Held("throttle_file"); }, 15s)) << Diagnostics("fill_b");
+  ExpectHeld("throttle_file");
+  ::unlink(file.c_str());
+  ExpectGoesOn("throttle_file");
+
+  FinishFillB(*app);
 }
 
 }  // namespace

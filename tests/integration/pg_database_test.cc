@@ -533,6 +533,9 @@ TEST_F(PgDatabaseTest, HealthReadingsComeFromTheServer) {
   }
   EXPECT_EQ(blocked, 1);
   EXPECT_EQ(db_->ReadHealth({holder_pid}, "", limits_)->blocked_by_us, 0);
+  // The same question for one session (tide's VACUUM gives way when it is asked).
+  EXPECT_EQ(*db_->QueryNumber(BlockedBySql(lock_pid), limits_), 1);
+  EXPECT_EQ(*db_->QueryNumber(BlockedBySql(holder_pid), limits_), 0);
   hold.abort();
   waiter.join();
 }

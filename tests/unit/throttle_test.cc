@@ -58,7 +58,7 @@ TEST(Throttle, YieldsToOtherActiveSessionsInProportion) {
   EXPECT_NEAR(busy.size_factor, 0.2, 1e-9);
   EXPECT_EQ(busy.pause_ratio, 4);
   auto crowded = Decide(HealthSample{Millis(0), 45, 0, false}, l);
-  EXPECT_EQ(crowded.pause_ratio, 10) << "capped";
+  EXPECT_EQ(crowded.pause_ratio, HealthLimits::kMaxYield) << "capped";
   EXPECT_EQ(crowded.reason, "active_sessions") << "near the limit the limit's reason wins";
 }
 
