@@ -320,7 +320,7 @@ std::string AnalyzeSql(const QualifiedName& table) { return "ANALYZE " + QuoteNa
 
 std::string BlockedBySql(const std::string& pids) {
   return "SELECT count(*) FROM pg_stat_activity WHERE CASE WHEN wait_event_type = 'Lock' "
-         "THEN pg_blocking_pids(pid) && " + pids + " ELSE false END";
+         "OR backend_type IS NULL THEN pg_blocking_pids(pid) && " + pids + " ELSE false END";
 }
 
 std::string BlockedBySql(int64_t pid) { return BlockedBySql("ARRAY[" + std::to_string(pid) + "]"); }

@@ -154,7 +154,8 @@ std::string AnalyzeSql(const QualifiedName& table);
 std::string VacuumSql(const QualifiedName& table);
 // How many sessions wait for a lock session `pid` holds; with `pids`, an int[] expression, one
 // of those sessions. pg_blocking_pids takes every lock manager partition while it reads: it runs
-// only for the sessions that wait on a lock, not once for every session of the server.
+// only for the sessions that wait on a lock, not once for every session of the server (and for
+// every session whose wait tide's role cannot see, without pg_read_all_stats).
 std::string BlockedBySql(int64_t pid);
 std::string BlockedBySql(const std::string& pids);
 // Cancels tide's VACUUM on session `pid` (application_name 'tided vacuum'); returns a count.

@@ -43,22 +43,21 @@ ThrottleDecision Decide(const HealthSample& s, const HealthLimits& l) {
     return Wait("slot_retained_wal");
   }
   if (l.max_xmin_age.count() > 0 && s.xmin_age > l.max_xmin_age) return Wait("xmin_age");
-  if (s.blocked_by_us > 0) {
+  // Blocking a session halves the batch, and the pauses of the load still apply: blocking the
+  // application never makes tide faster. Its reason wins, since it also shrinks the sizer.
+  const bool blocking = s.blocked_by_us > 0;
+  if (blocking || (l.slow_on_forced_checkpoints && s.forced_checkpoint)) {
     d.kind = ThrottleDecision::Kind::kSlow;
-    d.reason = "blocking";
-    d.size_factor = 0.5;
-    return d;
-  }
-  if (l.slow_on_forced_checkpoints && s.forced_checkpoint) {
-    d.kind = ThrottleDecision::Kind::kSlow;
-    d.reason = "forced_checkpoint";
+    d.reason = blocking ? "blocking" : "forced_checkpoint";
     d.size_factor = 0.5;
   }
   const double p = std::max(lag, sessions);
-  if (p > 0 && (d.kind == ThrottleDecision::Kind::kRun || 1.0 - 0.75 * p < d.size_factor)) {
+  if (p > 0) {
+    if (d.kind == ThrottleDecision::Kind::kRun || (!blocking && 1.0 - 0.75 * p < d.size_factor)) {
+      d.reason = lag >= sessions ? "replication_lag" : "active_sessions";
+    }
     d.kind = ThrottleDecision::Kind::kSlow;
-    d.reason = lag >= sessions ? "replication_lag" : "active_sessions";
-    d.size_factor = 1.0 - 0.75 * p;
+    d.size_factor = std::min(d.size_factor, 1.0 - 0.75 * p);
     d.extra_pause = Millis(static_cast<int64_t>(1000 * p));
   }
   const double yield = std::min(HealthLimits::kMaxYield, l.yield_ratio * static_cast<double>(s.active_sessions));

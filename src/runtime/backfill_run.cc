@@ -368,6 +368,11 @@ void BackfillRun::LaneNext(const std::shared_ptr<Lane>& lane) {
     return After(lane->timer, wait, [this, lane, size, gen] {
       if (lane->wait_gen != gen) return;  // started over by ApplyLive
       lane->waiting_batch = false;
+      // A wait or a pause that came during the pause holds this batch too.
+      if (decision_.kind == ThrottleDecision::Kind::kWait || (env_.paused && env_.paused())) {
+        limiter_.Return(size);
+        return LaneNext(lane);
+      }
       LaneBatch(lane, size);
     });
   }

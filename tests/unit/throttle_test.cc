@@ -40,6 +40,19 @@ TEST(Throttle, BlockingAnotherSessionHalvesTheBatch) {
   EXPECT_EQ(d.size_factor, 0.5);
 }
 
+TEST(Throttle, BlockingNeverLiftsTheYieldOrTheLoadsPause) {
+  HealthLimits l = Limits();
+  l.yield_ratio = 4;
+  auto d = Decide(HealthSample{Millis(0), 5, 1, false}, l);
+  EXPECT_EQ(d.reason, "blocking") << "its reason shrinks the sizer";
+  EXPECT_EQ(d.pause_ratio, HealthLimits::kMaxYield) << "still yields to the five sessions";
+  EXPECT_NEAR(d.size_factor, 0.5 / (1 + HealthLimits::kMaxYield), 1e-9);
+  auto near = Decide(HealthSample{Millis(9500), 0, 1, false}, Limits());
+  EXPECT_EQ(near.reason, "blocking");
+  EXPECT_GT(near.extra_pause, Millis(0)) << "near the lag limit: its pause too";
+  EXPECT_LE(near.size_factor, 0.5);
+}
+
 TEST(Throttle, ZeroLimitsAreOff) {
   HealthLimits off;
   off.yield_ratio = 0;
