@@ -60,40 +60,10 @@ while [[ $# -gt 0 ]]; do
 done
 [[ -z "$ONLY" || "$ONLY" == matrix || "$ONLY" == impact || "$ONLY" == bloat ]] || usage
 
-bash deploy/install-deps.sh
-cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build build -j2 --target tided tidectl >/dev/null
-source deploy/lib/pg.sh
-WORK=$(mktemp -d /tmp/tide-bench-XXXXXX)
-chmod 755 "$WORK"
-TIDED_PID=
-cleanup() {
-  [[ -n "$TIDED_PID" ]] && kill -TERM "$TIDED_PID" 2>/dev/null && wait "$TIDED_PID" 2>/dev/null || true
-  for dir in "$WORK"/pg*; do [[ -d "$dir" ]] && pg_stop "$dir"; done
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
+source tests/bench/lib.sh
+bench_setup bench
 TUNED_OPTS="-c shared_buffers=256MB -c max_wal_size=4GB -c checkpoint_timeout=30min"
 PSQL_BASE=(psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -U postgres)
-
-# tided on the bench database of the server on $PORT, spool and audit log under $1.
-start_tided() {
-  mkdir -p "$1"
-  cat >"$1/tided.yaml" <<YAML
-spool_dir: $1/spool
-audit_log: $1/audit.jsonl
-metrics_listen: 127.0.0.1:$(free_port)
-databases:
-  app: {dsn: "host=127.0.0.1 port=$PORT dbname=bench user=postgres"}
-YAML
-  build/tided --allow-root --config "$1/tided.yaml" 2>"$1/tided.log" &
-  TIDED_PID=$!
-  for _ in $(seq 100); do [[ -f "$1/audit.jsonl" ]] && break; sleep 0.1; done
-}
-stop_tided() {
-  [[ -n "$TIDED_PID" ]] && kill -TERM "$TIDED_PID" 2>/dev/null && wait "$TIDED_PID" 2>/dev/null || true
-  TIDED_PID=
-}
 
 MATRIX_JSON=$WORK/matrix.json
 if [[ -z "$ONLY" || "$ONLY" == matrix ]]; then

@@ -20,21 +20,8 @@ while [[ $# -gt 0 ]]; do
   esac
 done
 
-bash deploy/install-deps.sh
-cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build build -j2 --target tided tidectl >/dev/null
-source deploy/lib/pg.sh
-WORK=$(mktemp -d /tmp/tide-fleet-bench-XXXXXX)
-chmod 755 "$WORK"
-TIDED_PID=
-SAMPLER_PID=
-cleanup() {
-  [[ -n "$SAMPLER_PID" ]] && kill "$SAMPLER_PID" 2>/dev/null || true
-  [[ -n "$TIDED_PID" ]] && kill -TERM "$TIDED_PID" 2>/dev/null && wait "$TIDED_PID" 2>/dev/null || true
-  [[ -d "$WORK/pg" ]] && pg_stop "$WORK/pg"
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
+source tests/bench/lib.sh
+bench_setup fleet-bench
 PORT=$(free_port)
 PG_OPTS="-c max_connections=300" pg_start "$WORK/pg" "$PORT"
 PSQL=(psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PORT" -U postgres)

@@ -19,19 +19,8 @@ while [[ $# -gt 0 ]]; do
     *) echo "usage: tests/bench/impact_variants.sh [--rounds R] [--seconds S] [--rows N] NAME=SETTINGS ..." >&2; exit 2 ;;
   esac
 done
-bash deploy/install-deps.sh
-cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build build -j2 --target tided tidectl >/dev/null
-source deploy/lib/pg.sh
-WORK=$(mktemp -d /tmp/tide-variants-XXXXXX)
-chmod 755 "$WORK"
-TIDED_PID=
-cleanup() {
-  [[ -n "$TIDED_PID" ]] && kill -TERM "$TIDED_PID" 2>/dev/null && wait "$TIDED_PID" 2>/dev/null || true
-  pg_stop "$WORK/pg"
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
+source tests/bench/lib.sh
+bench_setup variants
 PORT=$(free_port)
 PG_OPTS="-c shared_buffers=256MB -c max_wal_size=4GB -c checkpoint_timeout=30min" pg_start "$WORK/pg" "$PORT"
 PSQL=(psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PORT" -U postgres)
@@ -49,17 +38,7 @@ reset_table() {
     -c "CREATE TABLE t AS SELECT * FROM template" -c "ALTER TABLE t ADD PRIMARY KEY (id)" \
     -c "VACUUM ANALYZE t" -c "CHECKPOINT" >/dev/null
 }
-mkdir -p "$WORK/tide"
-cat >"$WORK/tide/tided.yaml" <<YAML
-spool_dir: $WORK/tide/spool
-audit_log: $WORK/tide/audit.jsonl
-metrics_listen: 127.0.0.1:$(free_port)
-databases:
-  app: {dsn: "host=127.0.0.1 port=$PORT dbname=bench user=postgres"}
-YAML
-build/tided --allow-root --config "$WORK/tide/tided.yaml" 2>"$WORK/tide/tided.log" &
-TIDED_PID=$!
-for _ in $(seq 100); do [[ -f "$WORK/tide/audit.jsonl" ]] && break; sleep 0.1; done
+start_tided "$WORK/tide"
 LOGS=$WORK/logs
 mkdir -p "$LOGS"
 for ((r = 1; r <= ROUNDS; r++)); do
