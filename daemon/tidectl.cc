@@ -19,6 +19,8 @@
 #include <string>
 #include <vector>
 
+#include <fmt/format.h>
+
 #include "engine/backfill.h"
 #include "engine/live_settings.h"
 #include "engine/rollout.h"
@@ -896,16 +898,21 @@ int Status(const Args& a) {
           .Str("submitted_by", p.submitted_by).Str("submitted_at", p.submitted_at)
           .Str("started_at", p.started_at).Str("finished_at", p.finished_at)
           .Str("error", p.last_error).Str("waiting", p.waiting_reason);
-      int64_t done = 0, est = 0, eta = -1;
-      double rate = 0;
+      int64_t done = 0, est = 0, eta = -1, yield_sessions = 0;
+      double rate = 0, yield_rest = 0;
       std::string throttle;
       for (const auto& t : *tasks) {
         if (t.plan != p.name) continue;
         done += t.rows_updated, est += t.rows_estimated;
-        if (!t.done) rate = t.rows_per_second, eta = t.eta_seconds, throttle = t.throttle_reason;
+        if (!t.done) {
+          rate = t.rows_per_second, eta = t.eta_seconds, throttle = t.throttle_reason;
+          yield_sessions = t.yield_sessions, yield_rest = t.yield_rest;
+        }
       }
       o.Int("rows_done", done).Int("rows_estimated", est).Num("rows_per_second", rate)
-          .Int("eta_seconds", eta).Str("throttled", throttle).Str("paused", paused_by(p.name));
+          .Int("eta_seconds", eta).Str("throttled", throttle)
+          .Int("yielding_to_sessions", yield_sessions).Num("yield_rest_ratio", yield_rest)
+          .Str("paused", paused_by(p.name));
       const auto settings = live_of(p.name);
       o.Str("live_settings", settings ? settings->settings : "")
           .Str("live_settings_by", settings ? settings->actor : "")
@@ -970,6 +977,13 @@ int Status(const Args& a) {
         std::cout << ", " << static_cast<int64_t>(t.rows_per_second) << " rows/s, ETA "
                   << (t.eta_seconds < 0 ? std::string("unknown") : FormatEta(t.eta_seconds));
         if (!t.throttle_reason.empty()) std::cout << ", throttled: " << t.throttle_reason;
+        if (t.yield_sessions > 0) {
+          // Not throttled: the application is busy, and each batch gives it room.
+          std::cout << ", yielding to " << t.yield_sessions << " busy session"
+                    << (t.yield_sessions == 1 ? "" : "s") << ": each batch 1/"
+                    << fmt::format("{:g}", 1 + t.yield_rest) << " of its size, then a rest "
+                    << fmt::format("{:g}", t.yield_rest) << "x as long (yield_ratio)";
+        }
         std::cout << "\n";
       }
       if (keeps) {

@@ -134,6 +134,17 @@ struct HealthQuestions {
   bool checkpoints = false;       // checkpoints requested (forced by WAL volume) so far
 };
 
+// What a running backfill task is doing now (tide.task_status), for `tidectl status`.
+struct TaskLiveStatus {
+  double rows_per_second = 0;
+  int64_t eta_seconds = -1;
+  std::string throttle_reason;  // "" unless throttled
+  // Yielding to the application (not throttled): the other sessions in a transaction it yields
+  // to, and the rest after each batch in multiples of the batch's duration (0: full speed).
+  int64_t yield_sessions = 0;
+  double yield_rest = 0;
+};
+
 // The raw health readings of a database, for the throttle.
 struct HealthReading {
   int64_t current_lsn = 0;             // the primary's WAL position, bytes
@@ -183,9 +194,8 @@ class PlanStore {
                              const std::string& error) = 0;
   // Starts an aborted plan again from the beginning: state accepted, its checkpoints cleared.
   virtual Status RestartPlan(const std::string& plan) = 0;
-  // The task's live rate, ETA and throttle reason, for `tidectl status`.
-  virtual Status SaveTaskStatus(const std::string& plan, int task, double rows_per_second,
-                                int64_t eta_seconds, const std::string& throttle_reason) = 0;
+  // The task's live rate, ETA, throttle reason and yield, for `tidectl status`.
+  virtual Status SaveTaskStatus(const std::string& plan, int task, const TaskLiveStatus& status) = 0;
   // Why the plan waits, for `tidectl status`; cleared by the next SaveCursor.
   virtual Status SaveWaitReason(const std::string& plan, const std::string& reason) = 0;
 };
@@ -500,6 +510,9 @@ class Metrics {
   // Whether the plan is held back for `reason`, and for how long it was since the last call.
   virtual void SetThrottled(const std::string& plan, const std::string& reason, bool active,
                             double seconds) = 0;
+  // The yield of a plan's backfill: other sessions in a transaction, and the rest after each
+  // batch in multiples of its duration (both 0 at full speed).
+  virtual void SetYield(const std::string& plan, int64_t sessions, double rest) = 0;
   virtual void SetReplicationLag(const std::string& database, double seconds) = 0;
   virtual void PlanFinished(const std::string& database, const std::string& outcome) = 0;
   // The last value of a gate's query (for null_count: the rows still NULL).
@@ -549,6 +562,7 @@ class NullMetrics : public Metrics {
   void SetBackfillShape(const std::string&, const std::string&, const std::string&, int64_t, int,
                         int64_t) override {}
   void SetThrottled(const std::string&, const std::string&, bool, double) override {}
+  void SetYield(const std::string&, int64_t, double) override {}
   void SetReplicationLag(const std::string&, double) override {}
   void SetGateRemaining(const std::string&, const std::string&, int64_t) override {}
   void SetUnfillable(const std::string&, const std::string&, int64_t) override {}

@@ -68,6 +68,7 @@ ThrottleDecision Decide(const HealthSample& s, const HealthLimits& l) {
     }
     d.size_factor /= 1 + yield;
     d.pause_ratio = yield;
+    d.yield_sessions = s.active_sessions;
   }
   return d;
 }
@@ -98,6 +99,7 @@ ThrottleDecision ThrottleHold::Apply(const ThrottleDecision& d, TimePoint now, M
   out.size_factor = std::min(d.size_factor, held_->size_factor);
   out.extra_pause = std::max(d.extra_pause, held_->extra_pause);
   out.pause_ratio = std::max(d.pause_ratio, held_->pause_ratio);
+  out.yield_sessions = d.pause_ratio >= held_->pause_ratio ? d.yield_sessions : held_->yield_sessions;
   return out;
 }
 

@@ -59,6 +59,7 @@ struct ThrottleDecision {
   double size_factor = 1.0;  // multiply the batch size by this (kSlow)
   Millis extra_pause{0};     // add this pause between batches (kSlow)
   double pause_ratio = 0;    // and pause this many times the last batch's duration
+  int64_t yield_sessions = 0;  // the other sessions in a transaction it yields to (pause_ratio)
 };
 
 // Over a limit: wait (re-check every second). Within 20% below it: slow down in proportion, down

@@ -27,6 +27,8 @@ struct PrometheusMetrics::Families {
   prometheus::Family<prometheus::Gauge>& eta;
   prometheus::Family<prometheus::Gauge>& throttled;
   prometheus::Family<prometheus::Counter>& throttle_seconds;
+  prometheus::Family<prometheus::Gauge>& yield_sessions;
+  prometheus::Family<prometheus::Gauge>& yield_rest;
   prometheus::Family<prometheus::Gauge>& replication_lag;
   prometheus::Family<prometheus::Gauge>& gate_remaining;
   prometheus::Family<prometheus::Histogram>& ddl_duration;
@@ -94,6 +96,16 @@ PrometheusMetrics::PrometheusMetrics() : registry_(std::make_shared<prometheus::
       prometheus::BuildCounter()
           .Name("tide_throttle_seconds_total")
           .Help("Seconds the plan was throttled, by reason")
+          .Register(r),
+      prometheus::BuildGauge()
+          .Name("tide_yielding_sessions")
+          .Help("Other sessions in a transaction that the plan's backfill yields to (smaller "
+                "batches, a rest after each); 0 at full speed")
+          .Register(r),
+      prometheus::BuildGauge()
+          .Name("tide_yield_rest_ratio")
+          .Help("The rest after each batch while the backfill yields, in multiples of the "
+                "batch's duration (yield_ratio x sessions, at most 20); 0 at full speed")
           .Register(r),
       prometheus::BuildGauge()
           .Name("tide_replication_lag_seconds")
@@ -205,6 +217,11 @@ void PrometheusMetrics::SetThrottled(const std::string& plan, const std::string&
   f_->throttle_seconds.Add({{"plan", plan}, {"reason", reason}}).Increment(seconds);
 }
 
+void PrometheusMetrics::SetYield(const std::string& plan, int64_t sessions, double rest) {
+  f_->yield_sessions.Add({{"plan", plan}}).Set(static_cast<double>(sessions));
+  f_->yield_rest.Add({{"plan", plan}}).Set(rest);
+}
+
 void PrometheusMetrics::SetReplicationLag(const std::string& database, double seconds) {
   f_->replication_lag.Add({{"database", database}}).Set(seconds);
 }
@@ -295,6 +312,8 @@ void PrometheusMetrics::SetAuditWritable(bool writable) {
 void PrometheusMetrics::PlanStarted(const std::string& plan) {
   f_->paused.Add({{"plan", plan}});
   f_->lock_timeouts.Add({{"plan", plan}});
+  f_->yield_sessions.Add({{"plan", plan}});
+  f_->yield_rest.Add({{"plan", plan}});
   for (const char* kind : {"lock_timeout", "statement_timeout", "serialization", "deadlock",
                            "connection", "in_doubt", "other"}) {
     f_->retries.Add({{"plan", plan}, {"kind", kind}});

@@ -33,6 +33,7 @@ class PrometheusMetrics : public Metrics {
                         int64_t eta_seconds) override;
   void SetThrottled(const std::string& plan, const std::string& reason, bool active,
                     double seconds) override;
+  void SetYield(const std::string& plan, int64_t sessions, double rest) override;
   void SetReplicationLag(const std::string& database, double seconds) override;
   void SetGateRemaining(const std::string& plan, const std::string& gate, int64_t value) override;
   void SetUnfillable(const std::string& plan, const std::string& table, int64_t rows) override;

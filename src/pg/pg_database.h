@@ -41,6 +41,8 @@ struct TaskProgress {
   double rows_per_second = 0;
   int64_t eta_seconds = -1;
   std::string throttle_reason;
+  int64_t yield_sessions = 0;
+  double yield_rest = 0;
 };
 
 class PgPlanDatabase : public PlanDatabase {
@@ -70,8 +72,7 @@ class PgPlanDatabase : public PlanDatabase {
   Status SaveFailure(const std::string& plan, const PlanCursor& at,
                      const std::string& error) override;
   Status RestartPlan(const std::string& plan) override;
-  Status SaveTaskStatus(const std::string& plan, int task, double rows_per_second,
-                        int64_t eta_seconds, const std::string& throttle_reason) override;
+  Status SaveTaskStatus(const std::string& plan, int task, const TaskLiveStatus& status) override;
   Status SaveWaitReason(const std::string& plan, const std::string& reason) override;
   Result<std::vector<TaskProgress>> ListTaskProgress();
 

@@ -112,6 +112,10 @@ CREATE TABLE IF NOT EXISTS tide.live_settings (
 );
 -- Sessions the blocker policy cancelled or ended for the plan (bounded by max_per_plan).
 ALTER TABLE tide.plans ADD COLUMN IF NOT EXISTS sessions_ended int NOT NULL DEFAULT 0;
+-- A backfill yielding to the application: the sessions it yields to, and its rest after each
+-- batch in multiples of the batch's duration.
+ALTER TABLE tide.task_status ADD COLUMN IF NOT EXISTS yield_sessions int NOT NULL DEFAULT 0;
+ALTER TABLE tide.task_status ADD COLUMN IF NOT EXISTS yield_rest double precision NOT NULL DEFAULT 0;
 )SQL";
 
 // RFC 3339 in UTC, or '' for NULL.
@@ -314,17 +318,19 @@ Status PgPlanDatabase::RestartPlan(const std::string& plan) {
   }
 }
 
-Status PgPlanDatabase::SaveTaskStatus(const std::string& plan, int task, double rows_per_second,
-                                      int64_t eta_seconds, const std::string& throttle_reason) {
+Status PgPlanDatabase::SaveTaskStatus(const std::string& plan, int task, const TaskLiveStatus& s) {
   TIDE_CONNECTED();
   try {
     pg_internal::Work w(*conn_, TxLocals());
     w.exec_params0(
-        "INSERT INTO tide.task_status (plan, task, rows_per_second, eta_seconds, throttle_reason) "
-        "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (plan, task) DO UPDATE SET "
+        "INSERT INTO tide.task_status (plan, task, rows_per_second, eta_seconds, throttle_reason, "
+        "yield_sessions, yield_rest) VALUES ($1, $2, $3, $4, $5, $6, $7) "
+        "ON CONFLICT (plan, task) DO UPDATE SET "
         "rows_per_second = excluded.rows_per_second, eta_seconds = excluded.eta_seconds, "
-        "throttle_reason = excluded.throttle_reason, updated_at = now()",
-        plan, task, rows_per_second, eta_seconds, throttle_reason);
+        "throttle_reason = excluded.throttle_reason, yield_sessions = excluded.yield_sessions, "
+        "yield_rest = excluded.yield_rest, updated_at = now()",
+        plan, task, s.rows_per_second, s.eta_seconds, s.throttle_reason, s.yield_sessions,
+        s.yield_rest);
     w.commit();
     return Status::Ok();
   } catch (...) {
@@ -341,7 +347,8 @@ Result<std::vector<TaskProgress>> PgPlanDatabase::ListTaskProgress() {
                     "sum(rows_estimated)::bigint, sum(batches)::bigint, " +
                     Ts("max(b.updated_at)") +
                     ", count(*)::int, COALESCE(max(s.rows_per_second), 0), "
-                    "COALESCE(max(s.eta_seconds), -1), COALESCE(max(s.throttle_reason), '') "
+                    "COALESCE(max(s.eta_seconds), -1), COALESCE(max(s.throttle_reason), ''), "
+                    "COALESCE(max(s.yield_sessions), 0)::bigint, COALESCE(max(s.yield_rest), 0) "
                     "FROM tide.backfill b LEFT JOIN tide.task_status s "
                     "ON s.plan = b.plan AND s.task = b.task GROUP BY b.plan, b.task "
                     "ORDER BY b.plan, b.task");
@@ -362,6 +369,8 @@ Result<std::vector<TaskProgress>> PgPlanDatabase::ListTaskProgress() {
       t.rows_per_second = row[11].as<double>();
       t.eta_seconds = row[12].as<int64_t>();
       t.throttle_reason = row[13].c_str();
+      t.yield_sessions = row[14].as<int64_t>();
+      t.yield_rest = row[15].as<double>();
       out.push_back(t);
     }
     return out;

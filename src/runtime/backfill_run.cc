@@ -622,11 +622,16 @@ void BackfillRun::Monitor() {
   const StatementLimits limits{Millis(1000), Millis(5000)};
   const std::string plan = plan_;
   const int index = index_;
-  const double rate = RecentRate();
-  const int64_t eta = EtaSeconds();
-  const std::string reason =
+  TaskLiveStatus live;
+  live.rows_per_second = RecentRate();
+  live.eta_seconds = EtaSeconds();
+  live.throttle_reason =
       decision_.kind == ThrottleDecision::Kind::kRun || decision_.reason == "yield" ? ""
                                                                                  : decision_.reason;
+  if (Yielding()) {
+    live.yield_sessions = decision_.yield_sessions;
+    live.yield_rest = decision_.pause_ratio;
+  }
   // Every second, while the batches write, whether their dead rows call for a VACUUM.
   const bool read_dead = options_.vacuum_between_batches && !vacuum_running_ &&
                          (mode_ == BackfillMode::kPass || mode_ == BackfillMode::kTail);
@@ -641,9 +646,9 @@ void BackfillRun::Monitor() {
   ServerHealth* shared = env_.server_health;
   const std::string server = env_.server;
   env_.offload->Run<Reading>(
-      [db, questions, limits, plan, index, rate, eta, reason, read_dead, table, vacuum_pid, shared,
+      [db, questions, limits, plan, index, live, read_dead, table, vacuum_pid, shared,
        server, refresh_pid = !last_health_ok_] {
-        db->SaveTaskStatus(plan, index, rate, eta, reason);
+        db->SaveTaskStatus(plan, index, live);
         Reading out;
         if (refresh_pid) {
           // After a lost session: a new one has a new pid, which must not count as the
@@ -818,10 +823,15 @@ void BackfillRun::OnHealth(Result<HealthReading> r) {
       }
     }
     decision_ = next;
+    env_.metrics->SetYield(plan_, Yielding() ? next.yield_sessions : 0, Yielding() ? next.pause_ratio : 0);
   }
   env_.metrics->SetBackfillShape(plan_, database_, task_.table.Display(), sizer_.size(), open_lanes_,
                                  EtaSeconds());
   After(monitor_timer_, Millis(1000), [this] { Monitor(); });
+}
+
+bool BackfillRun::Yielding() const {
+  return decision_.kind == ThrottleDecision::Kind::kSlow && decision_.pause_ratio > 0;
 }
 
 double BackfillRun::RecentRate() const {
@@ -863,7 +873,9 @@ void BackfillRun::ReportProgress(int64_t before) {
                                       .Int("batches", s.batches)
                                       .Int("batch_size", sizer_.size())
                                       .Num("rows_per_second", RecentRate())
-                                      .Int("eta_seconds", EtaSeconds()));
+                                      .Int("eta_seconds", EtaSeconds())
+                                      .Int("yielding_to_sessions", Yielding() ? decision_.yield_sessions : 0)
+                                      .Num("yield_rest_ratio", Yielding() ? decision_.pause_ratio : 0));
 }
 
 BackfillSummary BackfillRun::Summary() const {
@@ -890,6 +902,7 @@ void BackfillRun::Finish(const Status& s) {
   if (decision_.kind != ThrottleDecision::Kind::kRun && decision_.reason != "yield") {
     env_.metrics->SetThrottled(plan_, decision_.reason, false, 0);
   }
+  env_.metrics->SetYield(plan_, 0, 0);
   env_.metrics->SetBackfillShape(plan_, database_, task_.table.Display(), sizer_.size(), 0, s.ok() ? 0 : -1);
   // Lanes waiting on a timer close now; a lane with a job in flight closes when it returns.
   for (auto& lane : lanes_) {

@@ -140,6 +140,8 @@ class BackfillRun : public std::enable_shared_from_this<BackfillRun> {
   BackfillSummary Summary() const;
   int64_t EtaSeconds() const;
   double RecentRate() const;
+  // Whether the batches yield to other sessions now (a rest after each, see HealthLimits).
+  bool Yielding() const;
 
   BackfillEnv env_;
   const std::string database_, plan_;

@@ -46,6 +46,15 @@ class SteeringTest : public ApplicationTest {
     return app;
   }
 
+  // tided, the application, then `plan` (fill_b) submitted; nullptr if the submit failed.
+  std::unique_ptr<AppSim> StartAndSubmit(const std::string& plan) {
+    StartDaemon();
+    auto app = StartApp();
+    const auto submit = Ctl({"submit", "--config", config_, WritePlan("fill_b.yaml", plan)});
+    EXPECT_EQ(submit.status, 0) << submit.output;
+    return submit.status == 0 ? std::move(app) : nullptr;
+  }
+
   void ExpectUnharmed(AppSim& app) {
     app.Stop();
     const AppReport report = app.Report();
@@ -115,9 +124,8 @@ contract:
 )";
 
 TEST_F(SteeringTest, LiveSettingsChangeTheRateWithinOneBatchAreAuditedAndOutliveARestart) {
-  StartDaemon();
-  auto app = StartApp();
-  ASSERT_EQ(Ctl({"submit", "--config", config_, WritePlan("fill_b.yaml", kFillPlan)}).status, 0);
+  auto app = StartAndSubmit(kFillPlan);
+  ASSERT_TRUE(app);
   ASSERT_TRUE(WaitFor([&] { return RowsUpdated("fill_b") > 0; }, 30s)) << Diagnostics("fill_b");
   // The cap lets at most a second's worth go at once: measured after that.
   std::this_thread::sleep_for(1500ms);
@@ -228,9 +236,8 @@ TEST_F(SteeringTest, TheBlockerPolicyTerminatesAnIdleTransactionAndLeavesASuperu
 TEST_F(SteeringTest, VerificationCatchesARowChangedWithTheSyncTriggerDisabled) {
   std::string plan = kFillPlan;
   plan.replace(plan.find("    max_rows_per_second: 200\n"), 28, "    verify: true\n");
-  StartDaemon();
-  auto app = StartApp();
-  ASSERT_EQ(Ctl({"submit", "--config", config_, WritePlan("fill_b.yaml", plan)}).status, 0);
+  auto app = StartAndSubmit(plan);
+  ASSERT_TRUE(app);
   ASSERT_TRUE(WaitFor([&] { return PlanState("fill_b") == "gating"; }, 60s)) << Diagnostics("fill_b");
   // A write that bypasses the sync trigger (a bulk fix run with triggers disabled).
   const std::string trigger = Query("SELECT tgname FROM pg_trigger WHERE tgname LIKE 'tide\\_sync\\_%'");
@@ -259,6 +266,66 @@ TEST_F(SteeringTest, VerificationCatchesARowChangedWithTheSyncTriggerDisabled) {
 // open transaction older than max_xmin_age, an inactive replication slot retaining more WAL than
 // max_slot_retained_wal, and the throttle file. Each hold names its signal in the audit log, the
 // status and tide_throttled; the application writes through it all.
+// A backfill that yields to a busy application is not throttled, but on-call sees that it
+// yields, to how many sessions and how much: in the status, its JSON, the metrics and the
+// audit log's progress lines.
+TEST_F(SteeringTest, AYieldingBackfillSaysToHowManySessionsInItsStatusMetricsAndAudit) {
+  std::string plan = kFillPlan;
+  plan.replace(plan.find("  lock_timeout: 500ms\n"), 21, "  lock_timeout: 500ms\n  yield_ratio: 1\n");
+  auto app = StartAndSubmit(plan);
+  ASSERT_TRUE(app);
+  ASSERT_TRUE(WaitFor([&] { return RowsUpdated("fill_b") > 0; }, 30s)) << Diagnostics("fill_b");
+  {
+    // Three sessions of a report, each in a transaction: at least three busy sessions.
+    std::vector<std::unique_ptr<pqxx::connection>> sessions;
+    std::vector<std::unique_ptr<pqxx::work>> open;
+    for (int i = 0; i < 3; ++i) {
+      sessions.push_back(std::make_unique<pqxx::connection>(PgCluster::Shared().Dsn(db_) + " application_name=report"));
+      open.push_back(std::make_unique<pqxx::work>(*sessions.back()));
+      open.back()->exec("SELECT count(*) FROM app_version");
+    }
+    std::string status;
+    ASSERT_TRUE(WaitFor([&] {
+      status = Ctl({"status", "--config", config_}).output;
+      return status.find("yielding to ") != std::string::npos;
+    }, 10s)) << status;
+    const size_t at = status.find("yielding to ") + 12;
+    EXPECT_GE(std::stoll(status.substr(at)), 3) << status;
+    EXPECT_NE(status.find("x as long (yield_ratio)"), std::string::npos) << status;
+
+    const std::string json = Ctl({"status", "--json", "--config", config_}).output;
+    const size_t j = json.find("\"yielding_to_sessions\":");
+    ASSERT_NE(j, std::string::npos) << json;
+    EXPECT_GE(std::stoll(json.substr(j + 23)), 3) << json;
+
+    // The gauges: sessions, and the rest after each batch (yield_ratio 1 x sessions).
+    std::string metrics;
+    auto Gauge = [&](const std::string& name) {
+      const std::string key = name + "{plan=\"fill_b\"} ";
+      const size_t k = metrics.find(key);
+      return k == std::string::npos ? -1.0 : std::stod(metrics.substr(k + key.size()));
+    };
+    ASSERT_TRUE(WaitFor([&] {
+      metrics = Metrics();
+      return Gauge("tide_yielding_sessions") >= 3;
+    }, 5s)) << metrics;
+    EXPECT_GE(Gauge("tide_yield_rest_ratio"), 3) << metrics;
+
+    // A progress line while the sessions are open says it too (one every tenth of the rows).
+    ASSERT_TRUE(WaitFor([&] {
+      for (const auto& line : AuditLines("fill_b", "backfill_progress")) {
+        const size_t y = line.find("\"yielding_to_sessions\":");
+        if (y != std::string::npos && std::stoll(line.substr(y + 23)) >= 3) return true;
+      }
+      return false;
+    }, 30s)) << Diagnostics("fill_b");
+    for (auto& w : open) w->abort();
+  }
+  FinishFillB(*app);
+  EXPECT_NE(Metrics().find("tide_yielding_sessions{plan=\"fill_b\"} 0\n"), std::string::npos)
+      << "back to 0 once the backfill ends";
+}
+
 TEST_F(SteeringTest, PostgresOwnSignalsHoldARunningBackfillUntilTheyClear) {
   std::string plan = kFillPlan;
   auto Replace = [&plan](const std::string& from, const std::string& to) {
@@ -267,9 +334,8 @@ TEST_F(SteeringTest, PostgresOwnSignalsHoldARunningBackfillUntilTheyClear) {
   Replace("  lock_timeout: 500ms\n",
           "  lock_timeout: 500ms\n  max_xmin_age: 2s\n  max_slot_retained_wal: 1MB\n  throttle_hold: 1s\n");
   Replace("max_rows_per_second: 200", "max_rows_per_second: 300");
-  StartDaemon();
-  auto app = StartApp();
-  ASSERT_EQ(Ctl({"submit", "--config", config_, WritePlan("fill_b.yaml", plan)}).status, 0);
+  auto app = StartAndSubmit(plan);
+  ASSERT_TRUE(app);
   ASSERT_TRUE(WaitFor([&] { return RowsUpdated("fill_b") > 0; }, 30s)) << Diagnostics("fill_b");
 
   auto Held = [&](const std::string& reason) {

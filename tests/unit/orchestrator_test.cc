@@ -215,7 +215,7 @@ class FakeDatabase : public PlanDatabase {
     h.throttle_query_true = throttle_;
     return h;
   }
-  Status SaveTaskStatus(const std::string&, int, double, int64_t, const std::string&) override {
+  Status SaveTaskStatus(const std::string&, int, const TaskLiveStatus&) override {
     return Status::Ok();
   }
   Status SavePause(const Pause& p) override {
@@ -449,9 +449,8 @@ class FakeConnector : public DatabaseConnector {
     Result<HealthReading> ReadHealth(const HealthQuestions& q, const StatementLimits& l) override {
       return d->ReadHealth(q, l);
     }
-    Status SaveTaskStatus(const std::string& p, int t, double r, int64_t e,
-                          const std::string& why) override {
-      return d->SaveTaskStatus(p, t, r, e, why);
+    Status SaveTaskStatus(const std::string& p, int t, const TaskLiveStatus& s) override {
+      return d->SaveTaskStatus(p, t, s);
     }
     Result<int64_t> QueryNumber(const std::string& s, const StatementLimits& l) override {
       return d->QueryNumber(s, l);

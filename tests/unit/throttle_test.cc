@@ -46,6 +46,7 @@ TEST(Throttle, BlockingNeverLiftsTheYieldOrTheLoadsPause) {
   auto d = Decide(HealthSample{Millis(0), 5, 1, false}, l);
   EXPECT_EQ(d.reason, "blocking") << "its reason shrinks the sizer";
   EXPECT_EQ(d.pause_ratio, HealthLimits::kMaxYield) << "still yields to the five sessions";
+  EXPECT_EQ(d.yield_sessions, 5);
   EXPECT_NEAR(d.size_factor, 0.5 / (1 + HealthLimits::kMaxYield), 1e-9);
   auto near = Decide(HealthSample{Millis(9500), 0, 1, false}, Limits());
   EXPECT_EQ(near.reason, "blocking");
@@ -70,6 +71,8 @@ TEST(Throttle, YieldsToOtherActiveSessionsInProportion) {
   EXPECT_EQ(busy.reason, "yield");
   EXPECT_NEAR(busy.size_factor, 0.2, 1e-9);
   EXPECT_EQ(busy.pause_ratio, 4);
+  EXPECT_EQ(busy.yield_sessions, 4) << "named in the status and tide_yielding_sessions";
+  EXPECT_EQ(idle.yield_sessions, 0);
   auto crowded = Decide(HealthSample{Millis(0), 45, 0, false}, l);
   EXPECT_EQ(crowded.pause_ratio, HealthLimits::kMaxYield) << "capped";
   EXPECT_EQ(crowded.reason, "active_sessions") << "near the limit the limit's reason wins";
