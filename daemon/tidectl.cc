@@ -906,7 +906,10 @@ int Status(const Args& a) {
         done += t.rows_updated, est += t.rows_estimated;
         if (!t.done) {
           rate = t.rows_per_second, eta = t.eta_seconds, throttle = t.throttle_reason;
-          yield_sessions = t.yield_sessions, yield_rest = t.yield_rest;
+          // A failed or aborted plan keeps the last stored yield: shown only while it backfills.
+          if (p.cursor.state == tide::PlanState::kBackfilling) {
+            yield_sessions = t.yield_sessions, yield_rest = t.yield_rest;
+          }
         }
       }
       o.Int("rows_done", done).Int("rows_estimated", est).Num("rows_per_second", rate)
@@ -977,7 +980,7 @@ int Status(const Args& a) {
         std::cout << ", " << static_cast<int64_t>(t.rows_per_second) << " rows/s, ETA "
                   << (t.eta_seconds < 0 ? std::string("unknown") : FormatEta(t.eta_seconds));
         if (!t.throttle_reason.empty()) std::cout << ", throttled: " << t.throttle_reason;
-        if (t.yield_sessions > 0) {
+        if (t.yield_sessions > 0 && p.cursor.state == tide::PlanState::kBackfilling) {
           // Not throttled: the application is busy, and each batch gives it room.
           std::cout << ", yielding to " << t.yield_sessions << " busy session"
                     << (t.yield_sessions == 1 ? "" : "s") << ": each batch 1/"

@@ -14,8 +14,8 @@ using pg_internal::WriteCursor;
 namespace {
 
 // 2: tide.leases; 3: tide.plans.waiting_reason; 4: tide.retained_columns; 5: tide.backfill.unit;
-// 6: tide.live_settings, tide.plans.sessions_ended
-constexpr int kSchemaVersion = 6;
+// 6: tide.live_settings, tide.plans.sessions_ended; 7: tide.task_status.yield_sessions, yield_rest
+constexpr int kSchemaVersion = 7;
 
 const char* kSchemaSql = R"SQL(
 CREATE SCHEMA IF NOT EXISTS tide;
@@ -348,7 +348,8 @@ Result<std::vector<TaskProgress>> PgPlanDatabase::ListTaskProgress() {
                     Ts("max(b.updated_at)") +
                     ", count(*)::int, COALESCE(max(s.rows_per_second), 0), "
                     "COALESCE(max(s.eta_seconds), -1), COALESCE(max(s.throttle_reason), ''), "
-                    "COALESCE(max(s.yield_sessions), 0)::bigint, COALESCE(max(s.yield_rest), 0) "
+                    "COALESCE(max((to_jsonb(s) ->> 'yield_sessions')::bigint), 0), "
+                    "COALESCE(max((to_jsonb(s) ->> 'yield_rest')::float8), 0) "
                     "FROM tide.backfill b LEFT JOIN tide.task_status s "
                     "ON s.plan = b.plan AND s.task = b.task GROUP BY b.plan, b.task "
                     "ORDER BY b.plan, b.task");

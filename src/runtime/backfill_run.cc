@@ -831,6 +831,7 @@ void BackfillRun::OnHealth(Result<HealthReading> r) {
 }
 
 bool BackfillRun::Yielding() const {
+  if (env_.paused && env_.paused()) return false;  // no batch runs: it neither works nor yields
   return decision_.kind == ThrottleDecision::Kind::kSlow && decision_.pause_ratio > 0;
 }
 

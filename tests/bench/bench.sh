@@ -80,7 +80,7 @@ if [[ -z "$ONLY" || "$ONLY" == matrix ]]; then
     python3 tests/bench/matrix.py --port "$PORT" --spool "$WORK/tide_$setting/spool" \
       --audit "$WORK/tide_$setting/audit.jsonl" --tidectl build/tidectl --label "$setting" \
       --rows "$ROWS" --rounds "$ROUNDS" --exprs "$EXPRS" --orders "$ORDERS" --workers "$WORKERS" \
-      --json "$MATRIX_JSON"
+      --json "$MATRIX_JSON" --pgdata "$WORK/pg_$setting/data"
     stop_tided
     pg_stop "$WORK/pg_$setting"
   done

@@ -44,7 +44,10 @@ def main():
     ap.add_argument("--workers", default="1,2",
                     help="worker counts, batching by page (batch_by: pages); a count with a k (2k) batches by key (batch_by: key)")
     ap.add_argument("--json", required=True)
+    ap.add_argument("--pgdata", required=True, help="the server's data folder (its postmaster.pid)")
     a = ap.parse_args()
+    with open(os.path.join(a.pgdata, "postmaster.pid")) as f:
+        postmaster = int(f.readline())
     psql = ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p", a.port,
             "-U", "postgres", "-d", a.db]
 
@@ -81,11 +84,38 @@ def main():
             sys.exit(f"{what} left {left} rows unfilled")
 
     def single(expr):
+        cpu = settled_cpu()
         start = time.monotonic()
         sql(f"UPDATE t SET c = {EXPRESSIONS[expr][1]} WHERE c IS NULL")
         seconds = time.monotonic() - start
+        cpu = settled_cpu() - cpu
         check("the single UPDATE")
-        return {"seconds": seconds}
+        return {"seconds": seconds, "cpu": cpu}
+
+    def pg_cpu():
+        """CPU seconds the server's processes used so far: the postmaster's, its children's alive,
+        and those of the children it has reaped. A child reaped during the scan of /proc can be
+        missed or counted twice: a few ticks of noise, as autovacuum's workers come and go."""
+        tick = os.sysconf("SC_CLK_TCK")
+        total = 0
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue  # gone meanwhile: its time is in the postmaster's reaped children
+            pid, ppid = int(entry), int(fields[1])
+            if pid == postmaster:
+                total += sum(int(x) for x in fields[11:15])  # utime stime cutime cstime
+            elif ppid == postmaster:
+                total += sum(int(x) for x in fields[11:15])  # and what it reaped (archive_command)
+        return total / tick
+
+    def settled_cpu():
+        time.sleep(0.5)  # the backends of a session that ended are reaped
+        return pg_cpu()
 
     seen = [0]
 
@@ -100,6 +130,7 @@ def main():
                     f"backfill:\n  - table: t\n    set: {{c: \"{EXPRESSIONS[expr][1]}\"}}\n"
                     f"    workers: {w}\n{by}"
                     "gates:\n  - null_count: {table: t, column: c}\n")
+        cpu = settled_cpu()
         start = time.monotonic()
         subprocess.run([a.tidectl, "submit", "--spool", a.spool, plan], check=True,
                        capture_output=True)
@@ -117,15 +148,17 @@ def main():
                         sys.exit(f"plan {name} failed: {line}")
                     if e["event"] == "plan_done":
                         seconds = time.monotonic() - start
+                        cpu = settled_cpu() - cpu
                         seen[0] = os.path.getsize(a.audit)
                         check(f"tide ({name})")
-                        return {"seconds": seconds,
+                        return {"seconds": seconds, "cpu": cpu,
                                 "backfill_seconds": finished["duration_ms"] / 1000.0,
                                 "batches": finished["batches"]}
             time.sleep(0.05)
 
     run = time.strftime("%H%M%S")  # plan names are unique per database
     results = []
+    cpu_lines = []
     print(f"\n== backfill speed, {a.rows} rows, PostgreSQL settings: {a.label}, "
           f"median of {a.rounds} rounds in alternating order")
     print(f"{'expression':<8} {'key':<9} {'UPDATE s':>8} " +
@@ -148,7 +181,10 @@ def main():
                         w = what.split("_")[1]
                         runs[what].append(tide(f"m{run}_{a.label}_{expr}_{order}_{w}_{r}", expr, w))
             cell = {"settings": a.label, "expression": expr, "key": order, "rows": a.rows,
-                    "rounds": a.rounds, "update_seconds": [x["seconds"] for x in runs["update"]]}
+                    "rounds": a.rounds, "update_seconds": [x["seconds"] for x in runs["update"]],
+                    "update_cpu_seconds": [x["cpu"] for x in runs["update"]]}
+            update_cores = statistics.median(u["cpu"] / u["seconds"] for u in runs["update"])
+            cpu_texts = []
             texts = []
             for w in workers:
                 ratios = [u["seconds"] / t["seconds"]
@@ -159,13 +195,29 @@ def main():
                     "seconds": [x["seconds"] for x in runs[f"tide_{w}"]],
                     "ratio_median": statistics.median(ratios), "ratio_rounds": ratios,
                     "backfill_only_ratio_median": statistics.median(backfill),
-                    "batches": [x["batches"] for x in runs[f"tide_{w}"]]}
+                    "batches": [x["batches"] for x in runs[f"tide_{w}"]],
+                    "cpu_seconds": [x["cpu"] for x in runs[f"tide_{w}"]],
+                    # PostgreSQL's CPU for tide's run over its CPU for the UPDATE, same round
+                    "cpu_ratio_median": statistics.median(
+                        t["cpu"] / max(u["cpu"], 0.01) for u, t in zip(runs["update"], runs[f"tide_{w}"])),
+                    "cores_median": statistics.median(t["cpu"] / t["seconds"] for t in runs[f"tide_{w}"])}
+                c = cell[f"tide_{w}_workers"]
+                cpu_texts.append(f"{c['cpu_ratio_median']:>8.2f} {c['cores_median']:>5.2f}")
                 texts.append(" ".join(f"{x:.2f}" for x in ratios))
             results.append(cell)
             print(f"{expr:<8} {order:<9} {statistics.median(cell['update_seconds']):>8.2f} " +
                   " ".join(f"{cell[f'tide_{w}_workers']['ratio_median']:>12.2f}" for w in workers) +
                   "   " + " | ".join(texts))
+            cpu_lines.append(f"{expr:<8} {order:<9} {update_cores:>12.2f} " + " ".join(cpu_texts))
             sys.stdout.flush()
+    # Where the time goes: a run can be no faster than its CPU seconds over the cores it gets.
+    print(f"\nPostgreSQL's CPU (seconds of its processes during each run; median of {a.rounds} rounds): "
+          "the UPDATE's cores busy, then per worker count tide's CPU over the UPDATE's and its cores busy")
+    print(f"{'expression':<8} {'key':<9} {'UPDATE cores':>12} " +
+          " ".join(f"{f'{w}w cpu x':>8} {'cores':>5}" for w in workers))
+    for line in cpu_lines:
+        print(line)
+    sys.stdout.flush()
     old = []
     if os.path.exists(a.json):
         with open(a.json) as f:

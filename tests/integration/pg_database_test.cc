@@ -405,11 +405,37 @@ TEST_F(PgDatabaseTest, AVersion5SchemaGetsLiveSettingsAndTheCountOfEndedSessions
   Exec("DROP TABLE tide.live_settings; ALTER TABLE tide.plans DROP COLUMN sessions_ended");
   Exec("DELETE FROM tide.schema_version WHERE version >= 6");
   ASSERT_TRUE(db_->EnsureSchema().ok());
-  EXPECT_EQ(Query("SELECT max(version) FROM tide.schema_version"), "6");
+  EXPECT_EQ(Query("SELECT max(version) FROM tide.schema_version"), "7");
   auto changed = db_->ChangeLiveSettings("p", "workers=2", "alice");
   ASSERT_TRUE(changed.ok()) << changed.status().ToString();
   EXPECT_TRUE(changed->has_value());
   EXPECT_EQ(*db_->SessionsEnded("p"), 0);
+}
+
+// A tide schema of version 6 (before the yield was kept): status reads it as not yielding, and
+// the upgrade adds the columns.
+TEST_F(PgDatabaseTest, AVersion6SchemaShowsItsTasksAndGetsTheYield) {
+  ASSERT_TRUE(db_->InsertPlan(Record("p")).ok());
+  ASSERT_TRUE(db_->CreateRanges("p", 0, "public.t", 1, {RangeBounds{}}).ok());
+  TaskLiveStatus live;
+  live.rows_per_second = 100;
+  live.yield_sessions = 3;
+  live.yield_rest = 12;
+  ASSERT_TRUE(db_->SaveTaskStatus("p", 0, live).ok());
+  Exec("ALTER TABLE tide.task_status DROP COLUMN yield_sessions, DROP COLUMN yield_rest");
+  Exec("DELETE FROM tide.schema_version WHERE version >= 7");
+  auto before = db_->ListTaskProgress();
+  ASSERT_TRUE(before.ok()) << before.status().ToString();
+  ASSERT_EQ(before->size(), 1u);
+  EXPECT_EQ(before->at(0).yield_sessions, 0);
+  EXPECT_EQ(before->at(0).rows_per_second, 100);
+  ASSERT_TRUE(db_->EnsureSchema().ok());
+  EXPECT_EQ(Query("SELECT max(version) FROM tide.schema_version"), "7");
+  ASSERT_TRUE(db_->SaveTaskStatus("p", 0, live).ok());
+  auto after = db_->ListTaskProgress();
+  ASSERT_TRUE(after.ok()) << after.status().ToString();
+  EXPECT_EQ(after->at(0).yield_sessions, 3);
+  EXPECT_EQ(after->at(0).yield_rest, 12);
 }
 
 TEST_F(PgDatabaseTest, UuidAndCompositeKeysSplitAtASampleAndEachRangeFillsItsShareOnce) {
