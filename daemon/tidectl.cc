@@ -801,6 +801,11 @@ int History(const Args& a) {
   return rc;
 }
 
+// Whether a plan in `state` runs batches: its backfill, or the gates' catch-up and sweeps.
+bool FillsRows(tide::PlanState state) {
+  return state == tide::PlanState::kBackfilling || state == tide::PlanState::kGating;
+}
+
 std::string FormatEta(int64_t seconds) {
   char buf[32];
   if (seconds >= 3600) std::snprintf(buf, sizeof buf, "%ldh%02ldm", static_cast<long>(seconds / 3600), static_cast<long>(seconds % 3600 / 60));
@@ -906,8 +911,8 @@ int Status(const Args& a) {
         done += t.rows_updated, est += t.rows_estimated;
         if (!t.done) {
           rate = t.rows_per_second, eta = t.eta_seconds, throttle = t.throttle_reason;
-          // A failed or aborted plan keeps the last stored yield: shown only while it backfills.
-          if (p.cursor.state == tide::PlanState::kBackfilling) {
+          // A failed or aborted plan keeps the last stored yield: shown only while it fills rows.
+          if (FillsRows(p.cursor.state)) {
             yield_sessions = t.yield_sessions, yield_rest = t.yield_rest;
           }
         }
@@ -980,7 +985,7 @@ int Status(const Args& a) {
         std::cout << ", " << static_cast<int64_t>(t.rows_per_second) << " rows/s, ETA "
                   << (t.eta_seconds < 0 ? std::string("unknown") : FormatEta(t.eta_seconds));
         if (!t.throttle_reason.empty()) std::cout << ", throttled: " << t.throttle_reason;
-        if (t.yield_sessions > 0 && p.cursor.state == tide::PlanState::kBackfilling) {
+        if (t.yield_sessions > 0 && FillsRows(p.cursor.state)) {
           // Not throttled: the application is busy, and each batch gives it room.
           std::cout << ", yielding to " << t.yield_sessions << " busy session"
                     << (t.yield_sessions == 1 ? "" : "s") << ": each batch 1/"

@@ -89,8 +89,9 @@ void Orchestrator::Run::Next() {
   if (!abort_by_.empty() && cursor_.state != PlanState::kAborting) return BeginAbort();
   const PlanCursor normalized = Normalize(plan_, cursor_);
   // A phase with nothing to do is passed in the stored state too, so that `tidectl status`
-  // shows where the plan is (gating, not backfilling, for a plan without backfill).
-  if (normalized.state != cursor_.state && cursor_.state != PlanState::kAccepted) {
+  // shows where the plan is (gating, not backfilling, for a plan without backfill; backfilling,
+  // not accepted, for a plan without expand steps).
+  if (normalized.state != cursor_.state) {
     return Advance(normalized);
   }
   cursor_ = normalized;

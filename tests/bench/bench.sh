@@ -10,7 +10,7 @@
 #    in heap order, a uuid key, a bigint key with the heap shuffled), the single
 #    `UPDATE t SET c = expr WHERE c IS NULL` against tide unthrottled with each worker count, over
 #    R rounds (default 3) in alternating order on a fresh table each time: the median ratio and
-#    every round's.
+#    every round's; then PostgreSQL's CPU seconds for each run, tide's over the UPDATE's.
 # 2. The impact (tuned settings, the join, N rows): tide with 2 workers sharing
 #    `max_rows_per_second` (N/20), the rate it held; pgbench -c 4 -j 2 alone for S seconds (TPS,
 #    p50/p99 latency), before and after; the same pgbench while tide backfills with its defaults,
