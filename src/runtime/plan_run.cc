@@ -89,10 +89,13 @@ void Orchestrator::Run::Next() {
   if (!abort_by_.empty() && cursor_.state != PlanState::kAborting) return BeginAbort();
   const PlanCursor normalized = Normalize(plan_, cursor_);
   // A phase with nothing to do is passed in the stored state too, so that `tidectl status`
-  // shows where the plan is (gating, not backfilling, for a plan without backfill; backfilling,
-  // not accepted, for a plan without expand steps).
-  if (normalized.state != cursor_.state) {
+  // shows where the plan is (gating, not backfilling, for a plan without backfill). A plan that
+  // has not started stays accepted until it does something (see kRunBackfillTask below).
+  if (normalized.state != cursor_.state && cursor_.state != PlanState::kAccepted) {
     return Advance(normalized);
+  }
+  if (cursor_.state == PlanState::kAccepted && normalized.state != PlanState::kAccepted) {
+    accepted_stored_ = false;
   }
   cursor_ = normalized;
   AnnouncePhase();
@@ -127,7 +130,15 @@ void Orchestrator::Run::Next() {
       return RunStep("contract", plan_.contract[a.index], a.index);
     case Action::Kind::kRunRollbackStep:
       return RunStep("rollback", plan_.rollback[a.index], a.index);
-    case Action::Kind::kRunBackfillTask: return StartTask(a.index);
+    case Action::Kind::kRunBackfillTask:
+      // A plan without expand steps starts with its backfill: stored as backfilling (with its
+      // start time) before the first batch, not left accepted in `tidectl status` until its
+      // gates. Past the pause, the audit log and the backup, like an expand step's cursor.
+      if (!accepted_stored_) {
+        accepted_stored_ = true;
+        return Advance(cursor_);
+      }
+      return StartTask(a.index);
     case Action::Kind::kCheckGates: return CheckGates();
     case Action::Kind::kFinish: return Finish();
     case Action::Kind::kFinishAborted: return FinishAborted();

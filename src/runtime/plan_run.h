@@ -225,6 +225,7 @@ class Orchestrator::Run : public std::enable_shared_from_this<Orchestrator::Run>
   };
   std::vector<Unfillable> unfillable_;
   bool backup_checked_ = false;
+  bool accepted_stored_ = true;  // false while the stored state is accepted and this run is past it
   std::string abort_by_;  // who asked for the abort; empty: no abort
   std::string revert_by_;  // who asked for the revert
   bool file_in_spool_ = true;  // the plan's file is in active/

@@ -300,6 +300,8 @@ TEST_F(SteeringTest, AYieldingBackfillSaysToHowManySessionsInItsStatusMetricsAnd
       return Number(status, "yielding to ") >= 3;
     }, 15s)) << status;
     EXPECT_NE(status.find("x as long (yield_ratio)"), std::string::npos) << status;
+    EXPECT_NE(status.find("app/fill_b  backfilling"), std::string::npos)
+        << "a plan without expand steps is backfilling, not accepted: " << status;
 
     std::string json;
     EXPECT_TRUE(WaitFor([&] {

@@ -100,7 +100,7 @@ class PgDatabaseTest : public ::testing::Test {
 };
 
 TEST_F(PgDatabaseTest, SchemaIsCreatedOnceAndSafeToEnsureConcurrently) {
-  EXPECT_EQ(Query("SELECT max(version) FROM tide.schema_version"), "6");
+  EXPECT_EQ(Query("SELECT max(version) FROM tide.schema_version"), "7");
   std::vector<std::thread> threads;
   std::atomic<int> ok{0};
   for (int i = 0; i < 4; ++i) {
