@@ -73,6 +73,14 @@ ThrottleDecision Decide(const HealthSample& s, const HealthLimits& l) {
   return d;
 }
 
+std::string ThrottledReason(const ThrottleDecision& d) {
+  return d.kind == ThrottleDecision::Kind::kRun || d.reason == "yield" ? std::string() : d.reason;
+}
+
+bool Yields(const ThrottleDecision& d) {
+  return d.kind == ThrottleDecision::Kind::kSlow && d.pause_ratio > 0;
+}
+
 bool IsHeldSignal(const std::string& reason) {
   return reason == "autovacuum" || reason == "archive_backlog" || reason == "slot_retained_wal" ||
          reason == "xmin_age" || reason == "forced_checkpoint";

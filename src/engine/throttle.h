@@ -70,6 +70,12 @@ struct ThrottleDecision {
 // checkpoint halves the batch.
 ThrottleDecision Decide(const HealthSample& s, const HealthLimits& l);
 
+// The reason a decision holds the backfill back, as status, tide_throttled and the audit log
+// show it: "" at full speed, and while it only yields to the application (not throttling).
+std::string ThrottledReason(const ThrottleDecision& d);
+// Whether a decision yields to the application: smaller batches and a rest after each.
+bool Yields(const ThrottleDecision& d);
+
 // Whether `reason` is one of PostgreSQL's signals that hold for HealthLimits::hold.
 bool IsHeldSignal(const std::string& reason);
 

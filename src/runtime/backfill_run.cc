@@ -625,9 +625,7 @@ void BackfillRun::Monitor() {
   TaskLiveStatus live;
   live.rows_per_second = RecentRate();
   live.eta_seconds = EtaSeconds();
-  live.throttle_reason =
-      decision_.kind == ThrottleDecision::Kind::kRun || decision_.reason == "yield" ? ""
-                                                                                 : decision_.reason;
+  live.throttle_reason = ThrottledReason(decision_);
   if (Yielding()) {
     live.yield_sessions = decision_.yield_sessions;
     live.yield_rest = decision_.pause_ratio;
@@ -786,11 +784,8 @@ void BackfillRun::OnHealth(Result<HealthReading> r) {
     }
     if (next.reason == "blocking") sizer_.Shrink();
     // Yielding to other sessions is normal operation, not throttling.
-    auto Reason = [](const ThrottleDecision& d) {
-      return d.kind == ThrottleDecision::Kind::kRun || d.reason == "yield" ? std::string() : d.reason;
-    };
-    const std::string old_reason = Reason(decision_);
-    const std::string new_reason = Reason(next);
+    const std::string old_reason = ThrottledReason(decision_);
+    const std::string new_reason = ThrottledReason(next);
     if (!old_reason.empty()) env_.metrics->SetThrottled(plan_, old_reason, new_reason == old_reason, tick / 1000.0);
     if (new_reason != old_reason) {
       if (!old_reason.empty()) {
@@ -823,7 +818,7 @@ void BackfillRun::OnHealth(Result<HealthReading> r) {
       }
     }
     decision_ = next;
-    env_.metrics->SetYield(plan_, Yielding() ? next.yield_sessions : 0, Yielding() ? next.pause_ratio : 0);
+    env_.metrics->SetYield(plan_, Yielding() ? decision_.yield_sessions : 0, Yielding() ? decision_.pause_ratio : 0);
   }
   env_.metrics->SetBackfillShape(plan_, database_, task_.table.Display(), sizer_.size(), open_lanes_,
                                  EtaSeconds());
@@ -832,7 +827,7 @@ void BackfillRun::OnHealth(Result<HealthReading> r) {
 
 bool BackfillRun::Yielding() const {
   if (env_.paused && env_.paused()) return false;  // no batch runs: it neither works nor yields
-  return decision_.kind == ThrottleDecision::Kind::kSlow && decision_.pause_ratio > 0;
+  return Yields(decision_);
 }
 
 double BackfillRun::RecentRate() const {
@@ -900,9 +895,7 @@ void BackfillRun::Finish(const Status& s) {
   if (finished_) return;
   finished_ = true;
   Stop();
-  if (decision_.kind != ThrottleDecision::Kind::kRun && decision_.reason != "yield") {
-    env_.metrics->SetThrottled(plan_, decision_.reason, false, 0);
-  }
+  if (!ThrottledReason(decision_).empty()) env_.metrics->SetThrottled(plan_, decision_.reason, false, 0);
   env_.metrics->SetYield(plan_, 0, 0);
   env_.metrics->SetBackfillShape(plan_, database_, task_.table.Display(), sizer_.size(), 0, s.ok() ? 0 : -1);
   // Lanes waiting on a timer close now; a lane with a job in flight closes when it returns.

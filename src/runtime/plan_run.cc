@@ -94,7 +94,7 @@ void Orchestrator::Run::Next() {
   if (normalized.state != cursor_.state && cursor_.state != PlanState::kAccepted) {
     return Advance(normalized);
   }
-  if (cursor_.state == PlanState::kAccepted && normalized.state != PlanState::kAccepted) {
+  if (cursor_.state == PlanState::kAccepted && normalized.state == PlanState::kBackfilling) {
     accepted_stored_ = false;
   }
   cursor_ = normalized;

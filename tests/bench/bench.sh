@@ -62,7 +62,6 @@ done
 
 source tests/bench/lib.sh
 bench_setup bench
-TUNED_OPTS="-c shared_buffers=256MB -c max_wal_size=4GB -c checkpoint_timeout=30min"
 PSQL_BASE=(psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -U postgres)
 
 MATRIX_JSON=$WORK/matrix.json
@@ -94,28 +93,9 @@ fi
 [[ -f "$MATRIX_JSON" ]] || echo "[]" >"$MATRIX_JSON"
 
 PORT=$(free_port)
-PG_OPTS="$TUNED_OPTS" pg_start "$WORK/pg" "$PORT"
-PSQL=(psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PORT" -U postgres)
-"${PSQL[@]}" -d postgres -c "CREATE DATABASE bench"
-PGBENCH=$PG_BIN/pgbench
-"$PGBENCH" -i -q -s 10 -h 127.0.0.1 -p "$PORT" -U postgres bench >/dev/null 2>&1
-
 echo "== data: $ROWS rows to fill from a join (patient offers -> offers)"
-"${PSQL[@]}" -d bench <<SQL
-CREATE TABLE offers (id bigint PRIMARY KEY, clinic text NOT NULL);
-INSERT INTO offers SELECT g, 'clinic-' || (g % 200) FROM generate_series(1, 20000) g;
-CREATE TABLE template AS
-  SELECT g::bigint AS id, 1 + (g::bigint * 104729) % 20000 AS offer_id, NULL::text AS clinic
-  FROM generate_series(1, $ROWS) g;
-SQL
-
-reset_table() {
-  "${PSQL[@]}" -d bench -c "SET client_min_messages = warning" \
-    -c "DROP TABLE IF EXISTS t" \
-    -c "CREATE TABLE t AS SELECT * FROM template" -c "ALTER TABLE t ADD PRIMARY KEY (id)" \
-    -c "VACUUM ANALYZE t" -c "CHECKPOINT" >/dev/null
-}
-EXPR='(SELECT o.clinic FROM offers o WHERE o.id = t.offer_id)'
+join_bench_db "$ROWS"
+EXPR=$JOIN_EXPR
 now() { date +%s.%N; }
 
 run_update() {  # prints seconds

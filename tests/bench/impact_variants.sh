@@ -22,22 +22,7 @@ done
 source tests/bench/lib.sh
 bench_setup variants
 PORT=$(free_port)
-PG_OPTS="-c shared_buffers=256MB -c max_wal_size=4GB -c checkpoint_timeout=30min" pg_start "$WORK/pg" "$PORT"
-PSQL=(psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PORT" -U postgres)
-"${PSQL[@]}" -d postgres -c "CREATE DATABASE bench"
-"$PG_BIN/pgbench" -i -q -s 10 -h 127.0.0.1 -p "$PORT" -U postgres bench >/dev/null 2>&1
-"${PSQL[@]}" -d bench <<SQL
-CREATE TABLE offers (id bigint PRIMARY KEY, clinic text NOT NULL);
-INSERT INTO offers SELECT g, 'clinic-' || (g % 200) FROM generate_series(1, 20000) g;
-CREATE TABLE template AS
-  SELECT g::bigint AS id, 1 + (g::bigint * 104729) % 20000 AS offer_id, NULL::text AS clinic
-  FROM generate_series(1, $ROWS) g;
-SQL
-reset_table() {
-  "${PSQL[@]}" -d bench -c "SET client_min_messages = warning" -c "DROP TABLE IF EXISTS t" \
-    -c "CREATE TABLE t AS SELECT * FROM template" -c "ALTER TABLE t ADD PRIMARY KEY (id)" \
-    -c "VACUUM ANALYZE t" -c "CHECKPOINT" >/dev/null
-}
+join_bench_db "$ROWS"
 start_tided "$WORK/tide"
 LOGS=$WORK/logs
 mkdir -p "$LOGS"
@@ -55,11 +40,11 @@ database: app
 settings: {statement_timeout: 5m${settings:+, $settings}}
 backfill:
   - table: t
-    set: {clinic: "(SELECT o.clinic FROM offers o WHERE o.id = t.offer_id)"}
+    set: {clinic: "$JOIN_EXPR"}
 gates:
   - null_count: {table: t, column: clinic}
 YAML
-    (cd "$WORK" && "$PG_BIN/pgbench" -c 4 -j 2 -T "$SECONDS_PGBENCH" -l --log-prefix="$LOGS/$plan" \
+    (cd "$WORK" && "$PGBENCH" -c 4 -j 2 -T "$SECONDS_PGBENCH" -l --log-prefix="$LOGS/$plan" \
        -h 127.0.0.1 -p "$PORT" -U postgres bench >"$LOGS/$plan.out" 2>&1) &
     pb=$!
     sleep 1

@@ -47,6 +47,8 @@ TEST(Throttle, BlockingNeverLiftsTheYieldOrTheLoadsPause) {
   EXPECT_EQ(d.reason, "blocking") << "its reason shrinks the sizer";
   EXPECT_EQ(d.pause_ratio, HealthLimits::kMaxYield) << "still yields to the five sessions";
   EXPECT_EQ(d.yield_sessions, 5);
+  EXPECT_EQ(ThrottledReason(d), "blocking");
+  EXPECT_TRUE(Yields(d));
   EXPECT_NEAR(d.size_factor, 0.5 / (1 + HealthLimits::kMaxYield), 1e-9);
   auto near = Decide(HealthSample{Millis(9500), 0, 1, false}, Limits());
   EXPECT_EQ(near.reason, "blocking");
@@ -73,6 +75,9 @@ TEST(Throttle, YieldsToOtherActiveSessionsInProportion) {
   EXPECT_EQ(busy.pause_ratio, 4);
   EXPECT_EQ(busy.yield_sessions, 4) << "named in the status and tide_yielding_sessions";
   EXPECT_EQ(idle.yield_sessions, 0);
+  EXPECT_TRUE(Yields(busy));
+  EXPECT_FALSE(Yields(idle));
+  EXPECT_EQ(ThrottledReason(busy), "") << "yielding is not throttling";
   auto crowded = Decide(HealthSample{Millis(0), 45, 0, false}, l);
   EXPECT_EQ(crowded.pause_ratio, HealthLimits::kMaxYield) << "capped";
   EXPECT_EQ(crowded.reason, "active_sessions") << "near the limit the limit's reason wins";
